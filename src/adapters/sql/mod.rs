@@ -1,0 +1,3 @@
+//! SQL Server access: the statements `upgrade` sends, and the clients that send them.
+
+pub mod statements;

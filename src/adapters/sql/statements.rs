@@ -1,0 +1,96 @@
+//! Every SQL statement `upgrade` sends, in one place, so a reviewer (and the lab's TDS double) can
+//! see the whole conversation. Builders quote identifiers and literals; they never run anything.
+//! Read-only statements come first; the two that change state (BACKUP, and nothing else) are marked.
+
+/// `[name]` with `]` doubled, for database names.
+pub fn quote_ident(name: &str) -> String {
+    format!("[{}]", name.replace(']', "]]"))
+}
+
+/// `N'text'` with `'` doubled.
+pub fn quote_literal(text: &str) -> String {
+    format!("N'{}'", text.replace('\'', "''"))
+}
+
+/// One row: the full version banner.
+pub const VERSION: &str = "SELECT @@VERSION";
+
+/// One row, three nvarchar columns: ProductVersion (e.g. `8.00.2039`), ProductLevel, Edition.
+pub const SERVER_PROPERTIES: &str = "SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128)) AS product_version, CAST(SERVERPROPERTY('ProductLevel') AS nvarchar(128)) AS product_level, CAST(SERVERPROPERTY('Edition') AS nvarchar(128)) AS edition";
+
+/// One row (name) if the database exists. Works on SQL Server 2000 (no `sys.databases`).
+pub fn database_exists(database: &str) -> String {
+    format!(
+        "SELECT name FROM master.dbo.sysdatabases WHERE name = {}",
+        quote_literal(database)
+    )
+}
+
+/// The newest full backup of `database` to the file `path`, from msdb's history.
+/// Columns: backup_set_id (int), database_name, backup_start_date, backup_finish_date (datetime),
+/// physical_device_name (nvarchar).
+pub fn latest_backup_to(database: &str, path: &str) -> String {
+    format!(
+        "SELECT TOP 1 bs.backup_set_id, bs.database_name, bs.backup_start_date, bs.backup_finish_date, bmf.physical_device_name \
+         FROM msdb.dbo.backupset bs JOIN msdb.dbo.backupmediafamily bmf ON bs.media_set_id = bmf.media_set_id \
+         WHERE bs.database_name = {} AND bs.type = 'D' AND bmf.physical_device_name = {} \
+         ORDER BY bs.backup_finish_date DESC",
+        quote_literal(database),
+        quote_literal(path)
+    )
+}
+
+/// The backup sets in a file. Columns read by name: BackupName, BackupType (1 = full database),
+/// DatabaseName, BackupStartDate, BackupFinishDate, Position.
+pub fn restore_headeronly(path: &str) -> String {
+    format!("RESTORE HEADERONLY FROM DISK = {}", quote_literal(path))
+}
+
+/// Checks the backup file is complete and readable; `checksum` only on SQL Server 2005 and later.
+pub fn restore_verifyonly(path: &str, checksum: bool) -> String {
+    let with = if checksum { " WITH CHECKSUM" } else { "" };
+    format!("RESTORE VERIFYONLY FROM DISK = {}{with}", quote_literal(path))
+}
+
+/// CHANGES STATE: writes the backup file (overwriting it: `INIT`) and a row in msdb's history.
+/// `checksum` only on SQL Server 2005 and later.
+pub fn backup_database(database: &str, path: &str, name: &str, checksum: bool) -> String {
+    let checksum = if checksum { ", CHECKSUM" } else { "" };
+    format!(
+        "BACKUP DATABASE {} TO DISK = {} WITH INIT{checksum}, NAME = {}",
+        quote_ident(database),
+        quote_literal(path),
+        quote_literal(name)
+    )
+}
+
+/// Connector-space objects per management agent. Columns: ma_name (nvarchar), objects (int).
+pub fn connector_space_counts(database: &str) -> String {
+    let db = quote_ident(database);
+    format!(
+        "SELECT ma.ma_name, COUNT(*) AS objects FROM {db}.dbo.mms_connectorspace cs \
+         JOIN {db}.dbo.mms_management_agent ma ON cs.ma_id = ma.ma_id GROUP BY ma.ma_name"
+    )
+}
+
+/// Management agents, including those with an empty connector space. Column: ma_name.
+pub fn management_agents(database: &str) -> String {
+    format!("SELECT ma_name FROM {}.dbo.mms_management_agent", quote_ident(database))
+}
+
+/// Metaverse objects in all. Column: objects (int).
+pub fn metaverse_count(database: &str) -> String {
+    format!("SELECT COUNT(*) AS objects FROM {}.dbo.mms_metaverse", quote_ident(database))
+}
+
+/// One management agent's connector-space objects, for DN, anchor and sub-tree searches.
+/// Columns: object_id, pobject_id (parent; NULL at the root), rdn, anchor (all nvarchar).
+/// DNs are rebuilt from the parent chain by the caller (SQL Server 2000 has no recursive CTE).
+pub fn connector_space_objects(database: &str, management_agent: &str) -> String {
+    let db = quote_ident(database);
+    format!(
+        "SELECT cs.object_id, cs.pobject_id, cs.rdn, cs.anchor FROM {db}.dbo.mms_connectorspace cs \
+         JOIN {db}.dbo.mms_management_agent ma ON cs.ma_id = ma.ma_id WHERE ma.ma_name = {}",
+        quote_literal(management_agent)
+    )
+}

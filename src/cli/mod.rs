@@ -1,0 +1,1 @@
+//! The command line: argument parsing, help, and dispatch to validation, schema and the engine.

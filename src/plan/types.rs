@@ -1,0 +1,489 @@
+//! The plan language's types: what a plan file may say, and nothing about how it is carried out.
+//! The JSON Schema (`upgrade schema`) is derived from these types; validation that serde cannot
+//! express (references, order, paths, secrets) lives in `validate`, not here.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::values::{AbsPath, Duration, ProductCode, Secret, Sha256Hex, StepId};
+
+/// A whole plan file.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Version of the plan language. Only `1` exists.
+    pub version: u32,
+    /// Short name of the plan; names the journal file.
+    pub name: String,
+    /// What this plan is for, in words a reviewer reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The server being upgraded.
+    pub server: Server,
+    /// Where the journal and lock are kept. Default: `.upgrade/` beside the plan file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<StateConfig>,
+    /// Locations of the tools the steps run. Windows defaults apply when absent.
+    #[serde(default)]
+    pub tools: Tools,
+    /// The steps, in the order a reader follows them. Execution order comes from `after:` and references.
+    pub steps: Vec<StepSpec>,
+}
+
+/// The server the plan acts on.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    /// How to reach the SQL Server that holds the sync database.
+    pub sql: SqlConnection,
+}
+
+/// A SQL Server connection.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlConnection {
+    /// Host name or address; `(local)` and `.` mean this machine.
+    pub host: String,
+    /// Named instance (e.g. `SQLEXPRESS`); absent for the default instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// TCP port; default 1433 (or resolved through SQL Browser for a named instance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// How to log in.
+    pub auth: SqlAuth,
+    /// Which client library talks to the server: `tds` (built-in, SQL Server 2005 and later) or
+    /// `odbc` (needed for SQL Server 2000, whose TDS 7.1 result sets the built-in client cannot read).
+    #[serde(default)]
+    pub driver: SqlDriver,
+    /// ODBC driver name for `driver: odbc`. Default: `SQL Server` on Windows, `FreeTDS` elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub odbc_driver: Option<String>,
+    /// TLS for the TDS connection. Default `not_supported` (SQL Server 2000 has none).
+    #[serde(default)]
+    pub encryption: Encryption,
+    /// Accept the server's certificate without validation (self-signed certificates).
+    #[serde(default)]
+    pub trust_server_certificate: bool,
+}
+
+/// Login method.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum SqlAuth {
+    /// Windows (integrated) authentication as the account running `upgrade`.
+    Windows,
+    /// A SQL Server login.
+    Sql(SqlLogin),
+}
+
+/// A SQL Server login name and where its password comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlLogin {
+    pub user: String,
+    pub password: Secret,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SqlDriver {
+    #[default]
+    Tds,
+    Odbc,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Encryption {
+    /// No TLS at all (SQL Server 2000; servers without a certificate).
+    #[default]
+    NotSupported,
+    /// TLS for the login only.
+    Off,
+    /// TLS for the whole session.
+    Required,
+}
+
+/// Where the journal (state) and lock live.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// Folder for the journal and the lock.
+    pub dir: AbsPath,
+}
+
+/// Tool locations on the server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tools {
+    /// The key management utility. Default:
+    /// `C:\Program Files\Microsoft Identity Integration Server\Bin\miiskmu.exe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub miiskmu: Option<AbsPath>,
+    /// Windows Installer. Default: `C:\Windows\System32\msiexec.exe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub msiexec: Option<AbsPath>,
+    /// Registry query tool used to find installed products. Default: `C:\Windows\System32\reg.exe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reg: Option<AbsPath>,
+    /// Service control tool. Default: `C:\Windows\System32\sc.exe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sc: Option<AbsPath>,
+}
+
+/// One step: an id, what it must come after, and exactly one kind.
+///
+/// In YAML the kind is the one key besides `id`, `after` and `description`, e.g.
+/// `backup_database: {...}`. The loader enforces "exactly one".
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct StepSpec {
+    /// Unique id, referenced by `after:` and by other steps.
+    pub id: StepId,
+    /// Steps that must be done before this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<StepId>,
+    /// What this step is for (shown in plans).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The kind of step and its settings.
+    #[serde(flatten)]
+    pub kind: StepKind,
+}
+
+/// Every kind of step. The serde tag is the kind's name everywhere (YAML key, output, journal).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum StepKind {
+    BackupDatabase(BackupDatabase),
+    ExportKeys(ExportKeys),
+    BackupFiles(BackupFiles),
+    SnapshotConnectorSpace(SnapshotConnectorSpace),
+    Uninstall(Uninstall),
+    Install(Install),
+    Verify(Verify),
+}
+
+/// Back up a database with SQL Server's own BACKUP DATABASE, then verify the file.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupDatabase {
+    /// Database name, e.g. `MicrosoftIdentityIntegrationServer` or `FIMSynchronizationService`.
+    pub database: String,
+    /// Backup file, as a path on the SQL Server machine.
+    pub to: AbsPath,
+    /// Run RESTORE VERIFYONLY after the backup (default true).
+    #[serde(default = "default_true")]
+    pub verify: bool,
+    /// A backup older than this does not count (e.g. `24h`, `7d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Duration>,
+}
+
+/// Export the encryption key set with `miiskmu /e FILE /u:ACCOUNT *`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportKeys {
+    /// The key tool; default `tools.miiskmu`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<AbsPath>,
+    /// Key file to write. It is a secret: keep it off shared folders.
+    pub to: AbsPath,
+    /// The sync service account whose password protects the export.
+    pub account: ServiceLogin,
+    /// Seconds to wait for the tool (default 300).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
+/// An account as the key tool names it: `[DOMAIN\]USER` and its password.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceLogin {
+    /// `DOMAIN\user` or `user`.
+    pub user: String,
+    pub password: Secret,
+}
+
+/// Copy a folder with a sha256 manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupFiles {
+    /// Folder to copy, e.g. the rules extensions folder.
+    pub from: AbsPath,
+    /// Destination folder; a `SHA256SUMS` manifest is written into it.
+    pub to: AbsPath,
+}
+
+/// Record connector-space object counts per management agent, and the metaverse total.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConnectorSpace {
+    pub database: String,
+}
+
+/// Remove an installed product with Windows Installer. The database is never touched.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Uninstall {
+    /// Which product.
+    pub product: ProductRef,
+    /// Extra msiexec arguments, e.g. public properties the product's uninstall understands.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_args: Vec<String>,
+    /// Exit codes that count as success (default 0, 1605, 1641, 3010).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_exit_codes: Option<Vec<i32>>,
+    /// Verbose Windows Installer log (`/l*v`). Default: in the state folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<AbsPath>,
+    /// Run without a database backup, key export and extensions backup before it.
+    /// Only for servers whose data is protected some other way.
+    #[serde(default)]
+    pub unprotected: bool,
+    /// Retries while another installation is in progress (exit 1618).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    /// Seconds to wait for msiexec (default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
+/// Backoff for exit 1618.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// How many times to try in all (default 5).
+    pub attempts: u32,
+    /// Delay before the first retry, doubled each time (default `30s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Duration>,
+}
+
+/// An installed product, by Windows Installer product code or by display name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProductRef {
+    /// `{XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX}`
+    ProductCode(ProductCode),
+    /// Display name as Add/Remove Programs shows it; resolved to a code on the server.
+    Name(String),
+}
+
+/// Install the new product and answer its installer.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Install {
+    /// The installer: a `.msi` (run through msiexec) or a setup `.exe`.
+    pub installer: AbsPath,
+    /// sha256 of the installer media; checked before running it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Sha256Hex>,
+    /// The product that must be installed afterwards.
+    pub detect: Detect,
+    /// What the installer asks, as typed answers.
+    #[serde(default)]
+    pub answers: Answers,
+    /// How answers become installer properties for a known installer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<AnswerProfile>,
+    /// Extra or overriding MSI properties; values may use `{answers.FIELD}` placeholders.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+    /// MSI transforms (`TRANSFORMS=a.mst;b.mst`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transforms: Vec<AbsPath>,
+    /// For a setup `.exe`: the argument list, each item may use `{answers.FIELD}` placeholders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Vec<String>>,
+    /// Text written to the installer's standard input (placeholders allowed); the way to hand a
+    /// secret to an installer that reads it there instead of from its command line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+    /// Allow a secret on the installer's command line (msiexec takes properties only there).
+    /// Without this, a secret placeholder in `properties`/`arguments` is an error.
+    #[serde(default)]
+    pub secrets_on_command_line: bool,
+    /// Exit codes that count as success (default 0, 1641, 3010).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_exit_codes: Option<Vec<i32>>,
+    /// Verbose installer log. Default: in the state folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<AbsPath>,
+    /// Retries while another installation is in progress (exit 1618).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    /// Seconds to wait for the installer (default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
+/// The product an install must leave behind.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Detect {
+    pub product: ProductRef,
+    /// Required `DisplayVersion` prefix, e.g. `3.` or `4.4.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// Known installers whose answers map to properties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerProfile {
+    /// MIM 2016 Synchronization Service MSI: STORESERVER, SQLINSTANCE, SQLDB, SERVICEACCOUNT,
+    /// SERVICEPASSWORD, SERVICEDOMAIN, GROUP*, ACCEPT_EULA=1, FIREWALL_CONF=1.
+    Mim2016Sync,
+}
+
+/// The installer's questions, typed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Answers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup_type: Option<SetupType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<Store>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<ServiceAccount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Groups>,
+    /// Key set to import when the server has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<KeyFile>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SetupType {
+    Complete,
+    Custom,
+}
+
+/// Where the existing sync database is.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Store {
+    pub server: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    pub database: String,
+    /// Answer "yes" to "use the existing database".
+    pub reuse_existing: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccount {
+    pub user: String,
+    pub domain: String,
+    pub password: Secret,
+}
+
+/// The five security groups.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Groups {
+    pub admins: String,
+    pub operators: String,
+    pub joiners: String,
+    pub browse: String,
+    pub password_set: String,
+}
+
+/// A key file: the output of an `export_keys` step, or a path.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum KeyFile {
+    /// The id of an `export_keys` step.
+    From(StepId),
+    Path(AbsPath),
+}
+
+/// Checks after the upgrade.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    /// Connector-space counts must equal a snapshot step's, per management agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector_space: Option<ConnectorSpaceCheck>,
+    /// Searches like the GUI's "Search Connector Space".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<Search>,
+    /// Windows services that must be running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceCheck>,
+    /// Commands with expected exit code and output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<CommandCheck>,
+    /// SQL queries with an expected scalar.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sql: Vec<SqlCheck>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorSpaceCheck {
+    /// The id of a `snapshot_connector_space` step.
+    pub same_as: StepId,
+}
+
+/// A connector-space search: one management agent, and a DN prefix, an anchor prefix or a sub-tree.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Search {
+    /// Database to search; default: the snapshot step's database, else the first backup's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    pub management_agent: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dn_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor_prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtree: Option<String>,
+    /// At least this many objects must match (default 1).
+    #[serde(default = "default_one")]
+    pub min_count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceCheck {
+    /// Service name, e.g. `miiserver` or `FIMSynchronizationService`.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CommandCheck {
+    /// Program and arguments.
+    pub run: Vec<String>,
+    /// Expected exit code (default 0).
+    #[serde(default)]
+    pub exit_code: i32,
+    /// Regular expression the standard output must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_matches: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SqlCheck {
+    pub database: String,
+    /// A query returning one value.
+    pub query: String,
+    /// The value, as text.
+    pub expect: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_one() -> u64 {
+    1
+}

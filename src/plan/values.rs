@@ -1,0 +1,238 @@
+//! Checked scalar values of the plan language: absolute paths, GUIDs, durations, hashes, step ids
+//! and secret references. Each parses from YAML with an error that says what was expected;
+//! none of them touches the world (a secret is resolved only by `crate::secrets`).
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Implements `Serialize`/`Deserialize` for a newtype over `String` checked by `parse`.
+macro_rules! checked_string {
+    ($ty:ident) => {
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(&self.0)
+            }
+        }
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                $ty::parse(&raw).map_err(serde::de::Error::custom)
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl $ty {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+/// An absolute path: Windows `C:\...`, UNC `\\server\share\...`, or POSIX `/...`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[schemars(transparent)]
+pub struct AbsPath(#[schemars(regex(pattern = r"^([A-Za-z]:[\\/]|\\\\[^\\]+\\[^\\]+|/)"))] String);
+checked_string!(AbsPath);
+
+impl AbsPath {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let b = raw.as_bytes();
+        let drive = b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && (b[2] == b'\\' || b[2] == b'/');
+        let unc = raw.starts_with(r"\\") && {
+            let rest = &raw[2..];
+            let mut parts = rest.split('\\');
+            matches!((parts.next(), parts.next()), (Some(s), Some(h)) if !s.is_empty() && !h.is_empty())
+        };
+        let posix = raw.starts_with('/');
+        if drive || unc || posix {
+            Ok(AbsPath(raw.to_string()))
+        } else {
+            Err(format!(
+                "expected an absolute path (C:\\..., \\\\server\\share\\... or /...), found `{raw}`"
+            ))
+        }
+    }
+
+    /// The path as this machine's file system sees it.
+    pub fn to_path_buf(&self) -> std::path::PathBuf {
+        std::path::PathBuf::from(&self.0)
+    }
+}
+
+/// A Windows Installer product code: a GUID in braces.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, JsonSchema)]
+#[schemars(transparent)]
+pub struct ProductCode(
+    #[schemars(regex(pattern = r"^\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}$"))]
+    String,
+);
+checked_string!(ProductCode);
+
+impl ProductCode {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let ok = raw.len() == 38
+            && raw.starts_with('{')
+            && raw.ends_with('}')
+            && raw[1..37].char_indices().all(|(i, c)| match i {
+                8 | 13 | 18 | 23 => c == '-',
+                _ => c.is_ascii_hexdigit(),
+            });
+        if ok {
+            Ok(ProductCode(raw.to_ascii_uppercase()))
+        } else {
+            Err(format!(
+                "expected a product code like {{12345678-1234-1234-1234-123456789ABC}}, found `{raw}`"
+            ))
+        }
+    }
+}
+
+/// A sha256 digest in hex (64 characters).
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+#[schemars(transparent)]
+pub struct Sha256Hex(#[schemars(regex(pattern = r"^[0-9a-fA-F]{64}$"))] String);
+checked_string!(Sha256Hex);
+
+impl Sha256Hex {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.len() == 64 && raw.chars().all(|c| c.is_ascii_hexdigit()) {
+            Ok(Sha256Hex(raw.to_ascii_lowercase()))
+        } else {
+            Err(format!("expected a sha256 digest of 64 hex digits, found `{raw}`"))
+        }
+    }
+}
+
+/// A step id: letters, digits, `-` and `_`, starting with a letter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+#[schemars(transparent)]
+pub struct StepId(#[schemars(regex(pattern = r"^[A-Za-z][A-Za-z0-9_-]*$"))] String);
+checked_string!(StepId);
+
+impl StepId {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let mut chars = raw.chars();
+        let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if ok {
+            Ok(StepId(raw.to_string()))
+        } else {
+            Err(format!(
+                "expected a step id (a letter, then letters, digits, `-` or `_`), found `{raw}`"
+            ))
+        }
+    }
+}
+
+/// A duration written as a number and a unit: `90s`, `30m`, `24h`, `7d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(transparent)]
+pub struct Duration(#[schemars(with = "DurationText")] std::time::Duration);
+
+#[derive(JsonSchema)]
+#[allow(dead_code)] // only describes the schema of `Duration`
+struct DurationText(#[schemars(regex(pattern = r"^[0-9]+(s|m|h|d)$"))] String);
+
+impl Duration {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let err = || format!("expected a duration like 90s, 30m, 24h or 7d, found `{raw}`");
+        let (num, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?);
+        let n: u64 = num.parse().map_err(|_| err())?;
+        let secs = match unit {
+            "s" => n,
+            "m" => n * 60,
+            "h" => n * 3600,
+            "d" => n * 86_400,
+            _ => return Err(err()),
+        };
+        Ok(Duration(std::time::Duration::from_secs(secs)))
+    }
+
+    pub fn get(self) -> std::time::Duration {
+        self.0
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        Duration::parse(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0.as_secs();
+        match s {
+            _ if s != 0 && s % 86_400 == 0 => write!(f, "{}d", s / 86_400),
+            _ if s != 0 && s % 3600 == 0 => write!(f, "{}h", s / 3600),
+            _ if s != 0 && s % 60 == 0 => write!(f, "{}m", s / 60),
+            _ => write!(f, "{s}s"),
+        }
+    }
+}
+
+/// Where a secret comes from. A literal value is never accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Secret {
+    /// An environment variable of the `upgrade` process.
+    Env(String),
+    /// A file whose content (trailing newline removed) is the secret.
+    File(AbsPath),
+    /// Ask on the terminal (`prompt: true`).
+    Prompt(bool),
+}
+
+/// The error text for a literal secret; the value itself is never repeated.
+pub const LITERAL_SECRET: &str =
+    "a literal secret is not allowed; use {env: NAME}, {file: PATH} or {prompt: true}";
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case", deny_unknown_fields)]
+        enum Tagged {
+            Env(String),
+            File(AbsPath),
+            Prompt(bool),
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Tagged(Tagged),
+            Scalar(serde_yaml::Value),
+        }
+        // An untagged enum would swallow the tagged variant's own error; decide by shape first.
+        let value = serde_yaml::Value::deserialize(d)?;
+        if !value.is_mapping() {
+            return Err(serde::de::Error::custom(LITERAL_SECRET));
+        }
+        match serde_yaml::from_value::<Raw>(value.clone()) {
+            Ok(Raw::Tagged(Tagged::Env(n))) if !n.is_empty() => Ok(Secret::Env(n)),
+            Ok(Raw::Tagged(Tagged::Env(_))) => Err(serde::de::Error::custom(
+                "expected an environment variable name in {env: NAME}",
+            )),
+            Ok(Raw::Tagged(Tagged::File(p))) => Ok(Secret::File(p)),
+            Ok(Raw::Tagged(Tagged::Prompt(true))) => Ok(Secret::Prompt(true)),
+            Ok(Raw::Tagged(Tagged::Prompt(false))) => Err(serde::de::Error::custom(
+                "`prompt: false` gives no secret; use {env: NAME}, {file: PATH} or {prompt: true}",
+            )),
+            _ => Err(serde::de::Error::custom(
+                "expected exactly one of {env: NAME}, {file: PATH} or {prompt: true}",
+            )),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Step kinds, one file each, all behind one trait (observe / diff / apply).
