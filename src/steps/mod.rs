@@ -1,1 +1,188 @@
 //! Step kinds, one file each, all behind one trait (observe / diff / apply).
+//! `build` is the one place that maps a plan's step kind to its implementation; steps reach the
+//! world only through `crate::adapters`, handed to them in a `StepContext`.
+
+pub mod backup_database;
+pub mod backup_files;
+pub mod context;
+pub mod sqlrow;
+pub mod export_keys;
+pub mod install;
+pub mod installer;
+pub mod snapshot_connector_space;
+pub mod uninstall;
+pub mod verify;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::{StepKind, StepSpec};
+
+pub use context::{StepContext, World};
+
+/// What a step found on the server, as data: shown with `--json`, fingerprinted in saved plans.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation(pub serde_json::Value);
+
+impl Observation {
+    /// Wraps a step's typed observation. Serialising plain data structs cannot fail.
+    pub fn of<T: Serialize>(typed: &T) -> Self {
+        Observation(serde_json::to_value(typed).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Reads back the typed observation a step produced.
+    pub fn get<T: for<'de> Deserialize<'de>>(&self) -> Result<T, StepError> {
+        serde_json::from_value(self.0.clone())
+            .map_err(|e| StepError::Internal(format!("observation of an unexpected shape: {e}")))
+    }
+}
+
+/// One primitive operation a step would perform, shown by `upgrade plan` and carried out by apply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum Op {
+    /// A SQL statement (only read-only ones run during `plan`).
+    Sql { statement: String },
+    /// A child process, its command line with secrets shown as `***`.
+    Run { command: String },
+    /// Files copied from one folder to another.
+    Copy { from: String, to: String, files: u64, bytes: u64 },
+    /// A file written (a manifest, a renamed artifact).
+    Write { path: String },
+    /// A check that verify performs.
+    Check { what: String },
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Op::Sql { statement } => write!(f, "sql: {statement}"),
+            Op::Run { command } => write!(f, "run: {command}"),
+            Op::Copy { from, to, files, bytes } => {
+                write!(f, "copy: {files} file(s), {bytes} bytes, {from} -> {to}")
+            }
+            Op::Write { path } => write!(f, "write: {path}"),
+            Op::Check { what } => write!(f, "check: {what}"),
+        }
+    }
+}
+
+/// The comparison of wanted and observed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum Diff {
+    /// `=`: nothing to do; the evidence says why. `details` is what the journal records when the
+    /// engine adopts a result it did not produce (a backup taken by hand), for later rechecks.
+    Done {
+        evidence: String,
+        #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+        details: serde_json::Value,
+    },
+    /// `+`: will be done, with the operations it takes.
+    Change { reason: String, ops: Vec<Op> },
+    /// `?`: checks that run at apply (verify steps).
+    Check { reason: String, ops: Vec<Op> },
+    /// `!`: cannot converge, and why.
+    Blocked { why: String },
+}
+
+impl Diff {
+    /// The one-character mark used in rendered plans.
+    pub fn mark(&self) -> char {
+        match self {
+            Diff::Done { .. } => '=',
+            Diff::Change { .. } => '+',
+            Diff::Check { .. } => '?',
+            Diff::Blocked { .. } => '!',
+        }
+    }
+
+    pub fn is_pending(&self) -> bool {
+        !matches!(self, Diff::Done { .. })
+    }
+}
+
+/// What a finished step leaves in the journal: a line for people and data for the next run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub summary: String,
+    #[serde(default)]
+    pub details: serde_json::Value,
+    /// Windows Installer asked for a reboot (3010 / 1641); reported, never acted on.
+    #[serde(default)]
+    pub reboot_required: bool,
+}
+
+/// Why a step failed; carries what a user needs to act.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("SQL Server: {0}")]
+    Sql(#[from] crate::adapters::sql::SqlError),
+    #[error("{0}")]
+    Process(#[from] crate::adapters::process::ProcessError),
+    #[error("{0}")]
+    Fs(#[from] crate::adapters::fs::FsError),
+    #[error("{0}")]
+    Products(#[from] crate::adapters::products::ProductError),
+    #[error("{0}")]
+    Services(#[from] crate::adapters::services::ServiceError),
+    /// A tool ran and reported failure.
+    #[error("{tool} exited with {exit_code}: {message}{}", log_tail.as_deref().map(|t| format!("\n--- tail of {} ---\n{t}", "log")).unwrap_or_default())]
+    Tool { tool: String, exit_code: i32, message: String, log_tail: Option<String> },
+    /// The step ran but the world is not as it should be afterwards, or a check failed.
+    #[error("{0}")]
+    Failed(String),
+    /// A prerequisite is not in place; the step refuses to run.
+    #[error("refusing to run: {0}")]
+    Refused(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// One kind of step. Implementations hold their plan settings; the engine holds `dyn Step`.
+#[async_trait]
+pub trait Step: Send + Sync {
+    /// Reads the live state. Must change nothing anywhere: `upgrade plan` relies on it.
+    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError>;
+
+    /// Compares the plan with what `observe` found (and with this step's journal record).
+    fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff;
+
+    /// Makes the change, observes again, and returns the evidence to record.
+    async fn apply(&self, cx: &StepContext<'_>) -> Result<Evidence, StepError>;
+
+    /// Re-checks, right before a destructive step runs, that this step's recorded result still
+    /// holds (backup verifies, key file hash matches, copies match their manifest).
+    async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError>;
+
+    /// Destroys something (uninstall): runs only after every prerequisite passes `recheck`.
+    fn destructive(&self) -> bool {
+        false
+    }
+}
+
+/// The one place mapping a plan step kind to its implementation.
+pub fn build(spec: &StepSpec) -> Box<dyn Step> {
+    let id = spec.id.clone();
+    match &spec.kind {
+        StepKind::BackupDatabase(s) => Box::new(backup_database::BackupDatabaseStep::new(id, s.clone())),
+        StepKind::ExportKeys(s) => Box::new(export_keys::ExportKeysStep::new(id, s.clone())),
+        StepKind::BackupFiles(s) => Box::new(backup_files::BackupFilesStep::new(id, s.clone())),
+        StepKind::SnapshotConnectorSpace(s) => {
+            Box::new(snapshot_connector_space::SnapshotStep::new(id, s.clone()))
+        }
+        StepKind::Uninstall(s) => Box::new(uninstall::UninstallStep::new(id, s.clone())),
+        StepKind::Install(s) => Box::new(install::InstallStep::new(id, s.clone())),
+        StepKind::Verify(s) => Box::new(verify::VerifyStep::new(id, s.clone())),
+    }
+}
+
+/// The kind's name as the plan writes it: the serde tag, so it cannot drift from the language.
+pub fn kind_name(kind: &StepKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_object().and_then(|m| m.keys().next().cloned()))
+        .unwrap_or_else(|| "step".to_string())
+}

@@ -1,0 +1,161 @@
+//! Rendering for people and for config-management tools: the plan (one line per step with its
+//! mark, reason and operations), apply progress, and the `--json` documents. Pure: takes data, returns
+//! text; never reads the world or prints by itself.
+
+use serde::Serialize;
+
+use crate::steps::{Diff, Op};
+
+/// One step as planned.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedStep {
+    pub id: String,
+    pub kind: String,
+    pub mark: char,
+    /// `create` (+), `noop` (=), `check` (?), `blocked` (!).
+    pub action: &'static str,
+    pub reason: String,
+    pub ops: Vec<Op>,
+    /// sha256 of what was observed; a saved plan is refused when it no longer matches.
+    pub fingerprint: String,
+}
+
+impl PlannedStep {
+    pub fn new(id: &str, kind: &str, diff: &Diff, fingerprint: String) -> PlannedStep {
+        let (action, reason, ops) = match diff {
+            Diff::Done { evidence, .. } => ("noop", evidence.clone(), Vec::new()),
+            Diff::Change { reason, ops } => ("create", reason.clone(), ops.clone()),
+            Diff::Check { reason, ops } => ("check", reason.clone(), ops.clone()),
+            Diff::Blocked { why } => ("blocked", why.clone(), Vec::new()),
+        };
+        PlannedStep { id: id.to_string(), kind: kind.to_string(), mark: diff.mark(), action, reason, ops, fingerprint }
+    }
+}
+
+/// Counts per action.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    pub to_do: usize,
+    pub done: usize,
+    pub to_check: usize,
+    pub blocked: usize,
+}
+
+impl Summary {
+    pub fn of(steps: &[PlannedStep]) -> Summary {
+        let mut s = Summary::default();
+        for p in steps {
+            match p.mark {
+                '+' => s.to_do += 1,
+                '=' => s.done += 1,
+                '?' => s.to_check += 1,
+                _ => s.blocked += 1,
+            }
+        }
+        s
+    }
+
+    /// Anything `apply` would do (changes or checks).
+    pub fn pending(&self) -> bool {
+        self.to_do + self.to_check > 0
+    }
+}
+
+/// The `upgrade plan` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanDocument {
+    pub plan: String,
+    pub plan_file: String,
+    pub plan_sha256: String,
+    pub steps: Vec<PlannedStep>,
+    pub summary: Summary,
+}
+
+pub fn plan_text(doc: &PlanDocument) -> String {
+    let idw = doc.steps.iter().map(|s| s.id.len()).max().unwrap_or(2);
+    let kw = doc.steps.iter().map(|s| s.kind.len()).max().unwrap_or(4);
+    let mut out = format!("Plan {} ({})\n\n", doc.plan, doc.plan_file);
+    for s in &doc.steps {
+        out.push_str(&format!("  {} {:<idw$}  {:<kw$}  {}\n", s.mark, s.id, s.kind, s.reason));
+        for op in &s.ops {
+            out.push_str(&format!("      {op}\n"));
+        }
+    }
+    let m = &doc.summary;
+    out.push_str(&format!(
+        "\n{} to do, {} already done, {} to check, {} cannot converge.\n",
+        m.to_do, m.done, m.to_check, m.blocked
+    ));
+    if !m.pending() && m.blocked == 0 {
+        out.push_str("Nothing to do: the server matches the plan.\n");
+    }
+    out
+}
+
+/// One step's outcome in an apply.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppliedStep {
+    pub id: String,
+    pub kind: String,
+    /// `applied`, `already_done`, `failed`, `not_run`.
+    pub result: &'static str,
+    pub summary: String,
+    pub reboot_required: bool,
+}
+
+/// The `upgrade apply` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApplyDocument {
+    pub plan: String,
+    pub plan_sha256: String,
+    pub ok: bool,
+    pub steps: Vec<AppliedStep>,
+    pub reboot_required: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+pub fn progress_line(step: &AppliedStep) -> String {
+    let mark = match step.result {
+        "applied" => '+',
+        "already_done" => '=',
+        "failed" => '✗',
+        _ => ' ',
+    };
+    format!("  {mark} {}: {}", step.id, step.summary)
+}
+
+pub fn apply_summary(doc: &ApplyDocument) -> String {
+    let applied = doc.steps.iter().filter(|s| s.result == "applied").count();
+    let already = doc.steps.iter().filter(|s| s.result == "already_done").count();
+    let mut out = if doc.ok {
+        format!("\nApply complete: {applied} step(s) done, {already} already done.\n")
+    } else {
+        format!("\nApply stopped: {applied} step(s) done before the failure; run `upgrade apply` again after fixing it.\n")
+    };
+    if doc.reboot_required {
+        let who: Vec<&str> = doc.steps.iter().filter(|s| s.reboot_required).map(|s| s.id.as_str()).collect();
+        out.push_str(&format!("A restart is required ({}); upgrade does not restart the server itself.\n", who.join(", ")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_shows_each_step_with_its_mark_reason_and_operations() {
+        let steps = vec![
+            PlannedStep::new("database", "backup_database", &Diff::Change { reason: "no backup".into(), ops: vec![Op::Sql { statement: "BACKUP DATABASE [x]".into() }] }, "f".into()),
+            PlannedStep::new("keys", "export_keys", &Diff::Done { evidence: "key file sha256 ab".into(), details: serde_json::Value::Null }, "f".into()),
+            PlannedStep::new("verify", "verify", &Diff::Check { reason: "later".into(), ops: vec![] }, "f".into()),
+        ];
+        let doc = PlanDocument { plan: "p".into(), plan_file: "p.yaml".into(), plan_sha256: "00".into(), summary: Summary::of(&steps), steps };
+        let text = plan_text(&doc);
+        assert!(text.contains("  + database  backup_database  no backup\n      sql: BACKUP DATABASE [x]\n"), "{text}");
+        assert!(text.contains("  = keys"), "{text}");
+        assert!(text.contains("1 to do, 1 already done, 1 to check, 0 cannot converge."), "{text}");
+        assert!(doc.summary.pending());
+    }
+}

@@ -1,0 +1,342 @@
+//! `upgrade plan` and `upgrade apply`: load and validate, resolve secrets, observe every step
+//! concurrently, diff, render; then (apply) lock, confirm, and run the pending steps in order,
+//! rechecking prerequisites before the destructive one, journaling after every step, stopping at
+//! the first failure. Knows nothing about MIIS: every step is a `dyn Step`.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use futures_util::future::join_all;
+use sha2::{Digest, Sha256};
+
+use crate::adapters::secrets::{self, SecretString};
+use crate::engine::journal::{self, Journal, RunRecord, StepRecord, StepStatus};
+use crate::engine::lock::ApplyLock;
+use crate::engine::render::{self, AppliedStep, ApplyDocument, PlanDocument, PlannedStep, Summary};
+use crate::engine::saved::SavedPlan;
+use crate::engine::{ApplyOptions, EngineError, PlanOptions};
+use crate::plan::{self, graph, LoadedPlan};
+use crate::steps::context::plan_secrets;
+use crate::steps::{self, Diff, Evidence, Observation, Step, StepContext, World};
+
+/// A plan opened against the live server: everything plan and apply share.
+struct Session {
+    loaded: LoadedPlan,
+    world: World,
+    steps: Vec<Box<dyn Step>>,
+    kinds: Vec<String>,
+    order: Vec<usize>,
+    journal_path: PathBuf,
+    journal: Journal,
+}
+
+impl Session {
+    fn open(loaded: LoadedPlan, plan_file: &Path, state: Option<&Path>) -> Result<Session, EngineError> {
+        let plan = loaded.plan.clone();
+        let plan_dir = plan_file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let (journal_path, state_dir) = match state {
+            Some(file) => (file.to_path_buf(), file.parent().map(Path::to_path_buf).unwrap_or_default()),
+            None => {
+                let dir = plan.state.as_ref().map(|s| s.dir.to_path_buf()).unwrap_or_else(|| plan_dir.join(".upgrade"));
+                (journal::journal_path(&dir, &plan.name), dir)
+            }
+        };
+        let mut resolved: BTreeMap<String, SecretString> = BTreeMap::new();
+        for (secret, place) in plan_secrets(&plan) {
+            let key = World::secret_key(secret, &place);
+            if !resolved.contains_key(&key) {
+                let value = secrets::resolve_for(secret, &place).map_err(|e| EngineError::Secret(e.to_string()))?;
+                resolved.insert(key, value);
+            }
+        }
+        let order = graph::order(&plan).map_err(|cycle| {
+            EngineError::Invalid(format!("steps depend on each other in a cycle: {}", cycle.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" -> ")))
+        })?;
+        let steps: Vec<Box<dyn Step>> = plan.steps.iter().map(steps::build).collect();
+        let kinds = plan.steps.iter().map(|s| steps::kind_name(&s.kind)).collect();
+        let journal = Journal::load(&journal_path, &plan.name)?;
+        let world = World::new(plan, state_dir, resolved);
+        Ok(Session { loaded, world, steps, kinds, order, journal_path, journal })
+    }
+
+    fn cx<'a>(&'a self, i: usize, journal: &'a Journal) -> StepContext<'a> {
+        StepContext { world: &self.world, id: &self.world.plan.steps[i].id, journal, plan_sha256: &self.loaded.sha256 }
+    }
+
+    /// Observes every step concurrently (read-only) and diffs each, in plan order.
+    async fn survey(&self) -> Vec<(Diff, Option<Observation>)> {
+        let observations = join_all((0..self.steps.len()).map(|i| async move {
+            let cx = self.cx(i, &self.journal);
+            self.steps[i].observe(&cx).await
+        }))
+        .await;
+        let mut out: Vec<(Diff, Option<Observation>)> = observations
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| match o {
+                Ok(obs) => (self.steps[i].diff(&obs, &self.cx(i, &self.journal)), Some(obs)),
+                Err(e) => (Diff::Blocked { why: format!("cannot observe: {}", self.world.redactor.redact(&e.to_string())) }, None),
+            })
+            .collect();
+        // A check that passed before counts as done only while nothing else is pending.
+        let other_pending = out.iter().any(|(d, _)| matches!(d, Diff::Change { .. } | Diff::Blocked { .. }));
+        if other_pending {
+            for (i, (d, _)) in out.iter_mut().enumerate() {
+                if self.kinds[i] == "verify" && matches!(d, Diff::Done { .. }) {
+                    *d = Diff::Check { reason: "checks run again after the pending steps".into(), ops: Vec::new() };
+                }
+            }
+        }
+        out
+    }
+
+    fn planned(&self, survey: &[(Diff, Option<Observation>)]) -> Vec<PlannedStep> {
+        self.order
+            .iter()
+            .map(|&i| {
+                let (diff, obs) = &survey[i];
+                let fingerprint = hex::encode(Sha256::digest(serde_json::to_vec(&obs).unwrap_or_default()));
+                PlannedStep::new(self.world.plan.steps[i].id.as_str(), &self.kinds[i], diff, fingerprint)
+            })
+            .collect()
+    }
+
+    fn document(&self, planned: Vec<PlannedStep>) -> PlanDocument {
+        PlanDocument {
+            plan: self.world.plan.name.clone(),
+            plan_file: self.loaded.path.display().to_string(),
+            plan_sha256: self.loaded.sha256.clone(),
+            summary: Summary::of(&planned),
+            steps: planned,
+        }
+    }
+}
+
+fn load(path: &Path) -> Result<LoadedPlan, EngineError> {
+    plan::load(path).map_err(|d| EngineError::Invalid(d.to_string()))
+}
+
+/// `upgrade plan`.
+pub async fn plan(opts: PlanOptions) -> Result<u8, EngineError> {
+    let loaded = load(&opts.plan_file)?;
+    let session = Session::open(loaded, &opts.plan_file, opts.state.as_deref())?;
+    let survey = session.survey().await;
+    let doc = session.document(session.planned(&survey));
+    if let Some(out) = &opts.out {
+        SavedPlan::new(&opts.plan_file, &session.loaded.sha256, &session.loaded.source, &doc.steps).save(out)?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    let text = if opts.json { json(&doc)? } else { render::plan_text(&doc) };
+    let _ = stdout.write_all(session.world.redactor.redact(&text).as_bytes());
+    if let Some(out) = &opts.out {
+        if !opts.json {
+            let _ = writeln!(stdout, "Saved the plan to {}; apply exactly it with `upgrade apply {}`.", out.display(), out.display());
+        }
+    }
+    Ok(if doc.summary.blocked > 0 {
+        1
+    } else if opts.detailed_exitcode && doc.summary.pending() {
+        2
+    } else {
+        0
+    })
+}
+
+fn json<T: serde::Serialize>(doc: &T) -> Result<String, EngineError> {
+    serde_json::to_string_pretty(doc).map(|s| s + "\n").map_err(|e| EngineError::Output(e.to_string()))
+}
+
+/// `upgrade apply`.
+pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
+    let saved = SavedPlan::read_if_saved(&opts.input)?;
+    let (loaded, plan_file) = match &saved {
+        Some(s) => {
+            let file = PathBuf::from(&s.plan_file);
+            let mut loaded = plan::load_str(&s.plan_file, &s.plan_source).map_err(|d| EngineError::Invalid(d.to_string()))?;
+            loaded.path = file.clone();
+            (loaded, file)
+        }
+        None => (load(&opts.input)?, opts.input.clone()),
+    };
+    let mut session = Session::open(loaded, &plan_file, opts.state.as_deref())?;
+    let _lock = ApplyLock::acquire(&journal::lock_path(
+        session.journal_path.parent().unwrap_or(Path::new(".")),
+        &session.world.plan.name,
+    ))?;
+    // Re-read under the lock: another apply may have finished in between.
+    session.journal = Journal::load(&session.journal_path, &session.world.plan.name)?;
+    let survey = session.survey().await;
+    let planned = session.planned(&survey);
+    if let Some(s) = &saved {
+        let drift = s.drift(&planned);
+        if !drift.is_empty() {
+            return Err(EngineError::Stale(drift.join("\n  ")));
+        }
+    }
+    let doc = session.document(planned);
+    let out = |text: &str| {
+        if !opts.json {
+            let mut o = std::io::stdout().lock();
+            let _ = o.write_all(session.world.redactor.redact(text).as_bytes());
+            let _ = o.flush();
+        }
+    };
+    out(&render::plan_text(&doc));
+    if doc.summary.blocked > 0 {
+        return Err(EngineError::Blocked(
+            doc.steps.iter().filter(|s| s.mark == '!').map(|s| format!("{}: {}", s.id, s.reason)).collect::<Vec<_>>().join("\n  "),
+        ));
+    }
+    if doc.summary.pending() && !opts.auto_approve && saved.is_none() {
+        confirm()?;
+    }
+    let started = Utc::now();
+    let pid = std::process::id();
+    session.journal.runs.push(RunRecord { started, finished: None, pid, outcome: None });
+    session.journal.save(&session.journal_path)?;
+    if doc.summary.pending() {
+        out("\nApplying:\n");
+    }
+    let result = execute(&mut session, &survey, &out).await;
+    if let Some(run) = session.journal.runs.iter_mut().rev().find(|r| r.pid == pid && r.started == started) {
+        run.finished = Some(Utc::now());
+        run.outcome = Some(if result.ok { "ok".into() } else { "failed".into() });
+    }
+    session.journal.save(&session.journal_path)?;
+    if opts.json {
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(session.world.redactor.redact(&json(&result)?).as_bytes());
+    } else {
+        out(&render::apply_summary(&result));
+    }
+    match &result.error {
+        Some(e) if !opts.json => {
+            eprintln!("error: {}", session.world.redactor.redact(e));
+            Ok(1)
+        }
+        Some(_) => Ok(1),
+        None => Ok(0),
+    }
+}
+
+fn confirm() -> Result<(), EngineError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(EngineError::NotConfirmed(
+            "standard input is not a terminal, so nobody can confirm; pass --auto-approve to apply without asking".into(),
+        ));
+    }
+    print!("\nDo you want to apply these steps? Only 'yes' will be accepted: ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).map_err(|e| EngineError::NotConfirmed(e.to_string()))?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err(EngineError::NotConfirmed("apply cancelled".into()))
+    }
+}
+
+/// Runs the pending steps in order; stops at the first failure.
+async fn execute(session: &mut Session, survey: &[(Diff, Option<Observation>)], out: &impl Fn(&str)) -> ApplyDocument {
+    let mut results: Vec<AppliedStep> = Vec::new();
+    let mut error = None;
+    let order = session.order.clone();
+    let mut finished = vec![false; session.steps.len()];
+    for (pos, &i) in order.iter().enumerate() {
+        let id = session.world.plan.steps[i].id.to_string();
+        let kind = session.kinds[i].clone();
+        let diff = &survey[i].0;
+        // Never run a step whose prerequisite is not done in this run or recorded.
+        let deps: Vec<usize> = graph::prerequisites(&session.world.plan, i).into_iter().collect();
+        if let Some(&d) = deps.iter().find(|&&d| !finished[d]) {
+            error = Some(format!("{id}: prerequisite `{}` is not done", session.world.plan.steps[d].id));
+            break;
+        }
+        let outcome = match diff {
+            Diff::Done { evidence, details } => {
+                if session.journal.done(&id).is_none() {
+                    // Adopt a result found on the server (a backup taken by hand) so that later
+                    // rechecks have something to compare with.
+                    let ev = Evidence { summary: evidence.clone(), details: details.clone(), reboot_required: false };
+                    record(session, i, Ok(&ev));
+                    if let Err(e) = session.journal.save(&session.journal_path) {
+                        error = Some(e.to_string());
+                        break;
+                    }
+                }
+                AppliedStep { id: id.clone(), kind, result: "already_done", summary: evidence.clone(), reboot_required: false }
+            }
+            Diff::Blocked { why } => {
+                error = Some(format!("{id}: cannot converge: {why}"));
+                break;
+            }
+            Diff::Change { .. } | Diff::Check { .. } => {
+                let res = run_one(session, i, &deps).await;
+                record(session, i, res.as_ref().map_err(|e| e.as_str()));
+                let saved = session.journal.save(&session.journal_path);
+                match (res, saved) {
+                    (Ok(ev), Ok(())) => AppliedStep { id: id.clone(), kind, result: "applied", summary: ev.summary, reboot_required: ev.reboot_required },
+                    (Ok(_), Err(e)) => {
+                        error = Some(format!("{id}: done, but the journal could not be written: {e}"));
+                        break;
+                    }
+                    (Err(e), _) => {
+                        let step = AppliedStep { id: id.clone(), kind, result: "failed", summary: e.clone(), reboot_required: false };
+                        out(&format!("{}\n", render::progress_line(&step)));
+                        results.push(step);
+                        error = Some(format!("step `{id}` failed: {e}"));
+                        for &j in &order[pos + 1..] {
+                            let sid = session.world.plan.steps[j].id.to_string();
+                            results.push(AppliedStep { id: sid, kind: session.kinds[j].clone(), result: "not_run", summary: "not run".into(), reboot_required: false });
+                        }
+                        break;
+                    }
+                }
+            }
+        };
+        out(&format!("{}\n", render::progress_line(&outcome)));
+        results.push(outcome);
+        finished[i] = true;
+    }
+    let reboot_required = results.iter().any(|r| r.reboot_required);
+    ApplyDocument {
+        plan: session.world.plan.name.clone(),
+        plan_sha256: session.loaded.sha256.clone(),
+        ok: error.is_none(),
+        steps: results,
+        reboot_required,
+        error: error.map(|e| session.world.redactor.redact(&e)),
+    }
+}
+
+/// Applies one step: rechecks prerequisites first when it destroys something.
+async fn run_one(session: &Session, i: usize, deps: &[usize]) -> Result<Evidence, String> {
+    let redact = |e: &dyn std::fmt::Display| session.world.redactor.redact(&e.to_string());
+    if session.steps[i].destructive() {
+        for &d in deps {
+            let cx = session.cx(d, &session.journal);
+            match session.steps[d].recheck(&cx).await {
+                Ok(line) => tracing::info!(step = %session.world.plan.steps[d].id, "{line}"),
+                Err(e) => return Err(format!("prerequisite `{}` does not hold: {}", session.world.plan.steps[d].id, redact(&e))),
+            }
+        }
+    }
+    let cx = session.cx(i, &session.journal);
+    tracing::info!(step = %session.world.plan.steps[i].id, "applying");
+    session.steps[i].apply(&cx).await.map_err(|e| redact(&e))
+}
+
+fn record(session: &mut Session, i: usize, res: Result<&Evidence, &str>) {
+    let id = session.world.plan.steps[i].id.to_string();
+    let rec = StepRecord {
+        kind: session.kinds[i].clone(),
+        status: if res.is_ok() { StepStatus::Done } else { StepStatus::Failed },
+        at: Utc::now(),
+        evidence: res.ok().cloned(),
+        error: res.err().map(|e| session.world.redactor.redact(e)),
+        plan_sha256: session.loaded.sha256.clone(),
+    };
+    session.journal.steps.insert(id, rec);
+}

@@ -1,0 +1,87 @@
+//! Saved plans (`upgrade plan --out FILE`): the plan's text, its hash, and a fingerprint of what was
+//! observed per step, so `upgrade apply FILE` applies exactly that plan and refuses it, naming the
+//! steps, when the server changed since. It holds references to secrets, never their values.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::render::PlannedStep;
+
+/// The marker that tells a saved plan from a plan file.
+pub const FORMAT: &str = "upgrade-saved-plan/1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SavedError {
+    #[error("cannot read the saved plan {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("cannot write the saved plan {path}: {message}")]
+    Write { path: String, message: String },
+}
+
+/// One step as it was planned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedStep {
+    pub id: String,
+    pub action: String,
+    pub fingerprint: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedPlan {
+    pub format: String,
+    /// Where the plan file was (journal and logs live relative to it).
+    pub plan_file: String,
+    pub plan_sha256: String,
+    /// The plan file's text, applied as saved even if the file changed since.
+    pub plan_source: String,
+    pub steps: Vec<SavedStep>,
+}
+
+impl SavedPlan {
+    pub fn new(plan_file: &Path, plan_sha256: &str, plan_source: &str, steps: &[PlannedStep]) -> SavedPlan {
+        SavedPlan {
+            format: FORMAT.to_string(),
+            plan_file: plan_file.display().to_string(),
+            plan_sha256: plan_sha256.to_string(),
+            plan_source: plan_source.to_string(),
+            steps: steps
+                .iter()
+                .map(|s| SavedStep { id: s.id.clone(), action: s.action.to_string(), fingerprint: s.fingerprint.clone() })
+                .collect(),
+        }
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), SavedError> {
+        let err = |message: String| SavedError::Write { path: path.display().to_string(), message };
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| err(e.to_string()))?;
+        crate::adapters::fs::write_atomic(path, &bytes).map_err(|e| err(e.to_string()))
+    }
+
+    /// Reads `path` if it is a saved plan; `Ok(None)` for anything else (a plan file).
+    pub fn read_if_saved(path: &Path) -> Result<Option<SavedPlan>, SavedError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| SavedError::Read { path: path.display().to_string(), message: e.to_string() })?;
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Ok(None) };
+        if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
+            return Ok(None);
+        }
+        serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| SavedError::Read { path: path.display().to_string(), message: e.to_string() })
+    }
+
+    /// The steps whose observation or action differ now, with what changed.
+    pub fn drift(&self, now: &[PlannedStep]) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in &self.steps {
+            match now.iter().find(|n| n.id == s.id) {
+                None => out.push(format!("{}: no longer in the plan", s.id)),
+                Some(n) if n.action != s.action => out.push(format!("{}: was `{}`, now `{}` ({})", s.id, s.action, n.action, n.reason)),
+                Some(n) if n.fingerprint != s.fingerprint => out.push(format!("{}: the server changed since the plan was saved ({})", s.id, n.reason)),
+                Some(_) => {}
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,272 @@
+//! `backup_database`: SQL Server's own BACKUP DATABASE to a temporary name beside the destination,
+//! RESTORE VERIFYONLY, then rename. Done means: the file's header names the database, the backup
+//! is fresh enough, and it verifies. Observation runs only read-only statements.
+
+use async_trait::async_trait;
+use chrono::NaiveDateTime;
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::fs as afs;
+use crate::adapters::sql::{statements as q, SqlClient, SqlError};
+use crate::plan::{BackupDatabase, StepId};
+use crate::steps::sqlrow::{int, text, time};
+use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
+
+pub struct BackupDatabaseStep {
+    id: StepId,
+    spec: BackupDatabase,
+}
+
+impl BackupDatabaseStep {
+    pub fn new(id: StepId, spec: BackupDatabase) -> Self {
+        BackupDatabaseStep { id, spec }
+    }
+
+    fn path(&self) -> String {
+        self.spec.to.to_string()
+    }
+
+    fn temp_path(&self) -> String {
+        afs::temp_sibling(&self.spec.to.to_path_buf()).to_string_lossy().into_owned()
+    }
+}
+
+/// What the server and the backup file say.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Observed {
+    server_version: String,
+    database_exists: bool,
+    /// The header of the backup file at the destination, when it reads.
+    header: Option<Header>,
+    /// Why the header could not be read (missing, corrupt, foreign file).
+    header_error: Option<String>,
+    /// msdb's newest full backup of the database to this file.
+    backup_set_id: Option<i64>,
+    /// RESTORE VERIFYONLY of an unrecorded backup found on the server (taken by hand).
+    verified_now: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Header {
+    database: String,
+    backup_type: i64,
+    finish: NaiveDateTime,
+}
+
+/// The evidence details recorded in the journal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Recorded {
+    database: String,
+    path: String,
+    finish: NaiveDateTime,
+    backup_set_id: Option<i64>,
+    verified: bool,
+}
+
+/// SQL Server 2005 (9.x) and later know `WITH CHECKSUM`.
+fn supports_checksum(version: &str) -> bool {
+    version.split('.').next().and_then(|m| m.parse::<u32>().ok()).is_some_and(|m| m >= 9)
+}
+
+async fn server_version(sql: &mut dyn SqlClient) -> Result<String, SqlError> {
+    let rows = sql.query(q::SERVER_PROPERTIES).await?;
+    Ok(rows.first().and_then(|r| r.get("product_version")).and_then(text).unwrap_or_default())
+}
+
+async fn read_header(sql: &mut dyn SqlClient, path: &str) -> Result<Header, SqlError> {
+    let rows = sql.query(&q::restore_headeronly(path)).await?;
+    let row = rows.first().ok_or_else(|| SqlError::Protocol("RESTORE HEADERONLY returned no backup set".into()))?;
+    Ok(Header {
+        database: row.get("DatabaseName").and_then(text).unwrap_or_default(),
+        backup_type: row.get("BackupType").and_then(int).unwrap_or_default(),
+        finish: row
+            .get("BackupFinishDate")
+            .and_then(time)
+            .ok_or_else(|| SqlError::Protocol("RESTORE HEADERONLY gave no BackupFinishDate".into()))?,
+    })
+}
+
+async fn backup_set_id(sql: &mut dyn SqlClient, database: &str, path: &str) -> Result<Option<i64>, SqlError> {
+    let rows = sql.query(&q::latest_backup_to(database, path)).await?;
+    Ok(rows.first().and_then(|r| r.get("backup_set_id")).and_then(int))
+}
+
+impl BackupDatabaseStep {
+    fn recorded(&self, cx: &StepContext<'_>) -> Option<Recorded> {
+        cx.record()
+            .and_then(|r| r.evidence.as_ref())
+            .and_then(|e| serde_json::from_value::<Recorded>(e.details.clone()).ok())
+            .filter(|r| r.path == self.path() && r.database == self.spec.database)
+    }
+
+    /// Why an observed backup does not count, if it does not.
+    fn shortfall(&self, o: &Observed, cx: &StepContext<'_>) -> Option<String> {
+        let Some(h) = &o.header else {
+            return Some(match &o.header_error {
+                Some(e) => format!("no readable backup at {} ({e})", self.path()),
+                None => format!("no backup at {}", self.path()),
+            });
+        };
+        if !h.database.eq_ignore_ascii_case(&self.spec.database) {
+            return Some(format!("{} holds a backup of `{}`, not `{}`", self.path(), h.database, self.spec.database));
+        }
+        if h.backup_type != 1 {
+            return Some(format!("{} holds a backup of type {}, not a full database backup", self.path(), h.backup_type));
+        }
+        if let Some(max) = self.spec.max_age {
+            let age = chrono::Local::now().naive_local() - h.finish;
+            if age.to_std().map(|a| a > max.get()).unwrap_or(false) {
+                return Some(format!("the backup finished {} is older than max_age {max}", h.finish));
+            }
+        }
+        if self.spec.verify {
+            let recorded_verified = self.recorded(cx).is_some_and(|r| r.verified && r.finish == h.finish);
+            if !recorded_verified && o.verified_now != Some(true) {
+                return Some(format!("the backup at {} does not verify (RESTORE VERIFYONLY failed)", self.path()));
+            }
+        }
+        None
+    }
+
+    async fn verify_file(&self, sql: &mut dyn SqlClient, path: &str, checksum: bool) -> Result<(), SqlError> {
+        sql.execute(&q::restore_verifyonly(path, checksum)).await.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl Step for BackupDatabaseStep {
+    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
+        let mut sql = cx.world.sql().await?;
+        let server_version = server_version(sql.as_mut()).await?;
+        let database_exists = !sql.query(&q::database_exists(&self.spec.database)).await?.is_empty();
+        let (header, header_error) = if afs::exists(&self.spec.to.to_path_buf()) {
+            match read_header(sql.as_mut(), &self.path()).await {
+                Ok(h) => (Some(h), None),
+                Err(SqlError::Server { .. }) | Err(SqlError::Protocol(_)) => (None, Some("RESTORE HEADERONLY cannot read it".to_string())),
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            (None, None)
+        };
+        let backup_set_id = backup_set_id(sql.as_mut(), &self.spec.database, &self.path()).await?;
+        // A backup nobody recorded (taken by hand) is verified now; VERIFYONLY only reads the file.
+        let needs_verify = self.spec.verify
+            && header.as_ref().is_some_and(|h| self.recorded(cx).is_none_or(|r| r.finish != h.finish));
+        let verified_now = if needs_verify {
+            let checksum = supports_checksum(&server_version);
+            Some(self.verify_file(sql.as_mut(), &self.path(), checksum).await.is_ok())
+        } else {
+            None
+        };
+        Ok(Observation::of(&Observed { server_version, database_exists, header, header_error, backup_set_id, verified_now }))
+    }
+
+    fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
+        let o: Observed = match observed.get() {
+            Ok(o) => o,
+            Err(e) => return Diff::Blocked { why: e.to_string() },
+        };
+        if !o.database_exists {
+            return Diff::Blocked { why: format!("database `{}` does not exist on the server", self.spec.database) };
+        }
+        match self.shortfall(&o, cx) {
+            None => {
+                let h = o.header.as_ref().map(|h| h.finish.to_string()).unwrap_or_default();
+                let set_id = o.backup_set_id.or_else(|| self.recorded(cx).and_then(|r| r.backup_set_id));
+                let set = set_id.map(|i| format!("backup set {i}, ")).unwrap_or_default();
+                let details = o.header.as_ref().map(|h| Recorded {
+                    database: self.spec.database.clone(),
+                    path: self.path(),
+                    finish: h.finish,
+                    backup_set_id: set_id,
+                    verified: self.spec.verify,
+                });
+                Diff::Done {
+                    evidence: format!("{set}finished {h}, verified, at {}", self.path()),
+                    details: serde_json::to_value(details).unwrap_or_default(),
+                }
+            }
+            Some(reason) => {
+                let checksum = supports_checksum(&o.server_version);
+                let temp = self.temp_path();
+                let mut ops = vec![Op::Sql { statement: q::backup_database(&self.spec.database, &temp, &backup_name(&self.id), checksum) }];
+                if self.spec.verify {
+                    ops.push(Op::Sql { statement: q::restore_verifyonly(&temp, checksum) });
+                }
+                ops.push(Op::Write { path: format!("{} (renamed from {temp})", self.path()) });
+                Diff::Change { reason, ops }
+            }
+        }
+    }
+
+    async fn apply(&self, cx: &StepContext<'_>) -> Result<Evidence, StepError> {
+        let mut sql = cx.world.sql().await?;
+        let version = server_version(sql.as_mut()).await?;
+        let checksum = supports_checksum(&version);
+        let temp = self.temp_path();
+        // A half-written temp from a killed run is never trusted.
+        afs::remove_if_exists(&afs::temp_sibling(&self.spec.to.to_path_buf()))?;
+        sql.execute(&q::backup_database(&self.spec.database, &temp, &backup_name(&self.id), checksum)).await?;
+        if self.spec.verify {
+            self.verify_file(sql.as_mut(), &temp, checksum).await?;
+        }
+        let header = read_header(sql.as_mut(), &temp).await?;
+        let set_id = backup_set_id(sql.as_mut(), &self.spec.database, &temp).await?;
+        afs::rename(&afs::temp_sibling(&self.spec.to.to_path_buf()), &self.spec.to.to_path_buf())?;
+        let recorded = Recorded {
+            database: self.spec.database.clone(),
+            path: self.path(),
+            finish: header.finish,
+            backup_set_id: set_id,
+            verified: self.spec.verify,
+        };
+        let set = set_id.map(|i| format!("backup set {i}, ")).unwrap_or_default();
+        Ok(Evidence {
+            summary: format!("{set}finished {}, {}at {}", header.finish, if self.spec.verify { "verified, " } else { "" }, self.path()),
+            details: serde_json::to_value(&recorded).unwrap_or_default(),
+            reboot_required: false,
+        })
+    }
+
+    async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
+        let mut sql = cx.world.sql().await?;
+        let version = server_version(sql.as_mut()).await?;
+        let header = read_header(sql.as_mut(), &self.path())
+            .await
+            .map_err(|e| StepError::Refused(format!("the backup {} no longer reads: {e}", self.path())))?;
+        if let Some(r) = self.recorded(cx) {
+            if r.finish != header.finish {
+                return Err(StepError::Refused(format!(
+                    "the backup {} is not the one recorded (finished {} instead of {})",
+                    self.path(),
+                    header.finish,
+                    r.finish
+                )));
+            }
+        }
+        if !header.database.eq_ignore_ascii_case(&self.spec.database) {
+            return Err(StepError::Refused(format!("{} is a backup of `{}`", self.path(), header.database)));
+        }
+        self.verify_file(sql.as_mut(), &self.path(), supports_checksum(&version))
+            .await
+            .map_err(|e| StepError::Refused(format!("the backup {} does not verify: {e}", self.path())))?;
+        Ok(format!("backup {} finished {} verifies", self.path(), header.finish))
+    }
+}
+
+fn backup_name(id: &StepId) -> String {
+    format!("upgrade {id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_is_used_from_sql_server_2005_on() {
+        assert!(!supports_checksum("8.00.2039"));
+        assert!(supports_checksum("9.00.1399.06"));
+        assert!(supports_checksum("13.0.5026.0"));
+        assert!(!supports_checksum(""));
+    }
+}

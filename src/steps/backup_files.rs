@@ -1,0 +1,180 @@
+//! `backup_files`: copies a folder (the rules extensions) file by file, hashing while copying, each
+//! file to a temporary name then renamed, and writes a `sha256sum`-compatible `SHA256SUMS` manifest
+//! last. A re-run copies only what changed; once the source is gone (uninstalled), a destination
+//! that still matches its manifest counts as done.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::fs::{self as afs, Manifest};
+use crate::plan::{BackupFiles, StepId};
+use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
+
+/// The manifest's file name inside the destination folder.
+pub const MANIFEST: &str = "SHA256SUMS";
+
+pub struct BackupFilesStep {
+    id: StepId,
+    spec: BackupFiles,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Observed {
+    source_present: bool,
+    /// Source files and their sha256 (relative path with `/`).
+    source: BTreeMap<String, SourceFile>,
+    /// The destination manifest, if one reads.
+    manifest: Option<BTreeMap<String, String>>,
+    /// Files of the manifest missing or different at the destination.
+    mismatched: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SourceFile {
+    sha256: String,
+    bytes: u64,
+}
+
+impl BackupFilesStep {
+    pub fn new(id: StepId, spec: BackupFiles) -> Self {
+        BackupFilesStep { id, spec }
+    }
+
+    fn manifest_path(&self) -> PathBuf {
+        self.spec.to.to_path_buf().join(MANIFEST)
+    }
+
+    /// Source files whose copy is missing or different.
+    fn to_copy<'a>(&self, o: &'a Observed) -> Vec<(&'a String, &'a SourceFile)> {
+        o.source
+            .iter()
+            .filter(|(rel, f)| {
+                let recorded = o.manifest.as_ref().and_then(|m| m.get(*rel));
+                recorded != Some(&f.sha256) || o.mismatched.contains(rel)
+            })
+            .collect()
+    }
+
+    fn observe_now(&self) -> Result<Observed, StepError> {
+        let from = self.spec.from.to_path_buf();
+        let to = self.spec.to.to_path_buf();
+        let source_present = afs::is_dir(&from);
+        let mut source = BTreeMap::new();
+        if source_present {
+            for rel in afs::walk_files(&from)? {
+                let path = from.join(&rel);
+                source.insert(rel, SourceFile { sha256: afs::sha256_file(&path)?, bytes: afs::file_size(&path)? });
+            }
+        }
+        let (manifest, mismatched) = match Manifest::read(&self.manifest_path()) {
+            Ok(m) => {
+                let mismatched = m.verify_dir(&to).into_iter().map(|mm| mm.path).collect();
+                (Some(m.entries.into_iter().collect()), mismatched)
+            }
+            Err(_) => (None, Vec::new()),
+        };
+        Ok(Observed { source_present, source, manifest, mismatched })
+    }
+}
+
+#[async_trait]
+impl Step for BackupFilesStep {
+    async fn observe(&self, _cx: &StepContext<'_>) -> Result<Observation, StepError> {
+        // Hashing reads every file: keep it off the async workers.
+        let this = BackupFilesStep::new(self.id.clone(), self.spec.clone());
+        let o = tokio::task::spawn_blocking(move || this.observe_now())
+            .await
+            .map_err(|e| StepError::Internal(format!("observing {} stopped: {e}", self.spec.from)))??;
+        Ok(Observation::of(&o))
+    }
+
+    fn diff(&self, observed: &Observation, _cx: &StepContext<'_>) -> Diff {
+        let o: Observed = match observed.get() {
+            Ok(o) => o,
+            Err(e) => return Diff::Blocked { why: e.to_string() },
+        };
+        let copy_intact = o.manifest.is_some() && o.mismatched.is_empty();
+        if !o.source_present {
+            return if copy_intact {
+                let n = o.manifest.as_ref().map_or(0, |m| m.len());
+                Diff::Done { evidence: format!("{n} file(s) at {} match {MANIFEST} (source folder gone)", self.spec.to), details: serde_json::Value::Null }
+            } else {
+                Diff::Blocked {
+                    why: format!("the source folder {} is gone and {} holds no complete copy (manifest missing or files differ)", self.spec.from, self.spec.to),
+                }
+            };
+        }
+        let copy = self.to_copy(&o);
+        let same_set = o.manifest.as_ref().is_some_and(|m| m.len() == o.source.len());
+        if copy.is_empty() && copy_intact && same_set {
+            return Diff::Done {
+                evidence: format!("{} file(s) at {} match the source and {MANIFEST}", o.source.len(), self.spec.to),
+                details: serde_json::Value::Null,
+            };
+        }
+        let bytes = copy.iter().map(|(_, f)| f.bytes).sum();
+        Diff::Change {
+            reason: match &o.manifest {
+                None => format!("no copy at {}", self.spec.to),
+                Some(_) => format!("{} file(s) changed or missing at {}", copy.len(), self.spec.to),
+            },
+            ops: vec![
+                Op::Copy { from: self.spec.from.to_string(), to: self.spec.to.to_string(), files: copy.len() as u64, bytes },
+                Op::Write { path: self.manifest_path().to_string_lossy().into_owned() },
+            ],
+        }
+    }
+
+    async fn apply(&self, _cx: &StepContext<'_>) -> Result<Evidence, StepError> {
+        let spec = self.spec.clone();
+        let this = BackupFilesStep::new(self.id.clone(), spec.clone());
+        tokio::task::spawn_blocking(move || -> Result<Evidence, StepError> {
+            let o = this.observe_now()?;
+            if !o.source_present {
+                return Err(StepError::Failed(format!("the source folder {} does not exist", spec.from)));
+            }
+            let from = spec.from.to_path_buf();
+            let to = spec.to.to_path_buf();
+            let mut copied = 0u64;
+            let mut bytes = 0u64;
+            for (rel, f) in this.to_copy(&o) {
+                let dst = to.join(rel);
+                afs::create_parent_dirs(&dst)?;
+                let sha = afs::copy_with_sha256(&from.join(rel), &dst)?;
+                if sha != f.sha256 {
+                    return Err(StepError::Failed(format!("{rel} changed while it was being copied; run again")));
+                }
+                copied += 1;
+                bytes += f.bytes;
+            }
+            let manifest = Manifest { entries: o.source.iter().map(|(r, f)| (r.clone(), f.sha256.clone())).collect() };
+            manifest.write(&this.manifest_path())?;
+            let bad = manifest.verify_dir(&to);
+            if !bad.is_empty() {
+                return Err(StepError::Failed(format!("{} file(s) at {} do not match after copying", bad.len(), spec.to)));
+            }
+            Ok(Evidence {
+                summary: format!("{} file(s) at {} match {MANIFEST} ({copied} copied, {bytes} bytes)", o.source.len(), spec.to),
+                details: serde_json::json!({ "files": o.source.len(), "copied": copied, "bytes": bytes, "manifest": this.manifest_path() }),
+                reboot_required: false,
+            })
+        })
+        .await
+        .map_err(|e| StepError::Internal(format!("copying stopped: {e}")))?
+    }
+
+    async fn recheck(&self, _cx: &StepContext<'_>) -> Result<String, StepError> {
+        let manifest = Manifest::read(&self.manifest_path())
+            .map_err(|e| StepError::Refused(format!("no manifest for the copy at {}: {e}", self.spec.to)))?;
+        let bad = manifest.verify_dir(&self.spec.to.to_path_buf());
+        if bad.is_empty() {
+            Ok(format!("{} file(s) at {} match {MANIFEST}", manifest.entries.len(), self.spec.to))
+        } else {
+            let names: Vec<String> = bad.into_iter().map(|m| m.path).collect();
+            Err(StepError::Refused(format!("the copy at {} no longer matches its manifest: {}", self.spec.to, names.join(", "))))
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! What a step may use: the world (adapters configured for this plan: tool paths, SQL connection,
+//! resolved secrets, the redactor, the state folder) and the journal as it stood. Steps get nothing
+//! else; they never read the environment or the file system around these.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::adapters::process::{Arg, ProcessOutcome, ProcessSpec};
+use crate::adapters::secrets::{Redactor, SecretString};
+use crate::adapters::sql::{self, SqlClient, SqlError};
+use crate::engine::journal::{Journal, StepRecord};
+use crate::plan::{AbsPath, Plan, Secret, SqlAuth, StepId, StepKind, StepSpec};
+use crate::steps::StepError;
+
+/// Windows defaults for the tools, used when the plan names none.
+pub const DEFAULT_MIISKMU: &str = r"C:\Program Files\Microsoft Identity Integration Server\Bin\miiskmu.exe";
+pub const DEFAULT_MSIEXEC: &str = r"C:\Windows\System32\msiexec.exe";
+pub const DEFAULT_REG: &str = r"C:\Windows\System32\reg.exe";
+pub const DEFAULT_SC: &str = r"C:\Windows\System32\sc.exe";
+
+/// Where the plan asks for the SQL login's password.
+pub const SQL_PASSWORD: &str = "server.sql.auth.sql.password";
+
+/// Every secret a plan refers to, with the place it is asked for.
+pub fn plan_secrets(plan: &Plan) -> Vec<(&Secret, String)> {
+    let mut out = Vec::new();
+    if let SqlAuth::Sql(login) = &plan.server.sql.auth {
+        out.push((&login.password, SQL_PASSWORD.to_string()));
+    }
+    for s in &plan.steps {
+        match &s.kind {
+            StepKind::ExportKeys(k) => out.push((&k.account.password, format!("{}.account.password", s.id))),
+            StepKind::Install(i) => {
+                if let Some(a) = &i.answers.service_account {
+                    out.push((&a.password, format!("{}.answers.service_account.password", s.id)));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The adapters, configured for one plan.
+pub struct World {
+    pub plan: Plan,
+    pub state_dir: PathBuf,
+    pub redactor: Redactor,
+    secrets: BTreeMap<String, SecretString>,
+}
+
+impl World {
+    /// `secrets` maps `secret_key(secret)` to the resolved value, for every secret the plan names.
+    pub fn new(plan: Plan, state_dir: PathBuf, secrets: BTreeMap<String, SecretString>) -> World {
+        let redactor = Redactor::new(secrets.values().cloned().collect());
+        World { plan, state_dir, redactor, secrets }
+    }
+
+    /// A stable key for a secret reference (its source, never its value). `place` names where the
+    /// plan asks for it (`server.sql.auth.password`, `STEP.account.password`, ...): each prompt is
+    /// its own secret, while one environment variable named twice is one secret.
+    pub fn secret_key(secret: &Secret, place: &str) -> String {
+        match secret {
+            Secret::Env(name) => format!("env:{name}"),
+            Secret::File(path) => format!("file:{path}"),
+            Secret::Prompt(_) => format!("prompt:{place}"),
+        }
+    }
+
+    pub fn secret(&self, secret: &Secret, place: &str) -> Result<&SecretString, StepError> {
+        let key = Self::secret_key(secret, place);
+        self.secrets
+            .get(&key)
+            .ok_or_else(|| StepError::Internal(format!("secret {key} was not resolved")))
+    }
+
+    /// A new connection to the plan's SQL Server.
+    pub async fn sql(&self) -> Result<Box<dyn SqlClient>, SqlError> {
+        let conn = &self.plan.server.sql;
+        let password = match &conn.auth {
+            SqlAuth::Sql(login) => self.secrets.get(&Self::secret_key(&login.password, SQL_PASSWORD)),
+            SqlAuth::Windows => None,
+        };
+        sql::connect(conn, password).await
+    }
+
+    pub fn miiskmu(&self) -> PathBuf {
+        tool(&self.plan.tools.miiskmu, DEFAULT_MIISKMU)
+    }
+    pub fn msiexec(&self) -> PathBuf {
+        tool(&self.plan.tools.msiexec, DEFAULT_MSIEXEC)
+    }
+    pub fn reg(&self) -> PathBuf {
+        tool(&self.plan.tools.reg, DEFAULT_REG)
+    }
+    pub fn sc(&self) -> PathBuf {
+        tool(&self.plan.tools.sc, DEFAULT_SC)
+    }
+
+    /// Runs a process with this plan's redaction.
+    pub async fn run(&self, spec: &ProcessSpec) -> Result<ProcessOutcome, StepError> {
+        Ok(spec.run(&self.redactor).await?)
+    }
+
+    /// A process spec with plain arguments.
+    pub fn process(&self, program: &Path, args: &[&str], timeout: Duration) -> ProcessSpec {
+        ProcessSpec {
+            program: program.to_path_buf(),
+            args: args.iter().map(|a| Arg::Plain(a.to_string())).collect(),
+            stdin: None,
+            timeout,
+            cwd: None,
+            env: Vec::new(),
+        }
+    }
+
+    /// The plan's step with this id.
+    pub fn step(&self, id: &StepId) -> Option<&StepSpec> {
+        self.plan.steps.iter().find(|s| &s.id == id)
+    }
+
+    /// The database the connector-space steps look at when a search names none.
+    pub fn default_database(&self) -> Option<String> {
+        let snapshot = self.plan.steps.iter().find_map(|s| match &s.kind {
+            StepKind::SnapshotConnectorSpace(c) => Some(c.database.clone()),
+            _ => None,
+        });
+        snapshot.or_else(|| {
+            self.plan.steps.iter().find_map(|s| match &s.kind {
+                StepKind::BackupDatabase(b) => Some(b.database.clone()),
+                _ => None,
+            })
+        })
+    }
+}
+
+fn tool(configured: &Option<AbsPath>, default: &str) -> PathBuf {
+    configured.as_ref().map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from(default))
+}
+
+/// What one step sees while it observes, diffs, applies or rechecks.
+pub struct StepContext<'a> {
+    pub world: &'a World,
+    pub id: &'a StepId,
+    pub journal: &'a Journal,
+    /// sha256 of the plan file.
+    pub plan_sha256: &'a str,
+}
+
+impl<'a> StepContext<'a> {
+    /// This step's own record from earlier runs.
+    pub fn record(&self) -> Option<&'a StepRecord> {
+        self.journal.record(self.id.as_str())
+    }
+
+    /// A default log path in the state folder for this step.
+    pub fn log_path(&self, suffix: &str) -> PathBuf {
+        self.world.state_dir.join(format!("{}-{suffix}", self.id))
+    }
+}

@@ -1,0 +1,184 @@
+//! `export_keys`: runs `miiskmu /e TEMP /u:ACCOUNT *` with the password on standard input (never on
+//! the command line), checks the tool's success text, restricts and renames the key file, and records
+//! its sha256. The key file is a secret: its content never reaches output or the journal.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::fs as afs;
+use crate::adapters::process::{Arg, ProcessSpec};
+use crate::adapters::secrets::SecretString;
+use crate::plan::{ExportKeys, StepId};
+use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
+
+/// What miiskmu prints when the export worked.
+pub const SUCCESS_TEXT: &str = "The operation has completed successfully";
+
+pub struct ExportKeysStep {
+    id: StepId,
+    spec: ExportKeys,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Observed {
+    tool: String,
+    tool_present: bool,
+    key_file_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Recorded {
+    path: String,
+    sha256: String,
+    bytes: u64,
+}
+
+impl ExportKeysStep {
+    pub fn new(id: StepId, spec: ExportKeys) -> Self {
+        ExportKeysStep { id, spec }
+    }
+
+    fn tool(&self, cx: &StepContext<'_>) -> std::path::PathBuf {
+        self.spec.tool.as_ref().map(|t| t.to_path_buf()).unwrap_or_else(|| cx.world.miiskmu())
+    }
+
+    fn recorded(&self, cx: &StepContext<'_>) -> Option<Recorded> {
+        cx.record()
+            .and_then(|r| r.evidence.as_ref())
+            .and_then(|e| serde_json::from_value::<Recorded>(e.details.clone()).ok())
+            .filter(|r| r.path == self.spec.to.as_str())
+    }
+
+    fn command(&self, cx: &StepContext<'_>) -> Result<ProcessSpec, StepError> {
+        let temp = afs::temp_sibling(&self.spec.to.to_path_buf());
+        let place = format!("{}.account.password", self.id);
+        let password = cx.world.secret(&self.spec.account.password, &place)?;
+        Ok(ProcessSpec {
+            program: self.tool(cx),
+            args: vec![
+                Arg::Plain("/e".into()),
+                Arg::Plain(temp.to_string_lossy().into_owned()),
+                Arg::Plain(format!("/u:{}", self.spec.account.user)),
+                // `*`: miiskmu prompts for the password and reads it from standard input.
+                Arg::Plain("*".into()),
+            ],
+            stdin: Some(SecretString::new(format!("{}\r\n", password.expose()))),
+            timeout: Duration::from_secs(self.spec.timeout_secs.unwrap_or(300)),
+            cwd: None,
+            env: Vec::new(),
+        })
+    }
+}
+
+#[async_trait]
+impl Step for ExportKeysStep {
+    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
+        let tool = self.tool(cx);
+        let path = self.spec.to.to_path_buf();
+        let key_file_sha256 = if afs::exists(&path) { Some(afs::sha256_file(&path)?) } else { None };
+        Ok(Observation::of(&Observed {
+            tool: tool.to_string_lossy().into_owned(),
+            tool_present: afs::exists(&tool),
+            key_file_sha256,
+        }))
+    }
+
+    fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
+        let o: Observed = match observed.get() {
+            Ok(o) => o,
+            Err(e) => return Diff::Blocked { why: e.to_string() },
+        };
+        let recorded = self.recorded(cx);
+        match (&o.key_file_sha256, &recorded) {
+            (Some(now), Some(r)) if *now == r.sha256 => {
+                return Diff::Done {
+                    evidence: format!("key file {} sha256 {}", self.spec.to, short(now)),
+                    details: serde_json::to_value(r).unwrap_or_default(),
+                }
+            }
+            (Some(now), None) => {
+                let adopted = Recorded { path: self.spec.to.to_string(), sha256: now.clone(), bytes: 0 };
+                return Diff::Done {
+                    evidence: format!("key file {} found (exported earlier, not by this plan), sha256 {}", self.spec.to, short(now)),
+                    details: serde_json::to_value(adopted).unwrap_or_default(),
+                }
+            }
+            _ => {}
+        }
+        if !o.tool_present {
+            let why = match &o.key_file_sha256 {
+                Some(_) => "the key file changed since it was exported",
+                None => "the key file is missing",
+            };
+            return Diff::Blocked {
+                why: format!("{why} and the key tool {} is not there (removed with the old product?); restore the key file from its copy", o.tool),
+            };
+        }
+        let reason = match (&o.key_file_sha256, recorded) {
+            (Some(_), Some(_)) => format!("{} differs from the recorded export", self.spec.to),
+            _ => format!("no key file at {}", self.spec.to),
+        };
+        match self.command(cx) {
+            Ok(cmd) => Diff::Change {
+                reason,
+                ops: vec![
+                    Op::Run { command: format!("{} (password on standard input)", cmd.display()) },
+                    Op::Write { path: self.spec.to.to_string() },
+                ],
+            },
+            Err(e) => Diff::Blocked { why: e.to_string() },
+        }
+    }
+
+    async fn apply(&self, cx: &StepContext<'_>) -> Result<Evidence, StepError> {
+        let path = self.spec.to.to_path_buf();
+        let temp = afs::temp_sibling(&path);
+        afs::remove_if_exists(&temp)?;
+        afs::create_parent_dirs(&path)?;
+        let out = cx.world.run(&self.command(cx)?).await?;
+        let said_ok = out.stdout.contains(SUCCESS_TEXT) || out.stderr.contains(SUCCESS_TEXT);
+        if out.exit_code != 0 || !said_ok {
+            let _ = afs::remove_if_exists(&temp);
+            let message = last_lines(&format!("{}\n{}", out.stdout, out.stderr), 5);
+            return Err(StepError::Tool { tool: "miiskmu".into(), exit_code: out.exit_code, message, log_tail: None });
+        }
+        let bytes = afs::file_size(&temp).map_err(|_| {
+            StepError::Failed(format!("miiskmu reported success but wrote no key file at {}", temp.display()))
+        })?;
+        if bytes == 0 {
+            return Err(StepError::Failed(format!("miiskmu wrote an empty key file at {}", temp.display())));
+        }
+        afs::restrict_permissions(&temp)?;
+        let sha256 = afs::sha256_file(&temp)?;
+        afs::rename(&temp, &path)?;
+        Ok(Evidence {
+            summary: format!("key file {} sha256 {} ({bytes} bytes)", self.spec.to, short(&sha256)),
+            details: serde_json::to_value(Recorded { path: self.spec.to.to_string(), sha256, bytes }).unwrap_or_default(),
+            reboot_required: false,
+        })
+    }
+
+    async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
+        let path = self.spec.to.to_path_buf();
+        if !afs::exists(&path) {
+            return Err(StepError::Refused(format!("the key file {} is gone", self.spec.to)));
+        }
+        let now = afs::sha256_file(&path)?;
+        match self.recorded(cx) {
+            Some(r) if r.sha256 == now => Ok(format!("key file {} matches its recorded sha256", self.spec.to)),
+            Some(_) => Err(StepError::Refused(format!("the key file {} changed since it was exported", self.spec.to))),
+            None => Err(StepError::Refused(format!("the key file {} has no recorded export", self.spec.to))),
+        }
+    }
+}
+
+fn short(hex: &str) -> &str {
+    &hex[..hex.len().min(16)]
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -1,0 +1,307 @@
+//! `install`: checks the installer media's sha256, turns the typed answers into the installer's
+//! command line (an answer profile and `properties:` for an .msi run through msiexec, an argument
+//! template for a setup .exe), runs it, and detects the product afterwards. A secret goes on a
+//! command line only where the plan allowed it; otherwise through standard input.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::fs as afs;
+use crate::adapters::process::{Arg, ProcessSpec};
+use crate::adapters::secrets::SecretString;
+use crate::plan::placeholders;
+use crate::plan::{AnswerProfile, Install, KeyFile, StepId, StepKind};
+use crate::steps::installer::{self, Found, Product};
+use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
+
+pub struct InstallStep {
+    id: StepId,
+    spec: Install,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Observed {
+    product: Found,
+    installer_present: bool,
+    installer_sha256: Option<String>,
+}
+
+/// A rendered value: plain text, or text that carries a secret.
+enum Rendered {
+    Plain(String),
+    Secret(SecretString),
+}
+
+impl InstallStep {
+    pub fn new(id: StepId, spec: Install) -> Self {
+        InstallStep { id, spec }
+    }
+
+    fn is_msi(&self) -> bool {
+        self.spec.installer.as_str().to_ascii_lowercase().ends_with(".msi")
+    }
+
+    fn log(&self, cx: &StepContext<'_>) -> PathBuf {
+        self.spec.log.as_ref().map(|l| l.to_path_buf()).unwrap_or_else(|| cx.log_path("install.log"))
+    }
+
+    fn accepted(&self) -> Vec<i32> {
+        self.spec
+            .accept_exit_codes
+            .clone()
+            .unwrap_or_else(|| vec![installer::SUCCESS, installer::REBOOT_INITIATED, installer::REBOOT_REQUIRED])
+    }
+
+    /// The key file the answers point at.
+    fn key_file(&self, cx: &StepContext<'_>) -> Option<String> {
+        match &self.spec.answers.key_file {
+            Some(KeyFile::Path(p)) => Some(p.to_string()),
+            Some(KeyFile::From(id)) => cx.world.step(id).and_then(|s| match &s.kind {
+                StepKind::ExportKeys(k) => Some(k.to.to_string()),
+                _ => None,
+            }),
+            None => None,
+        }
+    }
+
+    /// The value of one placeholder.
+    fn value(&self, cx: &StepContext<'_>, name: &str) -> Result<Rendered, StepError> {
+        let a = &self.spec.answers;
+        let plain = |s: Option<&str>| Ok(Rendered::Plain(s.unwrap_or("").to_string()));
+        match name {
+            "answers.setup_type" => plain(a.setup_type.map(|t| match t {
+                crate::plan::SetupType::Complete => "complete",
+                crate::plan::SetupType::Custom => "custom",
+            })),
+            "answers.store.server" => plain(a.store.as_ref().map(|s| s.server.as_str())),
+            "answers.store.instance" => plain(a.store.as_ref().and_then(|s| s.instance.as_deref())),
+            "answers.store.database" => plain(a.store.as_ref().map(|s| s.database.as_str())),
+            "answers.store.reuse_existing" => {
+                plain(a.store.as_ref().map(|s| if s.reuse_existing { "yes" } else { "no" }))
+            }
+            "answers.service_account.user" => plain(a.service_account.as_ref().map(|s| s.user.as_str())),
+            "answers.service_account.domain" => plain(a.service_account.as_ref().map(|s| s.domain.as_str())),
+            "answers.service_account.password" => match &a.service_account {
+                Some(s) => {
+                    let place = format!("{}.answers.service_account.password", self.id);
+                    Ok(Rendered::Secret(cx.world.secret(&s.password, &place)?.clone()))
+                }
+                None => plain(None),
+            },
+            "answers.groups.admins" => plain(a.groups.as_ref().map(|g| g.admins.as_str())),
+            "answers.groups.operators" => plain(a.groups.as_ref().map(|g| g.operators.as_str())),
+            "answers.groups.joiners" => plain(a.groups.as_ref().map(|g| g.joiners.as_str())),
+            "answers.groups.browse" => plain(a.groups.as_ref().map(|g| g.browse.as_str())),
+            "answers.groups.password_set" => plain(a.groups.as_ref().map(|g| g.password_set.as_str())),
+            "answers.key_file" => Ok(Rendered::Plain(self.key_file(cx).unwrap_or_default())),
+            "log" => Ok(Rendered::Plain(self.log(cx).to_string_lossy().into_owned())),
+            other => Err(StepError::Internal(format!("unknown placeholder {{{other}}} (validation should have caught it)"))),
+        }
+    }
+
+    /// Renders a template; the result is secret if any placeholder in it was.
+    fn render(&self, cx: &StepContext<'_>, template: &str) -> Result<Rendered, StepError> {
+        let mut secret = false;
+        let text = placeholders::render(template, |name| {
+            Ok::<String, StepError>(match self.value(cx, name)? {
+                Rendered::Plain(s) => s,
+                Rendered::Secret(s) => {
+                    secret = true;
+                    s.expose().to_string()
+                }
+            })
+        })?;
+        Ok(if secret { Rendered::Secret(SecretString::new(text)) } else { Rendered::Plain(text) })
+    }
+
+    fn arg(&self, cx: &StepContext<'_>, template: &str) -> Result<Arg, StepError> {
+        Ok(match self.render(cx, template)? {
+            Rendered::Plain(s) => Arg::Plain(s),
+            Rendered::Secret(s) if self.spec.secrets_on_command_line => Arg::Secret(s),
+            Rendered::Secret(_) => {
+                return Err(StepError::Refused(format!(
+                    "`{template}` puts a secret on the installer's command line; the plan must say secrets_on_command_line: true"
+                )))
+            }
+        })
+    }
+
+    /// MSI properties: the profile's, then the plan's explicit ones (which win).
+    fn properties(&self) -> BTreeMap<String, String> {
+        let mut props = BTreeMap::new();
+        if self.spec.profile == Some(AnswerProfile::Mim2016Sync) {
+            let a = &self.spec.answers;
+            let mut set = |k: &str, v: &str| {
+                props.insert(k.to_string(), v.to_string());
+            };
+            if let Some(s) = &a.store {
+                set("STORESERVER", "{answers.store.server}");
+                if s.instance.is_some() {
+                    set("SQLINSTANCE", "{answers.store.instance}");
+                }
+                set("SQLDB", "{answers.store.database}");
+            }
+            if a.service_account.is_some() {
+                set("SERVICEACCOUNT", "{answers.service_account.user}");
+                set("SERVICEPASSWORD", "{answers.service_account.password}");
+                set("SERVICEDOMAIN", "{answers.service_account.domain}");
+            }
+            if a.groups.is_some() {
+                set("GROUPADMINS", "{answers.groups.admins}");
+                set("GROUPOPERATORS", "{answers.groups.operators}");
+                set("GROUPACCOUNTJOINERS", "{answers.groups.joiners}");
+                set("GROUPBROWSE", "{answers.groups.browse}");
+                set("GROUPPASSWORDSET", "{answers.groups.password_set}");
+            }
+            set("ACCEPT_EULA", "1");
+            set("FIREWALL_CONF", "1");
+            set("REBOOT", "ReallySuppress");
+        }
+        props.extend(self.spec.properties.iter().map(|(k, v)| (k.clone(), v.clone())));
+        props
+    }
+
+    fn command(&self, cx: &StepContext<'_>) -> Result<ProcessSpec, StepError> {
+        let timeout = Duration::from_secs(self.spec.timeout_secs.unwrap_or(3600));
+        let stdin = match &self.spec.stdin {
+            // Standard input is always handled as secret by the process adapter.
+            Some(t) => Some(match self.render(cx, t)? {
+                Rendered::Plain(s) => SecretString::new(s),
+                Rendered::Secret(s) => s,
+            }),
+            None => None,
+        };
+        let (program, args) = if self.is_msi() {
+            let mut args = vec![Arg::Plain("/i".into()), Arg::Plain(self.spec.installer.to_string())];
+            for (k, v) in self.properties() {
+                args.push(self.arg(cx, &format!("{k}={v}"))?);
+            }
+            if !self.spec.transforms.is_empty() {
+                let list: Vec<&str> = self.spec.transforms.iter().map(|t| t.as_str()).collect();
+                args.push(Arg::Plain(format!("TRANSFORMS={}", list.join(";"))));
+            }
+            for a in ["/qn", "/norestart", "/l*v"] {
+                args.push(Arg::Plain(a.into()));
+            }
+            args.push(Arg::Plain(self.log(cx).to_string_lossy().into_owned()));
+            (cx.world.msiexec(), args)
+        } else {
+            let templates = self.spec.arguments.clone().unwrap_or_default();
+            let args = templates.iter().map(|t| self.arg(cx, t)).collect::<Result<Vec<_>, _>>()?;
+            (self.spec.installer.to_path_buf(), args)
+        };
+        Ok(ProcessSpec { program, args, stdin, timeout, cwd: None, env: Vec::new() })
+    }
+
+    fn version_ok(&self, p: &Product) -> bool {
+        match &self.spec.detect.version {
+            None => true,
+            Some(want) => p.version.as_deref().is_some_and(|v| v.starts_with(want.as_str())),
+        }
+    }
+}
+
+#[async_trait]
+impl Step for InstallStep {
+    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
+        let product = installer::find_product(cx, &self.spec.detect.product).await?;
+        let media = self.spec.installer.to_path_buf();
+        let installer_present = afs::exists(&media);
+        let installer_sha256 = match (&self.spec.sha256, installer_present) {
+            (Some(_), true) => Some(afs::sha256_file(&media)?),
+            _ => None,
+        };
+        Ok(Observation::of(&Observed { product, installer_present, installer_sha256 }))
+    }
+
+    fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
+        let o: Observed = match observed.get() {
+            Ok(o) => o,
+            Err(e) => return Diff::Blocked { why: e.to_string() },
+        };
+        match &o.product {
+            Found::One { product } if self.version_ok(product) => {
+                return Diff::Done { evidence: format!("{product} is installed"), details: serde_json::Value::Null }
+            }
+            Found::Several { products } => {
+                return Diff::Blocked {
+                    why: format!("{} installed products match; detect by product_code", products.len()),
+                }
+            }
+            _ => {}
+        }
+        if !o.installer_present {
+            return Diff::Blocked { why: format!("the installer {} is not there", self.spec.installer) };
+        }
+        if let (Some(want), Some(have)) = (&self.spec.sha256, &o.installer_sha256) {
+            if want.as_str() != have {
+                return Diff::Blocked {
+                    why: format!("the installer {} has sha256 {have}, not the {want} the plan expects", self.spec.installer),
+                };
+            }
+        }
+        let reason = match &o.product {
+            Found::One { product } => format!("{product} is installed, but not version {}", self.spec.detect.version.as_deref().unwrap_or("")),
+            _ => "the product is not installed".to_string(),
+        };
+        match self.command(cx) {
+            Ok(cmd) => {
+                let via_stdin = if self.spec.stdin.is_some() { " (answers on standard input)" } else { "" };
+                Diff::Change { reason, ops: vec![Op::Run { command: format!("{}{via_stdin}", cmd.display()) }] }
+            }
+            Err(e) => Diff::Blocked { why: e.to_string() },
+        }
+    }
+
+    async fn apply(&self, cx: &StepContext<'_>) -> Result<Evidence, StepError> {
+        let media = self.spec.installer.to_path_buf();
+        if let Some(want) = &self.spec.sha256 {
+            let have = afs::sha256_file(&media)?;
+            if want.as_str() != have {
+                return Err(StepError::Refused(format!("the installer {} has sha256 {have}, expected {want}", self.spec.installer)));
+            }
+        }
+        if let Some(key) = self.key_file(cx) {
+            if !afs::exists(&PathBuf::from(&key)) {
+                return Err(StepError::Refused(format!("the key file {key} for the installer is missing")));
+            }
+        }
+        let spec = self.command(cx)?;
+        afs::create_parent_dirs(&self.log(cx))?;
+        let (out, attempts) = installer::run_with_retry(cx, &spec, self.spec.retry.as_ref()).await?;
+        if !self.accepted().contains(&out.exit_code) {
+            return Err(StepError::Tool {
+                tool: spec.program.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+                exit_code: out.exit_code,
+                message: installer::meaning(out.exit_code).to_string(),
+                log_tail: installer::log_tail(cx, &self.log(cx), 20),
+            });
+        }
+        let product = match installer::find_product(cx, &self.spec.detect.product).await? {
+            Found::One { product } if self.version_ok(&product) => product,
+            _ => {
+                return Err(StepError::Failed(format!(
+                    "the installer exited {} but the product is not detected afterwards; see {}",
+                    out.exit_code,
+                    self.log(cx).display()
+                )))
+            }
+        };
+        Ok(Evidence {
+            summary: format!("installed {product}: exit {} ({})", out.exit_code, installer::meaning(out.exit_code)),
+            details: serde_json::json!({ "product": product, "exit_code": out.exit_code, "attempts": attempts, "log": self.log(cx) }),
+            reboot_required: installer::needs_reboot(out.exit_code),
+        })
+    }
+
+    async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
+        match installer::find_product(cx, &self.spec.detect.product).await? {
+            Found::One { product } if self.version_ok(&product) => Ok(format!("{product} is installed")),
+            _ => Err(StepError::Refused("the installed product is no longer detected".into())),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! `snapshot_connector_space`: records, before the upgrade, how many connector-space objects each
+//! management agent holds and how many metaverse objects exist, for `verify` to compare with later.
+//! Only SELECTs; once recorded, the snapshot is never retaken (it describes the old server).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::sql::{statements as q, SqlClient, SqlError};
+use crate::plan::{SnapshotConnectorSpace, StepId};
+use crate::steps::sqlrow::{int, text};
+use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
+
+pub struct SnapshotStep {
+    id: StepId,
+    spec: SnapshotConnectorSpace,
+}
+
+/// The counts, as recorded in the journal and read by `verify`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub database: String,
+    /// Objects per management agent (agents with none included, as 0).
+    pub connector_space: BTreeMap<String, i64>,
+    pub metaverse: i64,
+}
+
+impl Snapshot {
+    pub fn total(&self) -> i64 {
+        self.connector_space.values().sum()
+    }
+}
+
+/// Reads the counts now. Used by this step and by `verify`.
+pub async fn take(sql: &mut dyn SqlClient, database: &str) -> Result<Snapshot, SqlError> {
+    let mut connector_space = BTreeMap::new();
+    for row in sql.query(&q::management_agents(database)).await? {
+        if let Some(name) = row.get("ma_name").and_then(text) {
+            connector_space.insert(name, 0);
+        }
+    }
+    for row in sql.query(&q::connector_space_counts(database)).await? {
+        if let (Some(name), Some(n)) = (row.get("ma_name").and_then(text), row.get("objects").and_then(int)) {
+            connector_space.insert(name, n);
+        }
+    }
+    let metaverse = sql
+        .query(&q::metaverse_count(database))
+        .await?
+        .first()
+        .and_then(|r| r.get("objects"))
+        .and_then(int)
+        .unwrap_or(0);
+    Ok(Snapshot { database: database.to_string(), connector_space, metaverse })
+}
+
+impl SnapshotStep {
+    pub fn new(id: StepId, spec: SnapshotConnectorSpace) -> Self {
+        SnapshotStep { id, spec }
+    }
+
+    fn recorded(&self, cx: &StepContext<'_>) -> Option<Snapshot> {
+        recorded_snapshot(cx, self.id.as_str()).filter(|s| s.database == self.spec.database)
+    }
+}
+
+/// The snapshot a step recorded, if any.
+pub fn recorded_snapshot(cx: &StepContext<'_>, id: &str) -> Option<Snapshot> {
+    cx.journal.done(id).and_then(|e| serde_json::from_value(e.details.clone()).ok())
+}
+
+#[async_trait]
+impl Step for SnapshotStep {
+    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
+        if let Some(s) = self.recorded(cx) {
+            return Ok(Observation::of(&s));
+        }
+        let mut sql = cx.world.sql().await?;
+        Ok(Observation::of(&take(sql.as_mut(), &self.spec.database).await?))
+    }
+
+    fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
+        if let Some(s) = self.recorded(cx) {
+            let at = cx.record().map(|r| r.at.to_rfc3339()).unwrap_or_default();
+            return Diff::Done {
+                evidence: format!("{} objects in {} management agent(s), {} in the metaverse, recorded {at}", s.total(), s.connector_space.len(), s.metaverse),
+                details: serde_json::Value::Null,
+            };
+        }
+        let now = observed.get::<Snapshot>().map(|s| format!("{} objects now", s.total())).unwrap_or_default();
+        Diff::Change {
+            reason: format!("no snapshot recorded yet ({now})"),
+            ops: vec![
+                Op::Sql { statement: q::connector_space_counts(&self.spec.database) },
+                Op::Sql { statement: q::metaverse_count(&self.spec.database) },
+            ],
+        }
+    }
+
+    async fn apply(&self, cx: &StepContext<'_>) -> Result<Evidence, StepError> {
+        let mut sql = cx.world.sql().await?;
+        let s = take(sql.as_mut(), &self.spec.database).await?;
+        Ok(Evidence {
+            summary: format!("{} objects in {} management agent(s), {} in the metaverse", s.total(), s.connector_space.len(), s.metaverse),
+            details: serde_json::to_value(&s).unwrap_or_default(),
+            reboot_required: false,
+        })
+    }
+
+    async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
+        match self.recorded(cx) {
+            Some(s) => Ok(format!("snapshot of {} objects recorded", s.total())),
+            None => Err(StepError::Refused(format!("snapshot `{}` is not recorded", self.id))),
+        }
+    }
+}

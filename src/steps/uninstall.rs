@@ -1,0 +1,148 @@
+//! `uninstall`: removes the old product with `msiexec /x {CODE} /qn /norestart /l*v LOG`, resolving a
+//! display name to its product code first. The one destructive step: the engine runs it only after
+//! every prerequisite rechecks. It never touches the database (msiexec removes only the product).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::adapters::process::{Arg, ProcessSpec};
+use crate::plan::{ProductRef, StepId, Uninstall};
+use crate::steps::installer::{self, Found};
+use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
+
+pub struct UninstallStep {
+    id: StepId,
+    spec: Uninstall,
+}
+
+impl UninstallStep {
+    pub fn new(id: StepId, spec: Uninstall) -> Self {
+        UninstallStep { id, spec }
+    }
+
+    fn accepted(&self) -> Vec<i32> {
+        self.spec.accept_exit_codes.clone().unwrap_or_else(|| {
+            vec![installer::SUCCESS, installer::UNKNOWN_PRODUCT, installer::REBOOT_INITIATED, installer::REBOOT_REQUIRED]
+        })
+    }
+
+    fn log(&self, cx: &StepContext<'_>) -> PathBuf {
+        self.spec.log.as_ref().map(|l| l.to_path_buf()).unwrap_or_else(|| cx.log_path("msiexec-uninstall.log"))
+    }
+
+    fn command(&self, cx: &StepContext<'_>, code: &str) -> ProcessSpec {
+        let mut args: Vec<Arg> = ["/x", code, "/qn", "/norestart", "/l*v"].iter().map(|a| Arg::Plain(a.to_string())).collect();
+        args.push(Arg::Plain(self.log(cx).to_string_lossy().into_owned()));
+        args.extend(self.spec.extra_args.iter().map(|a| Arg::Plain(a.clone())));
+        ProcessSpec {
+            program: cx.world.msiexec(),
+            args,
+            stdin: None,
+            timeout: Duration::from_secs(self.spec.timeout_secs.unwrap_or(3600)),
+            cwd: None,
+            env: Vec::new(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.spec.product {
+            ProductRef::ProductCode(c) => c.to_string(),
+            ProductRef::Name(n) => format!("\"{n}\""),
+        }
+    }
+}
+
+#[async_trait]
+impl Step for UninstallStep {
+    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
+        Ok(Observation::of(&installer::find_product(cx, &self.spec.product).await?))
+    }
+
+    fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
+        match observed.get::<Found>() {
+            Err(e) => Diff::Blocked { why: e.to_string() },
+            Ok(Found::None) => Diff::Done {
+                evidence: format!("{} is not installed", self.describe()),
+                details: serde_json::Value::Null,
+            },
+            Ok(Found::Several { products }) => Diff::Blocked {
+                why: format!(
+                    "{} matches {} products ({}); name the one to remove by product_code",
+                    self.describe(),
+                    products.len(),
+                    products.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
+                ),
+            },
+            Ok(Found::One { product }) => match &product.code {
+                None => Diff::Blocked {
+                    why: format!("{product} is installed but its Uninstall key is not a product code; it is not a Windows Installer product"),
+                },
+                Some(code) => Diff::Change {
+                    reason: format!("{product} is installed"),
+                    ops: vec![Op::Run { command: self.command(cx, code).display() }],
+                },
+            },
+        }
+    }
+
+    async fn apply(&self, cx: &StepContext<'_>) -> Result<Evidence, StepError> {
+        let product = match installer::find_product(cx, &self.spec.product).await? {
+            Found::None => {
+                return Ok(Evidence {
+                    summary: format!("{} was already not installed", self.describe()),
+                    details: serde_json::json!({ "exit_code": null }),
+                    reboot_required: false,
+                })
+            }
+            Found::Several { products } => {
+                return Err(StepError::Refused(format!("{} matches {} products", self.describe(), products.len())))
+            }
+            Found::One { product } => product,
+        };
+        let code = product
+            .code
+            .clone()
+            .ok_or_else(|| StepError::Refused(format!("{product} has no product code")))?;
+        let spec = self.command(cx, &code);
+        let (out, attempts) = installer::run_with_retry(cx, &spec, self.spec.retry.as_ref()).await?;
+        if !self.accepted().contains(&out.exit_code) {
+            return Err(StepError::Tool {
+                tool: "msiexec".into(),
+                exit_code: out.exit_code,
+                message: format!("{} ({})", installer::meaning(out.exit_code), spec.display()),
+                log_tail: installer::log_tail(cx, &self.log(cx), 20),
+            });
+        }
+        if let Found::One { product } = installer::find_product(cx, &self.spec.product).await? {
+            return Err(StepError::Failed(format!(
+                "msiexec exited {} but {product} is still installed; see {}",
+                out.exit_code,
+                self.log(cx).display()
+            )));
+        }
+        let reboot = installer::needs_reboot(out.exit_code);
+        Ok(Evidence {
+            summary: format!(
+                "removed {product}: msiexec exit {} ({}){}",
+                out.exit_code,
+                installer::meaning(out.exit_code),
+                if attempts > 1 { format!(" after {attempts} attempts") } else { String::new() }
+            ),
+            details: serde_json::json!({ "product": product, "exit_code": out.exit_code, "attempts": attempts, "log": self.log(cx) }),
+            reboot_required: reboot,
+        })
+    }
+
+    async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
+        match installer::find_product(cx, &self.spec.product).await? {
+            Found::None => Ok(format!("{} is not installed", self.describe())),
+            _ => Err(StepError::Refused(format!("{} is installed again", self.describe()))),
+        }
+    }
+
+    fn destructive(&self) -> bool {
+        true
+    }
+}

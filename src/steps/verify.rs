@@ -1,0 +1,282 @@
+//! `verify`: after the upgrade, checks connector-space counts against a snapshot, connector-space
+//! searches (DN prefix, anchor prefix or sub-tree, like the GUI's "Search Connector Space"), services,
+//! commands and SQL scalars. Every check runs; a failure reports a table of expected against found.
+//! Only reads: SELECTs, `sc query`, and the plan's own check commands.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::services::{self, ServiceState};
+use crate::adapters::sql::statements as q;
+use crate::plan::{StepId, Verify};
+use crate::steps::snapshot_connector_space::{self as snapshot, recorded_snapshot};
+use crate::steps::sqlrow::text;
+use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
+
+pub struct VerifyStep {
+    id: StepId,
+    spec: Verify,
+}
+
+/// One line of the result table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub check: String,
+    pub expected: String,
+    pub found: String,
+    pub ok: bool,
+}
+
+impl VerifyStep {
+    pub fn new(id: StepId, spec: Verify) -> Self {
+        VerifyStep { id, spec }
+    }
+
+    fn planned_checks(&self) -> Vec<Op> {
+        let mut ops = Vec::new();
+        if let Some(c) = &self.spec.connector_space {
+            ops.push(Op::Check { what: format!("connector-space counts equal snapshot `{}`", c.same_as) });
+        }
+        for s in &self.spec.search {
+            ops.push(Op::Check { what: format!("search {}: at least {}", search_name(s), s.min_count) });
+        }
+        for s in &self.spec.services {
+            ops.push(Op::Check { what: format!("service {} running", s.name) });
+        }
+        for c in &self.spec.commands {
+            ops.push(Op::Check { what: format!("command `{}` exits {}", c.run.join(" "), c.exit_code) });
+        }
+        for s in &self.spec.sql {
+            ops.push(Op::Check { what: format!("SQL `{}` = {}", s.query, s.expect) });
+        }
+        ops
+    }
+
+    async fn run_checks(&self, cx: &StepContext<'_>) -> Result<Vec<CheckResult>, StepError> {
+        let mut results = Vec::new();
+        if let Some(c) = &self.spec.connector_space {
+            let before = recorded_snapshot(cx, c.same_as.as_str()).ok_or_else(|| {
+                StepError::Failed(format!("snapshot `{}` is not recorded: it must run before the upgrade", c.same_as))
+            })?;
+            let mut sql = cx.world.sql().await?;
+            let now = snapshot::take(sql.as_mut(), &before.database).await?;
+            let mut names: Vec<&String> = before.connector_space.keys().chain(now.connector_space.keys()).collect();
+            names.sort();
+            names.dedup();
+            for ma in names {
+                let b = before.connector_space.get(ma).copied();
+                let n = now.connector_space.get(ma).copied();
+                results.push(CheckResult {
+                    check: format!("connector space of {ma}"),
+                    expected: b.map_or("(absent)".into(), |v| v.to_string()),
+                    found: n.map_or("(absent)".into(), |v| v.to_string()),
+                    ok: b == n,
+                });
+            }
+            results.push(CheckResult {
+                check: "metaverse objects".into(),
+                expected: before.metaverse.to_string(),
+                found: now.metaverse.to_string(),
+                ok: before.metaverse == now.metaverse,
+            });
+        }
+        for s in &self.spec.search {
+            let database = s.database.clone().or_else(|| cx.world.default_database()).ok_or_else(|| {
+                StepError::Failed(format!("search {}: no database named and none in the plan", search_name(s)))
+            })?;
+            let mut sql = cx.world.sql().await?;
+            let rows = sql.query(&q::connector_space_objects(&database, &s.management_agent)).await?;
+            let objects: Vec<CsObject> = rows
+                .iter()
+                .map(|r| CsObject {
+                    id: r.get("object_id").and_then(text).unwrap_or_default(),
+                    parent: r.get("pobject_id").and_then(text),
+                    rdn: r.get("rdn").and_then(text).unwrap_or_default(),
+                    anchor: r.get("anchor").and_then(text).unwrap_or_default(),
+                })
+                .collect();
+            let found = count_matches(&objects, s);
+            results.push(CheckResult {
+                check: format!("search {}", search_name(s)),
+                expected: format!(">= {}", s.min_count),
+                found: found.to_string(),
+                ok: found >= s.min_count,
+            });
+        }
+        for s in &self.spec.services {
+            let state = services::service_state(&cx.world.sc(), &s.name).await?;
+            results.push(CheckResult {
+                check: format!("service {}", s.name),
+                expected: "running".into(),
+                found: state.as_ref().map_or("not installed".into(), |st| format!("{st:?}").to_lowercase()),
+                ok: state == Some(ServiceState::Running),
+            });
+        }
+        for c in &self.spec.commands {
+            let Some((program, args)) = c.run.split_first() else { continue };
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let spec = cx.world.process(std::path::Path::new(program), &args, Duration::from_secs(300));
+            let out = cx.world.run(&spec).await?;
+            let pattern_ok = match &c.output_matches {
+                Some(p) => regex::Regex::new(p)
+                    .map_err(|e| StepError::Failed(format!("output_matches `{p}` is not a regular expression: {e}")))?
+                    .is_match(&out.stdout),
+                None => true,
+            };
+            results.push(CheckResult {
+                check: format!("command `{}`", c.run.join(" ")),
+                expected: match &c.output_matches {
+                    Some(p) => format!("exit {}, output matching /{p}/", c.exit_code),
+                    None => format!("exit {}", c.exit_code),
+                },
+                found: format!("exit {}{}", out.exit_code, if pattern_ok { "" } else { ", output did not match" }),
+                ok: out.exit_code == c.exit_code && pattern_ok,
+            });
+        }
+        for s in &self.spec.sql {
+            let mut sql = cx.world.sql().await?;
+            let rows = sql.query(&s.query).await?;
+            let found = rows.first().and_then(|r| r.values().first().cloned()).and_then(|v| text(&v)).unwrap_or_else(|| "(no value)".into());
+            results.push(CheckResult {
+                check: format!("SQL on {}: {}", s.database, s.query),
+                expected: s.expect.clone(),
+                ok: found.trim() == s.expect.trim(),
+                found,
+            });
+        }
+        Ok(results)
+    }
+}
+
+/// A connector-space object, enough to rebuild its DN.
+struct CsObject {
+    id: String,
+    parent: Option<String>,
+    rdn: String,
+    anchor: String,
+}
+
+fn search_name(s: &crate::plan::Search) -> String {
+    let what = match (&s.dn_prefix, &s.anchor_prefix, &s.subtree) {
+        (Some(p), _, _) => format!("DN starting `{p}`"),
+        (_, Some(p), _) => format!("anchor starting `{p}`"),
+        (_, _, Some(t)) => format!("sub-tree `{t}`"),
+        _ => "all objects".to_string(),
+    };
+    format!("{} / {what}", s.management_agent)
+}
+
+/// Rebuilds each object's DN from its parent chain and counts those matching the search.
+fn count_matches(objects: &[CsObject], s: &crate::plan::Search) -> u64 {
+    let by_id: HashMap<&str, &CsObject> = objects.iter().map(|o| (o.id.as_str(), o)).collect();
+    let dn = |o: &CsObject| {
+        let mut parts = vec![o.rdn.as_str()];
+        let mut cur = o.parent.as_deref();
+        let mut guard = 0;
+        while let Some(p) = cur.and_then(|id| by_id.get(id)) {
+            parts.push(p.rdn.as_str());
+            cur = p.parent.as_deref();
+            guard += 1;
+            if guard > 256 {
+                break; // a parent loop in the data; the DN so far is enough to compare
+            }
+        }
+        parts.join(",")
+    };
+    let lower = |t: &str| t.to_lowercase();
+    objects
+        .iter()
+        .filter(|o| match (&s.dn_prefix, &s.anchor_prefix, &s.subtree) {
+            (Some(p), _, _) => lower(&dn(o)).starts_with(&lower(p)),
+            (_, Some(p), _) => o.anchor.starts_with(p.as_str()),
+            (_, _, Some(t)) => {
+                let d = lower(&dn(o));
+                let t = lower(t);
+                d == t || d.ends_with(&format!(",{t}"))
+            }
+            _ => true,
+        })
+        .count() as u64
+}
+
+/// The failure table, for people.
+pub fn table(results: &[CheckResult]) -> String {
+    let w = results.iter().map(|r| r.check.len()).max().unwrap_or(5).max(5);
+    let e = results.iter().map(|r| r.expected.len()).max().unwrap_or(8).max(8);
+    let mut out = format!("  {:<w$}  {:<e$}  found\n", "check", "expected");
+    for r in results {
+        out.push_str(&format!("{} {:<w$}  {:<e$}  {}\n", if r.ok { ' ' } else { '✗' }, r.check, r.expected, r.found));
+    }
+    out
+}
+
+#[async_trait]
+impl Step for VerifyStep {
+    async fn observe(&self, _cx: &StepContext<'_>) -> Result<Observation, StepError> {
+        // Checks run at apply; observing them would only repeat the work.
+        Ok(Observation(serde_json::Value::Null))
+    }
+
+    fn diff(&self, _observed: &Observation, cx: &StepContext<'_>) -> Diff {
+        match cx.record() {
+            Some(r) if r.status == crate::engine::journal::StepStatus::Done && r.plan_sha256 == cx.plan_sha256 => Diff::Done {
+                evidence: r.evidence.as_ref().map(|e| e.summary.clone()).unwrap_or_default(),
+                details: serde_json::Value::Null,
+            },
+            _ => Diff::Check { reason: "checks run after the steps before them".into(), ops: self.planned_checks() },
+        }
+    }
+
+    async fn apply(&self, cx: &StepContext<'_>) -> Result<Evidence, StepError> {
+        let results = self.run_checks(cx).await?;
+        let failed = results.iter().filter(|r| !r.ok).count();
+        if failed > 0 {
+            return Err(StepError::Failed(format!("{failed} of {} check(s) failed:\n{}", results.len(), table(&results))));
+        }
+        Ok(Evidence {
+            summary: format!("{} check(s) passed", results.len()),
+            details: serde_json::to_value(&results).unwrap_or_default(),
+            reboot_required: false,
+        })
+    }
+
+    async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
+        self.apply(cx).await.map(|e| e.summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(id: &str, parent: Option<&str>, rdn: &str) -> CsObject {
+        CsObject { id: id.into(), parent: parent.map(Into::into), rdn: rdn.into(), anchor: format!("a-{id}") }
+    }
+
+    fn search(dn: Option<&str>, sub: Option<&str>) -> crate::plan::Search {
+        crate::plan::Search {
+            database: None,
+            management_agent: "Contoso AD".into(),
+            dn_prefix: dn.map(Into::into),
+            anchor_prefix: None,
+            subtree: sub.map(Into::into),
+            min_count: 1,
+        }
+    }
+
+    #[test]
+    fn searches_rebuild_dns_from_parents_like_the_gui() {
+        let objects = vec![
+            obj("1", None, "DC=contoso,DC=com"),
+            obj("2", Some("1"), "OU=Users"),
+            obj("3", Some("2"), "CN=Administrator"),
+            obj("4", Some("2"), "CN=Alice"),
+        ];
+        assert_eq!(count_matches(&objects, &search(Some("cn=administrator,OU=Users"), None)), 1);
+        assert_eq!(count_matches(&objects, &search(None, Some("OU=Users,DC=contoso,DC=com"))), 3);
+        assert_eq!(count_matches(&objects, &search(Some("CN=Bob"), None)), 0);
+    }
+}
