@@ -1,4 +1,10 @@
 //! Adapters: the only doors to the outside world (SQL Server, child processes, files, installed
-//! products, services). Steps reach the world only through these.
+//! products, services). Steps reach the world only through these; nothing here decides what a
+//! step should do.
 
+pub mod fs;
+pub mod process;
+pub mod products;
+pub mod secrets;
+pub mod services;
 pub mod sql;

@@ -1,3 +1,272 @@
-//! SQL Server access: the statements `upgrade` sends, and the clients that send them.
+//! SQL Server access: the statements `upgrade` sends (`statements`), the values and errors that
+//! come back, and two clients behind one trait: `tds` (tiberius; SQL Server 2005 and later) and
+//! `odbc` (SQL Server 2000 through an ODBC driver). Clients send what they are given; what to send
+//! is decided by the steps through `statements`.
 
+pub mod odbc;
 pub mod statements;
+pub mod tds;
+
+use async_trait::async_trait;
+
+use super::secrets::SecretString;
+use crate::plan::{SqlAuth, SqlConnection, SqlDriver};
+
+/// One value of a result row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Null,
+    Int(i64),
+    Bool(bool),
+    Text(String),
+    DateTime(chrono::NaiveDateTime),
+}
+
+impl SqlValue {
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            SqlValue::Int(n) => Some(*n),
+            SqlValue::Text(t) => t.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            SqlValue::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn as_datetime(&self) -> Option<chrono::NaiveDateTime> {
+        match self {
+            SqlValue::DateTime(d) => Some(*d),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, SqlValue::Null)
+    }
+}
+
+/// The value as text, as a check compares it: NULL is `NULL`, booleans `1`/`0` (SQL Server's bit),
+/// datetimes `YYYY-MM-DD HH:MM:SS[.fff]`.
+impl std::fmt::Display for SqlValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SqlValue::Null => f.write_str("NULL"),
+            SqlValue::Int(n) => write!(f, "{n}"),
+            SqlValue::Bool(b) => f.write_str(if *b { "1" } else { "0" }),
+            SqlValue::Text(t) => f.write_str(t),
+            SqlValue::DateTime(d) => write!(f, "{}", d.format("%Y-%m-%d %H:%M:%S%.3f")),
+        }
+    }
+}
+
+/// One result row: column names and their values, in order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Row {
+    pub columns: Vec<String>,
+    pub values: Vec<SqlValue>,
+}
+
+impl Row {
+    /// The value of a column by name (exact first, then ignoring case, as SQL Server does).
+    pub fn get(&self, name: &str) -> Option<&SqlValue> {
+        let idx = self.columns.iter().position(|c| c == name).or_else(|| {
+            self.columns
+                .iter()
+                .position(|c| c.eq_ignore_ascii_case(name))
+        })?;
+        self.values.get(idx)
+    }
+
+    /// The value at a position (for unnamed columns such as `SELECT @@VERSION`).
+    pub fn at(&self, index: usize) -> Option<&SqlValue> {
+        self.values.get(index)
+    }
+}
+
+/// One message the server sent (an ERROR token or an ODBC diagnostic record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerMessage {
+    pub number: i32,
+    /// Severity; 0 when the client could not tell (ODBC does not report it).
+    pub class: u8,
+    pub state: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for ServerMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "error {}", self.number)?;
+        if self.class != 0 {
+            write!(f, " (severity {}, state {})", self.class, self.state)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// What went wrong talking to SQL Server. Nothing is retried automatically.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SqlError {
+    /// The server refused the statement. `number`..`message` are the first (root-cause) error;
+    /// `messages` all errors of the batch the client could read, e.g. 3201 then 3013
+    /// (tiberius keeps only the first; ODBC gives all).
+    #[error("SQL Server {}", messages.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("; "))]
+    Server {
+        number: i32,
+        class: u8,
+        state: u8,
+        message: String,
+        messages: Vec<ServerMessage>,
+    },
+    /// The server could not be reached, or the connection dropped or timed out.
+    #[error("connection to SQL Server {server} failed: {message}")]
+    Connection { server: String, message: String },
+    /// The server rejected the login.
+    #[error("login to SQL Server {server} failed: {message}")]
+    Login { server: String, message: String },
+    /// The conversation broke the protocol, or a value could not be read.
+    #[error("SQL Server protocol error: {message}")]
+    Protocol { message: String },
+    /// The plan asks for something this platform or client cannot do.
+    #[error("{message}")]
+    Unsupported { message: String },
+}
+
+impl SqlError {
+    /// A server error from its messages; the first is the root cause.
+    pub fn server(messages: Vec<ServerMessage>) -> SqlError {
+        let first = messages.first().cloned().unwrap_or(ServerMessage {
+            number: 0,
+            class: 0,
+            state: 0,
+            message: "unknown server error".into(),
+        });
+        SqlError::Server {
+            number: first.number,
+            class: first.class,
+            state: first.state,
+            message: first.message,
+            messages,
+        }
+    }
+
+    /// Whether the server reported error `number` anywhere in the batch.
+    pub fn has_number(&self, number: i32) -> bool {
+        matches!(self, SqlError::Server { messages, .. } if messages.iter().any(|m| m.number == number))
+    }
+}
+
+/// A connection to SQL Server.
+#[async_trait]
+pub trait SqlClient: Send {
+    /// Runs a query and returns the rows of its first result set.
+    /// tds: an `sp_executesql` RPC; odbc: a batch.
+    async fn query(&mut self, sql: &str) -> Result<Vec<Row>, SqlError>;
+    /// Runs a batch (BACKUP, RESTORE VERIFYONLY) and returns the informational messages the client
+    /// could read (the tds client cannot read any and returns none).
+    async fn execute(&mut self, sql: &str) -> Result<Vec<String>, SqlError>;
+}
+
+/// Connects with the plan's driver. `password` is required for SQL authentication.
+pub async fn connect(
+    conn: &SqlConnection,
+    password: Option<&SecretString>,
+) -> Result<Box<dyn SqlClient>, SqlError> {
+    if let (SqlAuth::Sql(login), None) = (&conn.auth, password) {
+        return Err(SqlError::Unsupported {
+            message: format!(
+                "SQL authentication as {} needs a password, and none was resolved",
+                login.user
+            ),
+        });
+    }
+    match conn.driver {
+        SqlDriver::Tds => Ok(Box::new(tds::TdsClient::connect(conn, password).await?)),
+        SqlDriver::Odbc => Ok(Box::new(odbc::OdbcClient::connect(conn, password).await?)),
+    }
+}
+
+/// `(local)` and `.` mean this machine.
+pub(crate) fn host_address(host: &str) -> &str {
+    match host.trim() {
+        "(local)" | "." | "(LOCAL)" => "127.0.0.1",
+        other => other,
+    }
+}
+
+/// `host[\instance][:port]` for messages.
+pub(crate) fn server_label(conn: &SqlConnection) -> String {
+    let mut s = conn.host.clone();
+    if let Some(i) = &conn.instance {
+        s.push('\\');
+        s.push_str(i);
+    }
+    if let Some(p) = conn.port {
+        s.push_str(&format!(":{p}"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_finds_columns_by_name_ignoring_case() {
+        let row = Row {
+            columns: vec!["ma_name".into(), "objects".into()],
+            values: vec![SqlValue::Text("AD MA".into()), SqlValue::Int(42)],
+        };
+        assert_eq!(row.get("OBJECTS").and_then(SqlValue::as_i64), Some(42));
+        assert_eq!(row.get("ma_name").and_then(SqlValue::as_str), Some("AD MA"));
+        assert_eq!(row.get("missing"), None);
+    }
+
+    #[test]
+    fn a_failed_backup_keeps_every_message_with_the_root_cause_first() {
+        let err = SqlError::server(vec![
+            ServerMessage {
+                number: 3201,
+                class: 16,
+                state: 1,
+                message: "Cannot open backup device 'E:\\x.bak'.".into(),
+            },
+            ServerMessage {
+                number: 3013,
+                class: 16,
+                state: 1,
+                message: "BACKUP DATABASE is terminating abnormally.".into(),
+            },
+        ]);
+        assert!(matches!(err, SqlError::Server { number: 3201, .. }));
+        assert!(err.has_number(3013));
+        let text = err.to_string();
+        assert!(
+            text.contains("3201") && text.contains("3013") && text.contains("severity 16"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn values_print_as_a_check_compares_them() {
+        let d = chrono::NaiveDate::from_ymd_opt(2004, 5, 6)
+            .unwrap()
+            .and_hms_milli_opt(7, 8, 9, 10)
+            .unwrap();
+        assert_eq!(SqlValue::DateTime(d).to_string(), "2004-05-06 07:08:09.010");
+        assert_eq!(SqlValue::Bool(true).to_string(), "1");
+        assert_eq!(SqlValue::Null.to_string(), "NULL");
+        assert_eq!(SqlValue::Text(" 12 ".into()).as_i64(), Some(12));
+    }
+
+    #[test]
+    fn local_host_names_mean_loopback() {
+        assert_eq!(host_address("(local)"), "127.0.0.1");
+        assert_eq!(host_address("."), "127.0.0.1");
+        assert_eq!(host_address("sql01"), "sql01");
+    }
+}

@@ -1,0 +1,552 @@
+//! Files: atomic writes, one-pass copy-and-hash, sha256 manifests compatible with `sha256sum -c`,
+//! and the `.NAME.upgrade-partial` naming of half-written artifacts. Synchronous (call from
+//! `spawn_blocking` for big trees); never deletes anything but its own partial files.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+/// Name of the manifest a file backup writes into its destination folder.
+pub const MANIFEST_NAME: &str = "SHA256SUMS";
+
+/// Suffix of every half-written artifact (see [`temp_sibling`]).
+pub const PARTIAL_SUFFIX: &str = ".upgrade-partial";
+
+/// A file-system operation that failed, with the path it was about.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: not a sha256sum line: {message}", path.display())]
+    Manifest {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{} has no file name", path.display())]
+    NoFileName { path: PathBuf },
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> FsError + 'a {
+    move |source| FsError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The temporary name an artifact is written under before it is renamed to `path`:
+/// `DIR/.NAME.upgrade-partial`. A file with this name is never complete.
+pub fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}{PARTIAL_SUFFIX}"))
+}
+
+/// Whether a file name is a half-written artifact's (see [`temp_sibling`]).
+pub fn is_partial_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(PARTIAL_SUFFIX)
+}
+
+/// Writes `bytes` to `path` so that a reader sees the old content or the new, never a mix:
+/// temp sibling, fsync, rename, fsync of the folder (unix).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
+    let temp = temp_sibling(path);
+    let result = (|| {
+        let mut file = File::create(&temp).map_err(io("create", &temp))?;
+        file.write_all(bytes).map_err(io("write", &temp))?;
+        file.sync_all().map_err(io("flush to disk", &temp))?;
+        drop(file);
+        std::fs::rename(&temp, path).map_err(io("rename into place", path))?;
+        sync_parent(path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    tracing::debug!(path = %path.display(), bytes = bytes.len(), ok = result.is_ok(), "atomic write");
+    result
+}
+
+/// Renames a finished temp file into place and makes the rename durable.
+pub fn commit_temp(temp: &Path, path: &Path) -> Result<(), FsError> {
+    std::fs::rename(temp, path).map_err(io("rename into place", path))?;
+    sync_parent(path)
+}
+
+#[cfg(unix)]
+fn sync_parent(path: &Path) -> Result<(), FsError> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(io("flush folder", parent))
+}
+
+/// Windows: a rename is made durable by the file system journal; folders cannot be opened to fsync.
+#[cfg(not(unix))]
+fn sync_parent(_path: &Path) -> Result<(), FsError> {
+    Ok(())
+}
+
+/// sha256 of a file, hex, streaming.
+pub fn sha256_file(path: &Path) -> Result<String, FsError> {
+    let mut file = File::open(path).map_err(io("open", path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buf).map_err(io("read", path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Copies `src` to `dst` reading it once (copy and hash in one pass) through a temp sibling of
+/// `dst`, then renames. Creates `dst`'s folder. Returns the sha256 (hex) of what was written.
+pub fn copy_with_sha256(src: &Path, dst: &Path) -> Result<String, FsError> {
+    if let Some(parent) = dst.parent() {
+        std::fs::create_dir_all(parent).map_err(io("create folder", parent))?;
+    }
+    let temp = temp_sibling(dst);
+    let result = (|| {
+        let mut input = File::open(src).map_err(io("open", src))?;
+        let mut output = File::create(&temp).map_err(io("create", &temp))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = input.read(&mut buf).map_err(io("read", src))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            output.write_all(&buf[..n]).map_err(io("write", &temp))?;
+        }
+        output.sync_all().map_err(io("flush to disk", &temp))?;
+        drop(output);
+        commit_temp(&temp, dst)?;
+        Ok(hex::encode(hasher.finalize()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    tracing::debug!(src = %src.display(), dst = %dst.display(), ok = result.is_ok(), "copied");
+    result
+}
+
+/// Every regular file under `dir`, as sorted relative paths with `/`. Half-written artifacts
+/// (`.NAME.upgrade-partial`) are left out; symbolic links to folders are not followed.
+pub fn walk_files(dir: &Path) -> Result<Vec<String>, FsError> {
+    let mut out = Vec::new();
+    walk(dir, "", &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(), FsError> {
+    for entry in std::fs::read_dir(dir).map_err(io("list", dir))? {
+        let entry = entry.map_err(io("list", dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let file_type = entry.file_type().map_err(io("inspect", &path))?;
+        let rel = format!("{prefix}{name}");
+        if file_type.is_dir() {
+            walk(&path, &format!("{rel}/"), out)?;
+        } else if is_partial_name(&name) {
+            continue;
+        } else if file_type.is_file() || (file_type.is_symlink() && path.is_file()) {
+            out.push(rel);
+        }
+    }
+    Ok(())
+}
+
+/// Half-written artifacts left under `dir` by an interrupted run (for cleaning up).
+pub fn partial_files(dir: &Path) -> Result<Vec<PathBuf>, FsError> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).map_err(io("list", &d))? {
+            let entry = entry.map_err(io("list", &d))?;
+            let file_type = entry.file_type().map_err(io("inspect", &entry.path()))?;
+            if file_type.is_dir() {
+                stack.push(entry.path());
+            } else if is_partial_name(&entry.file_name().to_string_lossy()) {
+                out.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Makes a file readable and writable by its owner only (unix: mode 0600).
+#[cfg(unix)]
+pub fn restrict_permissions(path: &Path) -> Result<(), FsError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(io("restrict permissions of", path))
+}
+
+/// Windows: a no-op. The file keeps the ACL inherited from its folder; keep key files in a folder
+/// only administrators can read (the plan says so).
+#[cfg(not(unix))]
+pub fn restrict_permissions(_path: &Path) -> Result<(), FsError> {
+    Ok(())
+}
+
+/// A sha256sum-compatible manifest: `HEX  RELATIVE/PATH` lines.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Manifest {
+    /// (relative path with `/`, sha256 hex), sorted by path when built by [`Manifest::of_dir`].
+    pub entries: Vec<(String, String)>,
+}
+
+/// A manifest entry that does not match the folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch {
+    Missing {
+        path: String,
+    },
+    Different {
+        path: String,
+        expected: String,
+        found: String,
+    },
+    Unreadable {
+        path: String,
+        error: String,
+    },
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mismatch::Missing { path } => write!(f, "{path}: missing"),
+            Mismatch::Different {
+                path,
+                expected,
+                found,
+            } => {
+                write!(f, "{path}: sha256 {found}, expected {expected}")
+            }
+            Mismatch::Unreadable { path, error } => write!(f, "{path}: unreadable: {error}"),
+        }
+    }
+}
+
+impl Manifest {
+    /// Hashes every file under `dir` (except a manifest at its top) into a manifest.
+    pub fn of_dir(dir: &Path) -> Result<Manifest, FsError> {
+        let mut entries = Vec::new();
+        for rel in walk_files(dir)? {
+            if rel == MANIFEST_NAME {
+                continue;
+            }
+            let hash = sha256_file(&dir.join(&rel))?;
+            entries.push((rel, hash));
+        }
+        Ok(Manifest { entries })
+    }
+
+    /// The recorded hash of a relative path.
+    pub fn get(&self, rel: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .find(|(p, _)| p == rel)
+            .map(|(_, h)| h.as_str())
+    }
+
+    /// The text, as `sha256sum` writes it (names with `\` or newlines escaped like GNU sha256sum).
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for (path, hash) in &self.entries {
+            if path.contains(['\\', '\n', '\r']) {
+                let escaped = path
+                    .replace('\\', "\\\\")
+                    .replace('\n', "\\n")
+                    .replace('\r', "\\r");
+                out.push_str(&format!("\\{hash}  {escaped}\n"));
+            } else {
+                out.push_str(&format!("{hash}  {path}\n"));
+            }
+        }
+        out
+    }
+
+    pub fn parse(text: &str, origin: &Path) -> Result<Manifest, FsError> {
+        let mut entries = Vec::new();
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.strip_suffix('\r').unwrap_or(raw);
+            if line.is_empty() {
+                continue;
+            }
+            let bad = |message: &str| FsError::Manifest {
+                path: origin.to_path_buf(),
+                line: i + 1,
+                message: message.to_string(),
+            };
+            let (escaped, line) = match line.strip_prefix('\\') {
+                Some(rest) => (true, rest),
+                None => (false, line),
+            };
+            if line.len() < 66 || !line.is_char_boundary(64) {
+                return Err(bad(
+                    "expected 64 hex digits, two spaces (or space and `*`) and a path",
+                ));
+            }
+            let (hash, rest) = line.split_at(64);
+            if !hash.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(bad("the hash is not 64 hex digits"));
+            }
+            let path = rest
+                .strip_prefix("  ")
+                .or_else(|| rest.strip_prefix(" *"))
+                .ok_or_else(|| bad("expected two spaces (or ` *`) after the hash"))?;
+            let path = if escaped {
+                unescape(path)
+            } else {
+                path.to_string()
+            };
+            if path.is_empty() {
+                return Err(bad("the path is empty"));
+            }
+            entries.push((path, hash.to_ascii_lowercase()));
+        }
+        Ok(Manifest { entries })
+    }
+
+    /// Writes the manifest atomically.
+    pub fn write(&self, path: &Path) -> Result<(), FsError> {
+        write_atomic(path, self.to_text().as_bytes())
+    }
+
+    pub fn read(path: &Path) -> Result<Manifest, FsError> {
+        let text = std::fs::read_to_string(path).map_err(io("read", path))?;
+        Manifest::parse(&text, path)
+    }
+
+    /// Every entry whose file under `dir` is missing, unreadable or different. Files not in the
+    /// manifest are not reported (as `sha256sum -c`).
+    pub fn verify_dir(&self, dir: &Path) -> Vec<Mismatch> {
+        let mut out = Vec::new();
+        for (rel, expected) in &self.entries {
+            let path = dir.join(rel);
+            if !path.is_file() {
+                out.push(Mismatch::Missing { path: rel.clone() });
+                continue;
+            }
+            match sha256_file(&path) {
+                Ok(found) if found.eq_ignore_ascii_case(expected) => {}
+                Ok(found) => out.push(Mismatch::Different {
+                    path: rel.clone(),
+                    expected: expected.clone(),
+                    found,
+                }),
+                Err(e) => out.push(Mismatch::Unreadable {
+                    path: rel.clone(),
+                    error: e.to_string(),
+                }),
+            }
+        }
+        out
+    }
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some('\\') => out.push('\\'),
+                Some(other) => {
+                    out.push('\\');
+                    out.push(other);
+                }
+                None => out.push('\\'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_partial_name_of_an_artifact_is_a_hidden_sibling() {
+        let t = temp_sibling(Path::new("/backups/keys.bin"));
+        assert_eq!(t, Path::new("/backups/.keys.bin.upgrade-partial"));
+        assert!(is_partial_name(".keys.bin.upgrade-partial"));
+        assert!(!is_partial_name("keys.bin"));
+    }
+
+    #[test]
+    fn an_atomic_write_replaces_the_file_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.json");
+        write_atomic(&path, b"old").unwrap();
+        write_atomic(&path, b"new").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("journal.json")]);
+    }
+
+    #[test]
+    fn an_atomic_write_into_a_missing_folder_fails_naming_the_path() {
+        let err = write_atomic(Path::new("/nonexistent-dir/x.json"), b"x").unwrap_err();
+        assert!(err.to_string().contains("/nonexistent-dir/"), "{err}");
+    }
+
+    #[test]
+    fn a_copy_returns_the_sha256_of_the_source_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("Rules.dll");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        let dst = dir.path().join("copy/sub/Rules.dll");
+        let hash = copy_with_sha256(&src, &dst).unwrap();
+        assert_eq!(hash, hex::encode(Sha256::digest(&data)));
+        assert_eq!(hash, sha256_file(&src).unwrap());
+        assert_eq!(std::fs::read(&dst).unwrap(), data);
+        assert!(partial_files(dir.path()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn walking_lists_files_sorted_with_slashes_and_skips_partial_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("b/c")).unwrap();
+        std::fs::write(dir.path().join("b/c/z.dll"), "z").unwrap();
+        std::fs::write(dir.path().join("a.dll"), "a").unwrap();
+        std::fs::write(dir.path().join("b/.y.dll.upgrade-partial"), "half").unwrap();
+        assert_eq!(walk_files(dir.path()).unwrap(), vec!["a.dll", "b/c/z.dll"]);
+        assert_eq!(
+            partial_files(dir.path()).unwrap(),
+            vec![dir.path().join("b/.y.dll.upgrade-partial")]
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn restricted_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.bin");
+        std::fs::write(&path, "k").unwrap();
+        restrict_permissions(&path).unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn a_manifest_round_trips_and_finds_missing_and_changed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("one.dll"), "1").unwrap();
+        std::fs::write(dir.path().join("sub/two.dll"), "2").unwrap();
+        std::fs::write(dir.path().join("sub/back\\slash.dll"), "3").unwrap();
+        let manifest = Manifest::of_dir(dir.path()).unwrap();
+        assert_eq!(manifest.entries.len(), 3);
+        let path = dir.path().join(MANIFEST_NAME);
+        manifest.write(&path).unwrap();
+        assert_eq!(Manifest::read(&path).unwrap(), manifest);
+        assert_eq!(
+            Manifest::of_dir(dir.path()).unwrap(),
+            manifest,
+            "the manifest itself is not listed"
+        );
+        assert!(manifest.verify_dir(dir.path()).is_empty());
+
+        std::fs::write(dir.path().join("one.dll"), "changed").unwrap();
+        std::fs::remove_file(dir.path().join("sub/two.dll")).unwrap();
+        let problems = manifest.verify_dir(dir.path());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(matches!(&problems[0], Mismatch::Different { path, .. } if path == "one.dll"));
+        assert_eq!(
+            problems[1],
+            Mismatch::Missing {
+                path: "sub/two.dll".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_manifest_written_here_passes_the_real_sha256sum() {
+        let Ok(status) = std::process::Command::new("sha256sum")
+            .arg("--version")
+            .output()
+        else {
+            panic!("sha256sum (coreutils) is needed for this test");
+        };
+        assert!(status.status.success());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("Extensions/sub dir")).unwrap();
+        std::fs::write(dir.path().join("Extensions/a.dll"), "aaa").unwrap();
+        std::fs::write(dir.path().join("Extensions/sub dir/b c.dll"), "bbb").unwrap();
+        std::fs::write(dir.path().join("Extensions/we\\ird.dll"), "ccc").unwrap();
+        let manifest = Manifest::of_dir(dir.path()).unwrap();
+        manifest.write(&dir.path().join(MANIFEST_NAME)).unwrap();
+        let check = std::process::Command::new("sha256sum")
+            .args(["-c", "--strict", MANIFEST_NAME])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stdout)
+        );
+
+        // And a manifest written by sha256sum reads back the same.
+        let made = std::process::Command::new("sh")
+            .args(["-c", "find . -type f ! -name SHA256SUMS | sed 's|^./||' | sort | xargs -d '\\n' sha256sum"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let theirs =
+            Manifest::parse(&String::from_utf8(made.stdout).unwrap(), Path::new("-")).unwrap();
+        let mut ours = manifest.entries.clone();
+        let mut theirs = theirs.entries;
+        ours.sort();
+        theirs.sort();
+        assert_eq!(ours, theirs);
+
+        // A tampered file is caught by sha256sum too: the format really is theirs.
+        std::fs::write(dir.path().join("Extensions/a.dll"), "tampered").unwrap();
+        let check = std::process::Command::new("sha256sum")
+            .args(["-c", MANIFEST_NAME])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(!check.status.success());
+    }
+
+    #[test]
+    fn a_malformed_manifest_line_is_reported_with_its_number() {
+        let text = format!("{}  ok.dll\nnot a line\n", "a".repeat(64));
+        let err = Manifest::parse(&text, Path::new("/b/SHA256SUMS")).unwrap_err();
+        assert!(err.to_string().starts_with("/b/SHA256SUMS:2:"), "{err}");
+    }
+}

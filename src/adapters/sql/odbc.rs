@@ -1,0 +1,524 @@
+//! The ODBC SQL Server client: the path to SQL Server 2000 (TDS 7.1), through Windows' "SQL Server"
+//! driver or, elsewhere, unixODBC + FreeTDS. Every statement goes out as a batch (SQLExecDirect) on
+//! a blocking thread. The connection string holds the password: it is never logged or displayed.
+
+use async_trait::async_trait;
+use odbc_api::handles::{AsStatementRef, Diagnostics, SqlChar};
+use odbc_api::{Connection, ConnectionOptions, Cursor, DataType};
+use std::borrow::Cow;
+
+use super::{host_address, server_label, Row, ServerMessage, SqlClient, SqlError, SqlValue};
+use crate::adapters::secrets::SecretString;
+use crate::plan::{SqlAuth, SqlConnection};
+
+/// Seconds the driver waits for the login.
+const LOGIN_TIMEOUT_SECS: u32 = 30;
+
+/// The default ODBC driver name on this platform.
+pub fn default_driver() -> &'static str {
+    if cfg!(windows) {
+        "SQL Server"
+    } else {
+        "FreeTDS"
+    }
+}
+
+/// An ODBC connection. Calls run on tokio's blocking pool; the connection moves there and back.
+pub struct OdbcClient {
+    conn: Option<Connection<'static>>,
+    server: String,
+}
+
+impl std::fmt::Debug for OdbcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "OdbcClient({})", self.server)
+    }
+}
+
+impl OdbcClient {
+    pub async fn connect(
+        conn: &SqlConnection,
+        password: Option<&SecretString>,
+    ) -> Result<OdbcClient, SqlError> {
+        let server = server_label(conn);
+        let conn_string = SecretString::new(connection_string(conn, password)?);
+        tracing::debug!(%server, driver = "odbc", odbc_driver = %driver_name(conn), "connecting");
+        let label = server.clone();
+        let connection = tokio::task::spawn_blocking(move || {
+            let env = odbc_api::environment().map_err(|e| SqlError::Unsupported {
+                message: format!(
+                    "the ODBC driver manager is not usable (is unixODBC installed?): {e}"
+                ),
+            })?;
+            let options = ConnectionOptions {
+                login_timeout_sec: Some(LOGIN_TIMEOUT_SECS),
+                ..Default::default()
+            };
+            env.connect_with_connection_string(conn_string.expose(), options)
+                .map_err(|e| map_connect_error(e, &label))
+        })
+        .await
+        .map_err(|e| SqlError::Protocol {
+            message: format!("the ODBC connect task failed: {e}"),
+        })??;
+        tracing::debug!(%server, "connected");
+        Ok(OdbcClient {
+            conn: Some(connection),
+            server,
+        })
+    }
+
+    /// Runs `work` with the connection on the blocking pool.
+    async fn with_conn<T: Send + 'static>(
+        &mut self,
+        work: impl FnOnce(&Connection<'static>, &str) -> Result<T, SqlError> + Send + 'static,
+    ) -> Result<T, SqlError> {
+        let conn = self.conn.take().ok_or_else(|| SqlError::Connection {
+            server: self.server.clone(),
+            message: "the connection was lost by an earlier failure".into(),
+        })?;
+        let server = self.server.clone();
+        let (conn, result) = tokio::task::spawn_blocking(move || {
+            let result = work(&conn, &server);
+            (conn, result)
+        })
+        .await
+        .map_err(|e| SqlError::Protocol {
+            message: format!("the ODBC task failed: {e}"),
+        })?;
+        self.conn = Some(conn);
+        result
+    }
+}
+
+#[async_trait]
+impl SqlClient for OdbcClient {
+    async fn query(&mut self, sql: &str) -> Result<Vec<Row>, SqlError> {
+        tracing::debug!(server = %self.server, %sql, "query (odbc batch)");
+        let sql = sql.to_string();
+        self.with_conn(move |conn, server| run_query(conn, server, &sql))
+            .await
+    }
+
+    async fn execute(&mut self, sql: &str) -> Result<Vec<String>, SqlError> {
+        tracing::debug!(server = %self.server, %sql, "execute (odbc batch)");
+        let sql = sql.to_string();
+        self.with_conn(move |conn, server| run_batch(conn, server, &sql))
+            .await
+    }
+}
+
+fn driver_name(conn: &SqlConnection) -> String {
+    conn.odbc_driver
+        .clone()
+        .unwrap_or_else(|| default_driver().to_string())
+}
+
+fn is_freetds(driver: &str) -> bool {
+    let d = driver.to_ascii_lowercase();
+    d.contains("freetds") || d.contains("tdsodbc")
+}
+
+/// `{value}` with `}` doubled: any character may then appear in a connection-string value.
+fn braced(value: &str) -> String {
+    format!("{{{}}}", value.replace('}', "}}"))
+}
+
+/// The ODBC connection string. Holds the password: never log it.
+pub fn connection_string(
+    conn: &SqlConnection,
+    password: Option<&SecretString>,
+) -> Result<String, SqlError> {
+    let driver = driver_name(conn);
+    let freetds = is_freetds(&driver);
+    let host = host_address(&conn.host);
+    let is_path = driver.starts_with('/') || (driver.len() > 2 && driver.as_bytes()[1] == b':');
+    let mut s = if is_path && !driver.contains([';', '{', '}']) {
+        format!("Driver={driver};")
+    } else {
+        format!("Driver={};", braced(&driver))
+    };
+    if freetds {
+        match (conn.port, &conn.instance) {
+            (Some(port), _) => s.push_str(&format!("Server={host};Port={port};")),
+            (None, Some(instance)) => s.push_str(&format!(
+                "Server={};",
+                braced(&format!("{host}\\{instance}"))
+            )),
+            (None, None) => s.push_str(&format!("Server={host};Port=1433;")),
+        }
+        s.push_str("TDS_Version=7.1;ClientCharset=UTF-8;");
+    } else {
+        let mut server = host.to_string();
+        if let Some(instance) = &conn.instance {
+            server.push('\\');
+            server.push_str(instance);
+        }
+        if let Some(port) = conn.port {
+            server.push_str(&format!(",{port}"));
+        }
+        s.push_str(&format!("Server={};", braced(&server)));
+    }
+    match &conn.auth {
+        SqlAuth::Windows => s.push_str("Trusted_Connection=yes;"),
+        SqlAuth::Sql(login) => {
+            let password = password.ok_or_else(|| SqlError::Unsupported {
+                message: format!("SQL authentication as {} needs a password", login.user),
+            })?;
+            s.push_str(&format!(
+                "UID={};PWD={};",
+                braced(&login.user),
+                braced(password.expose())
+            ));
+        }
+    }
+    Ok(s)
+}
+
+fn run_query(conn: &Connection<'static>, server: &str, sql: &str) -> Result<Vec<Row>, SqlError> {
+    let mut stmt = conn.preallocate().map_err(|e| map_error(e, server))?;
+    let failure = match stmt.execute(sql, ()) {
+        Ok(None) => return Ok(Vec::new()),
+        Ok(Some(mut cursor)) => {
+            let rows = read_rows(&mut cursor, server)?;
+            drain(cursor, server)?;
+            return Ok(rows);
+        }
+        Err(e) => e,
+    };
+    Err(statement_error(&mut stmt, failure, server))
+}
+
+/// Reads past the remaining results so an error later in the batch is reported.
+fn drain(cursor: impl Cursor, server: &str) -> Result<(), SqlError> {
+    let mut next = cursor.more_results().map_err(|e| map_error(e, server))?;
+    while let Some(c) = next {
+        next = c.more_results().map_err(|e| map_error(e, server))?;
+    }
+    Ok(())
+}
+
+fn run_batch(conn: &Connection<'static>, server: &str, sql: &str) -> Result<Vec<String>, SqlError> {
+    let mut stmt = conn.preallocate().map_err(|e| map_error(e, server))?;
+    let failure = match stmt.execute(sql, ()) {
+        Ok(None) => return Ok(Vec::new()),
+        Ok(Some(cursor)) => return drain(cursor, server).map(|()| Vec::new()),
+        Err(e) => e,
+    };
+    Err(statement_error(&mut stmt, failure, server))
+}
+
+/// Every diagnostic record left on the statement after a failed SQLExecDirect.
+fn statement_error(
+    stmt: &mut impl AsStatementRef,
+    first: odbc_api::Error,
+    server: &str,
+) -> SqlError {
+    let handle = stmt.as_stmt_ref();
+    let mut records = Vec::new();
+    let mut buf: Vec<SqlChar> = Vec::with_capacity(512);
+    let mut n = 1;
+    while let Some(result) = handle.diagnostic_record_vec(n, &mut buf) {
+        records.push((
+            result.state.as_str().to_string(),
+            result.native_error,
+            to_text(&buf).into_owned(),
+        ));
+        n += 1;
+        if n > 50 {
+            break;
+        }
+    }
+    if records.is_empty() {
+        return map_error(first, server);
+    }
+    classify(records, server)
+}
+
+/// Turns (SQLSTATE, native error, text) records into the right `SqlError`.
+fn classify(records: Vec<(String, i32, String)>, server: &str) -> SqlError {
+    let first = &records[0];
+    let (state, native) = (first.0.as_str(), first.1);
+    let text = records
+        .iter()
+        .map(|r| strip_vendor_prefix(&r.2))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if state == "28000" || native == 18456 || native == 4060 {
+        return SqlError::Login {
+            server: server.to_string(),
+            message: text,
+        };
+    }
+    // 08xxx: connection; HYT00/HYT01: timeouts; FreeTDS's own network errors are 20002..=20020.
+    let net =
+        state.starts_with("08") || state.starts_with("HYT") || (20002..=20020).contains(&native);
+    let server_messages: Vec<ServerMessage> = records
+        .iter()
+        .filter(|r| r.1 != 0 && !(20002..=20020).contains(&r.1))
+        .map(|r| ServerMessage {
+            number: r.1,
+            class: 0,
+            state: 0,
+            message: strip_vendor_prefix(&r.2),
+        })
+        .collect();
+    if net || server_messages.is_empty() {
+        if net {
+            return SqlError::Connection {
+                server: server.to_string(),
+                message: text,
+            };
+        }
+        return SqlError::Protocol {
+            message: format!("ODBC {state}: {text}"),
+        };
+    }
+    SqlError::server(server_messages)
+}
+
+fn map_connect_error(e: odbc_api::Error, server: &str) -> SqlError {
+    match map_error(e, server) {
+        SqlError::Protocol { message } => SqlError::Connection {
+            server: server.to_string(),
+            message,
+        },
+        SqlError::Server { messages, .. } => SqlError::Login {
+            server: server.to_string(),
+            message: messages
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        },
+        other => other,
+    }
+}
+
+fn map_error(e: odbc_api::Error, server: &str) -> SqlError {
+    match e {
+        odbc_api::Error::Diagnostics { record, .. } => classify(
+            vec![(
+                record.state.as_str().to_string(),
+                record.native_error,
+                to_text(&record.message).into_owned(),
+            )],
+            server,
+        ),
+        other => SqlError::Protocol {
+            message: other.to_string(),
+        },
+    }
+}
+
+/// `[FreeTDS][SQL Server]Cannot open ...` -> `Cannot open ...`.
+fn strip_vendor_prefix(text: &str) -> String {
+    let mut rest = text.trim();
+    while rest.starts_with('[') {
+        match rest.find(']') {
+            Some(end) => rest = &rest[end + 1..],
+            None => break,
+        }
+    }
+    rest.trim().to_string()
+}
+
+/// Diagnostic text in the driver manager's character width (narrow on unix, wide on Windows).
+trait DiagText {
+    fn text(buf: &[Self]) -> Cow<'_, str>
+    where
+        Self: Sized;
+}
+
+impl DiagText for u8 {
+    fn text(buf: &[u8]) -> Cow<'_, str> {
+        String::from_utf8_lossy(buf)
+    }
+}
+
+impl DiagText for u16 {
+    fn text(buf: &[u16]) -> Cow<'_, str> {
+        Cow::Owned(String::from_utf16_lossy(buf))
+    }
+}
+
+fn to_text<C: DiagText>(buf: &[C]) -> Cow<'_, str> {
+    C::text(buf)
+}
+
+fn read_rows(cursor: &mut impl Cursor, server: &str) -> Result<Vec<Row>, SqlError> {
+    let count = cursor.num_result_cols().map_err(|e| map_error(e, server))?;
+    let count = u16::try_from(count).unwrap_or(0);
+    let mut columns = Vec::with_capacity(count.into());
+    let mut types = Vec::with_capacity(count.into());
+    for i in 1..=count {
+        columns.push(cursor.col_name(i).map_err(|e| map_error(e, server))?);
+        types.push(cursor.col_data_type(i).map_err(|e| map_error(e, server))?);
+    }
+    let mut rows = Vec::new();
+    let mut buf: Vec<u16> = Vec::new();
+    while let Some(mut row) = cursor.next_row().map_err(|e| map_error(e, server))? {
+        let mut values = Vec::with_capacity(columns.len());
+        for (i, ty) in (1..=count).zip(&types) {
+            let present = row
+                .get_wide_text(i, &mut buf)
+                .map_err(|e| map_error(e, server))?;
+            values.push(if present {
+                convert(ty, &String::from_utf16_lossy(&buf))
+            } else {
+                SqlValue::Null
+            });
+        }
+        rows.push(Row {
+            columns: columns.clone(),
+            values,
+        });
+    }
+    Ok(rows)
+}
+
+/// A value read as text, typed by its column's SQL type.
+fn convert(ty: &DataType, text: &str) -> SqlValue {
+    match ty {
+        DataType::Integer | DataType::SmallInt | DataType::TinyInt | DataType::BigInt => text
+            .trim()
+            .parse()
+            .map(SqlValue::Int)
+            .unwrap_or_else(|_| SqlValue::Text(text.to_string())),
+        DataType::Bit => SqlValue::Bool(text.trim() == "1"),
+        DataType::Timestamp { .. } | DataType::Date => parse_datetime(text)
+            .map(SqlValue::DateTime)
+            .unwrap_or_else(|| SqlValue::Text(text.to_string())),
+        _ => SqlValue::Text(text.to_string()),
+    }
+}
+
+fn parse_datetime(text: &str) -> Option<chrono::NaiveDateTime> {
+    let t = text.trim();
+    chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f")
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S"))
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Encryption, Secret, SqlDriver, SqlLogin};
+
+    fn conn(driver: Option<&str>, port: Option<u16>, instance: Option<&str>) -> SqlConnection {
+        SqlConnection {
+            host: "(local)".into(),
+            instance: instance.map(String::from),
+            port,
+            auth: SqlAuth::Sql(SqlLogin {
+                user: "upgrade".into(),
+                password: Secret::Env("X".into()),
+            }),
+            driver: SqlDriver::Odbc,
+            odbc_driver: driver.map(String::from),
+            encryption: Encryption::NotSupported,
+            trust_server_certificate: false,
+        }
+    }
+
+    #[test]
+    fn a_freetds_connection_string_names_port_version_and_a_braced_password() {
+        let pw = SecretString::new("p;w}d");
+        let s = connection_string(
+            &conn(
+                Some("/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so"),
+                Some(14330),
+                None,
+            ),
+            Some(&pw),
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            "Driver=/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so;Server=127.0.0.1;Port=14330;TDS_Version=7.1;ClientCharset=UTF-8;UID={upgrade};PWD={p;w}}d};"
+        );
+    }
+
+    #[test]
+    fn the_windows_driver_takes_instance_and_port_in_server() {
+        let pw = SecretString::new("x");
+        let s = connection_string(
+            &conn(Some("SQL Server"), Some(1500), Some("MIIS")),
+            Some(&pw),
+        )
+        .unwrap();
+        assert!(
+            s.starts_with("Driver={SQL Server};Server={127.0.0.1\\MIIS,1500};"),
+            "{s}"
+        );
+        let mut windows = conn(Some("SQL Server"), None, None);
+        windows.auth = SqlAuth::Windows;
+        let s = connection_string(&windows, None).unwrap();
+        assert!(
+            s.ends_with("Trusted_Connection=yes;") && !s.contains("PWD"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn diagnostics_become_server_login_or_connection_errors() {
+        let backup = classify(
+            vec![
+                (
+                    "42000".into(),
+                    3201,
+                    "[FreeTDS][SQL Server]Cannot open backup device 'E:\\x.bak'.".into(),
+                ),
+                (
+                    "42000".into(),
+                    3013,
+                    "[FreeTDS][SQL Server]BACKUP DATABASE is terminating abnormally.".into(),
+                ),
+            ],
+            "s",
+        );
+        match &backup {
+            SqlError::Server {
+                number,
+                message,
+                messages,
+                ..
+            } => {
+                assert_eq!(*number, 3201);
+                assert_eq!(message, "Cannot open backup device 'E:\\x.bak'.");
+                assert_eq!(messages.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        let login = classify(
+            vec![("28000".into(), 18456, "Login failed for user 'x'.".into())],
+            "s",
+        );
+        assert!(matches!(login, SqlError::Login { .. }), "{login:?}");
+        let dropped = classify(
+            vec![(
+                "08S01".into(),
+                20004,
+                "[FreeTDS]Read from the server failed".into(),
+            )],
+            "s",
+        );
+        assert!(
+            matches!(dropped, SqlError::Connection { .. }),
+            "{dropped:?}"
+        );
+    }
+
+    #[test]
+    fn odbc_datetime_text_is_parsed() {
+        let d = parse_datetime("2004-05-06 07:08:09.010").unwrap();
+        assert_eq!(d.format("%H:%M:%S%.3f").to_string(), "07:08:09.010");
+        assert_eq!(convert(&DataType::Integer, "42"), SqlValue::Int(42));
+        assert_eq!(convert(&DataType::Bit, "1"), SqlValue::Bool(true));
+    }
+}

@@ -1,0 +1,356 @@
+//! The built-in SQL Server client (tiberius): TDS 7.3+ servers, SQL Server 2005 and later.
+//! `query` goes out as an `sp_executesql` RPC, `execute` as a plain SQL batch. It cannot read
+//! SQL Server 2000's (TDS 7.1) result sets: plans for that server use the `odbc` client.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel};
+use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+use super::{host_address, server_label, Row, ServerMessage, SqlClient, SqlError, SqlValue};
+use crate::adapters::secrets::SecretString;
+use crate::plan::{Encryption, SqlAuth, SqlConnection};
+
+/// How long to wait for the TCP connection and the login.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A tiberius connection.
+pub struct TdsClient {
+    client: Client<Compat<TcpStream>>,
+    server: String,
+}
+
+impl TdsClient {
+    pub async fn connect(
+        conn: &SqlConnection,
+        password: Option<&SecretString>,
+    ) -> Result<TdsClient, SqlError> {
+        let server = server_label(conn);
+        let host = host_address(&conn.host).to_string();
+        let port = match (conn.port, &conn.instance) {
+            (Some(port), _) => port,
+            (None, Some(instance)) => browse_instance_port(&host, instance, &server).await?,
+            (None, None) => 1433,
+        };
+        let mut config = Config::new();
+        config.host(&host);
+        config.port(port);
+        config.application_name("upgrade");
+        config.encryption(match conn.encryption {
+            Encryption::NotSupported => EncryptionLevel::NotSupported,
+            Encryption::Off => EncryptionLevel::Off,
+            Encryption::Required => EncryptionLevel::Required,
+        });
+        if conn.trust_server_certificate {
+            config.trust_cert();
+        }
+        config.authentication(auth_method(conn, password, &server)?);
+
+        tracing::debug!(%server, %host, port, driver = "tds", "connecting");
+        let connect = async {
+            let tcp = TcpStream::connect((host.as_str(), port))
+                .await
+                .map_err(|e| SqlError::Connection {
+                    server: server.clone(),
+                    message: e.to_string(),
+                })?;
+            let _ = tcp.set_nodelay(true);
+            Client::connect(config, tcp.compat_write())
+                .await
+                .map_err(|e| map_connect_error(e, &server))
+        };
+        let client = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+            .await
+            .map_err(|_| SqlError::Connection {
+                server: server.clone(),
+                message: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+            })??;
+        tracing::debug!(%server, "connected");
+        Ok(TdsClient { client, server })
+    }
+}
+
+fn auth_method(
+    conn: &SqlConnection,
+    password: Option<&SecretString>,
+    server: &str,
+) -> Result<AuthMethod, SqlError> {
+    match &conn.auth {
+        SqlAuth::Sql(login) => {
+            let password = password.ok_or_else(|| SqlError::Unsupported {
+                message: format!(
+                    "SQL authentication as {} to {server} needs a password",
+                    login.user
+                ),
+            })?;
+            Ok(AuthMethod::sql_server(&login.user, password.expose()))
+        }
+        SqlAuth::Windows => windows_auth(server),
+    }
+}
+
+#[cfg(windows)]
+fn windows_auth(_server: &str) -> Result<AuthMethod, SqlError> {
+    Ok(AuthMethod::Integrated)
+}
+
+#[cfg(not(windows))]
+fn windows_auth(server: &str) -> Result<AuthMethod, SqlError> {
+    Err(SqlError::Unsupported {
+        message: format!(
+            "Windows authentication to {server} needs `upgrade` running on Windows; use SQL authentication (auth: {{sql: ...}}) here"
+        ),
+    })
+}
+
+/// Asks the SQL Server Browser (UDP 1434) for a named instance's TCP port.
+async fn browse_instance_port(host: &str, instance: &str, server: &str) -> Result<u16, SqlError> {
+    let fail = |message: String| SqlError::Connection {
+        server: server.to_string(),
+        message,
+    };
+    let socket = tokio::net::UdpSocket::bind("0.0.0.0:0")
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let mut request = vec![0x04u8]; // CLNT_UCAST_INST
+    request.extend_from_slice(instance.as_bytes());
+    request.push(0);
+    socket
+        .send_to(&request, (host, 1434))
+        .await
+        .map_err(|e| fail(format!("SQL Server Browser: {e}")))?;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
+        .await
+        .map_err(|_| fail(format!("SQL Server Browser on {host} did not answer for instance {instance}; give `port:` in the plan")))?
+        .map_err(|e| fail(format!("SQL Server Browser: {e}")))?;
+    parse_browser_reply(&buf[..n]).ok_or_else(|| {
+        fail(format!(
+            "SQL Server Browser on {host} gave no TCP port for instance {instance}"
+        ))
+    })
+}
+
+/// `SVR_RESP` (0x05, length) then `ServerName;X;InstanceName;Y;...;tcp;1433;;`.
+fn parse_browser_reply(reply: &[u8]) -> Option<u16> {
+    let text = String::from_utf8_lossy(reply.get(3..)?);
+    let fields: Vec<&str> = text.split(';').collect();
+    fields
+        .windows(2)
+        .find(|w| w[0].eq_ignore_ascii_case("tcp"))
+        .and_then(|w| w[1].parse().ok())
+}
+
+fn map_connect_error(e: tiberius::error::Error, server: &str) -> SqlError {
+    match e {
+        tiberius::error::Error::Server(token) => SqlError::Login {
+            server: server.to_string(),
+            message: format!("error {}: {}", token.code(), token.message()),
+        },
+        tiberius::error::Error::Io { message, .. } => {
+            SqlError::Connection { server: server.to_string(), message }
+        }
+        tiberius::error::Error::Tls(message) => SqlError::Connection {
+            server: server.to_string(),
+            message: format!("TLS: {message} (SQL Server 2000 and servers without a certificate need `encryption: not_supported`; a self-signed certificate needs `trust_server_certificate: true`)"),
+        },
+        other => map_error(other, server),
+    }
+}
+
+fn map_error(e: tiberius::error::Error, server: &str) -> SqlError {
+    use tiberius::error::Error;
+    match e {
+        Error::Server(token) => SqlError::server(vec![ServerMessage {
+            number: token.code() as i32,
+            class: token.class(),
+            state: token.state(),
+            message: token.message().to_string(),
+        }]),
+        Error::Io { message, .. } => SqlError::Connection {
+            server: server.to_string(),
+            message,
+        },
+        Error::Tls(message) => SqlError::Connection {
+            server: server.to_string(),
+            message: format!("TLS: {message}"),
+        },
+        Error::Routing { host, port } => SqlError::Unsupported {
+            message: format!("{server} redirects to {host}:{port}; put that server in the plan"),
+        },
+        other => SqlError::Protocol {
+            message: other.to_string(),
+        },
+    }
+}
+
+#[async_trait]
+impl SqlClient for TdsClient {
+    async fn query(&mut self, sql: &str) -> Result<Vec<Row>, SqlError> {
+        tracing::debug!(server = %self.server, %sql, "query (rpc)");
+        let stream = self
+            .client
+            .query(sql, &[])
+            .await
+            .map_err(|e| map_error(e, &self.server))?;
+        let rows = stream
+            .into_first_result()
+            .await
+            .map_err(|e| map_error(e, &self.server))?;
+        rows.into_iter().map(convert_row).collect()
+    }
+
+    async fn execute(&mut self, sql: &str) -> Result<Vec<String>, SqlError> {
+        tracing::debug!(server = %self.server, %sql, "execute (batch)");
+        let mut stream = self
+            .client
+            .simple_query(sql)
+            .await
+            .map_err(|e| map_error(e, &self.server))?;
+        // Drain every result so errors late in the batch surface; info messages are not exposed
+        // by tiberius.
+        while stream
+            .try_next()
+            .await
+            .map_err(|e| map_error(e, &self.server))?
+            .is_some()
+        {}
+        Ok(Vec::new())
+    }
+}
+
+fn convert_row(row: tiberius::Row) -> Result<Row, SqlError> {
+    let columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+    let values = row
+        .cells()
+        .map(|(_, data)| convert_value(data))
+        .collect::<Result<_, _>>()?;
+    Ok(Row { columns, values })
+}
+
+fn convert_value(data: &ColumnData<'static>) -> Result<SqlValue, SqlError> {
+    let v = match data {
+        ColumnData::U8(v) => v.map(|n| SqlValue::Int(n.into())),
+        ColumnData::I16(v) => v.map(|n| SqlValue::Int(n.into())),
+        ColumnData::I32(v) => v.map(|n| SqlValue::Int(n.into())),
+        ColumnData::I64(v) => v.map(SqlValue::Int),
+        ColumnData::F32(v) => v.map(|n| SqlValue::Text(n.to_string())),
+        ColumnData::F64(v) => v.map(|n| SqlValue::Text(n.to_string())),
+        ColumnData::Bit(v) => v.map(SqlValue::Bool),
+        ColumnData::String(v) => v.as_ref().map(|s| SqlValue::Text(s.to_string())),
+        ColumnData::Guid(v) => {
+            v.map(|g| SqlValue::Text(format!("{{{}}}", g.to_string().to_uppercase())))
+        }
+        ColumnData::Binary(v) => v.as_ref().map(|b| SqlValue::Text(hex::encode(b))),
+        ColumnData::Numeric(v) => v.map(|n| SqlValue::Text(n.to_string())),
+        ColumnData::Xml(v) => v.as_ref().map(|x| SqlValue::Text(x.to_string())),
+        ColumnData::DateTime(v) => match v {
+            Some(d) => Some(SqlValue::DateTime(datetime(
+                d.days().into(),
+                d.seconds_fragments(),
+            )?)),
+            None => None,
+        },
+        ColumnData::SmallDateTime(v) => match v {
+            Some(d) => Some(SqlValue::DateTime(
+                day_1900(d.days().into())?
+                    + chrono::Duration::minutes(d.seconds_fragments().into()),
+            )),
+            None => None,
+        },
+        ColumnData::Date(v) => match v {
+            Some(d) => Some(SqlValue::DateTime(day_0001(d.days())?)),
+            None => None,
+        },
+        ColumnData::Time(v) => {
+            v.map(|t| SqlValue::Text(time_of_day(t).format("%H:%M:%S%.f").to_string()))
+        }
+        ColumnData::DateTime2(v) => match v {
+            Some(d) => Some(SqlValue::DateTime(
+                day_0001(d.date().days())? + since_midnight(d.time()),
+            )),
+            None => None,
+        },
+        ColumnData::DateTimeOffset(v) => match v {
+            Some(d) => {
+                let dt2 = d.datetime2();
+                let utc = day_0001(dt2.date().days())? + since_midnight(dt2.time());
+                Some(SqlValue::DateTime(
+                    utc + chrono::Duration::minutes(d.offset().into()),
+                ))
+            }
+            None => None,
+        },
+    };
+    Ok(v.unwrap_or(SqlValue::Null))
+}
+
+fn bad_date() -> SqlError {
+    SqlError::Protocol {
+        message: "a date value out of range".into(),
+    }
+}
+
+fn day_1900(days: i64) -> Result<chrono::NaiveDateTime, SqlError> {
+    let base = chrono::NaiveDate::from_ymd_opt(1900, 1, 1).ok_or_else(bad_date)?;
+    base.checked_add_signed(chrono::Duration::days(days))
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .ok_or_else(bad_date)
+}
+
+fn day_0001(days: u32) -> Result<chrono::NaiveDateTime, SqlError> {
+    let base = chrono::NaiveDate::from_ymd_opt(1, 1, 1).ok_or_else(bad_date)?;
+    base.checked_add_signed(chrono::Duration::days(days.into()))
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .ok_or_else(bad_date)
+}
+
+/// `datetime`: days since 1900-01-01 and 1/300 s since midnight.
+fn datetime(days: i64, fragments: u32) -> Result<chrono::NaiveDateTime, SqlError> {
+    let nanos = (i64::from(fragments) * 1_000_000_000 + 150) / 300;
+    Ok(day_1900(days)? + chrono::Duration::nanoseconds(nanos))
+}
+
+fn since_midnight(t: tiberius::time::Time) -> chrono::Duration {
+    let nanos = t.increments() as i128 * 10i128.pow(9u32.saturating_sub(t.scale().into()));
+    chrono::Duration::nanoseconds(nanos as i64)
+}
+
+fn time_of_day(t: tiberius::time::Time) -> chrono::NaiveTime {
+    chrono::NaiveTime::MIN + since_midnight(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_server_datetime_ticks_become_a_date_and_time() {
+        // 2004-05-06 is day 38111 after 1900-01-01; 07:08:09.010 is 7709.01 s = 2312703 ticks.
+        let d = datetime(38111, 2_312_703).unwrap();
+        assert_eq!(
+            d.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
+            "2004-05-06 07:08:09.010"
+        );
+    }
+
+    #[test]
+    fn the_browser_reply_gives_the_instance_port() {
+        let mut reply = vec![0x05, 0, 0];
+        reply.extend_from_slice(
+            b"ServerName;SQL01;InstanceName;MIIS;IsClustered;No;Version;8.00.194;tcp;1455;;",
+        );
+        assert_eq!(parse_browser_reply(&reply), Some(1455));
+        assert_eq!(parse_browser_reply(&[0x05, 0, 0]), None);
+    }
+
+    #[cfg(not(windows))]
+    #[test]
+    fn windows_authentication_off_windows_says_why_it_cannot() {
+        let err = windows_auth("sql01").unwrap_err();
+        assert!(err.to_string().contains("Windows authentication"), "{err}");
+    }
+}
