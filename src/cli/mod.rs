@@ -1,1 +1,233 @@
-//! The command line: argument parsing, help, and dispatch to validation, schema and the engine.
+//! The command line: argument parsing, help, logging set-up, and dispatch to validation, the
+//! schema and the engine. It decides exit codes and what goes to stdout/stderr; it does no
+//! planning or applying itself (that is `crate::engine`).
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser, Subcommand};
+
+use crate::engine::{self, ApplyOptions, PlanOptions};
+use crate::plan;
+
+const EXAMPLES: &str = "\
+Examples:
+  upgrade validate plans/iifp-to-miis2003.yaml
+      Check a plan; every problem is listed as FILE:LINE:COLUMN: FIELD: message.
+  upgrade plan plans/iifp-to-miis2003.yaml
+      Show what apply would do (+ will do, = already done, ! cannot converge, ? will check).
+      Changes nothing anywhere.
+  upgrade plan plans/iifp-to-miis2003.yaml --out upgrade.tfplan --detailed-exitcode
+      Save the plan for review; exit 2 when changes are pending, 0 when there is nothing to do.
+  upgrade apply upgrade.tfplan
+      Apply exactly the saved plan (refused if the server changed since).
+  upgrade apply plans/iifp-to-miis2003.yaml --auto-approve
+      Plan and apply without asking (for scheduled or scripted runs).
+  upgrade schema > schemas/plan.schema.json
+      Print the plan format's JSON Schema.
+
+Exit codes: 0 success (plan: nothing to do), 1 error or invalid plan,
+            2 changes pending (plan --detailed-exitcode only).
+Logging: -v/-vv/-vvv for more, -q/-qq for less; RUST_LOG (e.g. RUST_LOG=upgrade=debug) overrides both.";
+
+/// Declarative upgrade plans for Microsoft identity synchronization servers
+/// (IIFP to MIIS 2003, FIM 2010 R2 to MIM 2016): validate, plan, apply.
+#[derive(Debug, Parser)]
+#[command(name = "upgrade", version, about, long_about = None, after_help = EXAMPLES)]
+pub struct Cli {
+    /// More log output on stderr (repeat for more).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Less output (repeat for less).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub quiet: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a plan file and report every problem at once (exit 0 valid, 1 invalid).
+    Validate {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Print the result as one JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the JSON Schema of the plan format.
+    Schema,
+    /// Observe the server and show what apply would do; changes nothing.
+    Plan {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Save the plan with a fingerprint of the observed state, for `upgrade apply FILE`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Print one JSON document (steps with action and reason) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Exit 2 when changes are pending, 0 when there is nothing to do.
+        #[arg(long)]
+        detailed_exitcode: bool,
+        /// Journal file to use instead of the plan's state folder.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+    },
+    /// Apply a plan file, or a plan saved by `upgrade plan --out`.
+    Apply {
+        /// A plan file (YAML) or a saved plan.
+        input: PathBuf,
+        /// Apply without asking for `yes` (required when stdin is not a terminal).
+        #[arg(long)]
+        auto_approve: bool,
+        /// Print the results as one JSON document.
+        #[arg(long)]
+        json: bool,
+        /// Journal file to use instead of the plan's state folder.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+    },
+}
+
+/// Parses the process arguments. Help and version print and give exit code 0; any other
+/// argument error prints and gives 1 (2 is reserved for "changes pending").
+pub fn parse_args() -> Result<Cli, u8> {
+    Cli::try_parse().map_err(|e| {
+        // Printing to a closed stdout/stderr is not worth a panic; the exit code still tells.
+        let _ = e.print();
+        if e.use_stderr() {
+            1
+        } else {
+            0
+        }
+    })
+}
+
+/// The tracing filter for `-v`/`-q`, unless `RUST_LOG` is set.
+pub fn log_filter(verbose: u8, quiet: u8) -> tracing_subscriber::EnvFilter {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_default_env() {
+        return filter;
+    }
+    let level = match i16::from(verbose) - i16::from(quiet) {
+        i16::MIN..=-2 => "off",
+        -1 => "error",
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    tracing_subscriber::EnvFilter::new(level)
+}
+
+/// Sends logs to stderr (stdout carries the command's own output).
+pub fn init_logging(verbose: u8, quiet: u8) {
+    // A second initialisation (tests calling in-process) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(log_filter(verbose, quiet))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs one command and returns the process exit code.
+pub async fn run(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Validate { plan, json } => validate(&plan, json, cli.quiet > 0),
+        Command::Schema => {
+            print_stdout(&plan::schema::plan_schema_json());
+            0
+        }
+        Command::Plan {
+            plan,
+            out,
+            json,
+            detailed_exitcode,
+            state,
+        } => {
+            let opts = PlanOptions {
+                plan_file: plan,
+                out,
+                json,
+                detailed_exitcode,
+                state,
+            };
+            engine_result(engine::run_plan(opts).await)
+        }
+        Command::Apply {
+            input,
+            auto_approve,
+            json,
+            state,
+        } => {
+            let opts = ApplyOptions {
+                input,
+                auto_approve,
+                json,
+                state,
+            };
+            engine_result(engine::run_apply(opts).await)
+        }
+    }
+}
+
+fn engine_result(result: Result<u8, engine::EngineError>) -> u8 {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`upgrade schema | head`) is not an error worth reporting.
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// `upgrade validate`: diagnostics on stderr (or all in JSON on stdout), exit 0 or 1.
+fn validate(path: &std::path::Path, json: bool, quiet: bool) -> u8 {
+    let result = plan::load(path);
+    if json {
+        let doc = match &result {
+            Ok(loaded) => serde_json::json!({
+                "file": path.display().to_string(),
+                "valid": true,
+                "steps": loaded.plan.steps.len(),
+                "sha256": loaded.sha256,
+                "diagnostics": [],
+            }),
+            Err(diags) => serde_json::json!({
+                "file": path.display().to_string(),
+                "valid": false,
+                "diagnostics": diags.0,
+            }),
+        };
+        print_stdout(&format!("{doc:#}\n"));
+        return if result.is_ok() { 0 } else { 1 };
+    }
+    match result {
+        Ok(loaded) => {
+            if !quiet {
+                let n = loaded.plan.steps.len();
+                print_stdout(&format!(
+                    "{} is valid: {n} step{}\n",
+                    path.display(),
+                    if n == 1 { "" } else { "s" }
+                ));
+            }
+            0
+        }
+        Err(diags) => {
+            eprint!("{diags}");
+            eprintln!(
+                "{}: {} problem{}; nothing was run",
+                path.display(),
+                diags.len(),
+                if diags.len() == 1 { "" } else { "s" }
+            );
+            1
+        }
+    }
+}

@@ -166,6 +166,21 @@ pub enum StepKind {
     Verify(Verify),
 }
 
+impl StepKind {
+    /// The kind's name as the plan spells it (the serde tag): `backup_database`, `uninstall`, ...
+    pub fn name(&self) -> &'static str {
+        match self {
+            StepKind::BackupDatabase(_) => "backup_database",
+            StepKind::ExportKeys(_) => "export_keys",
+            StepKind::BackupFiles(_) => "backup_files",
+            StepKind::SnapshotConnectorSpace(_) => "snapshot_connector_space",
+            StepKind::Uninstall(_) => "uninstall",
+            StepKind::Install(_) => "install",
+            StepKind::Verify(_) => "verify",
+        }
+    }
+}
+
 /// Back up a database with SQL Server's own BACKUP DATABASE, then verify the file.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -36,7 +36,6 @@ macro_rules! checked_string {
 
 /// An absolute path: Windows `C:\...`, UNC `\\server\share\...`, or POSIX `/...`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
-#[schemars(transparent)]
 pub struct AbsPath(#[schemars(regex(pattern = r"^([A-Za-z]:[\\/]|\\\\[^\\]+\\[^\\]+|/)"))] String);
 checked_string!(AbsPath);
 
@@ -67,7 +66,6 @@ impl AbsPath {
 
 /// A Windows Installer product code: a GUID in braces.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, JsonSchema)]
-#[schemars(transparent)]
 pub struct ProductCode(
     #[schemars(regex(pattern = r"^\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}$"))]
     String,
@@ -95,7 +93,6 @@ impl ProductCode {
 
 /// A sha256 digest in hex (64 characters).
 #[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
-#[schemars(transparent)]
 pub struct Sha256Hex(#[schemars(regex(pattern = r"^[0-9a-fA-F]{64}$"))] String);
 checked_string!(Sha256Hex);
 
@@ -111,7 +108,6 @@ impl Sha256Hex {
 
 /// A step id: letters, digits, `-` and `_`, starting with a letter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
-#[schemars(transparent)]
 pub struct StepId(#[schemars(regex(pattern = r"^[A-Za-z][A-Za-z0-9_-]*$"))] String);
 checked_string!(StepId);
 
@@ -132,7 +128,6 @@ impl StepId {
 
 /// A duration written as a number and a unit: `90s`, `30m`, `24h`, `7d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
-#[schemars(transparent)]
 pub struct Duration(#[schemars(with = "DurationText")] std::time::Duration);
 
 #[derive(JsonSchema)]
@@ -202,37 +197,31 @@ pub const LITERAL_SECRET: &str =
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "snake_case", deny_unknown_fields)]
-        enum Tagged {
-            Env(String),
-            File(AbsPath),
-            Prompt(bool),
-        }
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Tagged(Tagged),
-            Scalar(serde_yaml::Value),
-        }
-        // An untagged enum would swallow the tagged variant's own error; decide by shape first.
-        let value = serde_yaml::Value::deserialize(d)?;
-        if !value.is_mapping() {
-            return Err(serde::de::Error::custom(LITERAL_SECRET));
-        }
-        match serde_yaml::from_value::<Raw>(value.clone()) {
-            Ok(Raw::Tagged(Tagged::Env(n))) if !n.is_empty() => Ok(Secret::Env(n)),
-            Ok(Raw::Tagged(Tagged::Env(_))) => Err(serde::de::Error::custom(
+        use serde::de::Error;
+        use serde_yaml::Value;
+        // Decide by shape: anything but a one-key mapping is a literal (never echoed back).
+        let value = Value::deserialize(d)?;
+        let Some(map) = value.as_mapping() else {
+            return Err(D::Error::custom(LITERAL_SECRET));
+        };
+        let one_of = "expected exactly one of {env: NAME}, {file: PATH} or {prompt: true}";
+        let mut entries = map.iter();
+        let (Some((key, val)), None) = (entries.next(), entries.next()) else {
+            return Err(D::Error::custom(one_of));
+        };
+        match (key.as_str(), val) {
+            (Some("env"), Value::String(name)) if !name.is_empty() => Ok(Secret::Env(name.clone())),
+            (Some("env"), _) => Err(D::Error::custom(
                 "expected an environment variable name in {env: NAME}",
             )),
-            Ok(Raw::Tagged(Tagged::File(p))) => Ok(Secret::File(p)),
-            Ok(Raw::Tagged(Tagged::Prompt(true))) => Ok(Secret::Prompt(true)),
-            Ok(Raw::Tagged(Tagged::Prompt(false))) => Err(serde::de::Error::custom(
+            (Some("file"), Value::String(path)) => AbsPath::parse(path).map(Secret::File).map_err(D::Error::custom),
+            (Some("file"), _) => Err(D::Error::custom("expected an absolute path in {file: PATH}")),
+            (Some("prompt"), Value::Bool(true)) => Ok(Secret::Prompt(true)),
+            (Some("prompt"), Value::Bool(false)) => Err(D::Error::custom(
                 "`prompt: false` gives no secret; use {env: NAME}, {file: PATH} or {prompt: true}",
             )),
-            _ => Err(serde::de::Error::custom(
-                "expected exactly one of {env: NAME}, {file: PATH} or {prompt: true}",
-            )),
+            (Some("prompt"), _) => Err(D::Error::custom("expected {prompt: true}")),
+            _ => Err(D::Error::custom(one_of)),
         }
     }
 }

@@ -1,0 +1,349 @@
+//! Reading a plan file: YAML into a node tree with positions, then each top-level field and each
+//! step into its type separately (so one bad step does not hide another), then the semantic checks
+//! of `validate`. Every problem comes back at once as `Diagnostics`; nothing here touches the server.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use marked_yaml::types::MarkedMappingNode;
+use marked_yaml::{LoadError, LoaderOptions, Node};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::diagnostics::{Diagnostic, Diagnostics};
+use super::node_de::{self, NodeError, Position};
+use super::types::{Plan, StepKind, StepSpec};
+use super::validate;
+
+/// A plan that loaded and passed validation, with the text and hash it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedPlan {
+    /// The file as given (for `load_str`, the name given).
+    pub path: PathBuf,
+    /// The file's text.
+    pub source: String,
+    /// sha256 of the file's bytes, in lowercase hex.
+    pub sha256: String,
+    pub plan: Plan,
+}
+
+/// Reads, parses and validates the plan at `path`.
+pub fn load(path: &Path) -> Result<LoadedPlan, Diagnostics> {
+    let file = path.display().to_string();
+    let whole_file = |message: String| {
+        Diagnostics(vec![Diagnostic {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message,
+        }])
+    };
+    let bytes = std::fs::read(path).map_err(|e| whole_file(format!("cannot read the plan file: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        whole_file(format!(
+            "the plan file is not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    let mut loaded = load_str(&file, &text)?;
+    loaded.path = path.to_path_buf();
+    Ok(loaded)
+}
+
+/// Parses and validates plan text; `file_name` is used in diagnostics.
+pub fn load_str(file_name: &str, text: &str) -> Result<LoadedPlan, Diagnostics> {
+    let options = LoaderOptions::default().error_on_duplicate_keys(true).prevent_coercion(true);
+    let root = marked_yaml::parse_yaml_with_options(0, text, options)
+        .map_err(|e| Diagnostics(vec![syntax_diagnostic(file_name, &e)]))?;
+    let mut out = Diagnostics(Vec::new());
+    let mut report = |path: String, pos: Position, message: String| {
+        out.0.push(Diagnostic {
+            file: file_name.to_string(),
+            line: pos.line,
+            column: pos.column,
+            path,
+            message,
+        })
+    };
+
+    let structure = read_plan(&root);
+    let plan = match structure {
+        Ok(plan) => plan,
+        Err(errors) => {
+            for e in errors {
+                let (path, pos) = e.location.unwrap_or_default();
+                report(path, pos, e.message);
+            }
+            drop(report);
+            out.sort();
+            return Err(out);
+        }
+    };
+
+    let positions = PositionIndex::new(&root);
+    for problem in validate::check(&plan) {
+        let pos = positions.find(&problem.path);
+        report(problem.path, pos, problem.message);
+    }
+    drop(report);
+    if !out.is_empty() {
+        out.sort();
+        return Err(out);
+    }
+    Ok(LoadedPlan {
+        path: PathBuf::from(file_name),
+        source: text.to_string(),
+        sha256: hex::encode(Sha256::digest(text.as_bytes())),
+        plan,
+    })
+}
+
+fn syntax_diagnostic(file: &str, e: &LoadError) -> Diagnostic {
+    let at = |m: &marked_yaml::Marker| (m.line(), m.column());
+    let ((line, column), message) = match e {
+        LoadError::TopLevelMustBeMapping(m) | LoadError::TopLevelMustBeSequence(m) => (
+            at(m),
+            "a plan is a YAML mapping (version:, name:, server:, steps:, ...)".to_string(),
+        ),
+        LoadError::UnexpectedAnchor(m) => (at(m), "YAML anchors and aliases are not supported in plans".to_string()),
+        LoadError::MappingKeyMustBeScalar(m) => (at(m), "a mapping key must be plain text".to_string()),
+        LoadError::UnexpectedTag(m) => (at(m), "YAML tags (`!name`) are not supported in plans".to_string()),
+        LoadError::ScanError(m, scan) => (at(m), format!("YAML syntax error: {}", scan.info())),
+        LoadError::DuplicateKey(dup) => {
+            let first = Position::of(dup.prev_key.span());
+            (
+                {
+                    let p = Position::of(dup.key.span());
+                    (p.line, p.column)
+                },
+                format!(
+                    "duplicate key `{}` (first at line {}, column {})",
+                    dup.key.as_str(),
+                    first.line,
+                    first.column
+                ),
+            )
+        }
+    };
+    let path = match e {
+        LoadError::DuplicateKey(dup) => dup.key.as_str().to_string(),
+        _ => String::new(),
+    };
+    Diagnostic {
+        file: file.to_string(),
+        line,
+        column,
+        path,
+        message,
+    }
+}
+
+const TOP_LEVEL: &[&str] = &["version", "name", "description", "server", "state", "tools", "steps"];
+const REQUIRED_TOP_LEVEL: &[&str] = &["version", "name", "server", "steps"];
+
+/// Deserializes a field if present, recording its error otherwise.
+fn field<T: DeserializeOwned>(map: &MarkedMappingNode, key: &str, parent: &str, errors: &mut Vec<NodeError>) -> Option<T> {
+    let node = map.get_node(key)?;
+    match node_de::from_node::<T>(node, &node_de::join(parent, key)) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
+}
+
+fn unknown_keys(map: &MarkedMappingNode, parent: &str, known: &[&str], expected: &str, errors: &mut Vec<NodeError>) {
+    for key in map.keys() {
+        if !known.contains(&key.as_str()) {
+            errors.push(NodeError {
+                message: format!("unknown field `{}`, expected {expected}", key.as_str()),
+                location: Some((node_de::join(parent, key.as_str()), Position::of(key.span()))),
+            });
+        }
+    }
+}
+
+fn missing(map: &MarkedMappingNode, parent: &str, required: &[&str], errors: &mut Vec<NodeError>) {
+    for key in required {
+        if map.get_node(key).is_none() {
+            errors.push(NodeError {
+                message: format!("missing field `{key}`"),
+                location: Some((parent.to_string(), Position::of(map.span()))),
+            });
+        }
+    }
+}
+
+fn read_plan(root: &Node) -> Result<Plan, Vec<NodeError>> {
+    let mut errors = Vec::new();
+    let Some(map) = root.as_mapping() else {
+        return Err(vec![NodeError {
+            message: "a plan is a YAML mapping (version:, name:, server:, steps:, ...)".to_string(),
+            location: Some((String::new(), Position::of(root.span()))),
+        }]);
+    };
+    unknown_keys(map, "", TOP_LEVEL, &node_de::one_of(TOP_LEVEL), &mut errors);
+    missing(map, "", REQUIRED_TOP_LEVEL, &mut errors);
+    let version = field(map, "version", "", &mut errors);
+    let name = field(map, "name", "", &mut errors);
+    let description = field(map, "description", "", &mut errors).flatten();
+    let server = field(map, "server", "", &mut errors);
+    let state = field(map, "state", "", &mut errors).flatten();
+    let tools = field(map, "tools", "", &mut errors).unwrap_or_default();
+    let steps = map.get_node("steps").map(|node| read_steps(node, &mut errors));
+    match (version, name, server, steps) {
+        (Some(version), Some(name), Some(server), Some(Some(steps))) if errors.is_empty() => Ok(Plan {
+            version,
+            name,
+            description,
+            server,
+            state,
+            tools,
+            steps,
+        }),
+        _ => Err(errors),
+    }
+}
+
+fn read_steps(node: &Node, errors: &mut Vec<NodeError>) -> Option<Vec<StepSpec>> {
+    let Some(seq) = node.as_sequence() else {
+        errors.push(NodeError {
+            message: "expected a list of steps".to_string(),
+            location: Some(("steps".to_string(), Position::of(node.span()))),
+        });
+        return None;
+    };
+    let before = errors.len();
+    let steps: Vec<StepSpec> = seq
+        .iter()
+        .enumerate()
+        .filter_map(|(i, item)| read_step(item, &node_de::index("steps", i), errors))
+        .collect();
+    (errors.len() == before).then_some(steps)
+}
+
+const STEP_FIELDS: &[&str] = &["id", "after", "description"];
+
+fn read_step(node: &Node, path: &str, errors: &mut Vec<NodeError>) -> Option<StepSpec> {
+    let Some(map) = node.as_mapping() else {
+        errors.push(NodeError {
+            message: format!("expected a step (a mapping with `id` and one kind: {})", kind_names().join(", ")),
+            location: Some((path.to_string(), Position::of(node.span()))),
+        });
+        return None;
+    };
+    let before = errors.len();
+    let kinds = kind_names();
+    let mut known: Vec<&str> = STEP_FIELDS.to_vec();
+    known.extend(kinds);
+    unknown_keys(
+        map,
+        path,
+        &known,
+        &format!("one of id, after, description, or a step kind: {}", kinds.join(", ")),
+        errors,
+    );
+    missing(map, path, &["id"], errors);
+    let id = field(map, "id", path, errors);
+    let after = field::<Option<_>>(map, "after", path, errors).flatten().unwrap_or_default();
+    let description = field(map, "description", path, errors).flatten();
+
+    let kind_entries: Vec<_> = map.iter().filter(|(k, _)| kinds.contains(&k.as_str())).collect();
+    let kind = match kind_entries.as_slice() {
+        [] => {
+            errors.push(NodeError {
+                message: format!("a step needs exactly one kind: {}", kinds.join(", ")),
+                location: Some((path.to_string(), Position::of(map.span()))),
+            });
+            None
+        }
+        [(key, value)] => match node_de::from_enum_entry::<StepKind>(key, value, path) {
+            Ok(kind) => Some(kind),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        },
+        [(first, _), rest @ ..] => {
+            for (key, _) in rest {
+                errors.push(NodeError {
+                    message: format!(
+                        "a step has exactly one kind; this one already is `{}`, so `{}` must be a step of its own",
+                        first.as_str(),
+                        key.as_str()
+                    ),
+                    location: Some((node_de::join(path, key.as_str()), Position::of(key.span()))),
+                });
+            }
+            None
+        }
+    };
+    match (id, kind) {
+        (Some(id), Some(kind)) if errors.len() == before => Some(StepSpec {
+            id,
+            after,
+            description,
+            kind,
+        }),
+        _ => None,
+    }
+}
+
+/// The YAML names of the step kinds, from serde's own list of `StepKind`'s variants.
+pub fn kind_names() -> &'static [&'static str] {
+    node_de::enum_variants::<StepKind>()
+}
+
+/// Field paths to positions: containers point at their key, scalars at their value.
+struct PositionIndex {
+    at: HashMap<String, Position>,
+}
+
+impl PositionIndex {
+    fn new(root: &Node) -> Self {
+        let mut at = HashMap::new();
+        at.insert(String::new(), Position::of(root.span()));
+        Self::walk(root, "", &mut at);
+        PositionIndex { at }
+    }
+
+    fn walk(node: &Node, path: &str, at: &mut HashMap<String, Position>) {
+        match node {
+            Node::Scalar(_) => {}
+            Node::Mapping(m) => {
+                for (k, v) in m.iter() {
+                    let p = node_de::join(path, k.as_str());
+                    let pos = match v {
+                        Node::Scalar(_) => Position::of(v.span()),
+                        _ => Position::of(k.span()),
+                    };
+                    at.insert(p.clone(), pos);
+                    Self::walk(v, &p, at);
+                }
+            }
+            Node::Sequence(s) => {
+                for (i, v) in s.iter().enumerate() {
+                    let p = node_de::index(path, i);
+                    at.insert(p.clone(), Position::of(v.span()));
+                    Self::walk(v, &p, at);
+                }
+            }
+        }
+    }
+
+    /// The position of `path`, or of its nearest ancestor present in the file.
+    fn find(&self, path: &str) -> Position {
+        let mut p = path;
+        loop {
+            if let Some(pos) = self.at.get(p) {
+                return *pos;
+            }
+            match p.rfind(['.', '[']) {
+                Some(cut) => p = &p[..cut],
+                None => return self.at.get("").copied().unwrap_or_default(),
+            }
+        }
+    }
+}

@@ -1,0 +1,407 @@
+//! Checks a structurally sound plan for what serde cannot express: ids and references, order and
+//! cycles, the protection an uninstall needs, secrets in installer templates, and per-field rules.
+//! It reports every problem by field path; positions are added by the loader. It never resolves
+//! a secret or touches the server.
+
+use std::collections::HashMap;
+
+use super::graph;
+use super::placeholders;
+use super::types::*;
+use super::values::LITERAL_SECRET;
+
+/// One problem, by field path (e.g. `steps[3].uninstall`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+}
+
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Every semantic problem in `plan`.
+pub fn check(plan: &Plan) -> Vec<Problem> {
+    let mut p = Problems(Vec::new());
+    if plan.version != 1 {
+        p.add(
+            "version",
+            format!("unsupported plan language version {}; this program knows version 1", plan.version),
+        );
+    }
+    if plan.name.is_empty() || !plan.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        p.add(
+            "name",
+            "a plan name is letters, digits, `-`, `_` or `.` (it names the journal file)",
+        );
+    }
+    check_connection(&plan.server.sql, &mut p);
+    if plan.steps.is_empty() {
+        p.add("steps", "a plan needs at least one step");
+    }
+    check_ids_and_references(plan, &mut p);
+    if let Err(cycle) = graph::order(plan) {
+        let ids = graph::index_by_id(plan);
+        let first = cycle.first().and_then(|id| ids.get(id)).copied().unwrap_or(0);
+        let names: Vec<&str> = cycle.iter().map(|id| id.as_str()).collect();
+        p.add(
+            format!("steps[{first}]"),
+            format!("steps depend on each other in a cycle: {}", names.join(" -> ")),
+        );
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        let at = format!("steps[{i}].{}", step.kind.name());
+        match &step.kind {
+            StepKind::Uninstall(u) => check_uninstall(plan, i, u, &at, &mut p),
+            StepKind::Install(install) => check_install(install, &at, &mut p),
+            StepKind::Verify(v) => check_verify(v, &at, &mut p),
+            StepKind::ExportKeys(e) => check_timeout(e.timeout_secs, &at, &mut p),
+            StepKind::BackupDatabase(_) | StepKind::BackupFiles(_) | StepKind::SnapshotConnectorSpace(_) => {}
+        }
+    }
+    p.0
+}
+
+fn check_connection(sql: &SqlConnection, p: &mut Problems) {
+    if sql.host.trim().is_empty() {
+        p.add("server.sql.host", "a host name is needed; `(local)` means this machine");
+    }
+    if sql.odbc_driver.is_some() && sql.driver != SqlDriver::Odbc {
+        p.add(
+            "server.sql.odbc_driver",
+            "`odbc_driver` applies only with `driver: odbc`",
+        );
+    }
+}
+
+fn check_ids_and_references(plan: &Plan, p: &mut Problems) {
+    let mut first_index: HashMap<&str, usize> = HashMap::new();
+    for (i, step) in plan.steps.iter().enumerate() {
+        if let Some(first) = first_index.get(step.id.as_str()) {
+            p.add(
+                format!("steps[{i}].id"),
+                format!("duplicate step id `{}` (already used by steps[{first}])", step.id),
+            );
+        } else {
+            first_index.insert(step.id.as_str(), i);
+        }
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        for (k, dep) in step.after.iter().enumerate() {
+            let path = format!("steps[{i}].after[{k}]");
+            if dep == &step.id {
+                p.add(path, format!("step `{dep}` cannot come after itself"));
+            } else if !first_index.contains_key(dep.as_str()) {
+                p.add(path, format!("no step has the id `{dep}`"));
+            }
+        }
+        for r in graph::references(&step.kind) {
+            let path = format!("steps[{i}].{}", r.field);
+            match first_index.get(r.target.as_str()) {
+                None => p.add(path, format!("no step has the id `{}`", r.target)),
+                Some(&j) if plan.steps[j].kind.name() != r.required_kind => p.add(
+                    path,
+                    format!(
+                        "`{}` is a {} step; this must name a {} step",
+                        r.target,
+                        plan.steps[j].kind.name(),
+                        r.required_kind
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
+    }
+}
+
+/// Whether a folder path's last component is `Extensions` (any case, either slash).
+fn is_extensions_folder(path: &str) -> bool {
+    path.trim_end_matches(['\\', '/'])
+        .rsplit(['\\', '/'])
+        .next()
+        .is_some_and(|last| last.eq_ignore_ascii_case("Extensions"))
+}
+
+fn check_uninstall(plan: &Plan, index: usize, u: &Uninstall, at: &str, p: &mut Problems) {
+    check_exit_codes(u.accept_exit_codes.as_deref(), at, p);
+    check_retry(u.retry.as_ref(), at, p);
+    check_timeout(u.timeout_secs, at, p);
+    if u.unprotected {
+        return;
+    }
+    let before = graph::prerequisites(plan, index);
+    let kinds: Vec<&StepKind> = before.iter().map(|&j| &plan.steps[j].kind).collect();
+    let mut missing = Vec::new();
+    if !kinds.iter().any(|k| matches!(k, StepKind::BackupDatabase(_))) {
+        missing.push("a database backup (backup_database)");
+    }
+    if !kinds.iter().any(|k| matches!(k, StepKind::ExportKeys(_))) {
+        missing.push("a key export (export_keys)");
+    }
+    if !kinds
+        .iter()
+        .any(|k| matches!(k, StepKind::BackupFiles(b) if is_extensions_folder(b.from.as_str())))
+    {
+        missing.push("a copy of the Extensions folder (backup_files from ...\\Extensions)");
+    }
+    if !missing.is_empty() {
+        p.add(
+            at,
+            format!(
+                "an uninstall must come after a database backup, a key export and a copy of the \
+                 Extensions folder (list them in `after:`), or say `unprotected: true`; missing: {}",
+                missing.join(", ")
+            ),
+        );
+    }
+}
+
+fn check_exit_codes(codes: Option<&[i32]>, at: &str, p: &mut Problems) {
+    if codes.is_some_and(|c| c.is_empty()) {
+        p.add(
+            format!("{at}.accept_exit_codes"),
+            "list at least one exit code, or leave accept_exit_codes out for the default",
+        );
+    }
+}
+
+fn check_retry(retry: Option<&Retry>, at: &str, p: &mut Problems) {
+    if retry.is_some_and(|r| r.attempts == 0) {
+        p.add(format!("{at}.retry.attempts"), "attempts counts every try, so it must be at least 1");
+    }
+}
+
+fn check_timeout(secs: Option<u64>, at: &str, p: &mut Problems) {
+    if secs == Some(0) {
+        p.add(format!("{at}.timeout_secs"), "a timeout of 0 seconds would stop the tool at once");
+    }
+}
+
+#[derive(PartialEq)]
+enum InstallerType {
+    Msi,
+    Exe,
+}
+
+fn check_install(install: &Install, at: &str, p: &mut Problems) {
+    check_exit_codes(install.accept_exit_codes.as_deref(), at, p);
+    check_retry(install.retry.as_ref(), at, p);
+    check_timeout(install.timeout_secs, at, p);
+    let lower = install.installer.as_str().to_ascii_lowercase();
+    let kind = if lower.ends_with(".msi") {
+        Some(InstallerType::Msi)
+    } else if lower.ends_with(".exe") {
+        Some(InstallerType::Exe)
+    } else {
+        p.add(format!("{at}.installer"), "the installer must be a .msi package or a setup .exe");
+        None
+    };
+    match kind {
+        Some(InstallerType::Exe) => {
+            let msi_only = [
+                ("properties", !install.properties.is_empty()),
+                ("transforms", !install.transforms.is_empty()),
+                ("profile", install.profile.is_some()),
+            ];
+            for (field, used) in msi_only {
+                if used {
+                    p.add(
+                        format!("{at}.{field}"),
+                        format!("`{field}` applies only to a .msi installer; a setup .exe takes `arguments`"),
+                    );
+                }
+            }
+        }
+        Some(InstallerType::Msi) if install.arguments.is_some() => p.add(
+            format!("{at}.arguments"),
+            "`arguments` is for a setup .exe; a .msi takes `properties`, `transforms` or a `profile`",
+        ),
+        _ => {}
+    }
+    if install.profile == Some(AnswerProfile::Mim2016Sync) {
+        let a = &install.answers;
+        let missing: Vec<&str> = [
+            ("answers.store", a.store.is_none()),
+            ("answers.service_account", a.service_account.is_none()),
+            ("answers.groups", a.groups.is_none()),
+        ]
+        .into_iter()
+        .filter(|(_, absent)| *absent)
+        .map(|(name, _)| name)
+        .collect();
+        if !missing.is_empty() {
+            p.add(
+                format!("{at}.profile"),
+                format!(
+                    "profile `mim2016_sync` needs answers.store, answers.service_account and answers.groups; missing: {}",
+                    missing.join(", ")
+                ),
+            );
+        }
+        if !install.secrets_on_command_line {
+            p.add(
+                format!("{at}.secrets_on_command_line"),
+                "profile `mim2016_sync` passes SERVICEPASSWORD as an MSI property, and msiexec takes \
+                 properties only on its command line; set `secrets_on_command_line: true` to accept that",
+            );
+        }
+    }
+    for (name, value) in &install.properties {
+        let path = format!("{at}.properties.{name}");
+        check_template(value, &path, true, install.secrets_on_command_line, p);
+        if name.to_ascii_uppercase().contains("PASSWORD") && !is_placeholder_only(value) {
+            p.add(path, LITERAL_SECRET);
+        }
+    }
+    for (k, arg) in install.arguments.iter().flatten().enumerate() {
+        let path = format!("{at}.arguments[{k}]");
+        check_template(arg, &path, true, install.secrets_on_command_line, p);
+        if literal_password_argument(arg) {
+            p.add(path, LITERAL_SECRET);
+        }
+    }
+    if let Some(stdin) = &install.stdin {
+        check_template(stdin, &format!("{at}.stdin"), false, true, p);
+    }
+}
+
+/// A value that is nothing but placeholders (or empty): `{answers.service_account.password}`.
+fn is_placeholder_only(value: &str) -> bool {
+    let mut rest = value.to_string();
+    for occ in placeholders::find(value).iter().rev() {
+        rest.replace_range(occ.start..occ.end, "");
+    }
+    rest.trim().is_empty()
+}
+
+/// `/servicepassword:Secret1` or `PASSWORD=Secret1`: a password switch with a literal value.
+/// `*` (the tool prompts or reads stdin) and placeholders are fine.
+fn literal_password_argument(arg: &str) -> bool {
+    let lower = arg.to_ascii_lowercase();
+    let Some(pos) = lower.find("password") else {
+        return false;
+    };
+    let after = &arg[pos + "password".len()..];
+    let Some(value) = after.strip_prefix([':', '=']) else {
+        return false;
+    };
+    let value = value.trim_matches('"');
+    !(value.is_empty() || value == "*" || is_placeholder_only(value))
+}
+
+fn check_template(text: &str, path: &str, on_command_line: bool, secrets_allowed: bool, p: &mut Problems) {
+    for occ in placeholders::find(text) {
+        match occ.known() {
+            None => p.add(
+                path,
+                format!(
+                    "unknown placeholder `{{{}}}`; known placeholders: {}",
+                    occ.name,
+                    placeholders::KNOWN
+                        .iter()
+                        .map(|k| format!("{{{}}}", k.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            Some(known) if known.secret && on_command_line && !secrets_allowed => p.add(
+                path,
+                format!(
+                    "`{{{}}}` is a secret and would appear on the installer's command line, where other \
+                     users of the server can read it; give it through `stdin` if the installer reads it \
+                     there, or set `secrets_on_command_line: true` if the installer takes it only on its \
+                     command line (msiexec takes properties only there)",
+                    occ.name
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
+fn check_verify(v: &Verify, at: &str, p: &mut Problems) {
+    if v.connector_space.is_none()
+        && v.search.is_empty()
+        && v.services.is_empty()
+        && v.commands.is_empty()
+        && v.sql.is_empty()
+    {
+        p.add(
+            at,
+            "a verify step needs at least one check: connector_space, search, services, commands or sql",
+        );
+    }
+    for (k, s) in v.search.iter().enumerate() {
+        let given: Vec<&str> = [
+            ("dn_prefix", s.dn_prefix.is_some()),
+            ("anchor_prefix", s.anchor_prefix.is_some()),
+            ("subtree", s.subtree.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name)
+        .collect();
+        if given.len() != 1 {
+            p.add(
+                format!("{at}.search[{k}]"),
+                format!(
+                    "a search needs exactly one of dn_prefix, anchor_prefix or subtree; found {}",
+                    if given.is_empty() { "none".to_string() } else { given.join(" and ") }
+                ),
+            );
+        }
+    }
+    for (k, c) in v.commands.iter().enumerate() {
+        if c.run.is_empty() {
+            p.add(format!("{at}.commands[{k}].run"), "`run` needs at least the program to run");
+        }
+        if let Some(pattern) = &c.output_matches {
+            if let Err(e) = regex::Regex::new(pattern) {
+                let first_line = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+                p.add(
+                    format!("{at}.commands[{k}].output_matches"),
+                    format!("not a valid regular expression: {first_line}"),
+                );
+            }
+        }
+    }
+    for (k, q) in v.sql.iter().enumerate() {
+        let query = q.query.trim_start();
+        let is_select = query.len() >= 6 && query[..6].eq_ignore_ascii_case("select");
+        if !is_select || query.trim_end().trim_end_matches(';').contains(';') {
+            p.add(
+                format!("{at}.sql[{k}].query"),
+                "a SQL check is one SELECT statement (checks must not change the server)",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_extensions_folder_is_recognised_in_any_case_and_slash() {
+        assert!(is_extensions_folder(r"C:\Program Files\Microsoft Identity Integration Server\Extensions"));
+        assert!(is_extensions_folder(r"C:\MIIS\extensions\"));
+        assert!(is_extensions_folder("/srv/miis/EXTENSIONS"));
+        assert!(!is_extensions_folder(r"C:\MIIS\Extensions\Old"));
+    }
+
+    #[test]
+    fn password_switches_with_literal_values_are_recognised() {
+        assert!(literal_password_argument("/servicepassword:Secret1"));
+        assert!(!literal_password_argument("/servicepassword:*"));
+        assert!(!literal_password_argument("/servicepassword:{answers.service_account.password}"));
+        assert!(!literal_password_argument("/passwordset:MIISPasswordSet"));
+    }
+}
