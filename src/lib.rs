@@ -6,4 +6,4 @@ pub mod adapters;
 pub mod cli;
 pub mod engine;
 pub mod plan;
-// WIP(engine): pub mod steps;
+pub mod steps;

@@ -1,6 +1,6 @@
 //! Files: atomic writes, one-pass copy-and-hash, sha256 manifests compatible with `sha256sum -c`,
 //! and the `.NAME.upgrade-partial` naming of half-written artifacts. Synchronous (call from
-//! `spawn_blocking` for big trees); never deletes anything but its own partial files.
+//! `spawn_blocking` for big trees); removes only what the caller names (half-written artifacts).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -384,6 +384,51 @@ fn unescape(s: &str) -> String {
         }
     }
     out
+}
+
+/// Whether anything exists at `path` (a file, folder, or link).
+pub fn exists(path: &Path) -> bool {
+    path.symlink_metadata().is_ok()
+}
+
+/// Whether `path` is a folder.
+pub fn is_dir(path: &Path) -> bool {
+    path.is_dir()
+}
+
+/// Size of a file in bytes.
+pub fn file_size(path: &Path) -> Result<u64, FsError> {
+    Ok(std::fs::metadata(path)
+        .map_err(io("read the size of", path))?
+        .len())
+}
+
+/// Reads a whole file (installer logs, for their tail).
+pub fn read_file(path: &Path) -> Result<Vec<u8>, FsError> {
+    std::fs::read(path).map_err(io("read", path))
+}
+
+/// Renames `from` to `to` durably (an artifact's temp name to its final name).
+pub fn rename(from: &Path, to: &Path) -> Result<(), FsError> {
+    commit_temp(from, to)
+}
+
+/// Removes a file if it is there (a half-written artifact from a killed run).
+pub fn remove_if_exists(path: &Path) -> Result<(), FsError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Creates the folders above `path`.
+pub fn create_parent_dirs(path: &Path) -> Result<(), FsError> {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(io("create the folder", parent))
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -1,23 +1,44 @@
 //! The engine: orders steps, observes concurrently, diffs, journals, locks, renders and applies.
 //! It knows nothing about MIIS; every step kind is a `dyn Step` from `crate::steps`.
 
+pub mod journal;
+pub mod lock;
 pub mod options;
+pub mod render;
+pub mod run;
+pub mod saved;
 
 pub use options::{ApplyOptions, PlanOptions};
 
-/// Errors the engine reports to the command line.
+/// Errors the engine reports to the command line (exit 1), each saying what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    #[error("the plan is not valid:\n{0}")]
+    Invalid(String),
     #[error("{0}")]
-    NotReady(String),
+    Secret(String),
+    #[error(transparent)]
+    Journal(#[from] journal::JournalError),
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+    #[error(transparent)]
+    Saved(#[from] saved::SavedError),
+    #[error("the saved plan no longer matches the server; run `upgrade plan` again:\n  {0}")]
+    Stale(String),
+    #[error("some steps cannot converge; nothing was applied:\n  {0}")]
+    Blocked(String),
+    #[error("not applied: {0}")]
+    NotConfirmed(String),
+    #[error("cannot write output: {0}")]
+    Output(String),
 }
 
 /// `upgrade plan`: returns the process exit code (0, or 2 with pending changes and `--detailed-exitcode`).
 pub async fn run_plan(opts: PlanOptions) -> Result<u8, EngineError> {
-    Err(EngineError::NotReady(format!("plan {:?}: engine under construction", opts.plan_file)))
+    run::plan(opts).await
 }
 
 /// `upgrade apply`: returns the process exit code.
 pub async fn run_apply(opts: ApplyOptions) -> Result<u8, EngineError> {
-    Err(EngineError::NotReady(format!("apply {:?}: engine under construction", opts.input)))
+    run::apply(opts).await
 }

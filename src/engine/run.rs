@@ -176,10 +176,11 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
         }
     }
     let doc = session.document(planned);
+    let redactor = session.world.redactor.clone();
     let out = |text: &str| {
         if !opts.json {
             let mut o = std::io::stdout().lock();
-            let _ = o.write_all(session.world.redactor.redact(text).as_bytes());
+            let _ = o.write_all(redactor.redact(text).as_bytes());
             let _ = o.flush();
         }
     };

@@ -75,14 +75,14 @@ async fn server_version(sql: &mut dyn SqlClient) -> Result<String, SqlError> {
 
 async fn read_header(sql: &mut dyn SqlClient, path: &str) -> Result<Header, SqlError> {
     let rows = sql.query(&q::restore_headeronly(path)).await?;
-    let row = rows.first().ok_or_else(|| SqlError::Protocol("RESTORE HEADERONLY returned no backup set".into()))?;
+    let row = rows.first().ok_or_else(|| SqlError::Protocol { message: "RESTORE HEADERONLY returned no backup set".into() })?;
     Ok(Header {
         database: row.get("DatabaseName").and_then(text).unwrap_or_default(),
         backup_type: row.get("BackupType").and_then(int).unwrap_or_default(),
         finish: row
             .get("BackupFinishDate")
             .and_then(time)
-            .ok_or_else(|| SqlError::Protocol("RESTORE HEADERONLY gave no BackupFinishDate".into()))?,
+            .ok_or_else(|| SqlError::Protocol { message: "RESTORE HEADERONLY gave no BackupFinishDate".into() })?,
     })
 }
 
@@ -142,7 +142,7 @@ impl Step for BackupDatabaseStep {
         let (header, header_error) = if afs::exists(&self.spec.to.to_path_buf()) {
             match read_header(sql.as_mut(), &self.path()).await {
                 Ok(h) => (Some(h), None),
-                Err(SqlError::Server { .. }) | Err(SqlError::Protocol(_)) => (None, Some("RESTORE HEADERONLY cannot read it".to_string())),
+                Err(SqlError::Server { .. }) | Err(SqlError::Protocol { .. }) => (None, Some("RESTORE HEADERONLY cannot read it".to_string())),
                 Err(e) => return Err(e.into()),
             }
         } else {

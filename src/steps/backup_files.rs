@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::fs::{self as afs, Manifest};
+use crate::adapters::fs::{self as afs, Manifest, Mismatch};
 use crate::plan::{BackupFiles, StepId};
 use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
 
@@ -71,7 +71,7 @@ impl BackupFilesStep {
         }
         let (manifest, mismatched) = match Manifest::read(&self.manifest_path()) {
             Ok(m) => {
-                let mismatched = m.verify_dir(&to).into_iter().map(|mm| mm.path).collect();
+                let mismatched = m.verify_dir(&to).into_iter().map(|mm| mismatch_path(&mm)).collect();
                 (Some(m.entries.into_iter().collect()), mismatched)
             }
             Err(_) => (None, Vec::new()),
@@ -173,8 +173,15 @@ impl Step for BackupFilesStep {
         if bad.is_empty() {
             Ok(format!("{} file(s) at {} match {MANIFEST}", manifest.entries.len(), self.spec.to))
         } else {
-            let names: Vec<String> = bad.into_iter().map(|m| m.path).collect();
+            let names: Vec<String> = bad.into_iter().map(|m| m.to_string()).collect();
             Err(StepError::Refused(format!("the copy at {} no longer matches its manifest: {}", self.spec.to, names.join(", "))))
         }
+    }
+}
+
+/// The relative path a manifest mismatch is about.
+fn mismatch_path(m: &Mismatch) -> String {
+    match m {
+        Mismatch::Missing { path } | Mismatch::Different { path, .. } | Mismatch::Unreadable { path, .. } => path.clone(),
     }
 }

@@ -13,13 +13,13 @@ use crate::steps::installer::{self, Found};
 use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
 
 pub struct UninstallStep {
-    id: StepId,
     spec: Uninstall,
 }
 
 impl UninstallStep {
-    pub fn new(id: StepId, spec: Uninstall) -> Self {
-        UninstallStep { id, spec }
+    /// The id is not needed: this kind's messages name the product or checks, not the step.
+    pub fn new(_id: StepId, spec: Uninstall) -> Self {
+        UninstallStep { spec }
     }
 
     fn accepted(&self) -> Vec<i32> {

@@ -17,7 +17,6 @@ use crate::steps::sqlrow::text;
 use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
 
 pub struct VerifyStep {
-    id: StepId,
     spec: Verify,
 }
 
@@ -31,8 +30,9 @@ pub struct CheckResult {
 }
 
 impl VerifyStep {
-    pub fn new(id: StepId, spec: Verify) -> Self {
-        VerifyStep { id, spec }
+    /// The id is not needed: this kind's messages name the product or checks, not the step.
+    pub fn new(_id: StepId, spec: Verify) -> Self {
+        VerifyStep { spec }
     }
 
     fn planned_checks(&self) -> Vec<Op> {
@@ -139,7 +139,7 @@ impl VerifyStep {
         for s in &self.spec.sql {
             let mut sql = cx.world.sql().await?;
             let rows = sql.query(&s.query).await?;
-            let found = rows.first().and_then(|r| r.values().first().cloned()).and_then(|v| text(&v)).unwrap_or_else(|| "(no value)".into());
+            let found = rows.first().and_then(|r| r.at(0)).and_then(text).unwrap_or_else(|| "(no value)".into());
             results.push(CheckResult {
                 check: format!("SQL on {}: {}", s.database, s.query),
                 expected: s.expect.clone(),

@@ -1,0 +1,229 @@
+//! Shared harness for the executor's end-to-end tests: a fresh lab (TEST DOUBLE: the TDS server
+//! double and the stand-in tools from `upgrade-lab`), a plan written for it, and the real `upgrade`
+//! binary run as a child process, exactly as an administrator would run it.
+#![allow(dead_code)] // each test file uses part of the harness
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use upgrade_lab::{Flavour, Lab, RunningLab, StartOptions};
+
+/// The SQL login's password reaches `upgrade` through this variable.
+pub const SQL_PASSWORD_ENV: &str = "LAB_SQL_PASSWORD";
+/// The service account's password reaches `upgrade` through this variable.
+pub const SERVICE_PASSWORD_ENV: &str = "LAB_SERVICE_PASSWORD";
+
+pub struct Rig {
+    pub tmp: tempfile::TempDir,
+    pub lab: RunningLab,
+    pub plan: PathBuf,
+}
+
+pub enum Driver {
+    /// tiberius over TDS 7.4 (SQL Server 2016 answers).
+    Tds,
+    /// ODBC (unixODBC + FreeTDS) over TDS 7.1 (SQL Server 2000 answers).
+    Odbc,
+}
+
+pub const FREETDS_DRIVER: &str = "/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so";
+
+impl Rig {
+    /// A fresh IIFP lab with its server listening, and the seed plan written for it.
+    pub fn iifp(driver: Driver, faults: &[&str]) -> Rig {
+        let tmp = tempfile::tempdir().unwrap();
+        let lab = Lab::init(&tmp.path().join("lab"), Flavour::Iifp).unwrap();
+        let tds = match driver {
+            Driver::Tds => upgrade_lab::sqlmodel::TdsVersion::V74,
+            Driver::Odbc => upgrade_lab::sqlmodel::TdsVersion::V71,
+        };
+        let lab = lab
+            .start(StartOptions { port: 0, tds, faults: Some(faults.iter().map(|s| s.to_string()).collect()) })
+            .unwrap();
+        let plan = tmp.path().join("plan.yaml");
+        std::fs::write(&plan, seed_plan(&lab, &driver)).unwrap();
+        Rig { tmp, lab, plan }
+    }
+
+    pub fn path(&self, win: &str) -> PathBuf {
+        self.lab.lab_path(win)
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.tmp.path().join("state")
+    }
+
+    pub fn service_password(&self) -> String {
+        self.lab.lab().state().unwrap().account.password
+    }
+
+    /// Runs `upgrade ARGS` with the lab's secrets in the environment.
+    pub fn upgrade(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let st = self.lab.lab().state().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_upgrade"));
+        cmd.args(args)
+            .env(SQL_PASSWORD_ENV, &st.sql.password)
+            .env(SERVICE_PASSWORD_ENV, &st.account.password)
+            .env("RUST_LOG", "upgrade=debug")
+            .stdin(std::process::Stdio::null());
+        cmd
+    }
+
+    pub fn plan_str(&self) -> &str {
+        self.plan.to_str().unwrap()
+    }
+
+    /// Replaces the lab's active faults (tool faults act at once, SQL faults at the next BACKUP).
+    pub fn faults(&self, specs: &[&str]) {
+        self.lab.lab().set_faults(specs).unwrap();
+    }
+
+    pub fn installed(&self) -> Vec<String> {
+        self.lab.lab().state().unwrap().products.iter().map(|p| p.name.clone()).collect()
+    }
+
+    pub fn statements(&self) -> String {
+        std::fs::read_to_string(self.lab.dir().join("sql").join("statements.log")).unwrap_or_default()
+    }
+
+    pub fn argv_log(&self) -> String {
+        std::fs::read_to_string(self.lab.dir().join("argv.log")).unwrap_or_default()
+    }
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The seed procedure (IIFP to MIIS 2003), written for the lab's sandbox paths.
+pub fn seed_plan(lab: &RunningLab, driver: &Driver) -> String {
+    let st = lab.lab().state().unwrap();
+    let tools = lab.lab().tools().unwrap();
+    let p = |win: &str| lab.lab_path(win).display().to_string();
+    let state_dir = lab.dir().parent().unwrap().join("state");
+    let (driver_line, odbc_line) = match driver {
+        Driver::Tds => ("tds", String::new()),
+        Driver::Odbc => ("odbc", format!("\n    odbc_driver: {FREETDS_DRIVER}")),
+    };
+    format!(
+        r#"# yaml-language-server: $schema=../schemas/plan.schema.json
+version: 1
+name: lab-iifp-to-miis2003
+description: The seed procedure against the rehearsal lab (TEST DOUBLE server).
+server:
+  sql:
+    host: 127.0.0.1
+    port: {port}
+    auth: {{ sql: {{ user: {login}, password: {{ env: {SQL_PASSWORD_ENV} }} }} }}
+    driver: {driver_line}{odbc_line}
+state: {{ dir: '{state}' }}
+tools:
+  miiskmu: '{miiskmu}'
+  msiexec: '{msiexec}'
+  reg: '{reg}'
+  sc: '{sc}'
+steps:
+  - id: database
+    backup_database: {{ database: MicrosoftIdentityIntegrationServer, to: '{bak}' }}
+  - id: keys
+    export_keys:
+      to: '{keys}'
+      account: {{ user: '{domain}\{user}', password: {{ env: {SERVICE_PASSWORD_ENV} }} }}
+  - id: extensions
+    backup_files:
+      from: '{ext}'
+      to: '{ext_copy}'
+  - id: before
+    snapshot_connector_space: {{ database: MicrosoftIdentityIntegrationServer }}
+  - id: remove-iifp
+    after: [database, keys, extensions, before]
+    uninstall:
+      product: {{ name: Identity Integration Feature Pack }}
+      retry: {{ attempts: 4, delay: 1s }}
+  - id: install-miis
+    after: [remove-iifp]
+    install:
+      installer: '{setup}'
+      detect: {{ product: {{ name: Microsoft Identity Integration Server 2003 }}, version: "3." }}
+      answers:
+        setup_type: complete
+        store: {{ server: "(local)", database: MicrosoftIdentityIntegrationServer, reuse_existing: true }}
+        service_account: {{ user: {user}, domain: {domain}, password: {{ env: {SERVICE_PASSWORD_ENV} }} }}
+        groups: {{ admins: MIISAdmins, operators: MIISOperators, joiners: MIISJoiners, browse: MIISBrowse, password_set: MIISPasswordSet }}
+        key_file: {{ from: keys }}
+      arguments:
+        - /q
+        - "/setuptype:{{answers.setup_type}}"
+        - "/sqlserver:{{answers.store.server}}"
+        - "/sqlinstance:{{answers.store.instance}}"
+        - "/database:{{answers.store.database}}"
+        - "/reusedb:{{answers.store.reuse_existing}}"
+        - "/serviceaccount:{{answers.service_account.user}}"
+        - "/servicedomain:{{answers.service_account.domain}}"
+        - "/servicepassword:*"
+        - "/admins:{{answers.groups.admins}}"
+        - "/operators:{{answers.groups.operators}}"
+        - "/joiners:{{answers.groups.joiners}}"
+        - "/browse:{{answers.groups.browse}}"
+        - "/passwordset:{{answers.groups.password_set}}"
+        - "/keyfile:{{answers.key_file}}"
+        - "/log:{{log}}"
+      stdin: "{{answers.service_account.password}}\n"
+      retry: {{ attempts: 4, delay: 1s }}
+  - id: verify
+    after: [install-miis]
+    verify:
+      connector_space: {{ same_as: before }}
+      search:
+        - {{ management_agent: Contoso AD, dn_prefix: "CN=Administrator" }}
+      services:
+        - {{ name: miiserver }}
+"#,
+        port = lab.port,
+        login = st.sql.login,
+        state = state_dir.display(),
+        miiskmu = tools.miiskmu.display(),
+        msiexec = tools.msiexec.display(),
+        reg = tools.reg.display(),
+        sc = tools.sc.display(),
+        bak = p(r"D:\Upgrade\miis.bak"),
+        keys = p(r"D:\Upgrade\miis-keys.bin"),
+        ext = p(r"C:\Program Files\Microsoft Identity Integration Server\Extensions"),
+        ext_copy = p(r"D:\Upgrade\Extensions"),
+        setup = tools.installer.display(),
+        domain = st.account.domain,
+        user = st.account.user,
+    )
+}
+
+/// Every file under `dir` with its size, for "nothing changed" comparisons.
+pub fn tree(dir: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                out.push((p.strip_prefix(dir).unwrap().display().to_string(), len));
+            }
+        }
+    }
+    out.sort();
+    out
+}
