@@ -65,14 +65,21 @@ pub fn index_by_id(plan: &Plan) -> HashMap<&StepId, usize> {
 }
 
 /// Step indices in an order that respects every dependency; ties keep file order.
-/// Unknown ids are ignored here (validation reports them). `Err` holds one cycle, as ids,
+/// Unknown ids and a step naming itself are ignored here (validation reports them). `Err` holds one cycle, as ids,
 /// starting and ending with the same id.
 pub fn order(plan: &Plan) -> Result<Vec<usize>, Vec<StepId>> {
     let ids = index_by_id(plan);
     let deps: Vec<Vec<usize>> = plan
         .steps
         .iter()
-        .map(|s| dependencies(s).into_iter().filter_map(|d| ids.get(d).copied()).collect())
+        .enumerate()
+        .map(|(i, s)| {
+            dependencies(s)
+                .into_iter()
+                .filter_map(|d| ids.get(d).copied())
+                .filter(|&d| d != i)
+                .collect()
+        })
         .collect();
     if let Some(cycle) = find_cycle(&deps) {
         return Err(cycle.into_iter().map(|i| plan.steps[i].id.clone()).collect());
@@ -83,7 +90,7 @@ pub fn order(plan: &Plan) -> Result<Vec<usize>, Vec<StepId>> {
         // Invariant: without cycles some step not yet placed has all its dependencies placed.
         let next = (0..plan.steps.len())
             .find(|&i| !done[i] && deps[i].iter().all(|&d| done[d]))
-            .ok_or_else(|| Vec::new())?;
+            .ok_or_else(Vec::new)?;
         done[next] = true;
         out.push(next);
     }

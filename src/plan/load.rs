@@ -165,12 +165,19 @@ fn unknown_keys(map: &MarkedMappingNode, parent: &str, known: &[&str], expected:
     }
 }
 
+fn first_key_or_start(map: &MarkedMappingNode) -> Position {
+    match map.keys().next() {
+        Some(first) => Position::of(first.span()),
+        None => Position::of(map.span()),
+    }
+}
+
 fn missing(map: &MarkedMappingNode, parent: &str, required: &[&str], errors: &mut Vec<NodeError>) {
     for key in required {
         if map.get_node(key).is_none() {
             errors.push(NodeError {
                 message: format!("missing field `{key}`"),
-                location: Some((parent.to_string(), Position::of(map.span()))),
+                location: Some((parent.to_string(), first_key_or_start(map))),
             });
         }
     }
@@ -181,7 +188,7 @@ fn read_plan(root: &Node) -> Result<Plan, Vec<NodeError>> {
     let Some(map) = root.as_mapping() else {
         return Err(vec![NodeError {
             message: "a plan is a YAML mapping (version:, name:, server:, steps:, ...)".to_string(),
-            location: Some((String::new(), Position::of(root.span()))),
+            location: Some((String::new(), Position::of_node(root))),
         }]);
     };
     unknown_keys(map, "", TOP_LEVEL, &node_de::one_of(TOP_LEVEL), &mut errors);
@@ -211,7 +218,7 @@ fn read_steps(node: &Node, errors: &mut Vec<NodeError>) -> Option<Vec<StepSpec>>
     let Some(seq) = node.as_sequence() else {
         errors.push(NodeError {
             message: "expected a list of steps".to_string(),
-            location: Some(("steps".to_string(), Position::of(node.span()))),
+            location: Some(("steps".to_string(), Position::of_node(node))),
         });
         return None;
     };
@@ -230,7 +237,7 @@ fn read_step(node: &Node, path: &str, errors: &mut Vec<NodeError>) -> Option<Ste
     let Some(map) = node.as_mapping() else {
         errors.push(NodeError {
             message: format!("expected a step (a mapping with `id` and one kind: {})", kind_names().join(", ")),
-            location: Some((path.to_string(), Position::of(node.span()))),
+            location: Some((path.to_string(), Position::of_node(node))),
         });
         return None;
     };
@@ -255,7 +262,7 @@ fn read_step(node: &Node, path: &str, errors: &mut Vec<NodeError>) -> Option<Ste
         [] => {
             errors.push(NodeError {
                 message: format!("a step needs exactly one kind: {}", kinds.join(", ")),
-                location: Some((path.to_string(), Position::of(map.span()))),
+                location: Some((path.to_string(), first_key_or_start(map))),
             });
             None
         }
@@ -304,7 +311,7 @@ struct PositionIndex {
 impl PositionIndex {
     fn new(root: &Node) -> Self {
         let mut at = HashMap::new();
-        at.insert(String::new(), Position::of(root.span()));
+        at.insert(String::new(), Position::of_node(root));
         Self::walk(root, "", &mut at);
         PositionIndex { at }
     }
@@ -326,7 +333,7 @@ impl PositionIndex {
             Node::Sequence(s) => {
                 for (i, v) in s.iter().enumerate() {
                     let p = node_de::index(path, i);
-                    at.insert(p.clone(), Position::of(v.span()));
+                    at.insert(p.clone(), Position::of_node(v));
                     Self::walk(v, &p, at);
                 }
             }

@@ -19,6 +19,18 @@ pub struct Position {
 }
 
 impl Position {
+    /// Where a node starts as a reader sees it: a block mapping at its first key (the parser
+    /// marks it at the first `:`), anything else at its own start.
+    pub fn of_node(node: &Node) -> Position {
+        match node {
+            Node::Mapping(m) => match m.keys().next() {
+                Some(first) => Position::of(first.span()),
+                None => Position::of(m.span()),
+            },
+            _ => Position::of(node.span()),
+        }
+    }
+
     pub fn of(span: &Span) -> Position {
         span.start()
             .map(|m| Position {
@@ -55,9 +67,17 @@ impl de::Error for NodeError {
 }
 
 impl NodeError {
-    fn locate(mut self, path: &str, span: &Span) -> Self {
+    fn locate(self, path: &str, span: &Span) -> Self {
+        self.locate_at(path, Position::of(span))
+    }
+
+    fn locate_node(self, path: &str, node: &Node) -> Self {
+        self.locate_at(path, Position::of_node(node))
+    }
+
+    fn locate_at(mut self, path: &str, pos: Position) -> Self {
         if self.location.is_none() {
-            self.location = Some((path.to_string(), Position::of(span)));
+            self.location = Some((path.to_string(), pos));
         }
         self
     }
@@ -69,7 +89,7 @@ pub fn from_node<'de, T: de::Deserialize<'de>>(node: &'de Node, path: &str) -> R
         node,
         path: path.to_string(),
     })
-    .map_err(|e| e.locate(path, node.span()))
+    .map_err(|e| e.locate_node(path, node))
 }
 
 /// Joins a field path and a key: `a.b` + `c` = `a.b.c`.
@@ -313,7 +333,7 @@ impl<'de> MapAccess<'de> for MapDe<'de> {
             node: value,
             path: path.clone(),
         })
-        .map_err(|e| e.locate(&path, value.span()))
+        .map_err(|e| e.locate_node(&path, value))
     }
 }
 
@@ -354,7 +374,7 @@ impl<'de> SeqAccess<'de> for SeqDe<'de> {
             path: path.clone(),
         })
         .map(Some)
-        .map_err(|e| e.locate(&path, item.span()))
+        .map_err(|e| e.locate_node(&path, item))
     }
 }
 
@@ -390,18 +410,18 @@ impl<'de> VariantAccess<'de> for NodeDe<'de> {
         match self.node {
             Node::Scalar(s) if is_null(s) => Ok(()),
             _ => Err(<NodeError as de::Error>::custom("expected no value for this choice")
-                .locate(&self.path, self.node.span())),
+                .locate_node(&self.path, self.node)),
         }
     }
 
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, NodeError> {
-        let (path, span) = (self.path.clone(), *self.node.span());
-        seed.deserialize(self).map_err(|e| e.locate(&path, &span))
+        let (path, pos) = (self.path.clone(), Position::of_node(self.node));
+        seed.deserialize(self).map_err(|e| e.locate_at(&path, pos))
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, NodeError> {
-        let (path, span) = (self.path.clone(), *self.node.span());
-        de::Deserializer::deserialize_seq(self, visitor).map_err(|e| e.locate(&path, &span))
+        let (path, pos) = (self.path.clone(), Position::of_node(self.node));
+        de::Deserializer::deserialize_seq(self, visitor).map_err(|e| e.locate_at(&path, pos))
     }
 
     fn struct_variant<V: Visitor<'de>>(
@@ -409,8 +429,8 @@ impl<'de> VariantAccess<'de> for NodeDe<'de> {
         _fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, NodeError> {
-        let (path, span) = (self.path.clone(), *self.node.span());
-        de::Deserializer::deserialize_map(self, visitor).map_err(|e| e.locate(&path, &span))
+        let (path, pos) = (self.path.clone(), Position::of_node(self.node));
+        de::Deserializer::deserialize_map(self, visitor).map_err(|e| e.locate_at(&path, pos))
     }
 }
 

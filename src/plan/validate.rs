@@ -110,7 +110,7 @@ fn check_ids_and_references(plan: &Plan, p: &mut Problems) {
                 Some(&j) if plan.steps[j].kind.name() != r.required_kind => p.add(
                     path,
                     format!(
-                        "`{}` is a {} step; this must name a {} step",
+                        "`{}` is a {} step, but this must name a step of kind {}",
                         r.target,
                         plan.steps[j].kind.name(),
                         r.required_kind
@@ -139,26 +139,34 @@ fn check_uninstall(plan: &Plan, index: usize, u: &Uninstall, at: &str, p: &mut P
     }
     let before = graph::prerequisites(plan, index);
     let kinds: Vec<&StepKind> = before.iter().map(|&j| &plan.steps[j].kind).collect();
+    let needs: [(&str, &str, fn(&StepKind) -> bool); 3] = [
+        ("a database backup", "backup_database", |k| matches!(k, StepKind::BackupDatabase(_))),
+        ("a key export", "export_keys", |k| matches!(k, StepKind::ExportKeys(_))),
+        ("a copy of the Extensions folder", "backup_files from ...\\Extensions", |k| {
+            matches!(k, StepKind::BackupFiles(b) if is_extensions_folder(b.from.as_str()))
+        }),
+    ];
     let mut missing = Vec::new();
-    if !kinds.iter().any(|k| matches!(k, StepKind::BackupDatabase(_))) {
-        missing.push("a database backup (backup_database)");
-    }
-    if !kinds.iter().any(|k| matches!(k, StepKind::ExportKeys(_))) {
-        missing.push("a key export (export_keys)");
-    }
-    if !kinds
-        .iter()
-        .any(|k| matches!(k, StepKind::BackupFiles(b) if is_extensions_folder(b.from.as_str())))
-    {
-        missing.push("a copy of the Extensions folder (backup_files from ...\\Extensions)");
+    for (what, kind, is) in needs {
+        if kinds.iter().any(|k| is(k)) {
+            continue;
+        }
+        // Say so when the plan has such a step that the uninstall merely does not wait for.
+        match plan.steps.iter().find(|s| is(&s.kind)) {
+            Some(s) => missing.push(format!(
+                "{what} ({kind}; step `{}` is one, but the uninstall does not come after it)",
+                s.id
+            )),
+            None => missing.push(format!("{what} ({kind})")),
+        }
     }
     if !missing.is_empty() {
         p.add(
             at,
             format!(
                 "an uninstall must come after a database backup, a key export and a copy of the \
-                 Extensions folder (list them in `after:`), or say `unprotected: true`; missing: {}",
-                missing.join(", ")
+                 Extensions folder (list them in `after:`), or say `unprotected: true`. Missing: {}",
+                missing.join("; ")
             ),
         );
     }
