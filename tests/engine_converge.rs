@@ -143,3 +143,16 @@ fn a_canary_password_appears_nowhere() {
     assert!(argv.contains("\"miiskmu\"") && argv.contains("\"setup\""), "the tools ran: {argv}");
     assert!(!argv.contains(&canary), "a child's argv held the password: {argv}");
 }
+
+#[test]
+fn the_seed_plan_converges_against_sql_server_2000_over_odbc() {
+    let rig = Rig::iifp(Driver::Odbc, &[]);
+    let plan = rig.upgrade(&["plan", rig.plan_str()]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    // SQL Server 2000 has no BACKUP ... WITH CHECKSUM.
+    assert!(!stdout(&plan).contains("CHECKSUM"), "{}", text(&plan));
+    let apply = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
+    let again = rig.upgrade(&["plan", rig.plan_str(), "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+}

@@ -1,0 +1,128 @@
+//! Partial states: steps an administrator already did by hand are recognised and skipped, and a
+//! run resumes where an earlier one stopped without redoing finished steps.
+
+mod common;
+
+use std::process::Command;
+
+use common::{stdout, text, Driver, Rig};
+use upgrade::adapters::secrets::SecretString;
+use upgrade::adapters::sql::{self, statements};
+use upgrade::plan::{Encryption, SqlAuth, SqlConnection, SqlDriver, SqlLogin};
+
+/// Connects the way an administrator's own SQL client would (tiberius, TDS 7.4).
+async fn sql_client(rig: &Rig) -> Box<dyn sql::SqlClient> {
+    let st = rig.lab.lab().state().unwrap();
+    let conn = SqlConnection {
+        host: "127.0.0.1".into(),
+        instance: None,
+        port: Some(rig.lab.port),
+        auth: SqlAuth::Sql(SqlLogin { user: st.sql.login.clone(), password: upgrade::plan::Secret::Env("UNUSED".into()) }),
+        driver: SqlDriver::Tds,
+        odbc_driver: None,
+        encryption: Encryption::NotSupported,
+        trust_server_certificate: false,
+    };
+    sql::connect(&conn, Some(&SecretString::new(st.sql.password))).await.unwrap()
+}
+
+fn run_tool(path: &std::path::Path, args: &[&str], stdin: Option<&str>) {
+    use std::io::Write;
+    let mut child = Command::new(path)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{} {args:?}: {}", path.display(), text(&out));
+}
+
+#[tokio::test]
+async fn a_backup_taken_and_keys_exported_by_hand_are_recognised_and_skipped() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let bak = rig.path(r"D:\Upgrade\miis.bak");
+    std::fs::create_dir_all(bak.parent().unwrap()).unwrap();
+    let mut client = sql_client(&rig).await;
+    client
+        .execute(&statements::backup_database("MicrosoftIdentityIntegrationServer", bak.to_str().unwrap(), "by hand", false))
+        .await
+        .unwrap();
+    let st = rig.lab.lab().state().unwrap();
+    let keys = rig.path(r"D:\Upgrade\miis-keys.bin");
+    let tools = rig.lab.lab().tools().unwrap();
+    let account = format!("/u:{}\\{}", st.account.domain, st.account.user);
+    run_tool(&tools.miiskmu, &["/e", keys.to_str().unwrap(), &account, "*"], Some(&format!("{}\n", st.account.password)));
+
+    let plan = rig.upgrade(&["plan", rig.plan_str()]);
+    let out = stdout(&plan);
+    assert!(out.contains("= database"), "{}", text(&plan));
+    assert!(out.contains("= keys"), "{}", text(&plan));
+    assert!(out.contains("not by this plan"), "{}", text(&plan));
+
+    let log_before = rig.statements();
+    let argv_before = rig.argv_log();
+    let apply = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
+    assert!(!rig.statements()[log_before.len()..].contains("BACKUP"), "the backup was taken again");
+    assert!(!rig.argv_log()[argv_before.len()..].contains("\"miiskmu\""), "the keys were exported again");
+}
+
+#[test]
+fn extensions_copied_by_hand_are_not_copied_again() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let from = rig.path(r"C:\Program Files\Microsoft Identity Integration Server\Extensions");
+    let to = rig.path(r"D:\Upgrade\Extensions");
+    std::fs::create_dir_all(&to).unwrap();
+    for e in std::fs::read_dir(&from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    let plan = rig.upgrade(&["plan", rig.plan_str()]);
+    assert!(stdout(&plan).contains("copy: 0 file(s)"), "{}", text(&plan));
+}
+
+#[test]
+fn an_uninstall_and_install_done_by_hand_after_a_stopped_run_are_recognised() {
+    // The tool's run stops at the uninstall (1603); the administrator finishes by hand.
+    let rig = Rig::iifp(Driver::Tds, &["msiexec-1603"]);
+    let out = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    rig.faults(&[]);
+    let st = rig.lab.lab().state().unwrap();
+    let tools = rig.lab.lab().tools().unwrap();
+    let iifp = st.products.iter().find(|p| p.name == "Identity Integration Feature Pack").unwrap().code.clone();
+    run_tool(&tools.msiexec, &["/x", &iifp, "/qn", "/norestart"], None);
+
+    let plan = rig.upgrade(&["plan", rig.plan_str()]);
+    let out = stdout(&plan);
+    for line in ["= database", "= keys", "= extensions", "= before", "= remove-iifp", "+ install-miis"] {
+        assert!(out.contains(line), "missing `{line}`: {}", text(&plan));
+    }
+    let argv_before = rig.argv_log();
+    let apply = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
+    let new = &rig.argv_log()[argv_before.len()..];
+    assert!(!new.contains("\"/x\""), "the uninstall ran again: {new}");
+    assert!(!new.contains("\"miiskmu\""), "the keys were exported again: {new}");
+}
+
+#[test]
+fn a_key_file_lost_after_the_uninstall_cannot_converge_and_says_why() {
+    let rig = Rig::iifp(Driver::Tds, &["msiexec-1603"]);
+    let _ = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
+    rig.faults(&[]);
+    let st = rig.lab.lab().state().unwrap();
+    let tools = rig.lab.lab().tools().unwrap();
+    let iifp = st.products.iter().find(|p| p.name == "Identity Integration Feature Pack").unwrap().code.clone();
+    run_tool(&tools.msiexec, &["/x", &iifp, "/qn", "/norestart"], None);
+    std::fs::remove_file(rig.path(r"D:\Upgrade\miis-keys.bin")).unwrap();
+    let plan = rig.upgrade(&["plan", rig.plan_str()]);
+    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
+    assert!(stdout(&plan).contains("! keys"), "{}", text(&plan));
+    assert!(stdout(&plan).contains("the key file is missing and the key tool"), "{}", text(&plan));
+}
