@@ -1,0 +1,157 @@
+//! The `upgrade-lab` command line: argument parsing and dispatch to init, serve, status, fault,
+//! tool and rehearse. It holds no behaviour of its own beyond printing results.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::layout::{Flavour, Lab};
+use crate::serve::{parse_tds, StartOptions};
+use crate::LabError;
+
+/// A simulated MIIS / FIM sync server for testing and rehearsing `upgrade` plans (test double).
+#[derive(Debug, Parser)]
+#[command(
+    name = "upgrade-lab",
+    version,
+    after_help = "Examples:\n  upgrade-lab init /tmp/lab\n  upgrade-lab serve /tmp/lab --tds 7.1 --fault backup-3201=1\n  upgrade-lab status /tmp/lab --json\n  upgrade-lab rehearse plans/iifp-to-miis2003.yaml"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Lay out a fresh lab server in DIR.
+    Init {
+        dir: PathBuf,
+        /// Which server: iifp (IIFP -> MIIS 2003) or fim2010r2 (FIM 2010 R2 -> MIM 2016).
+        #[arg(long, default_value = "iifp")]
+        product: String,
+    },
+    /// Run the TDS server double on 127.0.0.1 until SIGTERM/SIGINT; prints one JSON line when ready.
+    Serve {
+        dir: PathBuf,
+        /// TCP port (default: any free port).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// TDS version: 7.4 (SQL Server 2016) or 7.1 (SQL Server 2000).
+        #[arg(long, default_value = "7.4")]
+        tds: String,
+        /// Fault spec, repeatable (replaces DIR/faults.json), e.g. backup-3201=1.
+        #[arg(long = "fault")]
+        faults: Vec<String>,
+    },
+    /// Show installed products, services, key set, backups taken, key files exported, tool runs.
+    Status {
+        dir: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the lab's active faults (no SPEC: clear them all).
+    Fault { dir: PathBuf, specs: Vec<String> },
+    /// Rehearse a real plan on a fresh lab: plan, apply --auto-approve, plan --detailed-exitcode.
+    Rehearse {
+        plan: PathBuf,
+        /// Make the lab in DIR (kept afterwards) instead of a temporary folder.
+        #[arg(long)]
+        keep: Option<PathBuf>,
+        /// The `upgrade` binary (default: next to upgrade-lab).
+        #[arg(long)]
+        upgrade: Option<PathBuf>,
+    },
+}
+
+/// Runs a parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> Result<i32, LabError> {
+    let mut out = std::io::stdout();
+    match cli.command {
+        Command::Init { dir, product } => {
+            let lab = Lab::init(&dir, Flavour::parse(&product)?)?;
+            let _ = writeln!(
+                out,
+                "lab ready in {} ({product}); next: upgrade-lab serve {}",
+                lab.dir().display(),
+                lab.dir().display()
+            );
+            Ok(0)
+        }
+        Command::Serve {
+            dir,
+            port,
+            tds,
+            faults,
+        } => {
+            let lab = Lab::open(&dir)?;
+            let opts = StartOptions {
+                port,
+                tds: parse_tds(&tds)?,
+                faults: Some(faults),
+            };
+            crate::serve::serve_until_signal(&lab, opts)?;
+            Ok(0)
+        }
+        Command::Status { dir, json } => {
+            let st = Lab::open(&dir)?.status()?;
+            if json {
+                let text = serde_json::to_string_pretty(&st)
+                    .map_err(|e| LabError::Usage(e.to_string()))?;
+                let _ = writeln!(out, "{text}");
+            } else {
+                let _ = write!(out, "{st}");
+            }
+            Ok(0)
+        }
+        Command::Fault { dir, specs } => {
+            let f = Lab::open(&dir)?.set_faults(&specs)?;
+            let _ = writeln!(
+                out,
+                "faults: {}",
+                if f.specs.is_empty() {
+                    "none".into()
+                } else {
+                    f.specs.join(" ")
+                }
+            );
+            Ok(0)
+        }
+        Command::Rehearse {
+            plan,
+            keep,
+            upgrade,
+        } => crate::rehearse::run(&crate::rehearse::RehearseOptions {
+            plan,
+            keep,
+            upgrade,
+        }),
+    }
+}
+
+/// `upgrade-lab tool --lab DIR NAME ARGS...`, parsed by hand so that every ARG reaches the
+/// stand-in exactly as the executor passed it (no clap interpretation of `/x`, `--help`, ...).
+pub fn run_tool(args: &[String]) -> i32 {
+    let (lab, name, rest) = match args {
+        [flag, lab, name, rest @ ..] if flag == "--lab" => {
+            (PathBuf::from(lab), name.as_str(), rest)
+        }
+        _ => {
+            eprintln!(
+                "usage: upgrade-lab tool --lab DIR NAME ARGS... (NAME: {})",
+                crate::tools::TOOLS.join(", ")
+            );
+            return 2;
+        }
+    };
+    let stdin = std::io::stdin();
+    let mut stdin = stdin.lock();
+    let mut stdout = std::io::stdout();
+    let mut stderr = std::io::stderr();
+    let mut io = crate::tools::ToolIo {
+        stdin: &mut stdin,
+        stdout: &mut stdout,
+        stderr: &mut stderr,
+    };
+    crate::tools::run(&lab, name, rest, &mut io)
+}

@@ -1,0 +1,497 @@
+//! The sandbox layout of a lab server: drives as folders (C:\X maps to DIR/drives/C/X), the old
+//! product installed with its Extensions, the new product's installer media on E:, the tool
+//! wrappers, the key set and the service. `init` lays it out; it must not start anything.
+//! TEST DOUBLE: product codes, versions and media below are the lab's own, not Microsoft's.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::faults::{self, Faults};
+use crate::sqlmodel::{Fixture, Model};
+use crate::state::{self, Account, Database, KeySet, LabState, Product, Service, SqlLogin};
+use crate::LabError;
+
+/// Which server the lab simulates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavour {
+    /// IIFP installed, MIIS 2003 setup on E:, database MicrosoftIdentityIntegrationServer.
+    Iifp,
+    /// FIM 2010 R2 sync installed, a MIM 2016 sync lab .msi on E:, database FIMSynchronizationService.
+    Fim2010r2,
+}
+
+impl Flavour {
+    pub fn parse(raw: &str) -> Result<Flavour, LabError> {
+        match raw.to_ascii_lowercase().as_str() {
+            "iifp" => Ok(Flavour::Iifp),
+            "fim2010r2" => Ok(Flavour::Fim2010r2),
+            _ => Err(LabError::Usage(format!(
+                "unknown product flavour `{raw}`; expected iifp or fim2010r2"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::Iifp => "iifp",
+            Flavour::Fim2010r2 => "fim2010r2",
+        }
+    }
+
+    /// The sync database.
+    pub fn database(self) -> &'static str {
+        match self {
+            Flavour::Iifp => "MicrosoftIdentityIntegrationServer",
+            Flavour::Fim2010r2 => "FIMSynchronizationService",
+        }
+    }
+
+    /// The sync service name.
+    pub fn service(self) -> &'static str {
+        match self {
+            Flavour::Iifp => "miiserver",
+            Flavour::Fim2010r2 => "FIMSynchronizationService",
+        }
+    }
+
+    fn service_display_name(self) -> &'static str {
+        match self {
+            Flavour::Iifp => "Microsoft Identity Integration Server",
+            Flavour::Fim2010r2 => "Forefront Identity Manager Synchronization Service",
+        }
+    }
+
+    /// The product installed at `init`.
+    pub fn installed_product(self) -> Product {
+        match self {
+            Flavour::Iifp => Product {
+                code: "{6A3C2F10-5B8E-4C1D-9E7A-0D1F2B3C4A51}".into(),
+                name: "Identity Integration Feature Pack".into(),
+                version: "3.0.0.0".into(),
+                publisher: "Microsoft Corporation".into(),
+                install_location: MIIS_LOCATION.into(),
+                wow6432: false,
+                service: self.service().into(),
+            },
+            Flavour::Fim2010r2 => Product {
+                code: "{3F1B7C22-8D4E-4A6B-B1C9-7E2D5F6A8B03}".into(),
+                name: "Forefront Identity Manager 2010 R2 Synchronization Service".into(),
+                version: "4.1.3419.0".into(),
+                publisher: "Microsoft Corporation".into(),
+                install_location: FIM_LOCATION.into(),
+                wow6432: false,
+                service: self.service().into(),
+            },
+        }
+    }
+
+    /// The product the installer media on E: installs.
+    pub fn new_product(self) -> Product {
+        match self {
+            Flavour::Iifp => Product {
+                code: "{9D4E1A37-2C6F-4B8D-A5E3-1F7C9B2D6E84}".into(),
+                name: "Microsoft Identity Integration Server 2003".into(),
+                version: "3.3.0.0".into(),
+                publisher: "Microsoft Corporation".into(),
+                install_location: MIIS_LOCATION.into(),
+                wow6432: false,
+                service: self.service().into(),
+            },
+            Flavour::Fim2010r2 => Product {
+                code: "{B2E6D4F8-1A3C-4E5B-9D7F-2C8A6E4B1D95}".into(),
+                name: "Microsoft Identity Manager Synchronization Service".into(),
+                version: "4.4.1237.0".into(),
+                publisher: "Microsoft Corporation".into(),
+                install_location: FIM_LOCATION.into(),
+                wow6432: false,
+                service: self.service().into(),
+            },
+        }
+    }
+
+    /// Windows path of the installer media on E:.
+    pub fn media(self) -> &'static str {
+        match self {
+            Flavour::Iifp => MIIS_SETUP,
+            Flavour::Fim2010r2 => MIM_MSI,
+        }
+    }
+}
+
+pub const MIIS_LOCATION: &str = r"C:\Program Files\Microsoft Identity Integration Server\";
+pub const FIM_LOCATION: &str =
+    r"C:\Program Files\Microsoft Forefront Identity Manager\2010\Synchronization Service\";
+/// The MIIS 2003 setup stand-in's wrapper.
+pub const MIIS_SETUP: &str = r"E:\MIIS2003\Setup.exe";
+/// The MIM 2016 sync lab package.
+pub const MIM_MSI: &str = r"E:\Synchronization Service\Synchronization Service.msi";
+/// The setup stand-in reads the product it installs from here.
+pub const MIIS_SETUP_PRODUCT: &str = r"E:\MIIS2003\setup.json";
+
+/// Rules extension DLLs placed in Extensions\ (lab-made bytes, not real assemblies).
+const EXTENSION_DLLS: [&str; 3] = [
+    "Contoso.AD.MAExtension.dll",
+    "Contoso.HR.MAExtension.dll",
+    "Contoso.MVExtension.dll",
+];
+
+/// Maps a Windows drive path (`C:\X\Y`, `c:/X/Y`) into the sandbox (`DIR/drives/C/X/Y`).
+/// `None` for anything that is not a drive-letter path.
+pub fn win_to_lab(lab: &Path, win: &str) -> Option<PathBuf> {
+    let b = win.as_bytes();
+    if b.len() < 2
+        || !b[0].is_ascii_alphabetic()
+        || b[1] != b':'
+        || (b.len() > 2 && b[2] != b'\\' && b[2] != b'/')
+    {
+        return None;
+    }
+    let mut p = lab
+        .join("drives")
+        .join((b[0] as char).to_ascii_uppercase().to_string());
+    for part in win[2..].split(['\\', '/']).filter(|s| !s.is_empty()) {
+        p.push(part);
+    }
+    Some(p)
+}
+
+/// A path as a stand-in receives it: a Windows drive path is mapped into the sandbox, anything
+/// else (a POSIX path from a lab-native plan) is used as is.
+pub fn resolve(lab: &Path, given: &str) -> PathBuf {
+    win_to_lab(lab, given).unwrap_or_else(|| PathBuf::from(given))
+}
+
+/// The stand-in tools' wrapper paths in a lab.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolPaths {
+    pub miiskmu: PathBuf,
+    pub msiexec: PathBuf,
+    pub reg: PathBuf,
+    pub sc: PathBuf,
+    /// The new product's installer media (setup wrapper or lab .msi).
+    pub installer: PathBuf,
+}
+
+/// Options for `init` beyond the flavour; rehearse uses them to match a plan's names.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub flavour: Flavour,
+    /// Service account domain and user (default `LAB\svc-sync`).
+    pub account: Option<(String, String)>,
+    /// Overrides for the installed product's code and display name.
+    pub installed_code: Option<String>,
+    pub installed_name: Option<String>,
+    /// Overrides for the product the media installs.
+    pub new_code: Option<String>,
+    pub new_name: Option<String>,
+    pub new_version: Option<String>,
+    /// The upgrade-lab executable the wrappers run; default: this executable if it is
+    /// upgrade-lab, else `crate::try_lab_binary()`.
+    pub exe: Option<PathBuf>,
+}
+
+impl InitOptions {
+    pub fn new(flavour: Flavour) -> InitOptions {
+        InitOptions {
+            flavour,
+            account: None,
+            installed_code: None,
+            installed_name: None,
+            new_code: None,
+            new_name: None,
+            new_version: None,
+            exe: None,
+        }
+    }
+}
+
+/// A lab folder made by `init`.
+#[derive(Debug, Clone)]
+pub struct Lab {
+    dir: PathBuf,
+}
+
+impl Lab {
+    /// Lays out a fresh lab server in `dir` (created if missing; must not already be a lab).
+    pub fn init(dir: &Path, flavour: Flavour) -> Result<Lab, LabError> {
+        Lab::init_with(dir, &InitOptions::new(flavour))
+    }
+
+    /// `init` with overrides.
+    pub fn init_with(dir: &Path, opts: &InitOptions) -> Result<Lab, LabError> {
+        fs::create_dir_all(dir).map_err(LabError::io(dir))?;
+        let dir = dir.canonicalize().map_err(LabError::io(dir))?;
+        if state::state_path(&dir).exists() {
+            return Err(LabError::AlreadyALab(dir));
+        }
+        let exe = match &opts.exe {
+            Some(e) => e.clone(),
+            None => default_exe()?,
+        };
+        let lab = Lab { dir };
+        lab.lay_out(opts, &exe)?;
+        Ok(lab)
+    }
+
+    /// An existing lab folder.
+    pub fn open(dir: &Path) -> Result<Lab, LabError> {
+        let dir = dir.canonicalize().map_err(LabError::io(dir))?;
+        state::load(&dir)?;
+        Ok(Lab { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The current lab.json.
+    pub fn state(&self) -> Result<LabState, LabError> {
+        Ok(state::load(&self.dir)?)
+    }
+
+    /// Maps a Windows drive path into this lab's sandbox (other paths are returned unchanged).
+    pub fn lab_path(&self, win: &str) -> PathBuf {
+        resolve(&self.dir, win)
+    }
+
+    /// Replaces the active faults (tool faults act at once; SQL faults when a server starts).
+    pub fn set_faults<S: AsRef<str>>(&self, specs: &[S]) -> Result<Faults, LabError> {
+        let f = Faults::from_specs(specs)?;
+        faults::store(&self.dir, &f)?;
+        Ok(f)
+    }
+
+    /// Where the stand-ins' wrappers are.
+    pub fn tools(&self) -> Result<ToolPaths, LabError> {
+        let st = self.state()?;
+        let installed = st
+            .products
+            .first()
+            .cloned()
+            .unwrap_or_else(|| st.flavour.installed_product());
+        Ok(ToolPaths {
+            miiskmu: self
+                .lab_path(&installed.install_location)
+                .join("Bin")
+                .join("miiskmu"),
+            msiexec: self.dir.join("bin").join("msiexec"),
+            reg: self.dir.join("bin").join("reg"),
+            sc: self.dir.join("bin").join("sc"),
+            installer: self.lab_path(st.flavour.media()),
+        })
+    }
+
+    fn lay_out(&self, opts: &InitOptions, exe: &Path) -> Result<(), LabError> {
+        let dir = &self.dir;
+        let flavour = opts.flavour;
+        for d in ["C", "D", "E"] {
+            mkdir(&dir.join("drives").join(d))?;
+        }
+        mkdir(&dir.join("bin"))?;
+        for tool in ["msiexec", "reg", "sc"] {
+            write_wrapper(&dir.join("bin").join(tool), exe, dir, tool)?;
+        }
+
+        let mut installed = flavour.installed_product();
+        if let Some(code) = &opts.installed_code {
+            installed.code = code.to_ascii_uppercase();
+        }
+        if let Some(name) = &opts.installed_name {
+            installed.name = name.clone();
+        }
+        install_files(dir, &installed, exe, true)?;
+
+        let mut new = flavour.new_product();
+        if let Some(code) = &opts.new_code {
+            new.code = code.to_ascii_uppercase();
+        }
+        if let Some(name) = &opts.new_name {
+            new.name = name.clone();
+        }
+        if let Some(v) = &opts.new_version {
+            new.version = v.clone();
+        }
+        match flavour {
+            Flavour::Iifp => {
+                let setup = resolve(dir, MIIS_SETUP);
+                mkdir(parent(&setup)?)?;
+                write_wrapper(&setup, exe, dir, "setup")?;
+                write_json(&resolve(dir, MIIS_SETUP_PRODUCT), &new)?;
+            }
+            Flavour::Fim2010r2 => {
+                let msi = resolve(dir, MIM_MSI);
+                mkdir(parent(&msi)?)?;
+                write_json(&msi, &crate::tools::package::Package::mim2016(new))?;
+            }
+        }
+
+        let key_set = KeySet {
+            id: guid(&state::random_bytes(16).map_err(LabError::io(dir))?),
+            secret_hex: hex::encode(state::random_bytes(32).map_err(LabError::io(dir))?),
+        };
+        let (domain, user) = opts
+            .account
+            .clone()
+            .unwrap_or_else(|| ("LAB".to_string(), "svc-sync".to_string()));
+        let st = LabState {
+            flavour,
+            products: vec![installed],
+            databases: vec![Database {
+                name: flavour.database().into(),
+                key_set_id: key_set.id.clone(),
+            }],
+            key_set: Some(key_set),
+            services: vec![Service {
+                name: flavour.service().into(),
+                display_name: flavour.service_display_name().into(),
+                running: true,
+            }],
+            account: Account {
+                domain,
+                user,
+                password: lab_password()?,
+            },
+            sql: SqlLogin {
+                login: "upgrade".into(),
+                password: lab_password()?,
+            },
+            exe: exe.to_path_buf(),
+            installs: Vec::new(),
+            key_exports: Vec::new(),
+        };
+        faults::store(dir, &Faults::default())?;
+        seed_sql(dir, flavour)?;
+        state::store(dir, &st)?;
+        Ok(())
+    }
+}
+
+/// Seeds the SQL model (DIR/sql/) with the flavour's sync database.
+fn seed_sql(dir: &Path, flavour: Flavour) -> Result<(), LabError> {
+    let fixture = match flavour {
+        Flavour::Iifp => Fixture::miis(),
+        Flavour::Fim2010r2 => Fixture::fim(),
+    };
+    Model::seed(dir, &fixture)?;
+    Ok(())
+}
+
+/// Lays down a product's install folder: Bin/miiskmu wrapper and Extensions/ (with the lab's
+/// DLLs when `with_extensions`).
+pub fn install_files(
+    lab: &Path,
+    product: &Product,
+    exe: &Path,
+    with_extensions: bool,
+) -> Result<(), LabError> {
+    let root = resolve(lab, &product.install_location);
+    mkdir(&root.join("Bin"))?;
+    mkdir(&root.join("Extensions"))?;
+    write_wrapper(&root.join("Bin").join("miiskmu"), exe, lab, "miiskmu")?;
+    if with_extensions {
+        for (i, name) in EXTENSION_DLLS.iter().enumerate() {
+            let mut bytes =
+                b"MZ\x90\x00upgrade-lab rules extension (not a real assembly)\n".to_vec();
+            bytes.extend(std::iter::repeat_n(b'A' + i as u8, 512 * (i + 1)));
+            let p = root.join("Extensions").join(name);
+            fs::write(&p, bytes).map_err(LabError::io(&p))?;
+        }
+    }
+    Ok(())
+}
+
+/// `#!/bin/sh` wrapper that runs `upgrade-lab tool --lab DIR NAME "$@"`.
+pub fn write_wrapper(path: &Path, exe: &Path, lab: &Path, tool: &str) -> Result<(), LabError> {
+    let text = format!(
+        "#!/bin/sh\n# upgrade-lab stand-in ({tool}); TEST DOUBLE\nexec {} tool --lab {} {tool} \"$@\"\n",
+        sh_quote(&exe.to_string_lossy()),
+        sh_quote(&lab.to_string_lossy())
+    );
+    fs::write(path, text).map_err(LabError::io(path))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(LabError::io(path))
+}
+
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn mkdir(p: &Path) -> Result<(), LabError> {
+    fs::create_dir_all(p).map_err(LabError::io(p))
+}
+
+fn parent(p: &Path) -> Result<&Path, LabError> {
+    p.parent()
+        .ok_or_else(|| LabError::Usage(format!("{} has no parent folder", p.display())))
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), LabError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| LabError::Usage(e.to_string()))?;
+    fs::write(path, text).map_err(LabError::io(path))
+}
+
+/// A GUID-shaped id from 16 bytes, upper case, in braces.
+pub fn guid(b: &[u8]) -> String {
+    let h = hex::encode_upper(b);
+    format!(
+        "{{{}-{}-{}-{}-{}}}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+fn lab_password() -> Result<String, LabError> {
+    let bytes = state::random_bytes(12).map_err(LabError::io(Path::new("/dev/urandom")))?;
+    Ok(format!("Lab-{}", hex::encode(bytes)))
+}
+
+/// The executable the wrappers run when `InitOptions::exe` is not given.
+fn default_exe() -> Result<PathBuf, LabError> {
+    let me = std::env::current_exe().map_err(LabError::io(Path::new("current_exe")))?;
+    if me.file_stem().is_some_and(|s| s == "upgrade-lab") {
+        Ok(me)
+    } else {
+        crate::try_lab_binary()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_drive_paths_map_into_the_drives_folder() {
+        let lab = Path::new("/tmp/lab");
+        assert_eq!(
+            win_to_lab(
+                lab,
+                r"C:\Program Files\Microsoft Identity Integration Server\Extensions"
+            ),
+            Some(PathBuf::from(
+                "/tmp/lab/drives/C/Program Files/Microsoft Identity Integration Server/Extensions"
+            ))
+        );
+        assert_eq!(
+            win_to_lab(lab, r"d:/Upgrade\miis.bak"),
+            Some(PathBuf::from("/tmp/lab/drives/D/Upgrade/miis.bak"))
+        );
+        assert_eq!(
+            win_to_lab(lab, "E:"),
+            Some(PathBuf::from("/tmp/lab/drives/E"))
+        );
+        assert_eq!(win_to_lab(lab, "/tmp/x"), None);
+        assert_eq!(win_to_lab(lab, r"\\server\share\x"), None);
+        assert_eq!(resolve(lab, "/tmp/x"), PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn guids_look_like_product_codes() {
+        assert_eq!(guid(&[0xab; 16]), "{ABABABAB-ABAB-ABAB-ABAB-ABABABABABAB}");
+    }
+}

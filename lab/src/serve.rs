@@ -1,0 +1,267 @@
+//! Running the lab: the TDS server double on 127.0.0.1 over the lab's SQL model, on a thread with
+//! its own tokio runtime (so tests, sync or async, can hold a `RunningLab`), and `upgrade-lab serve`,
+//! which prints one JSON line when ready and stops on SIGTERM/SIGINT. TEST DOUBLE; no TLS, no auth
+//! other than the lab's one SQL login.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::faults::{self, Faults};
+use crate::layout::{Lab, ToolPaths};
+use crate::sqlmodel::{Model, SqlFaults, TdsVersion};
+use pending_tds as tds;
+
+// TEMPORARY until lab/src/tds lands (same API, refuses to start); removed at integration.
+mod pending_tds {
+    use crate::sqlmodel::{Model, SqlFaults, TdsVersion};
+    pub struct TdsConfig {
+        pub bind: std::net::SocketAddr,
+        pub version: TdsVersion,
+        pub login: String,
+        pub password: String,
+        pub faults: SqlFaults,
+    }
+    pub struct TdsServer(std::net::SocketAddr);
+    impl TdsServer {
+        pub fn local_addr(&self) -> std::net::SocketAddr {
+            self.0
+        }
+        pub async fn shutdown(self) {}
+    }
+    pub async fn serve(
+        _c: TdsConfig,
+        _m: std::sync::Arc<tokio::sync::Mutex<Model>>,
+    ) -> Result<TdsServer, String> {
+        Err("the TDS double is not in this build yet".into())
+    }
+}
+use crate::LabError;
+
+/// `--tds 7.4|7.1`.
+pub type TdsMode = TdsVersion;
+
+/// Parses `7.4` / `7.1`.
+pub fn parse_tds(raw: &str) -> Result<TdsVersion, LabError> {
+    match raw {
+        "7.4" => Ok(TdsVersion::V74),
+        "7.1" => Ok(TdsVersion::V71),
+        _ => Err(LabError::Usage(format!(
+            "--tds: expected 7.4 (SQL Server 2016) or 7.1 (SQL Server 2000), found `{raw}`"
+        ))),
+    }
+}
+
+fn tds_text(v: TdsVersion) -> &'static str {
+    match v {
+        TdsVersion::V74 => "7.4",
+        TdsVersion::V71 => "7.1",
+    }
+}
+
+/// How to start a lab server.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// 0 = any free port.
+    pub port: u16,
+    pub tds: TdsVersion,
+    /// Fault specs that replace DIR/faults.json; `None` keeps the file as it is.
+    pub faults: Option<Vec<String>>,
+}
+
+/// What `serve` prints when ready (one JSON line).
+#[derive(Debug, Clone, Serialize)]
+pub struct Ready {
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    pub password: String,
+    pub tds: String,
+    pub dir: PathBuf,
+    pub drives: BTreeMap<String, PathBuf>,
+    pub tools: ToolPaths,
+}
+
+/// A lab whose TDS server is listening. Dropping it stops the server.
+pub struct RunningLab {
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    pub password: String,
+    pub tds: TdsVersion,
+    lab: Lab,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RunningLab {
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.lab.dir()
+    }
+
+    /// Maps a Windows drive path (`C:\...`) into the sandbox.
+    pub fn lab_path(&self, win: &str) -> PathBuf {
+        self.lab.lab_path(win)
+    }
+
+    /// The ready line's content.
+    pub fn ready(&self) -> Result<Ready, LabError> {
+        let drives = ["C", "D", "E"]
+            .iter()
+            .map(|d| (d.to_string(), self.dir().join("drives").join(d)))
+            .collect();
+        Ok(Ready {
+            host: self.host.clone(),
+            port: self.port,
+            login: self.login.clone(),
+            password: self.password.clone(),
+            tds: tds_text(self.tds).into(),
+            dir: self.dir().to_path_buf(),
+            drives,
+            tools: self.lab.tools()?,
+        })
+    }
+
+    /// Stops the server and waits for it.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RunningLab {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Lab {
+    /// Starts the TDS double for this lab on 127.0.0.1.
+    pub fn start(&self, opts: StartOptions) -> Result<RunningLab, LabError> {
+        let dir = self.dir().to_path_buf();
+        if let Some(specs) = &opts.faults {
+            faults::store(&dir, &Faults::from_specs(specs)?)?;
+        }
+        let active = faults::load(&dir)?;
+        let st = crate::state::load(&dir)?;
+        let config = tds::TdsConfig {
+            bind: std::net::SocketAddr::from(([127, 0, 0, 1], opts.port)),
+            version: opts.tds,
+            login: st.sql.login.clone(),
+            password: st.sql.password.clone(),
+            faults: sql_faults(&active),
+        };
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<u16, LabError>>();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("upgrade-lab-tds".into())
+            .spawn(move || server_thread(dir, config, ready_tx, stop_rx))
+            .map_err(|e| LabError::Server(format!("cannot start the server thread: {e}")))?;
+        let port = match ready_rx.recv() {
+            Ok(Ok(port)) => port,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(LabError::Server(
+                    "the server thread ended before it was ready".into(),
+                ));
+            }
+        };
+        Ok(RunningLab {
+            host: "127.0.0.1".into(),
+            port,
+            login: st.sql.login,
+            password: st.sql.password,
+            tds: opts.tds,
+            lab: self.clone(),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// The SQL part of the lab's faults, as the TDS double takes it.
+pub fn sql_faults(f: &Faults) -> SqlFaults {
+    f.sql
+}
+
+fn server_thread(
+    dir: PathBuf,
+    config: tds::TdsConfig,
+    ready: std::sync::mpsc::Sender<Result<u16, LabError>>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(LabError::Server(format!("tokio runtime: {e}"))));
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let model = match Model::open(&dir) {
+            Ok(m) => Arc::new(tokio::sync::Mutex::new(m)),
+            Err(e) => {
+                let _ = ready.send(Err(e.into()));
+                return;
+            }
+        };
+        let server = match tds::serve(config, model).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ready.send(Err(LabError::Server(e.to_string())));
+                return;
+            }
+        };
+        let _ = ready.send(Ok(server.local_addr().port()));
+        // A dropped sender (RunningLab gone without stop) also ends the server.
+        let _ = stop.await;
+        server.shutdown().await;
+    });
+}
+
+/// `upgrade-lab serve`: start, print the ready line, wait for SIGTERM or SIGINT, stop.
+pub fn serve_until_signal(lab: &Lab, opts: StartOptions) -> Result<(), LabError> {
+    let running = lab.start(opts)?;
+    let line =
+        serde_json::to_string(&running.ready()?).map_err(|e| LabError::Server(e.to_string()))?;
+    println!("{line}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| LabError::Server(format!("tokio runtime: {e}")))?;
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())
+            .map_err(|e| LabError::Server(format!("SIGTERM handler: {e}")))?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        Ok::<(), LabError>(())
+    })?;
+    tracing::info!("stopping the lab server");
+    running.stop();
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! The stand-in tools (`upgrade-lab tool --lab DIR NAME ARGS...`): miiskmu, msiexec, the MIIS 2003
+//! setup, reg and sc, acting on the lab's state instead of Windows. TEST DOUBLE. This module only
+//! dispatches, applies `slow-tools` and appends every invocation to DIR/argv.log; each tool's
+//! behaviour lives in its own module and follows /work/shared-contracts.md.
+
+pub mod install;
+pub mod keyfile;
+pub mod miiskmu;
+pub mod msiexec;
+pub mod package;
+pub mod reg;
+pub mod sc;
+pub mod setup;
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::faults;
+
+/// The stand-ins' names.
+pub const TOOLS: [&str; 5] = ["miiskmu", "msiexec", "setup", "reg", "sc"];
+
+/// Standard streams of one stand-in run (real ones in the binary, buffers in tests).
+pub struct ToolIo<'a> {
+    pub stdin: &'a mut dyn BufRead,
+    pub stdout: &'a mut dyn Write,
+    pub stderr: &'a mut dyn Write,
+}
+
+/// One line of DIR/argv.log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgvRecord {
+    pub tool: String,
+    pub argv: Vec<String>,
+    pub exit: i32,
+    #[serde(default)]
+    pub at: String,
+}
+
+/// Runs stand-in `name` with `args` against the lab in `lab`; returns its exit code.
+/// (On Unix the parent sees only the low 8 bits, e.g. 1605 as 69; argv.log keeps the full code.)
+pub fn run(lab: &Path, name: &str, args: &[String], io: &mut ToolIo) -> i32 {
+    let code = run_inner(lab, name, args, io);
+    if let Err(e) = append_argv(lab, name, args, code) {
+        let _ = writeln!(io.stderr, "upgrade-lab: cannot append to argv.log: {e}");
+    }
+    let _ = io.stdout.flush();
+    code
+}
+
+fn run_inner(lab: &Path, name: &str, args: &[String], io: &mut ToolIo) -> i32 {
+    let faults = match faults::load(lab) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = writeln!(io.stderr, "upgrade-lab {name}: {e}");
+            return 1;
+        }
+    };
+    if let Some(ms) = faults.slow_tools_ms {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    match name {
+        "miiskmu" => miiskmu::run(lab, args, io),
+        "msiexec" => msiexec::run(lab, args, io),
+        "setup" => setup::run(lab, args, io),
+        "reg" => reg::run(lab, args, io),
+        "sc" => sc::run(lab, args, io),
+        _ => {
+            let _ = writeln!(
+                io.stderr,
+                "upgrade-lab: unknown tool `{name}`; known: {}",
+                TOOLS.join(", ")
+            );
+            1
+        }
+    }
+}
+
+fn append_argv(lab: &Path, tool: &str, args: &[String], exit: i32) -> std::io::Result<()> {
+    let rec = ArgvRecord {
+        tool: tool.into(),
+        argv: args.to_vec(),
+        exit,
+        at: crate::state::now(),
+    };
+    let mut line = serde_json::to_string(&rec).map_err(std::io::Error::other)?;
+    line.push('\n');
+    // One write of one line with O_APPEND: concurrent stand-ins never interleave within a line.
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(lab.join("argv.log"))?
+        .write_all(line.as_bytes())
+}
+
+/// Every record in DIR/argv.log, oldest first (none when the file does not exist).
+pub fn read_argv_log(lab: &Path) -> std::io::Result<Vec<ArgvRecord>> {
+    let text = match std::fs::read_to_string(lab.join("argv.log")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).map_err(std::io::Error::other))
+        .collect()
+}

@@ -1,0 +1,322 @@
+//! The msiexec stand-in: `/x {CODE} /qn /norestart /l*v LOG` and `/i PACKAGE [PROP=VALUE ...] /qn
+//! /norestart /l*v LOG` against the lab's products, with Windows Installer exit codes (0, 1605,
+//! 1618, 1603, 1619, 3010; 1639 for a command line it does not understand). TEST DOUBLE: it never
+//! removes or changes a database.
+
+use std::fs::OpenOptions;
+use std::path::Path;
+
+use crate::faults;
+use crate::layout::resolve;
+use crate::state;
+use crate::tools::install::{self, log_property, InstallRequest};
+use crate::tools::package::Package;
+use crate::tools::ToolIo;
+
+pub const SUCCESS: i32 = 0;
+pub const UNKNOWN_PRODUCT: i32 = 1605;
+pub const ALREADY_RUNNING: i32 = 1618;
+pub const FATAL: i32 = 1603;
+pub const BAD_PACKAGE: i32 = 1619;
+pub const BAD_COMMAND_LINE: i32 = 1639;
+pub const REBOOT_REQUIRED: i32 = 3010;
+
+#[derive(Debug, Default, PartialEq, Eq)]
+enum Action {
+    #[default]
+    None,
+    Install(String),
+    Uninstall(String),
+}
+
+#[derive(Debug, Default)]
+struct Command {
+    action: Action,
+    quiet: bool,
+    log: Option<String>,
+    properties: Vec<(String, String)>,
+}
+
+fn parse(args: &[String]) -> Result<Command, String> {
+    let mut c = Command::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let lower = a.to_ascii_lowercase();
+        let mut value = |what: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{a} needs {what}"))
+        };
+        match lower.as_str() {
+            "/i" | "/package" => c.action = Action::Install(value("a package path")?),
+            "/x" | "/uninstall" => c.action = Action::Uninstall(value("a product code")?),
+            "/qn" | "/quiet" | "/q" => c.quiet = true,
+            "/norestart" => {}
+            "/l*v" | "/log" => c.log = Some(value("a log file")?),
+            _ if lower.starts_with("/x{") => c.action = Action::Uninstall(a[2..].to_string()),
+            _ if !a.starts_with('/') && a.contains('=') => {
+                let (k, v) = a.split_once('=').unwrap_or((a, ""));
+                c.properties
+                    .push((k.to_ascii_uppercase(), v.trim_matches('"').to_string()));
+            }
+            _ => return Err(format!("unknown option `{a}`")),
+        }
+    }
+    if c.action == Action::None {
+        return Err("one of /i PACKAGE or /x {CODE} is required".into());
+    }
+    if !c.quiet {
+        return Err("the lab runs only silent installs: add /qn".into());
+    }
+    Ok(c)
+}
+
+/// Runs the stand-in; returns the exit code.
+pub fn run(lab: &Path, args: &[String], io: &mut ToolIo) -> i32 {
+    let cmd = match parse(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = writeln!(io.stderr, "msiexec: {e}\nUsage: msiexec /i PACKAGE [PROP=VALUE ...] /qn /norestart /l*v LOG | /x {{CODE}} /qn /norestart /l*v LOG");
+            return BAD_COMMAND_LINE;
+        }
+    };
+    // Another msiexec (or setup) holding the installer lock is "another installation in progress".
+    let Some(_guard) = installer_lock(lab) else {
+        let _ = writeln!(
+            io.stderr,
+            "msiexec: Another installation is already in progress."
+        );
+        return ALREADY_RUNNING;
+    };
+    let mut log = vec![format!("Command line: {}", redacted_command_line(&cmd))];
+    let code = match fault_code(lab) {
+        Some(code) => {
+            log.push(format!(
+                "Injected fault (upgrade-lab): exiting {code} before changing anything."
+            ));
+            code
+        }
+        None => {
+            let code = match &cmd.action {
+                Action::Install(pkg) => install(lab, pkg, &cmd, &mut log),
+                Action::Uninstall(code) => uninstall(lab, code, &mut log),
+                Action::None => BAD_COMMAND_LINE,
+            };
+            let reboot =
+                code == SUCCESS && faults::load(lab).map(|f| f.msiexec_3010).unwrap_or(false);
+            if reboot {
+                log.push(
+                    "Injected fault (upgrade-lab): a reboot is required to complete the operation."
+                        .into(),
+                );
+                REBOOT_REQUIRED
+            } else {
+                code
+            }
+        }
+    };
+    log.push(format!("MainEngineThread is returning {code}"));
+    if let Err(e) = install::write_log(lab, cmd.log.as_deref(), &log) {
+        let _ = writeln!(io.stderr, "msiexec: {e}");
+    }
+    if code != SUCCESS && code != REBOOT_REQUIRED {
+        if let Some(last) = log.iter().rev().nth(1) {
+            let _ = writeln!(io.stderr, "msiexec: {last}");
+        }
+    }
+    code
+}
+
+/// The injected failure for this run, if any (1618 counts down, persisted in faults.json).
+pub fn fault_code(lab: &Path) -> Option<i32> {
+    faults::update(lab, |f| {
+        if f.msiexec_1618_remaining > 0 {
+            f.msiexec_1618_remaining -= 1;
+            Some(ALREADY_RUNNING)
+        } else if f.msiexec_1603 {
+            Some(FATAL)
+        } else {
+            None
+        }
+    })
+    .unwrap_or(Some(FATAL))
+}
+
+/// DIR/installer.lock, held for the run; `None` when another installer holds it.
+pub fn installer_lock(lab: &Path) -> Option<std::fs::File> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lab.join("installer.lock"))
+        .ok()?;
+    f.try_lock().ok()?;
+    Some(f)
+}
+
+fn redacted_command_line(cmd: &Command) -> String {
+    let mut parts = Vec::new();
+    match &cmd.action {
+        Action::Install(p) => parts.push(format!("/i {p}")),
+        Action::Uninstall(c) => parts.push(format!("/x {c}")),
+        Action::None => {}
+    }
+    for (k, v) in &cmd.properties {
+        let v = if k.contains("PASSWORD") {
+            "**********"
+        } else {
+            v.as_str()
+        };
+        parts.push(format!("{k}={v}"));
+    }
+    parts.join(" ")
+}
+
+fn uninstall(lab: &Path, code: &str, log: &mut Vec<String>) -> i32 {
+    let removed = state::update(lab, |st| {
+        let i = st
+            .products
+            .iter()
+            .position(|p| p.code.eq_ignore_ascii_case(code))?;
+        let p = st.products.remove(i);
+        st.key_set = None;
+        st.services
+            .retain(|s| !s.name.eq_ignore_ascii_case(&p.service));
+        Some(p)
+    });
+    match removed {
+        Err(e) => {
+            log.push(format!("Lab state: {e}"));
+            FATAL
+        }
+        Ok(None) => {
+            log.push(format!("Product {code}: This action is only valid for products that are currently installed."));
+            UNKNOWN_PRODUCT
+        }
+        Ok(Some(p)) => {
+            let folder = resolve(lab, &p.install_location);
+            if let Err(e) = std::fs::remove_dir_all(&folder) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    log.push(format!("Could not remove {}: {e}", p.install_location));
+                }
+            }
+            log.push(format!(
+                "Removed the encryption key set and service {}; the database is kept.",
+                p.service
+            ));
+            log.push(format!(
+                "Product: {} -- Removal completed successfully.",
+                p.name
+            ));
+            SUCCESS
+        }
+    }
+}
+
+fn install(lab: &Path, package: &str, cmd: &Command, log: &mut Vec<String>) -> i32 {
+    let Some(pkg) = std::fs::read_to_string(resolve(lab, package))
+        .ok()
+        .and_then(|t| Package::parse(&t))
+    else {
+        log.push(format!("This installation package could not be opened: {package}. Verify that the package exists and is a lab package."));
+        return BAD_PACKAGE;
+    };
+    for (k, v) in &cmd.properties {
+        log.push(log_property(k, v));
+    }
+    let prop = |name: &str| {
+        cmd.properties
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let req = InstallRequest {
+        tool: "msiexec",
+        package: package.to_string(),
+        product: pkg.product.clone(),
+        database: prop(&pkg.database_property).unwrap_or(pkg.default_database.clone()),
+        // An MSI reuses the database it is pointed at when it exists; there is no separate switch.
+        reuse: true,
+        user: prop(&pkg.account_property).unwrap_or_default(),
+        domain: prop(&pkg.domain_property).unwrap_or_default(),
+        password: prop(&pkg.password_property),
+        key_file: prop(&pkg.key_file_property),
+        received: cmd.properties.clone(),
+    };
+    match install::install(lab, &req) {
+        Ok(()) => {
+            log.push(format!(
+                "Product: {} -- Installation completed successfully.",
+                pkg.product.name
+            ));
+            SUCCESS
+        }
+        Err(r) => {
+            log.push(format!("Product: {} -- {}", pkg.product.name, r.message));
+            log.push(format!(
+                "Product: {} -- Installation failed.",
+                pkg.product.name
+            ));
+            r.code
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &[&str]) -> Vec<String> {
+        s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn the_command_lines_the_executor_sends_parse() {
+        let c = parse(&args(&[
+            "/x",
+            "{A}",
+            "/qn",
+            "/norestart",
+            "/l*v",
+            "/tmp/x.log",
+        ]))
+        .unwrap();
+        assert_eq!(c.action, Action::Uninstall("{A}".into()));
+        assert_eq!(c.log.as_deref(), Some("/tmp/x.log"));
+        let c = parse(&args(&[
+            "/i",
+            "p.msi",
+            "SQLDB=FIM",
+            "ACCEPT_EULA=1",
+            "/qn",
+            "/norestart",
+            "/L*V",
+            "l",
+        ]))
+        .unwrap();
+        assert_eq!(c.action, Action::Install("p.msi".into()));
+        assert_eq!(
+            c.properties,
+            vec![
+                ("SQLDB".into(), "FIM".into()),
+                ("ACCEPT_EULA".into(), "1".into())
+            ]
+        );
+        assert_eq!(
+            parse(&args(&["/X{B}", "/qn"])).unwrap().action,
+            Action::Uninstall("{B}".into())
+        );
+    }
+
+    #[test]
+    fn a_command_line_msiexec_would_not_take_is_refused() {
+        assert!(parse(&args(&["/qn"])).unwrap_err().contains("required"));
+        assert!(parse(&args(&["/x", "{A}"])).unwrap_err().contains("/qn"));
+        assert!(parse(&args(&["/x", "{A}", "/qn", "/bogus"]))
+            .unwrap_err()
+            .contains("unknown option"));
+        assert!(parse(&args(&["/i"]))
+            .unwrap_err()
+            .contains("needs a package path"));
+    }
+}
