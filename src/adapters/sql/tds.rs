@@ -329,8 +329,8 @@ mod tests {
 
     #[test]
     fn sql_server_datetime_ticks_become_a_date_and_time() {
-        // 2004-05-06 is day 38111 after 1900-01-01; 07:08:09.010 is 7709.01 s = 2312703 ticks.
-        let d = datetime(38111, 2_312_703).unwrap();
+        // 2004-05-06 is day 38111 after 1900-01-01; 07:08:09.010 is 25689.01 s = 7706703 ticks.
+        let d = datetime(38111, 7_706_703).unwrap();
         assert_eq!(
             d.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
             "2004-05-06 07:08:09.010"
