@@ -258,6 +258,19 @@ mod tests {
     }
 
     #[test]
+    fn output_without_the_root_line_and_with_lf_only_is_read_too() {
+        let text = "\nHKEY_LOCAL_MACHINE\\SOFTWARE\\WOW6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\{6A2E5F1C-3B9D-4E0A-8C71-2F4D9B6E1A35}\n    DisplayName    REG_SZ    Identity Integration Feature Pack\n    DisplayVersion    REG_SZ    3.0.0.0\n\n";
+        let products = parse_reg_query(text, UNINSTALL_KEY_WOW64, RegistryView::Wow6432Node);
+        assert_eq!(products.len(), 1);
+        assert_eq!(products[0].view, RegistryView::Wow6432Node);
+        assert_eq!(products[0].display_version.as_deref(), Some("3.0.0.0"));
+        assert!(
+            parse_reg_query(text, UNINSTALL_KEY, RegistryView::Native).is_empty(),
+            "another root's keys are not ours"
+        );
+    }
+
+    #[test]
     fn value_lines_split_on_the_type_token() {
         assert_eq!(
             parse_value_line("    A B    REG_SZ    x    y"),
