@@ -12,32 +12,7 @@ use serde::Serialize;
 use crate::faults::{self, Faults};
 use crate::layout::{Lab, ToolPaths};
 use crate::sqlmodel::{Model, SqlFaults, TdsVersion};
-use pending_tds as tds;
-
-// TEMPORARY until lab/src/tds lands (same API, refuses to start); removed at integration.
-mod pending_tds {
-    use crate::sqlmodel::{Model, SqlFaults, TdsVersion};
-    pub struct TdsConfig {
-        pub bind: std::net::SocketAddr,
-        pub version: TdsVersion,
-        pub login: String,
-        pub password: String,
-        pub faults: SqlFaults,
-    }
-    pub struct TdsServer(std::net::SocketAddr);
-    impl TdsServer {
-        pub fn local_addr(&self) -> std::net::SocketAddr {
-            self.0
-        }
-        pub async fn shutdown(self) {}
-    }
-    pub async fn serve(
-        _c: TdsConfig,
-        _m: std::sync::Arc<tokio::sync::Mutex<Model>>,
-    ) -> Result<TdsServer, String> {
-        Err("the TDS double is not in this build yet".into())
-    }
-}
+use crate::tds;
 use crate::LabError;
 
 /// `--tds 7.4|7.1`.
