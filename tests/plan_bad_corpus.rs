@@ -25,9 +25,16 @@ fn every_bad_plan_is_rejected_with_exactly_its_expected_diagnostics() {
     let bless = std::env::var_os("BLESS").is_some();
     let plans = names_with("yaml");
     let expectations = names_with("expected");
-    assert!(plans.len() >= 40, "the corpus must hold at least 40 bad plans, found {}", plans.len());
+    assert!(
+        plans.len() >= 40,
+        "the corpus must hold at least 40 bad plans, found {}",
+        plans.len()
+    );
     let orphans: Vec<_> = expectations.difference(&plans).collect();
-    assert!(orphans.is_empty(), "expectations without a plan: {orphans:?}");
+    assert!(
+        orphans.is_empty(),
+        "expectations without a plan: {orphans:?}"
+    );
 
     let mut failures = Vec::new();
     for name in &plans {
@@ -35,7 +42,9 @@ fn every_bad_plan_is_rejected_with_exactly_its_expected_diagnostics() {
         let text = std::fs::read_to_string(corpus_dir().join(&file)).expect("readable plan");
         let actual = match upgrade::plan::load_str(&file, &text) {
             Ok(_) => {
-                failures.push(format!("{file}: accepted, but it is in the bad-plan corpus"));
+                failures.push(format!(
+                    "{file}: accepted, but it is in the bad-plan corpus"
+                ));
                 continue;
             }
             Err(diags) => diags.to_string(),
@@ -46,7 +55,9 @@ fn every_bad_plan_is_rejected_with_exactly_its_expected_diagnostics() {
             continue;
         }
         match std::fs::read_to_string(&expected_path) {
-            Err(_) => failures.push(format!("{file}: no {name}.expected; its diagnostics are:\n{actual}")),
+            Err(_) => failures.push(format!(
+                "{file}: no {name}.expected; its diagnostics are:\n{actual}"
+            )),
             Ok(expected) if expected != actual => failures.push(format!(
                 "{file}: diagnostics differ\n--- expected\n{expected}--- actual\n{actual}"
             )),
@@ -63,7 +74,10 @@ fn a_literal_secret_is_never_echoed_back() {
         if let Err(diags) = upgrade::plan::load_str("p.yaml", &text) {
             let shown = diags.to_string();
             for secret in ["hunter2", "Secret123"] {
-                assert!(!shown.contains(secret), "{name}: diagnostics repeat the secret: {shown}");
+                assert!(
+                    !shown.contains(secret),
+                    "{name}: diagnostics repeat the secret: {shown}"
+                );
             }
         }
     }

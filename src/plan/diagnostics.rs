@@ -21,8 +21,16 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = if self.path.is_empty() { "(plan)" } else { &self.path };
-        write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.column, path, self.message)
+        let path = if self.path.is_empty() {
+            "(plan)"
+        } else {
+            &self.path
+        };
+        write!(
+            f,
+            "{}:{}:{}: {}: {}",
+            self.file, self.line, self.column, path, self.message
+        )
     }
 }
 

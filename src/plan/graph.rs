@@ -47,7 +47,11 @@ pub fn references(kind: &StepKind) -> Vec<Reference<'_>> {
 /// Everything a step must wait for: its `after:` list and the steps it refers to, without repeats.
 pub fn dependencies(step: &StepSpec) -> Vec<&StepId> {
     let mut deps: Vec<&StepId> = Vec::new();
-    for id in step.after.iter().chain(references(&step.kind).into_iter().map(|r| r.target)) {
+    for id in step
+        .after
+        .iter()
+        .chain(references(&step.kind).into_iter().map(|r| r.target))
+    {
         if !deps.contains(&id) {
             deps.push(id);
         }
@@ -82,7 +86,10 @@ pub fn order(plan: &Plan) -> Result<Vec<usize>, Vec<StepId>> {
         })
         .collect();
     if let Some(cycle) = find_cycle(&deps) {
-        return Err(cycle.into_iter().map(|i| plan.steps[i].id.clone()).collect());
+        return Err(cycle
+            .into_iter()
+            .map(|i| plan.steps[i].id.clone())
+            .collect());
     }
     let mut done = vec![false; plan.steps.len()];
     let mut out = Vec::with_capacity(plan.steps.len());
@@ -105,7 +112,12 @@ fn find_cycle(deps: &[Vec<usize>]) -> Option<Vec<usize>> {
         Open,
         Closed,
     }
-    fn visit(i: usize, deps: &[Vec<usize>], marks: &mut [Mark], stack: &mut Vec<usize>) -> Option<Vec<usize>> {
+    fn visit(
+        i: usize,
+        deps: &[Vec<usize>],
+        marks: &mut [Mark],
+        stack: &mut Vec<usize>,
+    ) -> Option<Vec<usize>> {
         marks[i] = Mark::Open;
         stack.push(i);
         for &d in &deps[i] {

@@ -39,7 +39,8 @@ pub fn load(path: &Path) -> Result<LoadedPlan, Diagnostics> {
             message,
         }])
     };
-    let bytes = std::fs::read(path).map_err(|e| whole_file(format!("cannot read the plan file: {e}")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| whole_file(format!("cannot read the plan file: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         whole_file(format!(
             "the plan file is not UTF-8 text (invalid byte at offset {})",
@@ -53,7 +54,9 @@ pub fn load(path: &Path) -> Result<LoadedPlan, Diagnostics> {
 
 /// Parses and validates plan text; `file_name` is used in diagnostics.
 pub fn load_str(file_name: &str, text: &str) -> Result<LoadedPlan, Diagnostics> {
-    let options = LoaderOptions::default().error_on_duplicate_keys(true).prevent_coercion(true);
+    let options = LoaderOptions::default()
+        .error_on_duplicate_keys(true)
+        .prevent_coercion(true);
     let root = marked_yaml::parse_yaml_with_options(0, text, options)
         .map_err(|e| Diagnostics(vec![syntax_diagnostic(file_name, &e)]))?;
     let mut out = Diagnostics(Vec::new());
@@ -66,31 +69,32 @@ pub fn load_str(file_name: &str, text: &str) -> Result<LoadedPlan, Diagnostics> 
             message,
         })
     };
+    // Structure first: the semantic checks need a whole plan.
 
-    let structure = read_plan(&root);
-    let plan = match structure {
-        Ok(plan) => plan,
+    let plan = match read_plan(&root) {
+        Ok(plan) => Some(plan),
         Err(errors) => {
             for e in errors {
                 let (path, pos) = e.location.unwrap_or_default();
                 report(path, pos, e.message);
             }
-            drop(report);
+            None
+        }
+    };
+    if let Some(plan) = &plan {
+        let positions = PositionIndex::new(&root);
+        for problem in validate::check(plan) {
+            let pos = positions.find(&problem.path);
+            report(problem.path, pos, problem.message);
+        }
+    }
+    let plan = match plan {
+        Some(plan) if out.is_empty() => plan,
+        _ => {
             out.sort();
             return Err(out);
         }
     };
-
-    let positions = PositionIndex::new(&root);
-    for problem in validate::check(&plan) {
-        let pos = positions.find(&problem.path);
-        report(problem.path, pos, problem.message);
-    }
-    drop(report);
-    if !out.is_empty() {
-        out.sort();
-        return Err(out);
-    }
     Ok(LoadedPlan {
         path: PathBuf::from(file_name),
         source: text.to_string(),
@@ -106,9 +110,17 @@ fn syntax_diagnostic(file: &str, e: &LoadError) -> Diagnostic {
             at(m),
             "a plan is a YAML mapping (version:, name:, server:, steps:, ...)".to_string(),
         ),
-        LoadError::UnexpectedAnchor(m) => (at(m), "YAML anchors and aliases are not supported in plans".to_string()),
-        LoadError::MappingKeyMustBeScalar(m) => (at(m), "a mapping key must be plain text".to_string()),
-        LoadError::UnexpectedTag(m) => (at(m), "YAML tags (`!name`) are not supported in plans".to_string()),
+        LoadError::UnexpectedAnchor(m) => (
+            at(m),
+            "YAML anchors and aliases are not supported in plans".to_string(),
+        ),
+        LoadError::MappingKeyMustBeScalar(m) => {
+            (at(m), "a mapping key must be plain text".to_string())
+        }
+        LoadError::UnexpectedTag(m) => (
+            at(m),
+            "YAML tags (`!name`) are not supported in plans".to_string(),
+        ),
         LoadError::ScanError(m, scan) => (at(m), format!("YAML syntax error: {}", scan.info())),
         LoadError::DuplicateKey(dup) => {
             let first = Position::of(dup.prev_key.span());
@@ -139,11 +151,24 @@ fn syntax_diagnostic(file: &str, e: &LoadError) -> Diagnostic {
     }
 }
 
-const TOP_LEVEL: &[&str] = &["version", "name", "description", "server", "state", "tools", "steps"];
+const TOP_LEVEL: &[&str] = &[
+    "version",
+    "name",
+    "description",
+    "server",
+    "state",
+    "tools",
+    "steps",
+];
 const REQUIRED_TOP_LEVEL: &[&str] = &["version", "name", "server", "steps"];
 
 /// Deserializes a field if present, recording its error otherwise.
-fn field<T: DeserializeOwned>(map: &MarkedMappingNode, key: &str, parent: &str, errors: &mut Vec<NodeError>) -> Option<T> {
+fn field<T: DeserializeOwned>(
+    map: &MarkedMappingNode,
+    key: &str,
+    parent: &str,
+    errors: &mut Vec<NodeError>,
+) -> Option<T> {
     let node = map.get_node(key)?;
     match node_de::from_node::<T>(node, &node_de::join(parent, key)) {
         Ok(v) => Some(v),
@@ -154,12 +179,21 @@ fn field<T: DeserializeOwned>(map: &MarkedMappingNode, key: &str, parent: &str, 
     }
 }
 
-fn unknown_keys(map: &MarkedMappingNode, parent: &str, known: &[&str], expected: &str, errors: &mut Vec<NodeError>) {
+fn unknown_keys(
+    map: &MarkedMappingNode,
+    parent: &str,
+    known: &[&str],
+    expected: &str,
+    errors: &mut Vec<NodeError>,
+) {
     for key in map.keys() {
         if !known.contains(&key.as_str()) {
             errors.push(NodeError {
                 message: format!("unknown field `{}`, expected {expected}", key.as_str()),
-                location: Some((node_de::join(parent, key.as_str()), Position::of(key.span()))),
+                location: Some((
+                    node_de::join(parent, key.as_str()),
+                    Position::of(key.span()),
+                )),
             });
         }
     }
@@ -199,17 +233,21 @@ fn read_plan(root: &Node) -> Result<Plan, Vec<NodeError>> {
     let server = field(map, "server", "", &mut errors);
     let state = field(map, "state", "", &mut errors).flatten();
     let tools = field(map, "tools", "", &mut errors).unwrap_or_default();
-    let steps = map.get_node("steps").map(|node| read_steps(node, &mut errors));
+    let steps = map
+        .get_node("steps")
+        .map(|node| read_steps(node, &mut errors));
     match (version, name, server, steps) {
-        (Some(version), Some(name), Some(server), Some(Some(steps))) if errors.is_empty() => Ok(Plan {
-            version,
-            name,
-            description,
-            server,
-            state,
-            tools,
-            steps,
-        }),
+        (Some(version), Some(name), Some(server), Some(Some(steps))) if errors.is_empty() => {
+            Ok(Plan {
+                version,
+                name,
+                description,
+                server,
+                state,
+                tools,
+                steps,
+            })
+        }
         _ => Err(errors),
     }
 }
@@ -236,7 +274,10 @@ const STEP_FIELDS: &[&str] = &["id", "after", "description"];
 fn read_step(node: &Node, path: &str, errors: &mut Vec<NodeError>) -> Option<StepSpec> {
     let Some(map) = node.as_mapping() else {
         errors.push(NodeError {
-            message: format!("expected a step (a mapping with `id` and one kind: {})", kind_names().join(", ")),
+            message: format!(
+                "expected a step (a mapping with `id` and one kind: {})",
+                kind_names().join(", ")
+            ),
             location: Some((path.to_string(), Position::of_node(node))),
         });
         return None;
@@ -249,15 +290,23 @@ fn read_step(node: &Node, path: &str, errors: &mut Vec<NodeError>) -> Option<Ste
         map,
         path,
         &known,
-        &format!("one of id, after, description, or a step kind: {}", kinds.join(", ")),
+        &format!(
+            "one of id, after, description, or a step kind: {}",
+            kinds.join(", ")
+        ),
         errors,
     );
     missing(map, path, &["id"], errors);
     let id = field(map, "id", path, errors);
-    let after = field::<Option<_>>(map, "after", path, errors).flatten().unwrap_or_default();
+    let after = field::<Option<_>>(map, "after", path, errors)
+        .flatten()
+        .unwrap_or_default();
     let description = field(map, "description", path, errors).flatten();
 
-    let kind_entries: Vec<_> = map.iter().filter(|(k, _)| kinds.contains(&k.as_str())).collect();
+    let kind_entries: Vec<_> = map
+        .iter()
+        .filter(|(k, _)| kinds.contains(&k.as_str()))
+        .collect();
     let kind = match kind_entries.as_slice() {
         [] => {
             errors.push(NodeError {

@@ -84,7 +84,10 @@ impl NodeError {
 }
 
 /// Deserialize `T` from `node`, whose field path is `path` (empty for the document root).
-pub fn from_node<'de, T: de::Deserialize<'de>>(node: &'de Node, path: &str) -> Result<T, NodeError> {
+pub fn from_node<'de, T: de::Deserialize<'de>>(
+    node: &'de Node,
+    path: &str,
+) -> Result<T, NodeError> {
     T::deserialize(NodeDe {
         node,
         path: path.to_string(),
@@ -116,7 +119,10 @@ pub fn is_null(s: &MarkedScalarNode) -> bool {
     s.may_coerce() && matches!(s.as_str(), "" | "~" | "null" | "Null" | "NULL")
 }
 
-fn scalar_any<'de, V: Visitor<'de>>(s: &'de MarkedScalarNode, visitor: V) -> Result<V::Value, NodeError> {
+fn scalar_any<'de, V: Visitor<'de>>(
+    s: &'de MarkedScalarNode,
+    visitor: V,
+) -> Result<V::Value, NodeError> {
     if !s.may_coerce() {
         return visitor.visit_borrowed_str(s.as_str());
     }
@@ -133,7 +139,12 @@ fn scalar_any<'de, V: Visitor<'de>>(s: &'de MarkedScalarNode, visitor: V) -> Res
     if let Ok(n) = text.parse::<i64>() {
         return visitor.visit_i64(n);
     }
-    if text.contains(['.', 'e', 'E']) && text.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '-') {
+    if text.contains(['.', 'e', 'E'])
+        && text
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == '-')
+    {
         if let Ok(n) = text.parse::<f64>() {
             return visitor.visit_f64(n);
         }
@@ -147,7 +158,10 @@ macro_rules! integer {
             match self.node {
                 Node::Scalar(s) if s.may_coerce() => match s.as_str().parse::<$ty>() {
                     Ok(n) => visitor.$visit(n),
-                    Err(_) => Err(de::Error::invalid_type(de::Unexpected::Str(s.as_str()), &visitor)),
+                    Err(_) => Err(de::Error::invalid_type(
+                        de::Unexpected::Str(s.as_str()),
+                        &visitor,
+                    )),
                 },
                 _ => self.deserialize_any(visitor),
             }
@@ -170,7 +184,10 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
         match self.node {
             Node::Scalar(s) => match s.as_bool() {
                 Some(b) => visitor.visit_bool(b),
-                None => Err(de::Error::invalid_type(de::Unexpected::Str(s.as_str()), &visitor)),
+                None => Err(de::Error::invalid_type(
+                    de::Unexpected::Str(s.as_str()),
+                    &visitor,
+                )),
             },
             _ => self.deserialize_any(visitor),
         }
@@ -253,7 +270,10 @@ impl<'de> de::Deserializer<'de> for NodeDe<'de> {
                 if m.is_empty() {
                     "none".to_string()
                 } else {
-                    m.keys().map(|k| format!("`{}`", k.as_str())).collect::<Vec<_>>().join(" and ")
+                    m.keys()
+                        .map(|k| format!("`{}`", k.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
                 }
             ))),
             Node::Sequence(_) => Err(de::Error::custom(format!(
@@ -312,7 +332,10 @@ impl<'de> MapDe<'de> {
 impl<'de> MapAccess<'de> for MapDe<'de> {
     type Error = NodeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, NodeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, NodeError> {
         let Some((key, _)) = self.entries.get(self.next) else {
             return Ok(None);
         };
@@ -363,7 +386,10 @@ impl<'de> SeqDe<'de> {
 impl<'de> SeqAccess<'de> for SeqDe<'de> {
     type Error = NodeError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, NodeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, NodeError> {
         let Some(item) = self.items.get(self.next) else {
             return Ok(None);
         };
@@ -388,7 +414,10 @@ impl<'de> EnumAccess<'de> for EnumDe<'de> {
     type Error = NodeError;
     type Variant = NodeDe<'de>;
 
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, NodeDe<'de>), NodeError> {
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, NodeDe<'de>), NodeError> {
         let path = join(&self.path, self.key.as_str());
         let tag = seed
             .deserialize(self.key.as_str().into_deserializer())
@@ -409,8 +438,10 @@ impl<'de> VariantAccess<'de> for NodeDe<'de> {
     fn unit_variant(self) -> Result<(), NodeError> {
         match self.node {
             Node::Scalar(s) if is_null(s) => Ok(()),
-            _ => Err(<NodeError as de::Error>::custom("expected no value for this choice")
-                .locate_node(&self.path, self.node)),
+            _ => Err(
+                <NodeError as de::Error>::custom("expected no value for this choice")
+                    .locate_node(&self.path, self.node),
+            ),
         }
     }
 
@@ -419,7 +450,11 @@ impl<'de> VariantAccess<'de> for NodeDe<'de> {
         seed.deserialize(self).map_err(|e| e.locate_at(&path, pos))
     }
 
-    fn tuple_variant<V: Visitor<'de>>(self, _len: usize, visitor: V) -> Result<V::Value, NodeError> {
+    fn tuple_variant<V: Visitor<'de>>(
+        self,
+        _len: usize,
+        visitor: V,
+    ) -> Result<V::Value, NodeError> {
         let (path, pos) = (self.path.clone(), Position::of_node(self.node));
         de::Deserializer::deserialize_seq(self, visitor).map_err(|e| e.locate_at(&path, pos))
     }
@@ -507,8 +542,12 @@ mod tests {
     use serde::Deserialize;
 
     fn parse(text: &str) -> Node {
-        marked_yaml::parse_yaml_with_options(0, text, marked_yaml::LoaderOptions::default().prevent_coercion(true))
-            .unwrap()
+        marked_yaml::parse_yaml_with_options(
+            0,
+            text,
+            marked_yaml::LoaderOptions::default().prevent_coercion(true),
+        )
+        .unwrap()
     }
 
     #[derive(Debug, Deserialize)]
@@ -529,7 +568,10 @@ mod tests {
     fn a_type_error_deep_in_a_list_names_its_path_and_position() {
         let node = parse("inner:\n  - n: 1\n  - n: many\n");
         let err = from_node::<Outer>(&node, "").unwrap_err();
-        assert_eq!(err.location, Some(("inner[1].n".to_string(), Position { line: 3, column: 8 })));
+        assert_eq!(
+            err.location,
+            Some(("inner[1].n".to_string(), Position { line: 3, column: 8 }))
+        );
         assert_eq!(err.message, "invalid type: string \"many\", expected u32");
     }
 
@@ -537,7 +579,10 @@ mod tests {
     fn an_unknown_field_points_at_its_key() {
         let node = parse("inner:\n  - n: 1\n    flg: true\n");
         let err = from_node::<Outer>(&node, "").unwrap_err();
-        assert_eq!(err.location, Some(("inner[0].flg".to_string(), Position { line: 3, column: 5 })));
+        assert_eq!(
+            err.location,
+            Some(("inner[0].flg".to_string(), Position { line: 3, column: 5 }))
+        );
         assert_eq!(err.message, "unknown field `flg`, expected `n` or `flag`");
     }
 

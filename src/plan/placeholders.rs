@@ -24,12 +24,24 @@ const fn p(name: &'static str, meaning: &'static str) -> Placeholder {
 /// Every known placeholder. Absent optional answers render as the empty string.
 pub const KNOWN: &[Placeholder] = &[
     p("answers.setup_type", "`complete` or `custom`"),
-    p("answers.store.server", "the SQL Server holding the existing database"),
-    p("answers.store.instance", "its named instance (empty for the default instance)"),
+    p(
+        "answers.store.server",
+        "the SQL Server holding the existing database",
+    ),
+    p(
+        "answers.store.instance",
+        "its named instance (empty for the default instance)",
+    ),
     p("answers.store.database", "the sync database name"),
     p("answers.store.reuse_existing", "`yes` or `no`"),
-    p("answers.service_account.user", "the service account's user name"),
-    p("answers.service_account.domain", "the service account's domain"),
+    p(
+        "answers.service_account.user",
+        "the service account's user name",
+    ),
+    p(
+        "answers.service_account.domain",
+        "the service account's domain",
+    ),
     Placeholder {
         name: "answers.service_account.password",
         secret: true,
@@ -40,7 +52,10 @@ pub const KNOWN: &[Placeholder] = &[
     p("answers.groups.joiners", "the joiners group"),
     p("answers.groups.browse", "the browse group"),
     p("answers.groups.password_set", "the password set group"),
-    p("answers.key_file", "the key file: the export_keys step's file, or the given path"),
+    p(
+        "answers.key_file",
+        "the key file: the export_keys step's file, or the given path",
+    ),
     p("log", "the installer log path"),
 ];
 
@@ -76,10 +91,14 @@ pub fn find(text: &str) -> Vec<Occurrence<'_>> {
         if bytes[i] == b'{' {
             let body_start = i + 1;
             let mut j = body_start;
-            while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] == b'.') {
+            while j < bytes.len()
+                && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] == b'.')
+            {
                 j += 1;
             }
-            let starts_well = bytes.get(body_start).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_');
+            let starts_well = bytes
+                .get(body_start)
+                .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_');
             if j < bytes.len() && bytes[j] == b'}' && starts_well {
                 found.push(Occurrence {
                     name: &text[body_start..j],
@@ -96,7 +115,10 @@ pub fn find(text: &str) -> Vec<Occurrence<'_>> {
 }
 
 /// Replaces every placeholder in `text` with `value(name)`; the first error from `value` stops it.
-pub fn render<E>(text: &str, mut value: impl FnMut(&str) -> Result<String, E>) -> Result<String, E> {
+pub fn render<E>(
+    text: &str,
+    mut value: impl FnMut(&str) -> Result<String, E>,
+) -> Result<String, E> {
     let mut out = String::with_capacity(text.len());
     let mut last = 0;
     for occ in find(text) {
@@ -127,7 +149,10 @@ mod tests {
 
     #[test]
     fn render_replaces_each_occurrence() {
-        let out = render::<()>("/sqlserver:{answers.store.server} x{log}y", |n| Ok(format!("<{n}>"))).unwrap();
+        let out = render::<()>("/sqlserver:{answers.store.server} x{log}y", |n| {
+            Ok(format!("<{n}>"))
+        })
+        .unwrap();
         assert_eq!(out, "/sqlserver:<answers.store.server> x<log>y");
     }
 }

@@ -34,10 +34,18 @@ pub fn check(plan: &Plan) -> Vec<Problem> {
     if plan.version != 1 {
         p.add(
             "version",
-            format!("unsupported plan language version {}; this program knows version 1", plan.version),
+            format!(
+                "unsupported plan language version {}; this program knows version 1",
+                plan.version
+            ),
         );
     }
-    if plan.name.is_empty() || !plan.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+    if plan.name.is_empty()
+        || !plan
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
         p.add(
             "name",
             "a plan name is letters, digits, `-`, `_` or `.` (it names the journal file)",
@@ -50,11 +58,18 @@ pub fn check(plan: &Plan) -> Vec<Problem> {
     check_ids_and_references(plan, &mut p);
     if let Err(cycle) = graph::order(plan) {
         let ids = graph::index_by_id(plan);
-        let first = cycle.first().and_then(|id| ids.get(id)).copied().unwrap_or(0);
+        let first = cycle
+            .first()
+            .and_then(|id| ids.get(id))
+            .copied()
+            .unwrap_or(0);
         let names: Vec<&str> = cycle.iter().map(|id| id.as_str()).collect();
         p.add(
             format!("steps[{first}]"),
-            format!("steps depend on each other in a cycle: {}", names.join(" -> ")),
+            format!(
+                "steps depend on each other in a cycle: {}",
+                names.join(" -> ")
+            ),
         );
     }
     for (i, step) in plan.steps.iter().enumerate() {
@@ -64,7 +79,9 @@ pub fn check(plan: &Plan) -> Vec<Problem> {
             StepKind::Install(install) => check_install(install, &at, &mut p),
             StepKind::Verify(v) => check_verify(v, &at, &mut p),
             StepKind::ExportKeys(e) => check_timeout(e.timeout_secs, &at, &mut p),
-            StepKind::BackupDatabase(_) | StepKind::BackupFiles(_) | StepKind::SnapshotConnectorSpace(_) => {}
+            StepKind::BackupDatabase(_)
+            | StepKind::BackupFiles(_)
+            | StepKind::SnapshotConnectorSpace(_) => {}
         }
     }
     p.0
@@ -72,7 +89,10 @@ pub fn check(plan: &Plan) -> Vec<Problem> {
 
 fn check_connection(sql: &SqlConnection, p: &mut Problems) {
     if sql.host.trim().is_empty() {
-        p.add("server.sql.host", "a host name is needed; `(local)` means this machine");
+        p.add(
+            "server.sql.host",
+            "a host name is needed; `(local)` means this machine",
+        );
     }
     if sql.odbc_driver.is_some() && sql.driver != SqlDriver::Odbc {
         p.add(
@@ -88,7 +108,10 @@ fn check_ids_and_references(plan: &Plan, p: &mut Problems) {
         if let Some(first) = first_index.get(step.id.as_str()) {
             p.add(
                 format!("steps[{i}].id"),
-                format!("duplicate step id `{}` (already used by steps[{first}])", step.id),
+                format!(
+                    "duplicate step id `{}` (already used by steps[{first}])",
+                    step.id
+                ),
             );
         } else {
             first_index.insert(step.id.as_str(), i);
@@ -130,6 +153,9 @@ fn is_extensions_folder(path: &str) -> bool {
         .is_some_and(|last| last.eq_ignore_ascii_case("Extensions"))
 }
 
+/// What an uninstall needs before it: (what, which kind, is this step one).
+type Need = (&'static str, &'static str, fn(&StepKind) -> bool);
+
 fn check_uninstall(plan: &Plan, index: usize, u: &Uninstall, at: &str, p: &mut Problems) {
     check_exit_codes(u.accept_exit_codes.as_deref(), at, p);
     check_retry(u.retry.as_ref(), at, p);
@@ -139,12 +165,18 @@ fn check_uninstall(plan: &Plan, index: usize, u: &Uninstall, at: &str, p: &mut P
     }
     let before = graph::prerequisites(plan, index);
     let kinds: Vec<&StepKind> = before.iter().map(|&j| &plan.steps[j].kind).collect();
-    let needs: [(&str, &str, fn(&StepKind) -> bool); 3] = [
-        ("a database backup", "backup_database", |k| matches!(k, StepKind::BackupDatabase(_))),
-        ("a key export", "export_keys", |k| matches!(k, StepKind::ExportKeys(_))),
-        ("a copy of the Extensions folder", "backup_files from ...\\Extensions", |k| {
-            matches!(k, StepKind::BackupFiles(b) if is_extensions_folder(b.from.as_str()))
+    let needs: [Need; 3] = [
+        ("a database backup", "backup_database", |k| {
+            matches!(k, StepKind::BackupDatabase(_))
         }),
+        ("a key export", "export_keys", |k| {
+            matches!(k, StepKind::ExportKeys(_))
+        }),
+        (
+            "a copy of the Extensions folder",
+            "backup_files from ...\\Extensions",
+            |k| matches!(k, StepKind::BackupFiles(b) if is_extensions_folder(b.from.as_str())),
+        ),
     ];
     let mut missing = Vec::new();
     for (what, kind, is) in needs {
@@ -183,13 +215,19 @@ fn check_exit_codes(codes: Option<&[i32]>, at: &str, p: &mut Problems) {
 
 fn check_retry(retry: Option<&Retry>, at: &str, p: &mut Problems) {
     if retry.is_some_and(|r| r.attempts == 0) {
-        p.add(format!("{at}.retry.attempts"), "attempts counts every try, so it must be at least 1");
+        p.add(
+            format!("{at}.retry.attempts"),
+            "attempts counts every try, so it must be at least 1",
+        );
     }
 }
 
 fn check_timeout(secs: Option<u64>, at: &str, p: &mut Problems) {
     if secs == Some(0) {
-        p.add(format!("{at}.timeout_secs"), "a timeout of 0 seconds would stop the tool at once");
+        p.add(
+            format!("{at}.timeout_secs"),
+            "a timeout of 0 seconds would stop the tool at once",
+        );
     }
 }
 
@@ -209,7 +247,10 @@ fn check_install(install: &Install, at: &str, p: &mut Problems) {
     } else if lower.ends_with(".exe") {
         Some(InstallerType::Exe)
     } else {
-        p.add(format!("{at}.installer"), "the installer must be a .msi package or a setup .exe");
+        p.add(
+            format!("{at}.installer"),
+            "the installer must be a .msi package or a setup .exe",
+        );
         None
     };
     match kind {
@@ -305,7 +346,13 @@ fn literal_password_argument(arg: &str) -> bool {
     !(value.is_empty() || value == "*" || is_placeholder_only(value))
 }
 
-fn check_template(text: &str, path: &str, on_command_line: bool, secrets_allowed: bool, p: &mut Problems) {
+fn check_template(
+    text: &str,
+    path: &str,
+    on_command_line: bool,
+    secrets_allowed: bool,
+    p: &mut Problems,
+) {
     for occ in placeholders::find(text) {
         match occ.known() {
             None => p.add(
@@ -362,18 +409,31 @@ fn check_verify(v: &Verify, at: &str, p: &mut Problems) {
                 format!("{at}.search[{k}]"),
                 format!(
                     "a search needs exactly one of dn_prefix, anchor_prefix or subtree; found {}",
-                    if given.is_empty() { "none".to_string() } else { given.join(" and ") }
+                    if given.is_empty() {
+                        "none".to_string()
+                    } else {
+                        given.join(" and ")
+                    }
                 ),
             );
         }
     }
     for (k, c) in v.commands.iter().enumerate() {
         if c.run.is_empty() {
-            p.add(format!("{at}.commands[{k}].run"), "`run` needs at least the program to run");
+            p.add(
+                format!("{at}.commands[{k}].run"),
+                "`run` needs at least the program to run",
+            );
         }
         if let Some(pattern) = &c.output_matches {
             if let Err(e) = regex::Regex::new(pattern) {
-                let first_line = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+                let first_line = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
                 p.add(
                     format!("{at}.commands[{k}].output_matches"),
                     format!("not a valid regular expression: {first_line}"),
@@ -399,7 +459,9 @@ mod tests {
 
     #[test]
     fn the_extensions_folder_is_recognised_in_any_case_and_slash() {
-        assert!(is_extensions_folder(r"C:\Program Files\Microsoft Identity Integration Server\Extensions"));
+        assert!(is_extensions_folder(
+            r"C:\Program Files\Microsoft Identity Integration Server\Extensions"
+        ));
         assert!(is_extensions_folder(r"C:\MIIS\extensions\"));
         assert!(is_extensions_folder("/srv/miis/EXTENSIONS"));
         assert!(!is_extensions_folder(r"C:\MIIS\Extensions\Old"));
@@ -409,7 +471,9 @@ mod tests {
     fn password_switches_with_literal_values_are_recognised() {
         assert!(literal_password_argument("/servicepassword:Secret1"));
         assert!(!literal_password_argument("/servicepassword:*"));
-        assert!(!literal_password_argument("/servicepassword:{answers.service_account.password}"));
+        assert!(!literal_password_argument(
+            "/servicepassword:{answers.service_account.password}"
+        ));
         assert!(!literal_password_argument("/passwordset:MIISPasswordSet"));
     }
 }

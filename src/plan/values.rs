@@ -42,12 +42,16 @@ checked_string!(AbsPath);
 impl AbsPath {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let b = raw.as_bytes();
-        let drive = b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && (b[2] == b'\\' || b[2] == b'/');
-        let unc = raw.starts_with(r"\\") && {
-            let rest = &raw[2..];
-            let mut parts = rest.split('\\');
-            matches!((parts.next(), parts.next()), (Some(s), Some(h)) if !s.is_empty() && !h.is_empty())
-        };
+        let drive = b.len() >= 3
+            && b[0].is_ascii_alphabetic()
+            && b[1] == b':'
+            && (b[2] == b'\\' || b[2] == b'/');
+        let unc = raw.starts_with(r"\\")
+            && {
+                let rest = &raw[2..];
+                let mut parts = rest.split('\\');
+                matches!((parts.next(), parts.next()), (Some(s), Some(h)) if !s.is_empty() && !h.is_empty())
+            };
         let posix = raw.starts_with('/');
         if drive || unc || posix {
             Ok(AbsPath(raw.to_string()))
@@ -67,7 +71,9 @@ impl AbsPath {
 /// A Windows Installer product code: a GUID in braces.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, JsonSchema)]
 pub struct ProductCode(
-    #[schemars(regex(pattern = r"^\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}$"))]
+    #[schemars(regex(
+        pattern = r"^\{[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\}$"
+    ))]
     String,
 );
 checked_string!(ProductCode);
@@ -101,7 +107,9 @@ impl Sha256Hex {
         if raw.len() == 64 && raw.chars().all(|c| c.is_ascii_hexdigit()) {
             Ok(Sha256Hex(raw.to_ascii_lowercase()))
         } else {
-            Err(format!("expected a sha256 digest of 64 hex digits, found `{raw}`"))
+            Err(format!(
+                "expected a sha256 digest of 64 hex digits, found `{raw}`"
+            ))
         }
     }
 }
@@ -171,9 +179,9 @@ impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.0.as_secs();
         match s {
-            _ if s != 0 && s % 86_400 == 0 => write!(f, "{}d", s / 86_400),
-            _ if s != 0 && s % 3600 == 0 => write!(f, "{}h", s / 3600),
-            _ if s != 0 && s % 60 == 0 => write!(f, "{}m", s / 60),
+            _ if s != 0 && s.is_multiple_of(86_400) => write!(f, "{}d", s / 86_400),
+            _ if s != 0 && s.is_multiple_of(3600) => write!(f, "{}h", s / 3600),
+            _ if s != 0 && s.is_multiple_of(60) => write!(f, "{}m", s / 60),
             _ => write!(f, "{s}s"),
         }
     }
@@ -214,8 +222,12 @@ impl<'de> Deserialize<'de> for Secret {
             (Some("env"), _) => Err(D::Error::custom(
                 "expected an environment variable name in {env: NAME}",
             )),
-            (Some("file"), Value::String(path)) => AbsPath::parse(path).map(Secret::File).map_err(D::Error::custom),
-            (Some("file"), _) => Err(D::Error::custom("expected an absolute path in {file: PATH}")),
+            (Some("file"), Value::String(path)) => AbsPath::parse(path)
+                .map(Secret::File)
+                .map_err(D::Error::custom),
+            (Some("file"), _) => Err(D::Error::custom(
+                "expected an absolute path in {file: PATH}",
+            )),
             (Some("prompt"), Value::Bool(true)) => Ok(Secret::Prompt(true)),
             (Some("prompt"), Value::Bool(false)) => Err(D::Error::custom(
                 "`prompt: false` gives no secret; use {env: NAME}, {file: PATH} or {prompt: true}",

@@ -1,0 +1,201 @@
+//! Good plans: every shipped plan and example validates, and loading keeps what the file says
+//! (order, references, secrets as references, the file's hash).
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use upgrade::plan::{self, graph, placeholders, KeyFile, ProductRef, Secret, StepKind};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"));
+    files.sort();
+    files
+}
+
+#[test]
+fn every_shipped_plan_and_example_validates() {
+    let mut files = yaml_files(&repo().join("plans"));
+    files.extend(yaml_files(&repo().join("examples")));
+    files.extend(yaml_files(&repo().join("examples/lab")));
+    assert!(
+        files.len() >= 4,
+        "expected the two shipped plans and two examples, found {files:?}"
+    );
+    for file in files {
+        if let Err(diags) = plan::load(&file) {
+            panic!("{} does not validate:\n{diags}", file.display());
+        }
+    }
+}
+
+#[test]
+fn shipped_plans_point_editors_at_the_schema() {
+    for file in yaml_files(&repo().join("plans"))
+        .into_iter()
+        .chain(yaml_files(&repo().join("examples")))
+    {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.starts_with("# yaml-language-server: $schema=../schemas/plan.schema.json\n"),
+            "{} lacks the yaml-language-server schema line",
+            file.display()
+        );
+    }
+}
+
+#[test]
+fn the_seed_plan_is_the_manual_procedure_in_order() {
+    let loaded = plan::load(&repo().join("plans/iifp-to-miis2003.yaml")).unwrap();
+    let kinds: Vec<&str> = loaded.plan.steps.iter().map(|s| s.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "backup_database",
+            "export_keys",
+            "backup_files",
+            "snapshot_connector_space",
+            "uninstall",
+            "install",
+            "verify"
+        ]
+    );
+    let order: Vec<&str> = graph::order(&loaded.plan)
+        .unwrap()
+        .into_iter()
+        .map(|i| loaded.plan.steps[i].id.as_str())
+        .collect();
+    assert_eq!(
+        order,
+        [
+            "database",
+            "keys",
+            "extensions",
+            "before",
+            "remove-iifp",
+            "install-miis",
+            "verify"
+        ]
+    );
+    let StepKind::Uninstall(u) = &loaded.plan.steps[4].kind else {
+        panic!("step 5 is the uninstall")
+    };
+    assert_eq!(
+        u.product,
+        ProductRef::Name("Identity Integration Feature Pack".into())
+    );
+    assert!(!u.unprotected);
+}
+
+#[test]
+fn the_seed_plan_keeps_the_password_off_the_setup_command_line() {
+    let loaded = plan::load(&repo().join("plans/iifp-to-miis2003.yaml")).unwrap();
+    let StepKind::Install(install) = &loaded.plan.steps[5].kind else {
+        panic!("step 6 is the install")
+    };
+    let secret_in_argv = install.arguments.iter().flatten().any(|a| {
+        placeholders::find(a)
+            .iter()
+            .any(|o| o.known().is_some_and(|k| k.secret))
+    });
+    assert!(!secret_in_argv);
+    assert!(!install.secrets_on_command_line);
+    assert_eq!(
+        install.stdin.as_deref(),
+        Some("{answers.service_account.password}\n")
+    );
+    assert!(matches!(&install.answers.key_file, Some(KeyFile::From(id)) if id.as_str() == "keys"));
+    let password = &install.answers.service_account.as_ref().unwrap().password;
+    assert_eq!(password, &Secret::Env("MIIS_SERVICE_PASSWORD".into()));
+}
+
+#[test]
+fn the_fim_plan_upgrades_in_place_without_an_uninstall() {
+    let loaded = plan::load(&repo().join("plans/fim2010r2-to-mim2016.yaml")).unwrap();
+    assert!(!loaded
+        .plan
+        .steps
+        .iter()
+        .any(|s| matches!(s.kind, StepKind::Uninstall(_))));
+    let install = loaded
+        .plan
+        .steps
+        .iter()
+        .find_map(|s| match &s.kind {
+            StepKind::Install(i) => Some(i),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(install.profile, Some(plan::AnswerProfile::Mim2016Sync));
+    assert!(install.secrets_on_command_line);
+    assert!(install
+        .installer
+        .as_str()
+        .to_ascii_lowercase()
+        .ends_with(".msi"));
+}
+
+#[test]
+fn a_loaded_plan_records_the_file_and_its_sha256() {
+    let path = repo().join("examples/minimal.yaml");
+    let bytes = std::fs::read(&path).unwrap();
+    let loaded = plan::load(&path).unwrap();
+    assert_eq!(loaded.path, path);
+    assert_eq!(loaded.source.as_bytes(), bytes.as_slice());
+    assert_eq!(loaded.sha256, hex::encode(Sha256::digest(&bytes)));
+    assert_eq!(loaded.plan.name, "minimal");
+}
+
+#[test]
+fn defaults_apply_where_the_plan_is_silent() {
+    let loaded = plan::load(&repo().join("examples/minimal.yaml")).unwrap();
+    let StepKind::BackupDatabase(b) = &loaded.plan.steps[0].kind else {
+        panic!()
+    };
+    assert!(b.verify, "verify defaults to true");
+    assert!(b.max_age.is_none());
+    assert_eq!(loaded.plan.server.sql.driver, plan::SqlDriver::Tds);
+    assert!(loaded.plan.tools.miiskmu.is_none());
+}
+
+#[test]
+fn a_missing_file_is_one_diagnostic_naming_the_file() {
+    let err = plan::load(Path::new("/nonexistent/plan.yaml")).unwrap_err();
+    assert_eq!(err.len(), 1);
+    assert!(err
+        .to_string()
+        .starts_with("/nonexistent/plan.yaml:0:0: (plan): cannot read the plan file:"));
+}
+
+#[test]
+fn diagnostics_are_a_std_error_with_one_line_per_problem() {
+    let text = "version: 1\nname: x\nserver: { sql: { host: h, auth: windows } }\nsteps:\n  - id: a\n    verify: {}\n  - id: a\n    verify: {}\n";
+    let err = plan::load_str("p.yaml", text).unwrap_err();
+    let as_error: &dyn std::error::Error = &err;
+    assert_eq!(as_error.to_string().lines().count(), 3, "{err}");
+    assert_eq!(err.0[0].file, "p.yaml");
+    assert_eq!((err.0[0].line, err.0[0].column), (6, 5));
+    assert_eq!(err.0[0].path, "steps[0].verify");
+}
+
+#[test]
+fn references_count_as_dependencies() {
+    let loaded = plan::load(&repo().join("examples/every-field.yaml")).unwrap();
+    let verify = loaded
+        .plan
+        .steps
+        .iter()
+        .find(|s| s.id.as_str() == "verify")
+        .unwrap();
+    let deps: Vec<&str> = graph::dependencies(verify)
+        .into_iter()
+        .map(|d| d.as_str())
+        .collect();
+    assert_eq!(deps, ["install-msi", "before"]);
+}

@@ -1,0 +1,61 @@
+//! The checked-in JSON Schema is what `upgrade schema` prints, and it describes steps sensibly.
+
+use std::path::PathBuf;
+
+#[test]
+fn the_checked_in_schema_is_current() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/plan.schema.json");
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    let current = upgrade::plan::schema::plan_schema_json();
+    assert!(
+        checked_in == current,
+        "schemas/plan.schema.json is stale; regenerate it with:\n    cargo run -q -- schema > schemas/plan.schema.json"
+    );
+}
+
+#[test]
+fn each_step_kind_is_one_alternative_with_the_common_fields_and_nothing_else() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&upgrade::plan::schema::plan_schema_json()).unwrap();
+    let step = &schema["definitions"]["StepSpec"];
+    let kinds = step["oneOf"].as_array().expect("oneOf of kinds");
+    let names: Vec<&str> = kinds
+        .iter()
+        .map(|k| {
+            assert_eq!(k["additionalProperties"], false);
+            let required: Vec<&str> = k["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert!(required.contains(&"id"));
+            for common in ["id", "after", "description"] {
+                assert!(
+                    k["properties"].get(common).is_some(),
+                    "{common} missing in {k}"
+                );
+            }
+            required.into_iter().find(|r| *r != "id").unwrap()
+        })
+        .collect();
+    assert_eq!(names, upgrade::plan::load::kind_names());
+}
+
+#[test]
+fn checked_values_carry_their_patterns() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&upgrade::plan::schema::plan_schema_json()).unwrap();
+    for def in [
+        "AbsPath",
+        "ProductCode",
+        "Sha256Hex",
+        "StepId",
+        "DurationText",
+    ] {
+        assert!(
+            schema["definitions"][def]["pattern"].is_string(),
+            "{def} has no pattern"
+        );
+    }
+}
