@@ -563,7 +563,7 @@ steps:
             .unwrap_or_else(|| panic!("no string at {path:?}"))
     }
 
-    fn step<'a>(v: &'a Value, i: usize) -> &'a Value {
+    fn step(v: &Value, i: usize) -> &Value {
         &v["steps"][i]
     }
 
