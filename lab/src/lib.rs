@@ -2,6 +2,7 @@
 //! TEST DOUBLE: nothing here is shipped in the `upgrade` binary. `layout` lays a lab out, `tools`
 //! are the stand-in executables, `serve` runs the TDS double, `status` reports, `rehearse` runs a plan.
 pub mod sqlmodel;
+pub mod tds;
 
 pub mod cli;
 pub mod faults;

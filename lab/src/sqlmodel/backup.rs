@@ -72,7 +72,9 @@ pub fn read(path: &Path) -> Result<BackupFile, BadBackup> {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let folder_exists = path.parent().is_some_and(|p| p.is_dir());
-            return Err(BadBackup::Missing { os_error: if folder_exists { 2 } else { 3 } });
+            return Err(BadBackup::Missing {
+                os_error: if folder_exists { 2 } else { 3 },
+            });
         }
         Err(_) => return Err(BadBackup::Missing { os_error: 5 }),
     };
@@ -88,7 +90,11 @@ fn line_at(bytes: &[u8], from: usize) -> Option<(&[u8], usize)> {
 /// Checks a lab backup file's bytes.
 pub fn parse(bytes: &[u8]) -> Result<BackupFile, BadBackup> {
     if !bytes.starts_with(MAGIC) {
-        return Err(if MAGIC.starts_with(bytes) && !bytes.is_empty() { BadBackup::Truncated } else { BadBackup::Foreign });
+        return Err(if MAGIC.starts_with(bytes) && !bytes.is_empty() {
+            BadBackup::Truncated
+        } else {
+            BadBackup::Foreign
+        });
     }
     let (head, after_head) = line_at(bytes, MAGIC.len()).ok_or(BadBackup::Truncated)?;
     let header: BackupHeader = serde_json::from_slice(head).map_err(|_| BadBackup::Foreign)?;
@@ -101,13 +107,21 @@ pub fn parse(bytes: &[u8]) -> Result<BackupFile, BadBackup> {
     }
     let (trailer, after_trailer) = line_at(bytes, content_end).ok_or(BadBackup::Truncated)?;
     let (sum, end) = line_at(bytes, after_trailer).ok_or(BadBackup::Truncated)?;
-    let expected = format!("SHA256 {}", hex::encode(Sha256::digest(&bytes[..after_trailer])));
+    let expected = format!(
+        "SHA256 {}",
+        hex::encode(Sha256::digest(&bytes[..after_trailer]))
+    );
     if sum != expected.as_bytes() || end != bytes.len() {
         return Err(BadBackup::Damaged);
     }
     let trailer: Trailer = serde_json::from_slice(trailer).map_err(|_| BadBackup::Damaged)?;
     let finish = parse_date(&trailer.finish).ok_or(BadBackup::Damaged)?;
-    Ok(BackupFile { header, start, finish, size: bytes.len() as u64 })
+    Ok(BackupFile {
+        header,
+        start,
+        finish,
+        size: bytes.len() as u64,
+    })
 }
 
 /// A fault that changes how the TDS layer carries out a backup job.
@@ -136,7 +150,13 @@ pub struct BackupJob {
 }
 
 impl BackupJob {
-    pub fn new(header: BackupHeader, content: &[u8], database: &str, device: &str, path: PathBuf) -> BackupJob {
+    pub fn new(
+        header: BackupHeader,
+        content: &[u8],
+        database: &str,
+        device: &str,
+        path: PathBuf,
+    ) -> BackupJob {
         let mut header = header;
         header.content_length = content.len() as u64;
         let mut body = MAGIC.to_vec();
@@ -157,7 +177,10 @@ impl BackupJob {
 
     /// The end of the file: the trailer line with the finish date and the checksum line.
     pub fn trailer(&self, finish: &NaiveDateTime) -> Vec<u8> {
-        let mut t = serde_json::to_vec(&Trailer { finish: format_date(finish) }).unwrap_or_default();
+        let mut t = serde_json::to_vec(&Trailer {
+            finish: format_date(finish),
+        })
+        .unwrap_or_default();
         t.push(b'\n');
         let mut h = Sha256::new();
         h.update(&self.body);
@@ -210,7 +233,11 @@ mod tests {
         assert_eq!(read.finish, finish);
         assert_eq!(read.header.database_name, "db");
         for cut in [10, j.body.len() / 2, j.body.len(), file.len() - 3] {
-            assert_eq!(parse(&file[..cut]), Err(BadBackup::Truncated), "cut at {cut}");
+            assert_eq!(
+                parse(&file[..cut]),
+                Err(BadBackup::Truncated),
+                "cut at {cut}"
+            );
         }
         let mut flipped = file.clone();
         let at = j.body.len() - 2;

@@ -96,7 +96,10 @@ impl Model {
                 return Execution::Finished(Outcome::error(Message::error(
                     105,
                     15,
-                    format!("Unclosed quotation mark after the character string '{}'.", e.near),
+                    format!(
+                        "Unclosed quotation mark after the character string '{}'.",
+                        e.near
+                    ),
                 )))
             }
         };
@@ -132,7 +135,11 @@ impl Model {
                 continue;
             }
             if !self.object_exists(&parts) {
-                return Message::error(208, 16, format!("Invalid object name '{}'.", parts.join(".")));
+                return Message::error(
+                    208,
+                    16,
+                    format!("Invalid object name '{}'.", parts.join(".")),
+                );
             }
         }
         let near = tokens
@@ -206,12 +213,21 @@ impl Model {
         match self.database(db) {
             None => Err(self.no_database(db)),
             Some(d) if d == self.state.sync_database => Ok(()),
-            Some(_) => Err(Message::error(208, 16, format!("Invalid object name '{db}.dbo.{table}'."))),
+            Some(_) => Err(Message::error(
+                208,
+                16,
+                format!("Invalid object name '{db}.dbo.{table}'."),
+            )),
         }
     }
 
     fn answer(&mut self, shape: Shape, caps: &[Capture]) -> Execution {
-        let cap = |i: usize| caps.get(i).map(Capture::as_str).unwrap_or_default().to_string();
+        let cap = |i: usize| {
+            caps.get(i)
+                .map(Capture::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         let done = Execution::Finished;
         match shape {
             Shape::Version => done(Outcome::rows(ResultSet {
@@ -234,8 +250,15 @@ impl Model {
             }
             Shape::DatabaseExists => {
                 let name = cap(0);
-                let rows = self.database(&name).map(|n| vec![Value::from(n)]).into_iter().collect();
-                done(Outcome::rows(ResultSet { columns: vec![nv("name", 128, false)], rows }))
+                let rows = self
+                    .database(&name)
+                    .map(|n| vec![Value::from(n)])
+                    .into_iter()
+                    .collect();
+                done(Outcome::rows(ResultSet {
+                    columns: vec![nv("name", 128, false)],
+                    rows,
+                }))
             }
             Shape::LatestBackup => done(Outcome::rows(self.latest_backup(&cap(0), &cap(1)))),
             Shape::HeaderOnly => done(self.header_only(&cap(0))),
@@ -243,7 +266,10 @@ impl Model {
             Shape::Backup { checksum } => self.backup(&cap(0), &cap(1), &cap(2), checksum),
             Shape::ConnectorSpaceCounts => {
                 let (db, db2) = (cap(0), cap(1));
-                if let Err(m) = self.sync_db(&db, "mms_connectorspace").and(self.sync_db(&db2, "mms_management_agent")) {
+                if let Err(m) = self
+                    .sync_db(&db, "mms_connectorspace")
+                    .and(self.sync_db(&db2, "mms_management_agent"))
+                {
                     return done(Outcome::error(m));
                 }
                 let s = &self.state.sync;
@@ -251,31 +277,57 @@ impl Model {
                     .management_agents
                     .iter()
                     .map(|ma| {
-                        let n = s.connector_space.iter().filter(|c| c.ma_id == ma.ma_id).count();
+                        let n = s
+                            .connector_space
+                            .iter()
+                            .filter(|c| c.ma_id == ma.ma_id)
+                            .count();
                         (ma.ma_name.clone(), n as i32)
                     })
                     .filter(|(_, n)| *n > 0)
                     .collect();
                 counts.sort_by_key(|(name, _)| name.to_lowercase());
                 done(Outcome::rows(ResultSet {
-                    columns: vec![nv("ma_name", 255, true), Column::new("objects", SqlType::Int, false)],
-                    rows: counts.into_iter().map(|(n, c)| vec![Value::Str(n), Value::Int(c)]).collect(),
+                    columns: vec![
+                        nv("ma_name", 255, true),
+                        Column::new("objects", SqlType::Int, false),
+                    ],
+                    rows: counts
+                        .into_iter()
+                        .map(|(n, c)| vec![Value::Str(n), Value::Int(c)])
+                        .collect(),
                 }))
             }
             Shape::ManagementAgents => {
                 if let Err(m) = self.sync_db(&cap(0), "mms_management_agent") {
                     return done(Outcome::error(m));
                 }
-                let rows = self.state.sync.management_agents.iter().map(|m| vec![Value::from(m.ma_name.as_str())]).collect();
-                done(Outcome::rows(ResultSet { columns: vec![nv("ma_name", 255, true)], rows }))
+                let rows = self
+                    .state
+                    .sync
+                    .management_agents
+                    .iter()
+                    .map(|m| vec![Value::from(m.ma_name.as_str())])
+                    .collect();
+                done(Outcome::rows(ResultSet {
+                    columns: vec![nv("ma_name", 255, true)],
+                    rows,
+                }))
             }
             Shape::Count | Shape::CountAs => {
-                let (alias, rest) = if shape == Shape::CountAs { (cap(0), 1) } else { (String::new(), 0) };
+                let (alias, rest) = if shape == Shape::CountAs {
+                    (cap(0), 1)
+                } else {
+                    (String::new(), 0)
+                };
                 let (db, schema, table) = (cap(rest), cap(rest + 1), cap(rest + 2));
                 if self.database(&db).is_none() {
                     return done(Outcome::error(self.no_database(&db)));
                 }
-                match self.table_rows(&db, &table).filter(|_| eq_ci(&schema, "dbo")) {
+                match self
+                    .table_rows(&db, &table)
+                    .filter(|_| eq_ci(&schema, "dbo"))
+                {
                     Some(n) => done(Outcome::rows(ResultSet {
                         columns: vec![Column::new(&alias, SqlType::Int, false)],
                         rows: vec![vec![Value::Int(n as i32)]],
@@ -289,7 +341,10 @@ impl Model {
             }
             Shape::ConnectorSpaceObjects => {
                 let (db, db2, ma_name) = (cap(0), cap(1), cap(2));
-                if let Err(m) = self.sync_db(&db, "mms_connectorspace").and(self.sync_db(&db2, "mms_management_agent")) {
+                if let Err(m) = self
+                    .sync_db(&db, "mms_connectorspace")
+                    .and(self.sync_db(&db2, "mms_management_agent"))
+                {
                     return done(Outcome::error(m));
                 }
                 let s = &self.state.sync;
@@ -341,11 +396,13 @@ impl Model {
             .flat_map(|b| {
                 s.backupmediafamily
                     .iter()
-                    .filter(move |m| m.media_set_id == b.media_set_id && eq_ci(&m.physical_device_name, device))
+                    .filter(move |m| {
+                        m.media_set_id == b.media_set_id && eq_ci(&m.physical_device_name, device)
+                    })
                     .map(move |m| (b, m))
             })
             .collect();
-        sets.sort_by(|a, b| b.0.backup_finish_date.cmp(&a.0.backup_finish_date));
+        sets.sort_by_key(|s| std::cmp::Reverse(s.0.backup_finish_date));
         ResultSet {
             columns: vec![
                 Column::new("backup_set_id", SqlType::Int, false),
@@ -397,7 +454,11 @@ impl Model {
     }
 
     fn unrecognized_option(&self, statement: &str) -> Outcome {
-        Outcome::error(Message::error(155, 15, format!("'CHECKSUM' is not a recognized {statement} option.")))
+        Outcome::error(Message::error(
+            155,
+            15,
+            format!("'CHECKSUM' is not a recognized {statement} option."),
+        ))
     }
 
     fn verify_only(&self, device: &str, checksum: bool) -> Outcome {
@@ -427,16 +488,22 @@ impl Model {
             Err(bad) => return self.bad_backup(device, &bad, "RESTORE HEADERONLY"),
         };
         let h = &file.header;
-        let created = NaiveDateTime::parse_from_str(&h.database_creation_date, "%Y-%m-%dT%H:%M:%S%.3f")
-            .map(Value::DateTime)
-            .unwrap_or(Value::Null);
+        let created =
+            NaiveDateTime::parse_from_str(&h.database_creation_date, "%Y-%m-%dT%H:%M:%S%.3f")
+                .map(Value::DateTime)
+                .unwrap_or(Value::Null);
         let mut columns = vec![
             nv("BackupName", 128, true),
             nv("BackupDescription", 255, true),
             Column::new("BackupType", SqlType::Int, true),
             Column::new("ExpirationDate", SqlType::DateTime, true),
         ];
-        let mut row = vec![Value::from(h.backup_name.as_str()), Value::Null, Value::Int(1), Value::Null];
+        let mut row = vec![
+            Value::from(h.backup_name.as_str()),
+            Value::Null,
+            Value::Int(1),
+            Value::Null,
+        ];
         if self.version == TdsVersion::V74 {
             // SQL Server 2000's HEADERONLY has no Compressed column.
             columns.push(Column::new("Compressed", SqlType::Bit, true));
@@ -466,7 +533,10 @@ impl Model {
             Value::DateTime(file.start),
             Value::DateTime(file.finish),
         ]);
-        Outcome::rows(ResultSet { columns, rows: vec![row] })
+        Outcome::rows(ResultSet {
+            columns,
+            rows: vec![row],
+        })
     }
 
     fn backup(&mut self, database: &str, device: &str, name: &str, checksum: bool) -> Execution {
@@ -478,7 +548,11 @@ impl Model {
             return fail(self.no_database(database));
         };
         if db == "tempdb" {
-            return fail(Message::error(3147, 16, "Backup and restore operations are not allowed on database tempdb."));
+            return fail(Message::error(
+                3147,
+                16,
+                "Backup and restore operations are not allowed on database tempdb.",
+            ));
         }
         self.refresh_faults_from_file();
         self.state.faults.backups_since_set += 1;
@@ -501,7 +575,10 @@ impl Model {
             return fail(Message::error(
                 3201,
                 16,
-                format!("Cannot open backup device '{device}'. Operating system error {code}({}).", os_error_text(code)),
+                format!(
+                    "Cannot open backup device '{device}'. Operating system error {code}({}).",
+                    os_error_text(code)
+                ),
             ));
         }
         let start = super::now();
@@ -509,11 +586,21 @@ impl Model {
         let media_set_id = self.state.next_media_set_id;
         self.state.next_backup_set_id += 1;
         self.state.next_media_set_id += 1;
-        let crdate = self.state.databases.iter().find(|d| d.name == db).map(|d| d.crdate).unwrap_or_default();
+        let crdate = self
+            .state
+            .databases
+            .iter()
+            .find(|d| d.name == db)
+            .map(|d| d.crdate)
+            .unwrap_or_default();
         let header = BackupHeader {
             backup_name: name.to_string(),
             database_name: db.clone(),
-            database_version: if self.version == TdsVersion::V71 { 539 } else { 852 },
+            database_version: if self.version == TdsVersion::V71 {
+                539
+            } else {
+                852
+            },
             database_creation_date: backup::format_date(&crdate),
             server_name: self.state.server_name.clone(),
             user_name: "upgrade".to_string(),
@@ -559,7 +646,8 @@ impl Model {
 
     /// Records a completed backup in msdb and answers as BACKUP DATABASE does.
     pub fn finish_backup(&mut self, job: &BackupJob, finish: NaiveDateTime) -> Outcome {
-        let start = NaiveDateTime::parse_from_str(&job.header.start, "%Y-%m-%dT%H:%M:%S%.3f").unwrap_or(finish);
+        let start = NaiveDateTime::parse_from_str(&job.header.start, "%Y-%m-%dT%H:%M:%S%.3f")
+            .unwrap_or(finish);
         self.state.backupset.push(BackupSetRow {
             backup_set_id: job.header.backup_set_id,
             backup_set_uuid: job.header.backup_set_uuid.clone(),
@@ -602,7 +690,10 @@ impl Model {
             Message::error(
                 3202,
                 16,
-                format!("Write on \"{}\" failed: 112(There is not enough space on the disk.)", job.device),
+                format!(
+                    "Write on \"{}\" failed: 112(There is not enough space on the disk.)",
+                    job.device
+                ),
             ),
             "BACKUP DATABASE",
         )
@@ -610,12 +701,20 @@ impl Model {
 
     /// The answer to a backup whose file could not be written at all.
     pub fn backup_write_failed(&self, job: &BackupJob, err: &std::io::Error) -> Outcome {
-        let code = if err.kind() == std::io::ErrorKind::NotFound { 3 } else { 5 };
+        let code = if err.kind() == std::io::ErrorKind::NotFound {
+            3
+        } else {
+            5
+        };
         Outcome::abnormal(
             Message::error(
                 3201,
                 16,
-                format!("Cannot open backup device '{}'. Operating system error {code}({}).", job.device, os_error_text(code)),
+                format!(
+                    "Cannot open backup device '{}'. Operating system error {code}({}).",
+                    job.device,
+                    os_error_text(code)
+                ),
             ),
             "BACKUP DATABASE",
         )
@@ -624,7 +723,9 @@ impl Model {
 
 /// Bytes in `dir` (recursively), not counting `except` (the file a BACKUP WITH INIT overwrites).
 fn folder_size(dir: &Path, except: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     entries
         .flatten()
         .map(|e| {

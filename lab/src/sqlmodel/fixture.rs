@@ -12,7 +12,11 @@ use super::state::{CsRow, LinkRow, MaRow, MvRow, SyncData};
 pub enum MaShape {
     /// A directory: a DN tree under `root` (e.g. `DC=contoso,DC=com`), containers, then leaf
     /// objects named `CN=<prefix> NNNN`; the first leaf is `CN=Administrator`.
-    Directory { root: String, containers: Vec<String>, leaf_prefix: String },
+    Directory {
+        root: String,
+        containers: Vec<String>,
+        leaf_prefix: String,
+    },
     /// A flat table source (an HR database): every object at the root, rdn = anchor = `<prefix>NNNNN`.
     Flat { anchor_prefix: String },
 }
@@ -65,7 +69,9 @@ impl Fixture {
                 },
                 MaFixture {
                     name: "HR Database".into(),
-                    shape: MaShape::Flat { anchor_prefix: "E".into() },
+                    shape: MaShape::Flat {
+                        anchor_prefix: "E".into(),
+                    },
                     objects: 1200,
                     joined: 1200,
                 },
@@ -77,7 +83,9 @@ impl Fixture {
                 },
                 MaFixture {
                     name: "Legacy Notes".into(),
-                    shape: MaShape::Flat { anchor_prefix: "N".into() },
+                    shape: MaShape::Flat {
+                        anchor_prefix: "N".into(),
+                    },
                     objects: 0,
                     joined: 0,
                 },
@@ -93,7 +101,9 @@ impl Fixture {
         f.server_name = "FIMLAB".into();
         f.management_agents[3] = MaFixture {
             name: "FIM Service MA".into(),
-            shape: MaShape::Flat { anchor_prefix: "F".into() },
+            shape: MaShape::Flat {
+                anchor_prefix: "F".into(),
+            },
             objects: 400,
             joined: 300,
         };
@@ -103,12 +113,21 @@ impl Fixture {
     /// Generates the rows. The same fixture always gives the same rows (ids are hashes).
     pub fn generate(&self) -> SyncData {
         let mut data = SyncData::default();
-        let mv: Vec<String> =
-            (0..self.metaverse_objects).map(|i| guid(&format!("mv/{i}"))).collect();
-        data.metaverse = mv.iter().map(|id| MvRow { object_id: id.clone() }).collect();
+        let mv: Vec<String> = (0..self.metaverse_objects)
+            .map(|i| guid(&format!("mv/{i}")))
+            .collect();
+        data.metaverse = mv
+            .iter()
+            .map(|id| MvRow {
+                object_id: id.clone(),
+            })
+            .collect();
         for (m, ma) in self.management_agents.iter().enumerate() {
             let ma_id = guid(&format!("ma/{}", ma.name));
-            data.management_agents.push(MaRow { ma_id: ma_id.clone(), ma_name: ma.name.clone() });
+            data.management_agents.push(MaRow {
+                ma_id: ma_id.clone(),
+                ma_name: ma.name.clone(),
+            });
             let mut push = |rdn: String, parent: Option<String>, key: &str| -> String {
                 let object_id = guid(&format!("cs/{}/{key}", ma.name));
                 data.connector_space.push(CsRow {
@@ -124,10 +143,18 @@ impl Fixture {
             match &ma.shape {
                 MaShape::Flat { anchor_prefix } => {
                     for i in 0..ma.objects {
-                        leaves.push(push(format!("{anchor_prefix}{:05}", i + 1), None, &i.to_string()));
+                        leaves.push(push(
+                            format!("{anchor_prefix}{:05}", i + 1),
+                            None,
+                            &i.to_string(),
+                        ));
                     }
                 }
-                MaShape::Directory { root, containers, leaf_prefix } => {
+                MaShape::Directory {
+                    root,
+                    containers,
+                    leaf_prefix,
+                } => {
                     if ma.objects == 0 {
                         continue;
                     }
@@ -149,7 +176,10 @@ impl Fixture {
                         } else {
                             format!("CN={leaf_prefix} {i:04}")
                         };
-                        let container = conts.get(i % conts.len().max(1)).cloned().or(parent.clone());
+                        let container = conts
+                            .get(i % conts.len().max(1))
+                            .cloned()
+                            .or(parent.clone());
                         leaves.push(push(rdn, container, &format!("leaf{i}")));
                     }
                 }
@@ -160,7 +190,10 @@ impl Fixture {
                 }
                 // Spread agents over the metaverse so that objects join across agents.
                 let target = (i + m * 7) % mv.len();
-                data.csmv_links.push(LinkRow { cs_object_id: cs.clone(), mv_object_id: mv[target].clone() });
+                data.csmv_links.push(LinkRow {
+                    cs_object_id: cs.clone(),
+                    mv_object_id: mv[target].clone(),
+                });
             }
         }
         data
@@ -170,7 +203,9 @@ impl Fixture {
 fn anchor(shape: &MaShape, key: &str, object_id: &str) -> String {
     match shape {
         // Directory anchors are objectGUIDs: 32 hex digits.
-        MaShape::Directory { .. } => object_id.trim_matches(|c| c == '{' || c == '}').replace('-', ""),
+        MaShape::Directory { .. } => object_id
+            .trim_matches(|c| c == '{' || c == '}')
+            .replace('-', ""),
         MaShape::Flat { anchor_prefix } => {
             let n: u32 = key.parse().unwrap_or(0);
             format!("{anchor_prefix}{:05}", n + 1)
@@ -182,7 +217,14 @@ fn anchor(shape: &MaShape, key: &str, object_id: &str) -> String {
 pub fn guid(key: &str) -> String {
     let h = Sha256::digest(key.as_bytes());
     let x = hex::encode_upper(&h[..16]);
-    format!("{{{}-{}-{}-{}-{}}}", &x[0..8], &x[8..12], &x[12..16], &x[16..20], &x[20..32])
+    format!(
+        "{{{}-{}-{}-{}-{}}}",
+        &x[0..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
 }
 
 #[cfg(test)]
@@ -197,12 +239,28 @@ mod tests {
     #[test]
     fn a_directory_agent_has_a_tree_with_administrator_under_a_container() {
         let data = Fixture::miis().generate();
-        let admin = data.connector_space.iter().find(|r| r.rdn == "CN=Administrator").unwrap();
-        let parent = data.connector_space.iter().find(|r| Some(&r.object_id) == admin.pobject_id.as_ref()).unwrap();
+        let admin = data
+            .connector_space
+            .iter()
+            .find(|r| r.rdn == "CN=Administrator")
+            .unwrap();
+        let parent = data
+            .connector_space
+            .iter()
+            .find(|r| Some(&r.object_id) == admin.pobject_id.as_ref())
+            .unwrap();
         assert_eq!(parent.rdn, "CN=Users");
-        let ma = data.management_agents.iter().find(|m| m.ma_id == admin.ma_id).unwrap();
+        let ma = data
+            .management_agents
+            .iter()
+            .find(|m| m.ma_id == admin.ma_id)
+            .unwrap();
         assert_eq!(ma.ma_name, "Contoso AD");
-        let contoso = data.connector_space.iter().filter(|r| r.ma_id == ma.ma_id).count();
+        let contoso = data
+            .connector_space
+            .iter()
+            .filter(|r| r.ma_id == ma.ma_id)
+            .count();
         assert_eq!(contoso, 1800);
     }
 }

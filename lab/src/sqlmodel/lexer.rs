@@ -68,7 +68,11 @@ pub fn tokenize(sql: &str) -> Result<Vec<Tok>, LexError> {
             let mut s = String::new();
             loop {
                 match chars.get(i) {
-                    None => return Err(LexError { near: chars[start..].iter().collect() }),
+                    None => {
+                        return Err(LexError {
+                            near: chars[start..].iter().collect(),
+                        })
+                    }
                     Some('\'') if chars.get(i + 1) == Some(&'\'') => {
                         s.push('\'');
                         i += 2;
@@ -91,7 +95,11 @@ pub fn tokenize(sql: &str) -> Result<Vec<Tok>, LexError> {
             let mut s = String::new();
             loop {
                 match chars.get(i) {
-                    None => return Err(LexError { near: chars[start..].iter().collect() }),
+                    None => {
+                        return Err(LexError {
+                            near: chars[start..].iter().collect(),
+                        })
+                    }
                     Some(&ch) if ch == close && chars.get(i + 1) == Some(&close) => {
                         s.push(close);
                         i += 2;
@@ -157,7 +165,9 @@ pub fn match_shape(shape: &[Tok], tokens: &[Tok]) -> Result<Vec<Capture>, usize>
     };
     let mut caps = Vec::new();
     for (i, pat) in shape.iter().enumerate() {
-        let Some(tok) = tokens.get(i) else { return Err(i) };
+        let Some(tok) = tokens.get(i) else {
+            return Err(i);
+        };
         let ok = match (pat, tok) {
             (Tok::Word(p), Tok::Str(s)) if p == "$S" => {
                 caps.push(Capture::Str(s.clone()));
@@ -200,8 +210,13 @@ mod tests {
     #[test]
     fn literals_and_names_are_captured_whatever_the_spacing_and_case() {
         let sh = shape("SELECT name FROM master.dbo.sysdatabases WHERE name = $S");
-        let toks = tokenize("select   NAME from [master].dbo.[sysdatabases]\n where name=N'It''s';").unwrap();
-        assert_eq!(match_shape(&sh, &toks), Ok(vec![Capture::Str("It's".into())]));
+        let toks =
+            tokenize("select   NAME from [master].dbo.[sysdatabases]\n where name=N'It''s';")
+                .unwrap();
+        assert_eq!(
+            match_shape(&sh, &toks),
+            Ok(vec![Capture::Str("It's".into())])
+        );
     }
 
     #[test]

@@ -52,9 +52,15 @@ pub struct SqlFaults {
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("SQL model state {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("SQL model state {path} is not valid JSON of the expected shape: {source}")]
-    Corrupt { path: PathBuf, source: serde_json::Error },
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }
 
 /// What a statement turned into: a finished answer, or a backup the TDS layer must carry out
@@ -76,7 +82,8 @@ pub struct Model {
 /// The server's clock (local time, as SQL Server's GETDATE()), to the millisecond.
 pub fn now() -> NaiveDateTime {
     let t = chrono::Local::now().naive_local();
-    t.with_nanosecond((t.and_utc().timestamp_subsec_millis()) * 1_000_000).unwrap_or(t)
+    t.with_nanosecond((t.and_utc().timestamp_subsec_millis()) * 1_000_000)
+        .unwrap_or(t)
 }
 
 use chrono::Timelike;
@@ -86,11 +93,21 @@ impl Model {
     pub fn seed(dir: &Path, fixture: &Fixture) -> Result<Model, ModelError> {
         let created = NaiveDateTime::parse_from_str("2006-03-14 09:30:00", "%Y-%m-%d %H:%M:%S")
             .unwrap_or_default();
-        let databases = ["master", "tempdb", "model", "msdb", fixture.sync_database.as_str()]
-            .iter()
-            .enumerate()
-            .map(|(i, name)| state::DatabaseRow { dbid: i as i32 + 1, name: name.to_string(), crdate: created })
-            .collect();
+        let databases = [
+            "master",
+            "tempdb",
+            "model",
+            "msdb",
+            fixture.sync_database.as_str(),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| state::DatabaseRow {
+            dbid: i as i32 + 1,
+            name: name.to_string(),
+            crdate: created,
+        })
+        .collect();
         let state = State {
             server_name: fixture.server_name.clone(),
             sync_database: fixture.sync_database.clone(),
@@ -111,7 +128,11 @@ impl Model {
         let mut state = state::load(dir)?;
         // Whatever faults.json says now is the baseline: only a later change to it replaces faults.
         state.faults.last_seen_file = state::read_fault_file(dir);
-        Ok(Model { dir: dir.to_path_buf(), state, version: TdsVersion::V74 })
+        Ok(Model {
+            dir: dir.to_path_buf(),
+            state,
+            version: TdsVersion::V74,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -171,8 +192,15 @@ impl Model {
     /// Maps a device path to the lab's file system: `C:\X\Y` is DIR/drives/C/X/Y; others stay as given.
     pub fn resolve_path(&self, device: &str) -> PathBuf {
         let b = device.as_bytes();
-        if b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && (b[2] == b'\\' || b[2] == b'/') {
-            let mut p = self.dir.join("drives").join((b[0] as char).to_ascii_uppercase().to_string());
+        if b.len() >= 3
+            && b[0].is_ascii_alphabetic()
+            && b[1] == b':'
+            && (b[2] == b'\\' || b[2] == b'/')
+        {
+            let mut p = self
+                .dir
+                .join("drives")
+                .join((b[0] as char).to_ascii_uppercase().to_string());
             for part in device[3..].split(['\\', '/']).filter(|s| !s.is_empty()) {
                 p.push(part);
             }
@@ -185,7 +213,11 @@ impl Model {
     fn persist(&self) -> Result<(), Message> {
         state::save(&self.dir, &self.state).map_err(|e| {
             tracing::error!("{e}");
-            Message::error(50000, 16, format!("lab SQL model could not save its state: {e}"))
+            Message::error(
+                50000,
+                16,
+                format!("lab SQL model could not save its state: {e}"),
+            )
         })
     }
 }

@@ -118,7 +118,10 @@ pub fn log_path(lab: &Path) -> PathBuf {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
-    move |source| ModelError::Io { path: path.to_path_buf(), source }
+    move |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Loads DIR/sql/state.json.
@@ -134,7 +137,10 @@ pub fn save(lab: &Path, state: &State) -> Result<(), ModelError> {
     fs::create_dir_all(&dir).map_err(io(&dir))?;
     let path = state_path(lab);
     let tmp = dir.join("state.json.tmp");
-    let text = serde_json::to_vec(state).map_err(|source| ModelError::Corrupt { path: path.clone(), source })?;
+    let text = serde_json::to_vec(state).map_err(|source| ModelError::Corrupt {
+        path: path.clone(),
+        source,
+    })?;
     let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
     f.write_all(&text).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
@@ -159,10 +165,17 @@ pub fn log_statement(lab: &Path, kind: RequestKind, sql: &str) -> Result<(), Mod
         sql: &'a str,
     }
     let path = log_path(lab);
-    let mut line = serde_json::to_string(&Line { kind, sql })
-        .map_err(|source| ModelError::Corrupt { path: path.clone(), source })?;
+    let mut line =
+        serde_json::to_string(&Line { kind, sql }).map_err(|source| ModelError::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
     line.push('\n');
-    let mut f = fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io(&path))?;
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io(&path))?;
     f.write_all(line.as_bytes()).map_err(io(&path))
 }
 

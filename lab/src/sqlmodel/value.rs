@@ -24,7 +24,11 @@ pub struct Column {
 
 impl Column {
     pub fn new(name: &str, ty: SqlType, nullable: bool) -> Column {
-        Column { name: name.to_string(), ty, nullable }
+        Column {
+            name: name.to_string(),
+            ty,
+            nullable,
+        }
     }
 }
 
@@ -71,10 +75,22 @@ pub struct Message {
 
 impl Message {
     pub fn error(number: u32, class: u8, text: impl Into<String>) -> Message {
-        Message { number, state: 1, class, text: text.into(), line: 1 }
+        Message {
+            number,
+            state: 1,
+            class,
+            text: text.into(),
+            line: 1,
+        }
     }
     pub fn info(number: u32, text: impl Into<String>) -> Message {
-        Message { number, state: 1, class: 0, text: text.into(), line: 1 }
+        Message {
+            number,
+            state: 1,
+            class: 0,
+            text: text.into(),
+            line: 1,
+        }
     }
 }
 
@@ -94,17 +110,25 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn rows(set: ResultSet) -> Outcome {
-        Outcome { replies: vec![Reply::Rows(set)] }
+        Outcome {
+            replies: vec![Reply::Rows(set)],
+        }
     }
     pub fn error(msg: Message) -> Outcome {
-        Outcome { replies: vec![Reply::Error(msg)] }
+        Outcome {
+            replies: vec![Reply::Error(msg)],
+        }
     }
     /// An error followed by the "terminating abnormally" 3013 SQL Server adds to BACKUP/RESTORE errors.
     pub fn abnormal(msg: Message, what: &str) -> Outcome {
         Outcome {
             replies: vec![
                 Reply::Error(msg),
-                Reply::Error(Message::error(3013, 16, format!("{what} is terminating abnormally."))),
+                Reply::Error(Message::error(
+                    3013,
+                    16,
+                    format!("{what} is terminating abnormally."),
+                )),
             ],
         }
     }

@@ -1,0 +1,144 @@
+//! FreeTDS `tsql`, a client independent of tiberius, against the TDS double in 7.4 and 7.1 modes:
+//! it must log in and read result sets. CI installs freetds-bin; without it these tests fail.
+
+mod tds_support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use tds_support::*;
+use upgrade_lab::tds::{SqlFaults, TdsVersion};
+
+/// Runs `tsql` with `input` on stdin at TDS version `tdsver`; returns (success, stdout, stderr).
+fn tsql(port: u16, tdsver: &str, password: &str, input: &str) -> (bool, String, String) {
+    let conf_dir = tempfile::tempdir().unwrap();
+    let conf = conf_dir.path().join("freetds.conf");
+    std::fs::write(
+        &conf,
+        format!("[global]\n\ttds version = {tdsver}\n\tencryption = off\n"),
+    )
+    .unwrap();
+    let child = Command::new("tsql")
+        .args([
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            USER,
+            "-P",
+            password,
+        ])
+        .env("FREETDSCONF", &conf)
+        .env("TDSVER", tdsver)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("FreeTDS `tsql` is not installed: install the Debian package freetds-bin (apt-get install freetds-bin; CI's .ci/run installs it)")
+        }
+        Err(e) => panic!("cannot run tsql: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn reads_result_sets(version: TdsVersion, tdsver: &'static str, banner: &str) {
+    let lab = start(version, SqlFaults::default()).await;
+    let port = lab.addr().port();
+    let input = format!(
+        "SELECT @@VERSION\ngo\nSELECT ma_name FROM [{DB}].dbo.mms_management_agent\ngo\nSELECT COUNT(*) AS objects FROM [{DB}].dbo.mms_metaverse\ngo\nSELECT name FROM master.dbo.sysdatabases WHERE name = N'msdb'\ngo\nexit\n"
+    );
+    let (_, out, err) = tokio::task::spawn_blocking(move || tsql(port, tdsver, PASSWORD, &input))
+        .await
+        .unwrap();
+    assert!(
+        out.contains(banner),
+        "banner {banner:?} missing:\n{out}\n{err}"
+    );
+    for expected in [
+        "Contoso AD",
+        "HR Database",
+        "Fabrikam GAL",
+        "Legacy Notes",
+        "1500",
+        "msdb",
+    ] {
+        assert!(
+            out.contains(expected),
+            "{expected:?} missing:\n{out}\n{err}"
+        );
+    }
+    assert!(
+        out.contains("(4 rows affected)"),
+        "row count from DONE missing:\n{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tsql_reads_result_sets_from_the_sql_server_2016_double_over_tds_7_4() {
+    reads_result_sets(TdsVersion::V74, "7.4", "Microsoft SQL Server 2016").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tsql_reads_result_sets_from_the_sql_server_2000_double_over_tds_7_1() {
+    reads_result_sets(
+        TdsVersion::V71,
+        "7.1",
+        "Microsoft SQL Server  2000 - 8.00.2039",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tsql_reads_datetime_bigint_and_null_over_tds_7_1_after_a_backup() {
+    let lab = start(TdsVersion::V71, SqlFaults::default()).await;
+    let file = lab.backup_dir().join("full.bak");
+    let device = file.to_str().unwrap().to_string();
+    let port = lab.addr().port();
+    let input = format!(
+        "BACKUP DATABASE [{DB}] TO DISK = {} WITH INIT, NAME = N'pre-upgrade'\ngo\nRESTORE HEADERONLY FROM DISK = {}\ngo\nexit\n",
+        lit(&device),
+        lit(&device)
+    );
+    let (_, out, err) = tokio::task::spawn_blocking(move || tsql(port, "7.1", PASSWORD, &input))
+        .await
+        .unwrap();
+    assert!(
+        err.contains("BACKUP DATABASE successfully processed")
+            || out.contains("BACKUP DATABASE successfully processed"),
+        "{out}\n{err}"
+    );
+    let size = std::fs::metadata(&file).unwrap().len().to_string();
+    assert!(out.contains(&size), "BackupSize {size} missing:\n{out}");
+    assert!(out.contains("pre-upgrade") && out.contains("NULL"), "{out}");
+    let year = upgrade_lab::sqlmodel::now().format("%Y").to_string();
+    assert!(out.contains(&year), "dates missing:\n{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tsql_with_a_wrong_password_gets_login_failed() {
+    let lab = start(TdsVersion::V74, SqlFaults::default()).await;
+    let port = lab.addr().port();
+    let (_, out, err) =
+        tokio::task::spawn_blocking(move || tsql(port, "7.4", "wrong", "SELECT 1\ngo\nexit\n"))
+            .await
+            .unwrap();
+    assert!(
+        format!("{out}{err}").contains("Login failed for user 'upgrade'"),
+        "{out}\n{err}"
+    );
+}
