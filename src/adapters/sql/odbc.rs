@@ -124,6 +124,22 @@ fn braced(value: &str) -> String {
     format!("{{{}}}", value.replace('}', "}}"))
 }
 
+/// A value for FreeTDS, which ends a braced value at the first `}` and does not undo `}}`:
+/// braced unless it holds `}`, then bare unless it also holds `;` (which no form can carry).
+fn freetds_value(value: &str, what: &str) -> Result<String, SqlError> {
+    if !value.contains('}') {
+        Ok(braced(value))
+    } else if !value.contains(';') && !value.starts_with(['{', ' ']) && !value.ends_with(' ') {
+        Ok(value.to_string())
+    } else {
+        Err(SqlError::Unsupported {
+            message: format!(
+                "the FreeTDS ODBC driver cannot take a {what} containing both `;` and `}}` (or starting with `{{` or a space); use another driver or change the {what}"
+            ),
+        })
+    }
+}
+
 /// The ODBC connection string. Holds the password: never log it.
 pub fn connection_string(
     conn: &SqlConnection,
@@ -165,11 +181,15 @@ pub fn connection_string(
             let password = password.ok_or_else(|| SqlError::Unsupported {
                 message: format!("SQL authentication as {} needs a password", login.user),
             })?;
-            s.push_str(&format!(
-                "UID={};PWD={};",
-                braced(&login.user),
-                braced(password.expose())
-            ));
+            let (uid, pwd) = if freetds {
+                (
+                    freetds_value(&login.user, "user name")?,
+                    freetds_value(password.expose(), "password")?,
+                )
+            } else {
+                (braced(&login.user), braced(password.expose()))
+            };
+            s.push_str(&format!("UID={uid};PWD={pwd};"));
         }
     }
     Ok(s)
@@ -428,7 +448,7 @@ mod tests {
 
     #[test]
     fn a_freetds_connection_string_names_port_version_and_a_braced_password() {
-        let pw = SecretString::new("p;w}d");
+        let pw = SecretString::new("p;w=d");
         let s = connection_string(
             &conn(
                 Some("/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so"),
@@ -440,8 +460,20 @@ mod tests {
         .unwrap();
         assert_eq!(
             s,
-            "Driver=/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so;Server=127.0.0.1;Port=14330;TDS_Version=7.1;ClientCharset=UTF-8;UID={upgrade};PWD={p;w}}d};"
+            "Driver=/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so;Server=127.0.0.1;Port=14330;TDS_Version=7.1;ClientCharset=UTF-8;UID={upgrade};PWD={p;w=d};"
         );
+    }
+
+    #[test]
+    fn freetds_gets_a_closing_brace_bare_and_refuses_what_it_cannot_parse() {
+        assert_eq!(freetds_value("pa}ss", "password").unwrap(), "pa}ss");
+        assert_eq!(freetds_value("pa;ss", "password").unwrap(), "{pa;ss}");
+        let err = freetds_value("p;a}ss", "password").unwrap_err();
+        assert!(err.to_string().contains("FreeTDS"), "{err}");
+        // The Microsoft drivers undo `}}`, so anything goes there.
+        let pw = SecretString::new("p;a}ss");
+        let s = connection_string(&conn(Some("SQL Server"), Some(1433), None), Some(&pw)).unwrap();
+        assert!(s.ends_with("PWD={p;a}}ss};"), "{s}");
     }
 
     #[test]

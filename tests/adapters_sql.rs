@@ -1,0 +1,328 @@
+//! The SQL adapters against the lab's TDS double over real TCP: tiberius speaking TDS 7.4 (SQL
+//! Server 2016), ODBC through unixODBC + FreeTDS speaking TDS 7.1 (SQL Server 2000). Server errors
+//! keep their numbers; a wrong password is a login error; a dropped connection is a connection error.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use upgrade::adapters::secrets::SecretString;
+use upgrade::adapters::sql::{self, statements, SqlClient, SqlError, SqlValue};
+use upgrade::plan::{Encryption, Secret, SqlAuth, SqlConnection, SqlDriver, SqlLogin};
+use upgrade_lab::sqlmodel::{Fixture, Model};
+use upgrade_lab::tds::{serve, SqlFaults, TdsConfig, TdsServer, TdsVersion};
+
+const FREETDS: &str = "/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so";
+const DB: &str = "MicrosoftIdentityIntegrationServer";
+const PASSWORD: &str = "Lab-pa55}word";
+
+struct Lab {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    server: TdsServer,
+}
+
+async fn lab(version: TdsVersion, faults: SqlFaults) -> Lab {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    std::fs::create_dir_all(root.join("drives/E/Backups")).unwrap();
+    let model = Model::seed(&root, &Fixture::miis()).unwrap();
+    let config = TdsConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        version,
+        login: "upgrade".into(),
+        password: PASSWORD.into(),
+        faults,
+    };
+    let server = serve(config, Arc::new(tokio::sync::Mutex::new(model)))
+        .await
+        .unwrap();
+    Lab {
+        _dir: dir,
+        root,
+        server,
+    }
+}
+
+fn connection(port: u16, driver: SqlDriver) -> SqlConnection {
+    SqlConnection {
+        host: "(local)".into(),
+        instance: None,
+        port: Some(port),
+        auth: SqlAuth::Sql(SqlLogin {
+            user: "upgrade".into(),
+            password: Secret::Env("UNUSED".into()),
+        }),
+        driver,
+        odbc_driver: (driver == SqlDriver::Odbc).then(|| FREETDS.to_string()),
+        encryption: Encryption::NotSupported,
+        trust_server_certificate: false,
+    }
+}
+
+async fn connect(lab: &Lab, driver: SqlDriver) -> Box<dyn SqlClient> {
+    let conn = connection(lab.server.local_addr().port(), driver);
+    sql::connect(&conn, Some(&SecretString::new(PASSWORD)))
+        .await
+        .unwrap()
+}
+
+fn freetds_installed() -> bool {
+    let ok = Path::new(FREETDS).is_file();
+    assert!(
+        ok || std::env::var_os("CI").is_none(),
+        "CI must install tdsodbc ({FREETDS})"
+    );
+    ok
+}
+
+/// The conversation every backup step has: version, existence, backup, history, header, verify.
+async fn a_backup_conversation(client: &mut dyn SqlClient, lab: &Lab, expect_version: &str) {
+    let props = client.query(statements::SERVER_PROPERTIES).await.unwrap();
+    assert_eq!(
+        props[0].get("product_version").and_then(SqlValue::as_str),
+        Some(expect_version)
+    );
+
+    let exists = client
+        .query(&statements::database_exists(DB))
+        .await
+        .unwrap();
+    assert_eq!(exists.len(), 1);
+    assert!(client
+        .query(&statements::database_exists("NoSuchDb"))
+        .await
+        .unwrap()
+        .is_empty());
+
+    let path = r"E:\Backups\MIIS.bak";
+    let checksum = expect_version.starts_with("13.");
+    client
+        .execute(&statements::backup_database(DB, path, "upgrade", checksum))
+        .await
+        .unwrap();
+    assert!(
+        lab.root.join("drives/E/Backups/MIIS.bak").is_file(),
+        "the double wrote the backup file"
+    );
+
+    let history = client
+        .query(&statements::latest_backup_to(DB, path))
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    let row = &history[0];
+    assert!(
+        row.get("backup_set_id")
+            .and_then(SqlValue::as_i64)
+            .is_some(),
+        "{row:?}"
+    );
+    let finished = row
+        .get("backup_finish_date")
+        .and_then(SqlValue::as_datetime)
+        .expect("a datetime");
+    let age = chrono::Local::now().naive_local() - finished;
+    assert!(
+        age.num_seconds().abs() < 120,
+        "finished {finished}, {age:?} ago"
+    );
+
+    let header = client
+        .query(&statements::restore_headeronly(path))
+        .await
+        .unwrap();
+    assert_eq!(
+        header[0].get("DatabaseName").and_then(SqlValue::as_str),
+        Some(DB)
+    );
+    assert_eq!(
+        header[0].get("BackupType").and_then(SqlValue::as_i64),
+        Some(1)
+    );
+    client
+        .execute(&statements::restore_verifyonly(path, checksum))
+        .await
+        .unwrap();
+
+    let counts = client
+        .query(&statements::connector_space_counts(DB))
+        .await
+        .unwrap();
+    let contoso = counts
+        .iter()
+        .find(|r| r.get("ma_name").and_then(SqlValue::as_str) == Some("Contoso AD"))
+        .expect("Contoso AD counted");
+    assert_eq!(
+        contoso.get("objects").and_then(SqlValue::as_i64),
+        Some(1800)
+    );
+}
+
+#[tokio::test]
+async fn tiberius_backs_up_and_reads_history_from_a_sql_server_2016() {
+    let lab = lab(TdsVersion::V74, SqlFaults::default()).await;
+    let mut client = connect(&lab, SqlDriver::Tds).await;
+    a_backup_conversation(client.as_mut(), &lab, "13.0.5026.0").await;
+}
+
+#[tokio::test]
+async fn odbc_backs_up_and_reads_history_from_a_sql_server_2000() {
+    if !freetds_installed() {
+        return;
+    }
+    let lab = lab(TdsVersion::V71, SqlFaults::default()).await;
+    let mut client = connect(&lab, SqlDriver::Odbc).await;
+    a_backup_conversation(client.as_mut(), &lab, "8.00.2039").await;
+}
+
+async fn expect_backup_error(driver: SqlDriver, version: TdsVersion) -> SqlError {
+    let lab = lab(
+        version,
+        SqlFaults {
+            backup_3201_at: Some(1),
+            ..SqlFaults::default()
+        },
+    )
+    .await;
+    let mut client = connect(&lab, driver).await;
+    let err = client
+        .execute(&statements::backup_database(
+            DB,
+            r"E:\Backups\MIIS.bak",
+            "upgrade",
+            false,
+        ))
+        .await
+        .unwrap_err();
+    // The connection stays usable after a server error.
+    let exists = client
+        .query(&statements::database_exists(DB))
+        .await
+        .unwrap();
+    assert_eq!(exists.len(), 1);
+    err
+}
+
+#[tokio::test]
+async fn a_failed_backup_keeps_its_error_number_through_tiberius() {
+    let err = expect_backup_error(SqlDriver::Tds, TdsVersion::V74).await;
+    assert!(
+        matches!(
+            err,
+            SqlError::Server {
+                number: 3201,
+                class: 16,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_backup_keeps_every_error_number_through_odbc() {
+    if !freetds_installed() {
+        return;
+    }
+    let err = expect_backup_error(SqlDriver::Odbc, TdsVersion::V71).await;
+    assert!(
+        matches!(err, SqlError::Server { number: 3201, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.has_number(3013),
+        "SQL Server follows 3201 with 3013: {err}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_table_is_a_server_error_208() {
+    let lab = lab(TdsVersion::V74, SqlFaults::default()).await;
+    let mut client = connect(&lab, SqlDriver::Tds).await;
+    let err = client
+        .query("SELECT name FROM dbo.no_such_table")
+        .await
+        .unwrap_err();
+    assert!(err.has_number(208), "{err:?}");
+}
+
+async fn expect_dropped(driver: SqlDriver, version: TdsVersion) {
+    let lab = lab(
+        version,
+        SqlFaults {
+            backup_drop_at: Some(1),
+            ..SqlFaults::default()
+        },
+    )
+    .await;
+    let mut client = connect(&lab, driver).await;
+    let err = client
+        .execute(&statements::backup_database(
+            DB,
+            r"E:\Backups\MIIS.bak",
+            "upgrade",
+            false,
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, SqlError::Connection { .. }),
+        "{driver:?}: {err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_backup_is_a_connection_error_through_tiberius() {
+    expect_dropped(SqlDriver::Tds, TdsVersion::V74).await;
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_backup_is_a_connection_error_through_odbc() {
+    if freetds_installed() {
+        expect_dropped(SqlDriver::Odbc, TdsVersion::V71).await;
+    }
+}
+
+async fn expect_login_failure(driver: SqlDriver, version: TdsVersion) {
+    let lab = lab(version, SqlFaults::default()).await;
+    let conn = connection(lab.server.local_addr().port(), driver);
+    let err = match sql::connect(&conn, Some(&SecretString::new("wrong-canary"))).await {
+        Err(e) => e,
+        Ok(_) => panic!("{driver:?}: a wrong password logged in"),
+    };
+    assert!(matches!(err, SqlError::Login { .. }), "{driver:?}: {err:?}");
+    assert!(!err.to_string().contains("wrong-canary"), "{err}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_login_error_through_tiberius() {
+    expect_login_failure(SqlDriver::Tds, TdsVersion::V74).await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_a_login_error_through_odbc() {
+    if freetds_installed() {
+        expect_login_failure(SqlDriver::Odbc, TdsVersion::V71).await;
+    }
+}
+
+#[tokio::test]
+async fn nobody_listening_is_a_connection_error() {
+    // Bind and release a port so nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    for driver in [SqlDriver::Tds, SqlDriver::Odbc] {
+        if driver == SqlDriver::Odbc && !freetds_installed() {
+            continue;
+        }
+        let conn = connection(port, driver);
+        match sql::connect(&conn, Some(&SecretString::new(PASSWORD))).await {
+            Err(SqlError::Connection { .. }) => {}
+            Err(other) => panic!("{driver:?}: {other:?}"),
+            Ok(_) => panic!("{driver:?}: connected to nothing"),
+        }
+    }
+}
