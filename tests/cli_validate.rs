@@ -162,3 +162,25 @@ fn verbose_flags_raise_the_log_level_on_stderr_only() {
         "examples/minimal.yaml is valid: 1 step\n"
     );
 }
+
+#[test]
+fn plan_and_apply_refuse_an_invalid_plan_with_its_diagnostics_and_exit_1() {
+    for args in [
+        &["plan", "tests/bad_plans/uninstall-unprotected.yaml"][..],
+        &[
+            "apply",
+            "--auto-approve",
+            "tests/bad_plans/uninstall-unprotected.yaml",
+        ][..],
+    ] {
+        let out = upgrade(args);
+        assert_eq!(out.status.code(), Some(1), "upgrade {args:?}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(
+                "uninstall-unprotected.yaml:8:5: steps[0].uninstall: an uninstall must come after"
+            ),
+            "upgrade {args:?}: {stderr}"
+        );
+    }
+}
