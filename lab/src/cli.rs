@@ -50,6 +50,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print `export` lines for the lab's SQL and service account passwords (lab secrets, for
+    /// `eval "$(upgrade-lab env DIR)"` before running a plan written for the lab).
+    Env { dir: PathBuf },
     /// Replace the lab's active faults (no SPEC: clear them all).
     Fault { dir: PathBuf, specs: Vec<String> },
     /// Rehearse a real plan on a fresh lab: plan, apply --auto-approve, plan --detailed-exitcode.
@@ -102,6 +105,22 @@ pub fn run(cli: Cli) -> Result<i32, LabError> {
             } else {
                 let _ = write!(out, "{st}");
             }
+            Ok(0)
+        }
+        Command::Env { dir } => {
+            let st = Lab::open(&dir)?.state()?;
+            let _ = writeln!(
+                out,
+                "export {}='{}'",
+                crate::rehearse::SQL_PASSWORD_ENV,
+                st.sql.password
+            );
+            let _ = writeln!(
+                out,
+                "export {}='{}'",
+                crate::rehearse::SERVICE_PASSWORD_ENV,
+                st.account.password
+            );
             Ok(0)
         }
         Command::Fault { dir, specs } => {

@@ -129,6 +129,8 @@ pub const FIM_LOCATION: &str =
 pub const MIIS_SETUP: &str = r"E:\MIIS2003\Setup.exe";
 /// The MIM 2016 sync lab package.
 pub const MIM_MSI: &str = r"E:\Synchronization Service\Synchronization Service.msi";
+/// The folder for backups and key files that `init` prepares.
+pub const UPGRADE_FOLDER: &str = r"D:\Upgrade";
 /// The setup stand-in reads the product it installs from here.
 pub const MIIS_SETUP_PRODUCT: &str = r"E:\MIIS2003\setup.json";
 
@@ -291,6 +293,8 @@ impl Lab {
         for d in ["C", "D", "E"] {
             mkdir(&dir.join("drives").join(d))?;
         }
+        // A prepared server: the administrator made a folder for the upgrade's files.
+        mkdir(&resolve(dir, UPGRADE_FOLDER))?;
         mkdir(&dir.join("bin"))?;
         for tool in ["msiexec", "reg", "sc"] {
             write_wrapper(&dir.join("bin").join(tool), exe, dir, tool)?;
@@ -325,7 +329,10 @@ impl Lab {
             Flavour::Fim2010r2 => {
                 let msi = resolve(dir, MIM_MSI);
                 mkdir(parent(&msi)?)?;
-                write_json(&msi, &crate::tools::package::Package::mim2016(new))?;
+                write_json(
+                    &msi,
+                    &crate::tools::package::Package::mim2016(new, vec![installed.code.clone()]),
+                )?;
             }
         }
 

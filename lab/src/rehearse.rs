@@ -320,6 +320,31 @@ pub fn rewrite_plan(plan: &Value, t: &Target) -> Result<Rewritten, LabError> {
     })
 }
 
+/// Destination folders the rewritten plan writes into (backups, key files, copies, logs), so a
+/// rehearsal starts from a prepared server. Only folders inside the lab are returned.
+pub fn destination_folders(plan: &Value, lab_dir: &Path) -> Vec<PathBuf> {
+    let wanted: [&[&str]; 5] = [
+        &["backup_database", "to"],
+        &["export_keys", "to"],
+        &["backup_files", "to"],
+        &["uninstall", "log"],
+        &["install", "log"],
+    ];
+    let mut out: Vec<PathBuf> = Vec::new();
+    for step in steps(plan) {
+        for path in wanted {
+            let Some(p) = get_str(step, path) else {
+                continue;
+            };
+            let folder = Path::new(&p).parent().map(Path::to_path_buf);
+            if let Some(f) = folder.filter(|f| f.starts_with(lab_dir) && !out.contains(f)) {
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
 /// One phase's result.
 #[derive(Debug, Clone)]
 pub struct Phase {
@@ -415,6 +440,9 @@ fn rehearse_on(
         },
     };
     let rewritten = rewrite_plan(plan, &target)?;
+    for folder in destination_folders(&rewritten.plan, lab.dir()) {
+        std::fs::create_dir_all(&folder).map_err(LabError::io(&folder))?;
+    }
     let plan_file = lab.dir().join("rehearsal-plan.yaml");
     let yaml =
         serde_yaml::to_string(&rewritten.plan).map_err(|e| LabError::Rehearse(e.to_string()))?;
@@ -646,6 +674,18 @@ steps:
             at(step(&p, 3), &["uninstall", "product", "product_code"]),
             "{11111111-2222-3333-4444-555555555555}"
         );
+    }
+
+    #[test]
+    fn the_plans_destination_folders_are_prepared_inside_the_lab_only() {
+        let p = rewritten().plan;
+        let folders = destination_folders(&p, Path::new("/tmp/lab"));
+        assert_eq!(folders, vec![PathBuf::from("/tmp/lab/drives/D/Upgrade")]);
+        let outside = serde_yaml::from_str(
+            "steps: [ {id: a, backup_database: {database: X, to: '/srv/x.bak'}} ]",
+        )
+        .unwrap();
+        assert!(destination_folders(&outside, Path::new("/tmp/lab")).is_empty());
     }
 
     #[test]

@@ -511,3 +511,22 @@ fn miis_setup_refuses_a_foreign_key_file_and_runs_only_after_iifp_is_gone() {
     let r = run(&lab.tools().unwrap().installer, &["/q", "/wizard"], "");
     assert_eq!(last_exit(&lab), 1639, "{}", r.err);
 }
+
+#[test]
+fn the_mim_package_upgrades_fim_in_place_keeping_keys_service_and_extensions() {
+    let (_t, lab) = lab(Flavour::Fim2010r2);
+    let before = lab.state().unwrap();
+    let folder = lab.lab_path(&before.products[0].install_location);
+    let dlls = folder.join("Extensions").read_dir().unwrap().count();
+    let r = msi_install(&lab, &mim_props(&lab, None));
+    assert_eq!(r.code, 0, "{}", r.err);
+    let st = lab.state().unwrap();
+    assert_eq!(st.products.len(), 1);
+    assert_eq!(
+        st.products[0].name,
+        "Microsoft Identity Manager Synchronization Service"
+    );
+    assert_eq!(st.key_set, before.key_set);
+    assert!(st.service("FIMSynchronizationService").unwrap().running);
+    assert_eq!(folder.join("Extensions").read_dir().unwrap().count(), dlls);
+}

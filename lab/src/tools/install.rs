@@ -23,6 +23,8 @@ pub struct InstallRequest {
     pub password: Option<String>,
     /// Key file path as received (Windows paths are mapped into the sandbox).
     pub key_file: Option<String>,
+    /// Product codes the package replaces by a major upgrade (msiexec only).
+    pub upgrades: Vec<String>,
     /// Properties or switches as received, for the lab's record.
     pub received: Vec<(String, String)>,
 }
@@ -74,11 +76,15 @@ fn check_and_apply(
             ),
         ));
     }
-    if let Some(old) = st
+    let upgraded: Vec<Product> = st
         .products
         .iter()
-        .find(|o| o.service.eq_ignore_ascii_case(&p.service))
-    {
+        .filter(|o| req.upgrades.iter().any(|u| u.eq_ignore_ascii_case(&o.code)))
+        .cloned()
+        .collect();
+    if let Some(old) = st.products.iter().find(|o| {
+        o.service.eq_ignore_ascii_case(&p.service) && !upgraded.iter().any(|u| u.code == o.code)
+    }) {
         return Err(refuse(
             1603,
             format!(
@@ -118,6 +124,9 @@ fn check_and_apply(
         _ => import_key_file(lab, req, &db.name, &db.key_set_id)?,
     };
     st.key_set = Some(key_set);
+    // A major upgrade removes the old product's entry; its key set, service and folder stay.
+    st.products
+        .retain(|o| !upgraded.iter().any(|u| u.code == o.code));
     st.products.push(p.clone());
     st.services
         .retain(|s| !s.name.eq_ignore_ascii_case(&p.service));

@@ -241,6 +241,7 @@ fn install(lab: &Path, package: &str, cmd: &Command, log: &mut Vec<String>) -> i
         domain: prop(&pkg.domain_property).unwrap_or_default(),
         password: prop(&pkg.password_property),
         key_file: prop(&pkg.key_file_property),
+        upgrades: pkg.upgrades.clone(),
         received: cmd.properties.clone(),
     };
     match install::install(lab, &req) {

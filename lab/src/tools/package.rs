@@ -25,11 +25,15 @@ pub struct Package {
     /// The property giving a key file to import when the server has no key set. Lab choice
     /// (`KEYFILE`): no unattended key-import property of the real MIM MSI is documented here.
     pub key_file_property: String,
+    /// Product codes this package replaces by a Windows Installer major upgrade: installed, they
+    /// are removed as part of the install, keeping the key set, the service and the install folder.
+    #[serde(default)]
+    pub upgrades: Vec<String>,
 }
 
 impl Package {
-    /// The MIM 2016 Synchronization Service package of the fim2010r2 lab.
-    pub fn mim2016(product: Product) -> Package {
+    /// The MIM 2016 Synchronization Service package of the fim2010r2 lab, upgrading `upgrades`.
+    pub fn mim2016(product: Product, upgrades: Vec<String>) -> Package {
         Package {
             lab_package: 1,
             product,
@@ -39,6 +43,7 @@ impl Package {
             domain_property: "SERVICEDOMAIN".into(),
             password_property: "SERVICEPASSWORD".into(),
             key_file_property: "KEYFILE".into(),
+            upgrades,
         }
     }
 

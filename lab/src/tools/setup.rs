@@ -168,6 +168,7 @@ fn setup(
         domain: get("servicedomain"),
         password,
         key_file: Some(get("keyfile")),
+        upgrades: Vec::new(),
         received: switches.to_vec(),
     };
     match install::install(lab, &req) {
