@@ -1,0 +1,108 @@
+//! `upgrade-lab rehearse` end to end with the real `upgrade` binary: a shipped plan, written for a
+//! real server, runs validate, plan, apply and plan again on a fresh lab and converges.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The `upgrade` binary beside upgrade-lab, built when missing.
+fn upgrade_binary() -> PathBuf {
+    let lab = PathBuf::from(env!("CARGO_BIN_EXE_upgrade-lab"));
+    let upgrade = lab.with_file_name("upgrade");
+    if !upgrade.is_file() {
+        let target = lab.parent().unwrap().parent().unwrap();
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "-p",
+                "upgrade",
+                "--bin",
+                "upgrade",
+                "--manifest-path",
+            ])
+            .arg(workspace().join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", target)
+            .status()
+            .unwrap();
+        assert!(status.success(), "building upgrade: {status}");
+    }
+    upgrade
+}
+
+fn rehearse(plan: &str, keep: &Path) -> (i32, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_upgrade-lab"))
+        .arg("rehearse")
+        .arg(workspace().join(plan))
+        .arg("--keep")
+        .arg(keep)
+        .arg("--upgrade")
+        .arg(upgrade_binary())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    (o.status.code().unwrap_or(-1), out)
+}
+
+fn assert_converged(code: i32, out: &str, keep: &Path) {
+    assert_eq!(code, 0, "{out}");
+    for phase in [
+        "validate    exit 0",
+        "plan        exit 0",
+        "apply       exit 0",
+        "plan again  exit 0",
+    ] {
+        assert!(out.contains(phase), "missing `{phase}` in:\n{out}");
+    }
+    let rewritten = std::fs::read_to_string(keep.join("rehearsal-plan.yaml")).unwrap();
+    assert!(
+        !rewritten.contains(r"D:\"),
+        "a Windows path survived:\n{rewritten}"
+    );
+    let status = upgrade_lab::Lab::open(keep).unwrap().status().unwrap();
+    assert_eq!(status.backups.len(), 1, "one backup taken");
+    assert_eq!(status.key_exports.len(), 1, "one key export");
+    assert!(status.key_set_present);
+}
+
+#[test]
+fn the_fim2010r2_plan_rehearses_end_to_end_and_converges() {
+    let t = tempfile::tempdir().unwrap();
+    let keep = t.path().join("lab");
+    let (code, out) = rehearse("plans/fim2010r2-to-mim2016.yaml", &keep);
+    assert_converged(code, &out, &keep);
+    let st = upgrade_lab::Lab::open(&keep).unwrap().state().unwrap();
+    assert_eq!(
+        st.products[0].name,
+        "Microsoft Identity Manager Synchronization Service"
+    );
+    assert_eq!(
+        st.account.user, "svc-fimsync",
+        "the lab took the plan's service account"
+    );
+}
+
+#[test]
+#[ignore = "engine: after the MIIS install recreates an empty Extensions folder, backup_files plans a re-copy (plan again exits 2); un-ignore once fixed"]
+fn the_iifp_plan_rehearses_end_to_end_and_converges() {
+    let t = tempfile::tempdir().unwrap();
+    let keep = t.path().join("lab");
+    let (code, out) = rehearse("plans/iifp-to-miis2003.yaml", &keep);
+    assert_converged(code, &out, &keep);
+    let st = upgrade_lab::Lab::open(&keep).unwrap().state().unwrap();
+    assert_eq!(
+        st.products[0].name,
+        "Microsoft Identity Integration Server 2003"
+    );
+    let argv = upgrade_lab::tools::read_argv_log(&keep).unwrap();
+    assert!(
+        argv.iter()
+            .all(|r| !r.argv.iter().any(|a| a.contains(&st.account.password))),
+        "the service password reached a stand-in's argv"
+    );
+}
