@@ -106,3 +106,43 @@ fn the_iifp_plan_rehearses_end_to_end_and_converges() {
         "the service password reached a stand-in's argv"
     );
 }
+
+#[test]
+fn the_plan_written_for_the_lab_applies_on_a_lab_made_as_its_header_says() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("lab");
+    let mut o = upgrade_lab::InitOptions::new(upgrade_lab::Flavour::Iifp);
+    o.exe = Some(PathBuf::from(env!("CARGO_BIN_EXE_upgrade-lab")));
+    let lab = upgrade_lab::Lab::init_with(&dir, &o).unwrap();
+    let running = lab.start(upgrade_lab::StartOptions::default()).unwrap();
+    let text = std::fs::read_to_string(workspace().join("examples/lab/iifp-to-miis2003.yaml"))
+        .unwrap()
+        .replace("/tmp/lab", dir.to_str().unwrap())
+        .replace("port: 14330", &format!("port: {}", running.port));
+    let plan = dir.join("plan.yaml");
+    std::fs::write(&plan, text).unwrap();
+    let st = lab.state().unwrap();
+    let upgrade = |args: &[&str]| {
+        let o = Command::new(upgrade_binary())
+            .args(args)
+            .arg(&plan)
+            .env("UPGRADE_LAB_SQL_PASSWORD", &st.sql.password)
+            .env("UPGRADE_LAB_SERVICE_PASSWORD", &st.account.password)
+            .output()
+            .unwrap();
+        let out =
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        (o.status.code().unwrap_or(-1), out)
+    };
+    for phase in [&["validate"][..], &["plan"], &["apply", "--auto-approve"]] {
+        let (code, out) = upgrade(phase);
+        assert_eq!(code, 0, "upgrade {phase:?}:\n{out}");
+    }
+    let status = lab.status().unwrap();
+    assert_eq!(
+        status.products[0].name,
+        "Microsoft Identity Integration Server 2003"
+    );
+    assert_eq!(status.backups.len(), 1);
+    running.stop();
+}
