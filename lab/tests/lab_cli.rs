@@ -270,3 +270,21 @@ fn lab_binary_finds_the_upgrade_lab_executable() {
     assert!(p.ends_with("upgrade-lab"));
     assert!(p.is_file());
 }
+
+#[test]
+fn env_prints_the_lab_passwords_for_a_plan_written_for_the_lab() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("lab");
+    init(&dir, "iifp");
+    let st = Lab::open(&dir).unwrap().state().unwrap();
+    let (code, out, _) = upgrade_lab(&["env", dir.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!(
+        "export UPGRADE_LAB_SQL_PASSWORD='{}'\n",
+        st.sql.password
+    )));
+    assert!(out.contains(&format!(
+        "export UPGRADE_LAB_SERVICE_PASSWORD='{}'\n",
+        st.account.password
+    )));
+}

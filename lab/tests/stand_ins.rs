@@ -530,3 +530,20 @@ fn the_mim_package_upgrades_fim_in_place_keeping_keys_service_and_extensions() {
     assert!(st.service("FIMSynchronizationService").unwrap().running);
     assert_eq!(folder.join("Extensions").read_dir().unwrap().count(), dlls);
 }
+
+#[test]
+fn msiexec_answers_1618_while_another_installer_holds_the_lab() {
+    let (_t, lab) = lab(Flavour::Iifp);
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lab.dir().join("installer.lock"))
+        .unwrap();
+    held.lock().unwrap();
+    uninstall(&lab, &installed_code(&lab));
+    assert_eq!(last_exit(&lab), 1618);
+    assert_eq!(lab.state().unwrap().products.len(), 1);
+    drop(held);
+    assert_eq!(uninstall(&lab, &installed_code(&lab)).code, 0);
+}
