@@ -42,7 +42,7 @@ fn main() {
             plan_converged.push(time(&rig, &["plan", &p, "--detailed-exitcode"], 0));
             apply_converged.push(time(&rig, &["apply", &p, "--auto-approve"], 0));
         }
-        let base = median(validate.drain(..).collect());
+        let base = median(std::mem::take(&mut validate));
         println!("driver {name}: median of {RUNS} runs, each on a fresh lab");
         println!("  {:<34} {:>9.1} ms  1.00x (baseline)", "validate (no server)", base.as_secs_f64() * 1e3);
         for (label, v) in [
@@ -51,7 +51,7 @@ fn main() {
             ("plan, converged server", &mut plan_converged),
             ("apply, converged server (no-op)", &mut apply_converged),
         ] {
-            let m = median(v.drain(..).collect());
+            let m = median(std::mem::take(v));
             println!("  {:<34} {:>9.1} ms  {:>5.2}x", label, m.as_secs_f64() * 1e3, m.as_secs_f64() / base.as_secs_f64());
         }
     }

@@ -46,9 +46,9 @@ impl Session {
         let mut resolved: BTreeMap<String, SecretString> = BTreeMap::new();
         for (secret, place) in plan_secrets(&plan) {
             let key = World::secret_key(secret, &place);
-            if !resolved.contains_key(&key) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = resolved.entry(key) {
                 let value = secrets::resolve_for(secret, &place).map_err(|e| EngineError::Secret(e.to_string()))?;
-                resolved.insert(key, value);
+                slot.insert(value);
             }
         }
         let order = graph::order(&plan).map_err(|cycle| {

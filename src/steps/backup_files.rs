@@ -30,6 +30,8 @@ struct Observed {
     manifest: Option<BTreeMap<String, String>>,
     /// Files of the manifest missing or different at the destination.
     mismatched: Vec<String>,
+    /// sha256 of the destination copy of each source file that has one.
+    copies: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,15 +49,9 @@ impl BackupFilesStep {
         self.spec.to.to_path_buf().join(MANIFEST)
     }
 
-    /// Source files whose copy is missing or different.
+    /// Source files whose copy is missing or different (a copy made by hand that matches counts).
     fn to_copy<'a>(&self, o: &'a Observed) -> Vec<(&'a String, &'a SourceFile)> {
-        o.source
-            .iter()
-            .filter(|(rel, f)| {
-                let recorded = o.manifest.as_ref().and_then(|m| m.get(*rel));
-                recorded != Some(&f.sha256) || o.mismatched.contains(rel)
-            })
-            .collect()
+        o.source.iter().filter(|(rel, f)| o.copies.get(*rel) != Some(&f.sha256)).collect()
     }
 
     fn observe_now(&self) -> Result<Observed, StepError> {
@@ -76,7 +72,14 @@ impl BackupFilesStep {
             }
             Err(_) => (None, Vec::new()),
         };
-        Ok(Observed { source_present, source, manifest, mismatched })
+        let mut copies = BTreeMap::new();
+        for rel in source.keys() {
+            let copy = to.join(rel);
+            if afs::exists(&copy) {
+                copies.insert(rel.clone(), afs::sha256_file(&copy)?);
+            }
+        }
+        Ok(Observed { source_present, source, manifest, mismatched, copies })
     }
 }
 
