@@ -65,21 +65,45 @@ impl Session {
         StepContext { world: &self.world, id: &self.world.plan.steps[i].id, journal, plan_sha256: &self.loaded.sha256 }
     }
 
+    /// The destructive step, recorded as done, that step `i` was a prerequisite of. Such a step is
+    /// sealed: it describes the server before the destruction (the old Extensions folder, the old
+    /// key set), so it is never compared with the live server again, only rechecked.
+    fn sealed_by(&self, i: usize) -> Option<usize> {
+        (0..self.steps.len()).find(|&d| {
+            self.steps[d].destructive()
+                && self.journal.done(self.world.plan.steps[d].id.as_str()).is_some()
+                && graph::prerequisites(&self.world.plan, d).contains(&i)
+        })
+    }
+
     /// Observes every step concurrently (read-only) and diffs each, in plan order.
     async fn survey(&self) -> Vec<(Diff, Option<Observation>)> {
-        let observations = join_all((0..self.steps.len()).map(|i| async move {
+        let surveyed = join_all((0..self.steps.len()).map(|i| async move {
             let cx = self.cx(i, &self.journal);
-            self.steps[i].observe(&cx).await
+            match self.sealed_by(i) {
+                Some(d) => {
+                    let by = &self.world.plan.steps[d].id;
+                    match self.steps[i].recheck(&cx).await {
+                        Ok(line) => (
+                            Diff::Done { evidence: format!("{line} (kept from before `{by}`)"), details: serde_json::Value::Null },
+                            Some(Observation(serde_json::json!({ "sealed_by": by.as_str(), "recheck": line }))),
+                        ),
+                        Err(e) => (
+                            Diff::Blocked {
+                                why: format!("{}; `{by}` has already run, so it cannot be redone", self.world.redactor.redact(&e.to_string())),
+                            },
+                            None,
+                        ),
+                    }
+                }
+                None => match self.steps[i].observe(&cx).await {
+                    Ok(obs) => (self.steps[i].diff(&obs, &cx), Some(obs)),
+                    Err(e) => (Diff::Blocked { why: format!("cannot observe: {}", self.world.redactor.redact(&e.to_string())) }, None),
+                },
+            }
         }))
         .await;
-        let mut out: Vec<(Diff, Option<Observation>)> = observations
-            .into_iter()
-            .enumerate()
-            .map(|(i, o)| match o {
-                Ok(obs) => (self.steps[i].diff(&obs, &self.cx(i, &self.journal)), Some(obs)),
-                Err(e) => (Diff::Blocked { why: format!("cannot observe: {}", self.world.redactor.redact(&e.to_string())) }, None),
-            })
-            .collect();
+        let mut out: Vec<(Diff, Option<Observation>)> = surveyed;
         // A check that passed before counts as done only while nothing else is pending.
         let other_pending = out.iter().any(|(d, _)| matches!(d, Diff::Change { .. } | Diff::Blocked { .. }));
         if other_pending {

@@ -111,10 +111,11 @@ impl Step for BackupFilesStep {
             };
         }
         let copy = self.to_copy(&o);
-        let same_set = o.manifest.as_ref().is_some_and(|m| m.len() == o.source.len());
-        if copy.is_empty() && copy_intact && same_set {
+        let in_manifest = o.manifest.as_ref().is_some_and(|m| o.source.keys().all(|rel| m.contains_key(rel)));
+        if copy.is_empty() && copy_intact && in_manifest {
+            let n = o.manifest.as_ref().map_or(0, |m| m.len());
             return Diff::Done {
-                evidence: format!("{} file(s) at {} match the source and {MANIFEST}", o.source.len(), self.spec.to),
+                evidence: format!("{n} file(s) at {} match {MANIFEST}; the source's {} file(s) match their copies", self.spec.to, o.source.len()),
                 details: serde_json::Value::Null,
             };
         }
@@ -153,15 +154,18 @@ impl Step for BackupFilesStep {
                 copied += 1;
                 bytes += f.bytes;
             }
-            let manifest = Manifest { entries: o.source.iter().map(|(r, f)| (r.clone(), f.sha256.clone())).collect() };
+            // The manifest only grows: a file gone from the source stays in the backup and listed.
+            let mut entries: BTreeMap<String, String> = o.manifest.clone().unwrap_or_default();
+            entries.extend(o.source.iter().map(|(r, f)| (r.clone(), f.sha256.clone())));
+            let manifest = Manifest { entries: entries.into_iter().collect() };
             manifest.write(&this.manifest_path())?;
             let bad = manifest.verify_dir(&to);
             if !bad.is_empty() {
                 return Err(StepError::Failed(format!("{} file(s) at {} do not match after copying", bad.len(), spec.to)));
             }
             Ok(Evidence {
-                summary: format!("{} file(s) at {} match {MANIFEST} ({copied} copied, {bytes} bytes)", o.source.len(), spec.to),
-                details: serde_json::json!({ "files": o.source.len(), "copied": copied, "bytes": bytes, "manifest": this.manifest_path() }),
+                summary: format!("{} file(s) at {} match {MANIFEST} ({copied} copied, {bytes} bytes)", manifest.entries.len(), spec.to),
+                details: serde_json::json!({ "files": manifest.entries.len(), "copied": copied, "bytes": bytes, "manifest": this.manifest_path() }),
                 reboot_required: false,
             })
         })

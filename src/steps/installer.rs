@@ -20,6 +20,23 @@ pub const PACKAGE_UNREADABLE: i32 = 1619;
 pub const REBOOT_INITIATED: i32 = 1641;
 pub const REBOOT_REQUIRED: i32 = 3010;
 
+/// The codes this module knows, for [`windows_code`].
+const KNOWN: [i32; 7] = [SUCCESS, UNKNOWN_PRODUCT, ANOTHER_INSTALL, FATAL, PACKAGE_UNREADABLE, REBOOT_INITIATED, REBOOT_REQUIRED];
+
+/// The Windows Installer code behind an observed exit status. On Windows the status is the full
+/// code. Elsewhere (the lab's stand-ins, Wine seen from a Linux parent) a status is cut to 8 bits,
+/// so 1605 arrives as 69: a status whose low byte matches exactly one known code is that code.
+pub fn windows_code(observed: i32) -> i32 {
+    if cfg!(windows) || !(0..=255).contains(&observed) {
+        return observed;
+    }
+    let mut matches = KNOWN.iter().filter(|&&k| k & 0xFF == observed);
+    match (matches.next(), matches.next()) {
+        (Some(&k), None) => k,
+        _ => observed,
+    }
+}
+
 /// What an exit code means, in words for the summary.
 pub fn meaning(code: i32) -> &'static str {
     match code {
@@ -98,7 +115,8 @@ pub async fn run_with_retry(
     let mut delay = retry.and_then(|r| r.delay).map_or(Duration::from_secs(30), |d| d.get());
     let mut attempt = 1;
     loop {
-        let out = cx.world.run(spec).await?;
+        let mut out = cx.world.run(spec).await?;
+        out.exit_code = windows_code(out.exit_code);
         if out.exit_code != ANOTHER_INSTALL || attempt >= attempts {
             return Ok((out, attempt));
         }
@@ -131,5 +149,18 @@ mod tests {
         assert_eq!(meaning(1605), "the product is not installed");
         assert!(needs_reboot(3010) && needs_reboot(1641) && !needs_reboot(0));
         assert_eq!(meaning(12345), "failure");
+    }
+
+    #[test]
+    fn an_exit_status_cut_to_8_bits_is_read_back_as_its_windows_installer_code() {
+        if cfg!(windows) {
+            return;
+        }
+        assert_eq!(windows_code(69), UNKNOWN_PRODUCT);
+        assert_eq!(windows_code(82), ANOTHER_INSTALL);
+        assert_eq!(windows_code(67), FATAL);
+        assert_eq!(windows_code(194), REBOOT_REQUIRED);
+        assert_eq!(windows_code(0), SUCCESS);
+        assert_eq!(windows_code(1), 1, "an unknown status stays as it is");
     }
 }
