@@ -120,7 +120,7 @@ pub fn progress_line(step: &AppliedStep) -> String {
         "applied" => '+',
         "already_done" => '=',
         "failed" => '✗',
-        _ => ' ',
+        _ => '-',
     };
     format!("  {mark} {}: {}", step.id, step.summary)
 }

@@ -314,7 +314,9 @@ async fn execute(session: &mut Session, survey: &[(Diff, Option<Observation>)], 
                         error = Some(format!("step `{id}` failed: {e}"));
                         for &j in &order[pos + 1..] {
                             let sid = session.world.plan.steps[j].id.to_string();
-                            results.push(AppliedStep { id: sid, kind: session.kinds[j].clone(), result: "not_run", summary: "not run".into(), reboot_required: false });
+                            let skipped = AppliedStep { id: sid, kind: session.kinds[j].clone(), result: "not_run", summary: "not run".into(), reboot_required: false };
+                            out(&format!("{}\n", render::progress_line(&skipped)));
+                            results.push(skipped);
                         }
                         break;
                     }

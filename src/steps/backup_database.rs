@@ -61,6 +61,9 @@ struct Recorded {
     finish: NaiveDateTime,
     backup_set_id: Option<i64>,
     verified: bool,
+    /// Taken WITH CHECKSUM (so it can be verified WITH CHECKSUM).
+    #[serde(default)]
+    checksum: bool,
 }
 
 /// SQL Server 2005 (9.x) and later know `WITH CHECKSUM`.
@@ -150,11 +153,11 @@ impl Step for BackupDatabaseStep {
         };
         let backup_set_id = backup_set_id(sql.as_mut(), &self.spec.database, &self.path()).await?;
         // A backup nobody recorded (taken by hand) is verified now; VERIFYONLY only reads the file.
+        // Without CHECKSUM: a backup taken by hand may have been taken without checksums.
         let needs_verify = self.spec.verify
             && header.as_ref().is_some_and(|h| self.recorded(cx).is_none_or(|r| r.finish != h.finish));
         let verified_now = if needs_verify {
-            let checksum = supports_checksum(&server_version);
-            Some(self.verify_file(sql.as_mut(), &self.path(), checksum).await.is_ok())
+            Some(self.verify_file(sql.as_mut(), &self.path(), false).await.is_ok())
         } else {
             None
         };
@@ -180,6 +183,7 @@ impl Step for BackupDatabaseStep {
                     finish: h.finish,
                     backup_set_id: set_id,
                     verified: self.spec.verify,
+                    checksum: self.recorded(cx).is_some_and(|r| r.checksum && r.finish == h.finish),
                 });
                 Diff::Done {
                     evidence: format!("{set}finished {h}, verified, at {}", self.path()),
@@ -219,6 +223,7 @@ impl Step for BackupDatabaseStep {
             finish: header.finish,
             backup_set_id: set_id,
             verified: self.spec.verify,
+            checksum,
         };
         let set = set_id.map(|i| format!("backup set {i}, ")).unwrap_or_default();
         Ok(Evidence {
@@ -230,11 +235,11 @@ impl Step for BackupDatabaseStep {
 
     async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
         let mut sql = cx.world.sql().await?;
-        let version = server_version(sql.as_mut()).await?;
+        let recorded = self.recorded(cx);
         let header = read_header(sql.as_mut(), &self.path())
             .await
             .map_err(|e| StepError::Refused(format!("the backup {} no longer reads: {e}", self.path())))?;
-        if let Some(r) = self.recorded(cx) {
+        if let Some(r) = &recorded {
             if r.finish != header.finish {
                 return Err(StepError::Refused(format!(
                     "the backup {} is not the one recorded (finished {} instead of {})",
@@ -247,7 +252,8 @@ impl Step for BackupDatabaseStep {
         if !header.database.eq_ignore_ascii_case(&self.spec.database) {
             return Err(StepError::Refused(format!("{} is a backup of `{}`", self.path(), header.database)));
         }
-        self.verify_file(sql.as_mut(), &self.path(), supports_checksum(&version))
+        let checksum = recorded.is_some_and(|r| r.checksum);
+        self.verify_file(sql.as_mut(), &self.path(), checksum)
             .await
             .map_err(|e| StepError::Refused(format!("the backup {} does not verify: {e}", self.path())))?;
         Ok(format!("backup {} finished {} verifies", self.path(), header.finish))

@@ -227,3 +227,14 @@ pub fn tree(dir: &Path) -> Vec<(String, u64)> {
     out.sort();
     out
 }
+
+/// Whether a stand-in `tool` of this lab is running right now (Linux: scans /proc).
+pub fn tool_running(lab_dir: &Path, tool: &str) -> bool {
+    let needle = format!("{}\0{tool}\0", lab_dir.display());
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .any(|c| String::from_utf8_lossy(&c).contains(&needle))
+}
