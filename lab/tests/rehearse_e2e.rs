@@ -88,7 +88,6 @@ fn the_fim2010r2_plan_rehearses_end_to_end_and_converges() {
 }
 
 #[test]
-#[ignore = "engine: after the MIIS install recreates an empty Extensions folder, backup_files plans a re-copy (plan again exits 2); un-ignore once fixed"]
 fn the_iifp_plan_rehearses_end_to_end_and_converges() {
     let t = tempfile::tempdir().unwrap();
     let keep = t.path().join("lab");
