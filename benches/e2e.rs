@@ -32,7 +32,11 @@ fn main() {
     let mut plan_converged = Vec::new();
     let mut apply_converged = Vec::new();
     for odbc in [false, true] {
-        let name = if odbc { "odbc (TDS 7.1, FreeTDS)" } else { "tds (TDS 7.4, tiberius)" };
+        let name = if odbc {
+            "odbc (TDS 7.1, FreeTDS)"
+        } else {
+            "tds (TDS 7.4, tiberius)"
+        };
         for _ in 0..RUNS {
             let rig = Rig::iifp(if odbc { Driver::Odbc } else { Driver::Tds }, &[]);
             let p = rig.plan_str().to_string();
@@ -44,7 +48,11 @@ fn main() {
         }
         let base = median(std::mem::take(&mut validate));
         println!("driver {name}: median of {RUNS} runs, each on a fresh lab");
-        println!("  {:<34} {:>9.1} ms  1.00x (baseline)", "validate (no server)", base.as_secs_f64() * 1e3);
+        println!(
+            "  {:<34} {:>9.1} ms  1.00x (baseline)",
+            "validate (no server)",
+            base.as_secs_f64() * 1e3
+        );
         for (label, v) in [
             ("plan, fresh server (7 steps to do)", &mut plan_fresh),
             ("apply, fresh server", &mut apply),
@@ -52,7 +60,12 @@ fn main() {
             ("apply, converged server (no-op)", &mut apply_converged),
         ] {
             let m = median(std::mem::take(v));
-            println!("  {:<34} {:>9.1} ms  {:>5.2}x", label, m.as_secs_f64() * 1e3, m.as_secs_f64() / base.as_secs_f64());
+            println!(
+                "  {:<34} {:>9.1} ms  {:>5.2}x",
+                label,
+                m.as_secs_f64() * 1e3,
+                m.as_secs_f64() / base.as_secs_f64()
+            );
         }
     }
 }

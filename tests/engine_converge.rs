@@ -12,15 +12,33 @@ fn the_seed_plan_converges_on_a_fresh_lab_and_a_second_apply_does_nothing() {
     let plan = rig.upgrade(&["plan", rig.plan_str(), "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
     let out = stdout(&plan);
-    for line in ["+ database", "+ keys", "+ extensions", "+ before", "+ remove-iifp", "+ install-miis", "? verify"] {
+    for line in [
+        "+ database",
+        "+ keys",
+        "+ extensions",
+        "+ before",
+        "+ remove-iifp",
+        "+ install-miis",
+        "? verify",
+    ] {
         assert!(out.contains(line), "missing `{line}` in\n{out}");
     }
-    assert!(out.contains("BACKUP DATABASE [MicrosoftIdentityIntegrationServer]"), "{out}");
+    assert!(
+        out.contains("BACKUP DATABASE [MicrosoftIdentityIntegrationServer]"),
+        "{out}"
+    );
 
     let apply = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
     assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
-    assert!(stdout(&apply).contains("Apply complete: 7 step(s) done"), "{}", text(&apply));
-    assert_eq!(rig.installed(), ["Microsoft Identity Integration Server 2003"]);
+    assert!(
+        stdout(&apply).contains("Apply complete: 7 step(s) done"),
+        "{}",
+        text(&apply)
+    );
+    assert_eq!(
+        rig.installed(),
+        ["Microsoft Identity Integration Server 2003"]
+    );
     assert!(rig.path(r"D:\Upgrade\miis.bak").is_file());
     assert!(rig.path(r"D:\Upgrade\Extensions\SHA256SUMS").is_file());
 
@@ -31,10 +49,17 @@ fn the_seed_plan_converges_on_a_fresh_lab_and_a_second_apply_does_nothing() {
     let argv_before = rig.argv_log();
     let second = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
     assert_eq!(second.status.code(), Some(0), "{}", text(&second));
-    assert!(stdout(&second).contains("0 step(s) done, 7 already done"), "{}", text(&second));
+    assert!(
+        stdout(&second).contains("0 step(s) done, 7 already done"),
+        "{}",
+        text(&second)
+    );
     let new_runs = &rig.argv_log()[argv_before.len()..];
     for tool in ["\"msiexec\"", "\"setup\"", "\"miiskmu\""] {
-        assert!(!new_runs.contains(tool), "second apply ran {tool}: {new_runs}");
+        assert!(
+            !new_runs.contains(tool),
+            "second apply ran {tool}: {new_runs}"
+        );
     }
 }
 
@@ -43,7 +68,12 @@ fn plan_changes_nothing_anywhere() {
     let rig = Rig::iifp(Driver::Tds, &[]);
     let lab_dir = rig.lab.dir().to_path_buf();
     let before = tree(&lab_dir);
-    let out = rig.upgrade(&["plan", rig.plan_str(), "--out", rig.tmp.path().join("saved.json").to_str().unwrap()]);
+    let out = rig.upgrade(&[
+        "plan",
+        rig.plan_str(),
+        "--out",
+        rig.tmp.path().join("saved.json").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let after = tree(&lab_dir);
     let changed: Vec<_> = after
@@ -54,11 +84,22 @@ fn plan_changes_nothing_anywhere() {
     assert!(changed.is_empty(), "plan wrote {changed:?}");
     let statements = rig.statements();
     assert!(!statements.is_empty(), "plan asked the server nothing");
-    assert!(!statements.contains("BACKUP"), "plan sent a BACKUP: {statements}");
+    assert!(
+        !statements.contains("BACKUP"),
+        "plan sent a BACKUP: {statements}"
+    );
     for line in rig.argv_log().lines() {
-        assert!(line.contains("\"reg\"") || line.contains("\"sc\""), "plan ran a state-changing tool: {line}");
+        assert!(
+            line.contains("\"reg\"") || line.contains("\"sc\""),
+            "plan ran a state-changing tool: {line}"
+        );
     }
-    assert!(!rig.state_dir().join("lab-iifp-to-miis2003.journal.json").exists(), "plan wrote a journal");
+    assert!(
+        !rig.state_dir()
+            .join("lab-iifp-to-miis2003.journal.json")
+            .exists(),
+        "plan wrote a journal"
+    );
 }
 
 #[test]
@@ -74,8 +115,16 @@ fn a_saved_plan_applies_as_saved_and_is_refused_once_the_server_changed() {
     std::fs::remove_file(&dll).unwrap();
     let refused = rig.upgrade(&["apply", saved_s]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
-    assert!(text(&refused).contains("extensions: the server changed since the plan was saved"), "{}", text(&refused));
-    assert_eq!(rig.installed(), ["Identity Integration Feature Pack"], "nothing may run from a stale plan");
+    assert!(
+        text(&refused).contains("extensions: the server changed since the plan was saved"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(
+        rig.installed(),
+        ["Identity Integration Feature Pack"],
+        "nothing may run from a stale plan"
+    );
 
     let out = rig.upgrade(&["plan", rig.plan_str(), "--out", saved_s]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -96,12 +145,14 @@ fn apply_without_a_terminal_refuses_unless_auto_approved() {
 fn json_output_is_one_document_for_config_management() {
     let rig = Rig::iifp(Driver::Tds, &[]);
     let plan = rig.upgrade(&["plan", rig.plan_str(), "--json"]);
-    let doc: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&plan)));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&plan.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&plan)));
     assert_eq!(doc["steps"][0]["id"], "database");
     assert_eq!(doc["steps"][0]["action"], "create");
     assert_eq!(doc["summary"]["to_do"], 6);
     let apply = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve", "--json"]);
-    let doc: serde_json::Value = serde_json::from_slice(&apply.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&apply)));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&apply.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&apply)));
     assert_eq!(doc["ok"], true, "{doc}");
     assert_eq!(doc["steps"].as_array().unwrap().len(), 7);
 }
@@ -110,15 +161,24 @@ fn json_output_is_one_document_for_config_management() {
 fn two_applies_at_once_never_both_run() {
     // Every stand-in sleeps, so the first apply holds the lock long enough.
     let rig = Rig::iifp(Driver::Tds, &["slow-tools=1500"]);
-    let mut first = rig.command(&["apply", rig.plan_str(), "--auto-approve"]).spawn().unwrap();
-    let lock = rig.state_dir().join("lab-iifp-to-miis2003.lock.holder.json");
+    let mut first = rig
+        .command(&["apply", rig.plan_str(), "--auto-approve"])
+        .spawn()
+        .unwrap();
+    let lock = rig
+        .state_dir()
+        .join("lab-iifp-to-miis2003.lock.holder.json");
     let t0 = std::time::Instant::now();
     while !lock.exists() && t0.elapsed() < std::time::Duration::from_secs(30) {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let second = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
     assert_eq!(second.status.code(), Some(1), "{}", text(&second));
-    assert!(text(&second).contains("holds the lock"), "{}", text(&second));
+    assert!(
+        text(&second).contains("holds the lock"),
+        "{}",
+        text(&second)
+    );
     assert!(first.wait().unwrap().success());
 }
 
@@ -128,20 +188,42 @@ fn a_canary_password_appears_nowhere() {
     let canary = rig.service_password();
     assert!(canary.len() >= 8, "the lab's password should be a real one");
     let saved = rig.tmp.path().join("saved.json");
-    let plan = rig.upgrade(&["-v", "-v", "plan", rig.plan_str(), "--out", saved.to_str().unwrap()]);
+    let plan = rig.upgrade(&[
+        "-v",
+        "-v",
+        "plan",
+        rig.plan_str(),
+        "--out",
+        saved.to_str().unwrap(),
+    ]);
     let apply = rig.upgrade(&["-v", "-v", "apply", rig.plan_str(), "--auto-approve"]);
     assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
     for (what, o) in [("plan", &plan), ("apply", &apply)] {
-        assert!(!text(o).contains(&canary), "{what} output shows the password");
+        assert!(
+            !text(o).contains(&canary),
+            "{what} output shows the password"
+        );
     }
-    assert!(!std::fs::read_to_string(&saved).unwrap().contains(&canary), "saved plan holds the password");
+    assert!(
+        !std::fs::read_to_string(&saved).unwrap().contains(&canary),
+        "saved plan holds the password"
+    );
     for (file, _) in tree(&rig.state_dir()) {
         let bytes = std::fs::read(rig.state_dir().join(&file)).unwrap();
-        assert!(!String::from_utf8_lossy(&bytes).contains(&canary), "state file {file} holds the password");
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(&canary),
+            "state file {file} holds the password"
+        );
     }
     let argv = rig.argv_log();
-    assert!(argv.contains("\"miiskmu\"") && argv.contains("\"setup\""), "the tools ran: {argv}");
-    assert!(!argv.contains(&canary), "a child's argv held the password: {argv}");
+    assert!(
+        argv.contains("\"miiskmu\"") && argv.contains("\"setup\""),
+        "the tools ran: {argv}"
+    );
+    assert!(
+        !argv.contains(&canary),
+        "a child's argv held the password: {argv}"
+    );
 }
 
 #[test]

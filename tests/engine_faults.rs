@@ -17,7 +17,12 @@ fn apply(rig: &Rig) -> std::process::Output {
 
 fn converges(rig: &Rig) {
     let out = apply(rig);
-    assert_eq!(out.status.code(), Some(0), "the next run must converge: {}", text(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the next run must converge: {}",
+        text(&out)
+    );
     let plan = rig.upgrade(&["plan", rig.plan_str(), "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
     assert_eq!(rig.installed(), [MIIS]);
@@ -30,7 +35,11 @@ fn a_failed_backup_3201_stops_before_the_uninstall_and_the_next_run_converges() 
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("3201"), "{}", text(&out));
     assert!(stdout(&out).contains("not run"), "{}", text(&out));
-    assert_eq!(rig.installed(), [IIFP], "the uninstall ran after a failed backup");
+    assert_eq!(
+        rig.installed(),
+        [IIFP],
+        "the uninstall ran after a failed backup"
+    );
     converges(&rig);
 }
 
@@ -39,7 +48,10 @@ fn a_connection_dropped_mid_backup_leaves_no_trusted_backup_and_the_next_run_con
     let rig = Rig::iifp(Driver::Tds, &["backup-drop=1"]);
     let out = apply(&rig);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(!rig.path(r"D:\Upgrade\miis.bak").exists(), "a half-written backup was put in place");
+    assert!(
+        !rig.path(r"D:\Upgrade\miis.bak").exists(),
+        "a half-written backup was put in place"
+    );
     assert_eq!(rig.installed(), [IIFP]);
     converges(&rig);
 }
@@ -49,7 +61,11 @@ fn a_full_disk_fails_the_backup_cleanly() {
     let rig = Rig::iifp(Driver::Tds, &["disk-cap=4096"]);
     let out = apply(&rig);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("3202") || text(&out).contains("space"), "{}", text(&out));
+    assert!(
+        text(&out).contains("3202") || text(&out).contains("space"),
+        "{}",
+        text(&out)
+    );
     assert_eq!(rig.installed(), [IIFP]);
     // The administrator makes room; the running server re-reads its faults before each BACKUP.
     rig.faults(&[]);
@@ -61,7 +77,11 @@ fn a_key_tool_failure_stops_before_the_uninstall() {
     let rig = Rig::iifp(Driver::Tds, &["miiskmu-fail"]);
     let out = apply(&rig);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("miiskmu exited with 1"), "{}", text(&out));
+    assert!(
+        text(&out).contains("miiskmu exited with 1"),
+        "{}",
+        text(&out)
+    );
     assert!(!rig.path(r"D:\Upgrade\miis-keys.bin").exists());
     assert_eq!(rig.installed(), [IIFP]);
     rig.faults(&[]);
@@ -95,18 +115,31 @@ fn reboot_required_3010_counts_as_done_and_is_reported() {
     let rig = Rig::iifp(Driver::Tds, &["msiexec-3010"]);
     let out = apply(&rig);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(stdout(&out).contains("A restart is required (remove-iifp"), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("A restart is required (remove-iifp"),
+        "{}",
+        text(&out)
+    );
 }
 
 /// Starts an apply, waits until `started` says the step is under way, kills it with SIGKILL,
 /// lets any orphaned stand-in finish, and checks the next run converges.
 fn kill_during(faults: &[&str], started: impl Fn(&Rig) -> bool) {
     let rig = Rig::iifp(Driver::Tds, faults);
-    let mut child = rig.command(&["apply", rig.plan_str(), "--auto-approve"]).spawn().unwrap();
+    let mut child = rig
+        .command(&["apply", rig.plan_str(), "--auto-approve"])
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     while !started(&rig) {
-        assert!(t0.elapsed() < Duration::from_secs(60), "the step never started");
-        assert!(child.try_wait().unwrap().is_none(), "apply ended before the step started");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the step never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "apply ended before the step started"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
@@ -119,12 +152,16 @@ fn kill_during(faults: &[&str], started: impl Fn(&Rig) -> bool) {
 
 #[test]
 fn kill_9_during_the_backup_is_resumed() {
-    kill_during(&["slow-backup=2000"], |r| r.statements().contains("BACKUP DATABASE"));
+    kill_during(&["slow-backup=2000"], |r| {
+        r.statements().contains("BACKUP DATABASE")
+    });
 }
 
 #[test]
 fn kill_9_during_the_key_export_is_resumed() {
-    kill_during(&["slow-tools=2000"], |r| tool_running(r.lab.dir(), "miiskmu"));
+    kill_during(&["slow-tools=2000"], |r| {
+        tool_running(r.lab.dir(), "miiskmu")
+    });
 }
 
 #[test]
@@ -135,7 +172,9 @@ fn kill_9_during_the_extensions_copy_or_snapshot_is_resumed() {
 
 #[test]
 fn kill_9_during_the_uninstall_is_resumed() {
-    kill_during(&["slow-tools=2000"], |r| tool_running(r.lab.dir(), "msiexec") && r.argv_log().contains("\"miiskmu\""));
+    kill_during(&["slow-tools=2000"], |r| {
+        tool_running(r.lab.dir(), "msiexec") && r.argv_log().contains("\"miiskmu\"")
+    });
 }
 
 #[test]

@@ -17,13 +17,18 @@ async fn sql_client(rig: &Rig) -> Box<dyn sql::SqlClient> {
         host: "127.0.0.1".into(),
         instance: None,
         port: Some(rig.lab.port),
-        auth: SqlAuth::Sql(SqlLogin { user: st.sql.login.clone(), password: upgrade::plan::Secret::Env("UNUSED".into()) }),
+        auth: SqlAuth::Sql(SqlLogin {
+            user: st.sql.login.clone(),
+            password: upgrade::plan::Secret::Env("UNUSED".into()),
+        }),
         driver: SqlDriver::Tds,
         odbc_driver: None,
         encryption: Encryption::NotSupported,
         trust_server_certificate: false,
     };
-    sql::connect(&conn, Some(&SecretString::new(st.sql.password))).await.unwrap()
+    sql::connect(&conn, Some(&SecretString::new(st.sql.password)))
+        .await
+        .unwrap()
 }
 
 fn run_tool(path: &std::path::Path, args: &[&str], stdin: Option<&str>) {
@@ -39,7 +44,12 @@ fn run_tool(path: &std::path::Path, args: &[&str], stdin: Option<&str>) {
         child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
     }
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{} {args:?}: {}", path.display(), text(&out));
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {}",
+        path.display(),
+        text(&out)
+    );
 }
 
 #[tokio::test]
@@ -49,14 +59,23 @@ async fn a_backup_taken_and_keys_exported_by_hand_are_recognised_and_skipped() {
     std::fs::create_dir_all(bak.parent().unwrap()).unwrap();
     let mut client = sql_client(&rig).await;
     client
-        .execute(&statements::backup_database("MicrosoftIdentityIntegrationServer", bak.to_str().unwrap(), "by hand", false))
+        .execute(&statements::backup_database(
+            "MicrosoftIdentityIntegrationServer",
+            bak.to_str().unwrap(),
+            "by hand",
+            false,
+        ))
         .await
         .unwrap();
     let st = rig.lab.lab().state().unwrap();
     let keys = rig.path(r"D:\Upgrade\miis-keys.bin");
     let tools = rig.lab.lab().tools().unwrap();
     let account = format!("/u:{}\\{}", st.account.domain, st.account.user);
-    run_tool(&tools.miiskmu, &["/e", keys.to_str().unwrap(), &account, "*"], Some(&format!("{}\n", st.account.password)));
+    run_tool(
+        &tools.miiskmu,
+        &["/e", keys.to_str().unwrap(), &account, "*"],
+        Some(&format!("{}\n", st.account.password)),
+    );
 
     let plan = rig.upgrade(&["plan", rig.plan_str()]);
     let out = stdout(&plan);
@@ -68,8 +87,14 @@ async fn a_backup_taken_and_keys_exported_by_hand_are_recognised_and_skipped() {
     let argv_before = rig.argv_log();
     let apply = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
     assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
-    assert!(!rig.statements()[log_before.len()..].contains("BACKUP"), "the backup was taken again");
-    assert!(!rig.argv_log()[argv_before.len()..].contains("\"miiskmu\""), "the keys were exported again");
+    assert!(
+        !rig.statements()[log_before.len()..].contains("BACKUP"),
+        "the backup was taken again"
+    );
+    assert!(
+        !rig.argv_log()[argv_before.len()..].contains("\"miiskmu\""),
+        "the keys were exported again"
+    );
 }
 
 #[test]
@@ -95,12 +120,25 @@ fn an_uninstall_and_install_done_by_hand_after_a_stopped_run_are_recognised() {
     rig.faults(&[]);
     let st = rig.lab.lab().state().unwrap();
     let tools = rig.lab.lab().tools().unwrap();
-    let iifp = st.products.iter().find(|p| p.name == "Identity Integration Feature Pack").unwrap().code.clone();
+    let iifp = st
+        .products
+        .iter()
+        .find(|p| p.name == "Identity Integration Feature Pack")
+        .unwrap()
+        .code
+        .clone();
     run_tool(&tools.msiexec, &["/x", &iifp, "/qn", "/norestart"], None);
 
     let plan = rig.upgrade(&["plan", rig.plan_str()]);
     let out = stdout(&plan);
-    for line in ["= database", "= keys", "= extensions", "= before", "= remove-iifp", "+ install-miis"] {
+    for line in [
+        "= database",
+        "= keys",
+        "= extensions",
+        "= before",
+        "= remove-iifp",
+        "+ install-miis",
+    ] {
         assert!(out.contains(line), "missing `{line}`: {}", text(&plan));
     }
     let argv_before = rig.argv_log();
@@ -108,7 +146,10 @@ fn an_uninstall_and_install_done_by_hand_after_a_stopped_run_are_recognised() {
     assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
     let new = &rig.argv_log()[argv_before.len()..];
     assert!(!new.contains("\"/x\""), "the uninstall ran again: {new}");
-    assert!(!new.contains("\"miiskmu\""), "the keys were exported again: {new}");
+    assert!(
+        !new.contains("\"miiskmu\""),
+        "the keys were exported again: {new}"
+    );
 }
 
 #[test]
@@ -118,11 +159,21 @@ fn a_key_file_lost_after_the_uninstall_cannot_converge_and_says_why() {
     rig.faults(&[]);
     let st = rig.lab.lab().state().unwrap();
     let tools = rig.lab.lab().tools().unwrap();
-    let iifp = st.products.iter().find(|p| p.name == "Identity Integration Feature Pack").unwrap().code.clone();
+    let iifp = st
+        .products
+        .iter()
+        .find(|p| p.name == "Identity Integration Feature Pack")
+        .unwrap()
+        .code
+        .clone();
     run_tool(&tools.msiexec, &["/x", &iifp, "/qn", "/norestart"], None);
     std::fs::remove_file(rig.path(r"D:\Upgrade\miis-keys.bin")).unwrap();
     let plan = rig.upgrade(&["plan", rig.plan_str()]);
     assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
     assert!(stdout(&plan).contains("! keys"), "{}", text(&plan));
-    assert!(stdout(&plan).contains("the key file is missing and the key tool"), "{}", text(&plan));
+    assert!(
+        stdout(&plan).contains("the key file is missing and the key tool"),
+        "{}",
+        text(&plan)
+    );
 }

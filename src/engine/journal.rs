@@ -15,9 +15,15 @@ pub const JOURNAL_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("cannot read the journal {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the journal {path} is not a journal this version understands: {source}")]
-    Parse { path: PathBuf, source: serde_json::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("cannot write the journal {path}: {message}")]
     Write { path: PathBuf, message: String },
 }
@@ -69,25 +75,39 @@ pub struct Journal {
 
 impl Journal {
     pub fn new(plan_name: &str) -> Self {
-        Journal { version: JOURNAL_VERSION, plan: plan_name.to_string(), steps: BTreeMap::new(), runs: Vec::new() }
+        Journal {
+            version: JOURNAL_VERSION,
+            plan: plan_name.to_string(),
+            steps: BTreeMap::new(),
+            runs: Vec::new(),
+        }
     }
 
     /// Reads the journal, or an empty one when none exists yet.
     pub fn load(path: &Path, plan_name: &str) -> Result<Self, JournalError> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|source| JournalError::Parse { path: path.to_path_buf(), source }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| JournalError::Parse {
+                path: path.to_path_buf(),
+                source,
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Journal::new(plan_name)),
-            Err(source) => Err(JournalError::Read { path: path.to_path_buf(), source }),
+            Err(source) => Err(JournalError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 
     /// Writes the whole journal atomically.
     pub fn save(&self, path: &Path) -> Result<(), JournalError> {
-        let bytes = serde_json::to_vec_pretty(self)
-            .map_err(|e| JournalError::Write { path: path.to_path_buf(), message: e.to_string() })?;
-        afs::write_atomic(path, &bytes)
-            .map_err(|e| JournalError::Write { path: path.to_path_buf(), message: e.to_string() })
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| JournalError::Write {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        afs::write_atomic(path, &bytes).map_err(|e| JournalError::Write {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
     }
 
     pub fn record(&self, id: &str) -> Option<&StepRecord> {
@@ -113,7 +133,15 @@ pub fn lock_path(state_dir: &Path, plan_name: &str) -> PathBuf {
 }
 
 fn file_safe(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -133,7 +161,11 @@ mod tests {
                 kind: "export_keys".into(),
                 status: StepStatus::Done,
                 at: Utc::now(),
-                evidence: Some(Evidence { summary: "sha256 ab".into(), details: serde_json::json!({"sha256":"ab"}), reboot_required: false }),
+                evidence: Some(Evidence {
+                    summary: "sha256 ab".into(),
+                    details: serde_json::json!({"sha256":"ab"}),
+                    reboot_required: false,
+                }),
                 error: None,
                 plan_sha256: "00".into(),
             },
@@ -150,6 +182,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.journal.json");
         std::fs::write(&path, b"{ half").unwrap();
-        assert!(matches!(Journal::load(&path, "p"), Err(JournalError::Parse { .. })));
+        assert!(matches!(
+            Journal::load(&path, "p"),
+            Err(JournalError::Parse { .. })
+        ));
     }
 }

@@ -13,7 +13,10 @@ pub enum LockError {
     #[error("another `upgrade apply` holds the lock {path}: {holder}; wait for it to finish (or, if that process is gone, run again: the operating system released its lock)")]
     Held { path: PathBuf, holder: String },
     #[error("cannot use the lock file {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Who holds the lock, for the message a second apply prints.
@@ -34,11 +37,19 @@ pub struct ApplyLock {
 impl ApplyLock {
     /// Takes the lock or says who has it. Never waits.
     pub fn acquire(path: &Path) -> Result<ApplyLock, LockError> {
-        let io = |source| LockError::Io { path: path.to_path_buf(), source };
+        let io = |source| LockError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(io)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(io)?;
         let holder_path = holder_path(path);
         match file.try_lock() {
             Ok(()) => {}
@@ -48,16 +59,26 @@ impl ApplyLock {
                     .and_then(|b| serde_json::from_slice::<Holder>(&b).ok())
                     .map(|h| format!("pid {} on {} since {}", h.pid, h.host, h.since.to_rfc3339()))
                     .unwrap_or_else(|| "a process that has not yet said who it is".to_string());
-                return Err(LockError::Held { path: path.to_path_buf(), holder });
+                return Err(LockError::Held {
+                    path: path.to_path_buf(),
+                    holder,
+                });
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
-        let holder = Holder { pid: std::process::id(), host: host_name(), since: Utc::now() };
+        let holder = Holder {
+            pid: std::process::id(),
+            host: host_name(),
+            since: Utc::now(),
+        };
         // A holder file left by a killed process is simply overwritten: the OS lock is the truth.
         let bytes = serde_json::to_vec(&holder).map_err(|e| io(std::io::Error::other(e)))?;
         crate::adapters::fs::write_atomic(&holder_path, &bytes)
             .map_err(|e| io(std::io::Error::other(e.to_string())))?;
-        Ok(ApplyLock { _file: file, holder_path })
+        Ok(ApplyLock {
+            _file: file,
+            holder_path,
+        })
     }
 }
 
@@ -69,7 +90,10 @@ impl Drop for ApplyLock {
 }
 
 fn holder_path(lock: &Path) -> PathBuf {
-    let mut name = lock.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = lock
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".holder.json");
     lock.with_file_name(name)
 }
@@ -78,7 +102,11 @@ fn host_name() -> String {
     std::env::var("COMPUTERNAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| "this machine".to_string())
 }
 
@@ -93,7 +121,10 @@ mod tests {
         let first = ApplyLock::acquire(&path).unwrap();
         let err = ApplyLock::acquire(&path).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains(&format!("pid {}", std::process::id())), "{text}");
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
         drop(first);
         ApplyLock::acquire(&path).expect("released lock can be taken again");
     }
@@ -103,7 +134,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.lock");
         std::fs::write(&path, b"").unwrap();
-        std::fs::write(holder_path(&path), br#"{"pid":999999,"host":"x","since":"2020-01-01T00:00:00Z"}"#).unwrap();
-        ApplyLock::acquire(&path).expect("no live OS lock, so the stale holder file is overwritten");
+        std::fs::write(
+            holder_path(&path),
+            br#"{"pid":999999,"host":"x","since":"2020-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        ApplyLock::acquire(&path)
+            .expect("no live OS lock, so the stale holder file is overwritten");
     }
 }

@@ -28,7 +28,15 @@ impl PlannedStep {
             Diff::Check { reason, ops } => ("check", reason.clone(), ops.clone()),
             Diff::Blocked { why } => ("blocked", why.clone(), Vec::new()),
         };
-        PlannedStep { id: id.to_string(), kind: kind.to_string(), mark: diff.mark(), action, reason, ops, fingerprint }
+        PlannedStep {
+            id: id.to_string(),
+            kind: kind.to_string(),
+            mark: diff.mark(),
+            action,
+            reason,
+            ops,
+            fingerprint,
+        }
     }
 }
 
@@ -76,7 +84,10 @@ pub fn plan_text(doc: &PlanDocument) -> String {
     let kw = doc.steps.iter().map(|s| s.kind.len()).max().unwrap_or(4);
     let mut out = format!("Plan {} ({})\n\n", doc.plan, doc.plan_file);
     for s in &doc.steps {
-        out.push_str(&format!("  {} {:<idw$}  {:<kw$}  {}\n", s.mark, s.id, s.kind, s.reason));
+        out.push_str(&format!(
+            "  {} {:<idw$}  {:<kw$}  {}\n",
+            s.mark, s.id, s.kind, s.reason
+        ));
         for op in &s.ops {
             out.push_str(&format!("      {op}\n"));
         }
@@ -127,15 +138,27 @@ pub fn progress_line(step: &AppliedStep) -> String {
 
 pub fn apply_summary(doc: &ApplyDocument) -> String {
     let applied = doc.steps.iter().filter(|s| s.result == "applied").count();
-    let already = doc.steps.iter().filter(|s| s.result == "already_done").count();
+    let already = doc
+        .steps
+        .iter()
+        .filter(|s| s.result == "already_done")
+        .count();
     let mut out = if doc.ok {
         format!("\nApply complete: {applied} step(s) done, {already} already done.\n")
     } else {
         format!("\nApply stopped: {applied} step(s) done before the failure; run `upgrade apply` again after fixing it.\n")
     };
     if doc.reboot_required {
-        let who: Vec<&str> = doc.steps.iter().filter(|s| s.reboot_required).map(|s| s.id.as_str()).collect();
-        out.push_str(&format!("A restart is required ({}); upgrade does not restart the server itself.\n", who.join(", ")));
+        let who: Vec<&str> = doc
+            .steps
+            .iter()
+            .filter(|s| s.reboot_required)
+            .map(|s| s.id.as_str())
+            .collect();
+        out.push_str(&format!(
+            "A restart is required ({}); upgrade does not restart the server itself.\n",
+            who.join(", ")
+        ));
     }
     out
 }
@@ -147,15 +170,55 @@ mod tests {
     #[test]
     fn a_plan_shows_each_step_with_its_mark_reason_and_operations() {
         let steps = vec![
-            PlannedStep::new("database", "backup_database", &Diff::Change { reason: "no backup".into(), ops: vec![Op::Sql { statement: "BACKUP DATABASE [x]".into() }] }, "f".into()),
-            PlannedStep::new("keys", "export_keys", &Diff::Done { evidence: "key file sha256 ab".into(), details: serde_json::Value::Null }, "f".into()),
-            PlannedStep::new("verify", "verify", &Diff::Check { reason: "later".into(), ops: vec![] }, "f".into()),
+            PlannedStep::new(
+                "database",
+                "backup_database",
+                &Diff::Change {
+                    reason: "no backup".into(),
+                    ops: vec![Op::Sql {
+                        statement: "BACKUP DATABASE [x]".into(),
+                    }],
+                },
+                "f".into(),
+            ),
+            PlannedStep::new(
+                "keys",
+                "export_keys",
+                &Diff::Done {
+                    evidence: "key file sha256 ab".into(),
+                    details: serde_json::Value::Null,
+                },
+                "f".into(),
+            ),
+            PlannedStep::new(
+                "verify",
+                "verify",
+                &Diff::Check {
+                    reason: "later".into(),
+                    ops: vec![],
+                },
+                "f".into(),
+            ),
         ];
-        let doc = PlanDocument { plan: "p".into(), plan_file: "p.yaml".into(), plan_sha256: "00".into(), summary: Summary::of(&steps), steps };
+        let doc = PlanDocument {
+            plan: "p".into(),
+            plan_file: "p.yaml".into(),
+            plan_sha256: "00".into(),
+            summary: Summary::of(&steps),
+            steps,
+        };
         let text = plan_text(&doc);
-        assert!(text.contains("  + database  backup_database  no backup\n      sql: BACKUP DATABASE [x]\n"), "{text}");
+        assert!(
+            text.contains(
+                "  + database  backup_database  no backup\n      sql: BACKUP DATABASE [x]\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("  = keys"), "{text}");
-        assert!(text.contains("1 to do, 1 already done, 1 to check, 0 cannot converge."), "{text}");
+        assert!(
+            text.contains("1 to do, 1 already done, 1 to check, 0 cannot converge."),
+            "{text}"
+        );
         assert!(doc.summary.pending());
     }
 }

@@ -33,13 +33,27 @@ struct Session {
 }
 
 impl Session {
-    fn open(loaded: LoadedPlan, plan_file: &Path, state: Option<&Path>) -> Result<Session, EngineError> {
+    fn open(
+        loaded: LoadedPlan,
+        plan_file: &Path,
+        state: Option<&Path>,
+    ) -> Result<Session, EngineError> {
         let plan = loaded.plan.clone();
-        let plan_dir = plan_file.parent().map(Path::to_path_buf).unwrap_or_default();
+        let plan_dir = plan_file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let (journal_path, state_dir) = match state {
-            Some(file) => (file.to_path_buf(), file.parent().map(Path::to_path_buf).unwrap_or_default()),
+            Some(file) => (
+                file.to_path_buf(),
+                file.parent().map(Path::to_path_buf).unwrap_or_default(),
+            ),
             None => {
-                let dir = plan.state.as_ref().map(|s| s.dir.to_path_buf()).unwrap_or_else(|| plan_dir.join(".upgrade"));
+                let dir = plan
+                    .state
+                    .as_ref()
+                    .map(|s| s.dir.to_path_buf())
+                    .unwrap_or_else(|| plan_dir.join(".upgrade"));
                 (journal::journal_path(&dir, &plan.name), dir)
             }
         };
@@ -47,22 +61,47 @@ impl Session {
         for (secret, place) in plan_secrets(&plan) {
             let key = World::secret_key(secret, &place);
             if let std::collections::btree_map::Entry::Vacant(slot) = resolved.entry(key) {
-                let value = secrets::resolve_for(secret, &place).map_err(|e| EngineError::Secret(e.to_string()))?;
+                let value = secrets::resolve_for(secret, &place)
+                    .map_err(|e| EngineError::Secret(e.to_string()))?;
                 slot.insert(value);
             }
         }
         let order = graph::order(&plan).map_err(|cycle| {
-            EngineError::Invalid(format!("steps depend on each other in a cycle: {}", cycle.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" -> ")))
+            EngineError::Invalid(format!(
+                "steps depend on each other in a cycle: {}",
+                cycle
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" -> ")
+            ))
         })?;
         let steps: Vec<Box<dyn Step>> = plan.steps.iter().map(steps::build).collect();
-        let kinds = plan.steps.iter().map(|s| steps::kind_name(&s.kind)).collect();
+        let kinds = plan
+            .steps
+            .iter()
+            .map(|s| steps::kind_name(&s.kind))
+            .collect();
         let journal = Journal::load(&journal_path, &plan.name)?;
         let world = World::new(plan, state_dir, resolved);
-        Ok(Session { loaded, world, steps, kinds, order, journal_path, journal })
+        Ok(Session {
+            loaded,
+            world,
+            steps,
+            kinds,
+            order,
+            journal_path,
+            journal,
+        })
     }
 
     fn cx<'a>(&'a self, i: usize, journal: &'a Journal) -> StepContext<'a> {
-        StepContext { world: &self.world, id: &self.world.plan.steps[i].id, journal, plan_sha256: &self.loaded.sha256 }
+        StepContext {
+            world: &self.world,
+            id: &self.world.plan.steps[i].id,
+            journal,
+            plan_sha256: &self.loaded.sha256,
+        }
     }
 
     /// The destructive step, recorded as done, that step `i` was a prerequisite of. Such a step is
@@ -71,7 +110,10 @@ impl Session {
     fn sealed_by(&self, i: usize) -> Option<usize> {
         (0..self.steps.len()).find(|&d| {
             self.steps[d].destructive()
-                && self.journal.done(self.world.plan.steps[d].id.as_str()).is_some()
+                && self
+                    .journal
+                    .done(self.world.plan.steps[d].id.as_str())
+                    .is_some()
                 && graph::prerequisites(&self.world.plan, d).contains(&i)
         })
     }
@@ -85,12 +127,20 @@ impl Session {
                     let by = &self.world.plan.steps[d].id;
                     match self.steps[i].recheck(&cx).await {
                         Ok(line) => (
-                            Diff::Done { evidence: format!("{line} (kept from before `{by}`)"), details: serde_json::Value::Null },
-                            Some(Observation(serde_json::json!({ "sealed_by": by.as_str(), "recheck": line }))),
+                            Diff::Done {
+                                evidence: format!("{line} (kept from before `{by}`)"),
+                                details: serde_json::Value::Null,
+                            },
+                            Some(Observation(
+                                serde_json::json!({ "sealed_by": by.as_str(), "recheck": line }),
+                            )),
                         ),
                         Err(e) => (
                             Diff::Blocked {
-                                why: format!("{}; `{by}` has already run, so it cannot be redone", self.world.redactor.redact(&e.to_string())),
+                                why: format!(
+                                    "{}; `{by}` has already run, so it cannot be redone",
+                                    self.world.redactor.redact(&e.to_string())
+                                ),
                             },
                             None,
                         ),
@@ -98,18 +148,31 @@ impl Session {
                 }
                 None => match self.steps[i].observe(&cx).await {
                     Ok(obs) => (self.steps[i].diff(&obs, &cx), Some(obs)),
-                    Err(e) => (Diff::Blocked { why: format!("cannot observe: {}", self.world.redactor.redact(&e.to_string())) }, None),
+                    Err(e) => (
+                        Diff::Blocked {
+                            why: format!(
+                                "cannot observe: {}",
+                                self.world.redactor.redact(&e.to_string())
+                            ),
+                        },
+                        None,
+                    ),
                 },
             }
         }))
         .await;
         let mut out: Vec<(Diff, Option<Observation>)> = surveyed;
         // A check that passed before counts as done only while nothing else is pending.
-        let other_pending = out.iter().any(|(d, _)| matches!(d, Diff::Change { .. } | Diff::Blocked { .. }));
+        let other_pending = out
+            .iter()
+            .any(|(d, _)| matches!(d, Diff::Change { .. } | Diff::Blocked { .. }));
         if other_pending {
             for (i, (d, _)) in out.iter_mut().enumerate() {
                 if self.kinds[i] == "verify" && matches!(d, Diff::Done { .. }) {
-                    *d = Diff::Check { reason: "checks run again after the pending steps".into(), ops: Vec::new() };
+                    *d = Diff::Check {
+                        reason: "checks run again after the pending steps".into(),
+                        ops: Vec::new(),
+                    };
                 }
             }
         }
@@ -121,8 +184,14 @@ impl Session {
             .iter()
             .map(|&i| {
                 let (diff, obs) = &survey[i];
-                let fingerprint = hex::encode(Sha256::digest(serde_json::to_vec(&obs).unwrap_or_default()));
-                PlannedStep::new(self.world.plan.steps[i].id.as_str(), &self.kinds[i], diff, fingerprint)
+                let fingerprint =
+                    hex::encode(Sha256::digest(serde_json::to_vec(&obs).unwrap_or_default()));
+                PlannedStep::new(
+                    self.world.plan.steps[i].id.as_str(),
+                    &self.kinds[i],
+                    diff,
+                    fingerprint,
+                )
             })
             .collect()
     }
@@ -149,14 +218,29 @@ pub async fn plan(opts: PlanOptions) -> Result<u8, EngineError> {
     let survey = session.survey().await;
     let doc = session.document(session.planned(&survey));
     if let Some(out) = &opts.out {
-        SavedPlan::new(&opts.plan_file, &session.loaded.sha256, &session.loaded.source, &doc.steps).save(out)?;
+        SavedPlan::new(
+            &opts.plan_file,
+            &session.loaded.sha256,
+            &session.loaded.source,
+            &doc.steps,
+        )
+        .save(out)?;
     }
     let mut stdout = std::io::stdout().lock();
-    let text = if opts.json { json(&doc)? } else { render::plan_text(&doc) };
+    let text = if opts.json {
+        json(&doc)?
+    } else {
+        render::plan_text(&doc)
+    };
     let _ = stdout.write_all(session.world.redactor.redact(&text).as_bytes());
     if let Some(out) = &opts.out {
         if !opts.json {
-            let _ = writeln!(stdout, "Saved the plan to {}; apply exactly it with `upgrade apply {}`.", out.display(), out.display());
+            let _ = writeln!(
+                stdout,
+                "Saved the plan to {}; apply exactly it with `upgrade apply {}`.",
+                out.display(),
+                out.display()
+            );
         }
     }
     Ok(if doc.summary.blocked > 0 {
@@ -169,7 +253,9 @@ pub async fn plan(opts: PlanOptions) -> Result<u8, EngineError> {
 }
 
 fn json<T: serde::Serialize>(doc: &T) -> Result<String, EngineError> {
-    serde_json::to_string_pretty(doc).map(|s| s + "\n").map_err(|e| EngineError::Output(e.to_string()))
+    serde_json::to_string_pretty(doc)
+        .map(|s| s + "\n")
+        .map_err(|e| EngineError::Output(e.to_string()))
 }
 
 /// `upgrade apply`.
@@ -178,7 +264,8 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
     let (loaded, plan_file) = match &saved {
         Some(s) => {
             let file = PathBuf::from(&s.plan_file);
-            let mut loaded = plan::load_str(&s.plan_file, &s.plan_source).map_err(|d| EngineError::Invalid(d.to_string()))?;
+            let mut loaded = plan::load_str(&s.plan_file, &s.plan_source)
+                .map_err(|d| EngineError::Invalid(d.to_string()))?;
             loaded.path = file.clone();
             (loaded, file)
         }
@@ -211,7 +298,12 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
     out(&render::plan_text(&doc));
     if doc.summary.blocked > 0 {
         return Err(EngineError::Blocked(
-            doc.steps.iter().filter(|s| s.mark == '!').map(|s| format!("{}: {}", s.id, s.reason)).collect::<Vec<_>>().join("\n  "),
+            doc.steps
+                .iter()
+                .filter(|s| s.mark == '!')
+                .map(|s| format!("{}: {}", s.id, s.reason))
+                .collect::<Vec<_>>()
+                .join("\n  "),
         ));
     }
     if doc.summary.pending() && !opts.auto_approve && saved.is_none() {
@@ -219,15 +311,30 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
     }
     let started = Utc::now();
     let pid = std::process::id();
-    session.journal.runs.push(RunRecord { started, finished: None, pid, outcome: None });
+    session.journal.runs.push(RunRecord {
+        started,
+        finished: None,
+        pid,
+        outcome: None,
+    });
     session.journal.save(&session.journal_path)?;
     if doc.summary.pending() {
         out("\nApplying:\n");
     }
     let result = execute(&mut session, &survey, &out).await;
-    if let Some(run) = session.journal.runs.iter_mut().rev().find(|r| r.pid == pid && r.started == started) {
+    if let Some(run) = session
+        .journal
+        .runs
+        .iter_mut()
+        .rev()
+        .find(|r| r.pid == pid && r.started == started)
+    {
         run.finished = Some(Utc::now());
-        run.outcome = Some(if result.ok { "ok".into() } else { "failed".into() });
+        run.outcome = Some(if result.ok {
+            "ok".into()
+        } else {
+            "failed".into()
+        });
     }
     session.journal.save(&session.journal_path)?;
     if opts.json {
@@ -255,7 +362,9 @@ fn confirm() -> Result<(), EngineError> {
     print!("\nDo you want to apply these steps? Only 'yes' will be accepted: ");
     let _ = std::io::stdout().flush();
     let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer).map_err(|e| EngineError::NotConfirmed(e.to_string()))?;
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| EngineError::NotConfirmed(e.to_string()))?;
     if answer.trim() == "yes" {
         Ok(())
     } else {
@@ -264,7 +373,11 @@ fn confirm() -> Result<(), EngineError> {
 }
 
 /// Runs the pending steps in order; stops at the first failure.
-async fn execute(session: &mut Session, survey: &[(Diff, Option<Observation>)], out: &impl Fn(&str)) -> ApplyDocument {
+async fn execute(
+    session: &mut Session,
+    survey: &[(Diff, Option<Observation>)],
+    out: &impl Fn(&str),
+) -> ApplyDocument {
     let mut results: Vec<AppliedStep> = Vec::new();
     let mut error = None;
     let order = session.order.clone();
@@ -274,9 +387,14 @@ async fn execute(session: &mut Session, survey: &[(Diff, Option<Observation>)], 
         let kind = session.kinds[i].clone();
         let diff = &survey[i].0;
         // Never run a step whose prerequisite is not done in this run or recorded.
-        let deps: Vec<usize> = graph::prerequisites(&session.world.plan, i).into_iter().collect();
+        let deps: Vec<usize> = graph::prerequisites(&session.world.plan, i)
+            .into_iter()
+            .collect();
         if let Some(&d) = deps.iter().find(|&&d| !finished[d]) {
-            error = Some(format!("{id}: prerequisite `{}` is not done", session.world.plan.steps[d].id));
+            error = Some(format!(
+                "{id}: prerequisite `{}` is not done",
+                session.world.plan.steps[d].id
+            ));
             break;
         }
         let outcome = match diff {
@@ -284,14 +402,24 @@ async fn execute(session: &mut Session, survey: &[(Diff, Option<Observation>)], 
                 if session.journal.done(&id).is_none() {
                     // Adopt a result found on the server (a backup taken by hand) so that later
                     // rechecks have something to compare with.
-                    let ev = Evidence { summary: evidence.clone(), details: details.clone(), reboot_required: false };
+                    let ev = Evidence {
+                        summary: evidence.clone(),
+                        details: details.clone(),
+                        reboot_required: false,
+                    };
                     record(session, i, Ok(&ev));
                     if let Err(e) = session.journal.save(&session.journal_path) {
                         error = Some(e.to_string());
                         break;
                     }
                 }
-                AppliedStep { id: id.clone(), kind, result: "already_done", summary: evidence.clone(), reboot_required: false }
+                AppliedStep {
+                    id: id.clone(),
+                    kind,
+                    result: "already_done",
+                    summary: evidence.clone(),
+                    reboot_required: false,
+                }
             }
             Diff::Blocked { why } => {
                 error = Some(format!("{id}: cannot converge: {why}"));
@@ -302,19 +430,39 @@ async fn execute(session: &mut Session, survey: &[(Diff, Option<Observation>)], 
                 record(session, i, res.as_ref().map_err(|e| e.as_str()));
                 let saved = session.journal.save(&session.journal_path);
                 match (res, saved) {
-                    (Ok(ev), Ok(())) => AppliedStep { id: id.clone(), kind, result: "applied", summary: ev.summary, reboot_required: ev.reboot_required },
+                    (Ok(ev), Ok(())) => AppliedStep {
+                        id: id.clone(),
+                        kind,
+                        result: "applied",
+                        summary: ev.summary,
+                        reboot_required: ev.reboot_required,
+                    },
                     (Ok(_), Err(e)) => {
-                        error = Some(format!("{id}: done, but the journal could not be written: {e}"));
+                        error = Some(format!(
+                            "{id}: done, but the journal could not be written: {e}"
+                        ));
                         break;
                     }
                     (Err(e), _) => {
-                        let step = AppliedStep { id: id.clone(), kind, result: "failed", summary: e.clone(), reboot_required: false };
+                        let step = AppliedStep {
+                            id: id.clone(),
+                            kind,
+                            result: "failed",
+                            summary: e.clone(),
+                            reboot_required: false,
+                        };
                         out(&format!("{}\n", render::progress_line(&step)));
                         results.push(step);
                         error = Some(format!("step `{id}` failed: {e}"));
                         for &j in &order[pos + 1..] {
                             let sid = session.world.plan.steps[j].id.to_string();
-                            let skipped = AppliedStep { id: sid, kind: session.kinds[j].clone(), result: "not_run", summary: "not run".into(), reboot_required: false };
+                            let skipped = AppliedStep {
+                                id: sid,
+                                kind: session.kinds[j].clone(),
+                                result: "not_run",
+                                summary: "not run".into(),
+                                reboot_required: false,
+                            };
                             out(&format!("{}\n", render::progress_line(&skipped)));
                             results.push(skipped);
                         }
@@ -346,7 +494,13 @@ async fn run_one(session: &Session, i: usize, deps: &[usize]) -> Result<Evidence
             let cx = session.cx(d, &session.journal);
             match session.steps[d].recheck(&cx).await {
                 Ok(line) => tracing::info!(step = %session.world.plan.steps[d].id, "{line}"),
-                Err(e) => return Err(format!("prerequisite `{}` does not hold: {}", session.world.plan.steps[d].id, redact(&e))),
+                Err(e) => {
+                    return Err(format!(
+                        "prerequisite `{}` does not hold: {}",
+                        session.world.plan.steps[d].id,
+                        redact(&e)
+                    ))
+                }
             }
         }
     }
@@ -359,7 +513,11 @@ fn record(session: &mut Session, i: usize, res: Result<&Evidence, &str>) {
     let id = session.world.plan.steps[i].id.to_string();
     let rec = StepRecord {
         kind: session.kinds[i].clone(),
-        status: if res.is_ok() { StepStatus::Done } else { StepStatus::Failed },
+        status: if res.is_ok() {
+            StepStatus::Done
+        } else {
+            StepStatus::Failed
+        },
         at: Utc::now(),
         evidence: res.ok().cloned(),
         error: res.err().map(|e| session.world.redactor.redact(e)),

@@ -39,7 +39,12 @@ pub struct SavedPlan {
 }
 
 impl SavedPlan {
-    pub fn new(plan_file: &Path, plan_sha256: &str, plan_source: &str, steps: &[PlannedStep]) -> SavedPlan {
+    pub fn new(
+        plan_file: &Path,
+        plan_sha256: &str,
+        plan_source: &str,
+        steps: &[PlannedStep],
+    ) -> SavedPlan {
         SavedPlan {
             format: FORMAT.to_string(),
             plan_file: plan_file.display().to_string(),
@@ -47,28 +52,42 @@ impl SavedPlan {
             plan_source: plan_source.to_string(),
             steps: steps
                 .iter()
-                .map(|s| SavedStep { id: s.id.clone(), action: s.action.to_string(), fingerprint: s.fingerprint.clone() })
+                .map(|s| SavedStep {
+                    id: s.id.clone(),
+                    action: s.action.to_string(),
+                    fingerprint: s.fingerprint.clone(),
+                })
                 .collect(),
         }
     }
 
     pub fn save(&self, path: &Path) -> Result<(), SavedError> {
-        let err = |message: String| SavedError::Write { path: path.display().to_string(), message };
+        let err = |message: String| SavedError::Write {
+            path: path.display().to_string(),
+            message,
+        };
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| err(e.to_string()))?;
         crate::adapters::fs::write_atomic(path, &bytes).map_err(|e| err(e.to_string()))
     }
 
     /// Reads `path` if it is a saved plan; `Ok(None)` for anything else (a plan file).
     pub fn read_if_saved(path: &Path) -> Result<Option<SavedPlan>, SavedError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| SavedError::Read { path: path.display().to_string(), message: e.to_string() })?;
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else { return Ok(None) };
+        let bytes = std::fs::read(path).map_err(|e| SavedError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            return Ok(None);
+        };
         if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
             return Ok(None);
         }
         serde_json::from_value(value)
             .map(Some)
-            .map_err(|e| SavedError::Read { path: path.display().to_string(), message: e.to_string() })
+            .map_err(|e| SavedError::Read {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })
     }
 
     /// The steps whose observation or action differ now, with what changed.
@@ -77,8 +96,14 @@ impl SavedPlan {
         for s in &self.steps {
             match now.iter().find(|n| n.id == s.id) {
                 None => out.push(format!("{}: no longer in the plan", s.id)),
-                Some(n) if n.action != s.action => out.push(format!("{}: was `{}`, now `{}` ({})", s.id, s.action, n.action, n.reason)),
-                Some(n) if n.fingerprint != s.fingerprint => out.push(format!("{}: the server changed since the plan was saved ({})", s.id, n.reason)),
+                Some(n) if n.action != s.action => out.push(format!(
+                    "{}: was `{}`, now `{}` ({})",
+                    s.id, s.action, n.action, n.reason
+                )),
+                Some(n) if n.fingerprint != s.fingerprint => out.push(format!(
+                    "{}: the server changed since the plan was saved ({})",
+                    s.id, n.reason
+                )),
                 Some(_) => {}
             }
         }

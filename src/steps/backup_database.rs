@@ -27,7 +27,9 @@ impl BackupDatabaseStep {
     }
 
     fn temp_path(&self) -> String {
-        afs::temp_sibling(&self.spec.to.to_path_buf()).to_string_lossy().into_owned()
+        afs::temp_sibling(&self.spec.to.to_path_buf())
+            .to_string_lossy()
+            .into_owned()
     }
 }
 
@@ -68,30 +70,49 @@ struct Recorded {
 
 /// SQL Server 2005 (9.x) and later know `WITH CHECKSUM`.
 fn supports_checksum(version: &str) -> bool {
-    version.split('.').next().and_then(|m| m.parse::<u32>().ok()).is_some_and(|m| m >= 9)
+    version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok())
+        .is_some_and(|m| m >= 9)
 }
 
 async fn server_version(sql: &mut dyn SqlClient) -> Result<String, SqlError> {
     let rows = sql.query(q::SERVER_PROPERTIES).await?;
-    Ok(rows.first().and_then(|r| r.get("product_version")).and_then(text).unwrap_or_default())
+    Ok(rows
+        .first()
+        .and_then(|r| r.get("product_version"))
+        .and_then(text)
+        .unwrap_or_default())
 }
 
 async fn read_header(sql: &mut dyn SqlClient, path: &str) -> Result<Header, SqlError> {
     let rows = sql.query(&q::restore_headeronly(path)).await?;
-    let row = rows.first().ok_or_else(|| SqlError::Protocol { message: "RESTORE HEADERONLY returned no backup set".into() })?;
+    let row = rows.first().ok_or_else(|| SqlError::Protocol {
+        message: "RESTORE HEADERONLY returned no backup set".into(),
+    })?;
     Ok(Header {
         database: row.get("DatabaseName").and_then(text).unwrap_or_default(),
         backup_type: row.get("BackupType").and_then(int).unwrap_or_default(),
         finish: row
             .get("BackupFinishDate")
             .and_then(time)
-            .ok_or_else(|| SqlError::Protocol { message: "RESTORE HEADERONLY gave no BackupFinishDate".into() })?,
+            .ok_or_else(|| SqlError::Protocol {
+                message: "RESTORE HEADERONLY gave no BackupFinishDate".into(),
+            })?,
     })
 }
 
-async fn backup_set_id(sql: &mut dyn SqlClient, database: &str, path: &str) -> Result<Option<i64>, SqlError> {
+async fn backup_set_id(
+    sql: &mut dyn SqlClient,
+    database: &str,
+    path: &str,
+) -> Result<Option<i64>, SqlError> {
     let rows = sql.query(&q::latest_backup_to(database, path)).await?;
-    Ok(rows.first().and_then(|r| r.get("backup_set_id")).and_then(int))
+    Ok(rows
+        .first()
+        .and_then(|r| r.get("backup_set_id"))
+        .and_then(int))
 }
 
 impl BackupDatabaseStep {
@@ -111,28 +132,52 @@ impl BackupDatabaseStep {
             });
         };
         if !h.database.eq_ignore_ascii_case(&self.spec.database) {
-            return Some(format!("{} holds a backup of `{}`, not `{}`", self.path(), h.database, self.spec.database));
+            return Some(format!(
+                "{} holds a backup of `{}`, not `{}`",
+                self.path(),
+                h.database,
+                self.spec.database
+            ));
         }
         if h.backup_type != 1 {
-            return Some(format!("{} holds a backup of type {}, not a full database backup", self.path(), h.backup_type));
+            return Some(format!(
+                "{} holds a backup of type {}, not a full database backup",
+                self.path(),
+                h.backup_type
+            ));
         }
         if let Some(max) = self.spec.max_age {
             let age = chrono::Local::now().naive_local() - h.finish;
             if age.to_std().map(|a| a > max.get()).unwrap_or(false) {
-                return Some(format!("the backup finished {} is older than max_age {max}", h.finish));
+                return Some(format!(
+                    "the backup finished {} is older than max_age {max}",
+                    h.finish
+                ));
             }
         }
         if self.spec.verify {
-            let recorded_verified = self.recorded(cx).is_some_and(|r| r.verified && r.finish == h.finish);
+            let recorded_verified = self
+                .recorded(cx)
+                .is_some_and(|r| r.verified && r.finish == h.finish);
             if !recorded_verified && o.verified_now != Some(true) {
-                return Some(format!("the backup at {} does not verify (RESTORE VERIFYONLY failed)", self.path()));
+                return Some(format!(
+                    "the backup at {} does not verify (RESTORE VERIFYONLY failed)",
+                    self.path()
+                ));
             }
         }
         None
     }
 
-    async fn verify_file(&self, sql: &mut dyn SqlClient, path: &str, checksum: bool) -> Result<(), SqlError> {
-        sql.execute(&q::restore_verifyonly(path, checksum)).await.map(|_| ())
+    async fn verify_file(
+        &self,
+        sql: &mut dyn SqlClient,
+        path: &str,
+        checksum: bool,
+    ) -> Result<(), SqlError> {
+        sql.execute(&q::restore_verifyonly(path, checksum))
+            .await
+            .map(|_| ())
     }
 }
 
@@ -141,11 +186,16 @@ impl Step for BackupDatabaseStep {
     async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
         let mut sql = cx.world.sql().await?;
         let server_version = server_version(sql.as_mut()).await?;
-        let database_exists = !sql.query(&q::database_exists(&self.spec.database)).await?.is_empty();
+        let database_exists = !sql
+            .query(&q::database_exists(&self.spec.database))
+            .await?
+            .is_empty();
         let (header, header_error) = if afs::exists(&self.spec.to.to_path_buf()) {
             match read_header(sql.as_mut(), &self.path()).await {
                 Ok(h) => (Some(h), None),
-                Err(SqlError::Server { .. }) | Err(SqlError::Protocol { .. }) => (None, Some("RESTORE HEADERONLY cannot read it".to_string())),
+                Err(SqlError::Server { .. }) | Err(SqlError::Protocol { .. }) => {
+                    (None, Some("RESTORE HEADERONLY cannot read it".to_string()))
+                }
                 Err(e) => return Err(e.into()),
             }
         } else {
@@ -155,13 +205,26 @@ impl Step for BackupDatabaseStep {
         // A backup nobody recorded (taken by hand) is verified now; VERIFYONLY only reads the file.
         // Without CHECKSUM: a backup taken by hand may have been taken without checksums.
         let needs_verify = self.spec.verify
-            && header.as_ref().is_some_and(|h| self.recorded(cx).is_none_or(|r| r.finish != h.finish));
+            && header
+                .as_ref()
+                .is_some_and(|h| self.recorded(cx).is_none_or(|r| r.finish != h.finish));
         let verified_now = if needs_verify {
-            Some(self.verify_file(sql.as_mut(), &self.path(), false).await.is_ok())
+            Some(
+                self.verify_file(sql.as_mut(), &self.path(), false)
+                    .await
+                    .is_ok(),
+            )
         } else {
             None
         };
-        Ok(Observation::of(&Observed { server_version, database_exists, header, header_error, backup_set_id, verified_now }))
+        Ok(Observation::of(&Observed {
+            server_version,
+            database_exists,
+            header,
+            header_error,
+            backup_set_id,
+            verified_now,
+        }))
     }
 
     fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
@@ -170,20 +233,35 @@ impl Step for BackupDatabaseStep {
             Err(e) => return Diff::Blocked { why: e.to_string() },
         };
         if !o.database_exists {
-            return Diff::Blocked { why: format!("database `{}` does not exist on the server", self.spec.database) };
+            return Diff::Blocked {
+                why: format!(
+                    "database `{}` does not exist on the server",
+                    self.spec.database
+                ),
+            };
         }
         match self.shortfall(&o, cx) {
             None => {
-                let h = o.header.as_ref().map(|h| h.finish.to_string()).unwrap_or_default();
-                let set_id = o.backup_set_id.or_else(|| self.recorded(cx).and_then(|r| r.backup_set_id));
-                let set = set_id.map(|i| format!("backup set {i}, ")).unwrap_or_default();
+                let h = o
+                    .header
+                    .as_ref()
+                    .map(|h| h.finish.to_string())
+                    .unwrap_or_default();
+                let set_id = o
+                    .backup_set_id
+                    .or_else(|| self.recorded(cx).and_then(|r| r.backup_set_id));
+                let set = set_id
+                    .map(|i| format!("backup set {i}, "))
+                    .unwrap_or_default();
                 let details = o.header.as_ref().map(|h| Recorded {
                     database: self.spec.database.clone(),
                     path: self.path(),
                     finish: h.finish,
                     backup_set_id: set_id,
                     verified: self.spec.verify,
-                    checksum: self.recorded(cx).is_some_and(|r| r.checksum && r.finish == h.finish),
+                    checksum: self
+                        .recorded(cx)
+                        .is_some_and(|r| r.checksum && r.finish == h.finish),
                 });
                 Diff::Done {
                     evidence: format!("{set}finished {h}, verified, at {}", self.path()),
@@ -193,11 +271,22 @@ impl Step for BackupDatabaseStep {
             Some(reason) => {
                 let checksum = supports_checksum(&o.server_version);
                 let temp = self.temp_path();
-                let mut ops = vec![Op::Sql { statement: q::backup_database(&self.spec.database, &temp, &backup_name(&self.id), checksum) }];
+                let mut ops = vec![Op::Sql {
+                    statement: q::backup_database(
+                        &self.spec.database,
+                        &temp,
+                        &backup_name(&self.id),
+                        checksum,
+                    ),
+                }];
                 if self.spec.verify {
-                    ops.push(Op::Sql { statement: q::restore_verifyonly(&temp, checksum) });
+                    ops.push(Op::Sql {
+                        statement: q::restore_verifyonly(&temp, checksum),
+                    });
                 }
-                ops.push(Op::Write { path: format!("{} (renamed from {temp})", self.path()) });
+                ops.push(Op::Write {
+                    path: format!("{} (renamed from {temp})", self.path()),
+                });
                 Diff::Change { reason, ops }
             }
         }
@@ -210,13 +299,22 @@ impl Step for BackupDatabaseStep {
         let temp = self.temp_path();
         // A half-written temp from a killed run is never trusted.
         afs::remove_if_exists(&afs::temp_sibling(&self.spec.to.to_path_buf()))?;
-        sql.execute(&q::backup_database(&self.spec.database, &temp, &backup_name(&self.id), checksum)).await?;
+        sql.execute(&q::backup_database(
+            &self.spec.database,
+            &temp,
+            &backup_name(&self.id),
+            checksum,
+        ))
+        .await?;
         if self.spec.verify {
             self.verify_file(sql.as_mut(), &temp, checksum).await?;
         }
         let header = read_header(sql.as_mut(), &temp).await?;
         let set_id = backup_set_id(sql.as_mut(), &self.spec.database, &temp).await?;
-        afs::rename(&afs::temp_sibling(&self.spec.to.to_path_buf()), &self.spec.to.to_path_buf())?;
+        afs::rename(
+            &afs::temp_sibling(&self.spec.to.to_path_buf()),
+            &self.spec.to.to_path_buf(),
+        )?;
         let recorded = Recorded {
             database: self.spec.database.clone(),
             path: self.path(),
@@ -225,9 +323,16 @@ impl Step for BackupDatabaseStep {
             verified: self.spec.verify,
             checksum,
         };
-        let set = set_id.map(|i| format!("backup set {i}, ")).unwrap_or_default();
+        let set = set_id
+            .map(|i| format!("backup set {i}, "))
+            .unwrap_or_default();
         Ok(Evidence {
-            summary: format!("{set}finished {}, {}at {}", header.finish, if self.spec.verify { "verified, " } else { "" }, self.path()),
+            summary: format!(
+                "{set}finished {}, {}at {}",
+                header.finish,
+                if self.spec.verify { "verified, " } else { "" },
+                self.path()
+            ),
             details: serde_json::to_value(&recorded).unwrap_or_default(),
             reboot_required: false,
         })
@@ -236,9 +341,9 @@ impl Step for BackupDatabaseStep {
     async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
         let mut sql = cx.world.sql().await?;
         let recorded = self.recorded(cx);
-        let header = read_header(sql.as_mut(), &self.path())
-            .await
-            .map_err(|e| StepError::Refused(format!("the backup {} no longer reads: {e}", self.path())))?;
+        let header = read_header(sql.as_mut(), &self.path()).await.map_err(|e| {
+            StepError::Refused(format!("the backup {} no longer reads: {e}", self.path()))
+        })?;
         if let Some(r) = &recorded {
             if r.finish != header.finish {
                 return Err(StepError::Refused(format!(
@@ -250,13 +355,23 @@ impl Step for BackupDatabaseStep {
             }
         }
         if !header.database.eq_ignore_ascii_case(&self.spec.database) {
-            return Err(StepError::Refused(format!("{} is a backup of `{}`", self.path(), header.database)));
+            return Err(StepError::Refused(format!(
+                "{} is a backup of `{}`",
+                self.path(),
+                header.database
+            )));
         }
         let checksum = recorded.is_some_and(|r| r.checksum);
         self.verify_file(sql.as_mut(), &self.path(), checksum)
             .await
-            .map_err(|e| StepError::Refused(format!("the backup {} does not verify: {e}", self.path())))?;
-        Ok(format!("backup {} finished {} verifies", self.path(), header.finish))
+            .map_err(|e| {
+                StepError::Refused(format!("the backup {} does not verify: {e}", self.path()))
+            })?;
+        Ok(format!(
+            "backup {} finished {} verifies",
+            self.path(),
+            header.finish
+        ))
     }
 }
 

@@ -51,7 +51,10 @@ impl BackupFilesStep {
 
     /// Source files whose copy is missing or different (a copy made by hand that matches counts).
     fn to_copy<'a>(&self, o: &'a Observed) -> Vec<(&'a String, &'a SourceFile)> {
-        o.source.iter().filter(|(rel, f)| o.copies.get(*rel) != Some(&f.sha256)).collect()
+        o.source
+            .iter()
+            .filter(|(rel, f)| o.copies.get(*rel) != Some(&f.sha256))
+            .collect()
     }
 
     fn observe_now(&self) -> Result<Observed, StepError> {
@@ -62,12 +65,22 @@ impl BackupFilesStep {
         if source_present {
             for rel in afs::walk_files(&from)? {
                 let path = from.join(&rel);
-                source.insert(rel, SourceFile { sha256: afs::sha256_file(&path)?, bytes: afs::file_size(&path)? });
+                source.insert(
+                    rel,
+                    SourceFile {
+                        sha256: afs::sha256_file(&path)?,
+                        bytes: afs::file_size(&path)?,
+                    },
+                );
             }
         }
         let (manifest, mismatched) = match Manifest::read(&self.manifest_path()) {
             Ok(m) => {
-                let mismatched = m.verify_dir(&to).into_iter().map(|mm| mismatch_path(&mm)).collect();
+                let mismatched = m
+                    .verify_dir(&to)
+                    .into_iter()
+                    .map(|mm| mismatch_path(&mm))
+                    .collect();
                 (Some(m.entries.into_iter().collect()), mismatched)
             }
             Err(_) => (None, Vec::new()),
@@ -79,7 +92,13 @@ impl BackupFilesStep {
                 copies.insert(rel.clone(), afs::sha256_file(&copy)?);
             }
         }
-        Ok(Observed { source_present, source, manifest, mismatched, copies })
+        Ok(Observed {
+            source_present,
+            source,
+            manifest,
+            mismatched,
+            copies,
+        })
     }
 }
 
@@ -90,7 +109,9 @@ impl Step for BackupFilesStep {
         let this = BackupFilesStep::new(self.id.clone(), self.spec.clone());
         let o = tokio::task::spawn_blocking(move || this.observe_now())
             .await
-            .map_err(|e| StepError::Internal(format!("observing {} stopped: {e}", self.spec.from)))??;
+            .map_err(|e| {
+                StepError::Internal(format!("observing {} stopped: {e}", self.spec.from))
+            })??;
         Ok(Observation::of(&o))
     }
 
@@ -103,7 +124,13 @@ impl Step for BackupFilesStep {
         if !o.source_present {
             return if copy_intact {
                 let n = o.manifest.as_ref().map_or(0, |m| m.len());
-                Diff::Done { evidence: format!("{n} file(s) at {} match {MANIFEST} (source folder gone)", self.spec.to), details: serde_json::Value::Null }
+                Diff::Done {
+                    evidence: format!(
+                        "{n} file(s) at {} match {MANIFEST} (source folder gone)",
+                        self.spec.to
+                    ),
+                    details: serde_json::Value::Null,
+                }
             } else {
                 Diff::Blocked {
                     why: format!("the source folder {} is gone and {} holds no complete copy (manifest missing or files differ)", self.spec.from, self.spec.to),
@@ -111,7 +138,10 @@ impl Step for BackupFilesStep {
             };
         }
         let copy = self.to_copy(&o);
-        let in_manifest = o.manifest.as_ref().is_some_and(|m| o.source.keys().all(|rel| m.contains_key(rel)));
+        let in_manifest = o
+            .manifest
+            .as_ref()
+            .is_some_and(|m| o.source.keys().all(|rel| m.contains_key(rel)));
         if copy.is_empty() && copy_intact && in_manifest {
             let n = o.manifest.as_ref().map_or(0, |m| m.len());
             return Diff::Done {
@@ -123,11 +153,22 @@ impl Step for BackupFilesStep {
         Diff::Change {
             reason: match &o.manifest {
                 None => format!("no copy at {}", self.spec.to),
-                Some(_) => format!("{} file(s) changed or missing at {}", copy.len(), self.spec.to),
+                Some(_) => format!(
+                    "{} file(s) changed or missing at {}",
+                    copy.len(),
+                    self.spec.to
+                ),
             },
             ops: vec![
-                Op::Copy { from: self.spec.from.to_string(), to: self.spec.to.to_string(), files: copy.len() as u64, bytes },
-                Op::Write { path: self.manifest_path().to_string_lossy().into_owned() },
+                Op::Copy {
+                    from: self.spec.from.to_string(),
+                    to: self.spec.to.to_string(),
+                    files: copy.len() as u64,
+                    bytes,
+                },
+                Op::Write {
+                    path: self.manifest_path().to_string_lossy().into_owned(),
+                },
             ],
         }
     }
@@ -174,14 +215,23 @@ impl Step for BackupFilesStep {
     }
 
     async fn recheck(&self, _cx: &StepContext<'_>) -> Result<String, StepError> {
-        let manifest = Manifest::read(&self.manifest_path())
-            .map_err(|e| StepError::Refused(format!("no manifest for the copy at {}: {e}", self.spec.to)))?;
+        let manifest = Manifest::read(&self.manifest_path()).map_err(|e| {
+            StepError::Refused(format!("no manifest for the copy at {}: {e}", self.spec.to))
+        })?;
         let bad = manifest.verify_dir(&self.spec.to.to_path_buf());
         if bad.is_empty() {
-            Ok(format!("{} file(s) at {} match {MANIFEST}", manifest.entries.len(), self.spec.to))
+            Ok(format!(
+                "{} file(s) at {} match {MANIFEST}",
+                manifest.entries.len(),
+                self.spec.to
+            ))
         } else {
             let names: Vec<String> = bad.into_iter().map(|m| m.to_string()).collect();
-            Err(StepError::Refused(format!("the copy at {} no longer matches its manifest: {}", self.spec.to, names.join(", "))))
+            Err(StepError::Refused(format!(
+                "the copy at {} no longer matches its manifest: {}",
+                self.spec.to,
+                names.join(", ")
+            )))
         }
     }
 }
@@ -189,6 +239,8 @@ impl Step for BackupFilesStep {
 /// The relative path a manifest mismatch is about.
 fn mismatch_path(m: &Mismatch) -> String {
     match m {
-        Mismatch::Missing { path } | Mismatch::Different { path, .. } | Mismatch::Unreadable { path, .. } => path.clone(),
+        Mismatch::Missing { path }
+        | Mismatch::Different { path, .. }
+        | Mismatch::Unreadable { path, .. } => path.clone(),
     }
 }

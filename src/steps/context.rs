@@ -14,7 +14,8 @@ use crate::plan::{AbsPath, Plan, Secret, SqlAuth, StepId, StepKind, StepSpec};
 use crate::steps::StepError;
 
 /// Windows defaults for the tools, used when the plan names none.
-pub const DEFAULT_MIISKMU: &str = r"C:\Program Files\Microsoft Identity Integration Server\Bin\miiskmu.exe";
+pub const DEFAULT_MIISKMU: &str =
+    r"C:\Program Files\Microsoft Identity Integration Server\Bin\miiskmu.exe";
 pub const DEFAULT_MSIEXEC: &str = r"C:\Windows\System32\msiexec.exe";
 pub const DEFAULT_REG: &str = r"C:\Windows\System32\reg.exe";
 pub const DEFAULT_SC: &str = r"C:\Windows\System32\sc.exe";
@@ -30,10 +31,15 @@ pub fn plan_secrets(plan: &Plan) -> Vec<(&Secret, String)> {
     }
     for s in &plan.steps {
         match &s.kind {
-            StepKind::ExportKeys(k) => out.push((&k.account.password, format!("{}.account.password", s.id))),
+            StepKind::ExportKeys(k) => {
+                out.push((&k.account.password, format!("{}.account.password", s.id)))
+            }
             StepKind::Install(i) => {
                 if let Some(a) = &i.answers.service_account {
-                    out.push((&a.password, format!("{}.answers.service_account.password", s.id)));
+                    out.push((
+                        &a.password,
+                        format!("{}.answers.service_account.password", s.id),
+                    ));
                 }
             }
             _ => {}
@@ -54,7 +60,12 @@ impl World {
     /// `secrets` maps `secret_key(secret)` to the resolved value, for every secret the plan names.
     pub fn new(plan: Plan, state_dir: PathBuf, secrets: BTreeMap<String, SecretString>) -> World {
         let redactor = Redactor::new(secrets.values().cloned().collect());
-        World { plan, state_dir, redactor, secrets }
+        World {
+            plan,
+            state_dir,
+            redactor,
+            secrets,
+        }
     }
 
     /// A stable key for a secret reference (its source, never its value). `place` names where the
@@ -79,7 +90,9 @@ impl World {
     pub async fn sql(&self) -> Result<Box<dyn SqlClient>, SqlError> {
         let conn = &self.plan.server.sql;
         let password = match &conn.auth {
-            SqlAuth::Sql(login) => self.secrets.get(&Self::secret_key(&login.password, SQL_PASSWORD)),
+            SqlAuth::Sql(login) => self
+                .secrets
+                .get(&Self::secret_key(&login.password, SQL_PASSWORD)),
             SqlAuth::Windows => None,
         };
         sql::connect(conn, password).await
@@ -136,7 +149,10 @@ impl World {
 }
 
 fn tool(configured: &Option<AbsPath>, default: &str) -> PathBuf {
-    configured.as_ref().map(|p| p.to_path_buf()).unwrap_or_else(|| PathBuf::from(default))
+    configured
+        .as_ref()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| PathBuf::from(default))
 }
 
 /// What one step sees while it observes, diffs, applies or rechecks.

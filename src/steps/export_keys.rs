@@ -41,7 +41,11 @@ impl ExportKeysStep {
     }
 
     fn tool(&self, cx: &StepContext<'_>) -> std::path::PathBuf {
-        self.spec.tool.as_ref().map(|t| t.to_path_buf()).unwrap_or_else(|| cx.world.miiskmu())
+        self.spec
+            .tool
+            .as_ref()
+            .map(|t| t.to_path_buf())
+            .unwrap_or_else(|| cx.world.miiskmu())
     }
 
     fn recorded(&self, cx: &StepContext<'_>) -> Option<Recorded> {
@@ -77,7 +81,11 @@ impl Step for ExportKeysStep {
     async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
         let tool = self.tool(cx);
         let path = self.spec.to.to_path_buf();
-        let key_file_sha256 = if afs::exists(&path) { Some(afs::sha256_file(&path)?) } else { None };
+        let key_file_sha256 = if afs::exists(&path) {
+            Some(afs::sha256_file(&path)?)
+        } else {
+            None
+        };
         Ok(Observation::of(&Observed {
             tool: tool.to_string_lossy().into_owned(),
             tool_present: afs::exists(&tool),
@@ -99,11 +107,19 @@ impl Step for ExportKeysStep {
                 }
             }
             (Some(now), None) => {
-                let adopted = Recorded { path: self.spec.to.to_string(), sha256: now.clone(), bytes: 0 };
+                let adopted = Recorded {
+                    path: self.spec.to.to_string(),
+                    sha256: now.clone(),
+                    bytes: 0,
+                };
                 return Diff::Done {
-                    evidence: format!("key file {} found (exported earlier, not by this plan), sha256 {}", self.spec.to, short(now)),
+                    evidence: format!(
+                        "key file {} found (exported earlier, not by this plan), sha256 {}",
+                        self.spec.to,
+                        short(now)
+                    ),
                     details: serde_json::to_value(adopted).unwrap_or_default(),
-                }
+                };
             }
             _ => {}
         }
@@ -124,8 +140,12 @@ impl Step for ExportKeysStep {
             Ok(cmd) => Diff::Change {
                 reason,
                 ops: vec![
-                    Op::Run { command: format!("{} (password on standard input)", cmd.display()) },
-                    Op::Write { path: self.spec.to.to_string() },
+                    Op::Run {
+                        command: format!("{} (password on standard input)", cmd.display()),
+                    },
+                    Op::Write {
+                        path: self.spec.to.to_string(),
+                    },
                 ],
             },
             Err(e) => Diff::Blocked { why: e.to_string() },
@@ -142,20 +162,40 @@ impl Step for ExportKeysStep {
         if out.exit_code != 0 || !said_ok {
             let _ = afs::remove_if_exists(&temp);
             let message = last_lines(&format!("{}\n{}", out.stdout, out.stderr), 5);
-            return Err(StepError::Tool { tool: "miiskmu".into(), exit_code: out.exit_code, message, log_tail: None });
+            return Err(StepError::Tool {
+                tool: "miiskmu".into(),
+                exit_code: out.exit_code,
+                message,
+                log_tail: None,
+            });
         }
         let bytes = afs::file_size(&temp).map_err(|_| {
-            StepError::Failed(format!("miiskmu reported success but wrote no key file at {}", temp.display()))
+            StepError::Failed(format!(
+                "miiskmu reported success but wrote no key file at {}",
+                temp.display()
+            ))
         })?;
         if bytes == 0 {
-            return Err(StepError::Failed(format!("miiskmu wrote an empty key file at {}", temp.display())));
+            return Err(StepError::Failed(format!(
+                "miiskmu wrote an empty key file at {}",
+                temp.display()
+            )));
         }
         afs::restrict_permissions(&temp)?;
         let sha256 = afs::sha256_file(&temp)?;
         afs::rename(&temp, &path)?;
         Ok(Evidence {
-            summary: format!("key file {} sha256 {} ({bytes} bytes)", self.spec.to, short(&sha256)),
-            details: serde_json::to_value(Recorded { path: self.spec.to.to_string(), sha256, bytes }).unwrap_or_default(),
+            summary: format!(
+                "key file {} sha256 {} ({bytes} bytes)",
+                self.spec.to,
+                short(&sha256)
+            ),
+            details: serde_json::to_value(Recorded {
+                path: self.spec.to.to_string(),
+                sha256,
+                bytes,
+            })
+            .unwrap_or_default(),
             reboot_required: false,
         })
     }
@@ -163,13 +203,25 @@ impl Step for ExportKeysStep {
     async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
         let path = self.spec.to.to_path_buf();
         if !afs::exists(&path) {
-            return Err(StepError::Refused(format!("the key file {} is gone", self.spec.to)));
+            return Err(StepError::Refused(format!(
+                "the key file {} is gone",
+                self.spec.to
+            )));
         }
         let now = afs::sha256_file(&path)?;
         match self.recorded(cx) {
-            Some(r) if r.sha256 == now => Ok(format!("key file {} matches its recorded sha256", self.spec.to)),
-            Some(_) => Err(StepError::Refused(format!("the key file {} changed since it was exported", self.spec.to))),
-            None => Err(StepError::Refused(format!("the key file {} has no recorded export", self.spec.to))),
+            Some(r) if r.sha256 == now => Ok(format!(
+                "key file {} matches its recorded sha256",
+                self.spec.to
+            )),
+            Some(_) => Err(StepError::Refused(format!(
+                "the key file {} changed since it was exported",
+                self.spec.to
+            ))),
+            None => Err(StepError::Refused(format!(
+                "the key file {} has no recorded export",
+                self.spec.to
+            ))),
         }
     }
 }

@@ -42,18 +42,29 @@ impl InstallStep {
     }
 
     fn is_msi(&self) -> bool {
-        self.spec.installer.as_str().to_ascii_lowercase().ends_with(".msi")
+        self.spec
+            .installer
+            .as_str()
+            .to_ascii_lowercase()
+            .ends_with(".msi")
     }
 
     fn log(&self, cx: &StepContext<'_>) -> PathBuf {
-        self.spec.log.as_ref().map(|l| l.to_path_buf()).unwrap_or_else(|| cx.log_path("install.log"))
+        self.spec
+            .log
+            .as_ref()
+            .map(|l| l.to_path_buf())
+            .unwrap_or_else(|| cx.log_path("install.log"))
     }
 
     fn accepted(&self) -> Vec<i32> {
-        self.spec
-            .accept_exit_codes
-            .clone()
-            .unwrap_or_else(|| vec![installer::SUCCESS, installer::REBOOT_INITIATED, installer::REBOOT_REQUIRED])
+        self.spec.accept_exit_codes.clone().unwrap_or_else(|| {
+            vec![
+                installer::SUCCESS,
+                installer::REBOOT_INITIATED,
+                installer::REBOOT_REQUIRED,
+            ]
+        })
     }
 
     /// The key file the answers point at.
@@ -81,14 +92,24 @@ impl InstallStep {
             "answers.store.instance" => plain(a.store.as_ref().and_then(|s| s.instance.as_deref())),
             "answers.store.database" => plain(a.store.as_ref().map(|s| s.database.as_str())),
             "answers.store.reuse_existing" => {
-                plain(a.store.as_ref().map(|s| if s.reuse_existing { "yes" } else { "no" }))
+                plain(
+                    a.store
+                        .as_ref()
+                        .map(|s| if s.reuse_existing { "yes" } else { "no" }),
+                )
             }
-            "answers.service_account.user" => plain(a.service_account.as_ref().map(|s| s.user.as_str())),
-            "answers.service_account.domain" => plain(a.service_account.as_ref().map(|s| s.domain.as_str())),
+            "answers.service_account.user" => {
+                plain(a.service_account.as_ref().map(|s| s.user.as_str()))
+            }
+            "answers.service_account.domain" => {
+                plain(a.service_account.as_ref().map(|s| s.domain.as_str()))
+            }
             "answers.service_account.password" => match &a.service_account {
                 Some(s) => {
                     let place = format!("{}.answers.service_account.password", self.id);
-                    Ok(Rendered::Secret(cx.world.secret(&s.password, &place)?.clone()))
+                    Ok(Rendered::Secret(
+                        cx.world.secret(&s.password, &place)?.clone(),
+                    ))
                 }
                 None => plain(None),
             },
@@ -96,10 +117,14 @@ impl InstallStep {
             "answers.groups.operators" => plain(a.groups.as_ref().map(|g| g.operators.as_str())),
             "answers.groups.joiners" => plain(a.groups.as_ref().map(|g| g.joiners.as_str())),
             "answers.groups.browse" => plain(a.groups.as_ref().map(|g| g.browse.as_str())),
-            "answers.groups.password_set" => plain(a.groups.as_ref().map(|g| g.password_set.as_str())),
+            "answers.groups.password_set" => {
+                plain(a.groups.as_ref().map(|g| g.password_set.as_str()))
+            }
             "answers.key_file" => Ok(Rendered::Plain(self.key_file(cx).unwrap_or_default())),
             "log" => Ok(Rendered::Plain(self.log(cx).to_string_lossy().into_owned())),
-            other => Err(StepError::Internal(format!("unknown placeholder {{{other}}} (validation should have caught it)"))),
+            other => Err(StepError::Internal(format!(
+                "unknown placeholder {{{other}}} (validation should have caught it)"
+            ))),
         }
     }
 
@@ -115,7 +140,11 @@ impl InstallStep {
                 }
             })
         })?;
-        Ok(if secret { Rendered::Secret(SecretString::new(text)) } else { Rendered::Plain(text) })
+        Ok(if secret {
+            Rendered::Secret(SecretString::new(text))
+        } else {
+            Rendered::Plain(text)
+        })
     }
 
     fn arg(&self, cx: &StepContext<'_>, template: &str) -> Result<Arg, StepError> {
@@ -161,7 +190,12 @@ impl InstallStep {
             set("FIREWALL_CONF", "1");
             set("REBOOT", "ReallySuppress");
         }
-        props.extend(self.spec.properties.iter().map(|(k, v)| (k.clone(), v.clone())));
+        props.extend(
+            self.spec
+                .properties
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
         props
     }
 
@@ -176,7 +210,10 @@ impl InstallStep {
             None => None,
         };
         let (program, args) = if self.is_msi() {
-            let mut args = vec![Arg::Plain("/i".into()), Arg::Plain(self.spec.installer.to_string())];
+            let mut args = vec![
+                Arg::Plain("/i".into()),
+                Arg::Plain(self.spec.installer.to_string()),
+            ];
             for (k, v) in self.properties() {
                 args.push(self.arg(cx, &format!("{k}={v}"))?);
             }
@@ -191,16 +228,29 @@ impl InstallStep {
             (cx.world.msiexec(), args)
         } else {
             let templates = self.spec.arguments.clone().unwrap_or_default();
-            let args = templates.iter().map(|t| self.arg(cx, t)).collect::<Result<Vec<_>, _>>()?;
+            let args = templates
+                .iter()
+                .map(|t| self.arg(cx, t))
+                .collect::<Result<Vec<_>, _>>()?;
             (self.spec.installer.to_path_buf(), args)
         };
-        Ok(ProcessSpec { program, args, stdin, timeout, cwd: None, env: Vec::new() })
+        Ok(ProcessSpec {
+            program,
+            args,
+            stdin,
+            timeout,
+            cwd: None,
+            env: Vec::new(),
+        })
     }
 
     fn version_ok(&self, p: &Product) -> bool {
         match &self.spec.detect.version {
             None => true,
-            Some(want) => p.version.as_deref().is_some_and(|v| v.starts_with(want.as_str())),
+            Some(want) => p
+                .version
+                .as_deref()
+                .is_some_and(|v| v.starts_with(want.as_str())),
         }
     }
 }
@@ -215,7 +265,11 @@ impl Step for InstallStep {
             (Some(_), true) => Some(afs::sha256_file(&media)?),
             _ => None,
         };
-        Ok(Observation::of(&Observed { product, installer_present, installer_sha256 }))
+        Ok(Observation::of(&Observed {
+            product,
+            installer_present,
+            installer_sha256,
+        }))
     }
 
     fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
@@ -225,33 +279,56 @@ impl Step for InstallStep {
         };
         match &o.product {
             Found::One { product } if self.version_ok(product) => {
-                return Diff::Done { evidence: format!("{product} is installed"), details: serde_json::Value::Null }
+                return Diff::Done {
+                    evidence: format!("{product} is installed"),
+                    details: serde_json::Value::Null,
+                }
             }
             Found::Several { products } => {
                 return Diff::Blocked {
-                    why: format!("{} installed products match; detect by product_code", products.len()),
+                    why: format!(
+                        "{} installed products match; detect by product_code",
+                        products.len()
+                    ),
                 }
             }
             _ => {}
         }
         if !o.installer_present {
-            return Diff::Blocked { why: format!("the installer {} is not there", self.spec.installer) };
+            return Diff::Blocked {
+                why: format!("the installer {} is not there", self.spec.installer),
+            };
         }
         if let (Some(want), Some(have)) = (&self.spec.sha256, &o.installer_sha256) {
             if want.as_str() != have {
                 return Diff::Blocked {
-                    why: format!("the installer {} has sha256 {have}, not the {want} the plan expects", self.spec.installer),
+                    why: format!(
+                        "the installer {} has sha256 {have}, not the {want} the plan expects",
+                        self.spec.installer
+                    ),
                 };
             }
         }
         let reason = match &o.product {
-            Found::One { product } => format!("{product} is installed, but not version {}", self.spec.detect.version.as_deref().unwrap_or("")),
+            Found::One { product } => format!(
+                "{product} is installed, but not version {}",
+                self.spec.detect.version.as_deref().unwrap_or("")
+            ),
             _ => "the product is not installed".to_string(),
         };
         match self.command(cx) {
             Ok(cmd) => {
-                let via_stdin = if self.spec.stdin.is_some() { " (answers on standard input)" } else { "" };
-                Diff::Change { reason, ops: vec![Op::Run { command: format!("{}{via_stdin}", cmd.display()) }] }
+                let via_stdin = if self.spec.stdin.is_some() {
+                    " (answers on standard input)"
+                } else {
+                    ""
+                };
+                Diff::Change {
+                    reason,
+                    ops: vec![Op::Run {
+                        command: format!("{}{via_stdin}", cmd.display()),
+                    }],
+                }
             }
             Err(e) => Diff::Blocked { why: e.to_string() },
         }
@@ -262,20 +339,30 @@ impl Step for InstallStep {
         if let Some(want) = &self.spec.sha256 {
             let have = afs::sha256_file(&media)?;
             if want.as_str() != have {
-                return Err(StepError::Refused(format!("the installer {} has sha256 {have}, expected {want}", self.spec.installer)));
+                return Err(StepError::Refused(format!(
+                    "the installer {} has sha256 {have}, expected {want}",
+                    self.spec.installer
+                )));
             }
         }
         if let Some(key) = self.key_file(cx) {
             if !afs::exists(&PathBuf::from(&key)) {
-                return Err(StepError::Refused(format!("the key file {key} for the installer is missing")));
+                return Err(StepError::Refused(format!(
+                    "the key file {key} for the installer is missing"
+                )));
             }
         }
         let spec = self.command(cx)?;
         afs::create_parent_dirs(&self.log(cx))?;
-        let (out, attempts) = installer::run_with_retry(cx, &spec, self.spec.retry.as_ref()).await?;
+        let (out, attempts) =
+            installer::run_with_retry(cx, &spec, self.spec.retry.as_ref()).await?;
         if !self.accepted().contains(&out.exit_code) {
             return Err(StepError::Tool {
-                tool: spec.program.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+                tool: spec
+                    .program
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 exit_code: out.exit_code,
                 message: installer::meaning(out.exit_code).to_string(),
                 log_tail: installer::log_tail(cx, &self.log(cx), 20),
@@ -292,7 +379,11 @@ impl Step for InstallStep {
             }
         };
         Ok(Evidence {
-            summary: format!("installed {product}: exit {} ({})", out.exit_code, installer::meaning(out.exit_code)),
+            summary: format!(
+                "installed {product}: exit {} ({})",
+                out.exit_code,
+                installer::meaning(out.exit_code)
+            ),
             details: serde_json::json!({ "product": product, "exit_code": out.exit_code, "attempts": attempts, "log": self.log(cx) }),
             reboot_required: installer::needs_reboot(out.exit_code),
         })
@@ -300,8 +391,12 @@ impl Step for InstallStep {
 
     async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
         match installer::find_product(cx, &self.spec.detect.product).await? {
-            Found::One { product } if self.version_ok(&product) => Ok(format!("{product} is installed")),
-            _ => Err(StepError::Refused("the installed product is no longer detected".into())),
+            Found::One { product } if self.version_ok(&product) => {
+                Ok(format!("{product} is installed"))
+            }
+            _ => Err(StepError::Refused(
+                "the installed product is no longer detected".into(),
+            )),
         }
     }
 }

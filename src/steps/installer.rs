@@ -21,7 +21,15 @@ pub const REBOOT_INITIATED: i32 = 1641;
 pub const REBOOT_REQUIRED: i32 = 3010;
 
 /// The codes this module knows, for [`windows_code`].
-const KNOWN: [i32; 7] = [SUCCESS, UNKNOWN_PRODUCT, ANOTHER_INSTALL, FATAL, PACKAGE_UNREADABLE, REBOOT_INITIATED, REBOOT_REQUIRED];
+const KNOWN: [i32; 7] = [
+    SUCCESS,
+    UNKNOWN_PRODUCT,
+    ANOTHER_INSTALL,
+    FATAL,
+    PACKAGE_UNREADABLE,
+    REBOOT_INITIATED,
+    REBOOT_REQUIRED,
+];
 
 /// The Windows Installer code behind an observed exit status. On Windows the status is the full
 /// code. Elsewhere (the lab's stand-ins, Wine seen from a Linux parent) a status is cut to 8 bits,
@@ -99,9 +107,13 @@ pub enum Found {
 pub async fn find_product(cx: &StepContext<'_>, wanted: &ProductRef) -> Result<Found, StepError> {
     let installed = products::installed_products(&cx.world.reg(), &cx.world.redactor).await?;
     Ok(match products::find(&installed, wanted) {
-        Lookup::Found(p) => Found::One { product: Product::from(&p) },
+        Lookup::Found(p) => Found::One {
+            product: Product::from(&p),
+        },
         Lookup::NotFound => Found::None,
-        Lookup::Ambiguous(ps) => Found::Several { products: ps.iter().map(Product::from).collect() },
+        Lookup::Ambiguous(ps) => Found::Several {
+            products: ps.iter().map(Product::from).collect(),
+        },
     })
 }
 
@@ -112,7 +124,9 @@ pub async fn run_with_retry(
     retry: Option<&Retry>,
 ) -> Result<(ProcessOutcome, u32), StepError> {
     let attempts = retry.map_or(5, |r| r.attempts.max(1));
-    let mut delay = retry.and_then(|r| r.delay).map_or(Duration::from_secs(30), |d| d.get());
+    let mut delay = retry
+        .and_then(|r| r.delay)
+        .map_or(Duration::from_secs(30), |d| d.get());
     let mut attempt = 1;
     loop {
         let mut out = cx.world.run(spec).await?;
@@ -120,7 +134,11 @@ pub async fn run_with_retry(
         if out.exit_code != ANOTHER_INSTALL || attempt >= attempts {
             return Ok((out, attempt));
         }
-        tracing::warn!(attempt, ?delay, "another installation is in progress (1618); retrying");
+        tracing::warn!(
+            attempt,
+            ?delay,
+            "another installation is in progress (1618); retrying"
+        );
         tokio::time::sleep(delay).await;
         delay = delay.saturating_mul(2);
         attempt += 1;
@@ -131,13 +149,20 @@ pub async fn run_with_retry(
 pub fn log_tail(cx: &StepContext<'_>, path: &Path, lines: usize) -> Option<String> {
     let bytes = crate::adapters::fs::read_file(path).ok()?;
     let text = if bytes.starts_with(&[0xFF, 0xFE]) {
-        let units: Vec<u16> = bytes[2..].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let units: Vec<u16> = bytes[2..]
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
         String::from_utf16_lossy(&units)
     } else {
         String::from_utf8_lossy(&bytes).into_owned()
     };
     let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    Some(cx.world.redactor.redact(&all[all.len().saturating_sub(lines)..].join("\n")))
+    Some(
+        cx.world
+            .redactor
+            .redact(&all[all.len().saturating_sub(lines)..].join("\n")),
+    )
 }
 
 #[cfg(test)]

@@ -5,11 +5,11 @@
 pub mod backup_database;
 pub mod backup_files;
 pub mod context;
-pub mod sqlrow;
 pub mod export_keys;
 pub mod install;
 pub mod installer;
 pub mod snapshot_connector_space;
+pub mod sqlrow;
 pub mod uninstall;
 pub mod verify;
 
@@ -48,7 +48,12 @@ pub enum Op {
     /// A child process, its command line with secrets shown as `***`.
     Run { command: String },
     /// Files copied from one folder to another.
-    Copy { from: String, to: String, files: u64, bytes: u64 },
+    Copy {
+        from: String,
+        to: String,
+        files: u64,
+        bytes: u64,
+    },
     /// A file written (a manifest, a renamed artifact).
     Write { path: String },
     /// A check that verify performs.
@@ -60,7 +65,12 @@ impl fmt::Display for Op {
         match self {
             Op::Sql { statement } => write!(f, "sql: {statement}"),
             Op::Run { command } => write!(f, "run: {command}"),
-            Op::Copy { from, to, files, bytes } => {
+            Op::Copy {
+                from,
+                to,
+                files,
+                bytes,
+            } => {
                 write!(f, "copy: {files} file(s), {bytes} bytes, {from} -> {to}")
             }
             Op::Write { path } => write!(f, "write: {path}"),
@@ -130,7 +140,12 @@ pub enum StepError {
     Services(#[from] crate::adapters::services::ServiceError),
     /// A tool ran and reported failure.
     #[error("{tool} exited with {exit_code}: {message}{}", log_tail.as_deref().map(|t| format!("\n--- tail of {} ---\n{t}", "log")).unwrap_or_default())]
-    Tool { tool: String, exit_code: i32, message: String, log_tail: Option<String> },
+    Tool {
+        tool: String,
+        exit_code: i32,
+        message: String,
+        log_tail: Option<String>,
+    },
     /// The step ran but the world is not as it should be afterwards, or a check failed.
     #[error("{0}")]
     Failed(String),
@@ -167,7 +182,9 @@ pub trait Step: Send + Sync {
 pub fn build(spec: &StepSpec) -> Box<dyn Step> {
     let id = spec.id.clone();
     match &spec.kind {
-        StepKind::BackupDatabase(s) => Box::new(backup_database::BackupDatabaseStep::new(id, s.clone())),
+        StepKind::BackupDatabase(s) => {
+            Box::new(backup_database::BackupDatabaseStep::new(id, s.clone()))
+        }
         StepKind::ExportKeys(s) => Box::new(export_keys::ExportKeysStep::new(id, s.clone())),
         StepKind::BackupFiles(s) => Box::new(backup_files::BackupFilesStep::new(id, s.clone())),
         StepKind::SnapshotConnectorSpace(s) => {

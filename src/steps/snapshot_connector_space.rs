@@ -41,7 +41,10 @@ pub async fn take(sql: &mut dyn SqlClient, database: &str) -> Result<Snapshot, S
         }
     }
     for row in sql.query(&q::connector_space_counts(database)).await? {
-        if let (Some(name), Some(n)) = (row.get("ma_name").and_then(text), row.get("objects").and_then(int)) {
+        if let (Some(name), Some(n)) = (
+            row.get("ma_name").and_then(text),
+            row.get("objects").and_then(int),
+        ) {
             connector_space.insert(name, n);
         }
     }
@@ -52,7 +55,11 @@ pub async fn take(sql: &mut dyn SqlClient, database: &str) -> Result<Snapshot, S
         .and_then(|r| r.get("objects"))
         .and_then(int)
         .unwrap_or(0);
-    Ok(Snapshot { database: database.to_string(), connector_space, metaverse })
+    Ok(Snapshot {
+        database: database.to_string(),
+        connector_space,
+        metaverse,
+    })
 }
 
 impl SnapshotStep {
@@ -67,7 +74,9 @@ impl SnapshotStep {
 
 /// The snapshot a step recorded, if any.
 pub fn recorded_snapshot(cx: &StepContext<'_>, id: &str) -> Option<Snapshot> {
-    cx.journal.done(id).and_then(|e| serde_json::from_value(e.details.clone()).ok())
+    cx.journal
+        .done(id)
+        .and_then(|e| serde_json::from_value(e.details.clone()).ok())
 }
 
 #[async_trait]
@@ -77,23 +86,37 @@ impl Step for SnapshotStep {
             return Ok(Observation::of(&s));
         }
         let mut sql = cx.world.sql().await?;
-        Ok(Observation::of(&take(sql.as_mut(), &self.spec.database).await?))
+        Ok(Observation::of(
+            &take(sql.as_mut(), &self.spec.database).await?,
+        ))
     }
 
     fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
         if let Some(s) = self.recorded(cx) {
             let at = cx.record().map(|r| r.at.to_rfc3339()).unwrap_or_default();
             return Diff::Done {
-                evidence: format!("{} objects in {} management agent(s), {} in the metaverse, recorded {at}", s.total(), s.connector_space.len(), s.metaverse),
+                evidence: format!(
+                    "{} objects in {} management agent(s), {} in the metaverse, recorded {at}",
+                    s.total(),
+                    s.connector_space.len(),
+                    s.metaverse
+                ),
                 details: serde_json::Value::Null,
             };
         }
-        let now = observed.get::<Snapshot>().map(|s| format!("{} objects now", s.total())).unwrap_or_default();
+        let now = observed
+            .get::<Snapshot>()
+            .map(|s| format!("{} objects now", s.total()))
+            .unwrap_or_default();
         Diff::Change {
             reason: format!("no snapshot recorded yet ({now})"),
             ops: vec![
-                Op::Sql { statement: q::connector_space_counts(&self.spec.database) },
-                Op::Sql { statement: q::metaverse_count(&self.spec.database) },
+                Op::Sql {
+                    statement: q::connector_space_counts(&self.spec.database),
+                },
+                Op::Sql {
+                    statement: q::metaverse_count(&self.spec.database),
+                },
             ],
         }
     }
@@ -102,7 +125,12 @@ impl Step for SnapshotStep {
         let mut sql = cx.world.sql().await?;
         let s = take(sql.as_mut(), &self.spec.database).await?;
         Ok(Evidence {
-            summary: format!("{} objects in {} management agent(s), {} in the metaverse", s.total(), s.connector_space.len(), s.metaverse),
+            summary: format!(
+                "{} objects in {} management agent(s), {} in the metaverse",
+                s.total(),
+                s.connector_space.len(),
+                s.metaverse
+            ),
             details: serde_json::to_value(&s).unwrap_or_default(),
             reboot_required: false,
         })
@@ -111,7 +139,10 @@ impl Step for SnapshotStep {
     async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
         match self.recorded(cx) {
             Some(s) => Ok(format!("snapshot of {} objects recorded", s.total())),
-            None => Err(StepError::Refused(format!("snapshot `{}` is not recorded", self.id))),
+            None => Err(StepError::Refused(format!(
+                "snapshot `{}` is not recorded",
+                self.id
+            ))),
         }
     }
 }

@@ -27,9 +27,13 @@ pub fn int(v: &SqlValue) -> Option<i64> {
 pub fn time(v: &SqlValue) -> Option<NaiveDateTime> {
     match v {
         SqlValue::DateTime(t) => Some(*t),
-        SqlValue::Text(s) => ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%b %e %Y %l:%M%p"]
-            .iter()
-            .find_map(|f| NaiveDateTime::parse_from_str(s.trim(), f).ok()),
+        SqlValue::Text(s) => [
+            "%Y-%m-%d %H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%b %e %Y %l:%M%p",
+        ]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s.trim(), f).ok()),
         _ => None,
     }
 }

@@ -24,16 +24,28 @@ impl UninstallStep {
 
     fn accepted(&self) -> Vec<i32> {
         self.spec.accept_exit_codes.clone().unwrap_or_else(|| {
-            vec![installer::SUCCESS, installer::UNKNOWN_PRODUCT, installer::REBOOT_INITIATED, installer::REBOOT_REQUIRED]
+            vec![
+                installer::SUCCESS,
+                installer::UNKNOWN_PRODUCT,
+                installer::REBOOT_INITIATED,
+                installer::REBOOT_REQUIRED,
+            ]
         })
     }
 
     fn log(&self, cx: &StepContext<'_>) -> PathBuf {
-        self.spec.log.as_ref().map(|l| l.to_path_buf()).unwrap_or_else(|| cx.log_path("msiexec-uninstall.log"))
+        self.spec
+            .log
+            .as_ref()
+            .map(|l| l.to_path_buf())
+            .unwrap_or_else(|| cx.log_path("msiexec-uninstall.log"))
     }
 
     fn command(&self, cx: &StepContext<'_>, code: &str) -> ProcessSpec {
-        let mut args: Vec<Arg> = ["/x", code, "/qn", "/norestart", "/l*v"].iter().map(|a| Arg::Plain(a.to_string())).collect();
+        let mut args: Vec<Arg> = ["/x", code, "/qn", "/norestart", "/l*v"]
+            .iter()
+            .map(|a| Arg::Plain(a.to_string()))
+            .collect();
         args.push(Arg::Plain(self.log(cx).to_string_lossy().into_owned()));
         args.extend(self.spec.extra_args.iter().map(|a| Arg::Plain(a.clone())));
         ProcessSpec {
@@ -57,7 +69,9 @@ impl UninstallStep {
 #[async_trait]
 impl Step for UninstallStep {
     async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
-        Ok(Observation::of(&installer::find_product(cx, &self.spec.product).await?))
+        Ok(Observation::of(
+            &installer::find_product(cx, &self.spec.product).await?,
+        ))
     }
 
     fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
@@ -97,7 +111,11 @@ impl Step for UninstallStep {
                 })
             }
             Found::Several { products } => {
-                return Err(StepError::Refused(format!("{} matches {} products", self.describe(), products.len())))
+                return Err(StepError::Refused(format!(
+                    "{} matches {} products",
+                    self.describe(),
+                    products.len()
+                )))
             }
             Found::One { product } => product,
         };
@@ -106,7 +124,8 @@ impl Step for UninstallStep {
             .clone()
             .ok_or_else(|| StepError::Refused(format!("{product} has no product code")))?;
         let spec = self.command(cx, &code);
-        let (out, attempts) = installer::run_with_retry(cx, &spec, self.spec.retry.as_ref()).await?;
+        let (out, attempts) =
+            installer::run_with_retry(cx, &spec, self.spec.retry.as_ref()).await?;
         if !self.accepted().contains(&out.exit_code) {
             return Err(StepError::Tool {
                 tool: "msiexec".into(),
@@ -128,7 +147,11 @@ impl Step for UninstallStep {
                 "removed {product}: msiexec exit {} ({}){}",
                 out.exit_code,
                 installer::meaning(out.exit_code),
-                if attempts > 1 { format!(" after {attempts} attempts") } else { String::new() }
+                if attempts > 1 {
+                    format!(" after {attempts} attempts")
+                } else {
+                    String::new()
+                }
             ),
             details: serde_json::json!({ "product": product, "exit_code": out.exit_code, "attempts": attempts, "log": self.log(cx) }),
             reboot_required: reboot,
@@ -138,7 +161,10 @@ impl Step for UninstallStep {
     async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
         match installer::find_product(cx, &self.spec.product).await? {
             Found::None => Ok(format!("{} is not installed", self.describe())),
-            _ => Err(StepError::Refused(format!("{} is installed again", self.describe()))),
+            _ => Err(StepError::Refused(format!(
+                "{} is installed again",
+                self.describe()
+            ))),
         }
     }
 

@@ -38,19 +38,29 @@ impl VerifyStep {
     fn planned_checks(&self) -> Vec<Op> {
         let mut ops = Vec::new();
         if let Some(c) = &self.spec.connector_space {
-            ops.push(Op::Check { what: format!("connector-space counts equal snapshot `{}`", c.same_as) });
+            ops.push(Op::Check {
+                what: format!("connector-space counts equal snapshot `{}`", c.same_as),
+            });
         }
         for s in &self.spec.search {
-            ops.push(Op::Check { what: format!("search {}: at least {}", search_name(s), s.min_count) });
+            ops.push(Op::Check {
+                what: format!("search {}: at least {}", search_name(s), s.min_count),
+            });
         }
         for s in &self.spec.services {
-            ops.push(Op::Check { what: format!("service {} running", s.name) });
+            ops.push(Op::Check {
+                what: format!("service {} running", s.name),
+            });
         }
         for c in &self.spec.commands {
-            ops.push(Op::Check { what: format!("command `{}` exits {}", c.run.join(" "), c.exit_code) });
+            ops.push(Op::Check {
+                what: format!("command `{}` exits {}", c.run.join(" "), c.exit_code),
+            });
         }
         for s in &self.spec.sql {
-            ops.push(Op::Check { what: format!("SQL `{}` = {}", s.query, s.expect) });
+            ops.push(Op::Check {
+                what: format!("SQL `{}` = {}", s.query, s.expect),
+            });
         }
         ops
     }
@@ -59,11 +69,18 @@ impl VerifyStep {
         let mut results = Vec::new();
         if let Some(c) = &self.spec.connector_space {
             let before = recorded_snapshot(cx, c.same_as.as_str()).ok_or_else(|| {
-                StepError::Failed(format!("snapshot `{}` is not recorded: it must run before the upgrade", c.same_as))
+                StepError::Failed(format!(
+                    "snapshot `{}` is not recorded: it must run before the upgrade",
+                    c.same_as
+                ))
             })?;
             let mut sql = cx.world.sql().await?;
             let now = snapshot::take(sql.as_mut(), &before.database).await?;
-            let mut names: Vec<&String> = before.connector_space.keys().chain(now.connector_space.keys()).collect();
+            let mut names: Vec<&String> = before
+                .connector_space
+                .keys()
+                .chain(now.connector_space.keys())
+                .collect();
             names.sort();
             names.dedup();
             for ma in names {
@@ -84,11 +101,20 @@ impl VerifyStep {
             });
         }
         for s in &self.spec.search {
-            let database = s.database.clone().or_else(|| cx.world.default_database()).ok_or_else(|| {
-                StepError::Failed(format!("search {}: no database named and none in the plan", search_name(s)))
-            })?;
+            let database = s
+                .database
+                .clone()
+                .or_else(|| cx.world.default_database())
+                .ok_or_else(|| {
+                    StepError::Failed(format!(
+                        "search {}: no database named and none in the plan",
+                        search_name(s)
+                    ))
+                })?;
             let mut sql = cx.world.sql().await?;
-            let rows = sql.query(&q::connector_space_objects(&database, &s.management_agent)).await?;
+            let rows = sql
+                .query(&q::connector_space_objects(&database, &s.management_agent))
+                .await?;
             let objects: Vec<CsObject> = rows
                 .iter()
                 .map(|r| CsObject {
@@ -111,18 +137,30 @@ impl VerifyStep {
             results.push(CheckResult {
                 check: format!("service {}", s.name),
                 expected: "running".into(),
-                found: state.as_ref().map_or("not installed".into(), |st| format!("{st:?}").to_lowercase()),
+                found: state.as_ref().map_or("not installed".into(), |st| {
+                    format!("{st:?}").to_lowercase()
+                }),
                 ok: state == Some(ServiceState::Running),
             });
         }
         for c in &self.spec.commands {
-            let Some((program, args)) = c.run.split_first() else { continue };
+            let Some((program, args)) = c.run.split_first() else {
+                continue;
+            };
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let spec = cx.world.process(std::path::Path::new(program), &args, Duration::from_secs(300));
+            let spec = cx.world.process(
+                std::path::Path::new(program),
+                &args,
+                Duration::from_secs(300),
+            );
             let out = cx.world.run(&spec).await?;
             let pattern_ok = match &c.output_matches {
                 Some(p) => regex::Regex::new(p)
-                    .map_err(|e| StepError::Failed(format!("output_matches `{p}` is not a regular expression: {e}")))?
+                    .map_err(|e| {
+                        StepError::Failed(format!(
+                            "output_matches `{p}` is not a regular expression: {e}"
+                        ))
+                    })?
                     .is_match(&out.stdout),
                 None => true,
             };
@@ -132,14 +170,26 @@ impl VerifyStep {
                     Some(p) => format!("exit {}, output matching /{p}/", c.exit_code),
                     None => format!("exit {}", c.exit_code),
                 },
-                found: format!("exit {}{}", out.exit_code, if pattern_ok { "" } else { ", output did not match" }),
+                found: format!(
+                    "exit {}{}",
+                    out.exit_code,
+                    if pattern_ok {
+                        ""
+                    } else {
+                        ", output did not match"
+                    }
+                ),
                 ok: out.exit_code == c.exit_code && pattern_ok,
             });
         }
         for s in &self.spec.sql {
             let mut sql = cx.world.sql().await?;
             let rows = sql.query(&s.query).await?;
-            let found = rows.first().and_then(|r| r.at(0)).and_then(text).unwrap_or_else(|| "(no value)".into());
+            let found = rows
+                .first()
+                .and_then(|r| r.at(0))
+                .and_then(text)
+                .unwrap_or_else(|| "(no value)".into());
             results.push(CheckResult {
                 check: format!("SQL on {}: {}", s.database, s.query),
                 expected: s.expect.clone(),
@@ -204,11 +254,27 @@ fn count_matches(objects: &[CsObject], s: &crate::plan::Search) -> u64 {
 
 /// The failure table, for people.
 pub fn table(results: &[CheckResult]) -> String {
-    let w = results.iter().map(|r| r.check.len()).max().unwrap_or(5).max(5);
-    let e = results.iter().map(|r| r.expected.len()).max().unwrap_or(8).max(8);
+    let w = results
+        .iter()
+        .map(|r| r.check.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let e = results
+        .iter()
+        .map(|r| r.expected.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
     let mut out = format!("  {:<w$}  {:<e$}  found\n", "check", "expected");
     for r in results {
-        out.push_str(&format!("{} {:<w$}  {:<e$}  {}\n", if r.ok { ' ' } else { '✗' }, r.check, r.expected, r.found));
+        out.push_str(&format!(
+            "{} {:<w$}  {:<e$}  {}\n",
+            if r.ok { ' ' } else { '✗' },
+            r.check,
+            r.expected,
+            r.found
+        ));
     }
     out
 }
@@ -222,11 +288,23 @@ impl Step for VerifyStep {
 
     fn diff(&self, _observed: &Observation, cx: &StepContext<'_>) -> Diff {
         match cx.record() {
-            Some(r) if r.status == crate::engine::journal::StepStatus::Done && r.plan_sha256 == cx.plan_sha256 => Diff::Done {
-                evidence: r.evidence.as_ref().map(|e| e.summary.clone()).unwrap_or_default(),
-                details: serde_json::Value::Null,
+            Some(r)
+                if r.status == crate::engine::journal::StepStatus::Done
+                    && r.plan_sha256 == cx.plan_sha256 =>
+            {
+                Diff::Done {
+                    evidence: r
+                        .evidence
+                        .as_ref()
+                        .map(|e| e.summary.clone())
+                        .unwrap_or_default(),
+                    details: serde_json::Value::Null,
+                }
+            }
+            _ => Diff::Check {
+                reason: "checks run after the steps before them".into(),
+                ops: self.planned_checks(),
             },
-            _ => Diff::Check { reason: "checks run after the steps before them".into(), ops: self.planned_checks() },
         }
     }
 
@@ -234,7 +312,11 @@ impl Step for VerifyStep {
         let results = self.run_checks(cx).await?;
         let failed = results.iter().filter(|r| !r.ok).count();
         if failed > 0 {
-            return Err(StepError::Failed(format!("{failed} of {} check(s) failed:\n{}", results.len(), table(&results))));
+            return Err(StepError::Failed(format!(
+                "{failed} of {} check(s) failed:\n{}",
+                results.len(),
+                table(&results)
+            )));
         }
         Ok(Evidence {
             summary: format!("{} check(s) passed", results.len()),
@@ -253,7 +335,12 @@ mod tests {
     use super::*;
 
     fn obj(id: &str, parent: Option<&str>, rdn: &str) -> CsObject {
-        CsObject { id: id.into(), parent: parent.map(Into::into), rdn: rdn.into(), anchor: format!("a-{id}") }
+        CsObject {
+            id: id.into(),
+            parent: parent.map(Into::into),
+            rdn: rdn.into(),
+            anchor: format!("a-{id}"),
+        }
     }
 
     fn search(dn: Option<&str>, sub: Option<&str>) -> crate::plan::Search {
@@ -275,8 +362,14 @@ mod tests {
             obj("3", Some("2"), "CN=Administrator"),
             obj("4", Some("2"), "CN=Alice"),
         ];
-        assert_eq!(count_matches(&objects, &search(Some("cn=administrator,OU=Users"), None)), 1);
-        assert_eq!(count_matches(&objects, &search(None, Some("OU=Users,DC=contoso,DC=com"))), 3);
+        assert_eq!(
+            count_matches(&objects, &search(Some("cn=administrator,OU=Users"), None)),
+            1
+        );
+        assert_eq!(
+            count_matches(&objects, &search(None, Some("OU=Users,DC=contoso,DC=com"))),
+            3
+        );
         assert_eq!(count_matches(&objects, &search(Some("CN=Bob"), None)), 0);
     }
 }

@@ -38,7 +38,11 @@ impl Rig {
             Driver::Odbc => upgrade_lab::sqlmodel::TdsVersion::V71,
         };
         let lab = lab
-            .start(StartOptions { port: 0, tds, faults: Some(faults.iter().map(|s| s.to_string()).collect()) })
+            .start(StartOptions {
+                port: 0,
+                tds,
+                faults: Some(faults.iter().map(|s| s.to_string()).collect()),
+            })
             .unwrap();
         let plan = tmp.path().join("plan.yaml");
         std::fs::write(&plan, seed_plan(&lab, &driver)).unwrap();
@@ -83,11 +87,19 @@ impl Rig {
     }
 
     pub fn installed(&self) -> Vec<String> {
-        self.lab.lab().state().unwrap().products.iter().map(|p| p.name.clone()).collect()
+        self.lab
+            .lab()
+            .state()
+            .unwrap()
+            .products
+            .iter()
+            .map(|p| p.name.clone())
+            .collect()
     }
 
     pub fn statements(&self) -> String {
-        std::fs::read_to_string(self.lab.dir().join("sql").join("statements.log")).unwrap_or_default()
+        std::fs::read_to_string(self.lab.dir().join("sql").join("statements.log"))
+            .unwrap_or_default()
     }
 
     pub fn argv_log(&self) -> String {

@@ -49,7 +49,10 @@ pub fn restore_headeronly(path: &str) -> String {
 /// Checks the backup file is complete and readable; `checksum` only on SQL Server 2005 and later.
 pub fn restore_verifyonly(path: &str, checksum: bool) -> String {
     let with = if checksum { " WITH CHECKSUM" } else { "" };
-    format!("RESTORE VERIFYONLY FROM DISK = {}{with}", quote_literal(path))
+    format!(
+        "RESTORE VERIFYONLY FROM DISK = {}{with}",
+        quote_literal(path)
+    )
 }
 
 /// CHANGES STATE: writes the backup file (overwriting it: `INIT`) and a row in msdb's history.
@@ -75,12 +78,18 @@ pub fn connector_space_counts(database: &str) -> String {
 
 /// Management agents, including those with an empty connector space. Column: ma_name.
 pub fn management_agents(database: &str) -> String {
-    format!("SELECT ma_name FROM {}.dbo.mms_management_agent", quote_ident(database))
+    format!(
+        "SELECT ma_name FROM {}.dbo.mms_management_agent",
+        quote_ident(database)
+    )
 }
 
 /// Metaverse objects in all. Column: objects (int).
 pub fn metaverse_count(database: &str) -> String {
-    format!("SELECT COUNT(*) AS objects FROM {}.dbo.mms_metaverse", quote_ident(database))
+    format!(
+        "SELECT COUNT(*) AS objects FROM {}.dbo.mms_metaverse",
+        quote_ident(database)
+    )
 }
 
 /// One management agent's connector-space objects, for DN, anchor and sub-tree searches.
