@@ -111,9 +111,8 @@ fn extensions_copied_by_hand_are_not_copied_again() {
     assert!(stdout(&plan).contains("copy: 0 file(s)"), "{}", text(&plan));
 }
 
-#[test]
-fn an_uninstall_and_install_done_by_hand_after_a_stopped_run_are_recognised() {
-    // The tool's run stops at the uninstall (1603); the administrator finishes by hand.
+/// The tool's run stops at the uninstall (1603); the administrator removes IIFP by hand.
+fn stopped_at_uninstall_then_removed_by_hand() -> Rig {
     let rig = Rig::iifp(Driver::Tds, &["msiexec-1603"]);
     let out = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -124,10 +123,18 @@ fn an_uninstall_and_install_done_by_hand_after_a_stopped_run_are_recognised() {
         .products
         .iter()
         .find(|p| p.name == "Identity Integration Feature Pack")
-        .unwrap()
-        .code
-        .clone();
-    run_tool(&tools.msiexec, &["/x", &iifp, "/qn", "/norestart"], None);
+        .unwrap();
+    run_tool(
+        &tools.msiexec,
+        &["/x", &iifp.code, "/qn", "/norestart"],
+        None,
+    );
+    rig
+}
+
+#[test]
+fn an_uninstall_and_install_done_by_hand_after_a_stopped_run_are_recognised() {
+    let rig = stopped_at_uninstall_then_removed_by_hand();
 
     let plan = rig.upgrade(&["plan", rig.plan_str()]);
     let out = stdout(&plan);
@@ -154,19 +161,7 @@ fn an_uninstall_and_install_done_by_hand_after_a_stopped_run_are_recognised() {
 
 #[test]
 fn a_key_file_lost_after_the_uninstall_cannot_converge_and_says_why() {
-    let rig = Rig::iifp(Driver::Tds, &["msiexec-1603"]);
-    let _ = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
-    rig.faults(&[]);
-    let st = rig.lab.lab().state().unwrap();
-    let tools = rig.lab.lab().tools().unwrap();
-    let iifp = st
-        .products
-        .iter()
-        .find(|p| p.name == "Identity Integration Feature Pack")
-        .unwrap()
-        .code
-        .clone();
-    run_tool(&tools.msiexec, &["/x", &iifp, "/qn", "/norestart"], None);
+    let rig = stopped_at_uninstall_then_removed_by_hand();
     std::fs::remove_file(rig.path(r"D:\Upgrade\miis-keys.bin")).unwrap();
     let plan = rig.upgrade(&["plan", rig.plan_str()]);
     assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
