@@ -60,6 +60,8 @@ pub struct ProcessSpec {
     pub cwd: Option<PathBuf>,
     /// Extra environment variables, added to the inherited environment.
     pub env: Vec<(String, String)>,
+    /// Inherited variables the child must not see (those that hold the plan's secrets).
+    pub env_remove: Vec<String>,
 }
 
 /// A finished run. `stdout`/`stderr` are lossy UTF-8 and already redacted.
@@ -121,6 +123,7 @@ impl ProcessSpec {
             timeout,
             cwd: None,
             env: Vec::new(),
+            env_remove: Vec::new(),
         }
     }
 
@@ -159,6 +162,9 @@ impl ProcessSpec {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        for k in &self.env_remove {
+            cmd.env_remove(k);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -331,6 +337,18 @@ mod tests {
 
     fn sh(script: &str, timeout: Duration) -> ProcessSpec {
         ProcessSpec::new("/bin/sh", &["-c", script], timeout)
+    }
+
+    #[tokio::test]
+    async fn a_child_does_not_inherit_variables_that_hold_secrets() {
+        std::env::set_var("UPGRADE_TEST_SECRET_VAR", "hunter2-canary");
+        let mut spec = sh(
+            "echo \"[$UPGRADE_TEST_SECRET_VAR]\"",
+            Duration::from_secs(5),
+        );
+        spec.env_remove.push("UPGRADE_TEST_SECRET_VAR".into());
+        let out = spec.run(&Redactor::default()).await.unwrap();
+        assert_eq!(out.stdout.trim(), "[]");
     }
 
     #[test]

@@ -24,6 +24,12 @@ pub enum JournalError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("the journal {path} belongs to the plan `{found}`, not `{expected}`; give this plan its own state folder or --state")]
+    OtherPlan {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
     #[error("cannot write the journal {path}: {message}")]
     Write { path: PathBuf, message: String },
 }
@@ -86,10 +92,21 @@ impl Journal {
     /// Reads the journal, or an empty one when none exists yet.
     pub fn load(path: &Path, plan_name: &str) -> Result<Self, JournalError> {
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| JournalError::Parse {
-                path: path.to_path_buf(),
-                source,
-            }),
+            Ok(bytes) => {
+                let journal: Journal =
+                    serde_json::from_slice(&bytes).map_err(|source| JournalError::Parse {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
+                if journal.plan != plan_name {
+                    return Err(JournalError::OtherPlan {
+                        path: path.to_path_buf(),
+                        found: journal.plan,
+                        expected: plan_name.to_string(),
+                    });
+                }
+                Ok(journal)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Journal::new(plan_name)),
             Err(source) => Err(JournalError::Read {
                 path: path.to_path_buf(),
@@ -165,16 +182,26 @@ mod tests {
                     summary: "sha256 ab".into(),
                     details: serde_json::json!({"sha256":"ab"}),
                     reboot_required: false,
+                    restart_started: false,
                 }),
                 error: None,
                 plan_sha256: "00".into(),
             },
         );
         j.save(&path).unwrap();
-        let back = Journal::load(&path, "x").unwrap();
+        let back = Journal::load(&path, "iifp to miis").unwrap();
         assert_eq!(back, j);
         assert_eq!(back.done("keys").unwrap().summary, "sha256 ab");
         assert!(back.done("other").is_none());
+    }
+
+    #[test]
+    fn another_plans_journal_is_refused_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = journal_path(dir.path(), "a b");
+        Journal::new("a b").save(&path).unwrap();
+        let err = Journal::load(&path, "a_b").unwrap_err();
+        assert!(matches!(err, JournalError::OtherPlan { .. }), "{err}");
     }
 
     #[test]

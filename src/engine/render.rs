@@ -122,6 +122,8 @@ pub struct ApplyDocument {
     pub ok: bool,
     pub steps: Vec<AppliedStep>,
     pub reboot_required: bool,
+    /// An installer started a restart (1641); the steps after it were not run.
+    pub restart_started: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -143,7 +145,9 @@ pub fn apply_summary(doc: &ApplyDocument) -> String {
         .iter()
         .filter(|s| s.result == "already_done")
         .count();
-    let mut out = if doc.ok {
+    let mut out = if doc.restart_started {
+        format!("\nApply paused: {applied} step(s) done; an installer started a restart of the server. Run `upgrade apply` again once it is back.\n")
+    } else if doc.ok {
         format!("\nApply complete: {applied} step(s) done, {already} already done.\n")
     } else {
         format!("\nApply stopped: {applied} step(s) done before the failure; run `upgrade apply` again after fixing it.\n")

@@ -15,7 +15,7 @@ use crate::adapters::secrets::{self, SecretString};
 use crate::engine::journal::{self, Journal, RunRecord, StepRecord, StepStatus};
 use crate::engine::lock::ApplyLock;
 use crate::engine::render::{self, AppliedStep, ApplyDocument, PlanDocument, PlannedStep, Summary};
-use crate::engine::saved::SavedPlan;
+use crate::engine::saved::{self, SavedError, SavedPlan};
 use crate::engine::{ApplyOptions, EngineError, PlanOptions};
 use crate::plan::{self, graph, LoadedPlan};
 use crate::steps::context::plan_secrets;
@@ -107,60 +107,56 @@ impl Session {
     /// The destructive step, recorded as done, that step `i` was a prerequisite of. Such a step is
     /// sealed: it describes the server before the destruction (the old Extensions folder, the old
     /// key set), so it is never compared with the live server again, only rechecked.
-    fn sealed_by(&self, i: usize) -> Option<usize> {
+    fn sealed_by(&self, i: usize, journal: &Journal) -> Option<usize> {
         (0..self.steps.len()).find(|&d| {
             self.steps[d].destructive()
-                && self
-                    .journal
-                    .done(self.world.plan.steps[d].id.as_str())
-                    .is_some()
+                && journal.done(self.world.plan.steps[d].id.as_str()).is_some()
                 && graph::prerequisites(&self.world.plan, d).contains(&i)
         })
     }
 
-    /// Observes every step concurrently (read-only) and diffs each, in plan order.
-    async fn survey(&self) -> Vec<(Diff, Option<Observation>)> {
-        let surveyed = join_all((0..self.steps.len()).map(|i| async move {
-            let cx = self.cx(i, &self.journal);
-            match self.sealed_by(i) {
-                Some(d) => {
-                    let by = &self.world.plan.steps[d].id;
-                    match self.steps[i].recheck(&cx).await {
-                        Ok(line) => (
-                            Diff::Done {
-                                evidence: format!("{line} (kept from before `{by}`)"),
-                                details: serde_json::Value::Null,
-                            },
-                            Some(Observation(
-                                serde_json::json!({ "sealed_by": by.as_str(), "recheck": line }),
-                            )),
-                        ),
-                        Err(e) => (
-                            Diff::Blocked {
-                                why: format!(
-                                    "{}; `{by}` has already run, so it cannot be redone",
-                                    self.world.redactor.redact(&e.to_string())
-                                ),
-                            },
-                            None,
-                        ),
-                    }
-                }
-                None => match self.steps[i].observe(&cx).await {
-                    Ok(obs) => (self.steps[i].diff(&obs, &cx), Some(obs)),
-                    Err(e) => (
-                        Diff::Blocked {
-                            why: format!(
-                                "cannot observe: {}",
-                                self.world.redactor.redact(&e.to_string())
-                            ),
-                        },
-                        None,
+    /// Observes one step (or rechecks it when sealed) and diffs it. Read-only.
+    async fn survey_one(&self, i: usize, journal: &Journal) -> (Diff, Option<Observation>) {
+        let cx = self.cx(i, journal);
+        let redact = |e: &dyn std::fmt::Display| self.world.redactor.redact(&e.to_string());
+        let Some(d) = self.sealed_by(i, journal) else {
+            return match self.steps[i].observe(&cx).await {
+                Ok(obs) => (self.steps[i].diff(&obs, &cx), Some(obs)),
+                Err(e) => (
+                    Diff::Blocked {
+                        why: format!("cannot observe: {}", redact(&e)),
+                    },
+                    None,
+                ),
+            };
+        };
+        let by = &self.world.plan.steps[d].id;
+        match self.steps[i].recheck(&cx).await {
+            Ok(line) => (
+                Diff::Done {
+                    evidence: format!("{line} (kept from before `{by}`)"),
+                    details: serde_json::Value::Null,
+                },
+                Some(Observation(
+                    serde_json::json!({ "sealed_by": by.as_str(), "recheck": line }),
+                )),
+            ),
+            Err(e) => (
+                Diff::Blocked {
+                    why: format!(
+                        "{}; `{by}` has already run, so it cannot be redone",
+                        redact(&e)
                     ),
                 },
-            }
-        }))
-        .await;
+                None,
+            ),
+        }
+    }
+
+    /// Observes every step concurrently (read-only) and diffs each, in plan order.
+    async fn survey(&self) -> Vec<(Diff, Option<Observation>)> {
+        let surveyed =
+            join_all((0..self.steps.len()).map(|i| self.survey_one(i, &self.journal))).await;
         let mut out: Vec<(Diff, Option<Observation>)> = surveyed;
         // A check that passed before counts as done only while nothing else is pending.
         let other_pending = out
@@ -168,7 +164,8 @@ impl Session {
             .any(|(d, _)| matches!(d, Diff::Change { .. } | Diff::Blocked { .. }));
         if other_pending {
             for (i, (d, _)) in out.iter_mut().enumerate() {
-                if self.kinds[i] == "verify" && matches!(d, Diff::Done { .. }) {
+                let sealed = self.sealed_by(i, &self.journal).is_some();
+                if self.kinds[i] == "verify" && !sealed && matches!(d, Diff::Done { .. }) {
                     *d = Diff::Check {
                         reason: "checks run again after the pending steps".into(),
                         ops: Vec::new(),
@@ -220,6 +217,7 @@ pub async fn plan(opts: PlanOptions) -> Result<u8, EngineError> {
     if let Some(out) = &opts.out {
         SavedPlan::new(
             &opts.plan_file,
+            &session.journal_path,
             &session.loaded.sha256,
             &session.loaded.source,
             &doc.steps,
@@ -271,7 +269,18 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
         }
         None => (load(&opts.input)?, opts.input.clone()),
     };
-    let mut session = Session::open(loaded, &plan_file, opts.state.as_deref())?;
+    let state = match (&saved, &opts.state) {
+        (Some(s), Some(given)) if saved::absolute(given).display().to_string() != s.journal => {
+            return Err(SavedError::OtherJournal {
+                saved: s.journal.clone(),
+                given: given.display().to_string(),
+            }
+            .into());
+        }
+        (Some(s), _) => Some(PathBuf::from(&s.journal)),
+        (None, given) => given.clone(),
+    };
+    let mut session = Session::open(loaded, &plan_file, state.as_deref())?;
     let _lock = ApplyLock::acquire(&journal::lock_path(
         session.journal_path.parent().unwrap_or(Path::new(".")),
         &session.world.plan.name,
@@ -359,8 +368,9 @@ fn confirm() -> Result<(), EngineError> {
             "standard input is not a terminal, so nobody can confirm; pass --auto-approve to apply without asking".into(),
         ));
     }
-    print!("\nDo you want to apply these steps? Only 'yes' will be accepted: ");
-    let _ = std::io::stdout().flush();
+    // On standard error, so that `--json` output on standard output stays one document.
+    eprint!("\nDo you want to apply these steps? Only 'yes' will be accepted: ");
+    let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin()
         .read_line(&mut answer)
@@ -382,10 +392,24 @@ async fn execute(
     let mut error = None;
     let order = session.order.clone();
     let mut finished = vec![false; session.steps.len()];
+    let mut applied = vec![false; session.steps.len()];
+    let mut restart_started = false;
     for (pos, &i) in order.iter().enumerate() {
         let id = session.world.plan.steps[i].id.to_string();
         let kind = session.kinds[i].clone();
-        let diff = &survey[i].0;
+        if restart_started {
+            let skipped = AppliedStep {
+                id,
+                kind,
+                result: "not_run",
+                summary: "not run: the installer started a restart; run apply again after it"
+                    .into(),
+                reboot_required: false,
+            };
+            out(&format!("{}\n", render::progress_line(&skipped)));
+            results.push(skipped);
+            continue;
+        }
         // Never run a step whose prerequisite is not done in this run or recorded.
         let deps: Vec<usize> = graph::prerequisites(&session.world.plan, i)
             .into_iter()
@@ -397,15 +421,33 @@ async fn execute(
             ));
             break;
         }
+        // What was observed before the run is stale once a prerequisite changed the server in
+        // this run (an install detected by a name the old product also had): look again.
+        let resurveyed;
+        let diff = if deps.iter().any(|&d| applied[d]) {
+            resurveyed = match session.survey_one(i, &session.journal).await {
+                (Diff::Done { .. }, _) if kind == "verify" => Diff::Check {
+                    reason: "run again after this run's changes".into(),
+                    ops: Vec::new(),
+                },
+                (d, _) => d,
+            };
+            &resurveyed
+        } else {
+            &survey[i].0
+        };
         let outcome = match diff {
             Diff::Done { evidence, details } => {
-                if session.journal.done(&id).is_none() {
+                let recorded = session.journal.done(&id).map(|e| &e.details);
+                let stale = recorded.is_none() || (!details.is_null() && recorded != Some(details));
+                if stale {
                     // Adopt a result found on the server (a backup taken by hand) so that later
                     // rechecks have something to compare with.
                     let ev = Evidence {
                         summary: evidence.clone(),
                         details: details.clone(),
                         reboot_required: false,
+                        restart_started: false,
                     };
                     record(session, i, Ok(&ev));
                     if let Err(e) = session.journal.save(&session.journal_path) {
@@ -430,13 +472,17 @@ async fn execute(
                 record(session, i, res.as_ref().map_err(|e| e.as_str()));
                 let saved = session.journal.save(&session.journal_path);
                 match (res, saved) {
-                    (Ok(ev), Ok(())) => AppliedStep {
-                        id: id.clone(),
-                        kind,
-                        result: "applied",
-                        summary: ev.summary,
-                        reboot_required: ev.reboot_required,
-                    },
+                    (Ok(ev), Ok(())) => {
+                        applied[i] = true;
+                        restart_started |= ev.restart_started;
+                        AppliedStep {
+                            id: id.clone(),
+                            kind,
+                            result: "applied",
+                            summary: ev.summary,
+                            reboot_required: ev.reboot_required,
+                        }
+                    }
                     (Ok(_), Err(e)) => {
                         error = Some(format!(
                             "{id}: done, but the journal could not be written: {e}"
@@ -482,6 +528,7 @@ async fn execute(
         ok: error.is_none(),
         steps: results,
         reboot_required,
+        restart_started,
         error: error.map(|e| session.world.redactor.redact(&e)),
     }
 }

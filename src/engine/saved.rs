@@ -15,6 +15,8 @@ pub const FORMAT: &str = "upgrade-saved-plan/1";
 pub enum SavedError {
     #[error("cannot read the saved plan {path}: {message}")]
     Read { path: String, message: String },
+    #[error("the saved plan was made against the journal {saved}, not {given}; apply it without --state, or plan again")]
+    OtherJournal { saved: String, given: String },
     #[error("cannot write the saved plan {path}: {message}")]
     Write { path: String, message: String },
 }
@@ -30,8 +32,10 @@ pub struct SavedStep {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedPlan {
     pub format: String,
-    /// Where the plan file was (journal and logs live relative to it).
+    /// Where the plan file was, as an absolute path (journal and logs live relative to it).
     pub plan_file: String,
+    /// The journal the plan was made against, absolute: apply uses the same journal and lock.
+    pub journal: String,
     pub plan_sha256: String,
     /// The plan file's text, applied as saved even if the file changed since.
     pub plan_source: String,
@@ -41,13 +45,15 @@ pub struct SavedPlan {
 impl SavedPlan {
     pub fn new(
         plan_file: &Path,
+        journal: &Path,
         plan_sha256: &str,
         plan_source: &str,
         steps: &[PlannedStep],
     ) -> SavedPlan {
         SavedPlan {
             format: FORMAT.to_string(),
-            plan_file: plan_file.display().to_string(),
+            plan_file: absolute(plan_file).display().to_string(),
+            journal: absolute(journal).display().to_string(),
             plan_sha256: plan_sha256.to_string(),
             plan_source: plan_source.to_string(),
             steps: steps
@@ -109,4 +115,9 @@ impl SavedPlan {
         }
         out
     }
+}
+
+/// `path` made absolute against the current folder (without resolving links).
+pub fn absolute(path: &Path) -> std::path::PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }

@@ -193,15 +193,21 @@ impl Step for BackupDatabaseStep {
         let (header, header_error) = if afs::exists(&self.spec.to.to_path_buf()) {
             match read_header(sql.as_mut(), &self.path()).await {
                 Ok(h) => (Some(h), None),
-                Err(SqlError::Server { .. }) | Err(SqlError::Protocol { .. }) => {
-                    (None, Some("RESTORE HEADERONLY cannot read it".to_string()))
-                }
+                Err(e @ (SqlError::Server { .. } | SqlError::Protocol { .. })) => (
+                    None,
+                    Some(format!("RESTORE HEADERONLY cannot read it: {e}")),
+                ),
                 Err(e) => return Err(e.into()),
             }
         } else {
             (None, None)
         };
-        let backup_set_id = backup_set_id(sql.as_mut(), &self.spec.database, &self.path()).await?;
+        // A backup taken by hand is in msdb under the final name; ours under the temporary one.
+        let backup_set_id =
+            match backup_set_id(sql.as_mut(), &self.spec.database, &self.path()).await? {
+                Some(id) => Some(id),
+                None => backup_set_id(sql.as_mut(), &self.spec.database, &self.temp_path()).await?,
+            };
         // A backup nobody recorded (taken by hand) is verified now; VERIFYONLY only reads the file.
         // Without CHECKSUM: a backup taken by hand may have been taken without checksums.
         let needs_verify = self.spec.verify
@@ -264,7 +270,11 @@ impl Step for BackupDatabaseStep {
                         .is_some_and(|r| r.checksum && r.finish == h.finish),
                 });
                 Diff::Done {
-                    evidence: format!("{set}finished {h}, verified, at {}", self.path()),
+                    evidence: format!(
+                        "{set}finished {h}, {}at {}",
+                        if self.spec.verify { "verified, " } else { "" },
+                        self.path()
+                    ),
                     details: serde_json::to_value(details).unwrap_or_default(),
                 }
             }
@@ -335,6 +345,7 @@ impl Step for BackupDatabaseStep {
             ),
             details: serde_json::to_value(&recorded).unwrap_or_default(),
             reboot_required: false,
+            restart_started: false,
         })
     }
 

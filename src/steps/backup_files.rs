@@ -30,6 +30,9 @@ struct Observed {
     manifest: Option<BTreeMap<String, String>>,
     /// Files of the manifest missing or different at the destination.
     mismatched: Vec<String>,
+    /// Why a manifest that exists could not be read.
+    #[serde(default)]
+    manifest_error: Option<String>,
     /// sha256 of the destination copy of each source file that has one.
     copies: BTreeMap<String, String>,
 }
@@ -74,6 +77,7 @@ impl BackupFilesStep {
                 );
             }
         }
+        let mut manifest_error = None;
         let (manifest, mismatched) = match Manifest::read(&self.manifest_path()) {
             Ok(m) => {
                 let mismatched = m
@@ -83,7 +87,12 @@ impl BackupFilesStep {
                     .collect();
                 (Some(m.entries.into_iter().collect()), mismatched)
             }
-            Err(_) => (None, Vec::new()),
+            Err(e) => {
+                if afs::exists(&self.manifest_path()) {
+                    manifest_error = Some(e.to_string());
+                }
+                (None, Vec::new())
+            }
         };
         let mut copies = BTreeMap::new();
         for rel in source.keys() {
@@ -97,6 +106,7 @@ impl BackupFilesStep {
             source,
             manifest,
             mismatched,
+            manifest_error,
             copies,
         })
     }
@@ -133,7 +143,20 @@ impl Step for BackupFilesStep {
                 }
             } else {
                 Diff::Blocked {
-                    why: format!("the source folder {} is gone and {} holds no complete copy (manifest missing or files differ)", self.spec.from, self.spec.to),
+                    why: format!(
+                        "the source folder {} is gone and {} holds no complete copy ({})",
+                        self.spec.from,
+                        self.spec.to,
+                        match (&o.manifest_error, &o.manifest) {
+                            (Some(e), _) => format!("its manifest does not read: {e}"),
+                            (None, None) => format!("no {MANIFEST}"),
+                            (None, Some(_)) => format!(
+                                "{} file(s) differ: {}",
+                                o.mismatched.len(),
+                                o.mismatched.join(", ")
+                            ),
+                        }
+                    ),
                 }
             };
         }
@@ -152,7 +175,13 @@ impl Step for BackupFilesStep {
         let bytes = copy.iter().map(|(_, f)| f.bytes).sum();
         Diff::Change {
             reason: match &o.manifest {
-                None => format!("no copy at {}", self.spec.to),
+                None => match &o.manifest_error {
+                    Some(e) => format!(
+                        "the manifest at {} does not read ({e}); it is written again",
+                        self.spec.to
+                    ),
+                    None => format!("no copy at {}", self.spec.to),
+                },
                 Some(_) => format!(
                     "{} file(s) changed or missing at {}",
                     copy.len(),
@@ -208,6 +237,7 @@ impl Step for BackupFilesStep {
                 summary: format!("{} file(s) at {} match {MANIFEST} ({copied} copied, {bytes} bytes)", manifest.entries.len(), spec.to),
                 details: serde_json::json!({ "files": manifest.entries.len(), "copied": copied, "bytes": bytes, "manifest": this.manifest_path() }),
                 reboot_required: false,
+                restart_started: false,
             })
         })
         .await

@@ -111,8 +111,18 @@ impl World {
         tool(&self.plan.tools.sc, DEFAULT_SC)
     }
 
-    /// Runs a process with this plan's redaction.
+    /// Runs a process with this plan's redaction; the child does not inherit the environment
+    /// variables the plan reads secrets from.
     pub async fn run(&self, spec: &ProcessSpec) -> Result<ProcessOutcome, StepError> {
+        let mut spec = spec.clone();
+        spec.env_remove.extend(
+            plan_secrets(&self.plan)
+                .into_iter()
+                .filter_map(|(s, _)| match s {
+                    Secret::Env(name) => Some(name.clone()),
+                    _ => None,
+                }),
+        );
         Ok(spec.run(&self.redactor).await?)
     }
 
@@ -125,6 +135,7 @@ impl World {
             timeout,
             cwd: None,
             env: Vec::new(),
+            env_remove: Vec::new(),
         }
     }
 

@@ -26,6 +26,8 @@ struct Observed {
     tool: String,
     tool_present: bool,
     key_file_sha256: Option<String>,
+    #[serde(default)]
+    key_file_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +74,7 @@ impl ExportKeysStep {
             timeout: Duration::from_secs(self.spec.timeout_secs.unwrap_or(300)),
             cwd: None,
             env: Vec::new(),
+            env_remove: Vec::new(),
         })
     }
 }
@@ -81,6 +84,11 @@ impl Step for ExportKeysStep {
     async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
         let tool = self.tool(cx);
         let path = self.spec.to.to_path_buf();
+        let key_file_bytes = if afs::exists(&path) {
+            afs::file_size(&path)?
+        } else {
+            0
+        };
         let key_file_sha256 = if afs::exists(&path) {
             Some(afs::sha256_file(&path)?)
         } else {
@@ -90,6 +98,7 @@ impl Step for ExportKeysStep {
             tool: tool.to_string_lossy().into_owned(),
             tool_present: afs::exists(&tool),
             key_file_sha256,
+            key_file_bytes,
         }))
     }
 
@@ -106,7 +115,9 @@ impl Step for ExportKeysStep {
                     details: serde_json::to_value(r).unwrap_or_default(),
                 }
             }
-            (Some(now), None) => {
+            // A key file found without any history of this step was exported by hand: adopt it.
+            // With history (a failed or different export), it is exported again instead.
+            (Some(now), None) if cx.record().is_none() && o.key_file_bytes > 0 => {
                 let adopted = Recorded {
                     path: self.spec.to.to_string(),
                     sha256: now.clone(),
@@ -169,9 +180,9 @@ impl Step for ExportKeysStep {
                 log_tail: None,
             });
         }
-        let bytes = afs::file_size(&temp).map_err(|_| {
+        let bytes = afs::file_size(&temp).map_err(|e| {
             StepError::Failed(format!(
-                "miiskmu reported success but wrote no key file at {}",
+                "miiskmu reported success but wrote no key file at {} ({e})",
                 temp.display()
             ))
         })?;
@@ -197,6 +208,7 @@ impl Step for ExportKeysStep {
             })
             .unwrap_or_default(),
             reboot_required: false,
+            restart_started: false,
         })
     }
 

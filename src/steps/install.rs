@@ -241,6 +241,7 @@ impl InstallStep {
             timeout,
             cwd: None,
             env: Vec::new(),
+            env_remove: Vec::new(),
         })
     }
 
@@ -386,7 +387,15 @@ impl Step for InstallStep {
             ),
             details: serde_json::json!({ "product": product, "exit_code": out.exit_code, "attempts": attempts, "log": self.log(cx) }),
             reboot_required: installer::needs_reboot(out.exit_code),
+            restart_started: out.exit_code == installer::REBOOT_INITIATED,
         })
+    }
+
+    /// An install replaces the product and takes over the existing database (in place for MIM,
+    /// over the kept database for MIIS): like the uninstall, it runs only after its prerequisites
+    /// recheck, and once it ran, the backups before it are sealed, never retaken from the new product.
+    fn destructive(&self) -> bool {
+        true
     }
 
     async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {

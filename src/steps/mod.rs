@@ -123,6 +123,9 @@ pub struct Evidence {
     /// Windows Installer asked for a reboot (3010 / 1641); reported, never acted on.
     #[serde(default)]
     pub reboot_required: bool,
+    /// The installer started a restart itself (1641): the run stops after this step.
+    #[serde(default)]
+    pub restart_started: bool,
 }
 
 /// Why a step failed; carries what a user needs to act.

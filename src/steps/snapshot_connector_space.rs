@@ -133,6 +133,7 @@ impl Step for SnapshotStep {
             ),
             details: serde_json::to_value(&s).unwrap_or_default(),
             reboot_required: false,
+            restart_started: false,
         })
     }
 

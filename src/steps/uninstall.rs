@@ -55,6 +55,7 @@ impl UninstallStep {
             timeout: Duration::from_secs(self.spec.timeout_secs.unwrap_or(3600)),
             cwd: None,
             env: Vec::new(),
+            env_remove: Vec::new(),
         }
     }
 
@@ -108,6 +109,7 @@ impl Step for UninstallStep {
                     summary: format!("{} was already not installed", self.describe()),
                     details: serde_json::json!({ "exit_code": null }),
                     reboot_required: false,
+                    restart_started: false,
                 })
             }
             Found::Several { products } => {
@@ -155,6 +157,7 @@ impl Step for UninstallStep {
             ),
             details: serde_json::json!({ "product": product, "exit_code": out.exit_code, "attempts": attempts, "log": self.log(cx) }),
             reboot_required: reboot,
+            restart_started: out.exit_code == installer::REBOOT_INITIATED,
         })
     }
 

@@ -322,11 +322,20 @@ impl Step for VerifyStep {
             summary: format!("{} check(s) passed", results.len()),
             details: serde_json::to_value(&results).unwrap_or_default(),
             reboot_required: false,
+            restart_started: false,
         })
     }
 
+    /// A verify step that a later step depends on counts by its record: checks are never re-run
+    /// outside `apply` (they may run the plan's own commands).
     async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
-        self.apply(cx).await.map(|e| e.summary)
+        match cx.journal.done(cx.id.as_str()) {
+            Some(e) => Ok(format!("checks passed earlier: {}", e.summary)),
+            None => Err(StepError::Refused(format!(
+                "the checks of `{}` have not passed",
+                cx.id
+            ))),
+        }
     }
 }
 
