@@ -3,7 +3,7 @@
 //! a blocking thread. The connection string holds the password: it is never logged or displayed.
 
 use async_trait::async_trait;
-use odbc_api::handles::{AsStatementRef, Diagnostics, SqlChar};
+use odbc_api::handles::{AsStatementRef, Diagnostics, SqlChar, SqlResult, Statement};
 use odbc_api::{Connection, ConnectionOptions, Cursor, DataType};
 use std::borrow::Cow;
 
@@ -221,11 +221,43 @@ fn drain(cursor: impl Cursor, server: &str) -> Result<(), SqlError> {
 fn run_batch(conn: &Connection<'static>, server: &str, sql: &str) -> Result<Vec<String>, SqlError> {
     let mut stmt = conn.preallocate().map_err(|e| map_error(e, server))?;
     let failure = match stmt.execute(sql, ()) {
-        Ok(None) => return Ok(Vec::new()),
+        Ok(None) => None,
         Ok(Some(cursor)) => return drain(cursor, server).map(|()| Vec::new()),
-        Err(e) => e,
+        Err(e) => Some(e),
     };
-    Err(statement_error(&mut stmt, failure, server))
+    match failure {
+        None => finish_results(&mut stmt, server).map(|()| Vec::new()),
+        Some(e) => Err(statement_error(&mut stmt, e, server)),
+    }
+}
+
+/// Reads every remaining result of a statement that returned no result set (BACKUP, RESTORE
+/// VERIFYONLY). SQL Server's ODBC drivers return from SQLExecDirect at the first informational
+/// message ("Processed N pages ..."); the rest of the batch, and its errors (3202, 3013), arrive
+/// only through SQLMoreResults, and freeing the statement before then cancels the batch.
+fn finish_results(stmt: &mut impl AsStatementRef, server: &str) -> Result<(), SqlError> {
+    loop {
+        let mut handle = stmt.as_stmt_ref();
+        // SAFETY: no buffers are bound to this statement (it was executed without parameters
+        // and no cursor was bound), so moving to the next result cannot write through a stale
+        // binding.
+        let result = unsafe { handle.more_results() };
+        match result {
+            SqlResult::NoData => return Ok(()),
+            SqlResult::Success(()) | SqlResult::SuccessWithInfo(()) => continue,
+            SqlResult::Error { .. } => {
+                let first = result.into_result(&handle).err().unwrap_or(odbc_api::Error::NoDiagnostics {
+                    function: "SQLMoreResults",
+                });
+                return Err(statement_error(stmt, first, server));
+            }
+            SqlResult::NeedData | SqlResult::StillExecuting => {
+                return Err(SqlError::Protocol {
+                    message: format!("{server}: the driver asked for data or went asynchronous while reading a batch's results"),
+                })
+            }
+        }
+    }
 }
 
 /// Every diagnostic record left on the statement after a failed SQLExecDirect.
