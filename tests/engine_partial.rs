@@ -172,3 +172,34 @@ fn a_key_file_lost_after_the_uninstall_cannot_converge_and_says_why() {
         text(&plan)
     );
 }
+
+#[tokio::test]
+async fn a_backup_older_than_max_age_by_the_servers_clock_is_taken_again() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let text_plan = std::fs::read_to_string(&rig.plan).unwrap();
+    let aged = text_plan.replace("miis.bak' }", "miis.bak', max_age: 5s }");
+    assert_ne!(aged, text_plan, "the seed plan's backup line changed shape");
+    std::fs::write(&rig.plan, aged).unwrap();
+    let bak = rig.path(r"D:\Upgrade\miis.bak");
+    std::fs::create_dir_all(bak.parent().unwrap()).unwrap();
+    let mut client = sql_client(&rig).await;
+    client
+        .execute(&statements::backup_database(
+            "MicrosoftIdentityIntegrationServer",
+            bak.to_str().unwrap(),
+            "by hand",
+            false,
+        ))
+        .await
+        .unwrap();
+    let fresh = rig.upgrade(&["plan", rig.plan_str()]);
+    assert!(stdout(&fresh).contains("= database"), "{}", text(&fresh));
+    std::thread::sleep(std::time::Duration::from_millis(5500));
+    let stale = rig.upgrade(&["plan", rig.plan_str()]);
+    assert!(stdout(&stale).contains("+ database"), "{}", text(&stale));
+    assert!(
+        stdout(&stale).contains("older than max_age 5s"),
+        "{}",
+        text(&stale)
+    );
+}

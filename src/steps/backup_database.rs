@@ -37,6 +37,10 @@ impl BackupDatabaseStep {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Observed {
     server_version: String,
+    /// The backup is older than `max_age` by the server's clock (backup dates are in the server's
+    /// local time, not ours). A flag, not the clock, so that observations stay comparable.
+    #[serde(default)]
+    too_old: bool,
     database_exists: bool,
     /// The header of the backup file at the destination, when it reads.
     header: Option<Header>,
@@ -84,6 +88,16 @@ async fn server_version(sql: &mut dyn SqlClient) -> Result<String, SqlError> {
         .and_then(|r| r.get("product_version"))
         .and_then(text)
         .unwrap_or_default())
+}
+
+async fn server_now(sql: &mut dyn SqlClient) -> Result<NaiveDateTime, SqlError> {
+    let rows = sql.query(q::SERVER_TIME).await?;
+    rows.first()
+        .and_then(|r| r.get("now"))
+        .and_then(time)
+        .ok_or_else(|| SqlError::Protocol {
+            message: "SELECT GETDATE() returned no time".into(),
+        })
 }
 
 async fn read_header(sql: &mut dyn SqlClient, path: &str) -> Result<Header, SqlError> {
@@ -147,8 +161,7 @@ impl BackupDatabaseStep {
             ));
         }
         if let Some(max) = self.spec.max_age {
-            let age = chrono::Local::now().naive_local() - h.finish;
-            if age.to_std().map(|a| a > max.get()).unwrap_or(false) {
+            if o.too_old {
                 return Some(format!(
                     "the backup finished {} is older than max_age {max}",
                     h.finish
@@ -223,8 +236,16 @@ impl Step for BackupDatabaseStep {
         } else {
             None
         };
+        let too_old = match (self.spec.max_age, &header) {
+            (Some(max), Some(h)) => {
+                let now = server_now(sql.as_mut()).await?;
+                (now - h.finish).to_std().is_ok_and(|age| age > max.get())
+            }
+            _ => false,
+        };
         Ok(Observation::of(&Observed {
             server_version,
+            too_old,
             database_exists,
             header,
             header_error,

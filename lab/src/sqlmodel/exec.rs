@@ -18,6 +18,7 @@ use super::{Execution, Model, TdsVersion};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shape {
     Version,
+    ServerTime,
     ServerProperties,
     DatabaseExists,
     LatestBackup,
@@ -33,6 +34,7 @@ enum Shape {
 
 const SHAPES: &[(&str, Shape)] = &[
     ("SELECT @@VERSION", Shape::Version),
+    ("SELECT GETDATE() AS now", Shape::ServerTime),
     (
         "SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128)) AS product_version, \
          CAST(SERVERPROPERTY('ProductLevel') AS nvarchar(128)) AS product_level, \
@@ -233,6 +235,10 @@ impl Model {
             Shape::Version => done(Outcome::rows(ResultSet {
                 columns: vec![nv("", 300, false)],
                 rows: vec![vec![Value::Str(self.version_banner())]],
+            })),
+            Shape::ServerTime => done(Outcome::rows(ResultSet {
+                columns: vec![Column::new("now", SqlType::DateTime, false)],
+                rows: vec![vec![Value::DateTime(super::now())]],
             })),
             Shape::ServerProperties => {
                 let (v, level, edition) = match self.version {

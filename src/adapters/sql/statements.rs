@@ -15,6 +15,9 @@ pub fn quote_literal(text: &str) -> String {
 /// One row: the full version banner.
 pub const VERSION: &str = "SELECT @@VERSION";
 
+/// One row: the server's clock (`now`, datetime, the server's local time, as backup dates are).
+pub const SERVER_TIME: &str = "SELECT GETDATE() AS now";
+
 /// One row, three nvarchar columns: ProductVersion (e.g. `8.00.2039`), ProductLevel, Edition.
 pub const SERVER_PROPERTIES: &str = "SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128)) AS product_version, CAST(SERVERPROPERTY('ProductLevel') AS nvarchar(128)) AS product_level, CAST(SERVERPROPERTY('Edition') AS nvarchar(128)) AS edition";
 
