@@ -53,6 +53,7 @@ fn connection(port: u16, driver: SqlDriver) -> SqlConnection {
             password: Secret::Env("UNUSED".into()),
         }),
         driver,
+        database: None,
         odbc_driver: (driver == SqlDriver::Odbc).then(|| FREETDS.to_string()),
         encryption: Encryption::NotSupported,
         trust_server_certificate: false,

@@ -238,3 +238,61 @@ fn the_seed_plan_converges_against_sql_server_2000_over_odbc() {
     let again = rig.upgrade(&["plan", rig.plan_str(), "--detailed-exitcode"]);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
 }
+
+/// The seed plan's header (server, state, tools) with other steps.
+fn plan_with_steps(rig: &Rig, name: &str, steps: &str) -> std::path::PathBuf {
+    let seed = std::fs::read_to_string(&rig.plan).unwrap();
+    let header = seed
+        .split("steps:\n")
+        .next()
+        .unwrap()
+        .replace("lab-iifp-to-miis2003", name);
+    let path = rig.tmp.path().join(format!("{name}.yaml"));
+    std::fs::write(&path, format!("{header}steps:\n{steps}")).unwrap();
+    path
+}
+
+#[test]
+fn sql_checks_log_in_to_their_database_and_compare_the_scalar() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let db = "MicrosoftIdentityIntegrationServer";
+    let count = rig.lab.lab().status().unwrap().databases.len();
+    assert!(
+        count >= 5,
+        "the lab has master, msdb and the sync database at least"
+    );
+    let good = plan_with_steps(
+        &rig,
+        "sql-checks",
+        &format!(
+            "  - id: check\n    verify:\n      sql:\n        - {{ database: {db}, query: \"SELECT COUNT(*) FROM master.dbo.sysdatabases\", expect: \"{count}\" }}\n"
+        ),
+    );
+    let out = rig.upgrade(&["apply", good.to_str().unwrap(), "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let wrong = plan_with_steps(
+        &rig,
+        "sql-checks-wrong",
+        &format!(
+            "  - id: check\n    verify:\n      sql:\n        - {{ database: {db}, query: \"SELECT COUNT(*) FROM master.dbo.sysdatabases\", expect: \"{}\" }}\n",
+            count + 1
+        ),
+    );
+    let out = rig.upgrade(&["apply", wrong.to_str().unwrap(), "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("1 of 1 check(s) failed"),
+        "{}",
+        text(&out)
+    );
+
+    let no_db = plan_with_steps(
+        &rig,
+        "sql-checks-no-db",
+        "  - id: check\n    verify:\n      sql:\n        - { database: NoSuchDatabase, query: \"SELECT COUNT(*) FROM master.dbo.sysdatabases\", expect: \"1\" }\n",
+    );
+    let out = rig.upgrade(&["apply", no_db.to_str().unwrap(), "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("NoSuchDatabase"), "{}", text(&out));
+}

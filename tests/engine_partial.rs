@@ -22,6 +22,7 @@ async fn sql_client(rig: &Rig) -> Box<dyn sql::SqlClient> {
             password: upgrade::plan::Secret::Env("UNUSED".into()),
         }),
         driver: SqlDriver::Tds,
+        database: None,
         odbc_driver: None,
         encryption: Encryption::NotSupported,
         trust_server_certificate: false,

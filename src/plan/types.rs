@@ -58,6 +58,10 @@ pub struct SqlConnection {
     /// `odbc` (needed for SQL Server 2000, whose TDS 7.1 result sets the built-in client cannot read).
     #[serde(default)]
     pub driver: SqlDriver,
+    /// Database to log in to; default: the login's default database (usually master).
+    /// Steps name their database in every statement; this matters only for `verify.sql` checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     /// ODBC driver name for `driver: odbc`. Default: `SQL Server` on Windows, `FreeTDS` elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub odbc_driver: Option<String>,

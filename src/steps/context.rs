@@ -88,7 +88,20 @@ impl World {
 
     /// A new connection to the plan's SQL Server.
     pub async fn sql(&self) -> Result<Box<dyn SqlClient>, SqlError> {
-        let conn = &self.plan.server.sql;
+        self.connect(&self.plan.server.sql).await
+    }
+
+    /// A new connection that logs in to `database` (for checks written without database names).
+    pub async fn sql_in(&self, database: &str) -> Result<Box<dyn SqlClient>, SqlError> {
+        let mut conn = self.plan.server.sql.clone();
+        conn.database = Some(database.to_string());
+        self.connect(&conn).await
+    }
+
+    async fn connect(
+        &self,
+        conn: &crate::plan::SqlConnection,
+    ) -> Result<Box<dyn SqlClient>, SqlError> {
         let password = match &conn.auth {
             SqlAuth::Sql(login) => self
                 .secrets

@@ -183,7 +183,7 @@ impl VerifyStep {
             });
         }
         for s in &self.spec.sql {
-            let mut sql = cx.world.sql().await?;
+            let mut sql = cx.world.sql_in(&s.database).await?;
             let rows = sql.query(&s.query).await?;
             let found = rows
                 .first()

@@ -175,6 +175,9 @@ pub fn connection_string(
         }
         s.push_str(&format!("Server={};", braced(&server)));
     }
+    if let Some(db) = &conn.database {
+        s.push_str(&format!("Database={};", braced(db)));
+    }
     match &conn.auth {
         SqlAuth::Windows => s.push_str("Trusted_Connection=yes;"),
         SqlAuth::Sql(login) => {
@@ -472,6 +475,7 @@ mod tests {
                 password: Secret::Env("X".into()),
             }),
             driver: SqlDriver::Odbc,
+            database: None,
             odbc_driver: driver.map(String::from),
             encryption: Encryption::NotSupported,
             trust_server_certificate: false,
@@ -522,6 +526,13 @@ mod tests {
         );
         let mut windows = conn(Some("SQL Server"), None, None);
         windows.auth = SqlAuth::Windows;
+        let mut in_db = windows.clone();
+        in_db.database = Some("FIMSynchronizationService".into());
+        let with_db = connection_string(&in_db, None).unwrap();
+        assert!(
+            with_db.contains("Database={FIMSynchronizationService};"),
+            "{with_db}"
+        );
         let s = connection_string(&windows, None).unwrap();
         assert!(
             s.ends_with("Trusted_Connection=yes;") && !s.contains("PWD"),

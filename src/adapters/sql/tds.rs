@@ -39,6 +39,9 @@ impl TdsClient {
         config.host(&host);
         config.port(port);
         config.application_name("upgrade");
+        if let Some(db) = &conn.database {
+            config.database(db);
+        }
         config.encryption(match conn.encryption {
             Encryption::NotSupported => EncryptionLevel::NotSupported,
             Encryption::Off => EncryptionLevel::Off,
