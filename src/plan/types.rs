@@ -327,6 +327,9 @@ pub struct Install {
     /// Without this, a secret placeholder in `properties`/`arguments` is an error.
     #[serde(default)]
     pub secrets_on_command_line: bool,
+    /// Install over the existing database (`reuse_existing: true`) without a backup of it before.
+    #[serde(default)]
+    pub unprotected: bool,
     /// Exit codes that count as success (default 0, 1641, 3010).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accept_exit_codes: Option<Vec<i32>>,

@@ -76,7 +76,10 @@ pub fn check(plan: &Plan) -> Vec<Problem> {
         let at = format!("steps[{i}].{}", step.kind.name());
         match &step.kind {
             StepKind::Uninstall(u) => check_uninstall(plan, i, u, &at, &mut p),
-            StepKind::Install(install) => check_install(install, &at, &mut p),
+            StepKind::Install(install) => {
+                check_install(install, &at, &mut p);
+                check_takeover(plan, i, install, &at, &mut p);
+            }
             StepKind::Verify(v) => check_verify(v, &at, &mut p),
             StepKind::ExportKeys(e) => check_timeout(e.timeout_secs, &at, &mut p),
             StepKind::BackupDatabase(_)
@@ -202,6 +205,34 @@ fn check_uninstall(plan: &Plan, index: usize, u: &Uninstall, at: &str, p: &mut P
             ),
         );
     }
+}
+
+/// An install that takes over the existing database (the in-place upgrade itself, or the new
+/// product after an uninstall) must come after a backup of that database, unless waived.
+fn check_takeover(plan: &Plan, index: usize, install: &Install, at: &str, p: &mut Problems) {
+    let Some(store) = install.answers.store.as_ref().filter(|s| s.reuse_existing) else {
+        return;
+    };
+    if install.unprotected {
+        return;
+    }
+    let backs_up = |k: &StepKind| {
+        matches!(k, StepKind::BackupDatabase(b) if b.database.eq_ignore_ascii_case(&store.database))
+    };
+    if graph::prerequisites(plan, index).iter().any(|&j| backs_up(&plan.steps[j].kind)) {
+        return;
+    }
+    let hint = match plan.steps.iter().find(|s| backs_up(&s.kind)) {
+        Some(s) => format!("; step `{}` backs it up, but the install does not come after it", s.id),
+        None => String::new(),
+    };
+    p.add(
+        at,
+        format!(
+            "an install that reuses the existing database `{}` must come after a backup_database of it (list it in `after:`), or say `unprotected: true`{hint}",
+            store.database
+        ),
+    );
 }
 
 fn check_exit_codes(codes: Option<&[i32]>, at: &str, p: &mut Problems) {
