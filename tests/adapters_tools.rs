@@ -20,7 +20,7 @@ fn iifp_lab() -> (tempfile::TempDir, Lab) {
 async fn the_installed_feature_pack_is_found_by_its_display_name() {
     let (_dir, lab) = iifp_lab();
     let tools = lab.tools().unwrap();
-    let installed = products::installed_products(&tools.reg, &Redactor::default())
+    let installed = products::installed_products(&tools.reg, &Redactor::default(), &[])
         .await
         .unwrap();
     let expected = Flavour::Iifp.installed_product();
@@ -53,11 +53,13 @@ async fn the_sync_service_runs_and_an_unknown_service_is_none() {
     let (_dir, lab) = iifp_lab();
     let sc = lab.tools().unwrap().sc;
     assert_eq!(
-        services::service_state(&sc, "miiserver").await.unwrap(),
+        services::service_state(&sc, "miiserver", &[])
+            .await
+            .unwrap(),
         Some(ServiceState::Running)
     );
     assert_eq!(
-        services::service_state(&sc, "FIMSynchronizationService")
+        services::service_state(&sc, "FIMSynchronizationService", &[])
             .await
             .unwrap(),
         None

@@ -62,16 +62,19 @@ pub enum Lookup {
 
 /// Every Uninstall entry of both views. A view that does not exist (32-bit Windows has no
 /// WOW6432Node) contributes nothing.
+/// `env_remove`: variables the reg tool must not inherit (those holding the plan's secrets).
 pub async fn installed_products(
     reg: &Path,
     redactor: &Redactor,
+    env_remove: &[String],
 ) -> Result<Vec<InstalledProduct>, ProductError> {
     let mut all = Vec::new();
     for (root, view) in [
         (UNINSTALL_KEY, RegistryView::Native),
         (UNINSTALL_KEY_WOW64, RegistryView::Wow6432Node),
     ] {
-        let spec = ProcessSpec::new(reg, &["query", root, "/s"], REG_TIMEOUT);
+        let mut spec = ProcessSpec::new(reg, &["query", root, "/s"], REG_TIMEOUT);
+        spec.env_remove = env_remove.to_vec();
         let out = spec.run(redactor).await?;
         match out.exit_code {
             0 => all.extend(parse_reg_query(&out.stdout, root, view)),
@@ -366,7 +369,7 @@ mod tests {
         std::fs::write(&reg, script).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&reg, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let products = installed_products(&reg, &Redactor::default())
+        let products = installed_products(&reg, &Redactor::default(), &[])
             .await
             .unwrap();
         assert_eq!(products.len(), 3);
@@ -377,7 +380,7 @@ mod tests {
             "#!/bin/sh\necho 'ERROR: Access is denied.' >&2\nexit 5\n",
         )
         .unwrap();
-        let err = installed_products(&reg, &Redactor::default())
+        let err = installed_products(&reg, &Redactor::default(), &[])
             .await
             .unwrap_err();
         assert!(err.to_string().contains("Access is denied"), "{err}");

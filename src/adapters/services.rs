@@ -68,8 +68,14 @@ pub enum ServiceError {
 }
 
 /// The state of service `name`; `None` when no such service exists (sc error 1060).
-pub async fn service_state(sc: &Path, name: &str) -> Result<Option<ServiceState>, ServiceError> {
-    let spec = ProcessSpec::new(sc, &["query", name], SC_TIMEOUT);
+/// `env_remove`: variables the sc tool must not inherit (those holding the plan's secrets).
+pub async fn service_state(
+    sc: &Path,
+    name: &str,
+    env_remove: &[String],
+) -> Result<Option<ServiceState>, ServiceError> {
+    let mut spec = ProcessSpec::new(sc, &["query", name], SC_TIMEOUT);
+    spec.env_remove = env_remove.to_vec();
     let out = spec
         .run(&Redactor::default())
         .await
@@ -138,7 +144,7 @@ mod tests {
         let sc = dir.path().join("sc");
         std::fs::write(&sc, format!("#!/bin/sh\n{script}")).unwrap();
         std::fs::set_permissions(&sc, std::fs::Permissions::from_mode(0o755)).unwrap();
-        service_state(&sc, name).await
+        service_state(&sc, name, &[]).await
     }
 
     #[cfg(unix)]

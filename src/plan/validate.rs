@@ -216,14 +216,18 @@ fn check_takeover(plan: &Plan, index: usize, install: &Install, at: &str, p: &mu
     if install.unprotected {
         return;
     }
-    let backs_up = |k: &StepKind| {
-        matches!(k, StepKind::BackupDatabase(b) if b.database.eq_ignore_ascii_case(&store.database))
-    };
-    if graph::prerequisites(plan, index).iter().any(|&j| backs_up(&plan.steps[j].kind)) {
+    let backs_up = |k: &StepKind| matches!(k, StepKind::BackupDatabase(b) if b.database.eq_ignore_ascii_case(&store.database));
+    if graph::prerequisites(plan, index)
+        .iter()
+        .any(|&j| backs_up(&plan.steps[j].kind))
+    {
         return;
     }
     let hint = match plan.steps.iter().find(|s| backs_up(&s.kind)) {
-        Some(s) => format!("; step `{}` backs it up, but the install does not come after it", s.id),
+        Some(s) => format!(
+            "; step `{}` backs it up, but the install does not come after it",
+            s.id
+        ),
         None => String::new(),
     };
     p.add(

@@ -128,15 +128,19 @@ impl World {
     /// variables the plan reads secrets from.
     pub async fn run(&self, spec: &ProcessSpec) -> Result<ProcessOutcome, StepError> {
         let mut spec = spec.clone();
-        spec.env_remove.extend(
-            plan_secrets(&self.plan)
-                .into_iter()
-                .filter_map(|(s, _)| match s {
-                    Secret::Env(name) => Some(name.clone()),
-                    _ => None,
-                }),
-        );
+        spec.env_remove.extend(self.secret_env_names());
         Ok(spec.run(&self.redactor).await?)
+    }
+
+    /// The environment variables the plan reads secrets from; no child inherits them.
+    pub fn secret_env_names(&self) -> Vec<String> {
+        plan_secrets(&self.plan)
+            .into_iter()
+            .filter_map(|(s, _)| match s {
+                Secret::Env(name) => Some(name.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// A process spec with plain arguments.

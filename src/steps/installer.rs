@@ -105,7 +105,12 @@ pub enum Found {
 
 /// Finds a product in the Uninstall keys (64- and 32-bit views).
 pub async fn find_product(cx: &StepContext<'_>, wanted: &ProductRef) -> Result<Found, StepError> {
-    let installed = products::installed_products(&cx.world.reg(), &cx.world.redactor).await?;
+    let installed = products::installed_products(
+        &cx.world.reg(),
+        &cx.world.redactor,
+        &cx.world.secret_env_names(),
+    )
+    .await?;
     Ok(match products::find(&installed, wanted) {
         Lookup::Found(p) => Found::One {
             product: Product::from(&p),
