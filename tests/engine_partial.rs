@@ -32,6 +32,22 @@ async fn sql_client(rig: &Rig) -> Box<dyn sql::SqlClient> {
         .unwrap()
 }
 
+/// The administrator backs the database up with their own SQL client, without checksums.
+async fn backup_by_hand(rig: &Rig) {
+    let bak = rig.path(r"D:\Upgrade\miis.bak");
+    std::fs::create_dir_all(bak.parent().unwrap()).unwrap();
+    let mut client = sql_client(rig).await;
+    client
+        .execute(&statements::backup_database(
+            "MicrosoftIdentityIntegrationServer",
+            bak.to_str().unwrap(),
+            "by hand",
+            false,
+        ))
+        .await
+        .unwrap();
+}
+
 fn run_tool(path: &std::path::Path, args: &[&str], stdin: Option<&str>) {
     use std::io::Write;
     let mut child = Command::new(path)
@@ -56,18 +72,7 @@ fn run_tool(path: &std::path::Path, args: &[&str], stdin: Option<&str>) {
 #[tokio::test]
 async fn a_backup_taken_and_keys_exported_by_hand_are_recognised_and_skipped() {
     let rig = Rig::iifp(Driver::Tds, &[]);
-    let bak = rig.path(r"D:\Upgrade\miis.bak");
-    std::fs::create_dir_all(bak.parent().unwrap()).unwrap();
-    let mut client = sql_client(&rig).await;
-    client
-        .execute(&statements::backup_database(
-            "MicrosoftIdentityIntegrationServer",
-            bak.to_str().unwrap(),
-            "by hand",
-            false,
-        ))
-        .await
-        .unwrap();
+    backup_by_hand(&rig).await;
     let st = rig.lab.lab().state().unwrap();
     let keys = rig.path(r"D:\Upgrade\miis-keys.bin");
     let tools = rig.lab.lab().tools().unwrap();
@@ -181,18 +186,7 @@ async fn a_backup_older_than_max_age_by_the_servers_clock_is_taken_again() {
     let aged = text_plan.replace("miis.bak' }", "miis.bak', max_age: 5s }");
     assert_ne!(aged, text_plan, "the seed plan's backup line changed shape");
     std::fs::write(&rig.plan, aged).unwrap();
-    let bak = rig.path(r"D:\Upgrade\miis.bak");
-    std::fs::create_dir_all(bak.parent().unwrap()).unwrap();
-    let mut client = sql_client(&rig).await;
-    client
-        .execute(&statements::backup_database(
-            "MicrosoftIdentityIntegrationServer",
-            bak.to_str().unwrap(),
-            "by hand",
-            false,
-        ))
-        .await
-        .unwrap();
+    backup_by_hand(&rig).await;
     let fresh = rig.upgrade(&["plan", rig.plan_str()]);
     assert!(stdout(&fresh).contains("= database"), "{}", text(&fresh));
     std::thread::sleep(std::time::Duration::from_millis(5500));
