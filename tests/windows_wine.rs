@@ -1,0 +1,210 @@
+//! The Windows build of `upgrade`, run under Wine with Wine's real msiexec, reg and sc: one code
+//! path on both platforms. The old and new products are small MSI packages built here with wixl
+//! from `tests/wine/*.wxs` (TEST FIXTURES, not Microsoft's). Needs Debian's rustc-web,
+//! rust-web-src, libstd-rust-web-dev, gcc-mingw-w64-x86-64, wine, wine64 and wixl (`.ci/run`
+//! installs them); without them the test fails and says so.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const TARGET: &str = "x86_64-win7-windows-gnu";
+const OLD_CODE: &str = "{6A3C2F10-5B8E-4C1D-9E7A-0D1F2B3C4A51}";
+const NEW_CODE: &str = "{9D4E1A37-2C6F-4B8D-A5E3-1F7C9B2D6E84}";
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn need(program: &str, packages: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "`{program}` is missing: install {packages} (Debian), as .ci/run does"
+    );
+}
+
+/// Builds upgrade.exe with Debian's rustc-web and mingw (std built for the win7 target, which
+/// needs no bcryptprimitives.dll, absent from Wine 8), into its own target folder.
+fn windows_exe() -> PathBuf {
+    need("x86_64-w64-mingw32-gcc", "gcc-mingw-w64-x86-64");
+    assert!(
+        Path::new("/usr/bin/rustc").exists() && Path::new("/usr/lib/rustlib/src/rust/library").exists(),
+        "Debian's rustc-web with its std sources is missing: install rustc-web rust-web-src libstd-rust-web-dev"
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target_dir = root.join("target").join("windows");
+    let out = Command::new("/usr/bin/cargo")
+        .current_dir(root)
+        .args([
+            "build",
+            "-p",
+            "upgrade",
+            "--bin",
+            "upgrade",
+            "-Zbuild-std=std,panic_abort",
+            "--target",
+            TARGET,
+        ])
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("RUSTC", "/usr/bin/rustc")
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env(
+            "CARGO_TARGET_X86_64_WIN7_WINDOWS_GNU_LINKER",
+            "x86_64-w64-mingw32-gcc",
+        )
+        .env("CC_x86_64_win7_windows_gnu", "x86_64-w64-mingw32-gcc")
+        .env("AR_x86_64_win7_windows_gnu", "x86_64-w64-mingw32-ar")
+        .env_remove("RUSTFLAGS")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the Windows build failed: {}",
+        text(&out)
+    );
+    target_dir.join(TARGET).join("debug").join("upgrade.exe")
+}
+
+/// A Wine "server" in its own prefix.
+struct Wine {
+    prefix: PathBuf,
+}
+
+impl Wine {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("wine")
+            .args(args)
+            .env("WINEPREFIX", &self.prefix)
+            .env("WINEDEBUG", "-all")
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    }
+}
+
+/// `Z:\...`: how a Windows program under Wine names a Linux path.
+fn z(path: &Path) -> String {
+    format!("Z:{}", path.display()).replace('/', "\\")
+}
+
+#[test]
+fn the_windows_build_upgrades_a_product_with_wines_real_msiexec_and_converges() {
+    need("wine", "wine wine64");
+    need("wixl", "wixl");
+    let exe = windows_exe();
+    let tmp = tempfile::tempdir().unwrap();
+    let wine = Wine {
+        prefix: tmp.path().join("prefix"),
+    };
+
+    // The packages: the old product (with an Extensions folder) and the new one.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("wine");
+    for name in ["iifp", "miis"] {
+        let out = Command::new("wixl")
+            .current_dir(&fixtures)
+            .args([
+                "-o",
+                tmp.path().join(format!("{name}.msi")).to_str().unwrap(),
+                &format!("{name}.wxs"),
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "wixl {name}: {}", text(&out));
+    }
+    // The server before the upgrade: the old product installed by Wine's msiexec.
+    let old_msi = z(&tmp.path().join("iifp.msi"));
+    let setup = wine.run(&["msiexec", "/i", &old_msi, "/qn"]);
+    assert!(
+        setup.status.success(),
+        "installing the old product: {}",
+        text(&setup)
+    );
+
+    let state = z(&tmp.path().join("state"));
+    let copy = z(&tmp.path().join("Extensions"));
+    let new_msi = z(&tmp.path().join("miis.msi"));
+    let plan = format!(
+        r#"version: 1
+name: wine-upgrade
+server:
+  sql: {{ host: "(local)", auth: windows }}
+state: {{ dir: '{state}' }}
+steps:
+  - id: extensions
+    backup_files:
+      from: 'C:\Program Files (x86)\IIFP\Extensions'
+      to: '{copy}'
+  - id: remove-iifp
+    after: [extensions]
+    uninstall:
+      product: {{ name: Identity Integration Feature Pack }}
+      unprotected: true
+  - id: install-miis
+    after: [remove-iifp]
+    install:
+      installer: '{new_msi}'
+      detect: {{ product: {{ product_code: "{NEW_CODE}" }}, version: "3.3" }}
+  - id: verify
+    after: [install-miis]
+    verify:
+      commands:
+        - run: ['C:\windows\system32\reg.exe', query, 'HKLM\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall\{NEW_CODE}']
+          output_matches: Microsoft Identity Integration Server 2003
+"#
+    );
+    let plan_path = tmp.path().join("plan.yaml");
+    std::fs::write(&plan_path, plan).unwrap();
+    let plan_z = z(&plan_path);
+    let exe = exe.to_str().unwrap();
+
+    let first = wine.run(&[exe, "plan", &plan_z, "--detailed-exitcode"]);
+    assert_eq!(first.status.code(), Some(2), "{}", text(&first));
+    let out = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(
+        out.contains(&format!(
+            "run: C:\\Windows\\System32\\msiexec.exe /x {OLD_CODE} /qn /norestart /l*v"
+        )),
+        "{out}"
+    );
+
+    let apply = wine.run(&[exe, "apply", &plan_z, "--auto-approve"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
+    assert!(
+        String::from_utf8_lossy(&apply.stdout).contains("Apply complete: 4 step(s) done"),
+        "{}",
+        text(&apply)
+    );
+    assert!(tmp.path().join("Extensions").join("SHA256SUMS").is_file());
+    assert!(tmp
+        .path()
+        .join("Extensions")
+        .join("Contoso.MAExtension.dll")
+        .is_file());
+
+    let again = wine.run(&[exe, "plan", &plan_z, "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("Nothing to do"),
+        "{}",
+        text(&again)
+    );
+
+    // Wine's msiexec hands a Windows parent the full 1605 for a product that is not installed.
+    let gone = wine.run(&["msiexec", "/x", OLD_CODE, "/qn"]);
+    assert_eq!(
+        gone.status.code(),
+        Some(1605 & 0xFF),
+        "a Linux parent sees 1605 cut to 8 bits: {}",
+        text(&gone)
+    );
+}
