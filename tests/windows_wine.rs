@@ -1,6 +1,7 @@
 //! The Windows build of `upgrade`, run under Wine with Wine's real msiexec, reg and sc: one code
 //! path on both platforms. The old and new products are small MSI packages built here with wixl
-//! from `tests/wine/*.wxs` (TEST FIXTURES, not Microsoft's). Needs Debian's rustc-web,
+//! from `tests/wine/*.wxs` (TEST FIXTURES, not Microsoft's); SQL Server is the lab's TDS double
+//! (TEST DOUBLE), reached by the Windows build over Wine's sockets. Needs Debian's rustc-web,
 //! rust-web-src, libstd-rust-web-dev, gcc-mingw-w64-x86-64, wine, wine64 and wixl (`.ci/run`
 //! installs them); without them the test fails and says so.
 
@@ -79,8 +80,13 @@ struct Wine {
 
 impl Wine {
     fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[])
+    }
+
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new("wine")
             .args(args)
+            .envs(env.iter().copied())
             .env("WINEPREFIX", &self.prefix)
             .env("WINEDEBUG", "-all")
             .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
@@ -130,6 +136,13 @@ fn the_windows_build_upgrades_a_product_with_wines_real_msiexec_and_converges() 
         text(&setup)
     );
 
+    // SQL Server: the lab's TDS double (7.4), which writes backups where Wine's Z: points.
+    let lab = upgrade_lab::Lab::init(&tmp.path().join("lab"), upgrade_lab::Flavour::Iifp).unwrap();
+    let lab = lab.start(upgrade_lab::StartOptions::default()).unwrap();
+    let bak = z(&tmp.path().join("miis.bak"));
+    let port = lab.port;
+    let login = lab.login.clone();
+
     let state = z(&tmp.path().join("state"));
     let copy = z(&tmp.path().join("Extensions"));
     let new_msi = z(&tmp.path().join("miis.msi"));
@@ -137,15 +150,22 @@ fn the_windows_build_upgrades_a_product_with_wines_real_msiexec_and_converges() 
         r#"version: 1
 name: wine-upgrade
 server:
-  sql: {{ host: "(local)", auth: windows }}
+  sql:
+    host: 127.0.0.1
+    port: {port}
+    auth: {{ sql: {{ user: {login}, password: {{ env: LAB_SQL_PASSWORD }} }} }}
 state: {{ dir: '{state}' }}
 steps:
+  - id: database
+    backup_database: {{ database: MicrosoftIdentityIntegrationServer, to: '{bak}' }}
+  - id: before
+    snapshot_connector_space: {{ database: MicrosoftIdentityIntegrationServer }}
   - id: extensions
     backup_files:
       from: 'C:\Program Files (x86)\IIFP\Extensions'
       to: '{copy}'
   - id: remove-iifp
-    after: [extensions]
+    after: [database, before, extensions]
     uninstall:
       product: {{ name: Identity Integration Feature Pack }}
       unprotected: true
@@ -157,6 +177,7 @@ steps:
   - id: verify
     after: [install-miis]
     verify:
+      connector_space: {{ same_as: before }}
       commands:
         - run: ['C:\windows\system32\reg.exe', query, 'HKLM\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall\{NEW_CODE}']
           output_matches: Microsoft Identity Integration Server 2003
@@ -167,7 +188,9 @@ steps:
     let plan_z = z(&plan_path);
     let exe = exe.to_str().unwrap();
 
-    let first = wine.run(&[exe, "plan", &plan_z, "--detailed-exitcode"]);
+    let password = lab.password.clone();
+    let sql_env = [("LAB_SQL_PASSWORD", password.as_str())];
+    let first = wine.run_with(&[exe, "plan", &plan_z, "--detailed-exitcode"], &sql_env);
     assert_eq!(first.status.code(), Some(2), "{}", text(&first));
     let out = String::from_utf8_lossy(&first.stdout).into_owned();
     assert!(
@@ -177,21 +200,25 @@ steps:
         "{out}"
     );
 
-    let apply = wine.run(&[exe, "apply", &plan_z, "--auto-approve"]);
+    let apply = wine.run_with(&[exe, "apply", &plan_z, "--auto-approve"], &sql_env);
     assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
     assert!(
-        String::from_utf8_lossy(&apply.stdout).contains("Apply complete: 4 step(s) done"),
+        String::from_utf8_lossy(&apply.stdout).contains("Apply complete: 6 step(s) done"),
         "{}",
         text(&apply)
     );
     assert!(tmp.path().join("Extensions").join("SHA256SUMS").is_file());
+    assert!(
+        tmp.path().join("miis.bak").is_file(),
+        "the backup is where Z: points"
+    );
     assert!(tmp
         .path()
         .join("Extensions")
         .join("Contoso.MAExtension.dll")
         .is_file());
 
-    let again = wine.run(&[exe, "plan", &plan_z, "--detailed-exitcode"]);
+    let again = wine.run_with(&[exe, "plan", &plan_z, "--detailed-exitcode"], &sql_env);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
     assert!(
         String::from_utf8_lossy(&again.stdout).contains("Nothing to do"),

@@ -152,9 +152,14 @@ pub fn win_to_lab(lab: &Path, win: &str) -> Option<PathBuf> {
     {
         return None;
     }
-    let mut p = lab
-        .join("drives")
-        .join((b[0] as char).to_ascii_uppercase().to_string());
+    // Z: is Wine's drive for the Linux root: a Windows build of `upgrade` run under Wine names
+    // the lab's files that way.
+    let mut p = if b[0].eq_ignore_ascii_case(&b'Z') {
+        PathBuf::from("/")
+    } else {
+        lab.join("drives")
+            .join((b[0] as char).to_ascii_uppercase().to_string())
+    };
     for part in win[2..].split(['\\', '/']).filter(|s| !s.is_empty()) {
         p.push(part);
     }
@@ -493,6 +498,11 @@ mod tests {
             Some(PathBuf::from("/tmp/lab/drives/E"))
         );
         assert_eq!(win_to_lab(lab, "/tmp/x"), None);
+        // Wine's Z: is the Linux root, for a Windows build of upgrade run under Wine.
+        assert_eq!(
+            win_to_lab(lab, r"Z:\tmp\x.bak"),
+            Some(PathBuf::from("/tmp/x.bak"))
+        );
         assert_eq!(win_to_lab(lab, r"\\server\share\x"), None);
         assert_eq!(resolve(lab, "/tmp/x"), PathBuf::from("/tmp/x"));
     }

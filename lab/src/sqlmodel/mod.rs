@@ -197,10 +197,14 @@ impl Model {
             && b[1] == b':'
             && (b[2] == b'\\' || b[2] == b'/')
         {
-            let mut p = self
-                .dir
-                .join("drives")
-                .join((b[0] as char).to_ascii_uppercase().to_string());
+            // Z: is Wine's drive for the Linux root (a Windows build of upgrade under Wine).
+            let mut p = if b[0].eq_ignore_ascii_case(&b'Z') {
+                PathBuf::from("/")
+            } else {
+                self.dir
+                    .join("drives")
+                    .join((b[0] as char).to_ascii_uppercase().to_string())
+            };
             for part in device[3..].split(['\\', '/']).filter(|s| !s.is_empty()) {
                 p.push(part);
             }
