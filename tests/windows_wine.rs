@@ -1,25 +1,20 @@
 //! The Windows build of `upgrade`, run under Wine with Wine's real msiexec, reg and sc: one code
 //! path on both platforms. The old and new products are small MSI packages built here with wixl
 //! from `tests/wine/*.wxs` (TEST FIXTURES, not Microsoft's); SQL Server is the lab's TDS double
-//! (TEST DOUBLE), reached by the Windows build over Wine's sockets. Needs Debian's rustc-web,
+//! (TEST DOUBLE), reached by the Windows build over Wine's sockets. Needs Debian's rustc-web, cargo-web,
 //! rust-web-src, libstd-rust-web-dev, gcc-mingw-w64-x86-64, wine, wine64 and wixl (`.ci/run`
 //! installs them); without them the test fails and says so.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::text;
+
 const TARGET: &str = "x86_64-win7-windows-gnu";
 const OLD_CODE: &str = "{6A3C2F10-5B8E-4C1D-9E7A-0D1F2B3C4A51}";
 const NEW_CODE: &str = "{9D4E1A37-2C6F-4B8D-A5E3-1F7C9B2D6E84}";
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn need(program: &str, packages: &str) {
     let found = Command::new("sh")
@@ -35,6 +30,10 @@ fn need(program: &str, packages: &str) {
 /// needs no bcryptprimitives.dll, absent from Wine 8), into its own target folder.
 fn windows_exe() -> PathBuf {
     need("x86_64-w64-mingw32-gcc", "gcc-mingw-w64-x86-64");
+    assert!(
+        Path::new("/usr/bin/cargo").exists(),
+        "Debian's cargo is missing: install cargo-web"
+    );
     assert!(
         Path::new("/usr/bin/rustc").exists() && Path::new("/usr/lib/rustlib/src/rust/library").exists(),
         "Debian's rustc-web with its std sources is missing: install rustc-web rust-web-src libstd-rust-web-dev"

@@ -80,7 +80,7 @@ impl Session {
         let kinds = plan
             .steps
             .iter()
-            .map(|s| steps::kind_name(&s.kind))
+            .map(|s| s.kind.name().to_string())
             .collect();
         let journal = Journal::load(&journal_path, &plan.name)?;
         let world = World::new(plan, state_dir, resolved);

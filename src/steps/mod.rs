@@ -198,11 +198,3 @@ pub fn build(spec: &StepSpec) -> Box<dyn Step> {
         StepKind::Verify(s) => Box::new(verify::VerifyStep::new(id, s.clone())),
     }
 }
-
-/// The kind's name as the plan writes it: the serde tag, so it cannot drift from the language.
-pub fn kind_name(kind: &StepKind) -> String {
-    serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_object().and_then(|m| m.keys().next().cloned()))
-        .unwrap_or_else(|| "step".to_string())
-}

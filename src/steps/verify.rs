@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::services::{self, ServiceState};
-use crate::adapters::sql::statements as q;
+use crate::adapters::sql::{statements as q, SqlClient};
 use crate::plan::{StepId, Verify};
 use crate::steps::snapshot_connector_space::{self as snapshot, recorded_snapshot};
 use crate::steps::sqlrow::text;
@@ -67,6 +67,8 @@ impl VerifyStep {
 
     async fn run_checks(&self, cx: &StepContext<'_>) -> Result<Vec<CheckResult>, StepError> {
         let mut results = Vec::new();
+        // One connection for the connector-space checks, opened only if one is needed.
+        let mut server: Option<Box<dyn SqlClient>> = None;
         if let Some(c) = &self.spec.connector_space {
             let before = recorded_snapshot(cx, c.same_as.as_str()).ok_or_else(|| {
                 StepError::Failed(format!(
@@ -74,7 +76,7 @@ impl VerifyStep {
                     c.same_as
                 ))
             })?;
-            let mut sql = cx.world.sql().await?;
+            let sql = connection(cx, &mut server).await?;
             let now = snapshot::take(sql.as_mut(), &before.database).await?;
             let mut names: Vec<&String> = before
                 .connector_space
@@ -111,7 +113,7 @@ impl VerifyStep {
                         search_name(s)
                     ))
                 })?;
-            let mut sql = cx.world.sql().await?;
+            let sql = connection(cx, &mut server).await?;
             let rows = sql
                 .query(&q::connector_space_objects(&database, &s.management_agent))
                 .await?;
@@ -201,6 +203,18 @@ impl VerifyStep {
         }
         Ok(results)
     }
+}
+
+/// The step's shared connection to the plan's server, connecting on first use.
+async fn connection<'a>(
+    cx: &StepContext<'_>,
+    slot: &'a mut Option<Box<dyn SqlClient>>,
+) -> Result<&'a mut Box<dyn SqlClient>, StepError> {
+    if slot.is_none() {
+        *slot = Some(cx.world.sql().await?);
+    }
+    slot.as_mut()
+        .ok_or_else(|| StepError::Internal("no SQL connection".into()))
 }
 
 /// A connector-space object, enough to rebuild its DN.

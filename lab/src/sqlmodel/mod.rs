@@ -191,27 +191,7 @@ impl Model {
 
     /// Maps a device path to the lab's file system: `C:\X\Y` is DIR/drives/C/X/Y; others stay as given.
     pub fn resolve_path(&self, device: &str) -> PathBuf {
-        let b = device.as_bytes();
-        if b.len() >= 3
-            && b[0].is_ascii_alphabetic()
-            && b[1] == b':'
-            && (b[2] == b'\\' || b[2] == b'/')
-        {
-            // Z: is Wine's drive for the Linux root (a Windows build of upgrade under Wine).
-            let mut p = if b[0].eq_ignore_ascii_case(&b'Z') {
-                PathBuf::from("/")
-            } else {
-                self.dir
-                    .join("drives")
-                    .join((b[0] as char).to_ascii_uppercase().to_string())
-            };
-            for part in device[3..].split(['\\', '/']).filter(|s| !s.is_empty()) {
-                p.push(part);
-            }
-            p
-        } else {
-            PathBuf::from(device)
-        }
+        crate::layout::resolve(&self.dir, device)
     }
 
     fn persist(&self) -> Result<(), Message> {
