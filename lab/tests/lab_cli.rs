@@ -1,6 +1,8 @@
 //! `upgrade-lab init`, `serve`, `status` and `fault` as an administrator (or the executor's tests)
 //! use them, and the library API the executor's integration tests build on.
 
+mod tds_support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -221,7 +223,6 @@ fn status_reports_products_services_keys_exports_and_tool_runs_without_passwords
 
 #[tokio::test]
 async fn a_started_lab_accepts_its_login_over_tiberius_and_maps_windows_paths() {
-    use tokio_util::compat::TokioAsyncWriteCompatExt;
     let t = tempfile::tempdir().unwrap();
     let mut o = upgrade_lab::InitOptions::new(Flavour::Iifp);
     o.exe = Some(bin());
@@ -232,18 +233,8 @@ async fn a_started_lab_accepts_its_login_over_tiberius_and_maps_windows_paths() 
         lab.dir().join("drives/D/Upgrade/miis.bak")
     );
 
-    let mut config = tiberius::Config::new();
-    config.host(&running.host);
-    config.port(running.port);
-    config.authentication(tiberius::AuthMethod::sql_server(
-        &running.login,
-        &running.password,
-    ));
-    config.encryption(tiberius::EncryptionLevel::NotSupported);
-    let tcp = tokio::net::TcpStream::connect((running.host.as_str(), running.port))
-        .await
-        .unwrap();
-    let mut client = tiberius::Client::connect(config, tcp.compat_write())
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], running.port));
+    let mut client = tds_support::connect_as(addr, &running.login, &running.password)
         .await
         .unwrap();
     let row = client
