@@ -3,10 +3,9 @@
 //! else; they never read the environment or the file system around these.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use crate::adapters::process::{Arg, ProcessOutcome, ProcessSpec};
+use crate::adapters::process::{ProcessOutcome, ProcessSpec};
 use crate::adapters::secrets::{Redactor, SecretString};
 use crate::adapters::sql::{self, SqlClient, SqlError};
 use crate::engine::journal::{Journal, StepRecord};
@@ -141,19 +140,6 @@ impl World {
                 _ => None,
             })
             .collect()
-    }
-
-    /// A process spec with plain arguments.
-    pub fn process(&self, program: &Path, args: &[&str], timeout: Duration) -> ProcessSpec {
-        ProcessSpec {
-            program: program.to_path_buf(),
-            args: args.iter().map(|a| Arg::Plain(a.to_string())).collect(),
-            stdin: None,
-            timeout,
-            cwd: None,
-            env: Vec::new(),
-            env_remove: Vec::new(),
-        }
     }
 
     /// The plan's step with this id.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::adapters::process::ProcessSpec;
 use crate::adapters::services::{self, ServiceState};
 use crate::adapters::sql::{statements as q, SqlClient};
 use crate::plan::{StepId, Verify};
@@ -152,7 +153,7 @@ impl VerifyStep {
                 continue;
             };
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let spec = cx.world.process(
+            let spec = ProcessSpec::new(
                 std::path::Path::new(program),
                 &args,
                 Duration::from_secs(300),
