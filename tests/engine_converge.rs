@@ -161,10 +161,7 @@ fn json_output_is_one_document_for_config_management() {
 fn two_applies_at_once_never_both_run() {
     // Every stand-in sleeps, so the first apply holds the lock long enough.
     let rig = Rig::iifp(Driver::Tds, &["slow-tools=1500"]);
-    let mut first = rig
-        .command(&["apply", rig.plan_str(), "--auto-approve"])
-        .spawn()
-        .unwrap();
+    let mut first = rig.spawn(&["apply", rig.plan_str(), "--auto-approve"]);
     let lock = rig
         .state_dir()
         .join("lab-iifp-to-miis2003.lock.holder.json");

@@ -126,10 +126,7 @@ fn reboot_required_3010_counts_as_done_and_is_reported() {
 /// lets any orphaned stand-in finish, and checks the next run converges.
 fn kill_during(faults: &[&str], started: impl Fn(&Rig) -> bool) {
     let rig = Rig::iifp(Driver::Tds, faults);
-    let mut child = rig
-        .command(&["apply", rig.plan_str(), "--auto-approve"])
-        .spawn()
-        .unwrap();
+    let mut child = rig.spawn(&["apply", rig.plan_str(), "--auto-approve"]);
     let t0 = Instant::now();
     while !started(&rig) {
         assert!(

@@ -77,6 +77,15 @@ impl Rig {
         cmd
     }
 
+    /// Starts `upgrade ARGS` in the background, its output discarded (tests read the lab instead).
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
     pub fn plan_str(&self) -> &str {
         self.plan.to_str().unwrap()
     }
