@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{stdout, text, Driver, Rig};
+use common::{files_named_like, stdout, text, Driver, Rig};
 use upgrade::adapters::secrets::SecretString;
 use upgrade::adapters::sql::{self, statements};
 use upgrade::plan::{Encryption, SqlAuth, SqlConnection, SqlDriver, SqlLogin};
@@ -70,9 +70,27 @@ fn run_tool(path: &std::path::Path, args: &[&str], stdin: Option<&str>) {
 }
 
 #[tokio::test]
-async fn a_backup_taken_and_keys_exported_by_hand_are_recognised_and_skipped() {
+async fn a_backup_taken_by_hand_is_recognised_and_skipped() {
     let rig = Rig::iifp(Driver::Tds, &[]);
     backup_by_hand(&rig).await;
+
+    let plan = rig.upgrade(&["plan", rig.plan_str()]);
+    assert!(stdout(&plan).contains("= database"), "{}", text(&plan));
+
+    let log_before = rig.statements();
+    let apply = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
+    assert!(
+        !rig.statements()[log_before.len()..].contains("BACKUP"),
+        "the backup was taken again"
+    );
+}
+
+/// A key file exported by hand is a real key file here, but nothing in the journal proves it: the
+/// keys are exported again while the old product is there, and the file found is kept, not lost.
+#[test]
+fn keys_exported_by_hand_are_exported_again_and_the_hand_made_file_is_kept() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
     let st = rig.lab.lab().state().unwrap();
     let keys = rig.path(r"D:\Upgrade\miis-keys.bin");
     let tools = rig.lab.lab().tools().unwrap();
@@ -82,25 +100,26 @@ async fn a_backup_taken_and_keys_exported_by_hand_are_recognised_and_skipped() {
         &["/e", keys.to_str().unwrap(), &account, "*"],
         Some(&format!("{}\n", st.account.password)),
     );
+    let by_hand = std::fs::read(&keys).unwrap();
 
     let plan = rig.upgrade(&["plan", rig.plan_str()]);
-    let out = stdout(&plan);
-    assert!(out.contains("= database"), "{}", text(&plan));
-    assert!(out.contains("= keys"), "{}", text(&plan));
-    assert!(out.contains("not by this plan"), "{}", text(&plan));
+    assert!(stdout(&plan).contains("+ keys"), "{}", text(&plan));
+    assert!(
+        stdout(&plan).contains("no record of exporting it"),
+        "{}",
+        text(&plan)
+    );
 
-    let log_before = rig.statements();
     let argv_before = rig.argv_log();
     let apply = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
     assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
     assert!(
-        !rig.statements()[log_before.len()..].contains("BACKUP"),
-        "the backup was taken again"
+        rig.argv_log()[argv_before.len()..].contains("\"miiskmu\""),
+        "an unproven key file was trusted"
     );
-    assert!(
-        !rig.argv_log()[argv_before.len()..].contains("\"miiskmu\""),
-        "the keys were exported again"
-    );
+    let kept = files_named_like(keys.parent().unwrap(), "miis-keys.bin.unproven-");
+    assert_eq!(kept.len(), 1, "the hand-made key file was not kept aside");
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), by_hand);
 }
 
 #[test]

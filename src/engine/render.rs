@@ -108,7 +108,8 @@ pub fn plan_text(doc: &PlanDocument) -> String {
 pub struct AppliedStep {
     pub id: String,
     pub kind: String,
-    /// `applied`, `already_done`, `failed`, `not_run`.
+    /// `applied`, `applied_not_recorded` (done, but the journal could not record it),
+    /// `already_done`, `failed`, `not_run`.
     pub result: &'static str,
     pub summary: String,
     pub reboot_required: bool,
@@ -130,16 +131,25 @@ pub struct ApplyDocument {
 
 pub fn progress_line(step: &AppliedStep) -> String {
     let mark = match step.result {
-        "applied" => '+',
+        "applied" | "applied_not_recorded" => '+',
         "already_done" => '=',
         "failed" => '✗',
         _ => '-',
     };
-    format!("  {mark} {}: {}", step.id, step.summary)
+    let unrecorded = if step.result == "applied_not_recorded" {
+        " (done, but NOT recorded in the journal)"
+    } else {
+        ""
+    };
+    format!("  {mark} {}: {}{unrecorded}", step.id, step.summary)
 }
 
 pub fn apply_summary(doc: &ApplyDocument) -> String {
-    let applied = doc.steps.iter().filter(|s| s.result == "applied").count();
+    let applied = doc
+        .steps
+        .iter()
+        .filter(|s| matches!(s.result, "applied" | "applied_not_recorded"))
+        .count();
     let already = doc
         .steps
         .iter()

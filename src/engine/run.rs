@@ -158,6 +158,7 @@ impl Session {
         let surveyed =
             join_all((0..self.steps.len()).map(|i| self.survey_one(i, &self.journal))).await;
         let mut out: Vec<(Diff, Option<Observation>)> = surveyed;
+        self.refuse_late_before_steps(&mut out);
         // A check that passed before counts as done only while nothing else is pending.
         let other_pending = out
             .iter()
@@ -174,6 +175,39 @@ impl Session {
             }
         }
         out
+    }
+
+    /// A step that records the old server (a snapshot, the key export) and would be carried out
+    /// now, while the live server already shows a destructive step after it done (the old product
+    /// gone, the new one installed: a journal deleted after the upgrade), would record the new
+    /// server as if it were the old one. It cannot converge, and says why.
+    fn refuse_late_before_steps(&self, survey: &mut [(Diff, Option<Observation>)]) {
+        for i in 0..self.steps.len() {
+            // Only what would be carried out; a step that already cannot converge says why itself.
+            if !self.steps[i].describes_old_server() || !matches!(survey[i].0, Diff::Change { .. })
+            {
+                continue;
+            }
+            let done_after = (0..self.steps.len()).find(|&d| {
+                self.steps[d].destructive()
+                    && matches!(survey[d].0, Diff::Done { .. })
+                    && graph::prerequisites(&self.world.plan, d).contains(&i)
+            });
+            if let Some(d) = done_after {
+                let Diff::Done { evidence, .. } = &survey[d].0 else {
+                    continue;
+                };
+                survey[i].0 = Diff::Blocked {
+                    why: format!(
+                        "`{by}` is already done on the server ({evidence}), so `{id}` taken now would \
+                         describe the server after it, not the one before; restore the journal that \
+                         recorded `{id}`, or take `{id}` (and what uses it) out of the plan",
+                        by = self.world.plan.steps[d].id,
+                        id = self.world.plan.steps[i].id,
+                    ),
+                };
+            }
+        }
     }
 
     fn planned(&self, survey: &[(Diff, Option<Observation>)]) -> Vec<PlannedStep> {
@@ -345,7 +379,20 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
             "failed".into()
         });
     }
-    session.journal.save(&session.journal_path)?;
+    // The run's end is recorded after every step's own record; when it cannot be written, what
+    // the run did is still reported (each step was journaled, or said it was not).
+    let mut result = result;
+    if let Err(e) = session.journal.save(&session.journal_path) {
+        let e = format!(
+            "the end of this run could not be recorded: {e} (every step's result above was \
+             recorded, or says it was not)"
+        );
+        result.ok = false;
+        result.error = Some(match result.error.take() {
+            Some(first) => format!("{first}\n{e}"),
+            None => e,
+        });
+    }
     if opts.json {
         let mut o = std::io::stdout().lock();
         let _ = o.write_all(session.world.redactor.redact(&json(&result)?).as_bytes());
@@ -451,7 +498,7 @@ async fn execute(
                     };
                     record(session, i, Ok(&ev));
                     if let Err(e) = session.journal.save(&session.journal_path) {
-                        error = Some(e.to_string());
+                        error = Some(not_recorded(&id, evidence, &e));
                         break;
                     }
                 }
@@ -468,7 +515,7 @@ async fn execute(
                 break;
             }
             Diff::Change { .. } | Diff::Check { .. } => {
-                let res = run_one(session, i, &deps).await;
+                let res = run_one(session, i, &deps, out).await;
                 record(session, i, res.as_ref().map_err(|e| e.as_str()));
                 let saved = session.journal.save(&session.journal_path);
                 match (res, saved) {
@@ -483,10 +530,17 @@ async fn execute(
                             reboot_required: ev.reboot_required,
                         }
                     }
-                    (Ok(_), Err(e)) => {
-                        error = Some(format!(
-                            "{id}: done, but the journal could not be written: {e}"
-                        ));
+                    (Ok(ev), Err(e)) => {
+                        let step = AppliedStep {
+                            id: id.clone(),
+                            kind,
+                            result: "applied_not_recorded",
+                            summary: ev.summary.clone(),
+                            reboot_required: ev.reboot_required,
+                        };
+                        out(&format!("{}\n", render::progress_line(&step)));
+                        results.push(step);
+                        error = Some(not_recorded(&id, &ev.summary, &e));
                         break;
                     }
                     (Err(e), _) => {
@@ -533,27 +587,118 @@ async fn execute(
     }
 }
 
-/// Applies one step: rechecks prerequisites first when it destroys something.
-async fn run_one(session: &Session, i: usize, deps: &[usize]) -> Result<Evidence, String> {
-    let redact = |e: &dyn std::fmt::Display| session.world.redactor.redact(&e.to_string());
+/// Applies one step; a destructive one only after `gate` proved every prerequisite.
+async fn run_one(
+    session: &mut Session,
+    i: usize,
+    deps: &[usize],
+    out: &impl Fn(&str),
+) -> Result<Evidence, String> {
     if session.steps[i].destructive() {
-        for &d in deps {
-            let cx = session.cx(d, &session.journal);
-            match session.steps[d].recheck(&cx).await {
-                Ok(line) => tracing::info!(step = %session.world.plan.steps[d].id, "{line}"),
-                Err(e) => {
-                    return Err(format!(
-                        "prerequisite `{}` does not hold: {}",
-                        session.world.plan.steps[d].id,
-                        redact(&e)
-                    ))
-                }
-            }
-        }
+        gate(session, i, deps, out).await?;
     }
     let cx = session.cx(i, &session.journal);
     tracing::info!(step = %session.world.plan.steps[i].id, "applying");
-    session.steps[i].apply(&cx).await.map_err(|e| redact(&e))
+    session.steps[i]
+        .apply(&cx)
+        .await
+        .map_err(|e| session.world.redactor.redact(&e.to_string()))
+}
+
+/// Right before destructive step `i`, proves each prerequisite against the live server (the backup
+/// reads and verifies, the key file is the exported one, the Extensions folder still matches its
+/// copy). One that no longer holds is observed again and, when it can be, redone and recorded now
+/// (Extensions edited after the copy are copied again), then proven again; otherwise the
+/// destruction is refused with the reason.
+async fn gate(
+    session: &mut Session,
+    i: usize,
+    deps: &[usize],
+    out: &impl Fn(&str),
+) -> Result<(), String> {
+    let by = session.world.plan.steps[i].id.to_string();
+    let redactor = session.world.redactor.clone();
+    let order: Vec<usize> = session
+        .order
+        .iter()
+        .copied()
+        .filter(|d| deps.contains(d))
+        .collect();
+    for d in order {
+        let id = session.world.plan.steps[d].id.to_string();
+        let refused = |e: &dyn std::fmt::Display| {
+            format!(
+                "prerequisite `{id}` does not hold: {}",
+                redactor.redact(&e.to_string())
+            )
+        };
+        let first = {
+            let cx = session.cx(d, &session.journal);
+            session.steps[d].recheck_before_destruction(&cx).await
+        };
+        let why = match first {
+            Ok(line) => {
+                tracing::info!(step = %id, "{line}");
+                continue;
+            }
+            Err(e) => session.world.redactor.redact(&e.to_string()),
+        };
+        tracing::warn!(step = %id, "does not hold before `{by}`: {why}");
+        let (diff, _) = session.survey_one(d, &session.journal).await;
+        let evidence = match diff {
+            Diff::Blocked { why: blocked } => {
+                return Err(format!(
+                    "prerequisite `{id}` does not hold ({why}) and cannot be redone: {blocked}"
+                ))
+            }
+            Diff::Done { evidence, details } => Evidence {
+                summary: evidence,
+                details,
+                reboot_required: false,
+                restart_started: false,
+            },
+            Diff::Change { .. } | Diff::Check { .. } => {
+                let cx = session.cx(d, &session.journal);
+                match session.steps[d].apply(&cx).await {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        let e = session.world.redactor.redact(&e.to_string());
+                        record(session, d, Err(&e));
+                        let _ = session.journal.save(&session.journal_path);
+                        return Err(format!(
+                            "prerequisite `{id}` does not hold ({why}) and redoing it failed: {e}"
+                        ));
+                    }
+                }
+            }
+        };
+        if !evidence.details.is_null() {
+            record(session, d, Ok(&evidence));
+            session
+                .journal
+                .save(&session.journal_path)
+                .map_err(|e| not_recorded(&id, &evidence.summary, &e))?;
+        }
+        out(&format!(
+            "  ~ {id}: {why}; redone before `{by}`: {}\n",
+            session.world.redactor.redact(&evidence.summary)
+        ));
+        let cx = session.cx(d, &session.journal);
+        match session.steps[d].recheck_before_destruction(&cx).await {
+            Ok(line) => tracing::info!(step = %id, "{line}"),
+            Err(e) => return Err(refused(&e)),
+        }
+    }
+    Ok(())
+}
+
+/// What a user needs when a step completed but the journal could not record it.
+fn not_recorded(id: &str, summary: &str, e: &dyn std::fmt::Display) -> String {
+    format!(
+        "step `{id}` completed ({summary}) but is NOT recorded: {e}. Nothing after it was run. \
+         Make room or fix the state folder, then run apply again: the next run observes the server \
+         afresh, recognises what `{id}` did (or does it again) and records it"
+    )
 }
 
 fn record(session: &mut Session, i: usize, res: Result<&Evidence, &str>) {

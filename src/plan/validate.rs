@@ -168,10 +168,31 @@ fn check_uninstall(plan: &Plan, index: usize, u: &Uninstall, at: &str, p: &mut P
     }
     let before = graph::prerequisites(plan, index);
     let kinds: Vec<&StepKind> = before.iter().map(|&j| &plan.steps[j].kind).collect();
-    let needs: [Need; 3] = [
-        ("a database backup", "backup_database", |k| {
-            matches!(k, StepKind::BackupDatabase(_))
-        }),
+    let mut missing = Vec::new();
+    let sync = sync_database(plan);
+    let backs_up_sync =
+        |k: &StepKind| matches!(k, StepKind::BackupDatabase(b) if sync.is(&b.database));
+    if !kinds.iter().any(|k| backs_up_sync(k)) {
+        let hint = match plan.steps.iter().find(|s| backs_up_sync(&s.kind)) {
+            Some(s) => format!(
+                "; step `{}` is one, but the uninstall does not come after it",
+                s.id
+            ),
+            None => match kinds.iter().find_map(|k| match k {
+                StepKind::BackupDatabase(b) => Some(&b.database),
+                _ => None,
+            }) {
+                Some(other) => format!("; a backup of `{other}` does not protect it"),
+                None => String::new(),
+            },
+        };
+        missing.push(format!(
+            "a backup of the sync database {} (backup_database; {}{hint})",
+            sync.names(),
+            sync.why
+        ));
+    }
+    let needs: [Need; 2] = [
         ("a key export", "export_keys", |k| {
             matches!(k, StepKind::ExportKeys(_))
         }),
@@ -181,7 +202,6 @@ fn check_uninstall(plan: &Plan, index: usize, u: &Uninstall, at: &str, p: &mut P
             |k| matches!(k, StepKind::BackupFiles(b) if is_extensions_folder(b.from.as_str())),
         ),
     ];
-    let mut missing = Vec::new();
     for (what, kind, is) in needs {
         if kinds.iter().any(|k| is(k)) {
             continue;
@@ -204,6 +224,89 @@ fn check_uninstall(plan: &Plan, index: usize, u: &Uninstall, at: &str, p: &mut P
                 missing.join("; ")
             ),
         );
+    }
+}
+
+/// The engine's database, as Microsoft names it when the plan does not say (MIIS 2003 / IIFP, then
+/// FIM 2010 / MIM 2016 Synchronization Service).
+pub const PRODUCT_DATABASES: [&str; 2] = [
+    "MicrosoftIdentityIntegrationServer",
+    "FIMSynchronizationService",
+];
+
+/// SQL Server's own databases: never the sync database.
+const SYSTEM_DATABASES: [&str; 4] = ["master", "msdb", "model", "tempdb"];
+
+/// Which database an uninstall must find backed up, and where the plan says so.
+struct SyncDatabase {
+    /// Any of these (more than one only for the product defaults).
+    names: Vec<String>,
+    why: String,
+}
+
+impl SyncDatabase {
+    fn is(&self, database: &str) -> bool {
+        self.names.iter().any(|n| n.eq_ignore_ascii_case(database))
+    }
+
+    fn names(&self) -> String {
+        let quoted: Vec<String> = self.names.iter().map(|n| format!("`{n}`")).collect();
+        quoted.join(" or ")
+    }
+}
+
+/// The sync database is the one the new product takes over (an install's store with
+/// `reuse_existing`), else the one the connector-space snapshot reads, else `server.sql.database`
+/// unless it is a system database, else the products' default names.
+fn sync_database(plan: &Plan) -> SyncDatabase {
+    let named = plan
+        .steps
+        .iter()
+        .enumerate()
+        .find_map(|(i, s)| match &s.kind {
+            StepKind::Install(install) => install
+                .answers
+                .store
+                .as_ref()
+                .filter(|st| st.reuse_existing)
+                .map(|st| {
+                    (
+                        st.database.clone(),
+                        format!("the database steps[{i}].install reuses"),
+                    )
+                }),
+            _ => None,
+        });
+    let named = named.or_else(|| {
+        plan.steps
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| match &s.kind {
+                StepKind::SnapshotConnectorSpace(c) => Some((
+                    c.database.clone(),
+                    format!("the database steps[{i}].snapshot_connector_space reads"),
+                )),
+                _ => None,
+            })
+    });
+    let named = named.or_else(|| {
+        plan.server
+            .sql
+            .database
+            .clone()
+            .filter(|d| !SYSTEM_DATABASES.iter().any(|s| s.eq_ignore_ascii_case(d)))
+            .map(|d| (d, "server.sql.database".to_string()))
+    });
+    match named {
+        Some((name, at)) => SyncDatabase {
+            names: vec![name],
+            why: format!("{at}; the uninstall leaves it to the next product"),
+        },
+        None => SyncDatabase {
+            names: PRODUCT_DATABASES.iter().map(|n| n.to_string()).collect(),
+            why: "the products' default name; name it in server.sql.database if yours differs"
+                .into(),
+        },
     }
 }
 

@@ -264,6 +264,60 @@ impl Step for BackupFilesStep {
             )))
         }
     }
+
+    async fn recheck_before_destruction(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
+        let copy = self.recheck(cx).await?;
+        let this = BackupFilesStep::new(self.id.clone(), self.spec.clone());
+        let n = tokio::task::spawn_blocking(move || this.source_matches_copy())
+            .await
+            .map_err(|e| {
+                StepError::Internal(format!("comparing {} stopped: {e}", self.spec.from))
+            })??;
+        Ok(format!(
+            "{copy}; the source's {n} file(s) match their copies"
+        ))
+    }
+}
+
+impl BackupFilesStep {
+    /// The live source against the copy, right before the source is destroyed: every file of the
+    /// source must have a copy with its content listed in the manifest. Names what differs.
+    fn source_matches_copy(&self) -> Result<usize, StepError> {
+        let from = self.spec.from.to_path_buf();
+        if !afs::is_dir(&from) {
+            return Ok(0);
+        }
+        let manifest = Manifest::read(&self.manifest_path()).map_err(|e| {
+            StepError::Refused(format!("no manifest for the copy at {}: {e}", self.spec.to))
+        })?;
+        let listed: BTreeMap<&str, &str> = manifest
+            .entries
+            .iter()
+            .map(|(rel, sha)| (rel.as_str(), sha.as_str()))
+            .collect();
+        let mut changed = Vec::new();
+        let files = afs::walk_files(&from)?;
+        for rel in &files {
+            let path = from.join(rel);
+            let same = match listed.get(rel.as_str()) {
+                Some(sha) => afs::sha256_file(&path)? == *sha,
+                None => false,
+            };
+            if !same {
+                changed.push(rel.clone());
+            }
+        }
+        if changed.is_empty() {
+            Ok(files.len())
+        } else {
+            Err(StepError::Refused(format!(
+                "{} file(s) of {} changed or appeared since the copy: {}",
+                changed.len(),
+                self.spec.from,
+                changed.join(", ")
+            )))
+        }
+    }
 }
 
 /// The relative path a manifest mismatch is about.

@@ -108,57 +108,68 @@ impl Step for ExportKeysStep {
             Err(e) => return Diff::Blocked { why: e.to_string() },
         };
         let recorded = self.recorded(cx);
-        match (&o.key_file_sha256, &recorded) {
-            (Some(now), Some(r)) if *now == r.sha256 => {
+        if let (Some(now), Some(r)) = (&o.key_file_sha256, &recorded) {
+            if *now == r.sha256 {
                 return Diff::Done {
                     evidence: format!("key file {} sha256 {}", self.spec.to, short(now)),
                     details: serde_json::to_value(r).unwrap_or_default(),
-                }
-            }
-            // A key file found without any history of this step was exported by hand: adopt it.
-            // With history (a failed or different export), it is exported again instead.
-            (Some(now), None) if cx.record().is_none() && o.key_file_bytes > 0 => {
-                let adopted = Recorded {
-                    path: self.spec.to.to_string(),
-                    sha256: now.clone(),
-                    bytes: 0,
-                };
-                return Diff::Done {
-                    evidence: format!(
-                        "key file {} found (exported earlier, not by this plan), sha256 {}",
-                        self.spec.to,
-                        short(now)
-                    ),
-                    details: serde_json::to_value(adopted).unwrap_or_default(),
                 };
             }
-            _ => {}
         }
+        // A file this plan did not export (no record of it, or another content than the recorded
+        // export) proves nothing: it may not be a key file at all. It is never adopted.
+        let unproven = o.key_file_sha256.as_ref().map(|sha| {
+            let history = match &recorded {
+                Some(_) => "it differs from the export this plan recorded",
+                None => "this plan has no record of exporting it",
+            };
+            (sha, history)
+        });
         if !o.tool_present {
-            let why = match &o.key_file_sha256 {
-                Some(_) => "the key file changed since it was exported",
-                None => "the key file is missing",
+            let why = match unproven {
+                Some((_, history)) => format!(
+                    "the key file {} cannot be trusted ({history}) and the key tool {} is not there \
+                     (removed with the old product?), so the key set cannot be exported again; \
+                     restore the journal that recorded the export, or the recorded key file from its copy",
+                    self.spec.to, o.tool
+                ),
+                None => format!(
+                    "the key file is missing and the key tool {} is not there (removed with the old \
+                     product?); restore the key file from its copy",
+                    o.tool
+                ),
             };
-            return Diff::Blocked {
-                why: format!("{why} and the key tool {} is not there (removed with the old product?); restore the key file from its copy", o.tool),
-            };
+            return Diff::Blocked { why };
         }
-        let reason = match (&o.key_file_sha256, recorded) {
-            (Some(_), Some(_)) => format!("{} differs from the recorded export", self.spec.to),
-            _ => format!("no key file at {}", self.spec.to),
+        let mut ops = Vec::new();
+        let reason = match unproven {
+            Some((sha, history)) => {
+                let aside = aside_path(&self.spec.to.to_path_buf(), sha);
+                ops.push(Op::Write {
+                    path: format!(
+                        "{} (the file found at {}, kept)",
+                        aside.display(),
+                        self.spec.to
+                    ),
+                });
+                format!(
+                    "a key file at {} cannot be trusted ({history}); it is kept aside and the keys \
+                     are exported again",
+                    self.spec.to
+                )
+            }
+            None => format!("no key file at {}", self.spec.to),
         };
         match self.command(cx) {
-            Ok(cmd) => Diff::Change {
-                reason,
-                ops: vec![
-                    Op::Run {
-                        command: format!("{} (password on standard input)", cmd.display()),
-                    },
-                    Op::Write {
-                        path: self.spec.to.to_string(),
-                    },
-                ],
-            },
+            Ok(cmd) => {
+                ops.push(Op::Run {
+                    command: format!("{} (password on standard input)", cmd.display()),
+                });
+                ops.push(Op::Write {
+                    path: self.spec.to.to_string(),
+                });
+                Diff::Change { reason, ops }
+            }
             Err(e) => Diff::Blocked { why: e.to_string() },
         }
     }
@@ -168,6 +179,15 @@ impl Step for ExportKeysStep {
         let temp = afs::temp_sibling(&path);
         afs::remove_if_exists(&temp)?;
         afs::create_parent_dirs(&path)?;
+        // A file already there that this plan cannot vouch for is moved aside, never deleted.
+        if afs::exists(&path) {
+            let sha = afs::sha256_file(&path)?;
+            if self.recorded(cx).is_none_or(|r| r.sha256 != sha) {
+                let aside = aside_path(&path, &sha);
+                afs::rename(&path, &aside)?;
+                tracing::warn!(step = %self.id, kept = %aside.display(), "a key file this plan did not export was moved aside");
+            }
+        }
         let out = cx.world.run(&self.command(cx)?).await?;
         let said_ok = out.stdout.contains(SUCCESS_TEXT) || out.stderr.contains(SUCCESS_TEXT);
         if out.exit_code != 0 || !said_ok {
@@ -236,6 +256,19 @@ impl Step for ExportKeysStep {
             ))),
         }
     }
+
+    /// The export is of the old product's key set; after the upgrade it would be another one.
+    fn describes_old_server(&self) -> bool {
+        true
+    }
+}
+
+/// Where a key file this plan cannot vouch for is kept: beside it, named by its own content, so the
+/// name is known at plan time and a second run over the same file finds it already kept.
+fn aside_path(path: &std::path::Path, sha256: &str) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".unproven-{}", short(sha256)));
+    path.with_file_name(name)
 }
 
 fn short(hex: &str) -> &str {

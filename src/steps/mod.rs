@@ -175,8 +175,24 @@ pub trait Step: Send + Sync {
     /// holds (backup verifies, key file hash matches, copies match their manifest).
     async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError>;
 
-    /// Destroys something (uninstall): runs only after every prerequisite passes `recheck`.
+    /// Proves, against the live server, right before a destructive step that depends on it, that
+    /// this step's result still protects what it protects. Stricter than `recheck` where the live
+    /// source can have moved on since the step ran (Extensions edited after the copy). A failure
+    /// makes the engine observe the step again and redo it when it can, before the destruction.
+    async fn recheck_before_destruction(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
+        self.recheck(cx).await
+    }
+
+    /// Destroys something (uninstall): runs only after every prerequisite passes
+    /// `recheck_before_destruction`.
     fn destructive(&self) -> bool {
+        false
+    }
+
+    /// Records the old server as it was before the destructive steps that depend on it (a
+    /// connector-space snapshot, the key set's export). Once the live server shows such a step done,
+    /// this step is never carried out for the first time: its result would describe the new server.
+    fn describes_old_server(&self) -> bool {
         false
     }
 }

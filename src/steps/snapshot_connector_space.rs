@@ -146,4 +146,9 @@ impl Step for SnapshotStep {
             ))),
         }
     }
+
+    /// A snapshot is the "before" that verify compares with; taken after the upgrade it is not.
+    fn describes_old_server(&self) -> bool {
+        true
+    }
 }

@@ -249,6 +249,16 @@ pub fn tree(dir: &Path) -> Vec<(String, u64)> {
     out
 }
 
+/// The files directly in `dir` whose names start with `prefix`.
+pub fn files_named_like(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .collect()
+}
+
 /// Whether a stand-in `tool` of this lab is running right now (Linux: scans /proc).
 pub fn tool_running(lab_dir: &Path, tool: &str) -> bool {
     let needle = format!("{}\0{tool}\0", lab_dir.display());

@@ -1,0 +1,210 @@
+//! Nothing lost: the uninstall runs only when every backup it depends on is proven good against the
+//! live server at that moment. Each test here is a way an earlier version let a bad prerequisite
+//! through (issue 7): a key file nobody can vouch for, Extensions edited after their copy, a
+//! snapshot taken after the upgrade, a journal that cannot be written.
+//! TEST DOUBLES: the lab's TDS server and stand-in tools; the wrappers written here around the lab's
+//! miiskmu act as an administrator (or a full disk) would while a run is under way.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{files_named_like, stdout, text, Driver, Rig};
+
+const IIFP: &str = "Identity Integration Feature Pack";
+const MIIS: &str = "Microsoft Identity Integration Server 2003";
+
+fn apply(rig: &Rig) -> std::process::Output {
+    rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"])
+}
+
+fn keys(rig: &Rig) -> PathBuf {
+    rig.path(r"D:\Upgrade\miis-keys.bin")
+}
+
+fn extensions(rig: &Rig) -> PathBuf {
+    rig.path(r"C:\Program Files\Microsoft Identity Integration Server\Extensions")
+}
+
+/// Rewrites the rig's plan text; panics when `from` is not in it (the seed plan changed shape).
+fn edit_plan(rig: &Rig, from: &str, to: &str) {
+    let plan = std::fs::read_to_string(&rig.plan).unwrap();
+    assert!(plan.contains(from), "the seed plan has no `{from}`");
+    std::fs::write(&rig.plan, plan.replacen(from, to, 1)).unwrap();
+}
+
+/// Puts a shell script in front of the lab's miiskmu: it runs `before` (an administrator's or a
+/// fault's action while the run is under way), then the real stand-in with the same arguments and
+/// standard input. The plan's `tools.miiskmu` points at it.
+fn wrap_miiskmu(rig: &Rig, before: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let real = rig.lab.lab().tools().unwrap().miiskmu;
+    let wrapper = rig.tmp.path().join("miiskmu-wrapper");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\n{before}\nexec '{}' \"$@\"\n", real.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    edit_plan(
+        rig,
+        &format!("miiskmu: '{}'", real.display()),
+        &format!("miiskmu: '{}'", wrapper.display()),
+    );
+}
+
+fn converged(rig: &Rig) {
+    let plan = rig.upgrade(&["plan", rig.plan_str(), "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    assert_eq!(rig.installed(), [MIIS]);
+}
+
+#[test]
+fn a_file_found_at_the_key_path_is_not_trusted_but_kept_aside_and_the_keys_exported_again() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let found = b"not a key file: left here by someone else";
+    std::fs::create_dir_all(keys(&rig).parent().unwrap()).unwrap();
+    std::fs::write(keys(&rig), found).unwrap();
+
+    let plan = rig.upgrade(&["plan", rig.plan_str()]);
+    let out = stdout(&plan);
+    assert!(out.contains("+ keys"), "{}", text(&plan));
+    assert!(out.contains("cannot be trusted"), "{}", text(&plan));
+
+    let apply = apply(&rig);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
+    assert!(
+        rig.argv_log().contains("\"miiskmu\""),
+        "the key set was not exported: the found file was trusted"
+    );
+    let kept = files_named_like(keys(&rig).parent().unwrap(), "miis-keys.bin.unproven-");
+    assert_eq!(kept.len(), 1, "the found file was not kept aside: {kept:?}");
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), found);
+    assert_ne!(std::fs::read(keys(&rig)).unwrap(), found);
+    converged(&rig);
+}
+
+#[test]
+fn after_the_upgrade_a_lost_journal_leaves_the_key_file_and_the_snapshot_unproven() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let first = apply(&rig);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    for e in std::fs::read_dir(rig.state_dir()).unwrap().flatten() {
+        if e.file_name().to_string_lossy().ends_with(".journal.json") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let argv_before = rig.argv_log();
+
+    let plan = rig.upgrade(&["plan", rig.plan_str()]);
+    let out = stdout(&plan);
+    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
+    assert!(out.contains("! before"), "{}", text(&plan));
+    assert!(
+        out.contains("would describe the server after it"),
+        "{}",
+        text(&plan)
+    );
+    assert!(out.contains("! keys"), "{}", text(&plan));
+
+    let again = apply(&rig);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        text(&again).contains("nothing was applied"),
+        "{}",
+        text(&again)
+    );
+    let journals = files_named_like(&rig.state_dir(), "lab-iifp-to-miis2003.journal.json");
+    for j in journals {
+        let journal = std::fs::read_to_string(j).unwrap();
+        assert!(
+            !journal.contains("\"before\""),
+            "the upgraded server was recorded as the snapshot before it: {journal}"
+        );
+    }
+    assert!(
+        !rig.argv_log()[argv_before.len()..].contains("\"miiskmu\""),
+        "the new product's key set was exported over the old one's"
+    );
+}
+
+#[test]
+fn extensions_edited_after_their_copy_are_copied_again_before_the_uninstall() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    // The copy is taken first; while the keys are exported, an administrator edits a rules
+    // extension (the run is under way, its survey already done).
+    edit_plan(
+        &rig,
+        "  - id: keys\n    export_keys:",
+        "  - id: keys\n    after: [extensions]\n    export_keys:",
+    );
+    let edited = extensions(&rig).join("Contoso.MVExtension.dll");
+    let added = extensions(&rig).join("Contoso.New.dll");
+    wrap_miiskmu(
+        &rig,
+        &format!(
+            "printf 'edited during the run' > '{}'; printf 'added during the run' > '{}'",
+            edited.display(),
+            added.display()
+        ),
+    );
+
+    let out = apply(&rig);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("redone before `remove-iifp`"),
+        "{}",
+        text(&out)
+    );
+    let copy = rig.path(r"D:\Upgrade\Extensions");
+    assert_eq!(
+        std::fs::read(copy.join("Contoso.MVExtension.dll")).unwrap(),
+        b"edited during the run",
+        "the edit made before the uninstall is lost"
+    );
+    assert_eq!(
+        std::fs::read(copy.join("Contoso.New.dll")).unwrap(),
+        b"added during the run",
+        "the file added before the uninstall is lost"
+    );
+    converged(&rig);
+}
+
+#[test]
+fn a_journal_that_cannot_be_written_after_a_step_says_which_step_is_done_but_not_recorded() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    // Once the key tool has run (the first time), the journal's temporary file cannot be created (a folder stands
+    // in its place): the save after `keys` fails as it would on a full disk.
+    let blocker = rig
+        .state_dir()
+        .join(".lab-iifp-to-miis2003.journal.json.upgrade-partial");
+    let once = rig.tmp.path().join("journal-blocked-once");
+    wrap_miiskmu(
+        &rig,
+        &format!(
+            "[ -e '{once}' ] || {{ touch '{once}'; mkdir -p '{}/x'; }}",
+            blocker.display(),
+            once = once.display()
+        ),
+    );
+
+    let out = apply(&rig);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("step `keys` completed") && all.contains("NOT recorded"),
+        "{all}"
+    );
+    assert!(all.contains("the next run observes the server"), "{all}");
+    assert!(stdout(&out).contains("+ keys"), "{all}");
+    assert_eq!(
+        rig.installed(),
+        [IIFP],
+        "the run went on past the unrecorded step"
+    );
+
+    std::fs::remove_dir_all(&blocker).unwrap();
+    let next = apply(&rig);
+    assert_eq!(next.status.code(), Some(0), "{}", text(&next));
+    converged(&rig);
+}
