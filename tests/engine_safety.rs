@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use common::{files_named_like, stdout, text, Driver, Rig};
 
@@ -33,13 +33,13 @@ fn edit_plan(rig: &Rig, from: &str, to: &str) {
     std::fs::write(&rig.plan, plan.replacen(from, to, 1)).unwrap();
 }
 
-/// Puts a shell script in front of the lab's miiskmu: it runs `before` (an administrator's or a
-/// fault's action while the run is under way), then the real stand-in with the same arguments and
-/// standard input. The plan's `tools.miiskmu` points at it.
-fn wrap_miiskmu(rig: &Rig, before: &str) {
+/// Puts a shell script in front of a tool the plan names at `real` (it must appear in the plan as
+/// `'REAL'`): the script runs `before` (an administrator's or a fault's action while the run is
+/// under way), then the real stand-in with the same arguments and standard input.
+fn wrap_tool(rig: &Rig, real: &Path, name: &str, before: &str) {
     use std::os::unix::fs::PermissionsExt;
-    let real = rig.lab.lab().tools().unwrap().miiskmu;
-    let wrapper = rig.tmp.path().join("miiskmu-wrapper");
+    let wrapper = rig.tmp.path().join("wrappers").join(name);
+    std::fs::create_dir_all(wrapper.parent().unwrap()).unwrap();
     std::fs::write(
         &wrapper,
         format!("#!/bin/sh\n{before}\nexec '{}' \"$@\"\n", real.display()),
@@ -48,9 +48,14 @@ fn wrap_miiskmu(rig: &Rig, before: &str) {
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     edit_plan(
         rig,
-        &format!("miiskmu: '{}'", real.display()),
-        &format!("miiskmu: '{}'", wrapper.display()),
+        &format!("'{}'", real.display()),
+        &format!("'{}'", wrapper.display()),
     );
+}
+
+fn wrap_miiskmu(rig: &Rig, before: &str) {
+    let real = rig.lab.lab().tools().unwrap().miiskmu;
+    wrap_tool(rig, &real, "miiskmu", before);
 }
 
 fn converged(rig: &Rig) {
@@ -204,6 +209,39 @@ fn a_journal_that_cannot_be_written_after_a_step_says_which_step_is_done_but_not
     );
 
     std::fs::remove_dir_all(&blocker).unwrap();
+    let next = apply(&rig);
+    assert_eq!(next.status.code(), Some(0), "{}", text(&next));
+    converged(&rig);
+}
+
+#[test]
+fn a_setup_that_failed_after_laying_down_the_new_extensions_folder_does_not_block_the_next_run() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    // The new product's setup fails once, after creating its own (different) Extensions folder.
+    let once = rig.tmp.path().join("setup-failed-once");
+    let setup = rig.lab.lab().tools().unwrap().installer;
+    wrap_tool(
+        &rig,
+        &setup,
+        "Setup.exe",
+        &format!(
+            "if [ ! -e '{once}' ]; then touch '{once}'; mkdir -p '{ext}'; \
+             printf 'the new product' > '{ext}/New.dll'; echo 'setup failed' >&2; exit 1; fi",
+            once = once.display(),
+            ext = extensions(&rig).display()
+        ),
+    );
+    let first = apply(&rig);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first));
+    assert!(
+        rig.installed().is_empty(),
+        "{:?} {}",
+        rig.installed(),
+        text(&first)
+    );
+
+    // The copy of the old Extensions was sealed by the uninstall: it is held to its manifest, not
+    // compared with the new product's folder.
     let next = apply(&rig);
     assert_eq!(next.status.code(), Some(0), "{}", text(&next));
     converged(&rig);

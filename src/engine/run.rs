@@ -632,10 +632,7 @@ async fn gate(
                 redactor.redact(&e.to_string())
             )
         };
-        let first = {
-            let cx = session.cx(d, &session.journal);
-            session.steps[d].recheck_before_destruction(&cx).await
-        };
+        let first = prove(session, d).await;
         let why = match first {
             Ok(line) => {
                 tracing::info!(step = %id, "{line}");
@@ -683,13 +680,23 @@ async fn gate(
             "  ~ {id}: {why}; redone before `{by}`: {}\n",
             session.world.redactor.redact(&evidence.summary)
         ));
-        let cx = session.cx(d, &session.journal);
-        match session.steps[d].recheck_before_destruction(&cx).await {
+        match prove(session, d).await {
             Ok(line) => tracing::info!(step = %id, "{line}"),
             Err(e) => return Err(refused(&e)),
         }
     }
     Ok(())
+}
+
+/// One prerequisite's proof. A step sealed by an earlier destructive step describes the old server
+/// and is held to its record alone: the live source it came from may now be the new product's.
+async fn prove(session: &Session, d: usize) -> Result<String, crate::steps::StepError> {
+    let cx = session.cx(d, &session.journal);
+    if session.sealed_by(d, &session.journal).is_some() {
+        session.steps[d].recheck(&cx).await
+    } else {
+        session.steps[d].recheck_before_destruction(&cx).await
+    }
 }
 
 /// What a user needs when a step completed but the journal could not record it.
