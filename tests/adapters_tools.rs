@@ -75,18 +75,13 @@ async fn the_key_tool_gets_the_password_on_stdin_and_never_in_its_argv() {
     let account = format!(r"/u:{}\{}", state.account.domain, state.account.user);
     let mut spec = ProcessSpec::new(
         lab.tools().unwrap().miiskmu,
-        &["/e", key_file, &account, "*"],
+        &["/e", key_file, &account, "*", "/q"],
         Duration::from_secs(60),
     );
     spec.stdin = Some(SecretString::new(format!("{}\r\n", password.expose())));
     let redactor = Redactor::new(vec![password.clone()]);
     let out = spec.run(&redactor).await.unwrap();
     assert_eq!(out.exit_code, 0, "{out:?}");
-    assert!(
-        out.stdout
-            .contains("The operation has completed successfully"),
-        "{out:?}"
-    );
     assert!(lab.lab_path(key_file).is_file());
     let argv = std::fs::read_to_string(lab.dir().join("argv.log")).unwrap();
     assert!(argv.contains("miiskmu"), "{argv}");

@@ -179,3 +179,53 @@ fn kill_9_during_the_uninstall_is_resumed() {
 fn kill_9_during_the_install_is_resumed() {
     kill_during(&["slow-tools=2000"], |r| tool_running(r.lab.dir(), "setup"));
 }
+
+/// A miiskmu whose `*` reads the console, not the redirected standard input, waits for a password
+/// nobody types (unconfirmed on a real server): the step fails fast and says what to check.
+#[test]
+fn a_key_tool_waiting_at_a_prompt_fails_fast_and_says_what_to_check() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let real = rig.lab.lab().tools().unwrap().miiskmu;
+    common::wrap_tool(&rig, &real, "miiskmu", "exec sleep 600 </dev/null");
+    common::edit_plan(
+        &rig,
+        "  - id: keys\n    export_keys:\n",
+        "  - id: keys\n    export_keys:\n      timeout_secs: 2\n",
+    );
+    let started = Instant::now();
+    let out = apply(&rig);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(started.elapsed() < Duration::from_secs(60), "it waited");
+    let all = text(&out);
+    assert!(all.contains("did not finish within 2s"), "{all}");
+    assert!(all.contains("secrets_on_command_line: true"), "{all}");
+    assert_eq!(rig.installed(), [IIFP]);
+}
+
+/// The documented alternative: the password as miiskmu's own argument, allowed by the plan; it is
+/// shown as *** and reaches no output.
+#[test]
+fn with_secrets_on_the_command_line_miiskmu_gets_the_password_as_its_argument() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    common::edit_plan(
+        &rig,
+        "  - id: keys\n    export_keys:\n",
+        "  - id: keys\n    export_keys:\n      secrets_on_command_line: true\n",
+    );
+    let plan = rig.upgrade(&["plan", rig.plan_str()]);
+    assert!(
+        stdout(&plan).contains(" *** /q (password on the command line"),
+        "{}",
+        text(&plan)
+    );
+    let out = apply(&rig);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains(&rig.service_password()));
+    let argv = rig.argv_log();
+    let export = argv
+        .lines()
+        .find(|l| l.contains("\"miiskmu\""))
+        .expect("miiskmu ran");
+    assert!(export.contains(&rig.service_password()), "{export}");
+    assert!(!export.contains("\"*\""), "{export}");
+}

@@ -97,7 +97,7 @@ fn keys_exported_by_hand_are_exported_again_and_the_hand_made_file_is_kept() {
     let account = format!("/u:{}\\{}", st.account.domain, st.account.user);
     run_tool(
         &tools.miiskmu,
-        &["/e", keys.to_str().unwrap(), &account, "*"],
+        &["/e", keys.to_str().unwrap(), &account, "*", "/q"],
         Some(&format!("{}\n", st.account.password)),
     );
     let by_hand = std::fs::read(&keys).unwrap();

@@ -7,9 +7,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{files_named_like, stdout, text, Driver, Rig};
+use common::{edit_plan, files_named_like, stdout, text, wrap_tool, Driver, Rig};
 
 const IIFP: &str = "Identity Integration Feature Pack";
 const MIIS: &str = "Microsoft Identity Integration Server 2003";
@@ -24,33 +24,6 @@ fn keys(rig: &Rig) -> PathBuf {
 
 fn extensions(rig: &Rig) -> PathBuf {
     rig.path(r"C:\Program Files\Microsoft Identity Integration Server\Extensions")
-}
-
-/// Rewrites the rig's plan text; panics when `from` is not in it (the seed plan changed shape).
-fn edit_plan(rig: &Rig, from: &str, to: &str) {
-    let plan = std::fs::read_to_string(&rig.plan).unwrap();
-    assert!(plan.contains(from), "the seed plan has no `{from}`");
-    std::fs::write(&rig.plan, plan.replacen(from, to, 1)).unwrap();
-}
-
-/// Puts a shell script in front of a tool the plan names at `real` (it must appear in the plan as
-/// `'REAL'`): the script runs `before` (an administrator's or a fault's action while the run is
-/// under way), then the real stand-in with the same arguments and standard input.
-fn wrap_tool(rig: &Rig, real: &Path, name: &str, before: &str) {
-    use std::os::unix::fs::PermissionsExt;
-    let wrapper = rig.tmp.path().join("wrappers").join(name);
-    std::fs::create_dir_all(wrapper.parent().unwrap()).unwrap();
-    std::fs::write(
-        &wrapper,
-        format!("#!/bin/sh\n{before}\nexec '{}' \"$@\"\n", real.display()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    edit_plan(
-        rig,
-        &format!("'{}'", real.display()),
-        &format!("'{}'", wrapper.display()),
-    );
 }
 
 fn wrap_miiskmu(rig: &Rig, before: &str) {

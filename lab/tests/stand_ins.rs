@@ -59,7 +59,13 @@ fn miiskmu(lab: &Lab, file: &Path, account: &str, stdin: &str) -> Run {
     let tool = lab.tools().unwrap().miiskmu;
     run(
         &tool,
-        &["/e", file.to_str().unwrap(), &format!("/u:{account}"), "*"],
+        &[
+            "/e",
+            file.to_str().unwrap(),
+            &format!("/u:{account}"),
+            "*",
+            "/q",
+        ],
         stdin,
     )
 }
@@ -108,7 +114,11 @@ fn miiskmu_exports_the_key_set_with_the_password_read_from_stdin() {
         &format!("{}\n", password(&lab)),
     );
     assert_eq!(r.code, 0, "{}", r.out);
-    assert!(r.out.contains("The operation has completed successfully."));
+    assert!(
+        !r.out.contains("[message box]"),
+        "/q must suppress the message box: {}",
+        r.out
+    );
     assert!(!r.out.contains(&password(&lab)));
     let text = std::fs::read_to_string(&file).unwrap();
     let key_set = lab.state().unwrap().key_set.unwrap();
@@ -124,10 +134,35 @@ fn miiskmu_exports_the_key_set_with_the_password_read_from_stdin() {
             "/e".to_string(),
             file.to_string_lossy().into(),
             r"/u:CONTOSO\svc-sync".into(),
-            "*".into()
+            "*".into(),
+            "/q".into()
         ]
     );
     assert_eq!(rec[0].exit, 0);
+}
+
+#[test]
+fn miiskmu_without_q_ends_with_a_message_box_that_nobody_closes() {
+    let (_t, lab) = lab(Flavour::Iifp);
+    let file = lab.dir().join("k.bin");
+    let mut child = Command::new(lab.tools().unwrap().miiskmu)
+        .args(["/e", file.to_str().unwrap(), "/u:svc-sync", &password(&lab)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "miiskmu without /q ended by itself"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(file.exists(), "the export itself happened before the box");
 }
 
 #[test]
@@ -136,7 +171,13 @@ fn miiskmu_accepts_the_user_without_a_domain_and_the_password_on_its_command_lin
     let file = lab.dir().join("k.bin");
     let r = run(
         &lab.tools().unwrap().miiskmu,
-        &["/e", file.to_str().unwrap(), "/u:svc-sync", &password(&lab)],
+        &[
+            "/e",
+            file.to_str().unwrap(),
+            "/u:svc-sync",
+            &password(&lab),
+            "/q",
+        ],
         "",
     );
     assert_eq!(r.code, 0, "{}", r.out);
@@ -179,7 +220,7 @@ fn miiskmu_fails_when_the_server_has_no_key_set_or_the_fault_is_set() {
     lab.set_faults(&["miiskmu-fail"]).unwrap();
     let r = run(
         &tool,
-        &["/e", file.to_str().unwrap(), "/u:svc-sync", "*"],
+        &["/e", file.to_str().unwrap(), "/u:svc-sync", "*", "/q"],
         &format!("{}\n", password(&lab)),
     );
     assert_eq!(r.code, 1);
@@ -188,7 +229,7 @@ fn miiskmu_fails_when_the_server_has_no_key_set_or_the_fault_is_set() {
     assert_eq!(uninstall(&lab, &installed_code(&lab)).code, 0);
     let r = run(
         &tool,
-        &["/e", file.to_str().unwrap(), "/u:svc-sync", "*"],
+        &["/e", file.to_str().unwrap(), "/u:svc-sync", "*", "/q"],
         &format!("{}\n", password(&lab)),
     );
     assert_eq!(r.code, 1);

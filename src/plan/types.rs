@@ -214,9 +214,16 @@ pub struct ExportKeys {
     pub to: AbsPath,
     /// The sync service account whose password protects the export.
     pub account: ServiceLogin,
-    /// Seconds to wait for the tool (default 300).
+    /// Seconds to wait for the tool (default 60: an export takes seconds, and a tool that waits at
+    /// a prompt or a dialog box should fail fast).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// Pass the password as miiskmu's PASSWORD argument (the syntax Microsoft's own scripts use)
+    /// instead of `*` and standard input. Whether `*` reads a redirected standard input on a real
+    /// server is unconfirmed; this is the documented alternative, visible to anyone who can list
+    /// the server's processes while the export runs.
+    #[serde(default)]
+    pub secrets_on_command_line: bool,
 }
 
 /// An account as the key tool names it: `[DOMAIN\]USER` and its password.

@@ -1,6 +1,7 @@
-//! `export_keys`: runs `miiskmu /e TEMP /u:ACCOUNT *` with the password on standard input (never on
-//! the command line), checks the tool's success text, restricts and renames the key file, and records
-//! its sha256. The key file is a secret: its content never reaches output or the journal.
+//! `export_keys`: runs `miiskmu /e TEMP /u:ACCOUNT * /q` with the password on standard input (on the
+//! command line only where the plan says `secrets_on_command_line`), judges it by its exit code and
+//! a non-empty key file, restricts and renames the key file, and records its sha256. The key file
+//! is a secret: its content never reaches output or the journal.
 
 use std::time::Duration;
 
@@ -8,13 +9,14 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::fs as afs;
-use crate::adapters::process::{Arg, ProcessSpec};
+use crate::adapters::process::{Arg, ProcessError, ProcessSpec};
 use crate::adapters::secrets::SecretString;
 use crate::plan::{ExportKeys, StepId};
 use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
 
-/// What miiskmu prints when the export worked.
-pub const SUCCESS_TEXT: &str = "The operation has completed successfully";
+/// How long miiskmu may take unless the plan says otherwise. An export takes seconds; a tool that
+/// waits longer is waiting for somebody (a password prompt, a message box).
+pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
 
 pub struct ExportKeysStep {
     id: StepId,
@@ -57,25 +59,49 @@ impl ExportKeysStep {
             .filter(|r| r.path == self.spec.to.as_str())
     }
 
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.spec.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS))
+    }
+
+    /// `miiskmu /e TEMP /u:ACCOUNT * /q`, the password on standard input; or, when the plan says
+    /// `secrets_on_command_line`, `miiskmu /e TEMP /u:ACCOUNT PASSWORD /q` (shown as `***`).
     fn command(&self, cx: &StepContext<'_>) -> Result<ProcessSpec, StepError> {
         let temp = afs::temp_sibling(&self.spec.to.to_path_buf());
         let place = format!("{}.account.password", self.id);
         let password = cx.world.secret(&self.spec.account.password, &place)?;
+        let (password_arg, stdin) = if self.spec.secrets_on_command_line {
+            (Arg::Secret(password.clone()), None)
+        } else {
+            // `*`: miiskmu prompts for the password and reads it.
+            (
+                Arg::Plain("*".into()),
+                Some(SecretString::new(format!("{}\r\n", password.expose()))),
+            )
+        };
         Ok(ProcessSpec {
             program: self.tool(cx),
             args: vec![
                 Arg::Plain("/e".into()),
                 Arg::Plain(temp.to_string_lossy().into_owned()),
                 Arg::Plain(format!("/u:{}", self.spec.account.user)),
-                // `*`: miiskmu prompts for the password and reads it from standard input.
-                Arg::Plain("*".into()),
+                password_arg,
+                // Quiet: no message box at the end, which nobody could close on a server session.
+                Arg::Plain("/q".into()),
             ],
-            stdin: Some(SecretString::new(format!("{}\r\n", password.expose()))),
-            timeout: Duration::from_secs(self.spec.timeout_secs.unwrap_or(300)),
+            stdin,
+            timeout: self.timeout(),
             cwd: None,
             env: Vec::new(),
             env_remove: Vec::new(),
         })
+    }
+
+    fn how_the_password_goes(&self) -> &'static str {
+        if self.spec.secrets_on_command_line {
+            "password on the command line, as the plan allows"
+        } else {
+            "password on standard input"
+        }
     }
 }
 
@@ -163,7 +189,7 @@ impl Step for ExportKeysStep {
         match self.command(cx) {
             Ok(cmd) => {
                 ops.push(Op::Run {
-                    command: format!("{} (password on standard input)", cmd.display()),
+                    command: format!("{} ({})", cmd.display(), self.how_the_password_goes()),
                 });
                 ops.push(Op::Write {
                     path: self.spec.to.to_string(),
@@ -188,9 +214,28 @@ impl Step for ExportKeysStep {
                 tracing::warn!(step = %self.id, kept = %aside.display(), "a key file this plan did not export was moved aside");
             }
         }
-        let out = cx.world.run(&self.command(cx)?).await?;
-        let said_ok = out.stdout.contains(SUCCESS_TEXT) || out.stderr.contains(SUCCESS_TEXT);
-        if out.exit_code != 0 || !said_ok {
+        let out = match cx.world.run(&self.command(cx)?).await {
+            Ok(out) => out,
+            Err(StepError::Process(e @ ProcessError::Timeout { .. })) => {
+                let _ = afs::remove_if_exists(&temp);
+                return Err(StepError::Failed(format!(
+                    "{e}\nmiiskmu is waiting for somebody: {}",
+                    if self.spec.secrets_on_command_line {
+                        "check the account and that /q is honoured by this miiskmu (run the same \
+                         command by hand on the server)"
+                    } else {
+                        "`*` may not read the password from standard input on this server (it may \
+                         read the console only). Run `miiskmu /e FILE /u:ACCOUNT * /q` by hand to \
+                         see, or set `secrets_on_command_line: true` on this step to pass the \
+                         password as miiskmu's argument"
+                    }
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        // Success is the exit code and a key file, never an English message (a localised or quiet
+        // miiskmu prints another or none).
+        if out.exit_code != 0 {
             let _ = afs::remove_if_exists(&temp);
             let message = last_lines(&format!("{}\n{}", out.stdout, out.stderr), 5);
             return Err(StepError::Tool {
@@ -202,7 +247,7 @@ impl Step for ExportKeysStep {
         }
         let bytes = afs::file_size(&temp).map_err(|e| {
             StepError::Failed(format!(
-                "miiskmu reported success but wrote no key file at {} ({e})",
+                "miiskmu exited with 0 but wrote no key file at {} ({e})",
                 temp.display()
             ))
         })?;

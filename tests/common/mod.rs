@@ -249,6 +249,33 @@ pub fn tree(dir: &Path) -> Vec<(String, u64)> {
     out
 }
 
+/// Rewrites the rig's plan text; panics when `from` is not in it (the seed plan changed shape).
+pub fn edit_plan(rig: &Rig, from: &str, to: &str) {
+    let plan = std::fs::read_to_string(&rig.plan).unwrap();
+    assert!(plan.contains(from), "the seed plan has no `{from}`");
+    std::fs::write(&rig.plan, plan.replacen(from, to, 1)).unwrap();
+}
+
+/// Puts a shell script in front of a tool the plan names at `real` (it must appear in the plan as
+/// `'REAL'`): the script runs `before` (an administrator's or a fault's action while the run is
+/// under way), then the real stand-in with the same arguments and standard input.
+pub fn wrap_tool(rig: &Rig, real: &Path, name: &str, before: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let wrapper = rig.tmp.path().join("wrappers").join(name);
+    std::fs::create_dir_all(wrapper.parent().unwrap()).unwrap();
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\n{before}\nexec '{}' \"$@\"\n", real.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    edit_plan(
+        rig,
+        &format!("'{}'", real.display()),
+        &format!("'{}'", wrapper.display()),
+    );
+}
+
 /// The files directly in `dir` whose names start with `prefix`.
 pub fn files_named_like(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     std::fs::read_dir(dir)

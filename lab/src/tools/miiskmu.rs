@@ -1,6 +1,12 @@
-//! The miiskmu stand-in: `miiskmu /e FILE /u:[DOMAIN\]USER PASSWORD|*` (`*` reads one line from
+//! The miiskmu stand-in: `miiskmu /e FILE /u:[DOMAIN\]USER PASSWORD|* [/q]` (`*` reads one line from
 //! standard input). Writes a lab key file of the server's key set, protected by the account's
 //! password. TEST DOUBLE: only export (`/e`) is simulated; the password never reaches its output.
+//!
+//! Like the real tool, it ends with a message box unless `/q` (quiet) is given: Microsoft's own FIM
+//! scripts run `miiskmu /e FILE /u:DOMAIN\USER PASSWORD /q`, and the interactive runbooks show the
+//! result in a dialog. On a server session nobody closes that box, so without `/q` the stand-in
+//! prints the result and then waits until it is killed. In quiet mode it prints nothing on success
+//! (a lab choice: the real tool's console text is unconfirmed, so nothing may depend on it).
 
 use std::path::Path;
 
@@ -15,10 +21,16 @@ struct Export {
     file: String,
     account: String,
     password: String,
+    quiet: bool,
 }
 
 fn parse(args: &[String]) -> Result<Export, String> {
-    match args {
+    let quiet = args.iter().any(|a| a.eq_ignore_ascii_case("/q"));
+    let rest: Vec<&String> = args
+        .iter()
+        .filter(|a| !a.eq_ignore_ascii_case("/q"))
+        .collect();
+    match rest.as_slice() {
         [e, file, u, password] if e.eq_ignore_ascii_case("/e") => {
             let account = u
                 .get(..3)
@@ -27,12 +39,22 @@ fn parse(args: &[String]) -> Result<Export, String> {
                 .filter(|a| !a.is_empty())
                 .ok_or_else(|| format!("expected /u:[DOMAIN\\]USER, found `{u}`"))?;
             Ok(Export {
-                file: file.clone(),
+                file: file.to_string(),
                 account,
-                password: password.clone(),
+                password: password.to_string(),
+                quiet,
             })
         }
-        _ => Err("expected: miiskmu /e FILE /u:[DOMAIN\\]USER PASSWORD|*".into()),
+        _ => Err("expected: miiskmu /e FILE /u:[DOMAIN\\]USER PASSWORD|* [/q]".into()),
+    }
+}
+
+/// Without `/q` the result stays on screen in a message box until somebody closes it: nobody does.
+fn message_box(io: &mut ToolIo, text: &str) -> ! {
+    let _ = writeln!(io.stdout, "[message box] {text}");
+    let _ = io.stdout.flush();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
     }
 }
 
@@ -57,11 +79,15 @@ pub fn run(lab: &Path, args: &[String], io: &mut ToolIo) -> i32 {
         }
         let _ = writeln!(io.stdout);
     }
-    match export(lab, &cmd) {
-        Ok(()) => {
-            let _ = writeln!(io.stdout, "{SUCCESS_TEXT}");
-            0
+    let result = export(lab, &cmd);
+    if !cmd.quiet {
+        match &result {
+            Ok(()) => message_box(io, SUCCESS_TEXT),
+            Err(msg) => message_box(io, msg),
         }
+    }
+    match result {
+        Ok(()) => 0,
         Err(msg) => {
             let _ = writeln!(io.stdout, "{msg}");
             1
