@@ -293,3 +293,22 @@ fn sql_checks_log_in_to_their_database_and_compare_the_scalar() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("NoSuchDatabase"), "{}", text(&out));
 }
+
+/// MIIS 2003 and MIM can keep their database on another SQL Server: the backup path is then a path
+/// on that machine. The backup is taken, proven and recognised there, through the server alone.
+#[test]
+fn a_database_on_a_separate_sql_server_is_backed_up_and_proven_on_that_server() {
+    for driver in [Driver::Odbc, Driver::Tds] {
+        let rig = Rig::iifp_separate_sql_host(driver);
+        let out = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert!(
+            rig.lab.sql_host_path(r"D:\Upgrade\miis.bak").is_file(),
+            "the backup is not on the SQL Server's machine"
+        );
+        assert!(!rig.path(r"D:\Upgrade\miis.bak").exists());
+        let again = rig.upgrade(&["plan", rig.plan_str(), "--detailed-exitcode"]);
+        assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+        assert!(stdout(&again).contains("= database"), "{}", text(&again));
+    }
+}

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::layout::{Flavour, Lab};
-use crate::serve::{parse_tds, StartOptions};
+use crate::serve::{parse_tds, SqlHost, StartOptions};
 use crate::LabError;
 
 /// A simulated MIIS / FIM sync server for testing and rehearsing `upgrade` plans (test double).
@@ -43,6 +43,10 @@ pub enum Command {
         /// Fault spec, repeatable (replaces DIR/faults.json), e.g. backup-3201=1.
         #[arg(long = "fault")]
         faults: Vec<String>,
+        /// The SQL Server runs on a machine of its own: backup paths resolve in DIR/sqlhost/drives,
+        /// out of the executor's reach (MIIS 2003 and MIM support a remote store).
+        #[arg(long)]
+        separate_sql_host: bool,
     },
     /// Show installed products, services, key set, backups taken, key files exported, tool runs.
     Status {
@@ -86,12 +90,18 @@ pub fn run(cli: Cli) -> Result<i32, LabError> {
             port,
             tds,
             faults,
+            separate_sql_host,
         } => {
             let lab = Lab::open(&dir)?;
             let opts = StartOptions {
                 port,
                 tds: parse_tds(&tds)?,
                 faults: Some(faults),
+                sql_host: if separate_sql_host {
+                    SqlHost::Separate
+                } else {
+                    SqlHost::SyncServer
+                },
             };
             crate::serve::serve_until_signal(&lab, opts)?;
             Ok(0)

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 pub use faults::{Faults, SqlFaults};
 pub use layout::{Flavour, InitOptions, Lab, ToolPaths};
-pub use serve::{RunningLab, StartOptions};
+pub use serve::{RunningLab, SqlHost, StartOptions};
 pub use status::Status;
 
 /// Everything that can go wrong in the lab's commands and library API.

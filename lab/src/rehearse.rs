@@ -424,6 +424,7 @@ fn rehearse_on(
         port: 0,
         tds,
         faults: None,
+        sql_host: crate::serve::SqlHost::SyncServer,
     })?;
     let tools = lab.tools()?;
     let target = Target {

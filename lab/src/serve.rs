@@ -44,6 +44,22 @@ pub struct StartOptions {
     pub tds: TdsVersion,
     /// Fault specs that replace DIR/faults.json; `None` keeps the file as it is.
     pub faults: Option<Vec<String>>,
+    /// Whether SQL Server runs on the sync server itself or on a machine of its own.
+    pub sql_host: SqlHost,
+}
+
+/// Where the lab's SQL Server runs. MIIS 2003 and MIM can keep their database on another SQL
+/// Server; a backup path is then a path on that machine, which the executor cannot see.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SqlHost {
+    /// On the sync server: BACKUP paths resolve in the lab's own drives (DIR/drives/X), which the
+    /// stand-in tools and a lab-native plan also use.
+    #[default]
+    SyncServer,
+    /// On a machine of its own: BACKUP and RESTORE paths resolve in DIR/sqlhost/drives/X, a
+    /// sandbox no stand-in and no executor path reaches; a path that is not a Windows drive path
+    /// is not found (OS error 3), as on a Windows SQL Server.
+    Separate,
 }
 
 /// What `serve` prints when ready (one JSON line).
@@ -83,6 +99,11 @@ impl RunningLab {
     /// Maps a Windows drive path (`C:\...`) into the sandbox.
     pub fn lab_path(&self, win: &str) -> PathBuf {
         self.lab.lab_path(win)
+    }
+
+    /// Where a path on a separate SQL Server machine lives in the lab (`SqlHost::Separate`).
+    pub fn sql_host_path(&self, win: &str) -> PathBuf {
+        crate::sqlmodel::separate_host_path(self.dir(), win)
     }
 
     /// The ready line's content.
@@ -144,7 +165,7 @@ impl Lab {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("upgrade-lab-tds".into())
-            .spawn(move || server_thread(dir, config, ready_tx, stop_rx))
+            .spawn(move || server_thread(dir, config, opts.sql_host, ready_tx, stop_rx))
             .map_err(|e| LabError::Server(format!("cannot start the server thread: {e}")))?;
         let port = match ready_rx.recv() {
             Ok(Ok(port)) => port,
@@ -180,6 +201,7 @@ pub fn sql_faults(f: &Faults) -> SqlFaults {
 fn server_thread(
     dir: PathBuf,
     config: tds::TdsConfig,
+    sql_host: SqlHost,
     ready: std::sync::mpsc::Sender<Result<u16, LabError>>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
@@ -195,7 +217,7 @@ fn server_thread(
         }
     };
     rt.block_on(async move {
-        let model = match Model::open(&dir) {
+        let model = match Model::open(&dir).and_then(|mut m| m.set_sql_host(sql_host).map(|()| m)) {
             Ok(m) => Arc::new(tokio::sync::Mutex::new(m)),
             Err(e) => {
                 let _ = ready.send(Err(e.into()));

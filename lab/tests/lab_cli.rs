@@ -202,6 +202,7 @@ fn status_reports_products_services_keys_exports_and_tool_runs_without_passwords
             key.to_str().unwrap(),
             &format!("/u:{}\\{}", st.account.domain, st.account.user),
             &st.account.password,
+            "/q",
         ])
         .output()
         .unwrap();

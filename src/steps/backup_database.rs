@@ -1,12 +1,13 @@
-//! `backup_database`: SQL Server's own BACKUP DATABASE to a temporary name beside the destination,
-//! RESTORE VERIFYONLY, then rename. Done means: the file's header names the database, the backup
-//! is fresh enough, and it verifies. Observation runs only read-only statements.
+//! `backup_database`: SQL Server's own BACKUP DATABASE, RESTORE VERIFYONLY, and msdb's history,
+//! all on the server: the backup path is a path on the SQL Server's machine (MIIS 2003 and MIM can
+//! keep their database on another server), so the executor never looks for the file itself.
+//! Done means: the file's header names the database, msdb records that backup as complete (or this
+//! plan recorded it), it is fresh enough, and it verifies. Observation runs only read-only statements.
 
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::fs as afs;
 use crate::adapters::sql::{statements as q, SqlClient, SqlError};
 use crate::plan::{BackupDatabase, StepId};
 use crate::steps::sqlrow::{int, text, time};
@@ -25,12 +26,6 @@ impl BackupDatabaseStep {
     fn path(&self) -> String {
         self.spec.to.to_string()
     }
-
-    fn temp_path(&self) -> String {
-        afs::temp_sibling(&self.spec.to.to_path_buf())
-            .to_string_lossy()
-            .into_owned()
-    }
 }
 
 /// What the server and the backup file say.
@@ -48,6 +43,9 @@ struct Observed {
     header_error: Option<String>,
     /// msdb's newest full backup of the database to this file.
     backup_set_id: Option<i64>,
+    /// When that backup finished, by msdb: a backup set only gets there once it is complete.
+    #[serde(default)]
+    history_finish: Option<NaiveDateTime>,
     /// RESTORE VERIFYONLY of an unrecorded backup found on the server (taken by hand).
     verified_now: Option<bool>,
 }
@@ -117,16 +115,28 @@ async fn read_header(sql: &mut dyn SqlClient, path: &str) -> Result<Header, SqlE
     })
 }
 
-async fn backup_set_id(
+/// msdb's newest complete full backup of `database` to `path`: its backup set id and finish.
+async fn history(
     sql: &mut dyn SqlClient,
     database: &str,
     path: &str,
-) -> Result<Option<i64>, SqlError> {
+) -> Result<Option<(i64, Option<NaiveDateTime>)>, SqlError> {
     let rows = sql.query(&q::latest_backup_to(database, path)).await?;
-    Ok(rows
-        .first()
-        .and_then(|r| r.get("backup_set_id"))
-        .and_then(int))
+    Ok(rows.first().and_then(|r| {
+        let id = r.get("backup_set_id").and_then(int)?;
+        Some((id, r.get("backup_finish_date").and_then(time)))
+    }))
+}
+
+/// Whether RESTORE HEADERONLY failed because there is no file there at all: error 3201 with
+/// operating system error 2 (file not found) or 3 (path not found).
+fn no_file(e: &SqlError) -> bool {
+    match e {
+        SqlError::Server { messages, .. } => messages.iter().any(|m| {
+            m.number == 3201 && (m.message.contains("error 2(") || m.message.contains("error 3("))
+        }),
+        _ => false,
+    }
 }
 
 impl BackupDatabaseStep {
@@ -151,6 +161,16 @@ impl BackupDatabaseStep {
                 self.path(),
                 h.database,
                 self.spec.database
+            ));
+        }
+        let recorded = self.recorded(cx).is_some_and(|r| r.finish == h.finish);
+        if !recorded && o.history_finish != Some(h.finish) {
+            return Some(format!(
+                "msdb has no record of a complete backup of `{}` to {} finishing {} (a backup \
+                 interrupted halfway, or history cleared), so it is not trusted",
+                self.spec.database,
+                self.path(),
+                h.finish
             ));
         }
         if h.backup_type != 1 {
@@ -203,24 +223,21 @@ impl Step for BackupDatabaseStep {
             .query(&q::database_exists(&self.spec.database))
             .await?
             .is_empty();
-        let (header, header_error) = if afs::exists(&self.spec.to.to_path_buf()) {
-            match read_header(sql.as_mut(), &self.path()).await {
-                Ok(h) => (Some(h), None),
-                Err(e @ (SqlError::Server { .. } | SqlError::Protocol { .. })) => (
-                    None,
-                    Some(format!("RESTORE HEADERONLY cannot read it: {e}")),
-                ),
-                Err(e) => return Err(e.into()),
-            }
-        } else {
-            (None, None)
+        // The file is on the SQL Server's machine: only the server can say whether it is there.
+        let (header, header_error) = match read_header(sql.as_mut(), &self.path()).await {
+            Ok(h) => (Some(h), None),
+            Err(e) if no_file(&e) => (None, None),
+            Err(e @ (SqlError::Server { .. } | SqlError::Protocol { .. })) => (
+                None,
+                Some(format!("RESTORE HEADERONLY cannot read it: {e}")),
+            ),
+            Err(e) => return Err(e.into()),
         };
-        // A backup taken by hand is in msdb under the final name; ours under the temporary one.
-        let backup_set_id =
-            match backup_set_id(sql.as_mut(), &self.spec.database, &self.path()).await? {
-                Some(id) => Some(id),
-                None => backup_set_id(sql.as_mut(), &self.spec.database, &self.temp_path()).await?,
-            };
+        let found = history(sql.as_mut(), &self.spec.database, &self.path()).await?;
+        let (backup_set_id, history_finish) = match found {
+            Some((id, finish)) => (Some(id), finish),
+            None => (None, None),
+        };
         // A backup nobody recorded (taken by hand) is verified now; VERIFYONLY only reads the file.
         // Without CHECKSUM: a backup taken by hand may have been taken without checksums.
         let needs_verify = self.spec.verify
@@ -250,6 +267,7 @@ impl Step for BackupDatabaseStep {
             header,
             header_error,
             backup_set_id,
+            history_finish,
             verified_now,
         }))
     }
@@ -301,23 +319,19 @@ impl Step for BackupDatabaseStep {
             }
             Some(reason) => {
                 let checksum = supports_checksum(&o.server_version);
-                let temp = self.temp_path();
                 let mut ops = vec![Op::Sql {
                     statement: q::backup_database(
                         &self.spec.database,
-                        &temp,
+                        &self.path(),
                         &backup_name(&self.id),
                         checksum,
                     ),
                 }];
                 if self.spec.verify {
                     ops.push(Op::Sql {
-                        statement: q::restore_verifyonly(&temp, checksum),
+                        statement: q::restore_verifyonly(&self.path(), checksum),
                     });
                 }
-                ops.push(Op::Write {
-                    path: format!("{} (renamed from {temp})", self.path()),
-                });
                 Diff::Change { reason, ops }
             }
         }
@@ -327,25 +341,24 @@ impl Step for BackupDatabaseStep {
         let mut sql = cx.world.sql().await?;
         let version = server_version(sql.as_mut()).await?;
         let checksum = supports_checksum(&version);
-        let temp = self.temp_path();
-        // A half-written temp from a killed run is never trusted.
-        afs::remove_if_exists(&afs::temp_sibling(&self.spec.to.to_path_buf()))?;
+        let path = self.path();
+        // Straight to the final name, on the server (no rename exists in T-SQL, and the file may be
+        // on another machine). A backup cut short there is never trusted: msdb records a backup set
+        // only once it is complete, and it would not verify.
         sql.execute(&q::backup_database(
             &self.spec.database,
-            &temp,
+            &path,
             &backup_name(&self.id),
             checksum,
         ))
         .await?;
         if self.spec.verify {
-            self.verify_file(sql.as_mut(), &temp, checksum).await?;
+            self.verify_file(sql.as_mut(), &path, checksum).await?;
         }
-        let header = read_header(sql.as_mut(), &temp).await?;
-        let set_id = backup_set_id(sql.as_mut(), &self.spec.database, &temp).await?;
-        afs::rename(
-            &afs::temp_sibling(&self.spec.to.to_path_buf()),
-            &self.spec.to.to_path_buf(),
-        )?;
+        let header = read_header(sql.as_mut(), &path).await?;
+        let set_id = history(sql.as_mut(), &self.spec.database, &path)
+            .await?
+            .map(|(id, _)| id);
         let recorded = Recorded {
             database: self.spec.database.clone(),
             path: self.path(),

@@ -31,6 +31,23 @@ pub const FREETDS_DRIVER: &str = "/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so";
 impl Rig {
     /// A fresh IIFP lab with its server listening, and the seed plan written for it.
     pub fn iifp(driver: Driver, faults: &[&str]) -> Rig {
+        Rig::iifp_on(driver, faults, upgrade_lab::SqlHost::SyncServer)
+    }
+
+    /// The seed plan against a lab whose SQL Server is a machine of its own: the plan's backup
+    /// path `D:\Upgrade\miis.bak` is a path on that machine (which has the folder), out of the
+    /// executor's reach.
+    pub fn iifp_separate_sql_host(driver: Driver) -> Rig {
+        let rig = Rig::iifp_on(driver, &[], upgrade_lab::SqlHost::Separate);
+        let local = rig.path(r"D:\Upgrade\miis.bak").display().to_string();
+        let plan = std::fs::read_to_string(&rig.plan).unwrap();
+        assert!(plan.contains(&local), "the seed plan's backup line changed");
+        std::fs::write(&rig.plan, plan.replace(&local, r"D:\Upgrade\miis.bak")).unwrap();
+        std::fs::create_dir_all(rig.lab.sql_host_path(r"D:\Upgrade")).unwrap();
+        rig
+    }
+
+    fn iifp_on(driver: Driver, faults: &[&str], sql_host: upgrade_lab::SqlHost) -> Rig {
         let tmp = tempfile::tempdir().unwrap();
         let lab = Lab::init(&tmp.path().join("lab"), Flavour::Iifp).unwrap();
         let tds = match driver {
@@ -42,6 +59,7 @@ impl Rig {
                 port: 0,
                 tds,
                 faults: Some(faults.iter().map(|s| s.to_string()).collect()),
+                sql_host,
             })
             .unwrap();
         let plan = tmp.path().join("plan.yaml");

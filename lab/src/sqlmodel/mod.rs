@@ -77,6 +77,20 @@ pub struct Model {
     dir: PathBuf,
     state: State,
     version: TdsVersion,
+    sql_host: crate::serve::SqlHost,
+}
+
+/// A path on a separate SQL Server machine: `X:\A\B` is DIR/sqlhost/drives/X/A/B. Anything else
+/// (a POSIX path, a UNC path) maps under DIR/sqlhost/unreachable, which is never created, so the
+/// server answers "path not found" as a Windows SQL Server would for a path it does not have.
+pub fn separate_host_path(dir: &Path, device: &str) -> PathBuf {
+    let root = dir.join("sqlhost");
+    match crate::layout::win_to_lab(&root, device) {
+        Some(p) if !device.starts_with(['Z', 'z']) => p,
+        _ => root
+            .join("unreachable")
+            .join(device.replace(['/', '\\', ':'], "_")),
+    }
 }
 
 /// The server's clock (local time, as SQL Server's GETDATE()), to the millisecond.
@@ -132,6 +146,7 @@ impl Model {
             dir: dir.to_path_buf(),
             state,
             version: TdsVersion::V74,
+            sql_host: crate::serve::SqlHost::SyncServer,
         })
     }
 
@@ -189,9 +204,29 @@ impl Model {
         }
     }
 
-    /// Maps a device path to the lab's file system: `C:\X\Y` is DIR/drives/C/X/Y; others stay as given.
+    /// Puts the server on the sync server or on a machine of its own (creating that machine's
+    /// C: and D: drives).
+    pub fn set_sql_host(&mut self, sql_host: crate::serve::SqlHost) -> Result<(), ModelError> {
+        if sql_host == crate::serve::SqlHost::Separate {
+            for drive in ["C:\\", "D:\\"] {
+                let root = separate_host_path(&self.dir, drive);
+                std::fs::create_dir_all(&root).map_err(|e| ModelError::Io {
+                    path: root.clone(),
+                    source: e,
+                })?;
+            }
+        }
+        self.sql_host = sql_host;
+        Ok(())
+    }
+
+    /// Maps a device path to the lab's file system: on the sync server `C:\X\Y` is
+    /// DIR/drives/C/X/Y and others stay as given; on a separate host see [`separate_host_path`].
     pub fn resolve_path(&self, device: &str) -> PathBuf {
-        crate::layout::resolve(&self.dir, device)
+        match self.sql_host {
+            crate::serve::SqlHost::SyncServer => crate::layout::resolve(&self.dir, device),
+            crate::serve::SqlHost::Separate => separate_host_path(&self.dir, device),
+        }
     }
 
     fn persist(&self) -> Result<(), Message> {

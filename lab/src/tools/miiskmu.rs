@@ -5,7 +5,7 @@
 //! Like the real tool, it ends with a message box unless `/q` (quiet) is given: Microsoft's own FIM
 //! scripts run `miiskmu /e FILE /u:DOMAIN\USER PASSWORD /q`, and the interactive runbooks show the
 //! result in a dialog. On a server session nobody closes that box, so without `/q` the stand-in
-//! prints the result and then waits until it is killed. In quiet mode it prints nothing on success
+//! prints the result and then waits (120 s, then exit 1, so a forgotten `/q` cannot hang a test run). In quiet mode it prints nothing on success
 //! (a lab choice: the real tool's console text is unconfirmed, so nothing may depend on it).
 
 use std::path::Path;
@@ -49,13 +49,21 @@ fn parse(args: &[String]) -> Result<Export, String> {
     }
 }
 
+/// How long the stand-in's message box waits. The real one waits for ever; the lab gives up so that
+/// a test that forgets `/q` fails instead of hanging a whole run.
+const MESSAGE_BOX_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Without `/q` the result stays on screen in a message box until somebody closes it: nobody does.
-fn message_box(io: &mut ToolIo, text: &str) -> ! {
+fn message_box(io: &mut ToolIo, text: &str) -> i32 {
     let _ = writeln!(io.stdout, "[message box] {text}");
     let _ = io.stdout.flush();
-    loop {
-        std::thread::sleep(std::time::Duration::from_secs(3600));
-    }
+    std::thread::sleep(MESSAGE_BOX_WAIT);
+    let _ = writeln!(
+        io.stdout,
+        "(lab: nobody closed the message box in {}s; miiskmu needs /q on a server)",
+        MESSAGE_BOX_WAIT.as_secs()
+    );
+    1
 }
 
 /// Runs the stand-in; returns the exit code.
@@ -81,10 +89,10 @@ pub fn run(lab: &Path, args: &[String], io: &mut ToolIo) -> i32 {
     }
     let result = export(lab, &cmd);
     if !cmd.quiet {
-        match &result {
+        return match &result {
             Ok(()) => message_box(io, SUCCESS_TEXT),
             Err(msg) => message_box(io, msg),
-        }
+        };
     }
     match result {
         Ok(()) => 0,
