@@ -7,6 +7,7 @@ pub mod load;
 pub mod node_de;
 pub mod placeholders;
 pub mod schema;
+pub mod source;
 pub mod types;
 pub mod validate;
 pub mod values;
