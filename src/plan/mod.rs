@@ -4,6 +4,7 @@
 pub mod diagnostics;
 pub mod graph;
 pub mod load;
+pub mod names;
 pub mod node_de;
 pub mod placeholders;
 pub mod schema;

@@ -3,6 +3,8 @@
 //! exactly one YAML document. What a reviewer reads must be all that runs; nothing here
 //! interprets the plan's fields.
 
+use std::borrow::Cow;
+
 use yaml_rust2::parser::{Event, Parser};
 
 /// A problem with the file's text, at a 1-based line and column (characters, as an editor counts
@@ -121,6 +123,29 @@ pub fn second_document(text: &str) -> Option<TextProblem> {
     }
 }
 
+/// `text` as a terminal may be given it: every character `misleading` names is written as
+/// `\u{1b}` instead, except line feeds and the carriage return of a CRLF line end, so that no
+/// name from a plan or a server can move the cursor, clear the screen or reorder what is shown.
+pub fn escape_for_terminal(text: &str) -> Cow<'_, str> {
+    let mut chars = text.chars().peekable();
+    let mut shown = String::new();
+    let mut changed = false;
+    while let Some(c) = chars.next() {
+        let line_end = c == '\n' || (c == '\r' && chars.peek() == Some(&'\n'));
+        if misleading(c) && !line_end {
+            shown.extend(c.escape_unicode());
+            changed = true;
+        } else {
+            shown.push(c);
+        }
+    }
+    if changed {
+        Cow::Owned(shown)
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 /// UTF-16 or UTF-32 text, told by its byte-order mark or by the zero bytes ASCII gets in it.
 fn wide_encoding(bytes: &[u8]) -> Option<TextProblem> {
     let name = match bytes {
@@ -145,7 +170,7 @@ fn wide_encoding(bytes: &[u8]) -> Option<TextProblem> {
 /// does not end a line), break lines in some editors but not for YAML, or show it in another
 /// order than it is read (bidirectional controls, "Trojan Source"). YAML 1.2 (section 5.1)
 /// already allows no C0 or C1 control but tab and line ends.
-fn misleading(c: char) -> bool {
+pub(crate) fn misleading(c: char) -> bool {
     (c.is_control() && c != '\t')
         || matches!(c,
             '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
