@@ -184,3 +184,39 @@ fn plan_and_apply_refuse_an_invalid_plan_with_its_diagnostics_and_exit_1() {
         );
     }
 }
+
+#[test]
+fn validate_never_writes_a_control_character_from_the_plan_to_the_terminal() {
+    // YAML's `\e` escape puts an escape sequence into a key and into a path; diagnostics that
+    // repeat them (an unknown field, a path that is not absolute) must show them escaped.
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        concat!(
+            "version: 1\n",
+            "name: bad\n",
+            "server: { sql: { host: sql01, auth: windows } }\n",
+            "steps:\n",
+            "  - id: database\n",
+            "    backup_database: { database: MIIS, to: \"D:\\e[2J\\a\\u202ex.bak\" }\n",
+            "\"extra\\e]0;pwned\\a\": 1\n",
+        ),
+    )
+    .unwrap();
+    let out = upgrade(&["validate", plan.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        !stderr.contains(['\x1b', '\x07', '\u{202e}']),
+        "raw control characters on stderr: {stderr:?}"
+    );
+    assert!(
+        stderr.contains("unknown field `extra\\u{1b}]0;pwned\\u{7}`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("found `D:\\u{1b}[2J\\u{7}\\u{202e}x.bak`"),
+        "{stderr}"
+    );
+}

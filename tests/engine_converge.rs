@@ -166,7 +166,10 @@ fn two_applies_at_once_never_both_run() {
         .state_dir()
         .join("lab-iifp-to-miis2003.lock.holder.json");
     let t0 = std::time::Instant::now();
-    while !lock.exists() && t0.elapsed() < std::time::Duration::from_secs(30) {
+    // The holder file names the first apply once it holds the lock (it is empty otherwise).
+    while std::fs::read(&lock).map_or(true, |b| b.is_empty())
+        && t0.elapsed() < std::time::Duration::from_secs(30)
+    {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let second = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);

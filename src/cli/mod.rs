@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, Parser, Subcommand};
 
 use crate::engine::{self, ApplyOptions, PlanOptions};
-use crate::plan;
+use crate::plan::{self, source::escape_for_terminal};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -174,7 +174,7 @@ fn engine_result(result: Result<u8, engine::EngineError>) -> u8 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", escape_for_terminal(&e.to_string()));
             1
         }
     }

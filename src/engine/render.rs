@@ -4,7 +4,17 @@
 
 use serde::Serialize;
 
+use crate::adapters::secrets::Redactor;
+use crate::plan::source::escape_for_terminal;
 use crate::steps::{Diff, Op};
+
+/// Text as a terminal is given it: secrets replaced first, then every character that could move
+/// the cursor, clear the screen or reorder text escaped. Names and messages from the plan, the
+/// server and the tools all pass through here. (Escaping first would hide a secret that holds
+/// such a character from the redactor.)
+pub fn for_terminal(redactor: &Redactor, text: &str) -> String {
+    escape_for_terminal(&redactor.redact(text)).into_owned()
+}
 
 /// One step as planned.
 #[derive(Debug, Clone, Serialize)]
@@ -180,6 +190,20 @@ pub fn apply_summary(doc: &ApplyDocument) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::secrets::SecretString;
+
+    #[test]
+    fn a_terminal_gets_no_raw_control_characters_and_no_secret() {
+        let redactor = Redactor::new(vec![SecretString::new("pa\x1bss")]);
+        let shown = for_terminal(
+            &redactor,
+            "agent Contoso\x1b[2J AD\r\nline two\n\u{202e}cba and pa\x1bss\n",
+        );
+        assert_eq!(
+            shown,
+            "agent Contoso\\u{1b}[2J AD\r\nline two\n\\u{202e}cba and ***\n"
+        );
+    }
 
     #[test]
     fn a_plan_shows_each_step_with_its_mark_reason_and_operations() {

@@ -259,12 +259,13 @@ pub async fn plan(opts: PlanOptions) -> Result<u8, EngineError> {
         .save(out)?;
     }
     let mut stdout = std::io::stdout().lock();
+    // JSON escapes control characters itself (and `\u{..}` would not be JSON).
     let text = if opts.json {
-        json(&doc)?
+        session.world.redactor.redact(&json(&doc)?)
     } else {
-        render::plan_text(&doc)
+        render::for_terminal(&session.world.redactor, &render::plan_text(&doc))
     };
-    let _ = stdout.write_all(session.world.redactor.redact(&text).as_bytes());
+    let _ = stdout.write_all(text.as_bytes());
     if let Some(out) = &opts.out {
         if !opts.json {
             let _ = writeln!(
@@ -334,7 +335,7 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
     let out = |text: &str| {
         if !opts.json {
             let mut o = std::io::stdout().lock();
-            let _ = o.write_all(redactor.redact(text).as_bytes());
+            let _ = o.write_all(render::for_terminal(&redactor, text).as_bytes());
             let _ = o.flush();
         }
     };
@@ -401,7 +402,10 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
     }
     match &result.error {
         Some(e) if !opts.json => {
-            eprintln!("error: {}", session.world.redactor.redact(e));
+            eprintln!(
+                "error: {}",
+                render::for_terminal(&session.world.redactor, e)
+            );
             Ok(1)
         }
         Some(_) => Ok(1),

@@ -5,6 +5,8 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::source::escape_for_terminal;
+
 /// One problem in a plan file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
@@ -26,10 +28,15 @@ impl fmt::Display for Diagnostic {
         } else {
             &self.path
         };
+        // Paths and messages repeat keys and values from the plan: never raw to a terminal.
         write!(
             f,
             "{}:{}:{}: {}: {}",
-            self.file, self.line, self.column, path, self.message
+            escape_for_terminal(&self.file),
+            self.line,
+            self.column,
+            escape_for_terminal(path),
+            escape_for_terminal(&self.message)
         )
     }
 }

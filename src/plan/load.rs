@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::node_de::{self, NodeError, Position};
+use super::source;
 use super::types::{Plan, StepKind, StepSpec};
 use super::validate;
 
@@ -30,23 +31,16 @@ pub struct LoadedPlan {
 /// Reads, parses and validates the plan at `path`.
 pub fn load(path: &Path) -> Result<LoadedPlan, Diagnostics> {
     let file = path.display().to_string();
-    let whole_file = |message: String| {
+    let bytes = std::fs::read(path).map_err(|e| {
         Diagnostics(vec![Diagnostic {
             file: file.clone(),
             line: 0,
             column: 0,
             path: String::new(),
-            message,
+            message: format!("cannot read the plan file: {e}"),
         }])
-    };
-    let bytes =
-        std::fs::read(path).map_err(|e| whole_file(format!("cannot read the plan file: {e}")))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        whole_file(format!(
-            "the plan file is not UTF-8 text (invalid byte at offset {})",
-            e.utf8_error().valid_up_to()
-        ))
     })?;
+    let text = source::decode(bytes).map_err(|p| text_diagnostics(&file, vec![p]))?;
     let mut loaded = load_str(&file, &text)?;
     loaded.path = path.to_path_buf();
     Ok(loaded)
@@ -57,8 +51,12 @@ pub fn load_str(file_name: &str, text: &str) -> Result<LoadedPlan, Diagnostics> 
     let options = LoaderOptions::default()
         .error_on_duplicate_keys(true)
         .prevent_coercion(true);
-    let root = marked_yaml::parse_yaml_with_options(0, text, options)
+    let yaml = source::yaml_text(text).map_err(|p| text_diagnostics(file_name, p))?;
+    let root = marked_yaml::parse_yaml_with_options(0, yaml, options)
         .map_err(|e| Diagnostics(vec![syntax_diagnostic(file_name, &e)]))?;
+    if let Some(p) = source::second_document(yaml) {
+        return Err(text_diagnostics(file_name, vec![p]));
+    }
     let mut out = Diagnostics(Vec::new());
     let mut report = |path: String, pos: Position, message: String| {
         out.0.push(Diagnostic {
@@ -101,6 +99,21 @@ pub fn load_str(file_name: &str, text: &str) -> Result<LoadedPlan, Diagnostics> 
         sha256: hex::encode(Sha256::digest(text.as_bytes())),
         plan,
     })
+}
+
+fn text_diagnostics(file: &str, problems: Vec<source::TextProblem>) -> Diagnostics {
+    Diagnostics(
+        problems
+            .into_iter()
+            .map(|p| Diagnostic {
+                file: file.to_string(),
+                line: p.line,
+                column: p.column,
+                path: String::new(),
+                message: p.message,
+            })
+            .collect(),
+    )
 }
 
 fn syntax_diagnostic(file: &str, e: &LoadError) -> Diagnostic {
@@ -225,6 +238,13 @@ fn read_plan(root: &Node) -> Result<Plan, Vec<NodeError>> {
             location: Some((String::new(), Position::of_node(root))),
         }]);
     };
+    if map.is_empty() {
+        return Err(vec![NodeError {
+            message: "the plan is empty; a plan has version:, name:, server: and steps:"
+                .to_string(),
+            location: Some((String::new(), Position { line: 1, column: 1 })),
+        }]);
+    }
     unknown_keys(map, "", TOP_LEVEL, &node_de::one_of(TOP_LEVEL), &mut errors);
     missing(map, "", REQUIRED_TOP_LEVEL, &mut errors);
     let version = field(map, "version", "", &mut errors);

@@ -4,9 +4,11 @@
 pub mod diagnostics;
 pub mod graph;
 pub mod load;
+pub mod names;
 pub mod node_de;
 pub mod placeholders;
 pub mod schema;
+pub mod source;
 pub mod types;
 pub mod validate;
 pub mod values;

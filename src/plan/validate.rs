@@ -1,11 +1,13 @@
 //! Checks a structurally sound plan for what serde cannot express: ids and references, order and
-//! cycles, the protection an uninstall needs, secrets in installer templates, and per-field rules.
+//! cycles, the protection an uninstall needs, secrets in installer templates, and per-field rules
+//! (the characters names may hold are `names`' job).
 //! It reports every problem by field path; positions are added by the loader. It never resolves
 //! a secret or touches the server.
 
 use std::collections::HashMap;
 
 use super::graph;
+use super::names;
 use super::placeholders;
 use super::types::*;
 use super::values::LITERAL_SECRET;
@@ -52,6 +54,7 @@ pub fn check(plan: &Plan) -> Vec<Problem> {
         );
     }
     check_connection(&plan.server.sql, &mut p);
+    p.0.extend(names::check(plan));
     if plan.steps.is_empty() {
         p.add("steps", "a plan needs at least one step");
     }

@@ -140,13 +140,22 @@ fn freetds_value(value: &str, what: &str) -> Result<String, SqlError> {
     }
 }
 
-/// The ODBC connection string. Holds the password: never log it.
+/// The ODBC connection string. Holds the password: never log it. Every value from the plan is
+/// quoted (`{...}`), so none can end its value early and add keys of its own
+/// (`x;Trusted_Connection=yes`); validation also refuses such host and instance names.
 pub fn connection_string(
     conn: &SqlConnection,
     password: Option<&SecretString>,
 ) -> Result<String, SqlError> {
     let driver = driver_name(conn);
     let freetds = is_freetds(&driver);
+    let quote = |value: &str, what: &str| {
+        if freetds {
+            freetds_value(value, what)
+        } else {
+            Ok(braced(value))
+        }
+    };
     let host = host_address(&conn.host);
     let is_path = driver.starts_with('/') || (driver.len() > 2 && driver.as_bytes()[1] == b':');
     let mut s = if is_path && !driver.contains([';', '{', '}']) {
@@ -155,13 +164,14 @@ pub fn connection_string(
         format!("Driver={};", braced(&driver))
     };
     if freetds {
-        match (conn.port, &conn.instance) {
-            (Some(port), _) => s.push_str(&format!("Server={host};Port={port};")),
-            (None, Some(instance)) => s.push_str(&format!(
-                "Server={};",
-                braced(&format!("{host}\\{instance}"))
-            )),
-            (None, None) => s.push_str(&format!("Server={host};Port=1433;")),
+        let (server, port) = match (conn.port, &conn.instance) {
+            (Some(port), _) => (host.to_string(), Some(port)),
+            (None, Some(instance)) => (format!("{host}\\{instance}"), None),
+            (None, None) => (host.to_string(), Some(1433)),
+        };
+        s.push_str(&format!("Server={};", quote(&server, "server name")?));
+        if let Some(port) = port {
+            s.push_str(&format!("Port={};", braced(&port.to_string())));
         }
         s.push_str("TDS_Version=7.1;ClientCharset=UTF-8;");
     } else {
@@ -176,7 +186,7 @@ pub fn connection_string(
         s.push_str(&format!("Server={};", braced(&server)));
     }
     if let Some(db) = &conn.database {
-        s.push_str(&format!("Database={};", braced(db)));
+        s.push_str(&format!("Database={};", quote(db, "database name")?));
     }
     match &conn.auth {
         SqlAuth::Windows => s.push_str("Trusted_Connection=yes;"),
@@ -184,14 +194,8 @@ pub fn connection_string(
             let password = password.ok_or_else(|| SqlError::Unsupported {
                 message: format!("SQL authentication as {} needs a password", login.user),
             })?;
-            let (uid, pwd) = if freetds {
-                (
-                    freetds_value(&login.user, "user name")?,
-                    freetds_value(password.expose(), "password")?,
-                )
-            } else {
-                (braced(&login.user), braced(password.expose()))
-            };
+            let uid = quote(&login.user, "user name")?;
+            let pwd = quote(password.expose(), "password")?;
             s.push_str(&format!("UID={uid};PWD={pwd};"));
         }
     }
@@ -496,7 +500,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             s,
-            "Driver=/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so;Server=127.0.0.1;Port=14330;TDS_Version=7.1;ClientCharset=UTF-8;UID={upgrade};PWD={p;w=d};"
+            "Driver=/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so;Server={127.0.0.1};Port={14330};TDS_Version=7.1;ClientCharset=UTF-8;UID={upgrade};PWD={p;w=d};"
         );
     }
 
@@ -538,6 +542,96 @@ mod tests {
             s.ends_with("Trusted_Connection=yes;") && !s.contains("PWD"),
             "{s}"
         );
+    }
+
+    /// Splits a connection string into keys and values the way a driver does: a value in braces
+    /// runs to its closing brace (Microsoft's drivers read `}}` as one `}`; FreeTDS ends the value
+    /// at the first `}`), any other value to the next `;`.
+    fn parse(s: &str, freetds: bool) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut rest = s;
+        while !rest.is_empty() {
+            let (key, after) = rest.split_once('=').expect("key=value");
+            let (value, after) = if let Some(braced) = after.strip_prefix('{') {
+                let mut value = String::new();
+                let mut chars = braced.char_indices().peekable();
+                loop {
+                    let (i, c) = chars.next().expect("a closing brace");
+                    if c == '}' {
+                        if !freetds && chars.peek().is_some_and(|(_, c)| *c == '}') {
+                            chars.next();
+                            value.push('}');
+                            continue;
+                        }
+                        break (value, &braced[i + 1..]);
+                    }
+                    value.push(c);
+                }
+            } else {
+                let end = after.find(';').unwrap_or(after.len());
+                (after[..end].to_string(), &after[end..])
+            };
+            out.push((key.to_string(), value));
+            rest = after.strip_prefix(';').unwrap_or(after);
+        }
+        out
+    }
+
+    #[test]
+    fn a_hostile_host_user_or_database_stays_one_value_in_the_connection_string() {
+        let pw = SecretString::new("pw");
+        for driver in ["FreeTDS", "SQL Server"] {
+            let freetds = driver == "FreeTDS";
+            let mut c = conn(Some(driver), Some(1433), None);
+            c.host = "x;Trusted_Connection=yes;Server=evil".into();
+            c.database = Some("db;Database=master".into());
+            c.auth = SqlAuth::Sql(SqlLogin {
+                user: "sa;Trusted_Connection=yes".into(),
+                password: Secret::Env("X".into()),
+            });
+            let parsed = parse(&connection_string(&c, Some(&pw)).unwrap(), freetds);
+            let keys: Vec<&str> = parsed.iter().map(|(k, _)| k.as_str()).collect();
+            let value = |key: &str| {
+                parsed
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map(|(_, v)| v.as_str())
+            };
+            assert!(
+                !keys.contains(&"Trusted_Connection"),
+                "{driver}: {parsed:?}"
+            );
+            assert_eq!(
+                keys.iter().filter(|k| **k == "Server").count(),
+                1,
+                "{driver}: {parsed:?}"
+            );
+            let server = if freetds {
+                "x;Trusted_Connection=yes;Server=evil"
+            } else {
+                "x;Trusted_Connection=yes;Server=evil,1433"
+            };
+            assert_eq!(value("Server"), Some(server), "{driver}");
+            assert_eq!(value("Database"), Some("db;Database=master"), "{driver}");
+            assert_eq!(value("UID"), Some("sa;Trusted_Connection=yes"), "{driver}");
+            assert_eq!(value("PWD"), Some("pw"), "{driver}");
+        }
+    }
+
+    #[test]
+    fn freetds_gets_a_closing_brace_in_a_name_bare_so_that_it_is_not_cut_short() {
+        let pw = SecretString::new("pw");
+        let mut c = conn(Some("FreeTDS"), None, Some("MI}IS"));
+        c.database = Some("d}b".into());
+        let parsed = parse(&connection_string(&c, Some(&pw)).unwrap(), true);
+        let value = |key: &str| {
+            parsed
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(value("Server").as_deref(), Some("127.0.0.1\\MI}IS"));
+        assert_eq!(value("Database").as_deref(), Some("d}b"));
     }
 
     #[test]
