@@ -113,6 +113,24 @@ impl Flavour {
         }
     }
 
+    /// The Windows the flavour's server runs, as far as the stand-ins show it.
+    /// IIFP: Windows Server 2003 as released, with reg.exe 3.0 (project design notes) and Windows
+    /// Installer 2.0.3790.0 ("Released with Windows Server 2003", Microsoft's "Released Versions of
+    /// Windows Installer"). FIM 2010 R2: Windows Server 2008 R2, with a later reg.exe and Windows
+    /// Installer 5.0.7600.16385 (same table).
+    pub fn windows(self) -> Windows {
+        match self {
+            Flavour::Iifp => Windows {
+                reg: RegVersion::V3_0,
+                installer: [2, 0, 3790, 0],
+            },
+            Flavour::Fim2010r2 => Windows {
+                reg: RegVersion::Later,
+                installer: [5, 0, 7600, 16385],
+            },
+        }
+    }
+
     /// Windows path of the installer media on E:.
     pub fn media(self) -> &'static str {
         match self {
@@ -120,6 +138,24 @@ impl Flavour {
             Flavour::Fim2010r2 => MIM_MSI,
         }
     }
+}
+
+/// Which reg.exe the lab's `reg` stand-in behaves like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegVersion {
+    /// reg.exe 3.0 (Windows XP / Server 2003): a `! REG.EXE VERSION 3.0` header, `<NO NAME>` for
+    /// default values, tabs around the type, CRLF line ends, no `/reg:32` or `/reg:64`.
+    V3_0,
+    /// Later reg.exe: four spaces around the type, `/reg:32` and `/reg:64`.
+    Later,
+}
+
+/// What the stand-ins show of the server's Windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    pub reg: RegVersion,
+    /// The Windows Installer version (the file version of System32\msi.dll).
+    pub installer: [u16; 4],
 }
 
 pub const MIIS_LOCATION: &str = r"C:\Program Files\Microsoft Identity Integration Server\";
