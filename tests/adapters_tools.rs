@@ -8,6 +8,7 @@ use upgrade::adapters::process::{ProcessError, ProcessSpec};
 use upgrade::adapters::products::{self, Lookup};
 use upgrade::adapters::secrets::{Redactor, SecretString};
 use upgrade::adapters::services::{self, ServiceState};
+use upgrade::adapters::windows_installer;
 use upgrade::plan::{ProductCode, ProductRef};
 use upgrade_lab::{Flavour, Lab};
 
@@ -171,4 +172,18 @@ async fn a_slow_tool_is_killed_at_its_timeout() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn the_windows_installer_version_is_read_from_msi_dll_beside_msiexec() {
+    for (flavour, version) in [
+        (Flavour::Iifp, "2.0.3790.0"),
+        (Flavour::Fim2010r2, "5.0.7600.16385"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let lab = Lab::init(&dir.path().join("lab"), flavour).unwrap();
+        let dll = windows_installer::msi_dll_beside(&lab.tools().unwrap().msiexec);
+        let read = windows_installer::read(&dll).unwrap();
+        assert_eq!(read.to_string(), version, "{flavour:?}");
+    }
 }

@@ -340,6 +340,10 @@ impl Lab {
         for tool in ["msiexec", "reg", "sc"] {
             write_wrapper(&dir.join("bin").join(tool), exe, dir, tool)?;
         }
+        // msi.dll beside msiexec, as in System32: its file version is the Windows Installer's.
+        let msi_dll = dir.join("bin").join("msi.dll");
+        fs::write(&msi_dll, msi_dll_bytes(flavour.windows().installer))
+            .map_err(LabError::io(&msi_dll))?;
 
         let mut installed = flavour.installed_product();
         if let Some(code) = &opts.installed_code {
@@ -450,6 +454,47 @@ pub fn install_files(
         }
     }
     Ok(())
+}
+
+/// A stand-in for msi.dll: not a DLL, only a VS_VERSIONINFO resource block (the UTF-16 key
+/// `VS_VERSION_INFO`, then VS_FIXEDFILEINFO with signature 0xFEEF04BD and the file version), which
+/// is where Windows keeps a file's version. TEST DOUBLE.
+pub fn msi_dll_bytes(version: [u16; 4]) -> Vec<u8> {
+    let mut b = b"MZ upgrade-lab stand-in for msi.dll (not a real DLL)\n".to_vec();
+    while !b.len().is_multiple_of(4) {
+        b.push(0);
+    }
+    // VS_VERSIONINFO: wLength, wValueLength (sizeof VS_FIXEDFILEINFO), wType (binary).
+    b.extend([92u16, 52, 0].iter().flat_map(|w| w.to_le_bytes()));
+    b.extend(
+        "VS_VERSION_INFO\0"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes),
+    );
+    while !b.len().is_multiple_of(4) {
+        b.push(0);
+    }
+    let [a, c, d, e] = version.map(u32::from);
+    let (ms, ls) = ((a << 16) | c, (d << 16) | e);
+    // Signature, structure version, file version, product version, then flags, OS, type: zero.
+    for dword in [
+        0xFEEF_04BD,
+        0x0001_0000,
+        ms,
+        ls,
+        ms,
+        ls,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ] {
+        b.extend(u32::to_le_bytes(dword));
+    }
+    b
 }
 
 /// `#!/bin/sh` wrapper that runs `upgrade-lab tool --lab DIR NAME "$@"`.

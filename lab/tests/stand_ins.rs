@@ -64,18 +64,18 @@ fn miiskmu(lab: &Lab, file: &Path, account: &str, stdin: &str) -> Run {
     )
 }
 
+/// `msiexec /x CODE` as an administrator types it on the lab's Windows: `/norestart` exists from
+/// Windows Installer 3.0 on; before, its documented equivalent is `REBOOT=ReallySuppress`.
 fn uninstall(lab: &Lab, code: &str) -> Run {
     let log = lab.dir().join("uninstall.log");
+    let no_restart = if lab.state().unwrap().flavour.windows().installer[0] >= 3 {
+        "/norestart"
+    } else {
+        "REBOOT=ReallySuppress"
+    };
     run(
         &lab.tools().unwrap().msiexec,
-        &[
-            "/x",
-            code,
-            "/qn",
-            "/norestart",
-            "/l*v",
-            log.to_str().unwrap(),
-        ],
+        &["/x", code, "/qn", no_restart, "/l*v", log.to_str().unwrap()],
         "",
     )
 }
@@ -236,6 +236,34 @@ fn uninstall_removes_product_folder_extensions_key_set_and_service_but_never_the
     let sc = run(&lab.tools().unwrap().sc, &["query", "miiserver"], "");
     assert_eq!(last_exit(&lab), 1060);
     assert!(sc.out.contains("FAILED 1060"));
+}
+
+#[test]
+fn msiexec_on_windows_server_2003_is_windows_installer_2_0_and_refuses_norestart() {
+    let (_t, lab) = lab(Flavour::Iifp);
+    let code = installed_code(&lab);
+    let r = run(
+        &lab.tools().unwrap().msiexec,
+        &["/x", &code, "/qn", "/norestart"],
+        "",
+    );
+    assert_eq!(last_exit(&lab), 1639, "{}", r.err);
+    assert!(
+        r.err.contains("Windows Installer 3.0 and later"),
+        "{}",
+        r.err
+    );
+    assert_eq!(
+        lab.state().unwrap().products.len(),
+        1,
+        "nothing was removed"
+    );
+    assert_eq!(
+        uninstall(&lab, &code).code,
+        0,
+        "REBOOT=ReallySuppress is taken"
+    );
+    assert!(lab.state().unwrap().products.is_empty());
 }
 
 const UNINSTALL: &str = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall";
