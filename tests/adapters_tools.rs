@@ -1,5 +1,6 @@
 //! The process, product and service adapters against the lab's stand-in tools (reg, sc, miiskmu):
-//! the same code path that runs reg.exe, sc.exe and miiskmu.exe on the server.
+//! the same code path that runs reg.exe, sc.exe and miiskmu.exe on the server. The IIFP lab's reg
+//! behaves like reg.exe 3.0 of Windows Server 2003, the FIM lab's like a later one.
 
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use upgrade::adapters::process::{ProcessError, ProcessSpec};
 use upgrade::adapters::products::{self, Lookup};
 use upgrade::adapters::secrets::{Redactor, SecretString};
 use upgrade::adapters::services::{self, ServiceState};
+use upgrade::adapters::windows_installer;
 use upgrade::plan::{ProductCode, ProductRef};
 use upgrade_lab::{Flavour, Lab};
 
@@ -46,6 +48,62 @@ async fn the_installed_feature_pack_is_found_by_its_display_name() {
     }
     let absent = ProductRef::Name("Microsoft Identity Integration Server 2003".into());
     assert_eq!(products::find(&installed, &absent), Lookup::NotFound);
+}
+
+/// The reg arguments the executor passed, in order, as the lab's stand-ins recorded them.
+fn reg_calls(lab: &Lab) -> Vec<String> {
+    upgrade_lab::tools::read_argv_log(lab.dir())
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.tool == "reg")
+        .map(|r| format!("{} -> {}", r.argv.join(" "), r.exit))
+        .collect()
+}
+
+#[tokio::test]
+async fn on_windows_server_2003_reg_3_0_refuses_reg_64_once_and_is_queried_without_it() {
+    let (_dir, lab) = iifp_lab();
+    let tools = lab.tools().unwrap();
+    for _ in 0..2 {
+        let installed = products::installed_products(&tools.reg, &Redactor::default(), &[])
+            .await
+            .unwrap();
+        assert!(matches!(
+            products::find(
+                &installed,
+                &ProductRef::Name("Identity Integration Feature Pack".into())
+            ),
+            Lookup::Found(_)
+        ));
+    }
+    let once = [
+        format!("query {} /s /reg:64 -> 1", products::UNINSTALL_KEY),
+        format!("query {} /s -> 0", products::UNINSTALL_KEY),
+        format!("query {} /s -> 0", products::UNINSTALL_KEY_WOW64),
+    ];
+    assert_eq!(reg_calls(&lab), [once.clone(), once].concat());
+}
+
+#[tokio::test]
+async fn a_later_reg_is_asked_for_the_64_bit_view_on_every_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let lab = Lab::init(&dir.path().join("lab"), Flavour::Fim2010r2).unwrap();
+    let installed =
+        products::installed_products(&lab.tools().unwrap().reg, &Redactor::default(), &[])
+            .await
+            .unwrap();
+    let fim = Flavour::Fim2010r2.installed_product();
+    assert!(matches!(
+        products::find(&installed, &ProductRef::Name(fim.name)),
+        Lookup::Found(_)
+    ));
+    assert_eq!(
+        reg_calls(&lab),
+        [
+            format!("query {} /s /reg:64 -> 0", products::UNINSTALL_KEY),
+            format!("query {} /s /reg:64 -> 0", products::UNINSTALL_KEY_WOW64),
+        ]
+    );
 }
 
 #[tokio::test]
@@ -109,4 +167,18 @@ async fn a_slow_tool_is_killed_at_its_timeout() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn the_windows_installer_version_is_read_from_msi_dll_beside_msiexec() {
+    for (flavour, version) in [
+        (Flavour::Iifp, "2.0.3790.0"),
+        (Flavour::Fim2010r2, "5.0.7600.16385"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let lab = Lab::init(&dir.path().join("lab"), flavour).unwrap();
+        let dll = windows_installer::msi_dll_beside(&lab.tools().unwrap().msiexec);
+        let read = windows_installer::read(&dll).unwrap();
+        assert_eq!(read.to_string(), version, "{flavour:?}");
+    }
 }

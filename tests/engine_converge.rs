@@ -27,6 +27,13 @@ fn the_seed_plan_converges_on_a_fresh_lab_and_a_second_apply_does_nothing() {
         out.contains("BACKUP DATABASE [MicrosoftIdentityIntegrationServer]"),
         "{out}"
     );
+    // The lab is Windows Server 2003 as released: Windows Installer 2.0, which has no /norestart.
+    assert!(out.contains("/qn REBOOT=ReallySuppress /l*v"), "{out}");
+    assert!(!out.contains("/qn /norestart"), "{out}");
+    assert!(
+        out.contains("Windows Installer 2.0.3790.0 has no /norestart"),
+        "{out}"
+    );
 
     let apply = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
     assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));

@@ -149,9 +149,10 @@ fn stopped_at_uninstall_then_removed_by_hand() -> Rig {
         .iter()
         .find(|p| p.name == "Identity Integration Feature Pack")
         .unwrap();
+    // The IIFP lab is Windows Server 2003 with Windows Installer 2.0: no /norestart there.
     run_tool(
         &tools.msiexec,
-        &["/x", &iifp.code, "/qn", "/norestart"],
+        &["/x", &iifp.code, "/qn", "REBOOT=ReallySuppress"],
         None,
     );
     rig

@@ -113,6 +113,24 @@ impl Flavour {
         }
     }
 
+    /// The Windows the flavour's server runs, as far as the stand-ins show it.
+    /// IIFP: Windows Server 2003 as released, with reg.exe 3.0 (project design notes) and Windows
+    /// Installer 2.0.3790.0 ("Released with Windows Server 2003", Microsoft's "Released Versions of
+    /// Windows Installer"). FIM 2010 R2: Windows Server 2008 R2, with a later reg.exe and Windows
+    /// Installer 5.0.7600.16385 (same table).
+    pub fn windows(self) -> Windows {
+        match self {
+            Flavour::Iifp => Windows {
+                reg: RegVersion::V3_0,
+                installer: [2, 0, 3790, 0],
+            },
+            Flavour::Fim2010r2 => Windows {
+                reg: RegVersion::Later,
+                installer: [5, 0, 7600, 16385],
+            },
+        }
+    }
+
     /// Windows path of the installer media on E:.
     pub fn media(self) -> &'static str {
         match self {
@@ -120,6 +138,24 @@ impl Flavour {
             Flavour::Fim2010r2 => MIM_MSI,
         }
     }
+}
+
+/// Which reg.exe the lab's `reg` stand-in behaves like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegVersion {
+    /// reg.exe 3.0 (Windows XP / Server 2003): a `! REG.EXE VERSION 3.0` header, `<NO NAME>` for
+    /// default values, tabs around the type, CRLF line ends, no `/reg:32` or `/reg:64`.
+    V3_0,
+    /// Later reg.exe: four spaces around the type, `/reg:32` and `/reg:64`.
+    Later,
+}
+
+/// What the stand-ins show of the server's Windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    pub reg: RegVersion,
+    /// The Windows Installer version (the file version of System32\msi.dll).
+    pub installer: [u16; 4],
 }
 
 pub const MIIS_LOCATION: &str = r"C:\Program Files\Microsoft Identity Integration Server\";
@@ -304,6 +340,10 @@ impl Lab {
         for tool in ["msiexec", "reg", "sc"] {
             write_wrapper(&dir.join("bin").join(tool), exe, dir, tool)?;
         }
+        // msi.dll beside msiexec, as in System32: its file version is the Windows Installer's.
+        let msi_dll = dir.join("bin").join("msi.dll");
+        fs::write(&msi_dll, msi_dll_bytes(flavour.windows().installer))
+            .map_err(LabError::io(&msi_dll))?;
 
         let mut installed = flavour.installed_product();
         if let Some(code) = &opts.installed_code {
@@ -414,6 +454,47 @@ pub fn install_files(
         }
     }
     Ok(())
+}
+
+/// A stand-in for msi.dll: not a DLL, only a VS_VERSIONINFO resource block (the UTF-16 key
+/// `VS_VERSION_INFO`, then VS_FIXEDFILEINFO with signature 0xFEEF04BD and the file version), which
+/// is where Windows keeps a file's version. TEST DOUBLE.
+pub fn msi_dll_bytes(version: [u16; 4]) -> Vec<u8> {
+    let mut b = b"MZ upgrade-lab stand-in for msi.dll (not a real DLL)\n".to_vec();
+    while !b.len().is_multiple_of(4) {
+        b.push(0);
+    }
+    // VS_VERSIONINFO: wLength, wValueLength (sizeof VS_FIXEDFILEINFO), wType (binary).
+    b.extend([92u16, 52, 0].iter().flat_map(|w| w.to_le_bytes()));
+    b.extend(
+        "VS_VERSION_INFO\0"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes),
+    );
+    while !b.len().is_multiple_of(4) {
+        b.push(0);
+    }
+    let [a, c, d, e] = version.map(u32::from);
+    let (ms, ls) = ((a << 16) | c, (d << 16) | e);
+    // Signature, structure version, file version, product version, then flags, OS, type: zero.
+    for dword in [
+        0xFEEF_04BD,
+        0x0001_0000,
+        ms,
+        ls,
+        ms,
+        ls,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+    ] {
+        b.extend(u32::to_le_bytes(dword));
+    }
+    b
 }
 
 /// `#!/bin/sh` wrapper that runs `upgrade-lab tool --lab DIR NAME "$@"`.

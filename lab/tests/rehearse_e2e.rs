@@ -85,6 +85,27 @@ fn the_fim2010r2_plan_rehearses_end_to_end_and_converges() {
         st.account.user, "svc-fimsync",
         "the lab took the plan's service account"
     );
+    assert_eq!(
+        msiexec_runs(&keep),
+        [true],
+        "Windows Installer 5.0 is told /norestart"
+    );
+}
+
+/// For each msiexec run of the rehearsal: whether it was told `/norestart` (else it got
+/// `REBOOT=ReallySuppress`).
+fn msiexec_runs(lab: &Path) -> Vec<bool> {
+    upgrade_lab::tools::read_argv_log(lab)
+        .unwrap()
+        .iter()
+        .filter(|r| r.tool == "msiexec")
+        .map(|r| {
+            let norestart = r.argv.iter().any(|a| a == "/norestart");
+            let suppress = r.argv.iter().any(|a| a == "REBOOT=ReallySuppress");
+            assert!(norestart || suppress, "{:?}", r.argv);
+            norestart
+        })
+        .collect()
 }
 
 #[test]
@@ -103,6 +124,11 @@ fn the_iifp_plan_rehearses_end_to_end_and_converges() {
         argv.iter()
             .all(|r| !r.argv.iter().any(|a| a.contains(&st.account.password))),
         "the service password reached a stand-in's argv"
+    );
+    assert_eq!(
+        msiexec_runs(&keep),
+        [false],
+        "Windows Installer 2.0 of Windows Server 2003 is told REBOOT=ReallySuppress"
     );
 }
 

@@ -70,18 +70,18 @@ fn miiskmu(lab: &Lab, file: &Path, account: &str, stdin: &str) -> Run {
     )
 }
 
+/// `msiexec /x CODE` as an administrator types it on the lab's Windows: `/norestart` exists from
+/// Windows Installer 3.0 on; before, its documented equivalent is `REBOOT=ReallySuppress`.
 fn uninstall(lab: &Lab, code: &str) -> Run {
     let log = lab.dir().join("uninstall.log");
+    let no_restart = if lab.state().unwrap().flavour.windows().installer[0] >= 3 {
+        "/norestart"
+    } else {
+        "REBOOT=ReallySuppress"
+    };
     run(
         &lab.tools().unwrap().msiexec,
-        &[
-            "/x",
-            code,
-            "/qn",
-            "/norestart",
-            "/l*v",
-            log.to_str().unwrap(),
-        ],
+        &["/x", code, "/qn", no_restart, "/l*v", log.to_str().unwrap()],
         "",
     )
 }
@@ -280,23 +280,83 @@ fn uninstall_removes_product_folder_extensions_key_set_and_service_but_never_the
 }
 
 #[test]
-fn reg_lists_the_installed_product_and_reports_an_absent_key_on_stderr() {
+fn msiexec_on_windows_server_2003_is_windows_installer_2_0_and_refuses_norestart() {
     let (_t, lab) = lab(Flavour::Iifp);
-    let reg = lab.tools().unwrap().reg;
+    let code = installed_code(&lab);
     let r = run(
-        &reg,
-        &[
-            "query",
-            r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall",
-            "/s",
-        ],
+        &lab.tools().unwrap().msiexec,
+        &["/x", &code, "/qn", "/norestart"],
         "",
     );
-    assert_eq!(r.code, 0);
-    assert!(r
-        .out
-        .contains("    DisplayName    REG_SZ    Identity Integration Feature Pack\n"));
-    assert!(r.out.contains("    InstallLocation    REG_SZ    C:\\Program Files\\Microsoft Identity Integration Server\\\n"));
+    assert_eq!(last_exit(&lab), 1639, "{}", r.err);
+    assert!(
+        r.err.contains("Windows Installer 3.0 and later"),
+        "{}",
+        r.err
+    );
+    assert_eq!(
+        lab.state().unwrap().products.len(),
+        1,
+        "nothing was removed"
+    );
+    assert_eq!(
+        uninstall(&lab, &code).code,
+        0,
+        "REBOOT=ReallySuppress is taken"
+    );
+    assert!(lab.state().unwrap().products.is_empty());
+}
+
+const UNINSTALL: &str = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall";
+
+#[test]
+fn reg_on_the_windows_server_2003_lab_prints_like_reg_exe_3_0_and_refuses_reg_64() {
+    let (_t, lab) = lab(Flavour::Iifp);
+    let reg = lab.tools().unwrap().reg;
+    let r = run(&reg, &["query", UNINSTALL, "/s"], "");
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(
+        r.out.starts_with("\r\n! REG.EXE VERSION 3.0\r\n\r\n"),
+        "{:?}",
+        r.out
+    );
+    assert!(
+        r.out
+            .contains("    DisplayName\tREG_SZ\tIdentity Integration Feature Pack\r\n"),
+        "{:?}",
+        r.out
+    );
+    assert!(r.out.contains("    <NO NAME>\tREG_SZ\t\r\n"), "{:?}", r.out);
+    // reg.exe 3.0 has no registry view switches: it refuses them as invalid syntax.
+    for view in ["/reg:64", "/reg:32"] {
+        let r = run(&reg, &["query", UNINSTALL, "/s", view], "");
+        assert_eq!(r.code, 1, "{view}: {}", r.out);
+        assert!(
+            r.err.starts_with("ERROR: Invalid syntax.\r\n"),
+            "{view}: {:?}",
+            r.err
+        );
+        assert!(r.out.is_empty());
+    }
+    let r = run(&reg, &["query", r"HKLM\SOFTWARE\Nothing\Here"], "");
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.err,
+        "ERROR: The system was unable to find the specified registry key or value.\r\n"
+    );
+}
+
+#[test]
+fn reg_on_the_fim_lab_prints_the_later_layout_takes_reg_64_and_reports_an_absent_key() {
+    let (_t, lab) = lab(Flavour::Fim2010r2);
+    let reg = lab.tools().unwrap().reg;
+    let r = run(&reg, &["query", UNINSTALL, "/s", "/reg:64"], "");
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(!r.out.contains("REG.EXE VERSION"));
+    assert!(r.out.contains(
+        "    DisplayName    REG_SZ    Forefront Identity Manager 2010 R2 Synchronization Service\n"
+    ));
+    assert!(r.out.contains("    InstallLocation    REG_SZ    C:\\Program Files\\Microsoft Forefront Identity Manager\\2010\\Synchronization Service\\\n"));
     let r = run(
         &reg,
         &[
@@ -307,7 +367,7 @@ fn reg_lists_the_installed_product_and_reports_an_absent_key_on_stderr() {
         "",
     );
     assert_eq!(r.code, 0);
-    assert!(!r.out.contains("Identity"));
+    assert!(!r.out.contains("Forefront"));
     let r = run(&reg, &["query", r"HKLM\SOFTWARE\Nothing\Here"], "");
     assert_eq!(r.code, 1);
     assert_eq!(

@@ -1,6 +1,6 @@
 //! Adapters: the only doors to the outside world (SQL Server, child processes, files, installed
-//! products, services). Steps reach the world only through these; nothing here decides what a
-//! step should do.
+//! products, services, the Windows Installer version). Steps reach the world only through these;
+//! nothing here decides what a step should do.
 
 pub mod fs;
 pub mod process;
@@ -8,3 +8,4 @@ pub mod products;
 pub mod secrets;
 pub mod services;
 pub mod sql;
+pub mod windows_installer;

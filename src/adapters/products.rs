@@ -1,6 +1,7 @@
 //! Installed products: what Add/Remove Programs knows, read from the Uninstall registry keys
-//! (64-bit and 32-bit views) by running `reg query ... /s` and parsing its output.
-//! Read-only; resolving a display name to a product code is `find`'s job, deciding is the step's.
+//! (64-bit and 32-bit views) by running `reg query ... /s` and parsing its output, in the layout of
+//! every reg.exe (3.0 of Windows XP / Server 2003, and later). Read-only; an output it cannot read
+//! is an error, never "not installed". Resolving a name to a product code is `find`'s job.
 
 use std::path::Path;
 use std::time::Duration;
@@ -14,6 +15,12 @@ pub const UNINSTALL_KEY: &str = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion
 /// The Uninstall key of 32-bit programs on 64-bit Windows.
 pub const UNINSTALL_KEY_WOW64: &str =
     r"HKLM\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall";
+
+/// reg.exe's switch for the 64-bit registry view. Without it, a 32-bit reg.exe on 64-bit Windows
+/// (the one a 32-bit build of this executor starts) has `HKLM\SOFTWARE` redirected to the 32-bit
+/// view and misses 64-bit products. reg.exe 3.0 (Windows XP / Server 2003) has no such switch and
+/// refuses it ("ERROR: Invalid syntax.", exit 1) (project design notes).
+pub const VIEW_64: &str = "/reg:64";
 
 const REG_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -49,6 +56,12 @@ pub enum ProductError {
         exit_code: i32,
         message: String,
     },
+    #[error("`{command}` listed {entries} Uninstall entries but no DisplayName could be read from any of them, so an installed product cannot be told from an absent one; reg printed a layout this executor does not know (first value line: {sample:?})")]
+    Unreadable {
+        command: String,
+        entries: usize,
+        sample: String,
+    },
 }
 
 /// The result of looking a product up.
@@ -61,23 +74,51 @@ pub enum Lookup {
 }
 
 /// Every Uninstall entry of both views. A view that does not exist (32-bit Windows has no
-/// WOW6432Node) contributes nothing.
+/// WOW6432Node) contributes nothing. Each query asks for the 64-bit view (`/reg:64`) until reg
+/// refuses the switch (reg.exe 3.0), then goes without it.
 /// `env_remove`: variables the reg tool must not inherit (those holding the plan's secrets).
 pub async fn installed_products(
     reg: &Path,
     redactor: &Redactor,
     env_remove: &[String],
 ) -> Result<Vec<InstalledProduct>, ProductError> {
+    let query = |root: &str, view_64: bool| {
+        let mut args = vec!["query", root, "/s"];
+        if view_64 {
+            args.push(VIEW_64);
+        }
+        let mut spec = ProcessSpec::new(reg, &args, REG_TIMEOUT);
+        spec.env_remove = env_remove.to_vec();
+        spec
+    };
+    let mut view_64 = true;
     let mut all = Vec::new();
+    // The first line reg printed that was not understood, and the command that printed it.
+    let mut unreadable: Option<(String, String)> = None;
     for (root, view) in [
         (UNINSTALL_KEY, RegistryView::Native),
         (UNINSTALL_KEY_WOW64, RegistryView::Wow6432Node),
     ] {
-        let mut spec = ProcessSpec::new(reg, &["query", root, "/s"], REG_TIMEOUT);
-        spec.env_remove = env_remove.to_vec();
-        let out = spec.run(redactor).await?;
+        let mut spec = query(root, view_64);
+        let mut out = spec.run(redactor).await?;
+        // reg.exe 3.0 refuses /reg:64 with exit 1, which is also its code for a missing key: ask
+        // again without the switch; if that works, this reg does not know it.
+        if out.exit_code == 1 && view_64 {
+            spec = query(root, false);
+            out = spec.run(redactor).await?;
+            if out.exit_code == 0 {
+                tracing::debug!(reg = %reg.display(), "reg refused /reg:64 (reg.exe 3.0); querying without it");
+                view_64 = false;
+            }
+        }
         match out.exit_code {
-            0 => all.extend(parse_reg_query(&out.stdout, root, view)),
+            0 => {
+                let listing = parse_reg_query(&out.stdout, root, view);
+                all.extend(listing.products);
+                if let (None, Some(line)) = (&unreadable, listing.unreadable) {
+                    unreadable = Some((spec.display(), line));
+                }
+            }
             // reg.exe: 1 = the key does not exist.
             1 if out.stderr.contains("unable to find") || out.stdout.trim().is_empty() => {
                 tracing::debug!(root, "no such key");
@@ -91,23 +132,51 @@ pub async fn installed_products(
             }
         }
     }
+    // Entries without a single readable name, in an output with lines that were not understood:
+    // the layout is unknown, and reading that as "not installed" would skip an uninstall.
+    if let Some((command, sample)) = unreadable {
+        if !all.is_empty() && all.iter().all(|p| p.display_name.is_none()) {
+            return Err(ProductError::Unreadable {
+                command,
+                entries: all.len(),
+                sample,
+            });
+        }
+    }
     tracing::debug!(count = all.len(), "installed products listed");
     Ok(all)
 }
 
-/// Parses `reg query ROOT /s` output. Only direct subkeys of `root` (`HKLM\...` or
-/// `HKEY_LOCAL_MACHINE\...`) become entries; the root's own values and deeper keys are skipped.
-pub fn parse_reg_query(text: &str, root: &str, view: RegistryView) -> Vec<InstalledProduct> {
+/// What one `reg query ... /s` printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The direct subkeys of the queried key.
+    pub products: Vec<InstalledProduct>,
+    /// The first line that is not blank, a key, the reg.exe 3.0 header or a value line.
+    pub unreadable: Option<String>,
+}
+
+/// Parses `reg query ROOT /s` output (any reg.exe layout, CRLF or LF). Only direct subkeys of
+/// `root` (`HKLM\...` or `HKEY_LOCAL_MACHINE\...`) become entries; the root's own values and
+/// deeper keys are skipped.
+pub fn parse_reg_query(text: &str, root: &str, view: RegistryView) -> Listing {
     let r = match root.strip_prefix("HKLM\\") {
         Some(rest) => format!("HKEY_LOCAL_MACHINE\\{rest}"),
         None => root.to_string(),
     };
     let r = r.trim_end_matches('\\');
     let mut out: Vec<InstalledProduct> = Vec::new();
+    let mut unreadable = None;
     // Whether the value lines being read belong to the latest entry (not the root, not deeper).
     let mut in_entry = false;
     for raw in text.split('\n') {
         let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let value = parse_value_line(line);
+        // reg.exe 3.0 opens with `! REG.EXE VERSION 3.0`.
+        let known = line.trim().is_empty() || line.starts_with("HKEY_") || line.starts_with('!');
+        if unreadable.is_none() && value.is_none() && !known {
+            unreadable = Some(line.to_string());
+        }
         if line.starts_with("HKEY_") {
             let key = line.trim_end();
             let child = key
@@ -129,8 +198,7 @@ pub fn parse_reg_query(text: &str, root: &str, view: RegistryView) -> Vec<Instal
                 _ => false,
             };
         } else if in_entry {
-            if let (Some((name, _ty, data)), Some(entry)) = (parse_value_line(line), out.last_mut())
-            {
+            if let (Some((name, _ty, data)), Some(entry)) = (value, out.last_mut()) {
                 let data = Some(data.to_string()).filter(|d| !d.is_empty());
                 match name.to_ascii_lowercase().as_str() {
                     "displayname" => entry.display_name = data,
@@ -141,30 +209,50 @@ pub fn parse_reg_query(text: &str, root: &str, view: RegistryView) -> Vec<Instal
             }
         }
     }
-    out
+    Listing {
+        products: out,
+        unreadable,
+    }
 }
 
-/// `    NAME    REG_TYPE    DATA` -> (name, type, data). Names may contain spaces; the type
-/// token is the first `REG_*` word surrounded by the 4-space separators.
+/// A value line -> (name, type, data): an indent, the name, the type (`REG_SZ`, `REG_DWORD`, ...),
+/// the data. reg.exe 3.0 (Windows XP / Server 2003) puts one tab on each side of the type and
+/// names the default value `<NO NAME>`; later versions put four spaces. Names may contain spaces;
+/// the type is the first `REG_*` word with a tab or spaces on both sides (or the line's end after).
 fn parse_value_line(line: &str) -> Option<(&str, &str, &str)> {
-    let body = line.strip_prefix("    ")?;
+    let is_sep = |c: char| c == ' ' || c == '\t';
+    if !line.starts_with(is_sep) {
+        return None;
+    }
+    let body = line.trim_start_matches(is_sep);
     let mut search = 0;
-    while let Some(pos) = body[search..].find("    REG_") {
+    while let Some(pos) = body[search..].find("REG_") {
         let start = search + pos;
-        let name = &body[..start];
-        let after = &body[start + 4..];
-        let ty_end = after
-            .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
-            .unwrap_or(after.len());
-        let ty = &after[..ty_end];
-        let rest = &after[ty_end..];
-        if rest.is_empty() {
-            return Some((name, ty, ""));
-        }
-        if let Some(data) = rest.strip_prefix("    ") {
-            return Some((name, ty, data));
-        }
         search = start + 4;
+        let before = &body[..start];
+        if !before.ends_with(is_sep) {
+            continue;
+        }
+        let after = &body[start..];
+        let ty_end = after
+            .find(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+            .unwrap_or(after.len());
+        let (ty, rest) = after.split_at(ty_end);
+        // One separator goes between the type and the data: a tab, four spaces, or a run of
+        // spaces; whatever follows it is data.
+        let data = if rest.is_empty() {
+            ""
+        } else if let Some(d) = rest
+            .strip_prefix('\t')
+            .or_else(|| rest.strip_prefix("    "))
+        {
+            d
+        } else if rest.starts_with(' ') {
+            rest.trim_start_matches(' ')
+        } else {
+            continue;
+        };
+        return Some((before.trim_end_matches(is_sep), ty, data));
     }
     None
 }
@@ -237,7 +325,7 @@ mod tests {
 
     #[test]
     fn real_reg_output_with_crlf_becomes_one_entry_per_subkey() {
-        let products = parse_reg_query(&reg_output(), UNINSTALL_KEY, RegistryView::Native);
+        let products = parse_reg_query(&reg_output(), UNINSTALL_KEY, RegistryView::Native).products;
         assert_eq!(products.len(), 3, "{products:#?}");
         assert_eq!(products[0].key, "AddressBook");
         assert_eq!(products[0].product_code, None);
@@ -263,35 +351,101 @@ mod tests {
     #[test]
     fn output_without_the_root_line_and_with_lf_only_is_read_too() {
         let text = "\nHKEY_LOCAL_MACHINE\\SOFTWARE\\WOW6432Node\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\{6A2E5F1C-3B9D-4E0A-8C71-2F4D9B6E1A35}\n    DisplayName    REG_SZ    Identity Integration Feature Pack\n    DisplayVersion    REG_SZ    3.0.0.0\n\n";
-        let products = parse_reg_query(text, UNINSTALL_KEY_WOW64, RegistryView::Wow6432Node);
+        let products =
+            parse_reg_query(text, UNINSTALL_KEY_WOW64, RegistryView::Wow6432Node).products;
         assert_eq!(products.len(), 1);
         assert_eq!(products[0].view, RegistryView::Wow6432Node);
         assert_eq!(products[0].display_version.as_deref(), Some("3.0.0.0"));
         assert!(
-            parse_reg_query(text, UNINSTALL_KEY, RegistryView::Native).is_empty(),
+            parse_reg_query(text, UNINSTALL_KEY, RegistryView::Native)
+                .products
+                .is_empty(),
             "another root's keys are not ours"
         );
     }
 
+    /// `reg query ... /s` as reg.exe 3.0 (Windows XP / Server 2003) prints it: a version header,
+    /// `<NO NAME>` for default values, one tab around the type, CRLF line ends.
+    fn reg_3_0_output() -> String {
+        [
+            "",
+            "! REG.EXE VERSION 3.0",
+            "",
+            r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall",
+            "    <NO NAME>\tREG_SZ\t",
+            "",
+            r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\{6A2E5F1C-3B9D-4E0A-8C71-2F4D9B6E1A35}",
+            "    DisplayName\tREG_SZ\tIdentity Integration Feature Pack",
+            "    DisplayVersion\tREG_SZ\t3.0.0.0",
+            "    InstallLocation\tREG_SZ\tC:\\Program Files\\Microsoft Identity Integration Server\\",
+            "    WindowsInstaller\tREG_DWORD\t0x1",
+            "    <NO NAME>\tREG_SZ\t",
+            "",
+            "",
+        ]
+        .join("\r\n")
+    }
+
     #[test]
-    fn value_lines_split_on_the_type_token() {
+    fn reg_3_0_output_of_windows_server_2003_names_the_installed_feature_pack() {
+        let listing = parse_reg_query(&reg_3_0_output(), UNINSTALL_KEY, RegistryView::Native);
+        assert_eq!(listing.unreadable, None, "every line is understood");
+        let products = listing.products;
+        assert_eq!(products.len(), 1, "{products:#?}");
+        let iifp = &products[0];
+        assert_eq!(iifp.product_code.as_ref().map(|c| c.as_str()), Some(IIFP));
         assert_eq!(
-            parse_value_line("    A B    REG_SZ    x    y"),
-            Some(("A B", "REG_SZ", "x    y"))
+            iifp.display_name.as_deref(),
+            Some("Identity Integration Feature Pack")
         );
+        assert_eq!(iifp.display_version.as_deref(), Some("3.0.0.0"));
         assert_eq!(
-            parse_value_line("    Empty    REG_SZ    "),
-            Some(("Empty", "REG_SZ", ""))
+            iifp.install_location.as_deref(),
+            Some(r"C:\Program Files\Microsoft Identity Integration Server\")
         );
-        assert_eq!(
-            parse_value_line("    Empty    REG_SZ"),
-            Some(("Empty", "REG_SZ", ""))
-        );
-        assert_eq!(
-            parse_value_line("    (Default)    REG_SZ    v"),
-            Some(("(Default)", "REG_SZ", "v"))
-        );
-        assert_eq!(parse_value_line("no indent    REG_SZ    v"), None);
+    }
+
+    #[test]
+    fn value_lines_split_on_tabs_or_runs_of_spaces_around_the_type_token() {
+        type Split<'a> = Option<(&'a str, &'a str, &'a str)>;
+        let cases: [(&str, Split); 11] = [
+            // Modern reg.exe: four spaces; names and data may hold spaces.
+            (
+                "    A B    REG_SZ    x    y",
+                Some(("A B", "REG_SZ", "x    y")),
+            ),
+            ("    Empty    REG_SZ    ", Some(("Empty", "REG_SZ", ""))),
+            ("    Empty    REG_SZ", Some(("Empty", "REG_SZ", ""))),
+            (
+                "    (Default)    REG_SZ    v",
+                Some(("(Default)", "REG_SZ", "v")),
+            ),
+            // reg.exe 3.0: one tab each side, `<NO NAME>` for the default value.
+            ("    <NO NAME>\tREG_SZ\t", Some(("<NO NAME>", "REG_SZ", ""))),
+            (
+                "    Display Name\tREG_EXPAND_SZ\ta\tb",
+                Some(("Display Name", "REG_EXPAND_SZ", "a\tb")),
+            ),
+            (
+                "\tDisplayName\tREG_SZ\tx",
+                Some(("DisplayName", "REG_SZ", "x")),
+            ),
+            // Other runs of spaces.
+            (
+                "  DisplayName  REG_SZ  x",
+                Some(("DisplayName", "REG_SZ", "x")),
+            ),
+            // REG_ inside a name is not the type.
+            (
+                "    MY_REG_SZ\tREG_SZ\tx",
+                Some(("MY_REG_SZ", "REG_SZ", "x")),
+            ),
+            ("    DisplayName = x", None),
+            ("no indent    REG_SZ    v", None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse_value_line(line), want, "{line:?}");
+        }
     }
 
     fn product(key: &str, name: &str, view: RegistryView) -> InstalledProduct {
@@ -355,20 +509,140 @@ mod tests {
         }
     }
 
+    /// A scripted reg: `body` is shell code that sees the arguments as `$@`; every run's
+    /// arguments are appended to `calls.log` beside it.
+    #[cfg(unix)]
+    fn scripted_reg(dir: &Path, body: &str) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let reg = dir.join("reg");
+        let calls = dir.join("calls.log");
+        std::fs::write(
+            &reg,
+            format!("#!/bin/sh\necho \"$*\" >> '{}'\n{body}\n", calls.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&reg, std::fs::Permissions::from_mode(0o755)).unwrap();
+        reg
+    }
+
+    #[cfg(unix)]
+    fn calls(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[cfg(unix)]
+    const ABSENT: &str =
+        "echo 'ERROR: The system was unable to find the specified registry key or value.' >&2; exit 1";
+
+    /// A scripted reg that prints `native` unless one of the shell `case` clauses `first`
+    /// (matched against all its arguments) answers the call.
+    #[cfg(unix)]
+    fn reg_listing(dir: &Path, native: &str, first: &str) -> std::path::PathBuf {
+        let file = dir.join("native.txt");
+        std::fs::write(&file, native).unwrap();
+        scripted_reg(
+            dir,
+            &format!("case \"$*\" in {first} *) cat '{}';; esac", file.display()),
+        )
+    }
+
+    #[cfg(unix)]
+    fn no_wow(dir: &Path, native: &str) -> std::path::PathBuf {
+        reg_listing(dir, native, &format!("*WOW6432Node*) {ABSENT};;"))
+    }
+
+    #[cfg(unix)]
+    fn finds_iifp(products: &[InstalledProduct]) -> bool {
+        let wanted = ProductRef::Name("Identity Integration Feature Pack".into());
+        matches!(find(products, &wanted), Lookup::Found(_))
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn uninstall_entries_without_any_readable_display_name_are_an_error_never_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = no_wow(
+            dir.path(),
+            "\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\{6A2E5F1C-3B9D-4E0A-8C71-2F4D9B6E1A35}\n    DisplayName = Identity Integration Feature Pack\n\n",
+        );
+        let err = installed_products(&reg, &Redactor::default(), &[])
+            .await
+            .expect_err("an unreadable listing must not read as `not installed`");
+        let text = err.to_string();
+        assert!(text.contains("1 Uninstall entr"), "{text}");
+        assert!(
+            text.contains("DisplayName = Identity Integration Feature Pack"),
+            "the error shows a line it could not read: {text}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn entries_that_are_read_but_name_no_program_are_a_bare_windows_not_an_error() {
+        // A fresh Windows lists component keys (AddressBook, ...) that carry no DisplayName.
+        let dir = tempfile::tempdir().unwrap();
+        let reg = no_wow(
+            dir.path(),
+            "\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\AddressBook\r\n    (Default)    REG_SZ    \r\n\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\WIC\r\n    SystemComponent    REG_DWORD    0x1\r\n\r\n",
+        );
+        let products = installed_products(&reg, &Redactor::default(), &[])
+            .await
+            .unwrap();
+        assert_eq!(products.len(), 2);
+        assert!(products.iter().all(|p| p.display_name.is_none()));
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_32_bit_reg_is_asked_for_the_64_bit_view_where_a_64_bit_product_is_listed() {
+        // A 32-bit reg.exe on 64-bit Windows (what a 32-bit build of the executor starts) sees
+        // HKLM\SOFTWARE redirected to the 32-bit view unless it is given /reg:64.
+        let dir = tempfile::tempdir().unwrap();
+        let reg = reg_listing(
+            dir.path(),
+            &reg_output(),
+            &format!("*WOW6432Node*) {ABSENT};; *'Uninstall /s') printf '\\r\\n';;"),
+        );
+        let products = installed_products(&reg, &Redactor::default(), &[])
+            .await
+            .unwrap();
+        assert!(finds_iifp(&products), "{products:#?}");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn reg_3_0_refuses_reg_64_and_is_asked_again_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let refuse = "printf 'ERROR: Invalid syntax.\\r\\nType \"REG QUERY /?\" for usage.\\r\\n' >&2; exit 1";
+        let reg = reg_listing(
+            dir.path(),
+            &reg_3_0_output(),
+            &format!("*/reg:64*) {refuse};; *WOW6432Node*) {ABSENT};;"),
+        );
+        let products = installed_products(&reg, &Redactor::default(), &[])
+            .await
+            .unwrap();
+        assert!(finds_iifp(&products), "{products:#?}");
+        assert_eq!(
+            calls(dir.path()),
+            vec![
+                format!("query {UNINSTALL_KEY} /s /reg:64"),
+                format!("query {UNINSTALL_KEY} /s"),
+                format!("query {UNINSTALL_KEY_WOW64} /s"),
+            ],
+            "refused once, then never passed again"
+        );
+    }
+
     #[cfg(unix)]
     #[tokio::test]
     async fn both_views_are_queried_and_a_missing_view_is_no_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let reg = dir.path().join("reg");
-        let native = dir.path().join("native.txt");
-        std::fs::write(&native, reg_output()).unwrap();
-        let script = format!(
-            "#!/bin/sh\ncase \"$2\" in\n*WOW6432Node*) echo 'ERROR: The system was unable to find the specified registry key or value.' >&2; exit 1;;\n*) cat '{}';;\nesac\n",
-            native.display()
-        );
-        std::fs::write(&reg, script).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&reg, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let reg = no_wow(dir.path(), &reg_output());
         let products = installed_products(&reg, &Redactor::default(), &[])
             .await
             .unwrap();

@@ -1,7 +1,8 @@
 //! `install`: checks the installer media's sha256, turns the typed answers into the installer's
 //! command line (an answer profile and `properties:` for an .msi run through msiexec, an argument
 //! template for a setup .exe), runs it, and detects the product afterwards. A secret goes on a
-//! command line only where the plan allowed it; otherwise through standard input.
+//! command line only where the plan allowed it; otherwise through standard input. msiexec gets
+//! `/norestart`, or `REBOOT=ReallySuppress` before Windows Installer 3.0.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use crate::adapters::process::{Arg, ProcessSpec};
 use crate::adapters::secrets::SecretString;
 use crate::plan::placeholders;
 use crate::plan::{AnswerProfile, Install, KeyFile, StepId, StepKind};
-use crate::steps::installer::{self, Found, Product};
+use crate::steps::installer::{self, Found, Product, WindowsInstaller};
 use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
 
 pub struct InstallStep {
@@ -28,6 +29,9 @@ struct Observed {
     product: Found,
     installer_present: bool,
     installer_sha256: Option<String>,
+    /// Read for an .msi only: msiexec's command line depends on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    windows_installer: Option<WindowsInstaller>,
 }
 
 /// A rendered value: plain text, or text that carries a secret.
@@ -199,7 +203,13 @@ impl InstallStep {
         props
     }
 
-    fn command(&self, cx: &StepContext<'_>) -> Result<ProcessSpec, StepError> {
+    /// The installer's command line; `wi` (an .msi only) decides how msiexec is kept from
+    /// restarting Windows.
+    fn command(
+        &self,
+        cx: &StepContext<'_>,
+        wi: Option<&WindowsInstaller>,
+    ) -> Result<ProcessSpec, StepError> {
         let timeout = Duration::from_secs(self.spec.timeout_secs.unwrap_or(3600));
         let stdin = match &self.spec.stdin {
             // Standard input is always handled as secret by the process adapter.
@@ -214,16 +224,25 @@ impl InstallStep {
                 Arg::Plain("/i".into()),
                 Arg::Plain(self.spec.installer.to_string()),
             ];
-            for (k, v) in self.properties() {
+            let properties = self.properties();
+            let no_restart = wi
+                .cloned()
+                .unwrap_or_default()
+                .no_restart(installer::sets_reboot(properties.keys()));
+            for (k, v) in properties {
                 args.push(self.arg(cx, &format!("{k}={v}"))?);
             }
             if !self.spec.transforms.is_empty() {
                 let list: Vec<&str> = self.spec.transforms.iter().map(|t| t.as_str()).collect();
                 args.push(Arg::Plain(format!("TRANSFORMS={}", list.join(";"))));
             }
-            for a in ["/qn", "/norestart", "/l*v"] {
-                args.push(Arg::Plain(a.into()));
-            }
+            args.extend(
+                ["/qn"]
+                    .into_iter()
+                    .chain(no_restart)
+                    .chain(["/l*v"])
+                    .map(Arg::from),
+            );
             args.push(Arg::Plain(self.log(cx).to_string_lossy().into_owned()));
             (cx.world.msiexec(), args)
         } else {
@@ -270,6 +289,7 @@ impl Step for InstallStep {
             product,
             installer_present,
             installer_sha256,
+            windows_installer: self.is_msi().then(|| WindowsInstaller::observe(cx)),
         }))
     }
 
@@ -310,14 +330,17 @@ impl Step for InstallStep {
                 };
             }
         }
-        let reason = match &o.product {
+        let mut reason = match &o.product {
             Found::One { product } => format!(
                 "{product} is installed, but not version {}",
                 self.spec.detect.version.as_deref().unwrap_or("")
             ),
             _ => "the product is not installed".to_string(),
         };
-        match self.command(cx) {
+        if let Some(note) = o.windows_installer.as_ref().and_then(|w| w.note()) {
+            reason = format!("{reason}; {note}");
+        }
+        match self.command(cx, o.windows_installer.as_ref()) {
             Ok(cmd) => {
                 let via_stdin = if self.spec.stdin.is_some() {
                     " (answers on standard input)"
@@ -353,7 +376,8 @@ impl Step for InstallStep {
                 )));
             }
         }
-        let spec = self.command(cx)?;
+        let wi = self.is_msi().then(|| WindowsInstaller::observe(cx));
+        let spec = self.command(cx, wi.as_ref())?;
         afs::create_parent_dirs(&self.log(cx))?;
         let (out, attempts) =
             installer::run_with_retry(cx, &spec, self.spec.retry.as_ref()).await?;

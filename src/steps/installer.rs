@@ -1,6 +1,6 @@
 //! What `uninstall` and `install` share: the Windows Installer exit-code table, running an installer
-//! with backoff while another installation is in progress (1618), reading the tail of its log, and
-//! finding a product in the Uninstall keys.
+//! with backoff while another installation is in progress (1618), reading the tail of its log,
+//! finding a product in the Uninstall keys, and how msiexec is told not to restart Windows.
 
 use std::path::Path;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapters::process::{ProcessOutcome, ProcessSpec};
 use crate::adapters::products::{self, InstalledProduct, Lookup};
+use crate::adapters::windows_installer::{self, Version};
 use crate::plan::{ProductRef, Retry};
 use crate::steps::{StepContext, StepError};
 
@@ -122,6 +123,77 @@ pub async fn find_product(cx: &StepContext<'_>, wanted: &ProductRef) -> Result<F
     })
 }
 
+/// msiexec's standard option for "never restart"; it exists from Windows Installer 3.0 on.
+pub const NORESTART: &str = "/norestart";
+/// What Microsoft documents as the equivalent of `/norestart` ("Standard Installer Command-Line
+/// Options"); every Windows Installer version takes it, 2.0 included.
+pub const REALLY_SUPPRESS: &str = "REBOOT=ReallySuppress";
+
+/// The server's Windows Installer, as far as a msiexec command line depends on it. The default is
+/// a version not read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WindowsInstaller {
+    /// The file version of msi.dll, when it could be read.
+    pub version: Option<Version>,
+    /// Why it could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
+}
+
+impl WindowsInstaller {
+    /// Reads the version of msi.dll beside the plan's msiexec. Never fails: an unreadable
+    /// version is recorded, and then only what every version understands is passed.
+    pub fn observe(cx: &StepContext<'_>) -> WindowsInstaller {
+        let dll = windows_installer::msi_dll_beside(&cx.world.msiexec());
+        match windows_installer::read(&dll) {
+            Ok(v) => WindowsInstaller {
+                version: Some(v),
+                unreadable: None,
+            },
+            Err(e) => WindowsInstaller {
+                version: None,
+                unreadable: Some(e.to_string()),
+            },
+        }
+    }
+
+    /// The argument that keeps msiexec from restarting Windows: `/norestart` on Windows Installer
+    /// 3.0 and later, else `REBOOT=ReallySuppress`, or nothing when the plan's own arguments set
+    /// REBOOT already (`plan_sets_reboot`).
+    pub fn no_restart(&self, plan_sets_reboot: bool) -> Option<&'static str> {
+        match self.version {
+            Some(v) if v.major() >= 3 => Some(NORESTART),
+            _ if plan_sets_reboot => None,
+            _ => Some(REALLY_SUPPRESS),
+        }
+    }
+
+    /// Why the command line does not say `/norestart`, for the plan; `None` when it does.
+    pub fn note(&self) -> Option<String> {
+        match (&self.version, &self.unreadable) {
+            (Some(v), _) if v.major() >= 3 => None,
+            (Some(v), _) => Some(format!(
+                "Windows Installer {v} has no {NORESTART} (3.0 and later); restarts are suppressed with REBOOT=ReallySuppress"
+            )),
+            (None, why) => Some(format!(
+                "the Windows Installer version is unknown ({}); restarts are suppressed with REBOOT=ReallySuppress, which every version takes",
+                why.as_deref().unwrap_or("not read")
+            )),
+        }
+    }
+}
+
+/// Whether msiexec arguments (`NAME=VALUE`) or property names set the REBOOT property.
+pub fn sets_reboot<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> bool {
+    args.into_iter().any(|a| {
+        let a = a.as_ref();
+        a.split_once('=')
+            .map_or(a, |(k, _)| k)
+            .trim()
+            .eq_ignore_ascii_case("REBOOT")
+    })
+}
+
 /// Runs an installer, retrying while exit 1618 says another installation is in progress.
 pub async fn run_with_retry(
     cx: &StepContext<'_>,
@@ -179,6 +251,36 @@ mod tests {
         assert_eq!(meaning(1605), "the product is not installed");
         assert!(needs_reboot(3010) && needs_reboot(1641) && !needs_reboot(0));
         assert_eq!(meaning(12345), "failure");
+    }
+
+    fn wi(version: Option<[u16; 4]>) -> WindowsInstaller {
+        WindowsInstaller {
+            version: version.map(Version),
+            unreadable: version.is_none().then(|| "cannot read msi.dll".to_string()),
+        }
+    }
+
+    #[test]
+    fn norestart_is_passed_only_to_windows_installer_3_0_and_later() {
+        // Windows Server 2003 as released: Windows Installer 2.0.3790.0.
+        let w2003 = wi(Some([2, 0, 3790, 0]));
+        assert_eq!(w2003.no_restart(false), Some("REBOOT=ReallySuppress"));
+        assert_eq!(w2003.no_restart(true), None, "the plan's own REBOOT stands");
+        assert!(w2003
+            .note()
+            .unwrap()
+            .contains("Windows Installer 2.0.3790.0"));
+        // Windows Server 2003 SP1: 3.1.4000.1830.
+        let sp1 = wi(Some([3, 1, 4000, 1830]));
+        assert_eq!(sp1.no_restart(false), Some("/norestart"));
+        assert_eq!(sp1.no_restart(true), Some("/norestart"));
+        assert_eq!(sp1.note(), None);
+        let unknown = wi(None);
+        assert_eq!(unknown.no_restart(false), Some("REBOOT=ReallySuppress"));
+        assert!(unknown.note().unwrap().contains("cannot read msi.dll"));
+        assert!(sets_reboot(["/x", "reboot = Force"]));
+        assert!(!sets_reboot(["/x", "REBOOTPROMPT=S"]));
+        assert!(sets_reboot(["Reboot"]), "a property name");
     }
 
     #[test]

@@ -1,19 +1,27 @@
 //! `uninstall`: removes the old product with `msiexec /x {CODE} /qn /norestart /l*v LOG`, resolving a
-//! display name to its product code first. The one destructive step: the engine runs it only after
-//! every prerequisite rechecks. It never touches the database (msiexec removes only the product).
+//! display name to its product code first (`REBOOT=ReallySuppress` instead of `/norestart` before
+//! Windows Installer 3.0). The one destructive step: the engine runs it only after every
+//! prerequisite rechecks. It never touches the database (msiexec removes only the product).
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::adapters::process::{Arg, ProcessSpec};
 use crate::plan::{ProductRef, StepId, Uninstall};
-use crate::steps::installer::{self, Found};
+use crate::steps::installer::{self, Found, WindowsInstaller};
 use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
 
 pub struct UninstallStep {
     spec: Uninstall,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Observed {
+    product: Found,
+    windows_installer: WindowsInstaller,
 }
 
 impl UninstallStep {
@@ -41,10 +49,13 @@ impl UninstallStep {
             .unwrap_or_else(|| cx.log_path("msiexec-uninstall.log"))
     }
 
-    fn command(&self, cx: &StepContext<'_>, code: &str) -> ProcessSpec {
-        let mut args: Vec<Arg> = ["/x", code, "/qn", "/norestart", "/l*v"]
-            .iter()
-            .map(|a| Arg::Plain(a.to_string()))
+    fn command(&self, cx: &StepContext<'_>, code: &str, wi: &WindowsInstaller) -> ProcessSpec {
+        let no_restart = wi.no_restart(installer::sets_reboot(&self.spec.extra_args));
+        let mut args: Vec<Arg> = ["/x", code, "/qn"]
+            .into_iter()
+            .chain(no_restart)
+            .chain(["/l*v"])
+            .map(Arg::from)
             .collect();
         args.push(Arg::Plain(self.log(cx).to_string_lossy().into_owned()));
         args.extend(self.spec.extra_args.iter().map(|a| Arg::Plain(a.clone())));
@@ -70,19 +81,26 @@ impl UninstallStep {
 #[async_trait]
 impl Step for UninstallStep {
     async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
-        Ok(Observation::of(
-            &installer::find_product(cx, &self.spec.product).await?,
-        ))
+        Ok(Observation::of(&Observed {
+            product: installer::find_product(cx, &self.spec.product).await?,
+            windows_installer: WindowsInstaller::observe(cx),
+        }))
     }
 
     fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
-        match observed.get::<Found>() {
-            Err(e) => Diff::Blocked { why: e.to_string() },
-            Ok(Found::None) => Diff::Done {
+        let Observed {
+            product,
+            windows_installer: wi,
+        } = match observed.get::<Observed>() {
+            Ok(o) => o,
+            Err(e) => return Diff::Blocked { why: e.to_string() },
+        };
+        match product {
+            Found::None => Diff::Done {
                 evidence: format!("{} is not installed", self.describe()),
                 details: serde_json::Value::Null,
             },
-            Ok(Found::Several { products }) => Diff::Blocked {
+            Found::Several { products } => Diff::Blocked {
                 why: format!(
                     "{} matches {} products ({}); name the one to remove by product_code",
                     self.describe(),
@@ -90,13 +108,16 @@ impl Step for UninstallStep {
                     products.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
                 ),
             },
-            Ok(Found::One { product }) => match &product.code {
+            Found::One { product } => match &product.code {
                 None => Diff::Blocked {
                     why: format!("{product} is installed but its Uninstall key is not a product code; it is not a Windows Installer product"),
                 },
                 Some(code) => Diff::Change {
-                    reason: format!("{product} is installed"),
-                    ops: vec![Op::Run { command: self.command(cx, code).display() }],
+                    reason: match wi.note() {
+                        Some(note) => format!("{product} is installed; {note}"),
+                        None => format!("{product} is installed"),
+                    },
+                    ops: vec![Op::Run { command: self.command(cx, code, &wi).display() }],
                 },
             },
         }
@@ -125,7 +146,7 @@ impl Step for UninstallStep {
             .code
             .clone()
             .ok_or_else(|| StepError::Refused(format!("{product} has no product code")))?;
-        let spec = self.command(cx, &code);
+        let spec = self.command(cx, &code, &WindowsInstaller::observe(cx));
         let (out, attempts) =
             installer::run_with_retry(cx, &spec, self.spec.retry.as_ref()).await?;
         if !self.accepted().contains(&out.exit_code) {

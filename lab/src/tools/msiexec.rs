@@ -1,7 +1,8 @@
 //! The msiexec stand-in: `/x {CODE} /qn /norestart /l*v LOG` and `/i PACKAGE [PROP=VALUE ...] /qn
 //! /norestart /l*v LOG` against the lab's products, with Windows Installer exit codes (0, 1605,
-//! 1618, 1603, 1619, 3010; 1639 for a command line it does not understand). TEST DOUBLE: it never
-//! removes or changes a database.
+//! 1618, 1603, 1619, 3010; 1639 for a command line it does not understand). On the IIFP lab it is
+//! Windows Installer 2.0, which has none of the standard options of 3.0 (`/norestart`, `/quiet`,
+//! `/log`, ...). TEST DOUBLE: it never removes or changes a database.
 
 use std::fs::OpenOptions;
 use std::path::Path;
@@ -37,7 +38,23 @@ struct Command {
     properties: Vec<(String, String)>,
 }
 
-fn parse(args: &[String]) -> Result<Command, String> {
+/// msiexec's standard options, "available beginning with Windows Installer 3.0" (Microsoft,
+/// "Standard Installer Command-Line Options").
+const STANDARD_OPTIONS: [&str; 10] = [
+    "/quiet",
+    "/passive",
+    "/norestart",
+    "/forcerestart",
+    "/promptrestart",
+    "/uninstall",
+    "/package",
+    "/log",
+    "/update",
+    "/help",
+];
+
+/// Parses a command line as the Windows Installer `version` would.
+fn parse(args: &[String], version: [u16; 4]) -> Result<Command, String> {
     let mut c = Command::default();
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -48,6 +65,12 @@ fn parse(args: &[String]) -> Result<Command, String> {
                 .ok_or_else(|| format!("{a} needs {what}"))
         };
         match lower.as_str() {
+            _ if version[0] < 3 && STANDARD_OPTIONS.contains(&lower.as_str()) => {
+                let [major, minor, build, revision] = version;
+                return Err(format!(
+                    "`{a}` is a standard option of Windows Installer 3.0 and later; this is Windows Installer {major}.{minor}.{build}.{revision} (use REBOOT=ReallySuppress for /norestart)"
+                ));
+            }
             "/i" | "/package" => c.action = Action::Install(value("a package path")?),
             "/x" | "/uninstall" => c.action = Action::Uninstall(value("a product code")?),
             "/qn" | "/quiet" | "/q" => c.quiet = true,
@@ -73,7 +96,14 @@ fn parse(args: &[String]) -> Result<Command, String> {
 
 /// Runs the stand-in; returns the exit code.
 pub fn run(lab: &Path, args: &[String], io: &mut ToolIo) -> i32 {
-    let cmd = match parse(args) {
+    let version = match state::load(lab) {
+        Ok(st) => st.flavour.windows().installer,
+        Err(e) => {
+            let _ = writeln!(io.stderr, "msiexec: {e}");
+            return FATAL;
+        }
+    };
+    let cmd = match parse(args, version) {
         Ok(c) => c,
         Err(e) => {
             let _ = writeln!(io.stderr, "msiexec: {e}\nUsage: msiexec /i PACKAGE [PROP=VALUE ...] /qn /norestart /l*v LOG | /x {{CODE}} /qn /norestart /l*v LOG");
@@ -271,29 +301,33 @@ mod tests {
         s.iter().map(|x| x.to_string()).collect()
     }
 
+    /// Windows Server 2008 R2's Windows Installer.
+    const WI5: [u16; 4] = [5, 0, 7600, 16385];
+    /// Windows Server 2003's, as released.
+    const WI2: [u16; 4] = [2, 0, 3790, 0];
+
     #[test]
     fn the_command_lines_the_executor_sends_parse() {
-        let c = parse(&args(&[
-            "/x",
-            "{A}",
-            "/qn",
-            "/norestart",
-            "/l*v",
-            "/tmp/x.log",
-        ]))
+        let c = parse(
+            &args(&["/x", "{A}", "/qn", "/norestart", "/l*v", "/tmp/x.log"]),
+            WI5,
+        )
         .unwrap();
         assert_eq!(c.action, Action::Uninstall("{A}".into()));
         assert_eq!(c.log.as_deref(), Some("/tmp/x.log"));
-        let c = parse(&args(&[
-            "/i",
-            "p.msi",
-            "SQLDB=FIM",
-            "ACCEPT_EULA=1",
-            "/qn",
-            "/norestart",
-            "/L*V",
-            "l",
-        ]))
+        let c = parse(
+            &args(&[
+                "/i",
+                "p.msi",
+                "SQLDB=FIM",
+                "ACCEPT_EULA=1",
+                "/qn",
+                "/norestart",
+                "/L*V",
+                "l",
+            ]),
+            WI5,
+        )
         .unwrap();
         assert_eq!(c.action, Action::Install("p.msi".into()));
         assert_eq!(
@@ -304,20 +338,45 @@ mod tests {
             ]
         );
         assert_eq!(
-            parse(&args(&["/X{B}", "/qn"])).unwrap().action,
+            parse(&args(&["/X{B}", "/qn"]), WI5).unwrap().action,
             Action::Uninstall("{B}".into())
         );
     }
 
     #[test]
     fn a_command_line_msiexec_would_not_take_is_refused() {
-        assert!(parse(&args(&["/qn"])).unwrap_err().contains("required"));
-        assert!(parse(&args(&["/x", "{A}"])).unwrap_err().contains("/qn"));
-        assert!(parse(&args(&["/x", "{A}", "/qn", "/bogus"]))
+        assert!(parse(&args(&["/qn"]), WI5)
+            .unwrap_err()
+            .contains("required"));
+        assert!(parse(&args(&["/x", "{A}"]), WI5)
+            .unwrap_err()
+            .contains("/qn"));
+        assert!(parse(&args(&["/x", "{A}", "/qn", "/bogus"]), WI5)
             .unwrap_err()
             .contains("unknown option"));
-        assert!(parse(&args(&["/i"]))
+        assert!(parse(&args(&["/i"]), WI5)
             .unwrap_err()
             .contains("needs a package path"));
+    }
+
+    #[test]
+    fn windows_installer_2_0_refuses_the_standard_options_of_3_0_and_takes_the_reboot_property() {
+        for option in ["/norestart", "/quiet", "/log", "/package", "/uninstall"] {
+            let err = parse(&args(&["/x", "{A}", "/qn", option, "x"]), WI2).unwrap_err();
+            assert!(
+                err.contains("Windows Installer 3.0 and later") && err.contains("2.0.3790.0"),
+                "{option}: {err}"
+            );
+        }
+        let c = parse(
+            &args(&["/x", "{A}", "/qn", "REBOOT=ReallySuppress", "/l*v", "x.log"]),
+            WI2,
+        )
+        .unwrap();
+        assert_eq!(c.action, Action::Uninstall("{A}".into()));
+        assert_eq!(
+            c.properties,
+            vec![("REBOOT".into(), "ReallySuppress".into())]
+        );
     }
 }

@@ -1,57 +1,21 @@
 //! The reg stand-in: `reg query KEY [/s] [/reg:32|/reg:64]` for the Uninstall keys (64-bit view
-//! and WOW6432Node) and their product subkeys, printed the way reg.exe prints them. TEST DOUBLE:
-//! the lab's "registry" is only the products in lab.json; any other key is absent (exit 1).
+//! and WOW6432Node) and their product subkeys, printed the way the flavour's reg.exe prints them:
+//! reg.exe 3.0 for IIFP's Windows Server 2003 (no `/reg:*` switches), a later reg.exe for FIM.
+//! TEST DOUBLE: the lab's "registry" is only the products in lab.json; any other key is absent.
 
 use std::path::Path;
 
+use crate::layout::RegVersion;
 use crate::state::{self, Product};
 use crate::tools::ToolIo;
 
 const UNINSTALL: &str = r"SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall";
 const UNINSTALL_WOW: &str = r"SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall";
 const ABSENT: &str = "ERROR: The system was unable to find the specified registry key or value.";
+const INVALID: &str = "ERROR: Invalid syntax.";
 
 /// Runs the stand-in; returns the exit code.
 pub fn run(lab: &Path, args: &[String], io: &mut ToolIo) -> i32 {
-    let mut recurse = false;
-    let mut view32 = false;
-    let mut key = None;
-    let Some((op, rest)) = args.split_first() else {
-        let _ = writeln!(
-            io.stderr,
-            "ERROR: Invalid syntax.\nType \"REG /?\" for usage."
-        );
-        return 1;
-    };
-    if !op.eq_ignore_ascii_case("query") {
-        let _ = writeln!(
-            io.stderr,
-            "ERROR: Invalid syntax. The lab's reg supports only QUERY."
-        );
-        return 1;
-    }
-    for a in rest {
-        match a.to_ascii_lowercase().as_str() {
-            "/s" => recurse = true,
-            "/reg:32" => view32 = true,
-            "/reg:64" => view32 = false,
-            _ if key.is_none() && !a.starts_with('/') => key = Some(a.clone()),
-            _ => {
-                let _ = writeln!(
-                    io.stderr,
-                    "ERROR: Invalid syntax.\nType \"REG QUERY /?\" for usage."
-                );
-                return 1;
-            }
-        }
-    }
-    let Some(key) = key else {
-        let _ = writeln!(
-            io.stderr,
-            "ERROR: Invalid syntax.\nType \"REG QUERY /?\" for usage."
-        );
-        return 1;
-    };
     let st = match state::load(lab) {
         Ok(s) => s,
         Err(e) => {
@@ -59,14 +23,96 @@ pub fn run(lab: &Path, args: &[String], io: &mut ToolIo) -> i32 {
             return 1;
         }
     };
-    match query(&st.products, &key, recurse, view32) {
+    let version = st.flavour.windows().reg;
+    let invalid = |io: &mut ToolIo, usage: &str| {
+        let _ = write!(
+            io.stderr,
+            "{INVALID}{eol}Type \"{usage} /?\" for usage.{eol}",
+            eol = version.line_end()
+        );
+        1
+    };
+    let Some((op, rest)) = args.split_first() else {
+        return invalid(io, "REG");
+    };
+    if !op.eq_ignore_ascii_case("query") {
+        let _ = writeln!(io.stderr, "{INVALID} The lab's reg supports only QUERY.");
+        return 1;
+    }
+    let mut recurse = false;
+    let mut view32 = false;
+    let mut key = None;
+    for a in rest {
+        match a.to_ascii_lowercase().as_str() {
+            "/s" => recurse = true,
+            // reg.exe 3.0 has no registry view switches (project design notes).
+            "/reg:32" | "/reg:64" if version == RegVersion::V3_0 => {
+                return invalid(io, "REG QUERY")
+            }
+            "/reg:32" => view32 = true,
+            "/reg:64" => view32 = false,
+            _ if key.is_none() && !a.starts_with('/') => key = Some(a.clone()),
+            _ => return invalid(io, "REG QUERY"),
+        }
+    }
+    let Some(key) = key else {
+        return invalid(io, "REG QUERY");
+    };
+    match query(&st.products, &key, recurse, view32, version) {
         Some(text) => {
             let _ = io.stdout.write_all(text.as_bytes());
             0
         }
         None => {
-            let _ = writeln!(io.stderr, "{ABSENT}");
+            let _ = write!(io.stderr, "{ABSENT}{}", version.line_end());
             1
+        }
+    }
+}
+
+impl RegVersion {
+    fn line_end(self) -> &'static str {
+        match self {
+            RegVersion::V3_0 => "\r\n",
+            RegVersion::Later => "\n",
+        }
+    }
+
+    /// One value line: four spaces of indent, then name, type and data separated by a tab
+    /// (3.0) or four spaces (later).
+    fn value(self, name: &str, ty: &str, data: &str) -> String {
+        match self {
+            RegVersion::V3_0 => format!("    {name}\t{ty}\t{data}\r\n"),
+            RegVersion::Later => format!("    {name}    {ty}    {data}\n"),
+        }
+    }
+
+    /// A key with its values. reg.exe 3.0 lists the default value as `<NO NAME>`, set or not.
+    fn key(self, name: &str, values: &[(&str, &str, String)]) -> String {
+        let eol = self.line_end();
+        let mut out = format!("{name}{eol}");
+        for (n, ty, data) in values {
+            out.push_str(&self.value(n, ty, data));
+        }
+        if self == RegVersion::V3_0 {
+            out.push_str(&self.value("<NO NAME>", "REG_SZ", ""));
+        }
+        out
+    }
+
+    /// The whole output. reg.exe 3.0 opens with its header and ends each key's block with a
+    /// blank line; the later layout puts a blank line before each block and one at the end.
+    fn print(self, blocks: &[String]) -> String {
+        let eol = self.line_end();
+        match self {
+            RegVersion::V3_0 => {
+                let body: String = blocks.iter().map(|b| format!("{b}{eol}")).collect();
+                format!("{eol}! REG.EXE VERSION 3.0{eol}{eol}{body}")
+            }
+            RegVersion::Later => {
+                let body: String = blocks.iter().map(|b| format!("{eol}{b}")).collect();
+                format!("{body}{eol}")
+            }
         }
     }
 }
@@ -79,7 +125,13 @@ fn below_hklm(key: &str) -> Option<&str> {
 }
 
 /// The text `reg query` prints, or `None` for an absent key.
-fn query(products: &[Product], key: &str, recurse: bool, view32: bool) -> Option<String> {
+fn query(
+    products: &[Product],
+    key: &str,
+    recurse: bool,
+    view32: bool,
+    version: RegVersion,
+) -> Option<String> {
     let rest = below_hklm(key)?;
     let (base, wow) = if rest.len() >= UNINSTALL_WOW.len()
         && rest[..UNINSTALL_WOW.len()].eq_ignore_ascii_case(UNINSTALL_WOW)
@@ -93,55 +145,47 @@ fn query(products: &[Product], key: &str, recurse: bool, view32: bool) -> Option
         return None;
     };
     let shown = if wow { UNINSTALL_WOW } else { UNINSTALL };
-    let in_view = products.iter().filter(|p| p.wow6432 == wow);
-    let mut out = String::new();
+    let root = format!(r"HKEY_LOCAL_MACHINE\{shown}");
+    let mut in_view = products.iter().filter(|p| p.wow6432 == wow);
+    let entry = |p: &Product| version.key(&format!(r"{root}\{}", p.code), &values(p));
+    let mut blocks = Vec::new();
     match base.strip_prefix('\\') {
         None if base.is_empty() => {
-            for p in in_view {
-                let name = format!(r"HKEY_LOCAL_MACHINE\{shown}\{}", p.code);
-                if recurse {
-                    out.push('\n');
-                    out.push_str(&name);
-                    out.push('\n');
-                    out.push_str(&values(p));
-                } else {
-                    out.push_str(&name);
-                    out.push('\n');
-                }
+            // reg.exe 3.0 shows the queried key itself first.
+            if version == RegVersion::V3_0 {
+                blocks.push(version.key(&root, &[]));
             }
-            if !recurse {
-                out.insert(0, '\n');
+            if recurse {
+                blocks.extend(in_view.map(entry));
+            } else {
+                let eol = version.line_end();
+                blocks.push(
+                    in_view
+                        .map(|p| format!(r"{root}\{}{eol}", p.code))
+                        .collect(),
+                );
             }
-            out.push('\n');
         }
-        Some(code) => {
-            let p = in_view
-                .clone()
-                .find(|p| p.code.eq_ignore_ascii_case(code))?;
-            out.push_str(&format!(
-                "\nHKEY_LOCAL_MACHINE\\{shown}\\{}\n{}\n",
-                p.code,
-                values(p)
-            ));
-        }
+        Some(code) => blocks.push(entry(in_view.find(|p| p.code.eq_ignore_ascii_case(code))?)),
         None => return None,
     }
-    Some(out)
+    Some(version.print(&blocks))
 }
 
-fn values(p: &Product) -> String {
-    let sz = |n: &str, v: &str| format!("    {n}    REG_SZ    {v}\n");
-    [
-        sz("DisplayName", &p.name),
-        sz("DisplayVersion", &p.version),
-        sz("InstallLocation", &p.install_location),
-        sz("Publisher", &p.publisher),
-        sz("UninstallString", &format!("MsiExec.exe /X{}", p.code)),
-        "    WindowsInstaller    REG_DWORD    0x1\n".to_string(),
+fn values(p: &Product) -> Vec<(&'static str, &'static str, String)> {
+    vec![
+        ("DisplayName", "REG_SZ", p.name.clone()),
+        ("DisplayVersion", "REG_SZ", p.version.clone()),
+        ("InstallLocation", "REG_SZ", p.install_location.clone()),
+        ("Publisher", "REG_SZ", p.publisher.clone()),
+        (
+            "UninstallString",
+            "REG_SZ",
+            format!("MsiExec.exe /X{}", p.code),
+        ),
+        ("WindowsInstaller", "REG_DWORD", "0x1".to_string()),
     ]
-    .concat()
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +209,7 @@ mod tests {
             r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall",
             true,
             false,
+            RegVersion::Later,
         )
         .unwrap();
         let expected = "\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\{6A3C2F10-5B8E-4C1D-9E7A-0D1F2B3C4A51}\n    DisplayName    REG_SZ    Identity Integration Feature Pack\n    DisplayVersion    REG_SZ    3.0.0.0\n    InstallLocation    REG_SZ    C:\\Program Files\\Microsoft Identity Integration Server\\\n";
@@ -177,34 +222,64 @@ mod tests {
         let wow =
             r"HKEY_LOCAL_MACHINE\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall";
         let native = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall";
-        assert!(!query(&[iifp(false)], wow, true, false)
+        assert!(!query(&[iifp(false)], wow, true, false, RegVersion::Later)
             .unwrap()
             .contains("Identity"));
-        assert!(query(&[iifp(true)], wow, true, false)
+        assert!(query(&[iifp(true)], wow, true, false, RegVersion::Later)
             .unwrap()
             .contains("WOW6432Node\\Microsoft"));
-        assert!(query(&[iifp(true)], native, true, true)
+        assert!(query(&[iifp(true)], native, true, true, RegVersion::Later)
             .unwrap()
             .contains("Identity"));
-        assert!(!query(&[iifp(true)], native, true, false)
-            .unwrap()
-            .contains("Identity"));
+        assert!(
+            !query(&[iifp(true)], native, true, false, RegVersion::Later)
+                .unwrap()
+                .contains("Identity")
+        );
     }
 
     #[test]
     fn a_subkey_is_found_by_code_and_anything_else_is_absent() {
         let k = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\{6a3c2f10-5b8e-4c1d-9e7a-0d1f2b3c4a51}";
-        assert!(query(&[iifp(false)], k, false, false)
+        assert!(query(&[iifp(false)], k, false, false, RegVersion::Later)
             .unwrap()
             .contains("DisplayVersion"));
-        assert!(query(&[], k, false, false).is_none());
-        assert!(query(&[iifp(false)], r"HKLM\SOFTWARE\Contoso", true, false).is_none());
+        assert!(query(&[], k, false, false, RegVersion::Later).is_none());
+        assert!(query(
+            &[iifp(false)],
+            r"HKLM\SOFTWARE\Contoso",
+            true,
+            false,
+            RegVersion::Later
+        )
+        .is_none());
         assert!(query(
             &[iifp(false)],
             r"HKCU\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall",
             true,
-            false
+            false,
+            RegVersion::Later
         )
         .is_none());
+    }
+
+    #[test]
+    fn reg_3_0_prints_its_header_tabs_no_name_for_default_values_and_crlf() {
+        let root = r"HKEY_LOCAL_MACHINE\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall";
+        let out = query(&[iifp(false)], root, true, false, RegVersion::V3_0).unwrap();
+        let expected = format!(
+            "\r\n! REG.EXE VERSION 3.0\r\n\r\n{root}\r\n    <NO NAME>\tREG_SZ\t\r\n\r\n{root}\\{{6A3C2F10-5B8E-4C1D-9E7A-0D1F2B3C4A51}}\r\n    DisplayName\tREG_SZ\tIdentity Integration Feature Pack\r\n    DisplayVersion\tREG_SZ\t3.0.0.0\r\n"
+        );
+        assert!(out.starts_with(&expected), "{out:?}");
+        assert!(
+            out.ends_with(
+                "    WindowsInstaller\tREG_DWORD\t0x1\r\n    <NO NAME>\tREG_SZ\t\r\n\r\n"
+            ),
+            "{out:?}"
+        );
+        assert!(
+            !out.replace("\r\n", "").contains('\n'),
+            "CRLF only: {out:?}"
+        );
     }
 }
