@@ -1,12 +1,14 @@
 //! The SQL adapters against the lab's TDS double over real TCP: tiberius speaking TDS 7.4 (SQL
-//! Server 2016), ODBC through unixODBC + FreeTDS speaking TDS 7.1 (SQL Server 2000). Server errors
-//! keep their numbers; a wrong password is a login error; a dropped connection is a connection error.
+//! Server 2016), ODBC through unixODBC + FreeTDS speaking TDS 7.1 (SQL Server 2000). The PRELOGIN
+//! probe reads the server's version; server errors keep their numbers; a wrong password is a login
+//! error; a dropped connection is a connection error; binary columns arrive as bytes.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use upgrade::adapters::secrets::SecretString;
-use upgrade::adapters::sql::{self, statements, SqlClient, SqlError, SqlValue};
+use upgrade::adapters::sql::endpoint::Endpoint;
+use upgrade::adapters::sql::{self, prelogin, statements, SqlClient, SqlError, SqlValue};
 use upgrade::plan::{Encryption, Secret, SqlAuth, SqlConnection, SqlDriver, SqlLogin};
 use upgrade_lab::sqlmodel::{Fixture, Model};
 use upgrade_lab::tds::{serve, SqlFaults, TdsConfig, TdsServer, TdsVersion};
@@ -54,7 +56,7 @@ fn connection(port: u16, driver: SqlDriver) -> SqlConnection {
         }),
         driver,
         database: None,
-        odbc_driver: (driver == SqlDriver::Odbc).then(|| FREETDS.to_string()),
+        odbc_driver: (driver != SqlDriver::Tds).then(|| FREETDS.to_string()),
         encryption: Encryption::NotSupported,
         trust_server_certificate: false,
     }
@@ -308,6 +310,119 @@ async fn a_wrong_password_is_a_login_error_through_odbc() {
 }
 
 #[tokio::test]
+async fn the_prelogin_probe_reads_the_product_version_each_server_sends() {
+    for (version, expect) in [
+        (TdsVersion::V71, "8.0.2039"),
+        (TdsVersion::V74, "13.0.5026"),
+    ] {
+        let lab = lab(version, SqlFaults::default()).await;
+        let at = Endpoint {
+            host: "127.0.0.1".into(),
+            port: lab.server.local_addr().port(),
+        };
+        let v = prelogin::server_version(&at, "lab").await.unwrap();
+        assert_eq!(v.to_string(), expect);
+        assert_eq!(v.speaks_tds71_at_most(), version == TdsVersion::V71);
+    }
+}
+
+#[tokio::test]
+async fn something_other_than_sql_server_answering_the_probe_is_a_connection_error() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 256];
+        let _ = s.read(&mut buf).await;
+        let _ = s
+            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+            .await;
+    });
+    let conn = connection(port, SqlDriver::Auto);
+    match sql::connect(&conn, Some(&SecretString::new(PASSWORD))).await {
+        Err(e @ SqlError::Connection { .. }) => {
+            assert!(e.to_string().contains("is this a SQL Server?"), "{e}")
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("connected to a web server"),
+    }
+}
+
+#[tokio::test]
+async fn auto_reads_sql_server_2000_through_odbc_and_2016_through_tiberius() {
+    if !freetds_installed() {
+        return;
+    }
+    for (version, rpc_expected) in [(TdsVersion::V71, false), (TdsVersion::V74, true)] {
+        let lab = lab(version, SqlFaults::default()).await;
+        let mut client = connect(&lab, SqlDriver::Auto).await;
+        let rows = client
+            .query(&statements::database_exists(DB))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{version:?}");
+        // tiberius sends queries as sp_executesql RPCs, ODBC as batches.
+        let log = std::fs::read_to_string(lab.root.join("sql/statements.log")).unwrap();
+        assert_eq!(
+            log.contains("\"kind\":\"rpc\""),
+            rpc_expected,
+            "{version:?}: {log}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn driver_tds_is_refused_by_sql_server_2000_before_logging_in() {
+    let lab = lab(TdsVersion::V71, SqlFaults::default()).await;
+    let conn = connection(lab.server.local_addr().port(), SqlDriver::Tds);
+    let err = match sql::connect(&conn, Some(&SecretString::new(PASSWORD))).await {
+        Err(e) => e,
+        Ok(_) => panic!("tiberius was let loose on TDS 7.1"),
+    };
+    assert!(matches!(err, SqlError::Unsupported { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("SQL Server 2000 (version 8.0.2039)") && text.contains("`driver: odbc`"),
+        "{text}"
+    );
+    assert!(!lab.root.join("sql/statements.log").exists());
+}
+
+async fn anchors_read_as_bytes(driver: SqlDriver, version: TdsVersion) {
+    let lab = lab(version, SqlFaults::default()).await;
+    let mut client = connect(&lab, driver).await;
+    let rows = client
+        .query(&statements::connector_space_objects(DB, "Contoso AD"))
+        .await
+        .unwrap();
+    let admin = rows
+        .iter()
+        .find(|r| r.get("rdn").and_then(SqlValue::as_str) == Some("CN=Administrator"))
+        .expect("the Administrator");
+    assert_eq!(
+        admin.get("anchor").and_then(SqlValue::as_bytes),
+        Fixture::miis()
+            .generate()
+            .object("CN=Administrator")
+            .map(|o| o.anchor.as_slice()),
+        "{driver:?}: {admin:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_binary_anchor_arrives_as_its_bytes_through_tiberius() {
+    anchors_read_as_bytes(SqlDriver::Tds, TdsVersion::V74).await;
+}
+
+#[tokio::test]
+async fn a_binary_anchor_arrives_as_its_bytes_through_odbc() {
+    if freetds_installed() {
+        anchors_read_as_bytes(SqlDriver::Odbc, TdsVersion::V71).await;
+    }
+}
+
+#[tokio::test]
 async fn nobody_listening_is_a_connection_error() {
     // Bind and release a port so nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -315,7 +430,7 @@ async fn nobody_listening_is_a_connection_error() {
         .local_addr()
         .unwrap()
         .port();
-    for driver in [SqlDriver::Tds, SqlDriver::Odbc] {
+    for driver in [SqlDriver::Auto, SqlDriver::Tds, SqlDriver::Odbc] {
         if driver == SqlDriver::Odbc && !freetds_installed() {
             continue;
         }

@@ -234,32 +234,6 @@ fn a_canary_password_appears_nowhere() {
 }
 
 #[test]
-fn the_seed_plan_converges_against_sql_server_2000_over_odbc() {
-    let rig = Rig::iifp(Driver::Odbc, &[]);
-    let plan = rig.upgrade(&["plan", rig.plan_str()]);
-    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
-    // SQL Server 2000 has no BACKUP ... WITH CHECKSUM.
-    assert!(!stdout(&plan).contains("CHECKSUM"), "{}", text(&plan));
-    let apply = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
-    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
-    let again = rig.upgrade(&["plan", rig.plan_str(), "--detailed-exitcode"]);
-    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
-}
-
-/// The seed plan's header (server, state, tools) with other steps.
-fn plan_with_steps(rig: &Rig, name: &str, steps: &str) -> std::path::PathBuf {
-    let seed = std::fs::read_to_string(&rig.plan).unwrap();
-    let header = seed
-        .split("steps:\n")
-        .next()
-        .unwrap()
-        .replace("lab-iifp-to-miis2003", name);
-    let path = rig.tmp.path().join(format!("{name}.yaml"));
-    std::fs::write(&path, format!("{header}steps:\n{steps}")).unwrap();
-    path
-}
-
-#[test]
 fn sql_checks_log_in_to_their_database_and_compare_the_scalar() {
     let rig = Rig::iifp(Driver::Tds, &[]);
     let db = "MicrosoftIdentityIntegrationServer";
@@ -268,8 +242,7 @@ fn sql_checks_log_in_to_their_database_and_compare_the_scalar() {
         count >= 5,
         "the lab has master, msdb and the sync database at least"
     );
-    let good = plan_with_steps(
-        &rig,
+    let good = rig.plan_with_steps(
         "sql-checks",
         &format!(
             "  - id: check\n    verify:\n      sql:\n        - {{ database: {db}, query: \"SELECT COUNT(*) FROM master.dbo.sysdatabases\", expect: \"{count}\" }}\n"
@@ -278,8 +251,7 @@ fn sql_checks_log_in_to_their_database_and_compare_the_scalar() {
     let out = rig.upgrade(&["apply", good.to_str().unwrap(), "--auto-approve"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
 
-    let wrong = plan_with_steps(
-        &rig,
+    let wrong = rig.plan_with_steps(
         "sql-checks-wrong",
         &format!(
             "  - id: check\n    verify:\n      sql:\n        - {{ database: {db}, query: \"SELECT COUNT(*) FROM master.dbo.sysdatabases\", expect: \"{}\" }}\n",
@@ -294,8 +266,7 @@ fn sql_checks_log_in_to_their_database_and_compare_the_scalar() {
         text(&out)
     );
 
-    let no_db = plan_with_steps(
-        &rig,
+    let no_db = rig.plan_with_steps(
         "sql-checks-no-db",
         "  - id: check\n    verify:\n      sql:\n        - { database: NoSuchDatabase, query: \"SELECT COUNT(*) FROM master.dbo.sysdatabases\", expect: \"1\" }\n",
     );

@@ -160,8 +160,23 @@ fn defaults_apply_where_the_plan_is_silent() {
     };
     assert!(b.verify, "verify defaults to true");
     assert!(b.max_age.is_none());
-    assert_eq!(loaded.plan.server.sql.driver, plan::SqlDriver::Tds);
+    assert_eq!(
+        loaded.plan.server.sql.driver,
+        plan::SqlDriver::Auto,
+        "the client is chosen by the server's version unless the plan says"
+    );
     assert!(loaded.plan.tools.miiskmu.is_none());
+}
+
+#[test]
+fn a_plan_may_leave_the_sql_client_to_the_server_version_and_still_name_an_odbc_driver() {
+    let text = "version: 1\nname: x\nserver: { sql: { host: h, auth: windows, driver: auto, odbc_driver: FreeTDS } }\nsteps:\n  - id: v\n    verify: { services: [ { name: miiserver } ] }\n";
+    let loaded = plan::load_str("p.yaml", text).unwrap();
+    assert_eq!(loaded.plan.server.sql.driver, plan::SqlDriver::Auto);
+    assert_eq!(
+        loaded.plan.server.sql.odbc_driver.as_deref(),
+        Some("FreeTDS")
+    );
 }
 
 #[test]

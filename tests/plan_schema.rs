@@ -50,6 +50,7 @@ fn checked_values_carry_their_patterns() {
         "AbsPath",
         "ProductCode",
         "Sha256Hex",
+        "HexPrefix",
         "StepId",
         "DurationText",
     ] {

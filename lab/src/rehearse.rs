@@ -35,7 +35,10 @@ pub struct RehearseOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanFacts {
     pub flavour: Flavour,
-    pub odbc: bool,
+    /// The lab's SQL Server answers as SQL Server 2000 (TDS 7.1): the plan says `driver: odbc`,
+    /// or leaves the client to `auto` (the default) on an IIFP server, whose upgrade to MIIS 2003
+    /// runs on SQL Server 2000. Otherwise it answers as SQL Server 2016 (TDS 7.4).
+    pub sql2000: bool,
     /// (domain, user) of the sync service account.
     pub account: Option<(String, String)>,
     pub uninstall_code: Option<String>,
@@ -64,7 +67,7 @@ fn steps(plan: &Value) -> impl Iterator<Item = &Value> {
 pub fn plan_facts(plan: &Value) -> PlanFacts {
     let mut facts = PlanFacts {
         flavour: Flavour::Iifp,
-        odbc: get_str(plan, &["server", "sql", "driver"]).as_deref() == Some("odbc"),
+        sql2000: false,
         account: None,
         uninstall_code: None,
         uninstall_name: None,
@@ -111,6 +114,11 @@ pub fn plan_facts(plan: &Value) -> PlanFacts {
             .detect_version
             .or(get_str(s, &["install", "detect", "version"]));
     }
+    facts.sql2000 = match get_str(plan, &["server", "sql", "driver"]).as_deref() {
+        Some("odbc") => true,
+        None | Some("auto") => facts.flavour == Flavour::Iifp,
+        _ => false,
+    };
     facts
 }
 
@@ -155,7 +163,7 @@ pub struct Target {
     pub tools: ToolPaths,
     /// sha256 of the lab's installer media.
     pub installer_sha256: Option<String>,
-    /// ODBC driver for `driver: odbc` plans.
+    /// ODBC driver for `driver: odbc` and `driver: auto` plans.
     pub odbc_driver: String,
 }
 
@@ -236,7 +244,7 @@ pub fn rewrite_plan(plan: &Value, t: &Target) -> Result<Rewritten, LabError> {
         .ok_or_else(|| LabError::Rehearse("the plan is not a YAML mapping".into()))?;
     let mut envs = Vec::new();
 
-    let driver = get_str(plan, &["server", "sql", "driver"]).unwrap_or_else(|| "tds".into());
+    let driver = get_str(plan, &["server", "sql", "driver"]).unwrap_or_else(|| "auto".into());
     let mut sql = vec![
         ("host", s(t.host.clone())),
         ("port", Value::Number(t.port.into())),
@@ -252,7 +260,7 @@ pub fn rewrite_plan(plan: &Value, t: &Target) -> Result<Rewritten, LabError> {
         ),
         ("driver", s(driver.clone())),
     ];
-    if driver == "odbc" {
+    if driver != "tds" {
         sql.push(("odbc_driver", s(t.odbc_driver.clone())));
     }
     sql.push(("encryption", s("not_supported")));
@@ -415,7 +423,7 @@ fn rehearse_on(
     source: &Path,
     upgrade: &Path,
 ) -> Result<i32, LabError> {
-    let tds = if facts.odbc {
+    let tds = if facts.sql2000 {
         TdsVersion::V71
     } else {
         TdsVersion::V74
@@ -460,7 +468,7 @@ fn rehearse_on(
         facts.flavour.name(),
         running.host,
         running.port,
-        if facts.odbc { "7.1" } else { "7.4" }
+        if facts.sql2000 { "7.1" } else { "7.4" }
     );
 
     let account_password = lab.state()?.account.password;
@@ -600,7 +608,7 @@ steps:
     fn the_plans_facts_shape_the_lab() {
         let facts = plan_facts(&serde_yaml::from_str(REAL_PLAN).unwrap());
         assert_eq!(facts.flavour, Flavour::Iifp);
-        assert!(facts.odbc);
+        assert!(facts.sql2000);
         assert_eq!(facts.account, Some(("CONTOSO".into(), "svc-miis".into())));
         assert_eq!(
             facts.uninstall_code.as_deref(),
@@ -615,6 +623,22 @@ steps:
         let fim = plan_facts(&serde_yaml::from_str("steps: [ {id: a, backup_database: {database: FIMSynchronizationService, to: 'D:\\x'}} ]").unwrap());
         assert_eq!(fim.flavour, Flavour::Fim2010r2);
         assert_eq!(version_for("4.4.1", "3.3.0.0"), "4.4.1.0");
+    }
+
+    #[test]
+    fn a_plan_that_leaves_the_client_to_auto_rehearses_on_its_procedure_s_sql_server() {
+        let iifp = REAL_PLAN.replace(", driver: odbc", "");
+        assert!(plan_facts(&serde_yaml::from_str(&iifp).unwrap()).sql2000);
+        let tds = REAL_PLAN.replace("driver: odbc", "driver: tds");
+        assert!(!plan_facts(&serde_yaml::from_str(&tds).unwrap()).sql2000);
+        let fim = "steps: [ {id: a, backup_database: {database: FIMSynchronizationService, to: 'D:\\x'}} ]";
+        assert!(!plan_facts(&serde_yaml::from_str(fim).unwrap()).sql2000);
+        // Should `auto` pick ODBC, the lab's ODBC driver is named.
+        let p = rewrite_plan(&serde_yaml::from_str(&iifp).unwrap(), &target())
+            .unwrap()
+            .plan;
+        assert_eq!(at(&p, &["server", "sql", "driver"]), "auto");
+        assert_eq!(at(&p, &["server", "sql", "odbc_driver"]), FREETDS_ODBC);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 mod statements;
 
 use upgrade_lab::sqlmodel::{
-    Execution, Fixture, Model, Outcome, Reply, RequestKind, ResultSet, TdsVersion, Value,
+    Execution, Fixture, Model, Outcome, Reply, RequestKind, ResultSet, SqlType, TdsVersion, Value,
 };
 
 const DB: &str = "MicrosoftIdentityIntegrationServer";
@@ -83,7 +83,10 @@ fn every_read_only_statement_of_the_executor_is_answered_from_the_model() {
         &statements::connector_space_objects(DB, "HR Database"),
     );
     assert_eq!(hr.rows.len(), 1200);
-    assert_eq!(hr.rows[0][3], Value::from("E00001"));
+    // Anchors are binary (varbinary); an employee id's is its UTF-16LE bytes in the lab.
+    assert!(matches!(hr.columns[3].ty, SqlType::VarBinary(_)));
+    let e00001: Vec<u8> = "E00001".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    assert_eq!(hr.rows[0][3], Value::Bin(e00001));
 }
 
 #[test]

@@ -11,6 +11,17 @@ use upgrade_lab::tds::{SqlFaults, TdsVersion};
 
 /// Runs `tsql` with `input` on stdin at TDS version `tdsver`; returns (success, stdout, stderr).
 fn tsql(port: u16, tdsver: &str, password: &str, input: &str) -> (bool, String, String) {
+    tsql_dumping(port, tdsver, password, input, None)
+}
+
+/// `tsql`, writing FreeTDS's protocol log (TDSDUMP) to `dump` when given.
+fn tsql_dumping(
+    port: u16,
+    tdsver: &str,
+    password: &str,
+    input: &str,
+    dump: Option<&std::path::Path>,
+) -> (bool, String, String) {
     let conf_dir = tempfile::tempdir().unwrap();
     let conf = conf_dir.path().join("freetds.conf");
     std::fs::write(
@@ -18,7 +29,11 @@ fn tsql(port: u16, tdsver: &str, password: &str, input: &str) -> (bool, String, 
         format!("[global]\n\ttds version = {tdsver}\n\tencryption = off\n"),
     )
     .unwrap();
-    let child = Command::new("tsql")
+    let mut command = Command::new("tsql");
+    if let Some(dump) = dump {
+        command.env("TDSDUMP", dump);
+    }
+    let child = command
         .args([
             "-H",
             "127.0.0.1",
@@ -99,6 +114,53 @@ async fn tsql_reads_result_sets_from_the_sql_server_2000_double_over_tds_7_1() {
         TdsVersion::V71,
         "7.1",
         "Microsoft SQL Server  2000 - 8.00.2039",
+    )
+    .await;
+}
+
+/// FreeTDS logs the LOGINACK it read: the TDS version and the product version, packed as
+/// 0x80000000 | major << 24 | minor << 16 | build.
+async fn freetds_sees_versions(version: TdsVersion, tdsver: &'static str, expect: [&str; 2]) {
+    let lab = start(version, SqlFaults::default()).await;
+    let port = lab.addr().port();
+    let dump = lab.path().join("tdsdump.log");
+    let dump2 = dump.clone();
+    tokio::task::spawn_blocking(move || {
+        tsql_dumping(port, tdsver, PASSWORD, "exit\n", Some(&dump2))
+    })
+    .await
+    .unwrap();
+    let log = std::fs::read_to_string(&dump).unwrap();
+    for line in expect {
+        assert!(
+            log.contains(line),
+            "{line:?} missing from FreeTDS's log:\n{log}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn freetds_reads_sql_server_2000_sp4_s_versions_from_the_7_1_double() {
+    freetds_sees_versions(
+        TdsVersion::V71,
+        "7.1",
+        [
+            "server reports TDS version 71.0.0.1",
+            "Product version 880007F7", // 8.0.2039
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn freetds_reads_sql_server_2016_s_versions_from_the_7_4_double() {
+    freetds_sees_versions(
+        TdsVersion::V74,
+        "7.4",
+        [
+            "server reports TDS version 74.0.0.4",
+            "Product version 8D0013A2", // 13.0.5026
+        ],
     )
     .await;
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::values::{AbsPath, Duration, ProductCode, Secret, Sha256Hex, StepId};
+use super::values::{AbsPath, Duration, HexPrefix, ProductCode, Secret, Sha256Hex, StepId};
 
 /// A whole plan file.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -54,15 +54,18 @@ pub struct SqlConnection {
     pub port: Option<u16>,
     /// How to log in.
     pub auth: SqlAuth,
-    /// Which client library talks to the server: `tds` (built-in, SQL Server 2005 and later) or
-    /// `odbc` (needed for SQL Server 2000, whose TDS 7.1 result sets the built-in client cannot read).
+    /// Which client library talks to the server: `auto` (default) reads the server's version first
+    /// and uses `tds` for SQL Server 2005 and later and `odbc` for SQL Server 2000; `tds` is the
+    /// built-in client (a SQL Server 2000 is refused, before any statement); `odbc` goes through an
+    /// ODBC driver.
     #[serde(default)]
     pub driver: SqlDriver,
     /// Database to log in to; default: the login's default database (usually master).
     /// Steps name their database in every statement; this matters only for `verify.sql` checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
-    /// ODBC driver name for `driver: odbc`. Default: `SQL Server` on Windows, `FreeTDS` elsewhere.
+    /// ODBC driver name for `driver: odbc` (and for `auto` when it picks ODBC). Default:
+    /// `SQL Server` on Windows, `FreeTDS` elsewhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub odbc_driver: Option<String>,
     /// TLS for the TDS connection. Default `not_supported` (SQL Server 2000 has none).
@@ -91,11 +94,18 @@ pub struct SqlLogin {
     pub password: Secret,
 }
 
+/// The client library for SQL Server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SqlDriver {
+    /// Read the server's version (a TDS PRELOGIN, no login), then `odbc` for SQL Server 2000
+    /// (TDS 7.1) and `tds` for SQL Server 2005 and later.
     #[default]
+    Auto,
+    /// The built-in client (tiberius): SQL Server 2005 and later. It cannot read SQL Server 2000's
+    /// TDS 7.1 result sets, so a SQL Server 2000 is refused with a message saying so.
     Tds,
+    /// An ODBC driver (`odbc_driver`): the way to SQL Server 2000.
     Odbc,
 }
 
@@ -472,8 +482,9 @@ pub struct Search {
     pub management_agent: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dn_prefix: Option<String>,
+    /// Hex digits the object's binary anchor starts with (any case, `0x` allowed), e.g. `0x0A1B`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub anchor_prefix: Option<String>,
+    pub anchor_prefix: Option<HexPrefix>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subtree: Option<String>,
     /// At least this many objects must match (default 1).

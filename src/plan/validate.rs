@@ -100,10 +100,10 @@ fn check_connection(sql: &SqlConnection, p: &mut Problems) {
             "a host name is needed; `(local)` means this machine",
         );
     }
-    if sql.odbc_driver.is_some() && sql.driver != SqlDriver::Odbc {
+    if sql.odbc_driver.is_some() && sql.driver == SqlDriver::Tds {
         p.add(
             "server.sql.odbc_driver",
-            "`odbc_driver` applies only with `driver: odbc`",
+            "`odbc_driver` applies only with `driver: odbc` or `driver: auto`",
         );
     }
 }

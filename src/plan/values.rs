@@ -114,6 +114,42 @@ impl Sha256Hex {
     }
 }
 
+/// The start of a binary value in hex digits, any case, optionally after `0x`: connector-space
+/// anchors are binary in MIIS and FIM, and clients render binary in either case.
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+pub struct HexPrefix(#[schemars(regex(pattern = r"^(0[xX])?[0-9a-fA-F]+$"))] String);
+checked_string!(HexPrefix);
+
+impl HexPrefix {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let digits = without_0x(raw);
+        if !digits.is_empty() && digits.chars().all(|c| c.is_ascii_hexdigit()) {
+            Ok(HexPrefix(raw.to_string()))
+        } else {
+            Err(format!(
+                "expected hex digits (anchors are binary), e.g. `0a1b2c` or `0x0A1B2C`, found `{raw}`"
+            ))
+        }
+    }
+
+    /// The hex digits in lower case, without `0x`.
+    pub fn digits(&self) -> String {
+        without_0x(&self.0).to_ascii_lowercase()
+    }
+
+    /// Whether `bytes`, in hex, start with these digits.
+    pub fn matches(&self, bytes: &[u8]) -> bool {
+        hex::encode(bytes).starts_with(&self.digits())
+    }
+}
+
+/// Hex text without its `0x` (or `0X`), as T-SQL writes binary constants.
+pub fn without_0x(hex: &str) -> &str {
+    hex.strip_prefix("0x")
+        .or_else(|| hex.strip_prefix("0X"))
+        .unwrap_or(hex)
+}
+
 /// A step id: letters, digits, `-` and `_`, starting with a letter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 pub struct StepId(#[schemars(regex(pattern = r"^[A-Za-z][A-Za-z0-9_-]*$"))] String);

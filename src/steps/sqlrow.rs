@@ -4,6 +4,7 @@
 use chrono::NaiveDateTime;
 
 use crate::adapters::sql::SqlValue;
+use crate::plan::without_0x;
 
 pub fn text(v: &SqlValue) -> Option<String> {
     match v {
@@ -12,6 +13,16 @@ pub fn text(v: &SqlValue) -> Option<String> {
         SqlValue::Bool(b) => Some(if *b { "1" } else { "0" }.to_string()),
         SqlValue::Text(s) => Some(s.clone()),
         SqlValue::DateTime(t) => Some(t.to_string()),
+        SqlValue::Binary(_) => Some(v.to_string()),
+    }
+}
+
+/// A binary value's bytes; also hex text (`0A1B` or `0x0a1b`), as a driver may hand binary over.
+pub fn bytes(v: &SqlValue) -> Option<Vec<u8>> {
+    match v {
+        SqlValue::Binary(b) => Some(b.clone()),
+        SqlValue::Text(s) => hex::decode(without_0x(s.trim())).ok(),
+        _ => None,
     }
 }
 
@@ -49,5 +60,18 @@ mod tests {
         assert_eq!(text(&SqlValue::Null), None);
         let t = time(&SqlValue::Text("2026-11-25 10:11:12.123".into())).unwrap();
         assert_eq!(t.to_string(), "2026-11-25 10:11:12.123");
+    }
+
+    #[test]
+    fn binary_reads_the_same_as_bytes_or_as_hex_text_in_either_case() {
+        let want = Some(vec![0x0a, 0xbc]);
+        assert_eq!(bytes(&SqlValue::Binary(vec![0x0a, 0xbc])), want);
+        assert_eq!(bytes(&SqlValue::Text("0ABC".into())), want);
+        assert_eq!(bytes(&SqlValue::Text("0x0abc".into())), want);
+        assert_eq!(bytes(&SqlValue::Text("E00001x".into())), None);
+        assert_eq!(
+            text(&SqlValue::Binary(vec![0x0a, 0xbc])).as_deref(),
+            Some("0x0ABC")
+        );
     }
 }

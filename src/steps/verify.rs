@@ -14,7 +14,7 @@ use crate::adapters::services::{self, ServiceState};
 use crate::adapters::sql::{statements as q, SqlClient};
 use crate::plan::{StepId, Verify};
 use crate::steps::snapshot_connector_space::{self as snapshot, recorded_snapshot};
-use crate::steps::sqlrow::text;
+use crate::steps::sqlrow::{bytes, text};
 use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
 
 pub struct VerifyStep {
@@ -124,7 +124,7 @@ impl VerifyStep {
                     id: r.get("object_id").and_then(text).unwrap_or_default(),
                     parent: r.get("pobject_id").and_then(text),
                     rdn: r.get("rdn").and_then(text).unwrap_or_default(),
-                    anchor: r.get("anchor").and_then(text).unwrap_or_default(),
+                    anchor: r.get("anchor").and_then(bytes).unwrap_or_default(),
                 })
                 .collect();
             let found = count_matches(&objects, s);
@@ -223,7 +223,8 @@ struct CsObject {
     id: String,
     parent: Option<String>,
     rdn: String,
-    anchor: String,
+    /// The anchor's bytes (binary in MIIS and FIM).
+    anchor: Vec<u8>,
 }
 
 fn search_name(s: &crate::plan::Search) -> String {
@@ -258,7 +259,7 @@ fn count_matches(objects: &[CsObject], s: &crate::plan::Search) -> u64 {
         .iter()
         .filter(|o| match (&s.dn_prefix, &s.anchor_prefix, &s.subtree) {
             (Some(p), _, _) => lower(&dn(o)).starts_with(&lower(p)),
-            (_, Some(p), _) => o.anchor.starts_with(p.as_str()),
+            (_, Some(p), _) => p.matches(&o.anchor),
             (_, _, Some(t)) => {
                 let d = lower(&dn(o));
                 let t = lower(t);
@@ -365,7 +366,7 @@ mod tests {
             id: id.into(),
             parent: parent.map(Into::into),
             rdn: rdn.into(),
-            anchor: format!("a-{id}"),
+            anchor: id.as_bytes().to_vec(),
         }
     }
 
@@ -397,5 +398,22 @@ mod tests {
             3
         );
         assert_eq!(count_matches(&objects, &search(Some("CN=Bob"), None)), 0);
+    }
+
+    #[test]
+    fn an_anchor_prefix_in_either_case_matches_the_binary_anchor() {
+        let objects = || {
+            let mut o = obj("1", None, "CN=Alice");
+            o.anchor = vec![0x9F, 0x3A, 0x01];
+            vec![o]
+        };
+        let by_anchor = |prefix: &str| crate::plan::Search {
+            anchor_prefix: Some(crate::plan::HexPrefix::parse(prefix).unwrap()),
+            ..search(None, None)
+        };
+        assert_eq!(count_matches(&objects(), &by_anchor("9f3a")), 1);
+        assert_eq!(count_matches(&objects(), &by_anchor("0x9F3A01")), 1);
+        assert_eq!(count_matches(&objects(), &by_anchor("9f3b")), 0);
+        assert_eq!(count_matches(&objects(), &by_anchor("9f3a0100")), 0);
     }
 }

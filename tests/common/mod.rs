@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use upgrade_lab::sqlmodel::TdsVersion;
 use upgrade_lab::{Flavour, Lab, RunningLab, StartOptions};
 
 /// The SQL login's password reaches `upgrade` through this variable.
@@ -20,10 +21,13 @@ pub struct Rig {
 }
 
 pub enum Driver {
-    /// tiberius over TDS 7.4 (SQL Server 2016 answers).
+    /// `driver: tds`: tiberius over TDS 7.4 (SQL Server 2016 answers).
     Tds,
-    /// ODBC (unixODBC + FreeTDS) over TDS 7.1 (SQL Server 2000 answers).
+    /// `driver: odbc`: ODBC (unixODBC + FreeTDS) over TDS 7.1 (SQL Server 2000 answers).
     Odbc,
+    /// `driver: auto` (with FreeTDS as the ODBC driver should it pick ODBC), against SQL Server
+    /// 2000 unless `Rig::iifp_on` says otherwise.
+    Auto,
 }
 
 pub const FREETDS_DRIVER: &str = "/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so";
@@ -31,14 +35,28 @@ pub const FREETDS_DRIVER: &str = "/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so";
 impl Rig {
     /// A fresh IIFP lab with its server listening, and the seed plan written for it.
     pub fn iifp(driver: Driver, faults: &[&str]) -> Rig {
-        Rig::iifp_on(driver, faults, upgrade_lab::SqlHost::SyncServer)
+        let tds = Rig::tds_for(&driver);
+        Rig::iifp_on(driver, tds, faults)
+    }
+
+    fn tds_for(driver: &Driver) -> TdsVersion {
+        match driver {
+            Driver::Tds => TdsVersion::V74,
+            Driver::Odbc | Driver::Auto => TdsVersion::V71,
+        }
+    }
+
+    /// The same, with the lab's SQL Server answering as `tds` says (7.4: 2016, 7.1: 2000).
+    pub fn iifp_on(driver: Driver, tds: TdsVersion, faults: &[&str]) -> Rig {
+        Rig::start(driver, tds, faults, upgrade_lab::SqlHost::SyncServer)
     }
 
     /// The seed plan against a lab whose SQL Server is a machine of its own: the plan's backup
     /// path `D:\Upgrade\miis.bak` is a path on that machine (which has the folder), out of the
     /// executor's reach.
     pub fn iifp_separate_sql_host(driver: Driver) -> Rig {
-        let rig = Rig::iifp_on(driver, &[], upgrade_lab::SqlHost::Separate);
+        let tds = Rig::tds_for(&driver);
+        let rig = Rig::start(driver, tds, &[], upgrade_lab::SqlHost::Separate);
         let local = rig.path(r"D:\Upgrade\miis.bak").display().to_string();
         let plan = std::fs::read_to_string(&rig.plan).unwrap();
         assert!(plan.contains(&local), "the seed plan's backup line changed");
@@ -47,13 +65,14 @@ impl Rig {
         rig
     }
 
-    fn iifp_on(driver: Driver, faults: &[&str], sql_host: upgrade_lab::SqlHost) -> Rig {
+    fn start(
+        driver: Driver,
+        tds: TdsVersion,
+        faults: &[&str],
+        sql_host: upgrade_lab::SqlHost,
+    ) -> Rig {
         let tmp = tempfile::tempdir().unwrap();
         let lab = Lab::init(&tmp.path().join("lab"), Flavour::Iifp).unwrap();
-        let tds = match driver {
-            Driver::Tds => upgrade_lab::sqlmodel::TdsVersion::V74,
-            Driver::Odbc => upgrade_lab::sqlmodel::TdsVersion::V71,
-        };
         let lab = lab
             .start(StartOptions {
                 port: 0,
@@ -129,6 +148,19 @@ impl Rig {
             .unwrap_or_default()
     }
 
+    /// The seed plan's header (server, state, tools) with other steps, written beside it.
+    pub fn plan_with_steps(&self, name: &str, steps: &str) -> PathBuf {
+        let seed = std::fs::read_to_string(&self.plan).unwrap();
+        let header = seed
+            .split("steps:\n")
+            .next()
+            .unwrap()
+            .replace("lab-iifp-to-miis2003", name);
+        let path = self.tmp.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, format!("{header}steps:\n{steps}")).unwrap();
+        path
+    }
+
     pub fn argv_log(&self) -> String {
         std::fs::read_to_string(self.lab.dir().join("argv.log")).unwrap_or_default()
     }
@@ -156,6 +188,7 @@ pub fn seed_plan(lab: &RunningLab, driver: &Driver) -> String {
     let (driver_line, odbc_line) = match driver {
         Driver::Tds => ("tds", String::new()),
         Driver::Odbc => ("odbc", format!("\n    odbc_driver: {FREETDS_DRIVER}")),
+        Driver::Auto => ("auto", format!("\n    odbc_driver: {FREETDS_DRIVER}")),
     };
     format!(
         r#"# yaml-language-server: $schema=../schemas/plan.schema.json

@@ -369,7 +369,7 @@ impl Model {
                             Value::from(c.object_id.as_str()),
                             Value::from(c.pobject_id.as_deref()),
                             Value::from(c.rdn.as_str()),
-                            Value::from(c.anchor.as_str()),
+                            Value::Bin(c.anchor.clone()),
                         ]
                     })
                     .collect();
@@ -378,7 +378,8 @@ impl Model {
                         nv("object_id", 38, false),
                         nv("pobject_id", 38, true),
                         nv("rdn", 448, true),
-                        nv("anchor", 448, true),
+                        // Binary, as the engine keeps anchors; the length is the lab's.
+                        Column::new("anchor", SqlType::VarBinary(400), true),
                     ],
                     rows,
                 }))

@@ -17,7 +17,8 @@ pub enum MaShape {
         containers: Vec<String>,
         leaf_prefix: String,
     },
-    /// A flat table source (an HR database): every object at the root, rdn = anchor = `<prefix>NNNNN`.
+    /// A flat table source (an HR database): every object at the root, rdn `<prefix>NNNNN` and the
+    /// same text as anchor.
     Flat { anchor_prefix: String },
 }
 
@@ -200,15 +201,24 @@ impl Fixture {
     }
 }
 
-fn anchor(shape: &MaShape, key: &str, object_id: &str) -> String {
+/// An object's anchor. MIIS and FIM store anchors as binary (DESIGN.md: "anchors are binary").
+/// A directory object's anchor is its objectGUID, 16 bytes (here the bytes of its lab GUID); how
+/// the engine encodes a text anchor such as an employee id is not documented to this project, so
+/// the lab stores it as UTF-16LE, Windows' string encoding (the lab's choice, not a product fact).
+fn anchor(shape: &MaShape, key: &str, object_id: &str) -> Vec<u8> {
     match shape {
-        // Directory anchors are objectGUIDs: 32 hex digits.
-        MaShape::Directory { .. } => object_id
-            .trim_matches(|c| c == '{' || c == '}')
-            .replace('-', ""),
+        MaShape::Directory { .. } => {
+            let digits: String = object_id.chars().filter(char::is_ascii_hexdigit).collect();
+            // `guid` makes 32 hex digits, so this cannot fail; an empty anchor would only make
+            // searches find nothing.
+            hex::decode(digits).unwrap_or_default()
+        }
         MaShape::Flat { anchor_prefix } => {
             let n: u32 = key.parse().unwrap_or(0);
             format!("{anchor_prefix}{:05}", n + 1)
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes)
+                .collect()
         }
     }
 }
@@ -237,13 +247,20 @@ mod tests {
     }
 
     #[test]
+    fn anchors_are_binary_a_directory_object_s_is_its_16_byte_guid() {
+        let data = Fixture::miis().generate();
+        let admin = data.object("CN=Administrator").unwrap();
+        assert_eq!(admin.anchor.len(), 16);
+        let digits = admin.object_id.replace(['{', '}', '-'], "");
+        assert_eq!(hex::encode_upper(&admin.anchor), digits);
+        let hr = data.object("E00001").unwrap();
+        assert_eq!(&hr.anchor[..4], &[b'E', 0, b'0', 0]);
+    }
+
+    #[test]
     fn a_directory_agent_has_a_tree_with_administrator_under_a_container() {
         let data = Fixture::miis().generate();
-        let admin = data
-            .connector_space
-            .iter()
-            .find(|r| r.rdn == "CN=Administrator")
-            .unwrap();
+        let admin = data.object("CN=Administrator").unwrap();
         let parent = data
             .connector_space
             .iter()

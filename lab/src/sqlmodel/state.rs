@@ -24,7 +24,9 @@ pub struct CsRow {
     pub ma_id: String,
     pub rdn: String,
     pub pobject_id: Option<String>,
-    pub anchor: String,
+    /// Binary, as MIIS and FIM keep anchors (DESIGN.md: "anchors are binary"); hex in state.json.
+    #[serde(with = "hex")]
+    pub anchor: Vec<u8>,
 }
 
 /// dbo.mms_csmv_link
@@ -47,6 +49,13 @@ pub struct SyncData {
     pub connector_space: Vec<CsRow>,
     pub csmv_links: Vec<LinkRow>,
     pub metaverse: Vec<MvRow>,
+}
+
+impl SyncData {
+    /// The first connector-space object with this rdn (`CN=Administrator`, `E00001`).
+    pub fn object(&self, rdn: &str) -> Option<&CsRow> {
+        self.connector_space.iter().find(|r| r.rdn == rdn)
+    }
 }
 
 /// msdb.dbo.backupset (the columns the lab keeps).

@@ -12,6 +12,8 @@ pub enum SqlType {
     /// nvarchar(n), n in characters (at most 4000).
     NVarChar(u16),
     DateTime,
+    /// varbinary(n), n in bytes (at most 8000).
+    VarBinary(u16),
 }
 
 /// One result-set column.
@@ -41,6 +43,7 @@ pub enum Value {
     Bit(bool),
     Str(String),
     DateTime(NaiveDateTime),
+    Bin(Vec<u8>),
 }
 
 impl From<&str> for Value {

@@ -5,6 +5,9 @@
 const ENCRYPT_NOT_SUP: u8 = 0x02;
 
 /// The PRELOGIN answer: VERSION, ENCRYPTION = not supported, INSTOPT, THREADID, MARS off.
+/// [MS-TDS] 2.2.6.5 PRELOGIN: options as `token, offset, length` (big-endian), 0xFF, then their
+/// data. A server's VERSION is its product version: UL_VERSION (major, minor, build big-endian;
+/// `version` here) then US_SUBBUILD (0). SQL Server 2000 SP4 answers 8.0.2039.
 pub fn prelogin_answer(version: [u8; 4]) -> Vec<u8> {
     let options: [(u8, Vec<u8>); 5] = [
         (
@@ -104,6 +107,15 @@ mod tests {
         assert_eq!(a[5], 1); // second option: ENCRYPTION
         let off = u16::from_be_bytes([a[6], a[7]]) as usize;
         assert_eq!(a[off], ENCRYPT_NOT_SUP);
+    }
+
+    #[test]
+    fn the_prelogin_answer_carries_the_product_version_first() {
+        let a = prelogin_answer([8, 0, 0x07, 0xF7]);
+        assert_eq!(a[0], 0); // first option: VERSION
+        let off = u16::from_be_bytes([a[1], a[2]]) as usize;
+        assert_eq!(u16::from_be_bytes([a[3], a[4]]), 6);
+        assert_eq!(&a[off..off + 6], &[8, 0, 0x07, 0xF7, 0, 0]); // 8.0.2039
     }
 
     #[test]

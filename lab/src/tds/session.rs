@@ -97,6 +97,9 @@ impl Session {
         .await
     }
 
+    /// The product version in PRELOGIN's VERSION and LOGINACK's ProgVersion: major, minor, build
+    /// (big-endian). SQL Server 2016 SP2 is 13.0.5026, SQL Server 2000 SP4 8.0.2039 (as their
+    /// @@VERSION banners in the model say).
     fn prog_version(&self) -> [u8; 4] {
         match self.shared.version {
             TdsVersion::V74 => [13, 0, 0x13, 0xA2],

@@ -1,5 +1,6 @@
 //! TDS token encoding for the server side: LOGINACK, ENVCHANGE, INFO/ERROR, COLMETADATA, ROW,
-//! DONE*/RETURNSTATUS. TEST DOUBLE encoder; the 7.1 layout differs (2-byte UserType, 4-byte DONE
+//! DONE*/RETURNSTATUS. Types as [MS-TDS] 2.2.5.4 lists them; varbinary is BIGVARBINARYTYPE (0xA5),
+//! a USHORTLEN type, the same in 7.1 and 7.4. TEST DOUBLE encoder; the 7.1 layout differs (2-byte UserType, 4-byte DONE
 //! row count, 2-byte line number) and is chosen per connection.
 
 use chrono::{NaiveDate, NaiveDateTime};
@@ -15,6 +16,9 @@ pub const DONE_MORE: u16 = 0x01;
 pub const DONE_ERROR: u16 = 0x02;
 pub const DONE_COUNT: u16 = 0x10;
 pub const DONE_ATTN: u16 = 0x20;
+
+/// BIGVARBINARYTYPE: varbinary(n).
+const BIGVARBINARY: u8 = 0xA5;
 
 /// SQL_Latin1_General_CP1_CI_AS: LCID 0x0409, flags IgnoreCase|IgnoreKana|IgnoreWidth, version 0,
 /// sort id 52. SQL Server 2000's default and the one its TDS 7.1 collation fields carry.
@@ -115,7 +119,8 @@ impl Tokens {
     }
 
     /// COLMETADATA: non-nullable columns use the fixed types (INT4, INT8, BIT, DATETIME),
-    /// nullable ones INTN/BITN/DATETIMN; strings are NVARCHAR(n) with the server collation.
+    /// nullable ones INTN/BITN/DATETIMN; strings are NVARCHAR(n) with the server collation;
+    /// binary is BIGVARBINARY(n) (maximum length, no collation).
     pub fn col_metadata(&mut self, columns: &[Column]) {
         let b = &mut self.buf;
         b.push(0x81);
@@ -141,6 +146,10 @@ impl Tokens {
                     b.push(0xE7);
                     b.extend_from_slice(&(n.clamp(1, 4000) * 2).to_le_bytes());
                     b.extend_from_slice(&COLLATION);
+                }
+                (SqlType::VarBinary(n), _) => {
+                    b.push(BIGVARBINARY);
+                    b.extend_from_slice(&n.clamp(1, 8000).to_le_bytes());
                 }
             }
             b_varchar(b, &c.name);
@@ -168,6 +177,19 @@ impl Tokens {
                         .collect();
                     b.extend_from_slice(&((units.len() * 2) as u16).to_le_bytes());
                     b.extend(units.iter().flat_map(|u| u.to_le_bytes()));
+                }
+                // A USHORTLEN value: NULL is the length 0xFFFF (CHARBIN_NULL).
+                (SqlType::VarBinary(_), Value::Null) => {
+                    b.extend_from_slice(&0xFFFFu16.to_le_bytes())
+                }
+                (SqlType::VarBinary(n), v) => {
+                    let bytes = match v {
+                        Value::Bin(bytes) => bytes.as_slice(),
+                        _ => &[],
+                    };
+                    let bytes = &bytes[..bytes.len().min(n.clamp(1, 8000).into())];
+                    b.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+                    b.extend_from_slice(bytes);
                 }
                 (_, Value::Null) => b.push(0),
                 (SqlType::Int, v) => {
@@ -253,5 +275,18 @@ mod tests {
         assert_eq!(t74.buf.len(), t71.buf.len() + 2);
         assert_eq!(&t71.buf[..7], &[0x81, 1, 0, 0, 0, 0, 0]);
         assert_eq!(t71.buf[7], 0x38);
+    }
+
+    #[test]
+    fn varbinary_is_bigvarbinary_with_a_two_byte_length_and_ffff_for_null() {
+        let cols = [Column::new("anchor", SqlType::VarBinary(400), true)];
+        let mut t = Tokens::new(true);
+        t.col_metadata(&cols);
+        // token, count, user type (7.1: 2 bytes), flags, type, max length, name
+        assert_eq!(&t.buf[..10], &[0x81, 1, 0, 0, 0, 1, 0, 0xA5, 0x90, 0x01]);
+        let mut r = Tokens::new(true);
+        r.row(&cols, &[Value::Bin(vec![0xAB, 0x01])]);
+        r.row(&cols, &[Value::Null]);
+        assert_eq!(r.buf, [0xD1, 2, 0, 0xAB, 0x01, 0xD1, 0xFF, 0xFF]);
     }
 }

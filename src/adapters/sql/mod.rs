@@ -1,16 +1,24 @@
 //! SQL Server access: the statements `upgrade` sends (`statements`), the values and errors that
 //! come back, and two clients behind one trait: `tds` (tiberius; SQL Server 2005 and later) and
-//! `odbc` (SQL Server 2000 through an ODBC driver). Clients send what they are given; what to send
-//! is decided by the steps through `statements`.
+//! `odbc` (SQL Server 2000 through an ODBC driver), chosen by `connect` from the plan's `driver`
+//! and the server's version (`prelogin`). Clients send what they are given; what to send is
+//! decided by the steps through `statements`.
 
+pub mod endpoint;
 pub mod odbc;
+pub mod prelogin;
 pub mod statements;
 pub mod tds;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::secrets::SecretString;
 use crate::plan::{SqlAuth, SqlConnection, SqlDriver};
+
+/// How long to wait for the TCP connection and the login (or the PRELOGIN answer).
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One value of a result row.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +28,8 @@ pub enum SqlValue {
     Bool(bool),
     Text(String),
     DateTime(chrono::NaiveDateTime),
+    /// binary / varbinary (MIIS and FIM keep connector-space anchors so).
+    Binary(Vec<u8>),
 }
 
 impl SqlValue {
@@ -38,6 +48,13 @@ impl SqlValue {
         }
     }
 
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            SqlValue::Binary(b) => Some(b),
+            _ => None,
+        }
+    }
+
     pub fn as_datetime(&self) -> Option<chrono::NaiveDateTime> {
         match self {
             SqlValue::DateTime(d) => Some(*d),
@@ -51,7 +68,8 @@ impl SqlValue {
 }
 
 /// The value as text, as a check compares it: NULL is `NULL`, booleans `1`/`0` (SQL Server's bit),
-/// datetimes `YYYY-MM-DD HH:MM:SS[.fff]`.
+/// datetimes `YYYY-MM-DD HH:MM:SS[.fff]`, binary `0x` and upper-case hex digits (as SQL Server's
+/// own tools show it, and as T-SQL writes a binary constant).
 impl std::fmt::Display for SqlValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -60,6 +78,7 @@ impl std::fmt::Display for SqlValue {
             SqlValue::Bool(b) => f.write_str(if *b { "1" } else { "0" }),
             SqlValue::Text(t) => f.write_str(t),
             SqlValue::DateTime(d) => write!(f, "{}", d.format("%Y-%m-%d %H:%M:%S%.3f")),
+            SqlValue::Binary(b) => write!(f, "0x{}", hex::encode_upper(b)),
         }
     }
 }
@@ -172,6 +191,10 @@ pub trait SqlClient: Send {
 }
 
 /// Connects with the plan's driver. `password` is required for SQL authentication.
+///
+/// `odbc` connects through ODBC. `auto` and `tds` first read the server's version (a PRELOGIN
+/// exchange, no login): SQL Server 2000 speaks only TDS 7.1, whose result sets tiberius cannot
+/// read, so `auto` takes ODBC for it and `tds` refuses it before any statement, saying why.
 pub async fn connect(
     conn: &SqlConnection,
     password: Option<&SecretString>,
@@ -184,10 +207,31 @@ pub async fn connect(
             ),
         });
     }
-    match conn.driver {
-        SqlDriver::Tds => Ok(Box::new(tds::TdsClient::connect(conn, password).await?)),
-        SqlDriver::Odbc => Ok(Box::new(odbc::OdbcClient::connect(conn, password).await?)),
+    if conn.driver == SqlDriver::Odbc {
+        return Ok(Box::new(odbc::OdbcClient::connect(conn, password).await?));
     }
+    let server = server_label(conn);
+    let at = endpoint::resolve(conn, &server).await?;
+    let version = prelogin::server_version(&at, &server).await?;
+    if !version.speaks_tds71_at_most() {
+        tracing::debug!(%server, %version, "the built-in client (tiberius) for this server");
+        return Ok(Box::new(
+            tds::TdsClient::connect(conn, &at, password).await?,
+        ));
+    }
+    if conn.driver == SqlDriver::Tds {
+        return Err(SqlError::Unsupported {
+            message: format!(
+                "the server {server} is {} (version {version}), which speaks only TDS 7.1, and \
+                 the built-in client (`driver: tds`) cannot read TDS 7.1 result sets; set \
+                 `driver: odbc` in server.sql, or `driver: auto` (the default), which uses ODBC \
+                 for this server",
+                version.product()
+            ),
+        });
+    }
+    tracing::debug!(%server, %version, "ODBC for this server (TDS 7.1)");
+    Ok(Box::new(odbc::OdbcClient::connect(conn, password).await?))
 }
 
 /// `(local)` and `.` mean this machine.
@@ -261,6 +305,7 @@ mod tests {
         assert_eq!(SqlValue::Bool(true).to_string(), "1");
         assert_eq!(SqlValue::Null.to_string(), "NULL");
         assert_eq!(SqlValue::Text(" 12 ".into()).as_i64(), Some(12));
+        assert_eq!(SqlValue::Binary(vec![0x0a, 0xff]).to_string(), "0x0AFF");
     }
 
     #[test]

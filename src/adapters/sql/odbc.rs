@@ -416,17 +416,24 @@ fn read_rows(cursor: &mut impl Cursor, server: &str) -> Result<Vec<Row>, SqlErro
     }
     let mut rows = Vec::new();
     let mut buf: Vec<u16> = Vec::new();
+    let mut bytes: Vec<u8> = Vec::new();
     while let Some(mut row) = cursor.next_row().map_err(|e| map_error(e, server))? {
         let mut values = Vec::with_capacity(columns.len());
         for (i, ty) in (1..=count).zip(&types) {
-            let present = row
-                .get_wide_text(i, &mut buf)
-                .map_err(|e| map_error(e, server))?;
-            values.push(if present {
-                convert(ty, &String::from_utf16_lossy(&buf))
+            // Binary columns are read as bytes: as text, the driver would render them as hex
+            // digits in a case of its own choosing.
+            let value = if is_binary(ty) {
+                let present = row
+                    .get_binary(i, &mut bytes)
+                    .map_err(|e| map_error(e, server))?;
+                present.then(|| SqlValue::Binary(bytes.clone()))
             } else {
-                SqlValue::Null
-            });
+                let present = row
+                    .get_wide_text(i, &mut buf)
+                    .map_err(|e| map_error(e, server))?;
+                present.then(|| convert(ty, &String::from_utf16_lossy(&buf)))
+            };
+            values.push(value.unwrap_or(SqlValue::Null));
         }
         rows.push(Row {
             columns: columns.clone(),
@@ -434,6 +441,13 @@ fn read_rows(cursor: &mut impl Cursor, server: &str) -> Result<Vec<Row>, SqlErro
         });
     }
     Ok(rows)
+}
+
+fn is_binary(ty: &DataType) -> bool {
+    matches!(
+        ty,
+        DataType::Binary { .. } | DataType::Varbinary { .. } | DataType::LongVarbinary { .. }
+    )
 }
 
 /// A value read as text, typed by its column's SQL type.

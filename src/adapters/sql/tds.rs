@@ -1,8 +1,6 @@
-//! The built-in SQL Server client (tiberius): TDS 7.3+ servers, SQL Server 2005 and later.
+//! The built-in SQL Server client (tiberius): TDS 7.2+ servers, SQL Server 2005 and later.
 //! `query` goes out as an `sp_executesql` RPC, `execute` as a plain SQL batch. It cannot read
-//! SQL Server 2000's (TDS 7.1) result sets: plans for that server use the `odbc` client.
-
-use std::time::Duration;
+//! SQL Server 2000's (TDS 7.1) result sets: `connect` (mod.rs) sends that server to `odbc`.
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -10,12 +8,10 @@ use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
-use super::{host_address, server_label, Row, ServerMessage, SqlClient, SqlError, SqlValue};
+use super::endpoint::Endpoint;
+use super::{server_label, Row, ServerMessage, SqlClient, SqlError, SqlValue, CONNECT_TIMEOUT};
 use crate::adapters::secrets::SecretString;
 use crate::plan::{Encryption, SqlAuth, SqlConnection};
-
-/// How long to wait for the TCP connection and the login.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A tiberius connection.
 pub struct TdsClient {
@@ -24,17 +20,14 @@ pub struct TdsClient {
 }
 
 impl TdsClient {
+    /// Logs in to the server at `at` (resolved from `conn` by `endpoint::resolve`).
     pub async fn connect(
         conn: &SqlConnection,
+        at: &Endpoint,
         password: Option<&SecretString>,
     ) -> Result<TdsClient, SqlError> {
         let server = server_label(conn);
-        let host = host_address(&conn.host).to_string();
-        let port = match (conn.port, &conn.instance) {
-            (Some(port), _) => port,
-            (None, Some(instance)) => browse_instance_port(&host, instance, &server).await?,
-            (None, None) => 1433,
-        };
+        let (host, port) = (at.host.clone(), at.port);
         let mut config = Config::new();
         config.host(&host);
         config.port(port);
@@ -107,44 +100,6 @@ fn windows_auth(server: &str) -> Result<AuthMethod, SqlError> {
             "Windows authentication to {server} needs `upgrade` running on Windows; use SQL authentication (auth: {{sql: ...}}) here"
         ),
     })
-}
-
-/// Asks the SQL Server Browser (UDP 1434) for a named instance's TCP port.
-async fn browse_instance_port(host: &str, instance: &str, server: &str) -> Result<u16, SqlError> {
-    let fail = |message: String| SqlError::Connection {
-        server: server.to_string(),
-        message,
-    };
-    let socket = tokio::net::UdpSocket::bind("0.0.0.0:0")
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let mut request = vec![0x04u8]; // CLNT_UCAST_INST
-    request.extend_from_slice(instance.as_bytes());
-    request.push(0);
-    socket
-        .send_to(&request, (host, 1434))
-        .await
-        .map_err(|e| fail(format!("SQL Server Browser: {e}")))?;
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut buf))
-        .await
-        .map_err(|_| fail(format!("SQL Server Browser on {host} did not answer for instance {instance}; give `port:` in the plan")))?
-        .map_err(|e| fail(format!("SQL Server Browser: {e}")))?;
-    parse_browser_reply(&buf[..n]).ok_or_else(|| {
-        fail(format!(
-            "SQL Server Browser on {host} gave no TCP port for instance {instance}"
-        ))
-    })
-}
-
-/// `SVR_RESP` (0x05, length) then `ServerName;X;InstanceName;Y;...;tcp;1433;;`.
-fn parse_browser_reply(reply: &[u8]) -> Option<u16> {
-    let text = String::from_utf8_lossy(reply.get(3..)?);
-    let fields: Vec<&str> = text.split(';').collect();
-    fields
-        .windows(2)
-        .find(|w| w[0].eq_ignore_ascii_case("tcp"))
-        .and_then(|w| w[1].parse().ok())
 }
 
 fn map_connect_error(e: tiberius::error::Error, server: &str) -> SqlError {
@@ -247,7 +202,7 @@ fn convert_value(data: &ColumnData<'static>) -> Result<SqlValue, SqlError> {
         ColumnData::Guid(v) => {
             v.map(|g| SqlValue::Text(format!("{{{}}}", g.to_string().to_uppercase())))
         }
-        ColumnData::Binary(v) => v.as_ref().map(|b| SqlValue::Text(hex::encode(b))),
+        ColumnData::Binary(v) => v.as_ref().map(|b| SqlValue::Binary(b.to_vec())),
         ColumnData::Numeric(v) => v.map(|n| SqlValue::Text(n.to_string())),
         ColumnData::Xml(v) => v.as_ref().map(|x| SqlValue::Text(x.to_string())),
         ColumnData::DateTime(v) => match v {
@@ -338,16 +293,6 @@ mod tests {
             d.format("%Y-%m-%d %H:%M:%S%.3f").to_string(),
             "2004-05-06 07:08:09.010"
         );
-    }
-
-    #[test]
-    fn the_browser_reply_gives_the_instance_port() {
-        let mut reply = vec![0x05, 0, 0];
-        reply.extend_from_slice(
-            b"ServerName;SQL01;InstanceName;MIIS;IsClustered;No;Version;8.00.194;tcp;1455;;",
-        );
-        assert_eq!(parse_browser_reply(&reply), Some(1455));
-        assert_eq!(parse_browser_reply(&[0x05, 0, 0]), None);
     }
 
     #[cfg(not(windows))]
