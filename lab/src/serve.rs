@@ -243,18 +243,21 @@ pub fn serve_until_signal(lab: &Lab, opts: StartOptions) -> Result<(), LabError>
     let running = lab.start(opts)?;
     let line =
         serde_json::to_string(&running.ready()?).map_err(|e| LabError::Server(e.to_string()))?;
-    println!("{line}");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| LabError::Server(format!("tokio runtime: {e}")))?;
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
+        // The handlers are in place before the ready line: a SIGTERM sent as soon as it is read
+        // stops the server cleanly instead of killing the process.
         let mut term = signal(SignalKind::terminate())
             .map_err(|e| LabError::Server(format!("SIGTERM handler: {e}")))?;
+        let ctrl_c = tokio::signal::ctrl_c();
+        println!("{line}");
         tokio::select! {
             _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = ctrl_c => {}
         }
         Ok::<(), LabError>(())
     })?;

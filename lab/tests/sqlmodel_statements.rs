@@ -229,3 +229,42 @@ fn the_statement_log_records_kind_and_text_of_every_statement() {
         serde_json::json!({"kind": "batch", "sql": "SELECT 1"})
     );
 }
+
+#[test]
+fn fims_connector_space_tells_placeholders_and_obsoleted_rows_apart_and_miis_has_no_such_columns() {
+    let columns = |m: &mut Model, db: &str| -> Vec<String> {
+        rows(m, &statements::connector_space_columns(db))
+            .rows
+            .iter()
+            .map(|r| text(&r[0]).to_string())
+            .collect()
+    };
+    let (_dir, mut miis) = seeded(&Fixture::miis());
+    let c = columns(&mut miis, DB);
+    assert!(c.contains(&"rdn".to_string()), "{c:?}");
+    assert!(!c.contains(&"object_type".to_string()), "{c:?}");
+    assert_eq!(
+        error_number(&mut miis, &statements::connector_space_breakdown(DB)),
+        207
+    );
+
+    let fim_db = "FIMSynchronizationService";
+    let (_dir, mut fim) = seeded(&Fixture::fim());
+    let c = columns(&mut fim, fim_db);
+    assert!(c.contains(&"object_type".to_string()) && c.contains(&"is_obsoletion".to_string()));
+    let rs = rows(&mut fim, &statements::connector_space_breakdown(fim_db));
+    let contoso = rs
+        .rows
+        .iter()
+        .find(|r| text(&r[0]) == "Contoso AD")
+        .expect("Contoso AD has rows");
+    // DC=com and DC=contoso hold the tree only; the last three leaves were deleted in AD.
+    assert_eq!(contoso[1], Value::Int(2));
+    assert_eq!(contoso[2], Value::Int(3));
+    let hr = rs
+        .rows
+        .iter()
+        .find(|r| text(&r[0]) == "HR Database")
+        .unwrap();
+    assert_eq!((&hr[1], &hr[2]), (&Value::Int(0), &Value::Int(0)));
+}

@@ -21,16 +21,42 @@ pub struct SnapshotStep {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub database: String,
-    /// Objects per management agent (agents with none included, as 0).
+    /// Objects per management agent, every row counted (agents with none included, as 0).
     pub connector_space: BTreeMap<String, i64>,
     pub metaverse: i64,
+    /// Where the connector-space table has FIM's columns: how many of each agent's rows are
+    /// placeholders (`object_type IS NULL`) and obsoleted objects (`is_obsoletion = 1`), which a
+    /// sync run creates and removes on its own. Absent on a database without those columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakdown: Option<BTreeMap<String, Breakdown>>,
+}
+
+/// An agent's rows that are not real objects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Breakdown {
+    pub placeholders: i64,
+    pub obsoletions: i64,
 }
 
 impl Snapshot {
     pub fn total(&self) -> i64 {
         self.connector_space.values().sum()
     }
+
+    /// An agent's real objects: every row less placeholders and obsoletions, where known.
+    pub fn objects(&self, ma: &str) -> Option<i64> {
+        let all = *self.connector_space.get(ma)?;
+        let not_real = self
+            .breakdown
+            .as_ref()
+            .and_then(|b| b.get(ma))
+            .map_or(0, |b| b.placeholders + b.obsoletions);
+        Some(all - not_real)
+    }
 }
+
+/// The columns that tell placeholders and obsoletions apart (FIM 2010 and later).
+const FIM_COLUMNS: [&str; 2] = ["object_type", "is_obsoletion"];
 
 /// Reads the counts now. Used by this step and by `verify`.
 pub async fn take(sql: &mut dyn SqlClient, database: &str) -> Result<Snapshot, SqlError> {
@@ -55,10 +81,40 @@ pub async fn take(sql: &mut dyn SqlClient, database: &str) -> Result<Snapshot, S
         .and_then(|r| r.get("objects"))
         .and_then(int)
         .unwrap_or(0);
+    let columns: Vec<String> = sql
+        .query(&q::connector_space_columns(database))
+        .await?
+        .iter()
+        .filter_map(|r| r.get("COLUMN_NAME").and_then(text))
+        .collect();
+    let has_fim_columns = FIM_COLUMNS
+        .iter()
+        .all(|c| columns.iter().any(|n| n.eq_ignore_ascii_case(c)));
+    let breakdown = if has_fim_columns {
+        let mut by_ma: BTreeMap<String, Breakdown> = connector_space
+            .keys()
+            .map(|ma| (ma.clone(), Breakdown::default()))
+            .collect();
+        for row in sql.query(&q::connector_space_breakdown(database)).await? {
+            if let Some(name) = row.get("ma_name").and_then(text) {
+                by_ma.insert(
+                    name,
+                    Breakdown {
+                        placeholders: row.get("placeholders").and_then(int).unwrap_or(0),
+                        obsoletions: row.get("obsoletions").and_then(int).unwrap_or(0),
+                    },
+                );
+            }
+        }
+        Some(by_ma)
+    } else {
+        None
+    };
     Ok(Snapshot {
         database: database.to_string(),
         connector_space,
         metaverse,
+        breakdown,
     })
 }
 
@@ -124,9 +180,19 @@ impl Step for SnapshotStep {
     async fn apply(&self, cx: &StepContext<'_>) -> Result<Evidence, StepError> {
         let mut sql = cx.world.sql().await?;
         let s = take(sql.as_mut(), &self.spec.database).await?;
+        let split = s
+            .breakdown
+            .as_ref()
+            .map(|b| {
+                let (p, o) = b
+                    .values()
+                    .fold((0, 0), |(p, o), x| (p + x.placeholders, o + x.obsoletions));
+                format!(" ({p} placeholder(s) and {o} obsoleted row(s) among them)")
+            })
+            .unwrap_or_default();
         Ok(Evidence {
             summary: format!(
-                "{} objects in {} management agent(s), {} in the metaverse",
+                "{} objects in {} management agent(s){split}, {} in the metaverse",
                 s.total(),
                 s.connector_space.len(),
                 s.metaverse

@@ -30,6 +30,8 @@ enum Shape {
     Count,
     CountAs,
     ConnectorSpaceObjects,
+    TableColumns,
+    ConnectorSpaceBreakdown,
 }
 
 const SHAPES: &[(&str, Shape)] = &[
@@ -60,6 +62,18 @@ const SHAPES: &[(&str, Shape)] = &[
         Shape::ConnectorSpaceCounts,
     ),
     ("SELECT ma_name FROM $N.dbo.mms_management_agent", Shape::ManagementAgents),
+    (
+        "SELECT COLUMN_NAME FROM $N.INFORMATION_SCHEMA.COLUMNS WHERE TABLE_NAME = $S",
+        Shape::TableColumns,
+    ),
+    (
+        "SELECT ma.ma_name, \
+         SUM(CASE WHEN cs.object_type IS NULL THEN 1 ELSE 0 END) AS placeholders, \
+         SUM(CASE WHEN cs.object_type IS NOT NULL AND cs.is_obsoletion = 1 THEN 1 ELSE 0 END) AS obsoletions \
+         FROM $N.dbo.mms_connectorspace cs \
+         JOIN $N.dbo.mms_management_agent ma ON cs.ma_id = ma.ma_id GROUP BY ma.ma_name",
+        Shape::ConnectorSpaceBreakdown,
+    ),
     ("SELECT COUNT(*) FROM $N.$N.$N", Shape::Count),
     ("SELECT COUNT(*) AS $N FROM $N.$N.$N", Shape::CountAs),
     (
@@ -304,6 +318,10 @@ impl Model {
                         .collect(),
                 }))
             }
+            Shape::TableColumns => done(self.table_columns(&cap(0), &cap(1))),
+            Shape::ConnectorSpaceBreakdown => {
+                done(self.connector_space_breakdown(&cap(0), &cap(1)))
+            }
             Shape::ManagementAgents => {
                 if let Err(m) = self.sync_db(&cap(0), "mms_management_agent") {
                     return done(Outcome::error(m));
@@ -432,6 +450,80 @@ impl Model {
                 })
                 .collect(),
         }
+    }
+
+    /// INFORMATION_SCHEMA.COLUMNS of a sync table: the columns the lab keeps, FIM's two only when
+    /// the fixture has them. Other tables of the sync database have no rows here (the lab does not
+    /// describe them).
+    fn table_columns(&self, db: &str, table: &str) -> Outcome {
+        let mut rows: Vec<Vec<Value>> = Vec::new();
+        if self.database(db).is_none() {
+            return Outcome::error(self.no_database(db));
+        }
+        if self.database(db) == Some(self.state.sync_database.as_str())
+            && table.eq_ignore_ascii_case("mms_connectorspace")
+        {
+            let mut names = vec!["object_id", "ma_id", "rdn", "pobject_id", "anchor"];
+            if self.state.sync.fim_columns {
+                names.extend(["object_type", "is_obsoletion"]);
+            }
+            rows = names.into_iter().map(|n| vec![Value::from(n)]).collect();
+        }
+        Outcome::rows(ResultSet {
+            columns: vec![nv("COLUMN_NAME", 128, true)],
+            rows,
+        })
+    }
+
+    /// Placeholders and obsoletions per management agent; 207 (invalid column) without FIM's columns,
+    /// as a real MIIS database would answer.
+    fn connector_space_breakdown(&self, db: &str, db2: &str) -> Outcome {
+        if let Err(m) = self
+            .sync_db(db, "mms_connectorspace")
+            .and(self.sync_db(db2, "mms_management_agent"))
+        {
+            return Outcome::error(m);
+        }
+        let s = &self.state.sync;
+        if !s.fim_columns {
+            return Outcome::error(Message::error(
+                207,
+                16,
+                "Invalid column name 'object_type'.",
+            ));
+        }
+        let mut rows: Vec<(String, i32, i32)> = s
+            .management_agents
+            .iter()
+            .filter_map(|ma| {
+                let rows: Vec<_> = s
+                    .connector_space
+                    .iter()
+                    .filter(|c| c.ma_id == ma.ma_id)
+                    .collect();
+                if rows.is_empty() {
+                    return None;
+                }
+                let placeholders = rows.iter().filter(|c| c.object_type.is_none()).count();
+                let obsoletions = rows
+                    .iter()
+                    .filter(|c| c.object_type.is_some() && c.is_obsoletion)
+                    .count();
+                Some((ma.ma_name.clone(), placeholders as i32, obsoletions as i32))
+            })
+            .collect();
+        rows.sort_by_key(|(name, _, _)| name.to_lowercase());
+        Outcome::rows(ResultSet {
+            columns: vec![
+                nv("ma_name", 255, true),
+                Column::new("placeholders", SqlType::Int, true),
+                Column::new("obsoletions", SqlType::Int, true),
+            ],
+            rows: rows
+                .into_iter()
+                .map(|(n, p, o)| vec![Value::Str(n), Value::Int(p), Value::Int(o)])
+                .collect(),
+        })
     }
 
     /// The error a RESTORE gives for a file that is not a good lab backup.

@@ -41,6 +41,12 @@ pub struct Fixture {
     pub server_name: String,
     pub management_agents: Vec<MaFixture>,
     pub metaverse_objects: u32,
+    /// FIM's connector-space columns: a directory's root components are placeholders
+    /// (`object_type` NULL) and the last `obsoletions` leaves of each directory are obsoleted.
+    #[serde(default)]
+    pub fim_columns: bool,
+    #[serde(default)]
+    pub obsoletions: u32,
 }
 
 fn directory(root: &str, containers: &[&str], leaf_prefix: &str) -> MaShape {
@@ -92,6 +98,8 @@ impl Fixture {
                 },
             ],
             metaverse_objects: 1500,
+            fim_columns: false,
+            obsoletions: 0,
         }
     }
 
@@ -100,6 +108,8 @@ impl Fixture {
         let mut f = Fixture::miis();
         f.sync_database = "FIMSynchronizationService".into();
         f.server_name = "FIMLAB".into();
+        f.fim_columns = true;
+        f.obsoletions = 3;
         f.management_agents[3] = MaFixture {
             name: "FIM Service MA".into(),
             shape: MaShape::Flat {
@@ -113,7 +123,10 @@ impl Fixture {
 
     /// Generates the rows. The same fixture always gives the same rows (ids are hashes).
     pub fn generate(&self) -> SyncData {
-        let mut data = SyncData::default();
+        let mut data = SyncData {
+            fim_columns: self.fim_columns,
+            ..SyncData::default()
+        };
         let mv: Vec<String> = (0..self.metaverse_objects)
             .map(|i| guid(&format!("mv/{i}")))
             .collect();
@@ -129,14 +142,30 @@ impl Fixture {
                 ma_id: ma_id.clone(),
                 ma_name: ma.name.clone(),
             });
+            let fim = self.fim_columns;
             let mut push = |rdn: String, parent: Option<String>, key: &str| -> String {
                 let object_id = guid(&format!("cs/{}/{key}", ma.name));
+                // A directory's root components are only placeholders of the tree.
+                let object_type = if fim && !key.starts_with("root") {
+                    Some(
+                        if key.contains('=') {
+                            "container"
+                        } else {
+                            "person"
+                        }
+                        .to_string(),
+                    )
+                } else {
+                    None
+                };
                 data.connector_space.push(CsRow {
                     object_id: object_id.clone(),
                     ma_id: ma_id.clone(),
                     rdn,
                     pobject_id: parent,
                     anchor: anchor(&ma.shape, key, &object_id),
+                    object_type,
+                    is_obsoletion: false,
                 });
                 object_id
             };
@@ -182,6 +211,13 @@ impl Fixture {
                             .cloned()
                             .or(parent.clone());
                         leaves.push(push(rdn, container, &format!("leaf{i}")));
+                    }
+                    if self.fim_columns {
+                        let n = data.connector_space.len();
+                        let from = n.saturating_sub(self.obsoletions as usize);
+                        for row in &mut data.connector_space[from..] {
+                            row.is_obsoletion = true;
+                        }
                     }
                 }
             }

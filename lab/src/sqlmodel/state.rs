@@ -27,6 +27,13 @@ pub struct CsRow {
     /// Binary, as MIIS and FIM keep anchors (DESIGN.md: "anchors are binary"); hex in state.json.
     #[serde(with = "hex")]
     pub anchor: Vec<u8>,
+    /// FIM and later: NULL for a placeholder (a parent kept only to hold the tree, never imported).
+    /// Only read when the table has the column (`SyncData::fim_columns`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_type: Option<String>,
+    /// FIM and later: 1 for an object the agent saw deleted, kept until the next sync deletes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_obsoletion: bool,
 }
 
 /// dbo.mms_csmv_link
@@ -45,6 +52,10 @@ pub struct MvRow {
 /// The sync database's tables.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncData {
+    /// mms_connectorspace has `object_type` and `is_obsoletion` (FIM's schema; DESIGN.md: "rows with
+    /// object_type IS NULL are placeholders and is_obsoletion = 1 marks obsoleted rows").
+    #[serde(default)]
+    pub fim_columns: bool,
     pub management_agents: Vec<MaRow>,
     pub connector_space: Vec<CsRow>,
     pub csmv_links: Vec<LinkRow>,

@@ -79,6 +79,29 @@ pub fn connector_space_counts(database: &str) -> String {
     )
 }
 
+/// The columns of the sync database's connector-space table (INFORMATION_SCHEMA exists from SQL
+/// Server 7.0 on, so this also works on SQL Server 2000). Column: COLUMN_NAME.
+pub fn connector_space_columns(database: &str) -> String {
+    format!(
+        "SELECT COLUMN_NAME FROM {}.INFORMATION_SCHEMA.COLUMNS WHERE TABLE_NAME = N'mms_connectorspace'",
+        quote_ident(database)
+    )
+}
+
+/// Where the table has FIM's columns: per management agent, the placeholders (`object_type IS
+/// NULL`) and the obsoleted objects among the rest (`is_obsoletion = 1`), so that verify compares
+/// like with like. Columns: ma_name, placeholders, obsoletions (int).
+pub fn connector_space_breakdown(database: &str) -> String {
+    let db = quote_ident(database);
+    format!(
+        "SELECT ma.ma_name, \
+         SUM(CASE WHEN cs.object_type IS NULL THEN 1 ELSE 0 END) AS placeholders, \
+         SUM(CASE WHEN cs.object_type IS NOT NULL AND cs.is_obsoletion = 1 THEN 1 ELSE 0 END) AS obsoletions \
+         FROM {db}.dbo.mms_connectorspace cs \
+         JOIN {db}.dbo.mms_management_agent ma ON cs.ma_id = ma.ma_id GROUP BY ma.ma_name"
+    )
+}
+
 /// Management agents, including those with an empty connector space. Column: ma_name.
 pub fn management_agents(database: &str) -> String {
     format!(
