@@ -16,6 +16,76 @@ pub fn for_terminal(redactor: &Redactor, text: &str) -> String {
     escape_for_terminal(&redactor.redact(text)).into_owned()
 }
 
+/// What a plan says of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// `+`: will be done.
+    Create,
+    /// `=`: already done.
+    Noop,
+    /// `?`: checks that run at apply.
+    Check,
+    /// `!`: cannot converge.
+    Blocked,
+}
+
+impl Action {
+    pub fn of(diff: &Diff) -> Action {
+        match diff {
+            Diff::Done { .. } => Action::Noop,
+            Diff::Change { .. } => Action::Create,
+            Diff::Check { .. } => Action::Check,
+            Diff::Blocked { .. } => Action::Blocked,
+        }
+    }
+
+    /// The name as the JSON documents and saved plans spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Noop => "noop",
+            Action::Check => "check",
+            Action::Blocked => "blocked",
+        }
+    }
+
+    /// The one-character mark of rendered plans.
+    pub fn mark(self) -> char {
+        match self {
+            Action::Create => '+',
+            Action::Noop => '=',
+            Action::Check => '?',
+            Action::Blocked => '!',
+        }
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a step ended in an apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Applied,
+    /// Done, but the journal could not record it.
+    AppliedNotRecorded,
+    AlreadyDone,
+    Failed,
+    NotRun,
+}
+
+impl Outcome {
+    /// Whether the step was carried out in this run.
+    pub fn applied(self) -> bool {
+        matches!(self, Outcome::Applied | Outcome::AppliedNotRecorded)
+    }
+}
+
 /// One step as planned.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedStep {
@@ -23,7 +93,7 @@ pub struct PlannedStep {
     pub kind: String,
     pub mark: char,
     /// `create` (+), `noop` (=), `check` (?), `blocked` (!).
-    pub action: &'static str,
+    pub action: Action,
     pub reason: String,
     pub ops: Vec<Op>,
     /// sha256 of what was observed; a saved plan is refused when it no longer matches.
@@ -32,16 +102,18 @@ pub struct PlannedStep {
 
 impl PlannedStep {
     pub fn new(id: &str, kind: &str, diff: &Diff, fingerprint: String) -> PlannedStep {
-        let (action, reason, ops) = match diff {
-            Diff::Done { evidence, .. } => ("noop", evidence.clone(), Vec::new()),
-            Diff::Change { reason, ops } => ("create", reason.clone(), ops.clone()),
-            Diff::Check { reason, ops } => ("check", reason.clone(), ops.clone()),
-            Diff::Blocked { why } => ("blocked", why.clone(), Vec::new()),
+        let (reason, ops) = match diff {
+            Diff::Done { evidence, .. } => (evidence.clone(), Vec::new()),
+            Diff::Change { reason, ops } | Diff::Check { reason, ops } => {
+                (reason.clone(), ops.clone())
+            }
+            Diff::Blocked { why } => (why.clone(), Vec::new()),
         };
+        let action = Action::of(diff);
         PlannedStep {
             id: id.to_string(),
             kind: kind.to_string(),
-            mark: diff.mark(),
+            mark: action.mark(),
             action,
             reason,
             ops,
@@ -63,11 +135,11 @@ impl Summary {
     pub fn of(steps: &[PlannedStep]) -> Summary {
         let mut s = Summary::default();
         for p in steps {
-            match p.mark {
-                '+' => s.to_do += 1,
-                '=' => s.done += 1,
-                '?' => s.to_check += 1,
-                _ => s.blocked += 1,
+            match p.action {
+                Action::Create => s.to_do += 1,
+                Action::Noop => s.done += 1,
+                Action::Check => s.to_check += 1,
+                Action::Blocked => s.blocked += 1,
             }
         }
         s
@@ -118,9 +190,7 @@ pub fn plan_text(doc: &PlanDocument) -> String {
 pub struct AppliedStep {
     pub id: String,
     pub kind: String,
-    /// `applied`, `applied_not_recorded` (done, but the journal could not record it),
-    /// `already_done`, `failed`, `not_run`.
-    pub result: &'static str,
+    pub result: Outcome,
     pub summary: String,
     pub reboot_required: bool,
 }
@@ -141,12 +211,12 @@ pub struct ApplyDocument {
 
 pub fn progress_line(step: &AppliedStep) -> String {
     let mark = match step.result {
-        "applied" | "applied_not_recorded" => '+',
-        "already_done" => '=',
-        "failed" => '✗',
-        _ => '-',
+        Outcome::Applied | Outcome::AppliedNotRecorded => '+',
+        Outcome::AlreadyDone => '=',
+        Outcome::Failed => '✗',
+        Outcome::NotRun => '-',
     };
-    let unrecorded = if step.result == "applied_not_recorded" {
+    let unrecorded = if step.result == Outcome::AppliedNotRecorded {
         " (done, but NOT recorded in the journal)"
     } else {
         ""
@@ -155,15 +225,11 @@ pub fn progress_line(step: &AppliedStep) -> String {
 }
 
 pub fn apply_summary(doc: &ApplyDocument) -> String {
-    let applied = doc
-        .steps
-        .iter()
-        .filter(|s| matches!(s.result, "applied" | "applied_not_recorded"))
-        .count();
+    let applied = doc.steps.iter().filter(|s| s.result.applied()).count();
     let already = doc
         .steps
         .iter()
-        .filter(|s| s.result == "already_done")
+        .filter(|s| s.result == Outcome::AlreadyDone)
         .count();
     let mut out = if doc.restart_started {
         format!("\nApply paused: {applied} step(s) done; an installer started a restart of the server. Run `upgrade apply` again once it is back.\n")

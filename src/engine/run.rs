@@ -14,12 +14,14 @@ use sha2::{Digest, Sha256};
 use crate::adapters::secrets::{self, SecretString};
 use crate::engine::journal::{self, Journal, RunRecord, StepRecord, StepStatus};
 use crate::engine::lock::ApplyLock;
-use crate::engine::render::{self, AppliedStep, ApplyDocument, PlanDocument, PlannedStep, Summary};
+use crate::engine::render::{
+    self, Action, AppliedStep, ApplyDocument, Outcome, PlanDocument, PlannedStep, Summary,
+};
 use crate::engine::saved::{self, SavedError, SavedPlan};
 use crate::engine::{ApplyOptions, EngineError, PlanOptions};
 use crate::plan::{self, graph, LoadedPlan};
 use crate::steps::context::plan_secrets;
-use crate::steps::{self, Diff, Evidence, Observation, Step, StepContext, World};
+use crate::steps::{self, Diff, Evidence, Observation, Role, Step, StepContext, World};
 
 /// A plan opened against the live server: everything plan and apply share.
 struct Session {
@@ -109,7 +111,7 @@ impl Session {
     /// key set), so it is never compared with the live server again, only rechecked.
     fn sealed_by(&self, i: usize, journal: &Journal) -> Option<usize> {
         (0..self.steps.len()).find(|&d| {
-            self.steps[d].destructive()
+            self.steps[d].role() == Role::Destructive
                 && journal.done(self.world.plan.steps[d].id.as_str()).is_some()
                 && graph::prerequisites(&self.world.plan, d).contains(&i)
         })
@@ -166,7 +168,8 @@ impl Session {
         if other_pending {
             for (i, (d, _)) in out.iter_mut().enumerate() {
                 let sealed = self.sealed_by(i, &self.journal).is_some();
-                if self.kinds[i] == "verify" && !sealed && matches!(d, Diff::Done { .. }) {
+                if self.steps[i].role() == Role::Check && !sealed && matches!(d, Diff::Done { .. })
+                {
                     *d = Diff::Check {
                         reason: "checks run again after the pending steps".into(),
                         ops: Vec::new(),
@@ -184,12 +187,13 @@ impl Session {
     fn refuse_late_before_steps(&self, survey: &mut [(Diff, Option<Observation>)]) {
         for i in 0..self.steps.len() {
             // Only what would be carried out; a step that already cannot converge says why itself.
-            if !self.steps[i].describes_old_server() || !matches!(survey[i].0, Diff::Change { .. })
+            if self.steps[i].role() != Role::RecordsOldServer
+                || !matches!(survey[i].0, Diff::Change { .. })
             {
                 continue;
             }
             let done_after = (0..self.steps.len()).find(|&d| {
-                self.steps[d].destructive()
+                self.steps[d].role() == Role::Destructive
                     && matches!(survey[d].0, Diff::Done { .. })
                     && graph::prerequisites(&self.world.plan, d).contains(&i)
             });
@@ -344,7 +348,7 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
         return Err(EngineError::Blocked(
             doc.steps
                 .iter()
-                .filter(|s| s.mark == '!')
+                .filter(|s| s.action == Action::Blocked)
                 .map(|s| format!("{}: {}", s.id, s.reason))
                 .collect::<Vec<_>>()
                 .join("\n  "),
@@ -452,7 +456,7 @@ async fn execute(
             let skipped = AppliedStep {
                 id,
                 kind,
-                result: "not_run",
+                result: Outcome::NotRun,
                 summary: "not run: the installer started a restart; run apply again after it"
                     .into(),
                 reboot_required: false,
@@ -477,7 +481,7 @@ async fn execute(
         let resurveyed;
         let diff = if deps.iter().any(|&d| applied[d]) {
             resurveyed = match session.survey_one(i, &session.journal).await {
-                (Diff::Done { .. }, _) if kind == "verify" => Diff::Check {
+                (Diff::Done { .. }, _) if session.steps[i].role() == Role::Check => Diff::Check {
                     reason: "run again after this run's changes".into(),
                     ops: Vec::new(),
                 },
@@ -509,7 +513,7 @@ async fn execute(
                 AppliedStep {
                     id: id.clone(),
                     kind,
-                    result: "already_done",
+                    result: Outcome::AlreadyDone,
                     summary: evidence.clone(),
                     reboot_required: false,
                 }
@@ -529,7 +533,7 @@ async fn execute(
                         AppliedStep {
                             id: id.clone(),
                             kind,
-                            result: "applied",
+                            result: Outcome::Applied,
                             summary: ev.summary,
                             reboot_required: ev.reboot_required,
                         }
@@ -538,7 +542,7 @@ async fn execute(
                         let step = AppliedStep {
                             id: id.clone(),
                             kind,
-                            result: "applied_not_recorded",
+                            result: Outcome::AppliedNotRecorded,
                             summary: ev.summary.clone(),
                             reboot_required: ev.reboot_required,
                         };
@@ -551,7 +555,7 @@ async fn execute(
                         let step = AppliedStep {
                             id: id.clone(),
                             kind,
-                            result: "failed",
+                            result: Outcome::Failed,
                             summary: e.clone(),
                             reboot_required: false,
                         };
@@ -563,7 +567,7 @@ async fn execute(
                             let skipped = AppliedStep {
                                 id: sid,
                                 kind: session.kinds[j].clone(),
-                                result: "not_run",
+                                result: Outcome::NotRun,
                                 summary: "not run".into(),
                                 reboot_required: false,
                             };
@@ -598,7 +602,7 @@ async fn run_one(
     deps: &[usize],
     out: &impl Fn(&str),
 ) -> Result<Evidence, String> {
-    if session.steps[i].destructive() {
+    if session.steps[i].role() == Role::Destructive {
         gate(session, i, deps, out).await?;
     }
     let cx = session.cx(i, &session.journal);

@@ -102,7 +102,7 @@ impl SavedPlan {
         for s in &self.steps {
             match now.iter().find(|n| n.id == s.id) {
                 None => out.push(format!("{}: no longer in the plan", s.id)),
-                Some(n) if n.action != s.action => out.push(format!(
+                Some(n) if n.action.name() != s.action => out.push(format!(
                     "{}: was `{}`, now `{}` ({})",
                     s.id, s.action, n.action, n.reason
                 )),

@@ -12,7 +12,7 @@ use crate::adapters::fs as afs;
 use crate::adapters::process::{Arg, ProcessError, ProcessSpec};
 use crate::adapters::secrets::SecretString;
 use crate::plan::{ExportKeys, StepId};
-use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
+use crate::steps::{Diff, Evidence, Observation, Op, Role, Step, StepContext, StepError};
 
 /// How long miiskmu may take unless the plan says otherwise. An export takes seconds; a tool that
 /// waits longer is waiting for somebody (a password prompt, a message box).
@@ -303,8 +303,8 @@ impl Step for ExportKeysStep {
     }
 
     /// The export is of the old product's key set; after the upgrade it would be another one.
-    fn describes_old_server(&self) -> bool {
-        true
+    fn role(&self) -> Role {
+        Role::RecordsOldServer
     }
 }
 

@@ -17,7 +17,7 @@ use crate::adapters::secrets::SecretString;
 use crate::plan::placeholders;
 use crate::plan::{AnswerProfile, Install, KeyFile, StepId, StepKind};
 use crate::steps::installer::{self, Found, Product, WindowsInstaller};
-use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
+use crate::steps::{Diff, Evidence, Observation, Op, Role, Step, StepContext, StepError};
 
 pub struct InstallStep {
     id: StepId,
@@ -418,8 +418,8 @@ impl Step for InstallStep {
     /// An install replaces the product and takes over the existing database (in place for MIM,
     /// over the kept database for MIIS): like the uninstall, it runs only after its prerequisites
     /// recheck, and once it ran, the backups before it are sealed, never retaken from the new product.
-    fn destructive(&self) -> bool {
-        true
+    fn role(&self) -> Role {
+        Role::Destructive
     }
 
     async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {

@@ -99,16 +99,6 @@ pub enum Diff {
 }
 
 impl Diff {
-    /// The one-character mark used in rendered plans.
-    pub fn mark(&self) -> char {
-        match self {
-            Diff::Done { .. } => '=',
-            Diff::Change { .. } => '+',
-            Diff::Check { .. } => '?',
-            Diff::Blocked { .. } => '!',
-        }
-    }
-
     pub fn is_pending(&self) -> bool {
         !matches!(self, Diff::Done { .. })
     }
@@ -183,18 +173,27 @@ pub trait Step: Send + Sync {
         self.recheck(cx).await
     }
 
-    /// Destroys something (uninstall): runs only after every prerequisite passes
-    /// `recheck_before_destruction`.
-    fn destructive(&self) -> bool {
-        false
+    /// What the engine must know of this kind to order, gate and seal it; never its name.
+    fn role(&self) -> Role {
+        Role::Normal
     }
+}
 
+/// What a step kind is to the engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Makes or checks something that protects (a backup, a copy) and can be redone any time
+    /// before a destructive step.
+    Normal,
     /// Records the old server as it was before the destructive steps that depend on it (a
-    /// connector-space snapshot, the key set's export). Once the live server shows such a step done,
-    /// this step is never carried out for the first time: its result would describe the new server.
-    fn describes_old_server(&self) -> bool {
-        false
-    }
+    /// connector-space snapshot, the key set's export). Once the live server shows such a step
+    /// done, it is never carried out for the first time: its result would describe the new server.
+    RecordsOldServer,
+    /// Destroys or takes over something (uninstall; an install on the existing database): runs
+    /// only after every prerequisite passes `recheck_before_destruction`, and seals them.
+    Destructive,
+    /// Checks that run at apply (verify): pending again while anything else is.
+    Check,
 }
 
 /// The one place mapping a plan step kind to its implementation.

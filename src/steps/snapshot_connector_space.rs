@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::sql::{statements as q, SqlClient, SqlError};
 use crate::plan::{SnapshotConnectorSpace, StepId};
 use crate::steps::sqlrow::{int, text};
-use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
+use crate::steps::{Diff, Evidence, Observation, Op, Role, Step, StepContext, StepError};
 
 pub struct SnapshotStep {
     id: StepId,
@@ -214,7 +214,7 @@ impl Step for SnapshotStep {
     }
 
     /// A snapshot is the "before" that verify compares with; taken after the upgrade it is not.
-    fn describes_old_server(&self) -> bool {
-        true
+    fn role(&self) -> Role {
+        Role::RecordsOldServer
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::process::{Arg, ProcessSpec};
 use crate::plan::{ProductRef, StepId, Uninstall};
 use crate::steps::installer::{self, Found, WindowsInstaller};
-use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
+use crate::steps::{Diff, Evidence, Observation, Op, Role, Step, StepContext, StepError};
 
 pub struct UninstallStep {
     spec: Uninstall,
@@ -192,7 +192,7 @@ impl Step for UninstallStep {
         }
     }
 
-    fn destructive(&self) -> bool {
-        true
+    fn role(&self) -> Role {
+        Role::Destructive
     }
 }

@@ -15,7 +15,7 @@ use crate::adapters::sql::{statements as q, SqlClient};
 use crate::plan::{StepId, Verify};
 use crate::steps::snapshot_connector_space::{self as snapshot, recorded_snapshot, Snapshot};
 use crate::steps::sqlrow::{bytes, text};
-use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
+use crate::steps::{Diff, Evidence, Observation, Op, Role, Step, StepContext, StepError};
 
 pub struct VerifyStep {
     spec: Verify,
@@ -398,6 +398,10 @@ impl Step for VerifyStep {
             reboot_required: false,
             restart_started: false,
         })
+    }
+
+    fn role(&self) -> Role {
+        Role::Check
     }
 
     /// A verify step that a later step depends on counts by its record: checks are never re-run
