@@ -1,16 +1,11 @@
-//! The journal: per plan, what each step did and the evidence it left, written atomically
-//! (temp file, fsync, rename) after every step. It holds hashes, ids and times, never secrets.
+//! The journal file: per plan, what each step did and the evidence it left (the records are in
+//! `steps::record`), read and written atomically (temp file, fsync, rename) after every step. It
+//! holds hashes, ids and times, never secrets.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
 use crate::adapters::fs as afs;
-use crate::steps::Evidence;
-
-pub const JOURNAL_VERSION: u32 = 1;
+pub use crate::steps::record::{Journal, RunRecord, StepRecord, StepStatus, JOURNAL_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -34,61 +29,7 @@ pub enum JournalError {
     Write { path: PathBuf, message: String },
 }
 
-/// Outcome of a step's last attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepStatus {
-    Done,
-    Failed,
-}
-
-/// One step's record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepRecord {
-    pub kind: String,
-    pub status: StepStatus,
-    pub at: DateTime<Utc>,
-    /// Evidence of a done step.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evidence: Option<Evidence>,
-    /// For a failed step: what went wrong (already redacted).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// sha256 of the plan file that produced this record.
-    pub plan_sha256: String,
-}
-
-/// One `apply` run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunRecord {
-    pub started: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished: Option<DateTime<Utc>>,
-    pub pid: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Journal {
-    pub version: u32,
-    pub plan: String,
-    #[serde(default)]
-    pub steps: BTreeMap<String, StepRecord>,
-    #[serde(default)]
-    pub runs: Vec<RunRecord>,
-}
-
 impl Journal {
-    pub fn new(plan_name: &str) -> Self {
-        Journal {
-            version: JOURNAL_VERSION,
-            plan: plan_name.to_string(),
-            steps: BTreeMap::new(),
-            runs: Vec::new(),
-        }
-    }
-
     /// Reads the journal, or an empty one when none exists yet.
     pub fn load(path: &Path, plan_name: &str) -> Result<Self, JournalError> {
         match std::fs::read(path) {
@@ -126,18 +67,6 @@ impl Journal {
             message: e.to_string(),
         })
     }
-
-    pub fn record(&self, id: &str) -> Option<&StepRecord> {
-        self.steps.get(id)
-    }
-
-    /// The evidence of a step recorded as done.
-    pub fn done(&self, id: &str) -> Option<&Evidence> {
-        self.steps
-            .get(id)
-            .filter(|r| r.status == StepStatus::Done)
-            .and_then(|r| r.evidence.as_ref())
-    }
 }
 
 /// Where a plan's journal and lock live.
@@ -164,6 +93,8 @@ fn file_safe(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::steps::Evidence;
+    use chrono::Utc;
 
     #[test]
     fn a_journal_survives_a_round_trip_and_a_missing_one_is_empty() {

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use crate::adapters::process::{ProcessOutcome, ProcessSpec};
 use crate::adapters::secrets::{Redactor, SecretString};
 use crate::adapters::sql::{self, SqlClient, SqlError};
-use crate::engine::journal::{Journal, StepRecord};
 use crate::plan::{AbsPath, Plan, Secret, SqlAuth, StepId, StepKind, StepSpec};
+use crate::steps::record::{Journal, StepRecord};
 use crate::steps::StepError;
 
 /// Windows defaults for the tools, used when the plan names none.

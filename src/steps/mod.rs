@@ -8,6 +8,7 @@ pub mod context;
 pub mod export_keys;
 pub mod install;
 pub mod installer;
+pub mod record;
 pub mod snapshot_connector_space;
 pub mod sqlrow;
 pub mod uninstall;

@@ -363,7 +363,7 @@ impl Step for VerifyStep {
     fn diff(&self, _observed: &Observation, cx: &StepContext<'_>) -> Diff {
         match cx.record() {
             Some(r)
-                if r.status == crate::engine::journal::StepStatus::Done
+                if r.status == crate::steps::record::StepStatus::Done
                     && r.plan_sha256 == cx.plan_sha256 =>
             {
                 Diff::Done {
