@@ -29,6 +29,8 @@ pub struct RehearseOptions {
     pub plan: PathBuf,
     pub keep: Option<PathBuf>,
     pub upgrade: Option<PathBuf>,
+    /// The installed old product's version on the lab (default: the flavour's).
+    pub installed_version: Option<String>,
 }
 
 /// What the lab must look like for a plan to make sense on it.
@@ -406,7 +408,9 @@ pub fn run(opts: &RehearseOptions) -> Result<i32, LabError> {
     let upgrade = upgrade_binary(opts.upgrade.as_deref())?;
     let facts = plan_facts(&plan);
     let dir = opts.keep.clone().unwrap_or_else(temp_lab_dir);
-    let lab = Lab::init_with(&dir, &init_options(&facts))?;
+    let mut init = init_options(&facts);
+    init.installed_version = opts.installed_version.clone();
+    let lab = Lab::init_with(&dir, &init)?;
     let result = rehearse_on(&lab, &plan, &facts, &opts.plan, &upgrade);
     if opts.keep.is_none() {
         let _ = std::fs::remove_dir_all(lab.dir());

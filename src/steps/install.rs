@@ -27,6 +27,9 @@ pub struct InstallStep {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Observed {
     product: Found,
+    /// The product `upgrades` names, when the plan says the install replaces one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    upgrading: Option<Found>,
     installer_present: bool,
     installer_sha256: Option<String>,
     /// Read for an .msi only: msiexec's command line depends on it.
@@ -173,6 +176,10 @@ impl InstallStep {
             };
             if let Some(s) = &a.store {
                 set("STORESERVER", "{answers.store.server}");
+                // Microsoft documents SQLServerStore=RemoteMachine for a store on another server.
+                if !names_this_machine(&s.server) {
+                    set("SQLServerStore", "RemoteMachine");
+                }
                 if s.instance.is_some() {
                     set("SQLINSTANCE", "{answers.store.instance}");
                 }
@@ -264,6 +271,34 @@ impl InstallStep {
         })
     }
 
+    /// Why the installed old product cannot be upgraded (older than `upgrades.min_version`, or a
+    /// version that cannot be read); `None` when it can, or is not installed (any more).
+    fn not_upgradable(&self, found: Option<&Found>) -> Option<String> {
+        let up = self.spec.upgrades.as_ref()?;
+        let min = &up.min_version;
+        match found? {
+            Found::None => None,
+            Found::Several { products } => Some(format!(
+                "{} installed products match upgrades.product; name it by product_code",
+                products.len()
+            )),
+            Found::One { product } => {
+                let version = product.version.as_deref().unwrap_or("");
+                match min.compare(version) {
+                    Some(std::cmp::Ordering::Less) => Some(format!(
+                        "{product} is installed, and this upgrade needs version {min} or later of it: \
+                         bring it to {min} first (a service pack), then plan again"
+                    )),
+                    Some(_) => None,
+                    None => Some(format!(
+                        "{product} is installed, but its DisplayVersion `{version}` cannot be compared \
+                         with the {min} this upgrade needs"
+                    )),
+                }
+            }
+        }
+    }
+
     fn version_ok(&self, p: &Product) -> bool {
         match &self.spec.detect.version {
             None => true,
@@ -279,6 +314,10 @@ impl InstallStep {
 impl Step for InstallStep {
     async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
         let product = installer::find_product(cx, &self.spec.detect.product).await?;
+        let upgrading = match &self.spec.upgrades {
+            Some(up) => Some(installer::find_product(cx, &up.product).await?),
+            None => None,
+        };
         let media = self.spec.installer.to_path_buf();
         let installer_present = afs::exists(&media);
         let installer_sha256 = match (&self.spec.sha256, installer_present) {
@@ -287,6 +326,7 @@ impl Step for InstallStep {
         };
         Ok(Observation::of(&Observed {
             product,
+            upgrading,
             installer_present,
             installer_sha256,
             windows_installer: self.is_msi().then(|| WindowsInstaller::observe(cx)),
@@ -314,6 +354,9 @@ impl Step for InstallStep {
                 }
             }
             _ => {}
+        }
+        if let Some(why) = self.not_upgradable(o.upgrading.as_ref()) {
+            return Diff::Blocked { why };
         }
         if !o.installer_present {
             return Diff::Blocked {
@@ -432,4 +475,15 @@ impl Step for InstallStep {
             )),
         }
     }
+}
+
+/// Whether a store server name means the machine the installer runs on. Without a name for this
+/// server in the plan, only the names that mean "this machine" anywhere count: `(local)`, `.`,
+/// `localhost`, `127.0.0.1`, `::1`. The server's own computer name counts as another machine;
+/// a plan can set `SQLServerStore` itself in `properties`.
+pub fn names_this_machine(server: &str) -> bool {
+    let s = server.trim();
+    ["(local)", ".", "localhost", "127.0.0.1", "::1"]
+        .iter()
+        .any(|l| s.eq_ignore_ascii_case(l))
 }
