@@ -116,6 +116,16 @@ pub fn plan_facts(plan: &Value) -> PlanFacts {
             .detect_version
             .or(get_str(s, &["install", "detect", "version"]));
     }
+    // Without an uninstall (an in-place upgrade), the product the install upgrades is the old one.
+    for s in steps(plan) {
+        facts.uninstall_name = facts
+            .uninstall_name
+            .or(get_str(s, &["install", "upgrades", "product", "name"]));
+        facts.uninstall_code = facts.uninstall_code.or(get_str(
+            s,
+            &["install", "upgrades", "product", "product_code"],
+        ));
+    }
     facts.sql2000 = match get_str(plan, &["server", "sql", "driver"]).as_deref() {
         Some("odbc") => true,
         None | Some("auto") => facts.flavour == Flavour::Iifp,
@@ -627,6 +637,12 @@ steps:
         let fim = plan_facts(&serde_yaml::from_str("steps: [ {id: a, backup_database: {database: FIMSynchronizationService, to: 'D:\\x'}} ]").unwrap());
         assert_eq!(fim.flavour, Flavour::Fim2010r2);
         assert_eq!(version_for("4.4.1", "3.3.0.0"), "4.4.1.0");
+        let in_place = plan_facts(&serde_yaml::from_str("steps: [ {id: a, install: {upgrades: {product: {name: FIM R2}, min_version: '4.1.3419.0'}}} ]").unwrap());
+        assert_eq!(
+            in_place.uninstall_name.as_deref(),
+            Some("FIM R2"),
+            "the upgraded product is the lab's old one"
+        );
     }
 
     #[test]

@@ -487,3 +487,92 @@ pub fn names_this_machine(server: &str) -> bool {
         .iter()
         .any(|l| s.eq_ignore_ascii_case(l))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(extra: &str) -> InstallStep {
+        let yaml = format!(
+            r#"
+installer: 'E:\Synchronization Service\Synchronization Service.msi'
+detect: {{ product: {{ name: Microsoft Identity Manager Synchronization Service }} }}
+profile: mim2016_sync
+secrets_on_command_line: true
+answers:
+  service_account: {{ user: svc, domain: CONTOSO, password: {{ env: P }} }}
+  groups: {{ admins: A, operators: O, joiners: J, browse: B, password_set: S }}
+{extra}"#
+        );
+        // Through JSON: serde_yaml reads enums only from YAML tags; the plan loader reads maps.
+        let value: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+        let spec: Install = serde_json::from_value(value).unwrap();
+        InstallStep::new(StepId::parse("install").unwrap(), spec)
+    }
+
+    fn store(server: &str) -> String {
+        format!("  store: {{ server: '{server}', database: FIMSynchronizationService, reuse_existing: true }}")
+    }
+
+    #[test]
+    fn a_store_on_another_server_is_sqlserverstore_remotemachine() {
+        for remote in ["sql01", "sql01.contoso.com", "10.0.0.5", "SYNC01"] {
+            let props = step(&store(remote)).properties();
+            assert_eq!(
+                props.get("SQLServerStore").map(String::as_str),
+                Some("RemoteMachine"),
+                "{remote}"
+            );
+        }
+        for local in ["(local)", ".", "localhost", "LocalHost", "127.0.0.1", "::1"] {
+            let props = step(&store(local)).properties();
+            assert!(!props.contains_key("SQLServerStore"), "{local}: {props:?}");
+            assert_eq!(props["STORESERVER"], "{answers.store.server}");
+        }
+    }
+
+    #[test]
+    fn the_plan_s_own_sqlserverstore_wins() {
+        let s = step(&format!(
+            "{}\nproperties: {{ SQLServerStore: LocalMachine }}",
+            store("sql01")
+        ));
+        assert_eq!(s.properties()["SQLServerStore"], "LocalMachine");
+    }
+
+    fn fim(version: Option<&str>) -> Option<Found> {
+        Some(Found::One {
+            product: Product {
+                code: None,
+                name: Some("Forefront Identity Manager 2010 R2 Synchronization Service".into()),
+                version: version.map(str::to_string),
+            },
+        })
+    }
+
+    #[test]
+    fn an_installed_product_older_than_upgrades_min_version_is_refused_with_its_version() {
+        let s = step(
+            "upgrades: { product: { name: Forefront Identity Manager 2010 R2 Synchronization Service }, min_version: 4.1.3419.0 }",
+        );
+        let why = s.not_upgradable(fim(Some("4.1.2273.0")).as_ref()).unwrap();
+        assert!(
+            why.contains("4.1.2273.0") && why.contains("needs version 4.1.3419.0 or later"),
+            "{why}"
+        );
+        assert_eq!(s.not_upgradable(fim(Some("4.1.3419.0")).as_ref()), None);
+        assert_eq!(s.not_upgradable(fim(Some("4.1.3766.0")).as_ref()), None);
+        assert_eq!(
+            s.not_upgradable(Some(&Found::None)),
+            None,
+            "already removed"
+        );
+        let unreadable = s.not_upgradable(fim(None).as_ref()).unwrap();
+        assert!(unreadable.contains("cannot be compared"), "{unreadable}");
+        assert_eq!(
+            step("").not_upgradable(fim(Some("1.0")).as_ref()),
+            None,
+            "no upgrades: no rule"
+        );
+    }
+}
