@@ -68,6 +68,10 @@ pub enum Command {
         /// The `upgrade` binary (default: next to upgrade-lab).
         #[arg(long)]
         upgrade: Option<PathBuf>,
+        /// The installed old product's version on the lab (as your server's Add/Remove Programs
+        /// shows it), e.g. 4.1.2273.0 for FIM 2010 R2 without SP1. Default: the lab's own.
+        #[arg(long, value_name = "VERSION")]
+        installed_version: Option<String>,
     },
 }
 
@@ -150,10 +154,12 @@ pub fn run(cli: Cli) -> Result<i32, LabError> {
             plan,
             keep,
             upgrade,
+            installed_version,
         } => crate::rehearse::run(&crate::rehearse::RehearseOptions {
             plan,
             keep,
             upgrade,
+            installed_version,
         }),
     }
 }

@@ -80,6 +80,8 @@ impl Flavour {
             Flavour::Fim2010r2 => Product {
                 code: "{3F1B7C22-8D4E-4A6B-B1C9-7E2D5F6A8B03}".into(),
                 name: "Forefront Identity Manager 2010 R2 Synchronization Service".into(),
+                // FIM 2010 R2 SP1, the oldest version Microsoft documents for the in-place upgrade
+                // to MIM 2016 (`InitOptions::installed_version` sets another).
                 version: "4.1.3419.0".into(),
                 publisher: "Microsoft Corporation".into(),
                 install_location: FIM_LOCATION.into(),
@@ -228,6 +230,9 @@ pub struct InitOptions {
     /// Overrides for the installed product's code and display name.
     pub installed_code: Option<String>,
     pub installed_name: Option<String>,
+    /// Override for the installed product's version (`DisplayVersion`), e.g. `4.1.2273.0` for a
+    /// FIM 2010 R2 without its service pack.
+    pub installed_version: Option<String>,
     /// Overrides for the product the media installs.
     pub new_code: Option<String>,
     pub new_name: Option<String>,
@@ -244,6 +249,7 @@ impl InitOptions {
             account: None,
             installed_code: None,
             installed_name: None,
+            installed_version: None,
             new_code: None,
             new_name: None,
             new_version: None,
@@ -351,6 +357,9 @@ impl Lab {
         }
         if let Some(name) = &opts.installed_name {
             installed.name = name.clone();
+        }
+        if let Some(v) = &opts.installed_version {
+            installed.version = v.clone();
         }
         install_files(dir, &installed, exe, true)?;
 

@@ -29,6 +29,8 @@ pub struct RehearseOptions {
     pub plan: PathBuf,
     pub keep: Option<PathBuf>,
     pub upgrade: Option<PathBuf>,
+    /// The installed old product's version on the lab (default: the flavour's).
+    pub installed_version: Option<String>,
 }
 
 /// What the lab must look like for a plan to make sense on it.
@@ -113,6 +115,16 @@ pub fn plan_facts(plan: &Value) -> PlanFacts {
         facts.detect_version = facts
             .detect_version
             .or(get_str(s, &["install", "detect", "version"]));
+    }
+    // Without an uninstall (an in-place upgrade), the product the install upgrades is the old one.
+    for s in steps(plan) {
+        facts.uninstall_name = facts
+            .uninstall_name
+            .or(get_str(s, &["install", "upgrades", "product", "name"]));
+        facts.uninstall_code = facts.uninstall_code.or(get_str(
+            s,
+            &["install", "upgrades", "product", "product_code"],
+        ));
     }
     facts.sql2000 = match get_str(plan, &["server", "sql", "driver"]).as_deref() {
         Some("odbc") => true,
@@ -406,7 +418,9 @@ pub fn run(opts: &RehearseOptions) -> Result<i32, LabError> {
     let upgrade = upgrade_binary(opts.upgrade.as_deref())?;
     let facts = plan_facts(&plan);
     let dir = opts.keep.clone().unwrap_or_else(temp_lab_dir);
-    let lab = Lab::init_with(&dir, &init_options(&facts))?;
+    let mut init = init_options(&facts);
+    init.installed_version = opts.installed_version.clone();
+    let lab = Lab::init_with(&dir, &init)?;
     let result = rehearse_on(&lab, &plan, &facts, &opts.plan, &upgrade);
     if opts.keep.is_none() {
         let _ = std::fs::remove_dir_all(lab.dir());
@@ -623,6 +637,12 @@ steps:
         let fim = plan_facts(&serde_yaml::from_str("steps: [ {id: a, backup_database: {database: FIMSynchronizationService, to: 'D:\\x'}} ]").unwrap());
         assert_eq!(fim.flavour, Flavour::Fim2010r2);
         assert_eq!(version_for("4.4.1", "3.3.0.0"), "4.4.1.0");
+        let in_place = plan_facts(&serde_yaml::from_str("steps: [ {id: a, install: {upgrades: {product: {name: FIM R2}, min_version: '4.1.3419.0'}}} ]").unwrap());
+        assert_eq!(
+            in_place.uninstall_name.as_deref(),
+            Some("FIM R2"),
+            "the upgraded product is the lab's old one"
+        );
     }
 
     #[test]

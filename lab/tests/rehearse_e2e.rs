@@ -36,6 +36,10 @@ fn upgrade_binary() -> PathBuf {
 }
 
 fn rehearse(plan: &str, keep: &Path) -> (i32, String) {
+    rehearse_with(plan, keep, &[])
+}
+
+fn rehearse_with(plan: &str, keep: &Path, extra: &[&str]) -> (i32, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_upgrade-lab"))
         .arg("rehearse")
         .arg(workspace().join(plan))
@@ -43,6 +47,7 @@ fn rehearse(plan: &str, keep: &Path) -> (i32, String) {
         .arg(keep)
         .arg("--upgrade")
         .arg(upgrade_binary())
+        .args(extra)
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
@@ -89,6 +94,102 @@ fn the_fim2010r2_plan_rehearses_end_to_end_and_converges() {
         msiexec_runs(&keep),
         [true],
         "Windows Installer 5.0 is told /norestart"
+    );
+}
+
+#[test]
+fn the_mim2016_sp2_plan_uninstalls_fim_and_installs_mim_on_the_database_with_the_keys() {
+    let t = tempfile::tempdir().unwrap();
+    let keep = t.path().join("lab");
+    let (code, out) = rehearse("plans/fim2010r2-to-mim2016sp2.yaml", &keep);
+    assert_converged(code, &out, &keep);
+    let st = upgrade_lab::Lab::open(&keep).unwrap().state().unwrap();
+    assert_eq!(st.products.len(), 1);
+    assert_eq!(
+        st.products[0].name,
+        "Microsoft Identity Manager Synchronization Service"
+    );
+    assert!(st.products[0].version.starts_with("4.6."), "SP2 media");
+    assert_eq!(
+        st.key_set.as_ref().unwrap().id,
+        st.databases[0].key_set_id,
+        "the exported keys were imported"
+    );
+    let install = st.installs.last().unwrap();
+    assert_eq!(install.exit, 0);
+    assert!(
+        install.properties.iter().any(|(k, _)| k == "KEYFILE"),
+        "{:?}",
+        install.properties
+    );
+    let argv = upgrade_lab::tools::read_argv_log(&keep).unwrap();
+    let msiexec: Vec<&str> = argv
+        .iter()
+        .filter(|r| r.tool == "msiexec")
+        .map(|r| r.argv[0].as_str())
+        .collect();
+    assert_eq!(
+        msiexec,
+        ["/x", "/i"],
+        "FIM is uninstalled, then MIM installed"
+    );
+}
+
+#[test]
+fn a_fim_older_than_r2_sp1_is_refused_at_plan_with_why_and_nothing_runs() {
+    let t = tempfile::tempdir().unwrap();
+    let keep = t.path().join("lab");
+    for plan in [
+        "plans/fim2010r2-to-mim2016.yaml",
+        "plans/fim2010r2-to-mim2016sp2.yaml",
+    ] {
+        let _ = std::fs::remove_dir_all(&keep);
+        // FIM 2010 R2 as released, without SP1.
+        let (code, out) = rehearse_with(plan, &keep, &["--installed-version", "4.1.2273.0"]);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("plan        exit 1"), "{out}");
+        assert!(
+            out.contains("Forefront Identity Manager 2010 R2 Synchronization Service 4.1.2273.0")
+                && out.contains("needs version 4.1.3419.0 or later"),
+            "{plan}: {out}"
+        );
+        let status = upgrade_lab::Lab::open(&keep).unwrap().status().unwrap();
+        assert!(status.backups.is_empty() && status.key_exports.is_empty());
+        let argv = upgrade_lab::tools::read_argv_log(&keep).unwrap();
+        assert!(
+            argv.iter().all(|r| r.tool == "reg"),
+            "{plan}: only reads ran: {argv:?}"
+        );
+    }
+}
+
+#[test]
+fn a_store_on_another_server_gets_sqlserverstore_remotemachine_and_the_upgrade_converges() {
+    let t = tempfile::tempdir().unwrap();
+    let keep = t.path().join("lab");
+    let text =
+        std::fs::read_to_string(workspace().join("plans/fim2010r2-to-mim2016.yaml")).unwrap();
+    let local = r#"server: "(local)"                            # FILL IN: as in server.sql.host"#;
+    assert!(
+        text.contains(local),
+        "the shipped plan's store line changed"
+    );
+    let plan = t.path().join("remote-store.yaml");
+    std::fs::write(&plan, text.replace(local, "server: sql01")).unwrap();
+    let (code, out) = rehearse(plan.to_str().unwrap(), &keep);
+    assert_converged(code, &out, &keep);
+    assert!(out.contains("SQLServerStore=RemoteMachine"), "{out}");
+    let st = upgrade_lab::Lab::open(&keep).unwrap().state().unwrap();
+    let install = st.installs.last().unwrap();
+    assert!(
+        install
+            .properties
+            .contains(&("SQLSERVERSTORE".into(), "RemoteMachine".into()))
+            && install
+                .properties
+                .contains(&("STORESERVER".into(), "sql01".into())),
+        "{:?}",
+        install.properties
     );
 }
 

@@ -428,9 +428,7 @@ fn msiexec_refuses_to_reuse_the_database_without_a_key_file_when_the_server_has_
     let keys = export_keys(&lab);
     assert_eq!(uninstall(&lab, &installed_code(&lab)).code, 0);
 
-    let r = msi_install(&lab, &mim_props(&lab, None));
-    assert_eq!(last_exit(&lab), 1603, "{}", r.err);
-    let log = std::fs::read_to_string(lab.dir().join("install.log")).unwrap();
+    let log = install_fails_1603(&lab, &mim_props(&lab, None));
     assert!(
         log.contains("no encryption key set and no key file"),
         "{log}"
@@ -630,6 +628,123 @@ fn the_mim_package_upgrades_fim_in_place_keeping_keys_service_and_extensions() {
     assert_eq!(st.key_set, before.key_set);
     assert!(st.service("FIMSynchronizationService").unwrap().running);
     assert_eq!(folder.join("Extensions").read_dir().unwrap().count(), dlls);
+}
+
+/// A FIM lab whose installed FIM is `version`.
+fn fim_lab(version: &str) -> (tempfile::TempDir, Lab) {
+    fim_lab_with(|o| o.installed_version = Some(version.into()))
+}
+
+fn fim_lab_with(change: impl FnOnce(&mut InitOptions)) -> (tempfile::TempDir, Lab) {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = InitOptions::new(Flavour::Fim2010r2);
+    o.exe = Some(PathBuf::from(env!("CARGO_BIN_EXE_upgrade-lab")));
+    o.account = Some(("CONTOSO".into(), "svc-sync".into()));
+    change(&mut o);
+    let lab = Lab::init_with(&tmp.path().join("lab"), &o).unwrap();
+    (tmp, lab)
+}
+
+fn with_store_server(lab: &Lab, server: &str, extra: &[&str]) -> Vec<String> {
+    let mut p: Vec<String> = mim_props(lab, None)
+        .into_iter()
+        .map(|p| {
+            if p.starts_with("STORESERVER=") {
+                format!("STORESERVER={server}")
+            } else {
+                p
+            }
+        })
+        .collect();
+    p.extend(extra.iter().map(|e| e.to_string()));
+    p
+}
+
+/// Runs `msiexec /i` expecting 1603 (fatal error); returns the installer log, which says why.
+fn install_fails_1603(lab: &Lab, props: &[String]) -> String {
+    let r = msi_install(lab, props);
+    assert_eq!(last_exit(lab), 1603, "{}", r.err);
+    std::fs::read_to_string(lab.dir().join("install.log")).unwrap()
+}
+
+#[test]
+fn the_mim_package_looks_for_a_local_store_unless_told_sqlserverstore_remotemachine() {
+    let (_t, lab) = lab(Flavour::Fim2010r2);
+    let log = install_fails_1603(&lab, &with_store_server(&lab, "sql01", &[]));
+    assert!(
+        log.contains("STORESERVER is sql01, another machine")
+            && log.contains("SQLServerStore=RemoteMachine was not given"),
+        "{log}"
+    );
+    let st = lab.state().unwrap();
+    assert_eq!(
+        st.installs.last().unwrap().exit,
+        1603,
+        "the attempt is recorded"
+    );
+    assert_eq!(
+        st.products[0].name, "Forefront Identity Manager 2010 R2 Synchronization Service",
+        "nothing changed"
+    );
+
+    let r = msi_install(
+        &lab,
+        &with_store_server(&lab, "sql01", &["SQLServerStore=RemoteMachine"]),
+    );
+    assert_eq!(r.code, 0, "{}", r.err);
+    let last = lab.state().unwrap().installs.last().unwrap().clone();
+    assert!(
+        last.properties
+            .contains(&("SQLSERVERSTORE".into(), "RemoteMachine".into())),
+        "{:?}",
+        last.properties
+    );
+}
+
+#[test]
+fn the_names_of_this_machine_need_no_sqlserverstore() {
+    for local in ["(local)", ".", "LOCALHOST", "127.0.0.1", "::1"] {
+        let (_t, lab) = lab(Flavour::Fim2010r2);
+        let r = msi_install(&lab, &with_store_server(&lab, local, &[]));
+        assert_eq!(r.code, 0, "{local}: {}", r.err);
+    }
+}
+
+#[test]
+fn the_mim_package_refuses_to_upgrade_a_fim_older_than_r2_sp1() {
+    let (_t, lab) = fim_lab("4.1.2273.0");
+    let log = install_fails_1603(&lab, &mim_props(&lab, None));
+    assert!(
+        log.contains("4.1.2273.0 cannot be upgraded in place")
+            && log.contains("needs version 4.1.3419.0 or later"),
+        "{log}"
+    );
+    assert_eq!(lab.state().unwrap().products[0].version, "4.1.2273.0");
+
+    let (_t, lab) = fim_lab("4.1.3766.0");
+    let r = msi_install(&lab, &mim_props(&lab, None));
+    assert_eq!(r.code, 0, "a later FIM 2010 R2 build upgrades: {}", r.err);
+}
+
+#[test]
+fn the_lab_fim_is_r2_sp1_unless_told_otherwise() {
+    let (_t, lab) = lab(Flavour::Fim2010r2);
+    assert_eq!(lab.state().unwrap().products[0].version, "4.1.3419.0");
+}
+
+#[test]
+fn mim_2016_sp2_media_do_not_upgrade_fim_in_place_but_install_after_it_with_the_keys() {
+    let (_t, lab) = fim_lab_with(|o| o.new_version = Some("4.6.34.0".into()));
+    let keys = export_keys(&lab);
+    let log = install_fails_1603(&lab, &mim_props(&lab, Some(&keys)));
+    assert!(log.contains("is still installed; remove it first"), "{log}");
+
+    assert_eq!(uninstall(&lab, &installed_code(&lab)).code, 0);
+    let r = msi_install(&lab, &mim_props(&lab, Some(&keys)));
+    assert_eq!(r.code, 0, "{}", r.err);
+    let st = lab.state().unwrap();
+    assert_eq!(st.products[0].version, "4.6.34.0");
+    assert_eq!(st.key_set.as_ref().unwrap().id, st.databases[0].key_set_id);
 }
 
 #[test]

@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::values::{AbsPath, Duration, HexPrefix, ProductCode, Secret, Sha256Hex, StepId};
+use super::values::{
+    AbsPath, DottedVersion, Duration, HexPrefix, ProductCode, Secret, Sha256Hex, StepId,
+};
 
 /// A whole plan file.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
@@ -321,6 +323,11 @@ pub struct Install {
     pub sha256: Option<Sha256Hex>,
     /// The product that must be installed afterwards.
     pub detect: Detect,
+    /// The installed product this install replaces, and the oldest version of it the new
+    /// product's upgrade supports: while that product is installed at an older version, the step
+    /// is refused (`!`) and nothing runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrades: Option<Upgrades>,
     /// What the installer asks, as typed answers.
     #[serde(default)]
     pub answers: Answers,
@@ -371,12 +378,25 @@ pub struct Detect {
     pub version: Option<String>,
 }
 
+/// The product an install replaces and the oldest version of it that can be upgraded.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Upgrades {
+    /// The old product, by product code or display name.
+    pub product: ProductRef,
+    /// Its oldest supported `DisplayVersion`, compared number by number (e.g. `4.1.3419.0`, FIM
+    /// 2010 R2 SP1, for MIM 2016).
+    pub min_version: DottedVersion,
+}
+
 /// Known installers whose answers map to properties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AnswerProfile {
     /// MIM 2016 Synchronization Service MSI: STORESERVER, SQLINSTANCE, SQLDB, SERVICEACCOUNT,
-    /// SERVICEPASSWORD, SERVICEDOMAIN, GROUP*, ACCEPT_EULA=1, FIREWALL_CONF=1.
+    /// SERVICEPASSWORD, SERVICEDOMAIN, GROUP*, ACCEPT_EULA=1, FIREWALL_CONF=1, and
+    /// SQLServerStore=RemoteMachine when the store's server is not this machine (anything but
+    /// `(local)`, `.`, `localhost`, `127.0.0.1` or `::1`).
     Mim2016Sync,
 }
 

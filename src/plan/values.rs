@@ -150,6 +150,44 @@ pub fn without_0x(hex: &str) -> &str {
         .unwrap_or(hex)
 }
 
+/// A product version as Windows Installer and Add/Remove Programs write it: one to four numbers
+/// separated by dots (`4.1.3419.0`). Versions compare number by number, a missing part counting
+/// as 0, never as text (`4.1.10000.0` is later than `4.1.3419.0`).
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
+pub struct DottedVersion(#[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+){0,3}$"))] String);
+checked_string!(DottedVersion);
+
+impl DottedVersion {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if version_parts(raw).is_some() {
+            Ok(DottedVersion(raw.to_string()))
+        } else {
+            Err(format!(
+                "expected a version of one to four numbers separated by dots, e.g. `4.1.3419.0`, found `{raw}`"
+            ))
+        }
+    }
+
+    /// How `observed` (a `DisplayVersion` as read) compares with this version; `None` when it is
+    /// not a dotted version.
+    pub fn compare(&self, observed: &str) -> Option<std::cmp::Ordering> {
+        let mine = version_parts(&self.0)?;
+        Some(version_parts(observed.trim())?.cmp(&mine))
+    }
+}
+
+/// `1.2.3` -> `[1, 2, 3, 0]`; `None` unless one to four dot-separated numbers.
+fn version_parts(raw: &str) -> Option<[u64; 4]> {
+    let mut out = [0u64; 4];
+    for (n, part) in raw.split('.').enumerate() {
+        if n == 4 || part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        out[n] = part.parse().ok()?;
+    }
+    Some(out)
+}
+
 /// A step id: letters, digits, `-` and `_`, starting with a letter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
 pub struct StepId(#[schemars(regex(pattern = r"^[A-Za-z][A-Za-z0-9_-]*$"))] String);
@@ -271,5 +309,33 @@ impl<'de> Deserialize<'de> for Secret {
             (Some("prompt"), _) => Err(D::Error::custom("expected {prompt: true}")),
             _ => Err(D::Error::custom(one_of)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cmp::Ordering::*;
+
+    #[test]
+    fn versions_compare_number_by_number_not_as_text() {
+        let sp1 = DottedVersion::parse("4.1.3419.0").unwrap();
+        assert_eq!(sp1.compare("4.1.2273.0"), Some(Less), "R2 RTM is older");
+        assert_eq!(sp1.compare("4.1.3419.0"), Some(Equal));
+        assert_eq!(sp1.compare("4.1.3766.0"), Some(Greater));
+        assert_eq!(sp1.compare("4.1.10000.0"), Some(Greater), "not text order");
+        assert_eq!(sp1.compare("4.1.3419"), Some(Equal), "a missing part is 0");
+        assert_eq!(sp1.compare("4.2"), Some(Greater));
+        assert_eq!(sp1.compare("4.1.x"), None);
+        assert_eq!(sp1.compare(""), None);
+    }
+
+    #[test]
+    fn a_version_that_is_not_dotted_numbers_is_refused() {
+        for bad in ["", "4.", ".1", "4.1.3419.0.1", "v4.1", "4.1 SP1", "4..1"] {
+            let err = DottedVersion::parse(bad).unwrap_err();
+            assert!(err.contains("e.g. `4.1.3419.0`"), "{bad}: {err}");
+        }
+        assert!(DottedVersion::parse("4").is_ok());
     }
 }

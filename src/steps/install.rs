@@ -27,6 +27,9 @@ pub struct InstallStep {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Observed {
     product: Found,
+    /// The product `upgrades` names, when the plan says the install replaces one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    upgrading: Option<Found>,
     installer_present: bool,
     installer_sha256: Option<String>,
     /// Read for an .msi only: msiexec's command line depends on it.
@@ -173,6 +176,10 @@ impl InstallStep {
             };
             if let Some(s) = &a.store {
                 set("STORESERVER", "{answers.store.server}");
+                // Microsoft documents SQLServerStore=RemoteMachine for a store on another server.
+                if !names_this_machine(&s.server) {
+                    set("SQLServerStore", "RemoteMachine");
+                }
                 if s.instance.is_some() {
                     set("SQLINSTANCE", "{answers.store.instance}");
                 }
@@ -264,6 +271,34 @@ impl InstallStep {
         })
     }
 
+    /// Why the installed old product cannot be upgraded (older than `upgrades.min_version`, or a
+    /// version that cannot be read); `None` when it can, or is not installed (any more).
+    fn not_upgradable(&self, found: Option<&Found>) -> Option<String> {
+        let up = self.spec.upgrades.as_ref()?;
+        let min = &up.min_version;
+        match found? {
+            Found::None => None,
+            Found::Several { products } => Some(format!(
+                "{} installed products match upgrades.product; name it by product_code",
+                products.len()
+            )),
+            Found::One { product } => {
+                let version = product.version.as_deref().unwrap_or("");
+                match min.compare(version) {
+                    Some(std::cmp::Ordering::Less) => Some(format!(
+                        "{product} is installed, and this upgrade needs version {min} or later of it: \
+                         bring it to {min} first (a service pack), then plan again"
+                    )),
+                    Some(_) => None,
+                    None => Some(format!(
+                        "{product} is installed, but its DisplayVersion `{version}` cannot be compared \
+                         with the {min} this upgrade needs"
+                    )),
+                }
+            }
+        }
+    }
+
     fn version_ok(&self, p: &Product) -> bool {
         match &self.spec.detect.version {
             None => true,
@@ -279,6 +314,10 @@ impl InstallStep {
 impl Step for InstallStep {
     async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
         let product = installer::find_product(cx, &self.spec.detect.product).await?;
+        let upgrading = match &self.spec.upgrades {
+            Some(up) => Some(installer::find_product(cx, &up.product).await?),
+            None => None,
+        };
         let media = self.spec.installer.to_path_buf();
         let installer_present = afs::exists(&media);
         let installer_sha256 = match (&self.spec.sha256, installer_present) {
@@ -287,6 +326,7 @@ impl Step for InstallStep {
         };
         Ok(Observation::of(&Observed {
             product,
+            upgrading,
             installer_present,
             installer_sha256,
             windows_installer: self.is_msi().then(|| WindowsInstaller::observe(cx)),
@@ -314,6 +354,9 @@ impl Step for InstallStep {
                 }
             }
             _ => {}
+        }
+        if let Some(why) = self.not_upgradable(o.upgrading.as_ref()) {
+            return Diff::Blocked { why };
         }
         if !o.installer_present {
             return Diff::Blocked {
@@ -431,5 +474,105 @@ impl Step for InstallStep {
                 "the installed product is no longer detected".into(),
             )),
         }
+    }
+}
+
+/// Whether a store server name means the machine the installer runs on. Without a name for this
+/// server in the plan, only the names that mean "this machine" anywhere count: `(local)`, `.`,
+/// `localhost`, `127.0.0.1`, `::1`. The server's own computer name counts as another machine;
+/// a plan can set `SQLServerStore` itself in `properties`.
+pub fn names_this_machine(server: &str) -> bool {
+    let s = server.trim();
+    ["(local)", ".", "localhost", "127.0.0.1", "::1"]
+        .iter()
+        .any(|l| s.eq_ignore_ascii_case(l))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(extra: &str) -> InstallStep {
+        let yaml = format!(
+            r#"
+installer: 'E:\Synchronization Service\Synchronization Service.msi'
+detect: {{ product: {{ name: Microsoft Identity Manager Synchronization Service }} }}
+profile: mim2016_sync
+secrets_on_command_line: true
+answers:
+  service_account: {{ user: svc, domain: CONTOSO, password: {{ env: P }} }}
+  groups: {{ admins: A, operators: O, joiners: J, browse: B, password_set: S }}
+{extra}"#
+        );
+        // Through JSON: serde_yaml reads enums only from YAML tags; the plan loader reads maps.
+        let value: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+        let spec: Install = serde_json::from_value(value).unwrap();
+        InstallStep::new(StepId::parse("install").unwrap(), spec)
+    }
+
+    fn store(server: &str) -> String {
+        format!("  store: {{ server: '{server}', database: FIMSynchronizationService, reuse_existing: true }}")
+    }
+
+    #[test]
+    fn a_store_on_another_server_is_sqlserverstore_remotemachine() {
+        for remote in ["sql01", "sql01.contoso.com", "10.0.0.5", "SYNC01"] {
+            let props = step(&store(remote)).properties();
+            assert_eq!(
+                props.get("SQLServerStore").map(String::as_str),
+                Some("RemoteMachine"),
+                "{remote}"
+            );
+        }
+        for local in ["(local)", ".", "localhost", "LocalHost", "127.0.0.1", "::1"] {
+            let props = step(&store(local)).properties();
+            assert!(!props.contains_key("SQLServerStore"), "{local}: {props:?}");
+            assert_eq!(props["STORESERVER"], "{answers.store.server}");
+        }
+    }
+
+    #[test]
+    fn the_plan_s_own_sqlserverstore_wins() {
+        let s = step(&format!(
+            "{}\nproperties: {{ SQLServerStore: LocalMachine }}",
+            store("sql01")
+        ));
+        assert_eq!(s.properties()["SQLServerStore"], "LocalMachine");
+    }
+
+    fn fim(version: Option<&str>) -> Option<Found> {
+        Some(Found::One {
+            product: Product {
+                code: None,
+                name: Some("Forefront Identity Manager 2010 R2 Synchronization Service".into()),
+                version: version.map(str::to_string),
+            },
+        })
+    }
+
+    #[test]
+    fn an_installed_product_older_than_upgrades_min_version_is_refused_with_its_version() {
+        let s = step(
+            "upgrades: { product: { name: Forefront Identity Manager 2010 R2 Synchronization Service }, min_version: 4.1.3419.0 }",
+        );
+        let why = s.not_upgradable(fim(Some("4.1.2273.0")).as_ref()).unwrap();
+        assert!(
+            why.contains("4.1.2273.0") && why.contains("needs version 4.1.3419.0 or later"),
+            "{why}"
+        );
+        assert_eq!(s.not_upgradable(fim(Some("4.1.3419.0")).as_ref()), None);
+        assert_eq!(s.not_upgradable(fim(Some("4.1.3766.0")).as_ref()), None);
+        assert_eq!(
+            s.not_upgradable(Some(&Found::None)),
+            None,
+            "already removed"
+        );
+        let unreadable = s.not_upgradable(fim(None).as_ref()).unwrap();
+        assert!(unreadable.contains("cannot be compared"), "{unreadable}");
+        assert_eq!(
+            step("").not_upgradable(fim(Some("1.0")).as_ref()),
+            None,
+            "no upgrades: no rule"
+        );
     }
 }

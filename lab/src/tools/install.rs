@@ -25,8 +25,38 @@ pub struct InstallRequest {
     pub key_file: Option<String>,
     /// Product codes the package replaces by a major upgrade (msiexec only).
     pub upgrades: Vec<String>,
+    /// The oldest version of an upgraded product the major upgrade accepts.
+    pub upgrade_min_version: Option<String>,
+    /// Where the installer was told the store is (msiexec with a package that asks).
+    pub store: Option<StoreRequest>,
     /// Properties or switches as received, for the lab's record.
     pub received: Vec<(String, String)>,
+}
+
+/// The store's server as the installer received it, and whether it was told that is another
+/// machine (MIM 2016: `SQLServerStore=RemoteMachine`).
+#[derive(Debug, Clone)]
+pub struct StoreRequest {
+    pub server: String,
+    pub told_remote: bool,
+}
+
+/// Names that mean this machine to SQL Server clients. The lab server has no computer name of
+/// its own, so any other name is another machine.
+fn names_lab_server(server: &str) -> bool {
+    matches!(
+        server.trim().to_ascii_lowercase().as_str(),
+        "" | "(local)" | "." | "localhost" | "127.0.0.1" | "::1"
+    )
+}
+
+/// `1.2.3.4` -> numbers, a missing or unreadable part as 0, for Windows Installer's numeric order.
+fn version_key(v: &str) -> [u32; 4] {
+    let mut out = [0; 4];
+    for (slot, part) in out.iter_mut().zip(v.split('.')) {
+        *slot = part.trim().parse().unwrap_or(0);
+    }
+    out
 }
 
 /// A refused install: a Windows Installer exit code and the message for the log.
@@ -92,6 +122,32 @@ fn check_and_apply(
                 old.name, old.code
             ),
         ));
+    }
+    if let Some(min) = &req.upgrade_min_version {
+        if let Some(old) = upgraded
+            .iter()
+            .find(|o| version_key(&o.version) < version_key(min))
+        {
+            return Err(refuse(
+                1603,
+                format!(
+                    "{} {} cannot be upgraded in place: this upgrade needs version {min} or later.",
+                    old.name, old.version
+                ),
+            ));
+        }
+    }
+    if let Some(store) = req.store.as_ref().filter(|s| !names_lab_server(&s.server)) {
+        if !store.told_remote {
+            return Err(refuse(
+                1603,
+                format!(
+                    "No SQL Server store on this computer: STORESERVER is {}, another machine, and \
+                     SQLServerStore=RemoteMachine was not given.",
+                    store.server
+                ),
+            ));
+        }
     }
     let acct = &st.account;
     let password_ok = req.password.as_deref() == Some(acct.password.as_str());

@@ -10,7 +10,7 @@ use std::path::Path;
 use crate::faults;
 use crate::layout::resolve;
 use crate::state;
-use crate::tools::install::{self, log_property, InstallRequest};
+use crate::tools::install::{self, log_property, InstallRequest, StoreRequest};
 use crate::tools::package::Package;
 use crate::tools::ToolIo;
 
@@ -272,6 +272,13 @@ fn install(lab: &Path, package: &str, cmd: &Command, log: &mut Vec<String>) -> i
         password: prop(&pkg.password_property),
         key_file: prop(&pkg.key_file_property),
         upgrades: pkg.upgrades.clone(),
+        upgrade_min_version: pkg.upgrade_min_version.clone(),
+        store: pkg.remote_store.as_ref().and_then(|r| {
+            Some(StoreRequest {
+                server: prop(&r.server_property)?,
+                told_remote: prop(&r.property).is_some_and(|v| v.eq_ignore_ascii_case(&r.value)),
+            })
+        }),
         received: cmd.properties.clone(),
     };
     match install::install(lab, &req) {

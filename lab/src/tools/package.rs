@@ -29,11 +29,46 @@ pub struct Package {
     /// are removed as part of the install, keeping the key set, the service and the install folder.
     #[serde(default)]
     pub upgrades: Vec<String>,
+    /// The oldest version of an `upgrades` product the major upgrade accepts. MIM 2016:
+    /// 4.1.3419.0 (FIM 2010 R2 SP1), which Microsoft documents as required for the in-place
+    /// upgrade; how the real MSI reports an older FIM is not documented here, the lab fails 1603.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_min_version: Option<String>,
+    /// How the package is told its store is on another server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_store: Option<RemoteStore>,
+}
+
+/// The properties that place the store: the server, and the property and value that say it is
+/// another machine. MIM 2016: STORESERVER and `SQLServerStore=RemoteMachine` (documented by
+/// Microsoft for a remote SQL store; without it the MSI looks for the store on this machine).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteStore {
+    pub server_property: String,
+    pub property: String,
+    pub value: String,
+}
+
+/// MIM 2016 SP2 is 4.6.x: the lab's SP2 package has no major upgrade of FIM, so the documented
+/// path for SP2 media (uninstall FIM, install MIM on the existing database with the exported keys)
+/// is the one the lab lets through. That SP2's MSI carries no upgrade entry for FIM is a lab choice
+/// following that documented path, not a fact read from the MSI's Upgrade table.
+pub fn is_mim2016_sp2_or_later(version: &str) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (4, 6)
 }
 
 impl Package {
-    /// The MIM 2016 Synchronization Service package of the fim2010r2 lab, upgrading `upgrades`.
+    /// The MIM 2016 Synchronization Service package of the fim2010r2 lab, upgrading `upgrades`
+    /// (none for SP2 media, see [`is_mim2016_sp2_or_later`]).
     pub fn mim2016(product: Product, upgrades: Vec<String>) -> Package {
+        let upgrades = if is_mim2016_sp2_or_later(&product.version) {
+            Vec::new()
+        } else {
+            upgrades
+        };
         Package {
             lab_package: 1,
             product,
@@ -44,6 +79,12 @@ impl Package {
             password_property: "SERVICEPASSWORD".into(),
             key_file_property: "KEYFILE".into(),
             upgrades,
+            upgrade_min_version: Some("4.1.3419.0".into()),
+            remote_store: Some(RemoteStore {
+                server_property: "STORESERVER".into(),
+                property: "SQLServerStore".into(),
+                value: "RemoteMachine".into(),
+            }),
         }
     }
 

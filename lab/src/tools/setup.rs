@@ -169,6 +169,8 @@ fn setup(
         password,
         key_file: Some(get("keyfile")),
         upgrades: Vec::new(),
+        upgrade_min_version: None,
+        store: None,
         received: switches.to_vec(),
     };
     match install::install(lab, &req) {
