@@ -16,6 +16,7 @@ fn the_seed_plan_converges_on_a_fresh_lab_and_a_second_apply_does_nothing() {
         "+ database",
         "+ keys",
         "+ extensions",
+        "+ stop-sync",
         "+ before",
         "+ remove-iifp",
         "+ install-miis",
@@ -38,7 +39,7 @@ fn the_seed_plan_converges_on_a_fresh_lab_and_a_second_apply_does_nothing() {
     let apply = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
     assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
     assert!(
-        stdout(&apply).contains("Apply complete: 7 step(s) done"),
+        stdout(&apply).contains("Apply complete: 8 step(s) done"),
         "{}",
         text(&apply)
     );
@@ -57,7 +58,7 @@ fn the_seed_plan_converges_on_a_fresh_lab_and_a_second_apply_does_nothing() {
     let second = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
     assert_eq!(second.status.code(), Some(0), "{}", text(&second));
     assert!(
-        stdout(&second).contains("0 step(s) done, 7 already done"),
+        stdout(&second).contains("0 step(s) done, 8 already done"),
         "{}",
         text(&second)
     );
@@ -97,7 +98,7 @@ fn plan_changes_nothing_anywhere() {
     );
     for line in rig.argv_log().lines() {
         assert!(
-            line.contains("\"reg\"") || line.contains("\"sc\""),
+            line.contains("\"reg\"") || line.contains("\"sc\",\"argv\":[\"query\""),
             "plan ran a state-changing tool: {line}"
         );
     }
@@ -156,12 +157,12 @@ fn json_output_is_one_document_for_config_management() {
         serde_json::from_slice(&plan.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&plan)));
     assert_eq!(doc["steps"][0]["id"], "database");
     assert_eq!(doc["steps"][0]["action"], "create");
-    assert_eq!(doc["summary"]["to_do"], 6);
+    assert_eq!(doc["summary"]["to_do"], 7);
     let apply = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve", "--json"]);
     let doc: serde_json::Value =
         serde_json::from_slice(&apply.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&apply)));
     assert_eq!(doc["ok"], true, "{doc}");
-    assert_eq!(doc["steps"].as_array().unwrap().len(), 7);
+    assert_eq!(doc["steps"].as_array().unwrap().len(), 8);
 }
 
 #[test]
