@@ -22,7 +22,7 @@ fn validate_accepts_the_seed_plan_and_says_how_many_steps() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout),
-        "plans/iifp-to-miis2003.yaml is valid: 7 steps\n"
+        "plans/iifp-to-miis2003.yaml is valid: 8 steps\n"
     );
 }
 

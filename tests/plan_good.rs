@@ -60,6 +60,7 @@ fn the_seed_plan_is_the_manual_procedure_in_order() {
             "backup_database",
             "export_keys",
             "backup_files",
+            "service",
             "snapshot_connector_space",
             "uninstall",
             "install",
@@ -77,14 +78,15 @@ fn the_seed_plan_is_the_manual_procedure_in_order() {
             "database",
             "keys",
             "extensions",
+            "stop-sync",
             "before",
             "remove-iifp",
             "install-miis",
             "verify"
         ]
     );
-    let StepKind::Uninstall(u) = &loaded.plan.steps[4].kind else {
-        panic!("step 5 is the uninstall")
+    let StepKind::Uninstall(u) = &loaded.plan.steps[5].kind else {
+        panic!("step 6 is the uninstall")
     };
     assert_eq!(
         u.product,
@@ -96,8 +98,8 @@ fn the_seed_plan_is_the_manual_procedure_in_order() {
 #[test]
 fn the_seed_plan_keeps_the_password_off_the_setup_command_line() {
     let loaded = plan::load(&repo().join("plans/iifp-to-miis2003.yaml")).unwrap();
-    let StepKind::Install(install) = &loaded.plan.steps[5].kind else {
-        panic!("step 6 is the install")
+    let StepKind::Install(install) = &loaded.plan.steps[6].kind else {
+        panic!("step 7 is the install")
     };
     let secret_in_argv = install.arguments.iter().flatten().any(|a| {
         placeholders::find(a)
@@ -139,6 +141,52 @@ fn the_fim_plan_upgrades_in_place_without_an_uninstall() {
         .as_str()
         .to_ascii_lowercase()
         .ends_with(".msi"));
+}
+
+/// Microsoft's runbooks stop the sync service before the upgrade: no scheduled run may change the
+/// connector space between the snapshot and verify, and the FIM 2010 R2 -> MIM 2016 in-place
+/// upgrade needs the service stopped when the MSI runs.
+#[test]
+fn the_shipped_plans_stop_the_sync_service_before_the_snapshot_and_the_msi() {
+    for (file, service, needs_it) in [
+        ("plans/iifp-to-miis2003.yaml", "miiserver", &["before"][..]),
+        (
+            "plans/fim2010r2-to-mim2016.yaml",
+            "FIMSynchronizationService",
+            &["before", "upgrade-sync"][..],
+        ),
+        (
+            "plans/fim2010r2-to-mim2016sp2.yaml",
+            "FIMSynchronizationService",
+            &["before", "remove-fim", "install-mim"][..],
+        ),
+    ] {
+        let loaded = plan::load(&repo().join(file)).unwrap();
+        let (i, stop) = loaded
+            .plan
+            .steps
+            .iter()
+            .enumerate()
+            .find_map(|(i, s)| match &s.kind {
+                StepKind::Service(c) => Some((i, c)),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{file} has no service step"));
+        assert_eq!(stop.name, service, "{file}");
+        assert_eq!(stop.state, plan::WantedServiceState::Stopped, "{file}");
+        for id in needs_it {
+            let j = loaded
+                .plan
+                .steps
+                .iter()
+                .position(|s| s.id.as_str() == *id)
+                .unwrap();
+            assert!(
+                graph::prerequisites(&loaded.plan, j).contains(&i),
+                "{file}: `{id}` does not come after the service is stopped"
+            );
+        }
+    }
 }
 
 #[test]

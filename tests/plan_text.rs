@@ -51,11 +51,11 @@ fn line_of(text: &str, needle: &str) -> usize {
 }
 
 #[test]
-fn a_nul_byte_does_not_cut_a_seven_step_plan_down_to_four() {
+fn a_nul_byte_does_not_cut_an_eight_step_plan_down_to_five() {
     let seed = seed_plan();
     assert_eq!(
         plan::load_str("seed.yaml", &seed).unwrap().plan.steps.len(),
-        7
+        8
     );
     let line = line_of(&seed, "- id: remove-iifp");
     let cut = seed_with(line, "\0");
@@ -73,7 +73,7 @@ fn a_nul_byte_does_not_cut_a_seven_step_plan_down_to_four() {
 fn a_utf8_byte_order_mark_is_accepted_and_kept_in_the_hash() {
     let bytes = [b"\xEF\xBB\xBF".as_slice(), seed_plan().as_bytes()].concat();
     let loaded = load_bytes(&bytes).expect("a plan saved with a byte-order mark is valid");
-    assert_eq!(loaded.plan.steps.len(), 7);
+    assert_eq!(loaded.plan.steps.len(), 8);
     assert_eq!(loaded.plan.name, "iifp-to-miis2003");
     assert_eq!(loaded.sha256, hex::encode(Sha256::digest(&bytes)));
 }
@@ -204,7 +204,7 @@ fn every_line_with_such_a_character_is_reported() {
 fn crlf_line_ends_tabs_and_a_closing_document_marker_are_fine() {
     let seed = seed_plan();
     let crlf = seed.replace('\n', "\r\n");
-    assert_eq!(load_bytes(crlf.as_bytes()).unwrap().plan.steps.len(), 7);
+    assert_eq!(load_bytes(crlf.as_bytes()).unwrap().plan.steps.len(), 8);
     let tab_in_comment = seed_with(2, "#\tcomment with a tab\n");
     assert_eq!(
         load_bytes(tab_in_comment.as_bytes())
@@ -212,10 +212,10 @@ fn crlf_line_ends_tabs_and_a_closing_document_marker_are_fine() {
             .plan
             .steps
             .len(),
-        7
+        8
     );
     let explicit = format!("---\n{seed}...\n# after the end, only comments\n");
-    assert_eq!(load_bytes(explicit.as_bytes()).unwrap().plan.steps.len(), 7);
+    assert_eq!(load_bytes(explicit.as_bytes()).unwrap().plan.steps.len(), 8);
 }
 
 #[test]

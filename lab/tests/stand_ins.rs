@@ -395,6 +395,60 @@ fn sc_reports_the_sync_service_running_and_tracks_stop_and_start() {
     assert_eq!(last_exit(&lab), 1060);
 }
 
+/// sc.exe's answers to controls, by Win32 system error code (Microsoft's "System Error Codes"):
+/// a stop prints STOP_PENDING and the next query STOPPED; stopping a stopped service is 1062, starting
+/// a running one 1056, an unknown service 1060.
+#[test]
+fn sc_stop_and_start_answer_like_sc_exe_with_win32_error_codes() {
+    let (_t, lab) = lab(Flavour::Iifp);
+    let sc = lab.tools().unwrap().sc;
+    let r = run(&sc, &["stop", "miiserver"], "");
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    assert!(r.out.contains("SERVICE_NAME: miiserver"), "{}", r.out);
+    assert!(
+        r.out.contains("STATE              : 3  STOP_PENDING"),
+        "{}",
+        r.out
+    );
+    assert!(run(&sc, &["query", "miiserver"], "")
+        .out
+        .contains("1  STOPPED"));
+    assert!(!lab.state().unwrap().service("miiserver").unwrap().running);
+
+    let r = run(&sc, &["stop", "miiserver"], "");
+    assert_eq!(last_exit(&lab), 1062);
+    assert_eq!(
+        r.out.trim(),
+        "[SC] ControlService FAILED 1062:\n\nThe service has not been started."
+    );
+
+    let r = run(&sc, &["start", "miiserver"], "");
+    assert_eq!(r.code, 0);
+    assert!(
+        r.out.contains("STATE              : 2  START_PENDING"),
+        "{}",
+        r.out
+    );
+    assert!(run(&sc, &["query", "miiserver"], "")
+        .out
+        .contains("4  RUNNING"));
+
+    let r = run(&sc, &["start", "miiserver"], "");
+    assert_eq!(last_exit(&lab), 1056);
+    assert_eq!(
+        r.out.trim(),
+        "[SC] StartService FAILED 1056:\n\nAn instance of the service is already running."
+    );
+
+    let r = run(&sc, &["stop", "FIMSynchronizationService"], "");
+    assert_eq!(last_exit(&lab), 1060);
+    assert!(
+        r.out.starts_with("[SC] OpenService FAILED 1060:"),
+        "{}",
+        r.out
+    );
+}
+
 fn msi_install(lab: &Lab, props: &[String]) -> Run {
     let tools = lab.tools().unwrap();
     let log = lab.dir().join("install.log");

@@ -1,5 +1,6 @@
-//! Windows services: the state of one service, read with `sc query NAME` and parsed.
-//! Read-only: nothing here starts or stops a service.
+//! Windows services: the state of one service, read with `sc query NAME` and parsed, and
+//! `sc stop NAME` / `sc start NAME` followed by `sc query` until the service gets there.
+//! Only `control` changes anything; `service_state` is safe during `upgrade plan`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use super::secrets::Redactor;
 const SC_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `STATE` of `sc query`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ServiceState {
     Stopped,
     StartPending,
@@ -53,6 +54,53 @@ impl std::fmt::Display for ServiceState {
     }
 }
 
+/// Win32 system error codes sc.exe reports (its exit code is the error; Microsoft's "System Error
+/// Codes (1000-1299)"). A Linux parent of Wine's sc sees them cut to 8 bits, so the `FAILED nnnn`
+/// line decides too.
+pub const ERROR_SERVICE_ALREADY_RUNNING: i32 = 1056;
+pub const ERROR_SERVICE_DOES_NOT_EXIST: i32 = 1060;
+pub const ERROR_SERVICE_NOT_ACTIVE: i32 = 1062;
+
+/// What `control` asks of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Stop,
+    Start,
+}
+
+impl Control {
+    fn verb(self) -> &'static str {
+        match self {
+            Control::Stop => "stop",
+            Control::Start => "start",
+        }
+    }
+
+    /// The state this control ends in.
+    pub fn target(self) -> ServiceState {
+        match self {
+            Control::Stop => ServiceState::Stopped,
+            Control::Start => ServiceState::Running,
+        }
+    }
+
+    /// The state on the way to `target`: a control sent then is refused (1061), so only wait.
+    pub fn pending(self) -> ServiceState {
+        match self {
+            Control::Stop => ServiceState::StopPending,
+            Control::Start => ServiceState::StartPending,
+        }
+    }
+
+    /// The error sc reports when the service is already where this control would take it.
+    fn already(self) -> i32 {
+        match self {
+            Control::Stop => ERROR_SERVICE_NOT_ACTIVE,
+            Control::Start => ERROR_SERVICE_ALREADY_RUNNING,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error("querying service {name}: {source}")]
@@ -65,6 +113,41 @@ pub enum ServiceError {
     },
     #[error("`{command}` printed no STATE line:\n{output}")]
     Unparsable { command: String, output: String },
+    #[error("there is no service named {name} (sc: error 1060); give the service's name, not its display name")]
+    NoSuchService { name: String },
+    #[error(
+        "service {name} did not reach {wanted} within {waited:?} after `sc {verb}`; it is {now}"
+    )]
+    Timeout {
+        name: String,
+        verb: &'static str,
+        wanted: ServiceState,
+        waited: Duration,
+        now: String,
+    },
+}
+
+/// Whether sc's output or exit code reports Win32 error `code`.
+fn reports(exit_code: i32, text: &str, code: i32) -> bool {
+    exit_code == code || text.contains(&format!("FAILED {code}"))
+}
+
+/// Runs one sc command; its exit code and its output (standard output, then standard error).
+async fn run_sc(
+    spec: &ProcessSpec,
+    name: &str,
+    env_remove: &[String],
+) -> Result<(i32, String), ServiceError> {
+    let mut spec = spec.clone();
+    spec.env_remove = env_remove.to_vec();
+    let out = spec
+        .run(&Redactor::default())
+        .await
+        .map_err(|source| ServiceError::Process {
+            name: name.to_string(),
+            source,
+        })?;
+    Ok((out.exit_code, format!("{}{}", out.stdout, out.stderr)))
 }
 
 /// The state of service `name`; `None` when no such service exists (sc error 1060).
@@ -74,26 +157,18 @@ pub async fn service_state(
     name: &str,
     env_remove: &[String],
 ) -> Result<Option<ServiceState>, ServiceError> {
-    let mut spec = ProcessSpec::new(sc, &["query", name], SC_TIMEOUT);
-    spec.env_remove = env_remove.to_vec();
-    let out = spec
-        .run(&Redactor::default())
-        .await
-        .map_err(|source| ServiceError::Process {
-            name: name.to_string(),
-            source,
-        })?;
-    let text = format!("{}{}", out.stdout, out.stderr);
+    let spec = ProcessSpec::new(sc, &["query", name], SC_TIMEOUT);
+    let (exit_code, text) = run_sc(&spec, name, env_remove).await?;
     // 1060 = ERROR_SERVICE_DOES_NOT_EXIST. A Linux parent (Wine) sees the exit code cut to 8 bits
     // (36), so the message decides too.
-    if out.exit_code == 1060 || text.contains("FAILED 1060") {
+    if reports(exit_code, &text, ERROR_SERVICE_DOES_NOT_EXIST) {
         tracing::debug!(service = name, "no such service");
         return Ok(None);
     }
-    if out.exit_code != 0 {
+    if exit_code != 0 {
         return Err(ServiceError::Sc {
             command: spec.display(),
-            exit_code: out.exit_code,
+            exit_code,
             message: text.trim().to_string(),
         });
     }
@@ -106,6 +181,70 @@ pub async fn service_state(
             command: spec.display(),
             output: text,
         }),
+    }
+}
+
+/// The `sc stop NAME` / `sc start NAME` command line (what `upgrade plan` shows).
+pub fn control_command(sc: &Path, name: &str, what: Control) -> ProcessSpec {
+    ProcessSpec::new(sc, &[what.verb(), name], SC_TIMEOUT)
+}
+
+/// Runs `sc stop NAME` or `sc start NAME`: asks the Service Control Manager, which answers at once
+/// (the service is then usually STOP_PENDING / START_PENDING; `wait_for` waits for the end state).
+/// A service already where the control would take it (sc errors 1062 / 1056) is not an error.
+pub async fn control(
+    sc: &Path,
+    name: &str,
+    what: Control,
+    env_remove: &[String],
+) -> Result<(), ServiceError> {
+    let spec = control_command(sc, name, what);
+    let (exit_code, text) = run_sc(&spec, name, env_remove).await?;
+    if reports(exit_code, &text, ERROR_SERVICE_DOES_NOT_EXIST) {
+        return Err(ServiceError::NoSuchService {
+            name: name.to_string(),
+        });
+    }
+    if exit_code != 0 && !reports(exit_code, &text, what.already()) {
+        return Err(ServiceError::Sc {
+            command: spec.display(),
+            exit_code,
+            message: text.trim().to_string(),
+        });
+    }
+    tracing::debug!(
+        service = name,
+        verb = what.verb(),
+        "sc accepted the control"
+    );
+    Ok(())
+}
+
+/// `sc query NAME` every `poll` until the service is in `what`'s end state, for at most `timeout`.
+pub async fn wait_for(
+    sc: &Path,
+    name: &str,
+    what: Control,
+    timeout: Duration,
+    poll: Duration,
+    env_remove: &[String],
+) -> Result<(), ServiceError> {
+    let started = std::time::Instant::now();
+    loop {
+        let now = service_state(sc, name, env_remove).await?;
+        if now == Some(what.target()) {
+            return Ok(());
+        }
+        if started.elapsed() >= timeout {
+            return Err(ServiceError::Timeout {
+                name: name.to_string(),
+                verb: what.verb(),
+                wanted: what.target(),
+                waited: timeout,
+                now: now.map_or("no longer installed".into(), |s| s.to_string()),
+            });
+        }
+        tokio::time::sleep(poll).await;
     }
 }
 

@@ -112,7 +112,10 @@ pub fn log_filter(verbose: u8, quiet: u8) -> tracing_subscriber::EnvFilter {
     let level = match i16::from(verbose) - i16::from(quiet) {
         i16::MIN..=-2 => "off",
         -1 => "error",
-        0 => "warn",
+        // The SQL clients log every message the server sends (a RESTORE HEADERONLY of a backup
+        // not taken yet is an error to tiberius) and their own notices; the steps report what
+        // matters in their own words, so the libraries speak only from -v on.
+        0 => "warn,tiberius=off,odbc_api=off",
         1 => "info",
         2 => "debug",
         _ => "trace",

@@ -182,6 +182,7 @@ pub enum StepKind {
     Uninstall(Uninstall),
     Install(Install),
     Verify(Verify),
+    Service(ServiceControl),
 }
 
 impl StepKind {
@@ -195,6 +196,7 @@ impl StepKind {
             StepKind::Uninstall(_) => "uninstall",
             StepKind::Install(_) => "install",
             StepKind::Verify(_) => "verify",
+            StepKind::Service(_) => "service",
         }
     }
 }
@@ -462,6 +464,31 @@ pub enum KeyFile {
     /// The id of an `export_keys` step.
     From(StepId),
     Path(AbsPath),
+}
+
+/// Bring a Windows service to a state with `sc stop` / `sc start`, e.g. the sync service stopped
+/// before the connector-space snapshot and the installer, as Microsoft's upgrade runbooks do.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceControl {
+    /// Service name (not its display name), e.g. `miiserver` (MIIS 2003) or
+    /// `FIMSynchronizationService` (FIM 2010 / MIM 2016).
+    pub name: String,
+    /// The state the steps after this one need.
+    pub state: WantedServiceState,
+    /// Seconds to wait for the service to reach the state after `sc` asked it to (default 120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
+/// A state a `service` step can bring a service to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WantedServiceState {
+    /// `sc stop NAME`; done when `sc query` says STOPPED.
+    Stopped,
+    /// `sc start NAME`; done when `sc query` says RUNNING.
+    Running,
 }
 
 /// Checks after the upgrade.

@@ -85,6 +85,7 @@ pub fn check(plan: &Plan) -> Vec<Problem> {
             }
             StepKind::Verify(v) => check_verify(v, &at, &mut p),
             StepKind::ExportKeys(e) => check_timeout(e.timeout_secs, &at, &mut p),
+            StepKind::Service(s) => check_service(s, &at, &mut p),
             StepKind::BackupDatabase(_)
             | StepKind::BackupFiles(_)
             | StepKind::SnapshotConnectorSpace(_) => {}
@@ -368,6 +369,35 @@ fn check_timeout(secs: Option<u64>, at: &str, p: &mut Problems) {
         p.add(
             format!("{at}.timeout_secs"),
             "a timeout of 0 seconds would stop the tool at once",
+        );
+    }
+}
+
+/// A service name as the Service Control Manager takes it: CreateService (Win32 API) documents at
+/// most 256 characters and no `/` or `\\`.
+fn check_service(s: &ServiceControl, at: &str, p: &mut Problems) {
+    let name = s.name.trim();
+    if name.is_empty() {
+        p.add(
+            format!("{at}.name"),
+            "name the service, e.g. miiserver or FIMSynchronizationService",
+        );
+    } else if name.len() != s.name.len() {
+        p.add(
+            format!("{at}.name"),
+            "a service name has no leading or trailing spaces",
+        );
+    } else if s.name.contains(['/', '\\']) || s.name.chars().count() > 256 {
+        p.add(
+            format!("{at}.name"),
+            "a service name is at most 256 characters without `/` or `\\` (the service's name, \
+             not its display name or its program's path)",
+        );
+    }
+    if s.timeout_secs == Some(0) {
+        p.add(
+            format!("{at}.timeout_secs"),
+            "a wait of 0 seconds could never see the service get there",
         );
     }
 }

@@ -9,6 +9,7 @@ pub mod export_keys;
 pub mod install;
 pub mod installer;
 pub mod record;
+pub mod service;
 pub mod snapshot_connector_space;
 pub mod sqlrow;
 pub mod uninstall;
@@ -212,5 +213,6 @@ pub fn build(spec: &StepSpec) -> Box<dyn Step> {
         StepKind::Uninstall(s) => Box::new(uninstall::UninstallStep::new(id, s.clone())),
         StepKind::Install(s) => Box::new(install::InstallStep::new(id, s.clone())),
         StepKind::Verify(s) => Box::new(verify::VerifyStep::new(id, s.clone())),
+        StepKind::Service(s) => Box::new(service::ServiceStep::new(id, s.clone())),
     }
 }

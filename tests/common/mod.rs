@@ -218,7 +218,10 @@ steps:
     backup_files:
       from: '{ext}'
       to: '{ext_copy}'
+  - id: stop-sync
+    service: {{ name: miiserver, state: stopped }}
   - id: before
+    after: [stop-sync]
     snapshot_connector_space: {{ database: MicrosoftIdentityIntegrationServer }}
   - id: remove-iifp
     after: [database, keys, extensions, before]
