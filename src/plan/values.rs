@@ -220,14 +220,22 @@ impl Duration {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let err = || format!("expected a duration like 90s, 30m, 24h or 7d, found `{raw}`");
         let (num, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?);
-        let n: u64 = num.parse().map_err(|_| err())?;
-        let secs = match unit {
-            "s" => n,
-            "m" => n * 60,
-            "h" => n * 3600,
-            "d" => n * 86_400,
+        if num.is_empty() {
+            return Err(err());
+        }
+        let n: u64 = num.parse().map_err(|_| {
+            format!("`{raw}` is too long a duration: the number does not fit in 64 bits")
+        })?;
+        let unit_secs = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
             _ => return Err(err()),
         };
+        let secs = n.checked_mul(unit_secs).ok_or_else(|| {
+            format!("`{raw}` is too long a duration: it overflows the clock's seconds")
+        })?;
         Ok(Duration(std::time::Duration::from_secs(secs)))
     }
 
@@ -316,6 +324,20 @@ impl<'de> Deserialize<'de> for Secret {
 mod tests {
     use super::*;
     use std::cmp::Ordering::*;
+
+    #[test]
+    fn a_duration_too_long_for_the_clock_is_an_error_not_a_panic() {
+        assert_eq!(
+            Duration::parse("7d").unwrap().get(),
+            std::time::Duration::from_secs(7 * 86_400)
+        );
+        let e = Duration::parse("213503982334602d").unwrap_err();
+        assert!(e.contains("too long"), "{e}");
+        let e = Duration::parse("99999999999999999999s").unwrap_err();
+        assert!(e.contains("too long"), "{e}");
+        let e = Duration::parse("d").unwrap_err();
+        assert!(e.contains("expected a duration"), "{e}");
+    }
 
     #[test]
     fn versions_compare_number_by_number_not_as_text() {
