@@ -437,162 +437,218 @@ fn confirm() -> Result<(), EngineError> {
     }
 }
 
+/// Where one apply stands: each step's outcome in order, what this run changed, and why it stopped.
+struct Run<'o, F: Fn(&str)> {
+    results: Vec<AppliedStep>,
+    error: Option<String>,
+    restart_started: bool,
+    /// Per step (by plan index): done in this run or recorded, and changed by this run.
+    finished: Vec<bool>,
+    applied: Vec<bool>,
+    out: &'o F,
+}
+
+/// How a step's turn ended.
+enum Turn {
+    /// On to the next step.
+    Next,
+    /// The run stops here; the steps after it are left out of the report.
+    Halt(String),
+    /// The step failed; the steps after it are reported as not run.
+    Failed(String),
+}
+
+impl<'o, F: Fn(&str)> Run<'o, F> {
+    fn new(steps: usize, out: &'o F) -> Self {
+        Run {
+            results: Vec::new(),
+            error: None,
+            restart_started: false,
+            finished: vec![false; steps],
+            applied: vec![false; steps],
+            out,
+        }
+    }
+
+    /// Shows a step's outcome as it happens and keeps it for the summary.
+    fn report(&mut self, step: AppliedStep) {
+        (self.out)(&format!("{}\n", render::progress_line(&step)));
+        self.results.push(step);
+    }
+
+    fn document(self, session: &Session) -> ApplyDocument {
+        let reboot_required = self.results.iter().any(|r| r.reboot_required);
+        ApplyDocument {
+            plan: session.world.plan.name.clone(),
+            plan_sha256: session.loaded.sha256.clone(),
+            ok: self.error.is_none(),
+            steps: self.results,
+            reboot_required,
+            restart_started: self.restart_started,
+            error: self.error.map(|e| session.world.redactor.redact(&e)),
+        }
+    }
+}
+
+/// A step's line in the apply report.
+fn applied_step(
+    session: &Session,
+    i: usize,
+    result: Outcome,
+    summary: String,
+    reboot_required: bool,
+) -> AppliedStep {
+    AppliedStep {
+        id: session.world.plan.steps[i].id.to_string(),
+        kind: session.kinds[i].clone(),
+        result,
+        summary,
+        reboot_required,
+    }
+}
+
 /// Runs the pending steps in order; stops at the first failure.
 async fn execute(
     session: &mut Session,
     survey: &[(Diff, Option<Observation>)],
     out: &impl Fn(&str),
 ) -> ApplyDocument {
-    let mut results: Vec<AppliedStep> = Vec::new();
-    let mut error = None;
+    let mut run = Run::new(session.steps.len(), out);
     let order = session.order.clone();
-    let mut finished = vec![false; session.steps.len()];
-    let mut applied = vec![false; session.steps.len()];
-    let mut restart_started = false;
     for (pos, &i) in order.iter().enumerate() {
-        let id = session.world.plan.steps[i].id.to_string();
-        let kind = session.kinds[i].clone();
-        if restart_started {
-            let skipped = AppliedStep {
-                id,
-                kind,
-                result: Outcome::NotRun,
-                summary: "not run: the installer started a restart; run apply again after it"
-                    .into(),
-                reboot_required: false,
-            };
-            out(&format!("{}\n", render::progress_line(&skipped)));
-            results.push(skipped);
+        if run.restart_started {
+            let skipped = applied_step(
+                session,
+                i,
+                Outcome::NotRun,
+                "not run: the installer started a restart; run apply again after it".into(),
+                false,
+            );
+            run.report(skipped);
             continue;
         }
-        // Never run a step whose prerequisite is not done in this run or recorded.
-        let deps: Vec<usize> = graph::prerequisites(&session.world.plan, i)
-            .into_iter()
-            .collect();
-        if let Some(&d) = deps.iter().find(|&&d| !finished[d]) {
-            error = Some(format!(
-                "{id}: prerequisite `{}` is not done",
-                session.world.plan.steps[d].id
-            ));
-            break;
-        }
-        // What was observed before the run is stale once a prerequisite changed the server in
-        // this run (an install detected by a name the old product also had): look again.
-        let resurveyed;
-        let diff = if deps.iter().any(|&d| applied[d]) {
-            resurveyed = match session.survey_one(i, &session.journal).await {
-                (Diff::Done { .. }, _) if session.steps[i].role() == Role::Check => Diff::Check {
-                    reason: "run again after this run's changes".into(),
-                    ops: Vec::new(),
-                },
-                (d, _) => d,
-            };
-            &resurveyed
-        } else {
-            &survey[i].0
-        };
-        let outcome = match diff {
-            Diff::Done { evidence, details } => {
-                let recorded = session.journal.done(&id).map(|e| &e.details);
-                let stale = recorded.is_none() || (!details.is_null() && recorded != Some(details));
-                if stale {
-                    // Adopt a result found on the server (a backup taken by hand) so that later
-                    // rechecks have something to compare with.
-                    let ev = Evidence {
-                        summary: evidence.clone(),
-                        details: details.clone(),
-                        reboot_required: false,
-                        restart_started: false,
-                    };
-                    record(session, i, Ok(&ev));
-                    if let Err(e) = session.journal.save(&session.journal_path) {
-                        error = Some(not_recorded(&id, evidence, &e));
-                        break;
-                    }
-                }
-                AppliedStep {
-                    id: id.clone(),
-                    kind,
-                    result: Outcome::AlreadyDone,
-                    summary: evidence.clone(),
-                    reboot_required: false,
-                }
-            }
-            Diff::Blocked { why } => {
-                error = Some(format!("{id}: cannot converge: {why}"));
+        match turn(session, survey, &mut run, i).await {
+            Turn::Next => run.finished[i] = true,
+            Turn::Halt(e) => {
+                run.error = Some(e);
                 break;
             }
-            Diff::Change { .. } | Diff::Check { .. } => {
-                let res = run_one(session, i, &deps, out).await;
-                record(session, i, res.as_ref().map_err(|e| e.as_str()));
-                let saved = session.journal.save(&session.journal_path);
-                match (res, saved) {
-                    (Ok(ev), Ok(())) => {
-                        applied[i] = true;
-                        restart_started |= ev.restart_started;
-                        AppliedStep {
-                            id: id.clone(),
-                            kind,
-                            result: Outcome::Applied,
-                            summary: ev.summary,
-                            reboot_required: ev.reboot_required,
-                        }
-                    }
-                    (Ok(ev), Err(e)) => {
-                        let step = AppliedStep {
-                            id: id.clone(),
-                            kind,
-                            result: Outcome::AppliedNotRecorded,
-                            summary: ev.summary.clone(),
-                            reboot_required: ev.reboot_required,
-                        };
-                        out(&format!("{}\n", render::progress_line(&step)));
-                        results.push(step);
-                        error = Some(not_recorded(&id, &ev.summary, &e));
-                        break;
-                    }
-                    (Err(e), _) => {
-                        let step = AppliedStep {
-                            id: id.clone(),
-                            kind,
-                            result: Outcome::Failed,
-                            summary: e.clone(),
-                            reboot_required: false,
-                        };
-                        out(&format!("{}\n", render::progress_line(&step)));
-                        results.push(step);
-                        error = Some(format!("step `{id}` failed: {e}"));
-                        for &j in &order[pos + 1..] {
-                            let sid = session.world.plan.steps[j].id.to_string();
-                            let skipped = AppliedStep {
-                                id: sid,
-                                kind: session.kinds[j].clone(),
-                                result: Outcome::NotRun,
-                                summary: "not run".into(),
-                                reboot_required: false,
-                            };
-                            out(&format!("{}\n", render::progress_line(&skipped)));
-                            results.push(skipped);
-                        }
-                        break;
-                    }
+            Turn::Failed(e) => {
+                run.error = Some(e);
+                for &j in &order[pos + 1..] {
+                    let skipped =
+                        applied_step(session, j, Outcome::NotRun, "not run".into(), false);
+                    run.report(skipped);
+                }
+                break;
+            }
+        }
+    }
+    run.document(session)
+}
+
+/// One step's turn: check its prerequisites, look at it again if this run changed them, then
+/// record what is already done, refuse what cannot converge, or carry it out.
+async fn turn<F: Fn(&str)>(
+    session: &mut Session,
+    survey: &[(Diff, Option<Observation>)],
+    run: &mut Run<'_, F>,
+    i: usize,
+) -> Turn {
+    let id = session.world.plan.steps[i].id.to_string();
+    // Never run a step whose prerequisite is not done in this run or recorded.
+    let deps: Vec<usize> = graph::prerequisites(&session.world.plan, i)
+        .into_iter()
+        .collect();
+    if let Some(&d) = deps.iter().find(|&&d| !run.finished[d]) {
+        return Turn::Halt(format!(
+            "{id}: prerequisite `{}` is not done",
+            session.world.plan.steps[d].id
+        ));
+    }
+    // What was observed before the run is stale once a prerequisite changed the server in this
+    // run (an install detected by a name the old product also had): look again.
+    let diff = if deps.iter().any(|&d| run.applied[d]) {
+        match session.survey_one(i, &session.journal).await {
+            (Diff::Done { .. }, _) if session.steps[i].role() == Role::Check => Diff::Check {
+                reason: "run again after this run's changes".into(),
+                ops: Vec::new(),
+            },
+            (d, _) => d,
+        }
+    } else {
+        survey[i].0.clone()
+    };
+    match diff {
+        Diff::Done { evidence, details } => {
+            if let Err(e) = adopt(session, i, &evidence, details) {
+                return Turn::Halt(e);
+            }
+            let done = applied_step(session, i, Outcome::AlreadyDone, evidence, false);
+            run.report(done);
+            Turn::Next
+        }
+        Diff::Blocked { why } => Turn::Halt(format!("{id}: cannot converge: {why}")),
+        Diff::Change { .. } | Diff::Check { .. } => {
+            let res = run_one(session, i, &deps, run.out).await;
+            record(session, i, res.as_ref().map_err(|e| e.as_str()));
+            let saved = session.journal.save(&session.journal_path);
+            match (res, saved) {
+                (Ok(ev), Ok(())) => {
+                    run.applied[i] = true;
+                    run.restart_started |= ev.restart_started;
+                    let done =
+                        applied_step(session, i, Outcome::Applied, ev.summary, ev.reboot_required);
+                    run.report(done);
+                    Turn::Next
+                }
+                (Ok(ev), Err(e)) => {
+                    let error = not_recorded(&id, &ev.summary, &e);
+                    let done = applied_step(
+                        session,
+                        i,
+                        Outcome::AppliedNotRecorded,
+                        ev.summary,
+                        ev.reboot_required,
+                    );
+                    run.report(done);
+                    Turn::Halt(error)
+                }
+                (Err(e), _) => {
+                    let failed = applied_step(session, i, Outcome::Failed, e.clone(), false);
+                    run.report(failed);
+                    Turn::Failed(format!("step `{id}` failed: {e}"))
                 }
             }
-        };
-        out(&format!("{}\n", render::progress_line(&outcome)));
-        results.push(outcome);
-        finished[i] = true;
+        }
     }
-    let reboot_required = results.iter().any(|r| r.reboot_required);
-    ApplyDocument {
-        plan: session.world.plan.name.clone(),
-        plan_sha256: session.loaded.sha256.clone(),
-        ok: error.is_none(),
-        steps: results,
-        reboot_required,
-        restart_started,
-        error: error.map(|e| session.world.redactor.redact(&e)),
+}
+
+/// Records a result found on the server that the journal does not hold (a backup taken by hand),
+/// so that later rechecks have something to compare with.
+fn adopt(
+    session: &mut Session,
+    i: usize,
+    evidence: &str,
+    details: serde_json::Value,
+) -> Result<(), String> {
+    let id = session.world.plan.steps[i].id.to_string();
+    let recorded = session.journal.done(&id).map(|e| &e.details);
+    let stale = recorded.is_none() || (!details.is_null() && recorded != Some(&details));
+    if !stale {
+        return Ok(());
     }
+    let ev = Evidence {
+        summary: evidence.to_string(),
+        details,
+        reboot_required: false,
+        restart_started: false,
+    };
+    record(session, i, Ok(&ev));
+    session
+        .journal
+        .save(&session.journal_path)
+        .map_err(|e| not_recorded(&id, evidence, &e))
 }
 
 /// Applies one step; a destructive one only after `gate` proved every prerequisite.
