@@ -22,6 +22,17 @@ pub const DEFAULT_SC: &str = r"C:\Windows\System32\sc.exe";
 /// Where the plan asks for the SQL login's password.
 pub const SQL_PASSWORD: &str = "server.sql.auth.sql.password";
 
+/// The field of an `export_keys` step that holds the account's password.
+pub const KEY_ACCOUNT_PASSWORD: &str = "account.password";
+/// The field of an `install` step that holds the service account's password.
+pub const SERVICE_ACCOUNT_PASSWORD: &str = "answers.service_account.password";
+
+/// Where a step's secret is asked for, `STEP.FIELD` (`keys.account.password`): the one name the
+/// resolver, the prompt and the step itself use.
+pub fn secret_place(step: &StepId, field: &str) -> String {
+    format!("{step}.{field}")
+}
+
 /// Every secret a plan refers to, with the place it is asked for.
 pub fn plan_secrets(plan: &Plan) -> Vec<(&Secret, String)> {
     let mut out = Vec::new();
@@ -30,18 +41,22 @@ pub fn plan_secrets(plan: &Plan) -> Vec<(&Secret, String)> {
     }
     for s in &plan.steps {
         match &s.kind {
-            StepKind::ExportKeys(k) => {
-                out.push((&k.account.password, format!("{}.account.password", s.id)))
-            }
+            StepKind::ExportKeys(k) => out.push((
+                &k.account.password,
+                secret_place(&s.id, KEY_ACCOUNT_PASSWORD),
+            )),
             StepKind::Install(i) => {
                 if let Some(a) = &i.answers.service_account {
-                    out.push((
-                        &a.password,
-                        format!("{}.answers.service_account.password", s.id),
-                    ));
+                    out.push((&a.password, secret_place(&s.id, SERVICE_ACCOUNT_PASSWORD)));
                 }
             }
-            _ => {}
+            // Kinds without secrets, named so that a new kind must say whether it has any.
+            StepKind::BackupDatabase(_)
+            | StepKind::BackupFiles(_)
+            | StepKind::SnapshotConnectorSpace(_)
+            | StepKind::Uninstall(_)
+            | StepKind::Verify(_)
+            | StepKind::Service(_) => {}
         }
     }
     out

@@ -12,6 +12,7 @@ use crate::adapters::fs as afs;
 use crate::adapters::process::{Arg, ProcessError, ProcessSpec};
 use crate::adapters::secrets::SecretString;
 use crate::plan::{ExportKeys, StepId};
+use crate::steps::context::{secret_place, KEY_ACCOUNT_PASSWORD};
 use crate::steps::{Diff, Evidence, Observation, Op, Role, Step, StepContext, StepError};
 
 /// How long miiskmu may take unless the plan says otherwise. An export takes seconds; a tool that
@@ -67,7 +68,7 @@ impl ExportKeysStep {
     /// `secrets_on_command_line`, `miiskmu /e TEMP /u:ACCOUNT PASSWORD /q` (shown as `***`).
     fn command(&self, cx: &StepContext<'_>) -> Result<ProcessSpec, StepError> {
         let temp = afs::temp_sibling(&self.spec.to.to_path_buf());
-        let place = format!("{}.account.password", self.id);
+        let place = secret_place(&self.id, KEY_ACCOUNT_PASSWORD);
         let password = cx.world.secret(&self.spec.account.password, &place)?;
         let (password_arg, stdin) = if self.spec.secrets_on_command_line {
             (Arg::Secret(password.clone()), None)

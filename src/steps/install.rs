@@ -16,6 +16,7 @@ use crate::adapters::process::{Arg, ProcessSpec};
 use crate::adapters::secrets::SecretString;
 use crate::plan::placeholders;
 use crate::plan::{AnswerProfile, Install, KeyFile, StepId, StepKind};
+use crate::steps::context::{secret_place, SERVICE_ACCOUNT_PASSWORD};
 use crate::steps::installer::{self, Found, Product, WindowsInstaller};
 use crate::steps::{Diff, Evidence, Observation, Op, Role, Step, StepContext, StepError};
 
@@ -113,7 +114,7 @@ impl InstallStep {
             }
             "answers.service_account.password" => match &a.service_account {
                 Some(s) => {
-                    let place = format!("{}.answers.service_account.password", self.id);
+                    let place = secret_place(&self.id, SERVICE_ACCOUNT_PASSWORD);
                     Ok(Rendered::Secret(
                         cx.world.secret(&s.password, &place)?.clone(),
                     ))
