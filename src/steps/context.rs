@@ -199,6 +199,20 @@ impl<'a> StepContext<'a> {
         self.journal.record(self.id.as_str())
     }
 
+    /// The recorded result of a step this one refers to in the plan (verify's `same_as`), and of
+    /// no other: a step reads the outputs it names, nothing else of the journal.
+    pub fn referenced_output(&self, target: &StepId) -> Option<&'a crate::steps::Evidence> {
+        let me = self.world.step(self.id)?;
+        let named = crate::plan::graph::references(&me.kind)
+            .iter()
+            .any(|r| r.target == target);
+        if !named {
+            tracing::error!(step = %self.id, %target, "a step asked for the output of a step it does not name");
+            return None;
+        }
+        self.journal.done(target.as_str())
+    }
+
     /// A default log path in the state folder for this step.
     pub fn log_path(&self, suffix: &str) -> PathBuf {
         self.world.state_dir.join(format!("{}-{suffix}", self.id))

@@ -124,15 +124,17 @@ impl SnapshotStep {
     }
 
     fn recorded(&self, cx: &StepContext<'_>) -> Option<Snapshot> {
-        recorded_snapshot(cx, self.id.as_str()).filter(|s| s.database == self.spec.database)
+        cx.record()
+            .filter(|r| r.status == crate::steps::record::StepStatus::Done)
+            .and_then(|r| r.evidence.as_ref())
+            .and_then(recorded_snapshot)
+            .filter(|s| s.database == self.spec.database)
     }
 }
 
-/// The snapshot a step recorded, if any.
-pub fn recorded_snapshot(cx: &StepContext<'_>, id: &str) -> Option<Snapshot> {
-    cx.journal
-        .done(id)
-        .and_then(|e| serde_json::from_value(e.details.clone()).ok())
+/// The snapshot in a snapshot step's recorded evidence (its output for `verify`).
+pub fn recorded_snapshot(evidence: &Evidence) -> Option<Snapshot> {
+    serde_json::from_value(evidence.details.clone()).ok()
 }
 
 #[async_trait]

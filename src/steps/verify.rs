@@ -75,12 +75,15 @@ impl VerifyStep {
         // One connection for the connector-space checks, opened only if one is needed.
         let mut server: Option<Box<dyn SqlClient>> = None;
         if let Some(c) = &self.spec.connector_space {
-            let before = recorded_snapshot(cx, c.same_as.as_str()).ok_or_else(|| {
-                StepError::Failed(format!(
-                    "snapshot `{}` is not recorded: it must run before the upgrade",
-                    c.same_as
-                ))
-            })?;
+            let before = cx
+                .referenced_output(&c.same_as)
+                .and_then(recorded_snapshot)
+                .ok_or_else(|| {
+                    StepError::Failed(format!(
+                        "snapshot `{}` is not recorded: it must run before the upgrade",
+                        c.same_as
+                    ))
+                })?;
             let sql = connection(cx, &mut server).await?;
             let now = snapshot::take(sql.as_mut(), &before.database).await?;
             results.extend(compare_connector_space(&before, &now));
