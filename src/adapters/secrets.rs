@@ -34,9 +34,10 @@ impl fmt::Debug for SecretString {
 
 impl Drop for SecretString {
     fn drop(&mut self) {
-        // Best effort: overwrite the bytes before the allocation is released.
-        // SAFETY: zero bytes are valid UTF-8, so the string stays valid.
-        unsafe { self.0.as_bytes_mut().fill(0) };
+        // Overwritten before the allocation is released, with volatile writes the optimiser may
+        // not remove (a plain `fill(0)` on memory about to be freed is a dead store it may drop).
+        // Copies made by earlier reallocations are out of reach; secrets are built once, at size.
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 
