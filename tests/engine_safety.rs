@@ -219,3 +219,31 @@ fn a_setup_that_failed_after_laying_down_the_new_extensions_folder_does_not_bloc
     assert_eq!(next.status.code(), Some(0), "{}", text(&next));
     converged(&rig);
 }
+
+/// The reviewer's case: an installer that began and failed may already have changed the database;
+/// the backup taken before it is the one that matters, so a re-run keeps it (rechecks it) even once
+/// it is older than `max_age`, instead of overwriting it with a backup of the changed database.
+#[test]
+fn once_the_uninstall_began_its_backup_is_kept_even_past_max_age() {
+    let rig = Rig::iifp(Driver::Tds, &["msiexec-1603"]);
+    edit_plan(&rig, "miis.bak' }", "miis.bak', max_age: 3s }");
+    let first = apply(&rig);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first));
+    assert!(text(&first).contains("1603"), "{}", text(&first));
+    std::thread::sleep(std::time::Duration::from_millis(3500));
+    rig.faults(&[]);
+    let statements = rig.statements();
+    let next = apply(&rig);
+    assert_eq!(next.status.code(), Some(0), "{}", text(&next));
+    assert!(
+        !rig.statements()[statements.len()..].contains("BACKUP DATABASE"),
+        "the backup was taken again after the uninstall had begun: {}",
+        text(&next)
+    );
+    assert!(
+        stdout(&next).contains("kept from before `remove-iifp`"),
+        "{}",
+        text(&next)
+    );
+    converged(&rig);
+}

@@ -117,6 +117,7 @@ mod tests {
                 }),
                 error: None,
                 plan_sha256: "00".into(),
+                began: false,
             },
         );
         j.save(&path).unwrap();

@@ -106,13 +106,15 @@ impl Session {
         }
     }
 
-    /// The destructive step, recorded as done, that step `i` was a prerequisite of. Such a step is
-    /// sealed: it describes the server before the destruction (the old Extensions folder, the old
+    /// The destructive step, recorded as begun or done, that step `i` was a prerequisite of. Such a
+    /// step is sealed: it describes the server before the destruction (the old Extensions folder, the old
     /// key set), so it is never compared with the live server again, only rechecked.
     fn sealed_by(&self, i: usize, journal: &Journal) -> Option<usize> {
         (0..self.steps.len()).find(|&d| {
             self.steps[d].role() == Role::Destructive
-                && journal.done(self.world.plan.steps[d].id.as_str()).is_some()
+                && journal
+                    .record(self.world.plan.steps[d].id.as_str())
+                    .is_some_and(|r| r.began || r.status == StepStatus::Done)
                 && graph::prerequisites(&self.world.plan, d).contains(&i)
         })
     }
@@ -660,6 +662,7 @@ async fn run_one(
 ) -> Result<Evidence, String> {
     if session.steps[i].role() == Role::Destructive {
         gate(session, i, deps, out).await?;
+        record_began(session, i)?;
     }
     let cx = session.cx(i, &session.journal);
     tracing::info!(step = %session.world.plan.steps[i].id, "applying");
@@ -718,6 +721,15 @@ async fn gate(
                 reboot_required: false,
                 restart_started: false,
             },
+            Diff::Change { .. } | Diff::Check { .. }
+                if session.steps[d].role() == Role::Destructive =>
+            {
+                // Another destruction is never carried out here, outside its own gate.
+                return Err(format!(
+                    "prerequisite `{id}` does not hold ({why}); it destroys, so it is not redone \
+                     here: run apply again to carry it out through its own checks"
+                ));
+            }
             Diff::Change { .. } | Diff::Check { .. } => {
                 let cx = session.cx(d, &session.journal);
                 match session.steps[d].apply(&cx).await {
@@ -774,6 +786,8 @@ fn not_recorded(id: &str, summary: &str, e: &dyn std::fmt::Display) -> String {
 
 fn record(session: &mut Session, i: usize, res: Result<&Evidence, &str>) {
     let id = session.world.plan.steps[i].id.to_string();
+    // Once begun, always begun: a later failure (or a gate that refuses) does not unseal.
+    let began = session.journal.record(&id).is_some_and(|r| r.began);
     let rec = StepRecord {
         kind: session.kinds[i].clone(),
         status: if res.is_ok() {
@@ -785,6 +799,30 @@ fn record(session: &mut Session, i: usize, res: Result<&Evidence, &str>) {
         evidence: res.ok().cloned(),
         error: res.err().map(|e| session.world.redactor.redact(e)),
         plan_sha256: session.loaded.sha256.clone(),
+        began,
     };
     session.journal.steps.insert(id, rec);
+}
+
+/// Records, before a destructive step acts, that it began: if it fails or the run is killed
+/// halfway, the steps before it are sealed all the same (a backup is never retaken from a database
+/// the installer may already have changed).
+fn record_began(session: &mut Session, i: usize) -> Result<(), String> {
+    let id = session.world.plan.steps[i].id.to_string();
+    let previous = session.journal.record(&id).cloned();
+    let rec = StepRecord {
+        kind: session.kinds[i].clone(),
+        status: StepStatus::Started,
+        at: Utc::now(),
+        evidence: previous.and_then(|r| r.evidence),
+        error: None,
+        plan_sha256: session.loaded.sha256.clone(),
+        began: true,
+    };
+    session.journal.steps.insert(id.clone(), rec);
+    session.journal.save(&session.journal_path).map_err(|e| {
+        format!(
+            "not started: `{id}` would destroy, and the journal cannot record that it began: {e}"
+        )
+    })
 }

@@ -285,6 +285,24 @@ impl Step for BackupDatabaseStep {
                 ),
             };
         }
+        // A backup of another database at this path is someone else's artifact: BACKUP ... WITH
+        // INIT would overwrite it, so it is never planned over.
+        if let Some(h) = o
+            .header
+            .as_ref()
+            .filter(|h| !h.database.eq_ignore_ascii_case(&self.spec.database))
+        {
+            return Diff::Blocked {
+                why: format!(
+                    "{} holds a backup of `{}` (finished {}), not of `{}`; a backup here would \
+                     overwrite it: move it elsewhere or choose another `to`",
+                    self.path(),
+                    h.database,
+                    h.finish,
+                    self.spec.database
+                ),
+            };
+        }
         match self.shortfall(&o, cx) {
             None => {
                 let h = o

@@ -17,6 +17,8 @@ pub const JOURNAL_VERSION: u32 = 1;
 pub enum StepStatus {
     Done,
     Failed,
+    /// A destructive step is under way (written right before it acts; a run killed then leaves it).
+    Started,
 }
 
 /// One step's record.
@@ -33,6 +35,10 @@ pub struct StepRecord {
     pub error: Option<String>,
     /// sha256 of the plan file that produced this record.
     pub plan_sha256: String,
+    /// A destructive step that began to act (its installer ran, whatever came of it). From then on
+    /// the steps before it describe a server that may be partly gone: they are sealed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub began: bool,
 }
 
 /// One `apply` run.
