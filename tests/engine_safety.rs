@@ -247,3 +247,93 @@ fn once_the_uninstall_began_its_backup_is_kept_even_past_max_age() {
     );
     converged(&rig);
 }
+
+/// The reviewer's case: the journal says the uninstall is done, but the old product is back (put
+/// back into production and used since). Running the uninstall again would rest on the backup and
+/// snapshot of back then; the plan refuses and says how to start over.
+#[test]
+fn an_uninstall_recorded_done_but_undone_on_the_server_cannot_converge() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let iifp = rig
+        .lab
+        .lab()
+        .state()
+        .unwrap()
+        .products
+        .into_iter()
+        .find(|p| p.name == IIFP)
+        .unwrap();
+    // The uninstall is done; the new product's setup fails.
+    let setup = rig.lab.lab().tools().unwrap().installer;
+    wrap_tool(&rig, &setup, "Setup.exe", "echo 'setup failed' >&2; exit 1");
+    let first = apply(&rig);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first));
+    assert!(rig.installed().is_empty(), "{:?}", rig.installed());
+    upgrade_lab::state::update(rig.lab.dir(), |st| st.products.push(iifp)).unwrap();
+    let argv = rig.argv_log();
+
+    let plan = rig.upgrade(&["plan", rig.plan_str()]);
+    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
+    assert!(stdout(&plan).contains("! remove-iifp"), "{}", text(&plan));
+    // Refused by the seal of the setup that began, or (where no later step began) because the
+    // journal records the uninstall done while the server shows it undone.
+    assert!(
+        stdout(&plan).contains("installed again") || stdout(&plan).contains("shows it undone"),
+        "{}",
+        text(&plan)
+    );
+    let again = apply(&rig);
+    assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+    assert!(
+        !rig.argv_log()[argv.len()..].contains("\"/x\""),
+        "the uninstall ran again on the old backups"
+    );
+}
+
+/// The same when no later step began: the uninstall is done, the new product's setup never
+/// started (its gate refused: the key file was gone), and the old product is back.
+#[test]
+fn an_uninstall_recorded_done_is_not_run_again_on_old_backups_when_nothing_after_it_began() {
+    use std::os::unix::fs::PermissionsExt;
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let iifp = rig
+        .lab
+        .lab()
+        .state()
+        .unwrap()
+        .products
+        .into_iter()
+        .find(|p| p.name == IIFP)
+        .unwrap();
+    // msiexec removes IIFP, then the key file goes missing: the setup's gate refuses to start.
+    let real = rig.lab.lab().tools().unwrap().msiexec;
+    let hidden = rig.tmp.path().join("keys-hidden");
+    let wrapper = rig.tmp.path().join("wrappers").join("msiexec");
+    std::fs::create_dir_all(wrapper.parent().unwrap()).unwrap();
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n'{}' \"$@\"\nrc=$?\nmv '{}' '{}'\nexit $rc\n",
+            real.display(),
+            keys(&rig).display(),
+            hidden.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    edit_plan(
+        &rig,
+        &format!("msiexec: '{}'", real.display()),
+        &format!("msiexec: '{}'", wrapper.display()),
+    );
+    let first = apply(&rig);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first));
+    assert!(rig.installed().is_empty(), "{:?}", rig.installed());
+    std::fs::rename(&hidden, keys(&rig)).unwrap();
+    upgrade_lab::state::update(rig.lab.dir(), |st| st.products.push(iifp)).unwrap();
+
+    let plan = rig.upgrade(&["plan", rig.plan_str()]);
+    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
+    assert!(stdout(&plan).contains("! remove-iifp"), "{}", text(&plan));
+    assert!(stdout(&plan).contains("shows it undone"), "{}", text(&plan));
+}

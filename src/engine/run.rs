@@ -162,6 +162,7 @@ impl Session {
         let surveyed =
             join_all((0..self.steps.len()).map(|i| self.survey_one(i, &self.journal))).await;
         let mut out: Vec<(Diff, Option<Observation>)> = surveyed;
+        self.refuse_undone_destruction(&mut out);
         self.refuse_late_before_steps(&mut out);
         // A check that passed before counts as done only while nothing else is pending.
         let other_pending = out
@@ -180,6 +181,34 @@ impl Session {
             }
         }
         out
+    }
+
+    /// A destructive step this journal records as done, which the live server shows pending again
+    /// (the old product installed again and used since): the steps before it are sealed with what
+    /// they held back then, so running it again would rest on a backup, keys and a snapshot older
+    /// than the server. It cannot converge, and says how to start over.
+    fn refuse_undone_destruction(&self, survey: &mut [(Diff, Option<Observation>)]) {
+        for (d, (diff, _)) in survey.iter_mut().enumerate() {
+            let id = &self.world.plan.steps[d].id;
+            if self.steps[d].role() == Role::Destructive
+                && matches!(diff, Diff::Change { .. })
+                && self.journal.done(id.as_str()).is_some()
+            {
+                let at = self
+                    .journal
+                    .record(id.as_str())
+                    .map(|r| r.at.to_rfc3339())
+                    .unwrap_or_default();
+                *diff = Diff::Blocked {
+                    why: format!(
+                        "the journal records `{id}` done ({at}), but the server shows it undone; the \
+                         backups and snapshot before it are from back then. To upgrade this server \
+                         as it is now, move the journal {} aside and run the plan from the start",
+                        self.journal_path.display()
+                    ),
+                };
+            }
+        }
     }
 
     /// A step that records the old server (a snapshot, the key export) and would be carried out
