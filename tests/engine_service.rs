@@ -111,3 +111,29 @@ fn a_misspelt_service_name_cannot_converge_and_nothing_runs() {
     );
     assert_eq!(rig.installed(), ["Identity Integration Feature Pack"]);
 }
+
+/// A sync service started again after the snapshot, before the uninstall has run, is stopped
+/// again: the stop serves the uninstall too, which comes after it only through the snapshot.
+#[test]
+fn a_sync_service_started_again_before_the_uninstall_is_stopped_again() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let full = std::fs::read_to_string(&rig.plan).unwrap();
+    let cut = full
+        .find("  - id: remove-iifp")
+        .expect("the seed plan has remove-iifp");
+    // First the steps up to the snapshot (same plan name, same journal), then the service is
+    // started again by hand.
+    std::fs::write(&rig.plan, &full[..cut]).unwrap();
+    let first = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let sc = rig.lab.lab().tools().unwrap().sc;
+    let started = std::process::Command::new(&sc)
+        .args(["start", "miiserver"])
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{}", text(&started));
+
+    std::fs::write(&rig.plan, &full).unwrap();
+    let plan = rig.upgrade(&["plan", rig.plan_str()]);
+    assert!(stdout(&plan).contains("+ stop-sync"), "{}", text(&plan));
+}

@@ -63,22 +63,17 @@ impl ServiceStep {
         .await?)
     }
 
-    /// The steps that come right after this one (their `after:` names it), when this step is
-    /// recorded done and every one of them is done too: the state served its purpose.
+    /// Every step that comes after this one, directly or through others, when this step is
+    /// recorded done and every one of them is done too: the state served its purpose. (Only the
+    /// direct ones would let a service started again after the snapshot run on through a later
+    /// uninstall that does not name this step.)
     fn served(&self, cx: &StepContext<'_>) -> Option<Vec<StepId>> {
         cx.journal.done(self.id.as_str())?;
         let plan = &cx.world.plan;
-        let ids = graph::index_by_id(plan);
-        let me = *ids.get(&self.id)?;
-        let after: Vec<StepId> = plan
-            .steps
-            .iter()
-            .filter(|s| {
-                graph::dependencies(s)
-                    .into_iter()
-                    .any(|d| ids.get(d) == Some(&me))
-            })
-            .map(|s| s.id.clone())
+        let me = graph::index_by_id(plan).get(&self.id).copied()?;
+        let after: Vec<StepId> = (0..plan.steps.len())
+            .filter(|&j| graph::prerequisites(plan, j).contains(&me))
+            .map(|j| plan.steps[j].id.clone())
             .collect();
         let all_done = after
             .iter()
