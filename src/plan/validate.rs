@@ -83,7 +83,10 @@ pub fn check(plan: &Plan) -> Vec<Problem> {
                 check_install(install, &at, &mut p);
                 check_takeover(plan, i, install, &at, &mut p);
             }
-            StepKind::Verify(v) => check_verify(v, &at, &mut p),
+            StepKind::Verify(v) => {
+                check_verify(v, &at, &mut p);
+                check_snapshot_before_upgrade(plan, i, v, &at, &mut p);
+            }
             StepKind::ExportKeys(e) => check_timeout(e.timeout_secs, &at, &mut p),
             StepKind::Service(s) => check_service(s, &at, &mut p),
             StepKind::BackupDatabase(_)
@@ -549,6 +552,42 @@ fn check_template(
                 ),
             ),
             Some(_) => {}
+        }
+    }
+}
+
+/// The snapshot a verify step compares with must be taken before every uninstall or install that
+/// the verify comes after; otherwise, on a fresh state or a lost journal, it could be taken on the
+/// upgraded server and verify would compare the new server with itself.
+fn check_snapshot_before_upgrade(
+    plan: &Plan,
+    index: usize,
+    v: &Verify,
+    at: &str,
+    p: &mut Problems,
+) {
+    let Some(cs) = &v.connector_space else {
+        return;
+    };
+    let ids = graph::index_by_id(plan);
+    let Some(&snapshot) = ids.get(&cs.same_as) else {
+        return; // reported as an unknown reference
+    };
+    for j in graph::prerequisites(plan, index) {
+        let upgrades = matches!(
+            plan.steps[j].kind,
+            StepKind::Uninstall(_) | StepKind::Install(_)
+        );
+        if upgrades && !graph::prerequisites(plan, j).contains(&snapshot) {
+            p.add(
+                format!("{at}.connector_space.same_as"),
+                format!(
+                    "snapshot `{}` must be taken before `{}` (list it in that step's `after:`): \
+                     taken after it, it would describe the upgraded server and verify would \
+                     compare the new server with itself",
+                    cs.same_as, plan.steps[j].id
+                ),
+            );
         }
     }
 }
