@@ -31,6 +31,18 @@ fn wrap_miiskmu(rig: &Rig, before: &str) {
     wrap_tool(rig, &real, "miiskmu", before);
 }
 
+/// The old product's entry in the lab as it is before the run, to put it back later.
+fn old_product(rig: &Rig) -> upgrade_lab::state::Product {
+    rig.lab
+        .lab()
+        .state()
+        .unwrap()
+        .products
+        .into_iter()
+        .find(|p| p.name == IIFP)
+        .unwrap()
+}
+
 fn converged(rig: &Rig) {
     let plan = rig.upgrade(&["plan", rig.plan_str(), "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
@@ -254,15 +266,7 @@ fn once_the_uninstall_began_its_backup_is_kept_even_past_max_age() {
 #[test]
 fn an_uninstall_recorded_done_but_undone_on_the_server_cannot_converge() {
     let rig = Rig::iifp(Driver::Tds, &[]);
-    let iifp = rig
-        .lab
-        .lab()
-        .state()
-        .unwrap()
-        .products
-        .into_iter()
-        .find(|p| p.name == IIFP)
-        .unwrap();
+    let iifp = old_product(&rig);
     // The uninstall is done; the new product's setup fails.
     let setup = rig.lab.lab().tools().unwrap().installer;
     wrap_tool(&rig, &setup, "Setup.exe", "echo 'setup failed' >&2; exit 1");
@@ -294,37 +298,17 @@ fn an_uninstall_recorded_done_but_undone_on_the_server_cannot_converge() {
 /// started (its gate refused: the key file was gone), and the old product is back.
 #[test]
 fn an_uninstall_recorded_done_is_not_run_again_on_old_backups_when_nothing_after_it_began() {
-    use std::os::unix::fs::PermissionsExt;
     let rig = Rig::iifp(Driver::Tds, &[]);
-    let iifp = rig
-        .lab
-        .lab()
-        .state()
-        .unwrap()
-        .products
-        .into_iter()
-        .find(|p| p.name == IIFP)
-        .unwrap();
+    let iifp = old_product(&rig);
     // msiexec removes IIFP, then the key file goes missing: the setup's gate refuses to start.
-    let real = rig.lab.lab().tools().unwrap().msiexec;
+    let msiexec = rig.lab.lab().tools().unwrap().msiexec;
     let hidden = rig.tmp.path().join("keys-hidden");
-    let wrapper = rig.tmp.path().join("wrappers").join("msiexec");
-    std::fs::create_dir_all(wrapper.parent().unwrap()).unwrap();
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\n'{}' \"$@\"\nrc=$?\nmv '{}' '{}'\nexit $rc\n",
-            real.display(),
-            keys(&rig).display(),
-            hidden.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    edit_plan(
+    common::wrap_tool_around(
         &rig,
-        &format!("msiexec: '{}'", real.display()),
-        &format!("msiexec: '{}'", wrapper.display()),
+        &msiexec,
+        "msiexec",
+        "",
+        &format!("mv '{}' '{}'", keys(&rig).display(), hidden.display()),
     );
     let first = apply(&rig);
     assert_eq!(first.status.code(), Some(1), "{}", text(&first));

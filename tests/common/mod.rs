@@ -314,14 +314,20 @@ pub fn edit_plan(rig: &Rig, from: &str, to: &str) {
 /// `'REAL'`): the script runs `before` (an administrator's or a fault's action while the run is
 /// under way), then the real stand-in with the same arguments and standard input.
 pub fn wrap_tool(rig: &Rig, real: &Path, name: &str, before: &str) {
+    wrap_tool_around(rig, real, name, before, "");
+}
+
+/// The same, with `after` run once the real tool has ended (the wrapper exits with its code).
+pub fn wrap_tool_around(rig: &Rig, real: &Path, name: &str, before: &str, after: &str) {
     use std::os::unix::fs::PermissionsExt;
     let wrapper = rig.tmp.path().join("wrappers").join(name);
     std::fs::create_dir_all(wrapper.parent().unwrap()).unwrap();
-    std::fs::write(
-        &wrapper,
-        format!("#!/bin/sh\n{before}\nexec '{}' \"$@\"\n", real.display()),
-    )
-    .unwrap();
+    let run = if after.is_empty() {
+        format!("exec '{}' \"$@\"", real.display())
+    } else {
+        format!("'{}' \"$@\"\nrc=$?\n{after}\nexit $rc", real.display())
+    };
+    std::fs::write(&wrapper, format!("#!/bin/sh\n{before}\n{run}\n")).unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     edit_plan(
         rig,
