@@ -5,5 +5,6 @@
 pub mod adapters;
 pub mod cli;
 pub mod engine;
-pub mod plan;
+/// The plan language, its own crate (`src/plan`, shared with the lab) under its old path.
+pub use upgrade_plan as plan;
 pub mod steps;
