@@ -104,7 +104,7 @@ impl PlannedStep {
     pub fn new(id: &str, kind: &str, diff: &Diff, fingerprint: String) -> PlannedStep {
         let (reason, ops) = match diff {
             Diff::Done { evidence, .. } => (evidence.clone(), Vec::new()),
-            Diff::Change { reason, ops } | Diff::Check { reason, ops } => {
+            Diff::Change { reason, ops, .. } | Diff::Check { reason, ops, .. } => {
                 (reason.clone(), ops.clone())
             }
             Diff::Blocked { why } => (why.clone(), Vec::new()),
@@ -282,6 +282,7 @@ mod tests {
                     ops: vec![Op::Sql {
                         statement: "BACKUP DATABASE [x]".into(),
                     }],
+                    change: Default::default(),
                 },
                 "f".into(),
             ),
@@ -300,6 +301,7 @@ mod tests {
                 &Diff::Check {
                     reason: "later".into(),
                     ops: vec![],
+                    change: Default::default(),
                 },
                 "f".into(),
             ),

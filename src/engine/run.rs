@@ -21,7 +21,7 @@ use crate::engine::saved::{self, SavedError, SavedPlan};
 use crate::engine::{ApplyOptions, EngineError, PlanOptions};
 use crate::plan::{self, graph, LoadedPlan};
 use crate::steps::context::plan_secrets;
-use crate::steps::{self, Diff, Evidence, Observation, Role, Step, StepContext, World};
+use crate::steps::{self, Change, Diff, Evidence, Observation, Role, Step, StepContext, World};
 
 /// A plan opened against the live server: everything plan and apply share.
 struct Session {
@@ -141,7 +141,7 @@ impl Session {
                     evidence: format!("{line} (kept from before `{by}`)"),
                     details: serde_json::Value::Null,
                 },
-                Some(Observation(
+                Some(Observation::data(
                     serde_json::json!({ "sealed_by": by.as_str(), "recheck": line }),
                 )),
             ),
@@ -171,16 +171,29 @@ impl Session {
         if other_pending {
             for (i, (d, _)) in out.iter_mut().enumerate() {
                 let sealed = self.sealed_by(i, &self.journal).is_some();
-                if self.steps[i].role() == Role::Check && !sealed && matches!(d, Diff::Done { .. })
-                {
-                    *d = Diff::Check {
-                        reason: "checks run again after the pending steps".into(),
-                        ops: Vec::new(),
-                    };
+                if !sealed && matches!(d, Diff::Done { .. }) {
+                    if let Some(again) =
+                        self.check_again(i, "checks run again after the pending steps")
+                    {
+                        *d = again;
+                    }
                 }
             }
         }
         out
+    }
+
+    /// A check step (verify) that passed before, planned to run again: its checks count only
+    /// while nothing else changes the server. `None` for other kinds.
+    fn check_again(&self, i: usize, reason: &str) -> Option<Diff> {
+        if self.steps[i].role() != Role::Check {
+            return None;
+        }
+        self.steps[i].again().map(|change| Diff::Check {
+            reason: reason.into(),
+            ops: Vec::new(),
+            change,
+        })
     }
 
     /// A destructive step this journal records as done, which the live server shows pending again
@@ -601,10 +614,9 @@ async fn turn<F: Fn(&str)>(
     // run (an install detected by a name the old product also had): look again.
     let diff = if deps.iter().any(|&d| run.applied[d]) {
         match session.survey_one(i, &session.journal).await {
-            (Diff::Done { .. }, _) if session.steps[i].role() == Role::Check => Diff::Check {
-                reason: "run again after this run's changes".into(),
-                ops: Vec::new(),
-            },
+            (d @ Diff::Done { .. }, _) => session
+                .check_again(i, "run again after this run's changes")
+                .unwrap_or(d),
             (d, _) => d,
         }
     } else {
@@ -620,8 +632,8 @@ async fn turn<F: Fn(&str)>(
             Turn::Next
         }
         Diff::Blocked { why } => Turn::Halt(format!("{id}: cannot converge: {why}")),
-        Diff::Change { .. } | Diff::Check { .. } => {
-            let res = run_one(session, i, &deps, run.out).await;
+        Diff::Change { change, .. } | Diff::Check { change, .. } => {
+            let res = run_one(session, i, &deps, &change, run.out).await;
             record(session, i, res.as_ref().map_err(|e| e.as_str()));
             let saved = session.journal.save(&session.journal_path);
             match (res, saved) {
@@ -682,11 +694,13 @@ fn adopt(
         .map_err(|e| not_recorded(&id, evidence, &e))
 }
 
-/// Applies one step; a destructive one only after `gate` proved every prerequisite.
+/// Applies the change planned for one step; a destructive one only after `gate` proved every
+/// prerequisite.
 async fn run_one(
     session: &mut Session,
     i: usize,
     deps: &[usize],
+    change: &Change,
     out: &impl Fn(&str),
 ) -> Result<Evidence, String> {
     if session.steps[i].role() == Role::Destructive {
@@ -696,7 +710,7 @@ async fn run_one(
     let cx = session.cx(i, &session.journal);
     tracing::info!(step = %session.world.plan.steps[i].id, "applying");
     session.steps[i]
-        .apply(&cx)
+        .apply(change, &cx)
         .await
         .map_err(|e| session.world.redactor.redact(&e.to_string()))
 }
@@ -759,9 +773,9 @@ async fn gate(
                      here: run apply again to carry it out through its own checks"
                 ));
             }
-            Diff::Change { .. } | Diff::Check { .. } => {
+            Diff::Change { change, .. } | Diff::Check { change, .. } => {
                 let cx = session.cx(d, &session.journal);
-                match session.steps[d].apply(&cx).await {
+                match session.steps[d].apply(&change, &cx).await {
                     Ok(ev) => ev,
                     Err(e) => {
                         let e = session.world.redactor.redact(&e.to_string());

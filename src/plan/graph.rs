@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::types::{KeyFile, Plan, StepKind, StepSpec};
+use super::types::{Plan, StepSpec};
 use super::values::StepId;
 
 /// A reference from inside a step to another step's output.
@@ -17,46 +17,13 @@ pub struct Reference<'a> {
     pub required_kind: &'static str,
 }
 
-/// The references a step kind makes to other steps.
-pub fn references(kind: &StepKind) -> Vec<Reference<'_>> {
-    let mut refs = Vec::new();
-    match kind {
-        StepKind::Install(install) => {
-            if let Some(KeyFile::From(id)) = &install.answers.key_file {
-                refs.push(Reference {
-                    field: "install.answers.key_file.from",
-                    target: id,
-                    required_kind: "export_keys",
-                });
-            }
-        }
-        StepKind::Verify(verify) => {
-            if let Some(cs) = &verify.connector_space {
-                refs.push(Reference {
-                    field: "verify.connector_space.same_as",
-                    target: &cs.same_as,
-                    required_kind: "snapshot_connector_space",
-                });
-            }
-        }
-        // Kinds that name no other step, listed so that a new kind must say whether it does.
-        StepKind::BackupDatabase(_)
-        | StepKind::ExportKeys(_)
-        | StepKind::BackupFiles(_)
-        | StepKind::SnapshotConnectorSpace(_)
-        | StepKind::Uninstall(_)
-        | StepKind::Service(_) => {}
-    }
-    refs
-}
-
 /// Everything a step must wait for: its `after:` list and the steps it refers to, without repeats.
 pub fn dependencies(step: &StepSpec) -> Vec<&StepId> {
     let mut deps: Vec<&StepId> = Vec::new();
     for id in step
         .after
         .iter()
-        .chain(references(&step.kind).into_iter().map(|r| r.target))
+        .chain(step.kind.spec().references().into_iter().map(|r| r.target))
     {
         if !deps.contains(&id) {
             deps.push(id);

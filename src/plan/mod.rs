@@ -3,6 +3,7 @@
 
 pub mod diagnostics;
 pub mod graph;
+pub mod kinds;
 pub mod load;
 pub mod names;
 pub mod node_de;

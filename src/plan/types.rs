@@ -169,37 +169,7 @@ pub struct StepSpec {
     pub kind: StepKind,
 }
 
-/// Every kind of step. The serde tag is the kind's name everywhere (YAML key, output, journal).
-// A plan holds a handful of steps, built once; boxing `Install` would buy nothing.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum StepKind {
-    BackupDatabase(BackupDatabase),
-    ExportKeys(ExportKeys),
-    BackupFiles(BackupFiles),
-    SnapshotConnectorSpace(SnapshotConnectorSpace),
-    Uninstall(Uninstall),
-    Install(Install),
-    Verify(Verify),
-    Service(ServiceControl),
-}
-
-impl StepKind {
-    /// The kind's name as the plan spells it (the serde tag): `backup_database`, `uninstall`, ...
-    pub fn name(&self) -> &'static str {
-        match self {
-            StepKind::BackupDatabase(_) => "backup_database",
-            StepKind::ExportKeys(_) => "export_keys",
-            StepKind::BackupFiles(_) => "backup_files",
-            StepKind::SnapshotConnectorSpace(_) => "snapshot_connector_space",
-            StepKind::Uninstall(_) => "uninstall",
-            StepKind::Install(_) => "install",
-            StepKind::Verify(_) => "verify",
-            StepKind::Service(_) => "service",
-        }
-    }
-}
+pub use super::kinds::StepKind;
 
 /// Back up a database with SQL Server's own BACKUP DATABASE, then verify the file.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use super::graph;
+use super::kinds::Where;
 use super::names;
 use super::placeholders;
 use super::types::*;
@@ -19,10 +20,11 @@ pub struct Problem {
     pub message: String,
 }
 
-struct Problems(Vec<Problem>);
+/// The problems found so far; each kind's `KindSpec::validate` adds its own.
+pub struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem {
             path: path.into(),
             message: message.into(),
@@ -77,22 +79,12 @@ pub fn check(plan: &Plan) -> Vec<Problem> {
     }
     for (i, step) in plan.steps.iter().enumerate() {
         let at = format!("steps[{i}].{}", step.kind.name());
-        match &step.kind {
-            StepKind::Uninstall(u) => check_uninstall(plan, i, u, &at, &mut p),
-            StepKind::Install(install) => {
-                check_install(install, &at, &mut p);
-                check_takeover(plan, i, install, &at, &mut p);
-            }
-            StepKind::Verify(v) => {
-                check_verify(v, &at, &mut p);
-                check_snapshot_before_upgrade(plan, i, v, &at, &mut p);
-            }
-            StepKind::ExportKeys(e) => check_timeout(e.timeout_secs, &at, &mut p),
-            StepKind::Service(s) => check_service(s, &at, &mut p),
-            StepKind::BackupDatabase(_)
-            | StepKind::BackupFiles(_)
-            | StepKind::SnapshotConnectorSpace(_) => {}
-        }
+        let here = Where {
+            plan,
+            index: i,
+            at: &at,
+        };
+        step.kind.spec().validate(&here, &mut p);
     }
     p.0
 }
@@ -136,7 +128,7 @@ fn check_ids_and_references(plan: &Plan, p: &mut Problems) {
                 p.add(path, format!("no step has the id `{dep}`"));
             }
         }
-        for r in graph::references(&step.kind) {
+        for r in step.kind.spec().references() {
             let path = format!("steps[{i}].{}", r.field);
             match first_index.get(r.target.as_str()) {
                 None => p.add(path, format!("no step has the id `{}`", r.target)),
@@ -166,7 +158,13 @@ fn is_extensions_folder(path: &str) -> bool {
 /// What an uninstall needs before it: (what, which kind, is this step one).
 type Need = (&'static str, &'static str, fn(&StepKind) -> bool);
 
-fn check_uninstall(plan: &Plan, index: usize, u: &Uninstall, at: &str, p: &mut Problems) {
+pub(crate) fn check_uninstall(
+    plan: &Plan,
+    index: usize,
+    u: &Uninstall,
+    at: &str,
+    p: &mut Problems,
+) {
     check_exit_codes(u.accept_exit_codes.as_deref(), at, p);
     check_retry(u.retry.as_ref(), at, p);
     check_timeout(u.timeout_secs, at, p);
@@ -319,7 +317,13 @@ fn sync_database(plan: &Plan) -> SyncDatabase {
 
 /// An install that takes over the existing database (the in-place upgrade itself, or the new
 /// product after an uninstall) must come after a backup of that database, unless waived.
-fn check_takeover(plan: &Plan, index: usize, install: &Install, at: &str, p: &mut Problems) {
+pub(crate) fn check_takeover(
+    plan: &Plan,
+    index: usize,
+    install: &Install,
+    at: &str,
+    p: &mut Problems,
+) {
     let Some(store) = install.answers.store.as_ref().filter(|s| s.reuse_existing) else {
         return;
     };
@@ -367,7 +371,7 @@ fn check_retry(retry: Option<&Retry>, at: &str, p: &mut Problems) {
     }
 }
 
-fn check_timeout(secs: Option<u64>, at: &str, p: &mut Problems) {
+pub(crate) fn check_timeout(secs: Option<u64>, at: &str, p: &mut Problems) {
     if secs == Some(0) {
         p.add(
             format!("{at}.timeout_secs"),
@@ -378,7 +382,7 @@ fn check_timeout(secs: Option<u64>, at: &str, p: &mut Problems) {
 
 /// A service name as the Service Control Manager takes it: CreateService (Win32 API) documents at
 /// most 256 characters and no `/` or `\\`.
-fn check_service(s: &ServiceControl, at: &str, p: &mut Problems) {
+pub(crate) fn check_service(s: &ServiceControl, at: &str, p: &mut Problems) {
     let name = s.name.trim();
     if name.is_empty() {
         p.add(
@@ -411,7 +415,7 @@ enum InstallerType {
     Exe,
 }
 
-fn check_install(install: &Install, at: &str, p: &mut Problems) {
+pub(crate) fn check_install(install: &Install, at: &str, p: &mut Problems) {
     check_exit_codes(install.accept_exit_codes.as_deref(), at, p);
     check_retry(install.retry.as_ref(), at, p);
     check_timeout(install.timeout_secs, at, p);
@@ -559,7 +563,7 @@ fn check_template(
 /// The snapshot a verify step compares with must be taken before every uninstall or install that
 /// the verify comes after; otherwise, on a fresh state or a lost journal, it could be taken on the
 /// upgraded server and verify would compare the new server with itself.
-fn check_snapshot_before_upgrade(
+pub(crate) fn check_snapshot_before_upgrade(
     plan: &Plan,
     index: usize,
     v: &Verify,
@@ -592,7 +596,7 @@ fn check_snapshot_before_upgrade(
     }
 }
 
-fn check_verify(v: &Verify, at: &str, p: &mut Problems) {
+pub(crate) fn check_verify(v: &Verify, at: &str, p: &mut Problems) {
     if v.connector_space.is_none()
         && v.search.is_empty()
         && v.services.is_empty()

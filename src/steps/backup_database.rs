@@ -11,18 +11,38 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::sql::{statements as q, SqlClient, SqlError};
 use crate::plan::{BackupDatabase, StepId};
 use crate::steps::sqlrow::{int, text, time};
-use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
+use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
 
 pub struct BackupDatabaseStep {
     id: StepId,
     spec: BackupDatabase,
 }
 
-impl BackupDatabaseStep {
-    pub fn new(id: StepId, spec: BackupDatabase) -> Self {
-        BackupDatabaseStep { id, spec }
-    }
+impl CarriedOutBy for BackupDatabase {
+    type Step = BackupDatabaseStep;
+}
 
+/// What apply runs, as plan showed it: the BACKUP statement and, when the plan verifies, the
+/// RESTORE VERIFYONLY after it, each built once, in `diff`.
+#[derive(Debug, Clone)]
+pub struct Statements {
+    backup: String,
+    verify: Option<String>,
+    checksum: bool,
+}
+
+impl Statements {
+    fn ops(&self) -> Vec<Op> {
+        std::iter::once(&self.backup)
+            .chain(&self.verify)
+            .map(|statement| Op::Sql {
+                statement: statement.clone(),
+            })
+            .collect()
+    }
+}
+
+impl BackupDatabaseStep {
     fn path(&self) -> String {
         self.spec.to.to_string()
     }
@@ -30,7 +50,7 @@ impl BackupDatabaseStep {
 
 /// What the server and the backup file say.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Observed {
+pub struct Observed {
     server_version: String,
     /// The backup is older than `max_age` by the server's clock (backup dates are in the server's
     /// local time, not ours). A flag, not the clock, so that observations stay comparable.
@@ -51,7 +71,7 @@ struct Observed {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Header {
+pub struct Header {
     database: String,
     backup_type: i64,
     finish: NaiveDateTime,
@@ -59,7 +79,7 @@ struct Header {
 
 /// The evidence details recorded in the journal.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Recorded {
+pub struct Recorded {
     database: String,
     path: String,
     finish: NaiveDateTime,
@@ -141,9 +161,7 @@ fn no_file(e: &SqlError) -> bool {
 
 impl BackupDatabaseStep {
     fn recorded(&self, cx: &StepContext<'_>) -> Option<Recorded> {
-        cx.record()
-            .and_then(|r| r.evidence.as_ref())
-            .and_then(|e| serde_json::from_value::<Recorded>(e.details.clone()).ok())
+        cx.recorded::<Recorded>()
             .filter(|r| r.path == self.path() && r.database == self.spec.database)
     }
 
@@ -215,8 +233,18 @@ impl BackupDatabaseStep {
 }
 
 #[async_trait]
-impl Step for BackupDatabaseStep {
-    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
+impl Kind for BackupDatabaseStep {
+    type Spec = BackupDatabase;
+    type Observed = Observed;
+    type Change = Statements;
+    type Record = Recorded;
+    const ROLE: Role = Role::Normal;
+
+    fn new(id: StepId, spec: BackupDatabase) -> Self {
+        BackupDatabaseStep { id, spec }
+    }
+
+    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observed, StepError> {
         let mut sql = cx.world.sql().await?;
         let server_version = server_version(sql.as_mut()).await?;
         let database_exists = !sql
@@ -260,7 +288,7 @@ impl Step for BackupDatabaseStep {
             }
             _ => false,
         };
-        Ok(Observation::of(&Observed {
+        Ok(Observed {
             server_version,
             too_old,
             database_exists,
@@ -269,21 +297,15 @@ impl Step for BackupDatabaseStep {
             backup_set_id,
             history_finish,
             verified_now,
-        }))
+        })
     }
 
-    fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
-        let o: Observed = match observed.get() {
-            Ok(o) => o,
-            Err(e) => return Diff::Blocked { why: e.to_string() },
-        };
+    fn diff(&self, o: &Observed, cx: &StepContext<'_>) -> Planned<Self> {
         if !o.database_exists {
-            return Diff::Blocked {
-                why: format!(
-                    "database `{}` does not exist on the server",
-                    self.spec.database
-                ),
-            };
+            return Planned::blocked(format!(
+                "database `{}` does not exist on the server",
+                self.spec.database
+            ));
         }
         // A backup of another database at this path is someone else's artifact: BACKUP ... WITH
         // INIT would overwrite it, so it is never planned over.
@@ -292,18 +314,16 @@ impl Step for BackupDatabaseStep {
             .as_ref()
             .filter(|h| !h.database.eq_ignore_ascii_case(&self.spec.database))
         {
-            return Diff::Blocked {
-                why: format!(
-                    "{} holds a backup of `{}` (finished {}), not of `{}`; a backup here would \
-                     overwrite it: move it elsewhere or choose another `to`",
-                    self.path(),
-                    h.database,
-                    h.finish,
-                    self.spec.database
-                ),
-            };
+            return Planned::blocked(format!(
+                "{} holds a backup of `{}` (finished {}), not of `{}`; a backup here would \
+                 overwrite it: move it elsewhere or choose another `to`",
+                self.path(),
+                h.database,
+                h.finish,
+                self.spec.database
+            ));
         }
-        match self.shortfall(&o, cx) {
+        match self.shortfall(o, cx) {
             None => {
                 let h = o
                     .header
@@ -316,7 +336,7 @@ impl Step for BackupDatabaseStep {
                 let set = set_id
                     .map(|i| format!("backup set {i}, "))
                     .unwrap_or_default();
-                let details = o.header.as_ref().map(|h| Recorded {
+                let record = o.header.as_ref().map(|h| Recorded {
                     database: self.spec.database.clone(),
                     path: self.path(),
                     finish: h.finish,
@@ -326,52 +346,52 @@ impl Step for BackupDatabaseStep {
                         .recorded(cx)
                         .is_some_and(|r| r.checksum && r.finish == h.finish),
                 });
-                Diff::Done {
+                Planned::Done {
                     evidence: format!(
                         "{set}finished {h}, {}at {}",
                         if self.spec.verify { "verified, " } else { "" },
                         self.path()
                     ),
-                    details: serde_json::to_value(details).unwrap_or_default(),
+                    record,
                 }
             }
             Some(reason) => {
                 let checksum = supports_checksum(&o.server_version);
-                let mut ops = vec![Op::Sql {
-                    statement: q::backup_database(
+                let change = Statements {
+                    backup: q::backup_database(
                         &self.spec.database,
                         &self.path(),
                         &backup_name(&self.id),
                         checksum,
                     ),
-                }];
-                if self.spec.verify {
-                    ops.push(Op::Sql {
-                        statement: q::restore_verifyonly(&self.path(), checksum),
-                    });
+                    verify: self
+                        .spec
+                        .verify
+                        .then(|| q::restore_verifyonly(&self.path(), checksum)),
+                    checksum,
+                };
+                Planned::Change {
+                    reason,
+                    ops: change.ops(),
+                    change,
                 }
-                Diff::Change { reason, ops }
             }
         }
     }
 
-    async fn apply(&self, cx: &StepContext<'_>) -> Result<Evidence, StepError> {
+    async fn apply(
+        &self,
+        change: &Statements,
+        cx: &StepContext<'_>,
+    ) -> Result<Finished<Recorded>, StepError> {
         let mut sql = cx.world.sql().await?;
-        let version = server_version(sql.as_mut()).await?;
-        let checksum = supports_checksum(&version);
         let path = self.path();
         // Straight to the final name, on the server (no rename exists in T-SQL, and the file may be
         // on another machine). A backup cut short there is never trusted: msdb records a backup set
         // only once it is complete, and it would not verify.
-        sql.execute(&q::backup_database(
-            &self.spec.database,
-            &path,
-            &backup_name(&self.id),
-            checksum,
-        ))
-        .await?;
-        if self.spec.verify {
-            self.verify_file(sql.as_mut(), &path, checksum).await?;
+        sql.execute(&change.backup).await?;
+        if let Some(verify) = &change.verify {
+            sql.execute(verify).await?;
         }
         let header = read_header(sql.as_mut(), &path).await?;
         let set_id = history(sql.as_mut(), &self.spec.database, &path)
@@ -383,22 +403,20 @@ impl Step for BackupDatabaseStep {
             finish: header.finish,
             backup_set_id: set_id,
             verified: self.spec.verify,
-            checksum,
+            checksum: change.checksum,
         };
         let set = set_id
             .map(|i| format!("backup set {i}, "))
             .unwrap_or_default();
-        Ok(Evidence {
-            summary: format!(
+        Ok(Finished::new(
+            format!(
                 "{set}finished {}, {}at {}",
                 header.finish,
                 if self.spec.verify { "verified, " } else { "" },
                 self.path()
             ),
-            details: serde_json::to_value(&recorded).unwrap_or_default(),
-            reboot_required: false,
-            restart_started: false,
-        })
+            recorded,
+        ))
     }
 
     async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapters::fs::{self as afs, Manifest, Mismatch};
 use crate::plan::{BackupFiles, StepId};
-use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
+use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
 
 /// The manifest's file name inside the destination folder.
 pub const MANIFEST: &str = "SHA256SUMS";
@@ -22,7 +22,7 @@ pub struct BackupFilesStep {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Observed {
+pub struct Observed {
     source_present: bool,
     /// Source files and their sha256 (relative path with `/`).
     source: BTreeMap<String, SourceFile>,
@@ -38,13 +38,35 @@ struct Observed {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct SourceFile {
+pub struct SourceFile {
     sha256: String,
     bytes: u64,
 }
 
+impl CarriedOutBy for BackupFiles {
+    type Step = BackupFilesStep;
+}
+
+/// What apply does, as plan showed it: these files copied (each must still hash as observed),
+/// then this manifest written.
+#[derive(Debug, Clone)]
+pub struct Copy {
+    files: Vec<(String, SourceFile)>,
+    /// The manifest only grows: a file gone from the source stays in the backup and listed.
+    manifest: BTreeMap<String, String>,
+}
+
+/// What the journal keeps of a copy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Copied {
+    files: usize,
+    copied: u64,
+    bytes: u64,
+    manifest: PathBuf,
+}
+
 impl BackupFilesStep {
-    pub fn new(id: StepId, spec: BackupFiles) -> Self {
+    fn at(id: StepId, spec: BackupFiles) -> Self {
         BackupFilesStep { id, spec }
     }
 
@@ -113,36 +135,39 @@ impl BackupFilesStep {
 }
 
 #[async_trait]
-impl Step for BackupFilesStep {
-    async fn observe(&self, _cx: &StepContext<'_>) -> Result<Observation, StepError> {
+impl Kind for BackupFilesStep {
+    type Spec = BackupFiles;
+    type Observed = Observed;
+    type Change = Copy;
+    type Record = Copied;
+    const ROLE: Role = Role::Normal;
+
+    fn new(id: StepId, spec: BackupFiles) -> Self {
+        BackupFilesStep::at(id, spec)
+    }
+
+    async fn observe(&self, _cx: &StepContext<'_>) -> Result<Observed, StepError> {
         // Hashing reads every file: keep it off the async workers.
-        let this = BackupFilesStep::new(self.id.clone(), self.spec.clone());
+        let this = BackupFilesStep::at(self.id.clone(), self.spec.clone());
         let o = tokio::task::spawn_blocking(move || this.observe_now())
             .await
             .map_err(|e| {
                 StepError::Internal(format!("observing {} stopped: {e}", self.spec.from))
             })??;
-        Ok(Observation::of(&o))
+        Ok(o)
     }
 
-    fn diff(&self, observed: &Observation, _cx: &StepContext<'_>) -> Diff {
-        let o: Observed = match observed.get() {
-            Ok(o) => o,
-            Err(e) => return Diff::Blocked { why: e.to_string() },
-        };
+    fn diff(&self, o: &Observed, _cx: &StepContext<'_>) -> Planned<Self> {
         let copy_intact = o.manifest.is_some() && o.mismatched.is_empty();
         if !o.source_present {
             return if copy_intact {
                 let n = o.manifest.as_ref().map_or(0, |m| m.len());
-                Diff::Done {
-                    evidence: format!(
-                        "{n} file(s) at {} match {MANIFEST} (source folder gone)",
-                        self.spec.to
-                    ),
-                    details: serde_json::Value::Null,
-                }
+                Planned::done(format!(
+                    "{n} file(s) at {} match {MANIFEST} (source folder gone)",
+                    self.spec.to
+                ))
             } else {
-                Diff::Blocked {
+                Planned::Blocked {
                     why: format!(
                         "the source folder {} is gone and {} holds no complete copy ({})",
                         self.spec.from,
@@ -160,20 +185,30 @@ impl Step for BackupFilesStep {
                 }
             };
         }
-        let copy = self.to_copy(&o);
+        let copy = self.to_copy(o);
         let in_manifest = o
             .manifest
             .as_ref()
             .is_some_and(|m| o.source.keys().all(|rel| m.contains_key(rel)));
         if copy.is_empty() && copy_intact && in_manifest {
             let n = o.manifest.as_ref().map_or(0, |m| m.len());
-            return Diff::Done {
-                evidence: format!("{n} file(s) at {} match {MANIFEST}; the source's {} file(s) match their copies", self.spec.to, o.source.len()),
-                details: serde_json::Value::Null,
-            };
+            return Planned::done(format!(
+                "{n} file(s) at {} match {MANIFEST}; the source's {} file(s) match their copies",
+                self.spec.to,
+                o.source.len()
+            ));
         }
         let bytes = copy.iter().map(|(_, f)| f.bytes).sum();
-        Diff::Change {
+        let mut manifest: BTreeMap<String, String> = o.manifest.clone().unwrap_or_default();
+        manifest.extend(o.source.iter().map(|(r, f)| (r.clone(), f.sha256.clone())));
+        let change = Copy {
+            files: copy
+                .iter()
+                .map(|(rel, f)| ((*rel).clone(), (*f).clone()))
+                .collect(),
+            manifest,
+        };
+        Planned::Change {
             reason: match &o.manifest {
                 None => match &o.manifest_error {
                     Some(e) => format!(
@@ -199,46 +234,60 @@ impl Step for BackupFilesStep {
                     path: self.manifest_path().to_string_lossy().into_owned(),
                 },
             ],
+            change,
         }
     }
 
-    async fn apply(&self, _cx: &StepContext<'_>) -> Result<Evidence, StepError> {
+    async fn apply(
+        &self,
+        change: &Copy,
+        _cx: &StepContext<'_>,
+    ) -> Result<Finished<Copied>, StepError> {
         let spec = self.spec.clone();
-        let this = BackupFilesStep::new(self.id.clone(), spec.clone());
-        tokio::task::spawn_blocking(move || -> Result<Evidence, StepError> {
-            let o = this.observe_now()?;
-            if !o.source_present {
-                return Err(StepError::Failed(format!("the source folder {} does not exist", spec.from)));
-            }
+        let this = BackupFilesStep::at(self.id.clone(), spec.clone());
+        let change = change.clone();
+        tokio::task::spawn_blocking(move || -> Result<Finished<Copied>, StepError> {
             let from = spec.from.to_path_buf();
             let to = spec.to.to_path_buf();
             let mut copied = 0u64;
             let mut bytes = 0u64;
-            for (rel, f) in this.to_copy(&o) {
+            for (rel, f) in &change.files {
                 let dst = to.join(rel);
                 afs::create_parent_dirs(&dst)?;
                 let sha = afs::copy_with_sha256(&from.join(rel), &dst)?;
                 if sha != f.sha256 {
-                    return Err(StepError::Failed(format!("{rel} changed while it was being copied; run again")));
+                    return Err(StepError::Failed(format!(
+                        "{rel} changed while it was being copied; run again"
+                    )));
                 }
                 copied += 1;
                 bytes += f.bytes;
             }
-            // The manifest only grows: a file gone from the source stays in the backup and listed.
-            let mut entries: BTreeMap<String, String> = o.manifest.clone().unwrap_or_default();
-            entries.extend(o.source.iter().map(|(r, f)| (r.clone(), f.sha256.clone())));
-            let manifest = Manifest { entries: entries.into_iter().collect() };
+            let manifest = Manifest {
+                entries: change.manifest.into_iter().collect(),
+            };
             manifest.write(&this.manifest_path())?;
             let bad = manifest.verify_dir(&to);
             if !bad.is_empty() {
-                return Err(StepError::Failed(format!("{} file(s) at {} do not match after copying", bad.len(), spec.to)));
+                return Err(StepError::Failed(format!(
+                    "{} file(s) at {} do not match after copying",
+                    bad.len(),
+                    spec.to
+                )));
             }
-            Ok(Evidence {
-                summary: format!("{} file(s) at {} match {MANIFEST} ({copied} copied, {bytes} bytes)", manifest.entries.len(), spec.to),
-                details: serde_json::json!({ "files": manifest.entries.len(), "copied": copied, "bytes": bytes, "manifest": this.manifest_path() }),
-                reboot_required: false,
-                restart_started: false,
-            })
+            Ok(Finished::new(
+                format!(
+                    "{} file(s) at {} match {MANIFEST} ({copied} copied, {bytes} bytes)",
+                    manifest.entries.len(),
+                    spec.to
+                ),
+                Copied {
+                    files: manifest.entries.len(),
+                    copied,
+                    bytes,
+                    manifest: this.manifest_path(),
+                },
+            ))
         })
         .await
         .map_err(|e| StepError::Internal(format!("copying stopped: {e}")))?
@@ -267,7 +316,7 @@ impl Step for BackupFilesStep {
 
     async fn recheck_before_destruction(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
         let copy = self.recheck(cx).await?;
-        let this = BackupFilesStep::new(self.id.clone(), self.spec.clone());
+        let this = BackupFilesStep::at(self.id.clone(), self.spec.clone());
         let n = tokio::task::spawn_blocking(move || this.source_matches_copy())
             .await
             .map_err(|e| {

@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use serde::de::DeserializeOwned;
+
 use crate::adapters::process::{ProcessOutcome, ProcessSpec};
 use crate::adapters::secrets::{Redactor, SecretString};
 use crate::adapters::sql::{self, SqlClient, SqlError};
@@ -22,11 +24,6 @@ pub const DEFAULT_SC: &str = r"C:\Windows\System32\sc.exe";
 /// Where the plan asks for the SQL login's password.
 pub const SQL_PASSWORD: &str = "server.sql.auth.sql.password";
 
-/// The field of an `export_keys` step that holds the account's password.
-pub const KEY_ACCOUNT_PASSWORD: &str = "account.password";
-/// The field of an `install` step that holds the service account's password.
-pub const SERVICE_ACCOUNT_PASSWORD: &str = "answers.service_account.password";
-
 /// Where a step's secret is asked for, `STEP.FIELD` (`keys.account.password`): the one name the
 /// resolver, the prompt and the step itself use.
 pub fn secret_place(step: &StepId, field: &str) -> String {
@@ -40,23 +37,8 @@ pub fn plan_secrets(plan: &Plan) -> Vec<(&Secret, String)> {
         out.push((&login.password, SQL_PASSWORD.to_string()));
     }
     for s in &plan.steps {
-        match &s.kind {
-            StepKind::ExportKeys(k) => out.push((
-                &k.account.password,
-                secret_place(&s.id, KEY_ACCOUNT_PASSWORD),
-            )),
-            StepKind::Install(i) => {
-                if let Some(a) = &i.answers.service_account {
-                    out.push((&a.password, secret_place(&s.id, SERVICE_ACCOUNT_PASSWORD)));
-                }
-            }
-            // Kinds without secrets, named so that a new kind must say whether it has any.
-            StepKind::BackupDatabase(_)
-            | StepKind::BackupFiles(_)
-            | StepKind::SnapshotConnectorSpace(_)
-            | StepKind::Uninstall(_)
-            | StepKind::Verify(_)
-            | StepKind::Service(_) => {}
+        for f in s.kind.spec().secrets() {
+            out.push((f.secret, secret_place(&s.id, f.field)));
         }
     }
     out
@@ -199,18 +181,51 @@ impl<'a> StepContext<'a> {
         self.journal.record(self.id.as_str())
     }
 
-    /// The recorded result of a step this one refers to in the plan (verify's `same_as`), and of
-    /// no other: a step reads the outputs it names, nothing else of the journal.
-    pub fn referenced_output(&self, target: &StepId) -> Option<&'a crate::steps::Evidence> {
+    /// This step's own typed record (the details of its evidence, whatever its status), when
+    /// there is one of this shape.
+    pub fn recorded<R: DeserializeOwned>(&self) -> Option<R> {
+        self.record()
+            .and_then(|r| r.evidence.as_ref())
+            .and_then(|e| serde_json::from_value(e.details.clone()).ok())
+    }
+
+    /// The recorded output of a step this one refers to in the plan (verify's `same_as`), and of
+    /// no other: a step reads the outputs it names, nothing else of the journal. `R` is the
+    /// referred kind's record type.
+    pub fn referenced_output<R: DeserializeOwned>(&self, target: &StepId) -> Option<R> {
         let me = self.world.step(self.id)?;
-        let named = crate::plan::graph::references(&me.kind)
+        let named = me
+            .kind
+            .spec()
+            .references()
             .iter()
             .any(|r| r.target == target);
         if !named {
             tracing::error!(step = %self.id, %target, "a step asked for the output of a step it does not name");
             return None;
         }
-        self.journal.done(target.as_str())
+        self.journal
+            .done(target.as_str())
+            .and_then(|e| serde_json::from_value(e.details.clone()).ok())
+    }
+
+    /// Every step that comes after this one in the plan, directly or through others, when this
+    /// step is recorded done and every one of them is too: the state this step brought served
+    /// its purpose (a service stopped for the steps after it). `None` otherwise.
+    pub fn dependents_done(&self) -> Option<Vec<StepId>> {
+        self.journal.done(self.id.as_str())?;
+        let plan = &self.world.plan;
+        let me = crate::plan::graph::index_by_id(plan)
+            .get(self.id)
+            .copied()?;
+        let after: Vec<StepId> = (0..plan.steps.len())
+            .filter(|&j| crate::plan::graph::prerequisites(plan, j).contains(&me))
+            .map(|j| plan.steps[j].id.clone())
+            .collect();
+        let all_done = after
+            .iter()
+            .all(|id| self.journal.done(id.as_str()).is_some());
+        (!after.is_empty() && all_done).then_some(after)
     }
 
     /// A default log path in the state folder for this step.

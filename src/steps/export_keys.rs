@@ -12,8 +12,8 @@ use crate::adapters::fs as afs;
 use crate::adapters::process::{Arg, ProcessError, ProcessSpec};
 use crate::adapters::secrets::SecretString;
 use crate::plan::{ExportKeys, StepId};
-use crate::steps::context::{secret_place, KEY_ACCOUNT_PASSWORD};
-use crate::steps::{Diff, Evidence, Observation, Op, Role, Step, StepContext, StepError};
+use crate::steps::context::secret_place;
+use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
 
 /// How long miiskmu may take unless the plan says otherwise. An export takes seconds; a tool that
 /// waits longer is waiting for somebody (a password prompt, a message box).
@@ -25,7 +25,7 @@ pub struct ExportKeysStep {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Observed {
+pub struct Observed {
     tool: String,
     tool_present: bool,
     key_file_sha256: Option<String>,
@@ -34,17 +34,23 @@ struct Observed {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Recorded {
+pub struct Recorded {
     path: String,
     sha256: String,
     bytes: u64,
 }
 
-impl ExportKeysStep {
-    pub fn new(id: StepId, spec: ExportKeys) -> Self {
-        ExportKeysStep { id, spec }
-    }
+impl CarriedOutBy for ExportKeys {
+    type Step = ExportKeysStep;
+}
 
+/// What apply runs, as plan showed it: the key tool's command (its password resolved, shown as
+/// `***` or kept on standard input).
+pub struct Export {
+    command: ProcessSpec,
+}
+
+impl ExportKeysStep {
     fn tool(&self, cx: &StepContext<'_>) -> std::path::PathBuf {
         self.spec
             .tool
@@ -54,9 +60,7 @@ impl ExportKeysStep {
     }
 
     fn recorded(&self, cx: &StepContext<'_>) -> Option<Recorded> {
-        cx.record()
-            .and_then(|r| r.evidence.as_ref())
-            .and_then(|e| serde_json::from_value::<Recorded>(e.details.clone()).ok())
+        cx.recorded::<Recorded>()
             .filter(|r| r.path == self.spec.to.as_str())
     }
 
@@ -68,7 +72,7 @@ impl ExportKeysStep {
     /// `secrets_on_command_line`, `miiskmu /e TEMP /u:ACCOUNT PASSWORD /q` (shown as `***`).
     fn command(&self, cx: &StepContext<'_>) -> Result<ProcessSpec, StepError> {
         let temp = afs::temp_sibling(&self.spec.to.to_path_buf());
-        let place = secret_place(&self.id, KEY_ACCOUNT_PASSWORD);
+        let place = secret_place(&self.id, ExportKeys::PASSWORD);
         let password = cx.world.secret(&self.spec.account.password, &place)?;
         let (password_arg, stdin) = if self.spec.secrets_on_command_line {
             (Arg::Secret(password.clone()), None)
@@ -107,8 +111,19 @@ impl ExportKeysStep {
 }
 
 #[async_trait]
-impl Step for ExportKeysStep {
-    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
+impl Kind for ExportKeysStep {
+    type Spec = ExportKeys;
+    type Observed = Observed;
+    type Change = Export;
+    type Record = Recorded;
+    /// The export is of the old product's key set; after the upgrade it would be another one.
+    const ROLE: Role = Role::RecordsOldServer;
+
+    fn new(id: StepId, spec: ExportKeys) -> Self {
+        ExportKeysStep { id, spec }
+    }
+
+    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observed, StepError> {
         let tool = self.tool(cx);
         let path = self.spec.to.to_path_buf();
         let key_file_bytes = if afs::exists(&path) {
@@ -121,25 +136,21 @@ impl Step for ExportKeysStep {
         } else {
             None
         };
-        Ok(Observation::of(&Observed {
+        Ok(Observed {
             tool: tool.to_string_lossy().into_owned(),
             tool_present: afs::exists(&tool),
             key_file_sha256,
             key_file_bytes,
-        }))
+        })
     }
 
-    fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
-        let o: Observed = match observed.get() {
-            Ok(o) => o,
-            Err(e) => return Diff::Blocked { why: e.to_string() },
-        };
+    fn diff(&self, o: &Observed, cx: &StepContext<'_>) -> Planned<Self> {
         let recorded = self.recorded(cx);
         if let (Some(now), Some(r)) = (&o.key_file_sha256, &recorded) {
             if *now == r.sha256 {
-                return Diff::Done {
+                return Planned::Done {
                     evidence: format!("key file {} sha256 {}", self.spec.to, short(now)),
-                    details: serde_json::to_value(r).unwrap_or_default(),
+                    record: Some(r.clone()),
                 };
             }
         }
@@ -166,7 +177,7 @@ impl Step for ExportKeysStep {
                     o.tool
                 ),
             };
-            return Diff::Blocked { why };
+            return Planned::blocked(why);
         }
         let mut ops = Vec::new();
         let reason = match unproven {
@@ -195,13 +206,21 @@ impl Step for ExportKeysStep {
                 ops.push(Op::Write {
                     path: self.spec.to.to_string(),
                 });
-                Diff::Change { reason, ops }
+                Planned::Change {
+                    reason,
+                    ops,
+                    change: Export { command: cmd },
+                }
             }
-            Err(e) => Diff::Blocked { why: e.to_string() },
+            Err(e) => Planned::blocked(e.to_string()),
         }
     }
 
-    async fn apply(&self, cx: &StepContext<'_>) -> Result<Evidence, StepError> {
+    async fn apply(
+        &self,
+        change: &Export,
+        cx: &StepContext<'_>,
+    ) -> Result<Finished<Recorded>, StepError> {
         let path = self.spec.to.to_path_buf();
         let temp = afs::temp_sibling(&path);
         afs::remove_if_exists(&temp)?;
@@ -215,7 +234,7 @@ impl Step for ExportKeysStep {
                 tracing::warn!(step = %self.id, kept = %aside.display(), "a key file this plan did not export was moved aside");
             }
         }
-        let out = match cx.world.run(&self.command(cx)?).await {
+        let out = match cx.world.run(&change.command).await {
             Ok(out) => out,
             Err(StepError::Process(e @ ProcessError::Timeout { .. })) => {
                 let _ = afs::remove_if_exists(&temp);
@@ -261,21 +280,17 @@ impl Step for ExportKeysStep {
         afs::restrict_permissions(&temp)?;
         let sha256 = afs::sha256_file(&temp)?;
         afs::rename(&temp, &path)?;
-        Ok(Evidence {
-            summary: format!(
-                "key file {} sha256 {} ({bytes} bytes)",
-                self.spec.to,
-                short(&sha256)
-            ),
-            details: serde_json::to_value(Recorded {
-                path: self.spec.to.to_string(),
-                sha256,
-                bytes,
-            })
-            .unwrap_or_default(),
-            reboot_required: false,
-            restart_started: false,
-        })
+        let summary = format!(
+            "key file {} sha256 {} ({bytes} bytes)",
+            self.spec.to,
+            short(&sha256)
+        );
+        let record = Recorded {
+            path: self.spec.to.to_string(),
+            sha256,
+            bytes,
+        };
+        Ok(Finished::new(summary, record))
     }
 
     async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
@@ -301,11 +316,6 @@ impl Step for ExportKeysStep {
                 self.spec.to
             ))),
         }
-    }
-
-    /// The export is of the old product's key set; after the upgrade it would be another one.
-    fn role(&self) -> Role {
-        Role::RecordsOldServer
     }
 }
 

@@ -16,9 +16,9 @@ use crate::adapters::process::{Arg, ProcessSpec};
 use crate::adapters::secrets::SecretString;
 use crate::plan::placeholders;
 use crate::plan::{AnswerProfile, Install, KeyFile, StepId, StepKind};
-use crate::steps::context::{secret_place, SERVICE_ACCOUNT_PASSWORD};
+use crate::steps::context::secret_place;
 use crate::steps::installer::{self, Found, Product, WindowsInstaller};
-use crate::steps::{Diff, Evidence, Observation, Op, Role, Step, StepContext, StepError};
+use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
 
 pub struct InstallStep {
     id: StepId,
@@ -26,7 +26,7 @@ pub struct InstallStep {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Observed {
+pub struct Observed {
     product: Found,
     /// The product `upgrades` names, when the plan says the install replaces one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,10 +45,6 @@ enum Rendered {
 }
 
 impl InstallStep {
-    pub fn new(id: StepId, spec: Install) -> Self {
-        InstallStep { id, spec }
-    }
-
     fn is_msi(&self) -> bool {
         self.spec
             .installer
@@ -114,7 +110,7 @@ impl InstallStep {
             }
             "answers.service_account.password" => match &a.service_account {
                 Some(s) => {
-                    let place = secret_place(&self.id, SERVICE_ACCOUNT_PASSWORD);
+                    let place = secret_place(&self.id, Install::SERVICE_PASSWORD);
                     Ok(Rendered::Secret(
                         cx.world.secret(&s.password, &place)?.clone(),
                     ))
@@ -311,9 +307,40 @@ impl InstallStep {
     }
 }
 
+impl CarriedOutBy for Install {
+    type Step = InstallStep;
+}
+
+/// What apply runs, as plan showed it: the installer's command line built from the answers.
+pub struct Setup {
+    command: ProcessSpec,
+}
+
+/// What the journal keeps of an install.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Installed {
+    product: Product,
+    exit_code: i32,
+    attempts: u32,
+    log: PathBuf,
+}
+
 #[async_trait]
-impl Step for InstallStep {
-    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
+impl Kind for InstallStep {
+    type Spec = Install;
+    type Observed = Observed;
+    type Change = Setup;
+    type Record = Installed;
+    /// An install replaces the product and takes over the existing database (in place for MIM,
+    /// over the kept database for MIIS): like the uninstall, it runs only after its prerequisites
+    /// recheck, and once it ran, the backups before it are sealed, never retaken from the new product.
+    const ROLE: Role = Role::Destructive;
+
+    fn new(id: StepId, spec: Install) -> Self {
+        InstallStep { id, spec }
+    }
+
+    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observed, StepError> {
         let product = installer::find_product(cx, &self.spec.detect.product).await?;
         let upgrading = match &self.spec.upgrades {
             Some(up) => Some(installer::find_product(cx, &up.product).await?),
@@ -325,53 +352,43 @@ impl Step for InstallStep {
             (Some(_), true) => Some(afs::sha256_file(&media)?),
             _ => None,
         };
-        Ok(Observation::of(&Observed {
+        Ok(Observed {
             product,
             upgrading,
             installer_present,
             installer_sha256,
             windows_installer: self.is_msi().then(|| WindowsInstaller::observe(cx)),
-        }))
+        })
     }
 
-    fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
-        let o: Observed = match observed.get() {
-            Ok(o) => o,
-            Err(e) => return Diff::Blocked { why: e.to_string() },
-        };
+    fn diff(&self, o: &Observed, cx: &StepContext<'_>) -> Planned<Self> {
         match &o.product {
             Found::One { product } if self.version_ok(product) => {
-                return Diff::Done {
-                    evidence: format!("{product} is installed"),
-                    details: serde_json::Value::Null,
-                }
+                return Planned::done(format!("{product} is installed"))
             }
             Found::Several { products } => {
-                return Diff::Blocked {
-                    why: format!(
-                        "{} installed products match; detect by product_code",
-                        products.len()
-                    ),
-                }
+                return Planned::blocked(format!(
+                    "{} installed products match; detect by product_code",
+                    products.len()
+                ))
             }
             _ => {}
         }
         if let Some(why) = self.not_upgradable(o.upgrading.as_ref()) {
-            return Diff::Blocked { why };
+            return Planned::blocked(why);
         }
         if !o.installer_present {
-            return Diff::Blocked {
-                why: format!("the installer {} is not there", self.spec.installer),
-            };
+            return Planned::blocked(format!(
+                "the installer {} is not there",
+                self.spec.installer
+            ));
         }
         if let (Some(want), Some(have)) = (&self.spec.sha256, &o.installer_sha256) {
             if want.as_str() != have {
-                return Diff::Blocked {
-                    why: format!(
-                        "the installer {} has sha256 {have}, not the {want} the plan expects",
-                        self.spec.installer
-                    ),
-                };
+                return Planned::blocked(format!(
+                    "the installer {} has sha256 {have}, not the {want} the plan expects",
+                    self.spec.installer
+                ));
             }
         }
         let mut reason = match &o.product {
@@ -391,18 +408,23 @@ impl Step for InstallStep {
                 } else {
                     ""
                 };
-                Diff::Change {
+                Planned::Change {
                     reason,
                     ops: vec![Op::Run {
                         command: format!("{}{via_stdin}", cmd.display()),
                     }],
+                    change: Setup { command: cmd },
                 }
             }
-            Err(e) => Diff::Blocked { why: e.to_string() },
+            Err(e) => Planned::blocked(e.to_string()),
         }
     }
 
-    async fn apply(&self, cx: &StepContext<'_>) -> Result<Evidence, StepError> {
+    async fn apply(
+        &self,
+        change: &Setup,
+        cx: &StepContext<'_>,
+    ) -> Result<Finished<Installed>, StepError> {
         let media = self.spec.installer.to_path_buf();
         if let Some(want) = &self.spec.sha256 {
             let have = afs::sha256_file(&media)?;
@@ -420,11 +442,9 @@ impl Step for InstallStep {
                 )));
             }
         }
-        let wi = self.is_msi().then(|| WindowsInstaller::observe(cx));
-        let spec = self.command(cx, wi.as_ref())?;
+        let spec = &change.command;
         afs::create_parent_dirs(&self.log(cx))?;
-        let (out, attempts) =
-            installer::run_with_retry(cx, &spec, self.spec.retry.as_ref()).await?;
+        let (out, attempts) = installer::run_with_retry(cx, spec, self.spec.retry.as_ref()).await?;
         if !self.accepted().contains(&out.exit_code) {
             return Err(StepError::Tool {
                 tool: spec
@@ -447,23 +467,22 @@ impl Step for InstallStep {
                 )))
             }
         };
-        Ok(Evidence {
-            summary: format!(
-                "installed {product}: exit {} ({})",
-                out.exit_code,
-                installer::meaning(out.exit_code)
-            ),
-            details: serde_json::json!({ "product": product, "exit_code": out.exit_code, "attempts": attempts, "log": self.log(cx) }),
+        let summary = format!(
+            "installed {product}: exit {} ({})",
+            out.exit_code,
+            installer::meaning(out.exit_code)
+        );
+        let record = Installed {
+            product,
+            exit_code: out.exit_code,
+            attempts,
+            log: self.log(cx),
+        };
+        Ok(Finished {
             reboot_required: installer::needs_reboot(out.exit_code),
             restart_started: out.exit_code == installer::REBOOT_INITIATED,
+            ..Finished::new(summary, record)
         })
-    }
-
-    /// An install replaces the product and takes over the existing database (in place for MIM,
-    /// over the kept database for MIIS): like the uninstall, it runs only after its prerequisites
-    /// recheck, and once it ran, the backups before it are sealed, never retaken from the new product.
-    fn role(&self) -> Role {
-        Role::Destructive
     }
 
     async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {

@@ -8,6 +8,7 @@ pub mod context;
 pub mod export_keys;
 pub mod install;
 pub mod installer;
+pub mod kind;
 pub mod record;
 pub mod service;
 pub mod snapshot_connector_space;
@@ -15,29 +16,56 @@ pub mod sqlrow;
 pub mod uninstall;
 pub mod verify;
 
+use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+
+pub use kind::{Change, Finished, Kind, Planned};
 
 use crate::plan::{StepKind, StepSpec};
 
 pub use context::{StepContext, World};
 
-/// What a step found on the server, as data: shown with `--json`, fingerprinted in saved plans.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Observation(pub serde_json::Value);
+/// What a step found on the server: as data (shown with `--json`, fingerprinted in saved plans),
+/// and typed for the step that made it.
+#[derive(Clone)]
+pub struct Observation {
+    data: serde_json::Value,
+    typed: Option<Arc<dyn Any + Send + Sync>>,
+}
 
 impl Observation {
-    /// Wraps a step's typed observation. Serialising plain data structs cannot fail.
-    pub fn of<T: Serialize>(typed: &T) -> Self {
-        Observation(serde_json::to_value(typed).unwrap_or(serde_json::Value::Null))
+    /// A step's typed observation. Serialising plain data structs cannot fail.
+    pub fn typed<T: Serialize + Send + Sync + 'static>(typed: T) -> Self {
+        Observation {
+            data: serde_json::to_value(&typed).unwrap_or(serde_json::Value::Null),
+            typed: Some(Arc::new(typed)),
+        }
     }
 
-    /// Reads back the typed observation a step produced.
-    pub fn get<T: for<'de> Deserialize<'de>>(&self) -> Result<T, StepError> {
-        serde_json::from_value(self.0.clone())
-            .map_err(|e| StepError::Internal(format!("observation of an unexpected shape: {e}")))
+    /// What the engine itself observed of a step (a sealed step's recheck): data only.
+    pub fn data(data: serde_json::Value) -> Self {
+        Observation { data, typed: None }
+    }
+
+    /// The typed observation, when it is of type `T`.
+    pub fn get<T: 'static>(&self) -> Option<&T> {
+        self.typed.as_ref().and_then(|t| t.downcast_ref::<T>())
+    }
+}
+
+impl fmt::Debug for Observation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Observation({})", self.data)
+    }
+}
+
+impl Serialize for Observation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.data.serialize(s)
     }
 }
 
@@ -92,10 +120,20 @@ pub enum Diff {
         #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
         details: serde_json::Value,
     },
-    /// `+`: will be done, with the operations it takes.
-    Change { reason: String, ops: Vec<Op> },
+    /// `+`: will be done, with the operations it takes; `change` is what apply carries out.
+    Change {
+        reason: String,
+        ops: Vec<Op>,
+        #[serde(skip)]
+        change: Change,
+    },
     /// `?`: checks that run at apply (verify steps).
-    Check { reason: String, ops: Vec<Op> },
+    Check {
+        reason: String,
+        ops: Vec<Op>,
+        #[serde(skip)]
+        change: Change,
+    },
     /// `!`: cannot converge, and why.
     Blocked { why: String },
 }
@@ -151,7 +189,7 @@ pub enum StepError {
     Internal(String),
 }
 
-/// One kind of step. Implementations hold their plan settings; the engine holds `dyn Step`.
+/// A step as the engine holds it (`dyn Step`): every kind through `kind::Typed`.
 #[async_trait]
 pub trait Step: Send + Sync {
     /// Reads the live state. Must change nothing anywhere: `upgrade plan` relies on it.
@@ -160,25 +198,21 @@ pub trait Step: Send + Sync {
     /// Compares the plan with what `observe` found (and with this step's journal record).
     fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff;
 
-    /// Makes the change, observes again, and returns the evidence to record.
-    async fn apply(&self, cx: &StepContext<'_>) -> Result<Evidence, StepError>;
+    /// Carries out the change a `diff` of this step planned, and returns the evidence to record.
+    async fn apply(&self, change: &Change, cx: &StepContext<'_>) -> Result<Evidence, StepError>;
 
-    /// Re-checks, right before a destructive step runs, that this step's recorded result still
-    /// holds (backup verifies, key file hash matches, copies match their manifest).
+    /// See `Kind::recheck`.
     async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError>;
 
-    /// Proves, against the live server, right before a destructive step that depends on it, that
-    /// this step's result still protects what it protects. Stricter than `recheck` where the live
-    /// source can have moved on since the step ran (Extensions edited after the copy). A failure
-    /// makes the engine observe the step again and redo it when it can, before the destruction.
-    async fn recheck_before_destruction(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
-        self.recheck(cx).await
-    }
+    /// See `Kind::recheck_before_destruction`. A failure makes the engine observe the step again
+    /// and redo it when it can, before the destruction.
+    async fn recheck_before_destruction(&self, cx: &StepContext<'_>) -> Result<String, StepError>;
+
+    /// See `Kind::again`.
+    fn again(&self) -> Option<Change>;
 
     /// What the engine must know of this kind to order, gate and seal it; never its name.
-    fn role(&self) -> Role {
-        Role::Normal
-    }
+    fn role(&self) -> Role;
 }
 
 /// What a step kind is to the engine.
@@ -198,21 +232,24 @@ pub enum Role {
     Check,
 }
 
-/// The one place mapping a plan step kind to its implementation.
-pub fn build(spec: &StepSpec) -> Box<dyn Step> {
-    let id = spec.id.clone();
-    match &spec.kind {
-        StepKind::BackupDatabase(s) => {
-            Box::new(backup_database::BackupDatabaseStep::new(id, s.clone()))
-        }
-        StepKind::ExportKeys(s) => Box::new(export_keys::ExportKeysStep::new(id, s.clone())),
-        StepKind::BackupFiles(s) => Box::new(backup_files::BackupFilesStep::new(id, s.clone())),
-        StepKind::SnapshotConnectorSpace(s) => {
-            Box::new(snapshot_connector_space::SnapshotStep::new(id, s.clone()))
-        }
-        StepKind::Uninstall(s) => Box::new(uninstall::UninstallStep::new(id, s.clone())),
-        StepKind::Install(s) => Box::new(install::InstallStep::new(id, s.clone())),
-        StepKind::Verify(s) => Box::new(verify::VerifyStep::new(id, s.clone())),
-        StepKind::Service(s) => Box::new(service::ServiceStep::new(id, s.clone())),
-    }
+/// Which step implementation carries out a plan kind: one line beside each implementation.
+pub trait CarriedOutBy {
+    type Step: Kind<Spec = Self>;
 }
+
+/// The executor's dispatch, generated from the plan's registry of kinds (`step_kinds!`): a kind
+/// in the registry without an implementation does not compile.
+macro_rules! define_build {
+    ($($variant:ident($spec:path) = $name:literal),* $(,)?) => {
+        /// The step that carries out a plan step.
+        pub fn build(spec: &StepSpec) -> Box<dyn Step> {
+            match &spec.kind {
+                $(StepKind::$variant(s) => Box::new(kind::Typed(
+                    <<$spec as CarriedOutBy>::Step as Kind>::new(spec.id.clone(), s.clone()),
+                )),)*
+            }
+        }
+    };
+}
+
+crate::plan::step_kinds!(define_build);

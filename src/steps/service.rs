@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::services::{self, Control, ServiceState};
-use crate::plan::{graph, ServiceControl, StepId, WantedServiceState};
-use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
+use crate::plan::{ServiceControl, StepId, WantedServiceState};
+use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
 
 /// Default wait for the service to get there after sc asked it to.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -24,16 +24,32 @@ pub struct ServiceStep {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Observed {
+pub struct Observed {
     /// `None`: no service of that name is installed.
     state: Option<ServiceState>,
 }
 
-impl ServiceStep {
-    pub fn new(id: StepId, spec: ServiceControl) -> Self {
-        ServiceStep { id, spec }
-    }
+impl CarriedOutBy for ServiceControl {
+    type Step = ServiceStep;
+}
 
+/// What apply does, as plan showed it: ask sc (unless the service is already on its way there),
+/// then wait for the state.
+#[derive(Debug, Clone, Copy)]
+pub struct Bring {
+    send: bool,
+    was: ServiceState,
+}
+
+/// What the journal keeps of a service brought to its state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Brought {
+    service: String,
+    state: String,
+    was: Option<String>,
+}
+
+impl ServiceStep {
     fn control(&self) -> Control {
         match self.spec.state {
             WantedServiceState::Stopped => Control::Stop,
@@ -61,24 +77,6 @@ impl ServiceStep {
             &cx.world.secret_env_names(),
         )
         .await?)
-    }
-
-    /// Every step that comes after this one, directly or through others, when this step is
-    /// recorded done and every one of them is done too: the state served its purpose. (Only the
-    /// direct ones would let a service started again after the snapshot run on through a later
-    /// uninstall that does not name this step.)
-    fn served(&self, cx: &StepContext<'_>) -> Option<Vec<StepId>> {
-        cx.journal.done(self.id.as_str())?;
-        let plan = &cx.world.plan;
-        let me = graph::index_by_id(plan).get(&self.id).copied()?;
-        let after: Vec<StepId> = (0..plan.steps.len())
-            .filter(|&j| graph::prerequisites(plan, j).contains(&me))
-            .map(|j| plan.steps[j].id.clone())
-            .collect();
-        let all_done = after
-            .iter()
-            .all(|id| cx.journal.done(id.as_str()).is_some());
-        (!after.is_empty() && all_done).then_some(after)
     }
 
     fn ops(&self, cx: &StepContext<'_>, send: bool) -> Vec<Op> {
@@ -109,36 +107,37 @@ fn list(ids: &[StepId]) -> String {
 }
 
 #[async_trait]
-impl Step for ServiceStep {
-    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
-        Ok(Observation::of(&Observed {
-            state: self.observe_state(cx).await?,
-        }))
+impl Kind for ServiceStep {
+    type Spec = ServiceControl;
+    type Observed = Observed;
+    type Change = Bring;
+    type Record = Brought;
+    const ROLE: Role = Role::Normal;
+
+    fn new(id: StepId, spec: ServiceControl) -> Self {
+        ServiceStep { id, spec }
     }
 
-    fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
-        let state = match observed.get::<Observed>() {
-            Ok(o) => o.state,
-            Err(e) => return Diff::Blocked { why: e.to_string() },
-        };
+    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observed, StepError> {
+        Ok(Observed {
+            state: self.observe_state(cx).await?,
+        })
+    }
+
+    fn diff(&self, observed: &Observed, cx: &StepContext<'_>) -> Planned<Self> {
+        let state = observed.state;
         let name = &self.spec.name;
         let target = self.control().target();
         if state == Some(target) {
-            return Diff::Done {
-                evidence: format!("{name} is {}", self.wanted()),
-                details: serde_json::Value::Null,
-            };
+            return Planned::done(format!("{name} is {}", self.wanted()));
         }
         let now = state.map_or("no longer installed".to_string(), |s| s.to_string());
-        if let Some(after) = self.served(cx) {
-            return Diff::Done {
-                evidence: format!(
-                    "{name} was {} for {} (it is {now} now)",
-                    self.wanted(),
-                    list(&after)
-                ),
-                details: serde_json::Value::Null,
-            };
+        if let Some(after) = cx.dependents_done() {
+            return Planned::done(format!(
+                "{name} was {} for {} (it is {now} now)",
+                self.wanted(),
+                list(&after)
+            ));
         }
         match state {
             // Recorded stopped by this step, then removed (an uninstall or a major upgrade after
@@ -146,55 +145,48 @@ impl Step for ServiceStep {
             None if self.spec.state == WantedServiceState::Stopped
                 && cx.journal.done(self.id.as_str()).is_some() =>
             {
-                Diff::Done {
-                    evidence: format!("{name} was stopped, and is no longer installed"),
-                    details: serde_json::Value::Null,
-                }
+                Planned::done(format!("{name} was stopped, and is no longer installed"))
             }
-            None => Diff::Blocked {
+            None => Planned::Blocked {
                 why: format!(
                     "there is no service named {name} (`sc query {name}`: error 1060); give the \
                      service's name, not its display name"
                 ),
             },
-            Some(s) if s == self.control().pending() => Diff::Change {
-                reason: format!("{name} is {s}"),
-                ops: self.ops(cx, false),
-            },
-            Some(s) => Diff::Change {
-                reason: format!("{name} is {s}"),
-                ops: self.ops(cx, true),
-            },
+            Some(s) => {
+                // Already on its way (STOP_PENDING for a stop): only waited for.
+                let send = s != self.control().pending();
+                Planned::Change {
+                    reason: format!("{name} is {s}"),
+                    ops: self.ops(cx, send),
+                    change: Bring { send, was: s },
+                }
+            }
         }
     }
 
-    async fn apply(&self, cx: &StepContext<'_>) -> Result<Evidence, StepError> {
+    async fn apply(
+        &self,
+        change: &Bring,
+        cx: &StepContext<'_>,
+    ) -> Result<Finished<Brought>, StepError> {
         let sc = cx.world.sc();
         let env = cx.world.secret_env_names();
         let name = &self.spec.name;
         let what = self.control();
-        let was = self.observe_state(cx).await?;
-        let summary = match was {
-            Some(s) if s == what.target() => format!("{name} was already {}", self.wanted()),
-            None => return Err(services::ServiceError::NoSuchService { name: name.clone() }.into()),
-            Some(s) => {
-                if s != what.pending() {
-                    services::control(&sc, name, what, &env).await?;
-                }
-                services::wait_for(&sc, name, what, self.timeout(), POLL, &env).await?;
-                format!("{name} {} (was {s})", self.wanted())
-            }
+        if change.send {
+            services::control(&sc, name, what, &env).await?;
+        }
+        services::wait_for(&sc, name, what, self.timeout(), POLL, &env).await?;
+        let record = Brought {
+            service: name.clone(),
+            state: self.wanted().to_string(),
+            was: Some(change.was.to_string()),
         };
-        Ok(Evidence {
-            summary,
-            details: serde_json::json!({
-                "service": name,
-                "state": self.wanted(),
-                "was": was.map(|s| s.to_string()),
-            }),
-            reboot_required: false,
-            restart_started: false,
-        })
+        Ok(Finished::new(
+            format!("{name} {} (was {})", self.wanted(), change.was),
+            record,
+        ))
     }
 
     /// By the record: a step sealed by a destruction after it described the server before it.
@@ -220,11 +212,11 @@ impl Step for ServiceStep {
     async fn recheck_before_destruction(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
         let observed = self.observe(cx).await?;
         match self.diff(&observed, cx) {
-            Diff::Done { evidence, .. } => Ok(evidence),
-            Diff::Blocked { why } => Err(StepError::Refused(why)),
-            Diff::Change { reason, .. } | Diff::Check { reason, .. } => Err(StepError::Refused(
-                format!("{reason}, not {}", self.wanted()),
-            )),
+            Planned::Done { evidence, .. } => Ok(evidence),
+            Planned::Blocked { why } => Err(StepError::Refused(why)),
+            Planned::Change { reason, .. } | Planned::Check { reason, .. } => Err(
+                StepError::Refused(format!("{reason}, not {}", self.wanted())),
+            ),
         }
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::sql::{statements as q, SqlClient, SqlError};
 use crate::plan::{SnapshotConnectorSpace, StepId};
 use crate::steps::sqlrow::{int, text};
-use crate::steps::{Diff, Evidence, Observation, Op, Role, Step, StepContext, StepError};
+use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
 
 pub struct SnapshotStep {
     id: StepId,
@@ -118,55 +118,57 @@ pub async fn take(sql: &mut dyn SqlClient, database: &str) -> Result<Snapshot, S
     })
 }
 
-impl SnapshotStep {
-    pub fn new(id: StepId, spec: SnapshotConnectorSpace) -> Self {
-        SnapshotStep { id, spec }
-    }
+impl CarriedOutBy for SnapshotConnectorSpace {
+    type Step = SnapshotStep;
+}
 
+/// What apply does: count the connector space and the metaverse now, with the statements plan
+/// showed, and record the counts.
+#[derive(Debug, Clone, Copy)]
+pub struct Count;
+
+impl SnapshotStep {
     fn recorded(&self, cx: &StepContext<'_>) -> Option<Snapshot> {
         cx.record()
-            .filter(|r| r.status == crate::steps::record::StepStatus::Done)
-            .and_then(|r| r.evidence.as_ref())
-            .and_then(recorded_snapshot)
+            .filter(|r| r.status == crate::steps::record::StepStatus::Done)?;
+        cx.recorded::<Snapshot>()
             .filter(|s| s.database == self.spec.database)
     }
 }
 
-/// The snapshot in a snapshot step's recorded evidence (its output for `verify`).
-pub fn recorded_snapshot(evidence: &Evidence) -> Option<Snapshot> {
-    serde_json::from_value(evidence.details.clone()).ok()
-}
-
 #[async_trait]
-impl Step for SnapshotStep {
-    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
-        if let Some(s) = self.recorded(cx) {
-            return Ok(Observation::of(&s));
-        }
-        let mut sql = cx.world.sql().await?;
-        Ok(Observation::of(
-            &take(sql.as_mut(), &self.spec.database).await?,
-        ))
+impl Kind for SnapshotStep {
+    type Spec = SnapshotConnectorSpace;
+    type Observed = Snapshot;
+    type Change = Count;
+    type Record = Snapshot;
+    /// A snapshot is the "before" that verify compares with; taken after the upgrade it is not.
+    const ROLE: Role = Role::RecordsOldServer;
+
+    fn new(id: StepId, spec: SnapshotConnectorSpace) -> Self {
+        SnapshotStep { id, spec }
     }
 
-    fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
+    async fn observe(&self, cx: &StepContext<'_>) -> Result<Snapshot, StepError> {
+        if let Some(s) = self.recorded(cx) {
+            return Ok(s);
+        }
+        let mut sql = cx.world.sql().await?;
+        Ok(take(sql.as_mut(), &self.spec.database).await?)
+    }
+
+    fn diff(&self, observed: &Snapshot, cx: &StepContext<'_>) -> Planned<Self> {
         if let Some(s) = self.recorded(cx) {
             let at = cx.record().map(|r| r.at.to_rfc3339()).unwrap_or_default();
-            return Diff::Done {
-                evidence: format!(
-                    "{} objects in {} management agent(s), {} in the metaverse, recorded {at}",
-                    s.total(),
-                    s.connector_space.len(),
-                    s.metaverse
-                ),
-                details: serde_json::Value::Null,
-            };
+            return Planned::done(format!(
+                "{} objects in {} management agent(s), {} in the metaverse, recorded {at}",
+                s.total(),
+                s.connector_space.len(),
+                s.metaverse
+            ));
         }
-        let now = observed
-            .get::<Snapshot>()
-            .map(|s| format!("{} objects now", s.total()))
-            .unwrap_or_default();
-        Diff::Change {
+        let now = format!("{} objects now", observed.total());
+        Planned::Change {
             reason: format!("no snapshot recorded yet ({now})"),
             ops: vec![
                 Op::Sql {
@@ -176,10 +178,15 @@ impl Step for SnapshotStep {
                     statement: q::metaverse_count(&self.spec.database),
                 },
             ],
+            change: Count,
         }
     }
 
-    async fn apply(&self, cx: &StepContext<'_>) -> Result<Evidence, StepError> {
+    async fn apply(
+        &self,
+        _: &Count,
+        cx: &StepContext<'_>,
+    ) -> Result<Finished<Snapshot>, StepError> {
         let mut sql = cx.world.sql().await?;
         let s = take(sql.as_mut(), &self.spec.database).await?;
         let split = s
@@ -192,17 +199,13 @@ impl Step for SnapshotStep {
                 format!(" ({p} placeholder(s) and {o} obsoleted row(s) among them)")
             })
             .unwrap_or_default();
-        Ok(Evidence {
-            summary: format!(
-                "{} objects in {} management agent(s){split}, {} in the metaverse",
-                s.total(),
-                s.connector_space.len(),
-                s.metaverse
-            ),
-            details: serde_json::to_value(&s).unwrap_or_default(),
-            reboot_required: false,
-            restart_started: false,
-        })
+        let summary = format!(
+            "{} objects in {} management agent(s){split}, {} in the metaverse",
+            s.total(),
+            s.connector_space.len(),
+            s.metaverse
+        );
+        Ok(Finished::new(summary, s))
     }
 
     async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
@@ -213,10 +216,5 @@ impl Step for SnapshotStep {
                 self.id
             ))),
         }
-    }
-
-    /// A snapshot is the "before" that verify compares with; taken after the upgrade it is not.
-    fn role(&self) -> Role {
-        Role::RecordsOldServer
     }
 }

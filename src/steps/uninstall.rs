@@ -11,25 +11,39 @@ use serde::{Deserialize, Serialize};
 
 use crate::adapters::process::{Arg, ProcessSpec};
 use crate::plan::{ProductRef, StepId, Uninstall};
-use crate::steps::installer::{self, Found, WindowsInstaller};
-use crate::steps::{Diff, Evidence, Observation, Op, Role, Step, StepContext, StepError};
+use crate::steps::installer::{self, Found, Product, WindowsInstaller};
+use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
 
 pub struct UninstallStep {
     spec: Uninstall,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Observed {
+pub struct Observed {
     product: Found,
     windows_installer: WindowsInstaller,
 }
 
-impl UninstallStep {
-    /// The id is not needed: this kind's messages name the product or checks, not the step.
-    pub fn new(_id: StepId, spec: Uninstall) -> Self {
-        UninstallStep { spec }
-    }
+impl CarriedOutBy for Uninstall {
+    type Step = UninstallStep;
+}
 
+/// What apply runs, as plan showed it: msiexec removing the product plan found, by its code.
+pub struct Removal {
+    product: Product,
+    command: ProcessSpec,
+}
+
+/// What the journal keeps of an uninstall.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Removed {
+    product: Product,
+    exit_code: i32,
+    attempts: u32,
+    log: PathBuf,
+}
+
+impl UninstallStep {
     fn accepted(&self) -> Vec<i32> {
         self.spec.accept_exit_codes.clone().unwrap_or_else(|| {
             vec![
@@ -79,76 +93,79 @@ impl UninstallStep {
 }
 
 #[async_trait]
-impl Step for UninstallStep {
-    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
-        Ok(Observation::of(&Observed {
-            product: installer::find_product(cx, &self.spec.product).await?,
-            windows_installer: WindowsInstaller::observe(cx),
-        }))
+impl Kind for UninstallStep {
+    type Spec = Uninstall;
+    type Observed = Observed;
+    type Change = Removal;
+    type Record = Removed;
+    const ROLE: Role = Role::Destructive;
+
+    /// The id is not needed: this kind's messages name the product or checks, not the step.
+    fn new(_id: StepId, spec: Uninstall) -> Self {
+        UninstallStep { spec }
     }
 
-    fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
+    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observed, StepError> {
+        Ok(Observed {
+            product: installer::find_product(cx, &self.spec.product).await?,
+            windows_installer: WindowsInstaller::observe(cx),
+        })
+    }
+
+    fn diff(&self, observed: &Observed, cx: &StepContext<'_>) -> Planned<Self> {
         let Observed {
             product,
             windows_installer: wi,
-        } = match observed.get::<Observed>() {
-            Ok(o) => o,
-            Err(e) => return Diff::Blocked { why: e.to_string() },
-        };
+        } = observed;
         match product {
-            Found::None => Diff::Done {
-                evidence: format!("{} is not installed", self.describe()),
-                details: serde_json::Value::Null,
-            },
-            Found::Several { products } => Diff::Blocked {
+            Found::None => Planned::done(format!("{} is not installed", self.describe())),
+            Found::Several { products } => Planned::Blocked {
                 why: format!(
                     "{} matches {} products ({}); name the one to remove by product_code",
                     self.describe(),
                     products.len(),
-                    products.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
+                    products
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 ),
             },
             Found::One { product } => match &product.code {
-                None => Diff::Blocked {
-                    why: format!("{product} is installed but its Uninstall key is not a product code; it is not a Windows Installer product"),
-                },
-                Some(code) => Diff::Change {
-                    reason: match wi.note() {
-                        Some(note) => format!("{product} is installed; {note}"),
-                        None => format!("{product} is installed"),
-                    },
-                    ops: vec![Op::Run { command: self.command(cx, code, &wi).display() }],
-                },
+                None => Planned::blocked(format!(
+                    "{product} is installed but its Uninstall key is not a product code; it is not \
+                     a Windows Installer product"
+                )),
+                Some(code) => {
+                    let command = self.command(cx, code, wi);
+                    Planned::Change {
+                        reason: match wi.note() {
+                            Some(note) => format!("{product} is installed; {note}"),
+                            None => format!("{product} is installed"),
+                        },
+                        ops: vec![Op::Run {
+                            command: command.display(),
+                        }],
+                        change: Removal {
+                            product: product.clone(),
+                            command,
+                        },
+                    }
+                }
             },
         }
     }
 
-    async fn apply(&self, cx: &StepContext<'_>) -> Result<Evidence, StepError> {
-        let product = match installer::find_product(cx, &self.spec.product).await? {
-            Found::None => {
-                return Ok(Evidence {
-                    summary: format!("{} was already not installed", self.describe()),
-                    details: serde_json::json!({ "exit_code": null }),
-                    reboot_required: false,
-                    restart_started: false,
-                })
-            }
-            Found::Several { products } => {
-                return Err(StepError::Refused(format!(
-                    "{} matches {} products",
-                    self.describe(),
-                    products.len()
-                )))
-            }
-            Found::One { product } => product,
-        };
-        let code = product
-            .code
-            .clone()
-            .ok_or_else(|| StepError::Refused(format!("{product} has no product code")))?;
-        let spec = self.command(cx, &code, &WindowsInstaller::observe(cx));
-        let (out, attempts) =
-            installer::run_with_retry(cx, &spec, self.spec.retry.as_ref()).await?;
+    async fn apply(
+        &self,
+        change: &Removal,
+        cx: &StepContext<'_>,
+    ) -> Result<Finished<Removed>, StepError> {
+        let Removal {
+            product,
+            command: spec,
+        } = change;
+        let (out, attempts) = installer::run_with_retry(cx, spec, self.spec.retry.as_ref()).await?;
         if !self.accepted().contains(&out.exit_code) {
             return Err(StepError::Tool {
                 tool: "msiexec".into(),
@@ -165,20 +182,26 @@ impl Step for UninstallStep {
             )));
         }
         let reboot = installer::needs_reboot(out.exit_code);
-        Ok(Evidence {
-            summary: format!(
-                "removed {product}: msiexec exit {} ({}){}",
-                out.exit_code,
-                installer::meaning(out.exit_code),
-                if attempts > 1 {
-                    format!(" after {attempts} attempts")
-                } else {
-                    String::new()
-                }
-            ),
-            details: serde_json::json!({ "product": product, "exit_code": out.exit_code, "attempts": attempts, "log": self.log(cx) }),
+        let summary = format!(
+            "removed {product}: msiexec exit {} ({}){}",
+            out.exit_code,
+            installer::meaning(out.exit_code),
+            if attempts > 1 {
+                format!(" after {attempts} attempts")
+            } else {
+                String::new()
+            }
+        );
+        let record = Removed {
+            product: product.clone(),
+            exit_code: out.exit_code,
+            attempts,
+            log: self.log(cx),
+        };
+        Ok(Finished {
             reboot_required: reboot,
             restart_started: out.exit_code == installer::REBOOT_INITIATED,
+            ..Finished::new(summary, record)
         })
     }
 
@@ -190,9 +213,5 @@ impl Step for UninstallStep {
                 self.describe()
             ))),
         }
-    }
-
-    fn role(&self) -> Role {
-        Role::Destructive
     }
 }

@@ -13,9 +13,9 @@ use crate::adapters::process::ProcessSpec;
 use crate::adapters::services::{self, ServiceState};
 use crate::adapters::sql::{statements as q, SqlClient};
 use crate::plan::{StepId, Verify};
-use crate::steps::snapshot_connector_space::{self as snapshot, recorded_snapshot, Snapshot};
+use crate::steps::snapshot_connector_space::{self as snapshot, Snapshot};
 use crate::steps::sqlrow::{bytes, text};
-use crate::steps::{Diff, Evidence, Observation, Op, Role, Step, StepContext, StepError};
+use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
 
 pub struct VerifyStep {
     spec: Verify,
@@ -34,12 +34,15 @@ pub struct CheckResult {
     pub reported_only: bool,
 }
 
-impl VerifyStep {
-    /// The id is not needed: this kind's messages name the product or checks, not the step.
-    pub fn new(_id: StepId, spec: Verify) -> Self {
-        VerifyStep { spec }
-    }
+impl CarriedOutBy for Verify {
+    type Step = VerifyStep;
+}
 
+/// What apply does: run the plan's checks, as plan listed them.
+#[derive(Debug, Clone, Copy)]
+pub struct RunChecks;
+
+impl VerifyStep {
     fn planned_checks(&self) -> Vec<Op> {
         let mut ops = Vec::new();
         if let Some(c) = &self.spec.connector_space {
@@ -76,8 +79,7 @@ impl VerifyStep {
         let mut server: Option<Box<dyn SqlClient>> = None;
         if let Some(c) = &self.spec.connector_space {
             let before = cx
-                .referenced_output(&c.same_as)
-                .and_then(recorded_snapshot)
+                .referenced_output::<Snapshot>(&c.same_as)
                 .ok_or_else(|| {
                     StepError::Failed(format!(
                         "snapshot `{}` is not recorded: it must run before the upgrade",
@@ -357,35 +359,53 @@ pub fn compare_connector_space(before: &Snapshot, now: &Snapshot) -> Vec<CheckRe
 }
 
 #[async_trait]
-impl Step for VerifyStep {
-    async fn observe(&self, _cx: &StepContext<'_>) -> Result<Observation, StepError> {
-        // Checks run at apply; observing them would only repeat the work.
-        Ok(Observation(serde_json::Value::Null))
+impl Kind for VerifyStep {
+    type Spec = Verify;
+    type Observed = ();
+    type Change = RunChecks;
+    type Record = Vec<CheckResult>;
+    const ROLE: Role = Role::Check;
+
+    /// The id is not needed: this kind's messages name the product or checks, not the step.
+    fn new(_id: StepId, spec: Verify) -> Self {
+        VerifyStep { spec }
     }
 
-    fn diff(&self, _observed: &Observation, cx: &StepContext<'_>) -> Diff {
+    async fn observe(&self, _cx: &StepContext<'_>) -> Result<(), StepError> {
+        // Checks run at apply; observing them would only repeat the work.
+        Ok(())
+    }
+
+    fn diff(&self, _observed: &(), cx: &StepContext<'_>) -> Planned<Self> {
         match cx.record() {
             Some(r)
                 if r.status == crate::steps::record::StepStatus::Done
                     && r.plan_sha256 == cx.plan_sha256 =>
             {
-                Diff::Done {
-                    evidence: r
-                        .evidence
+                Planned::done(
+                    r.evidence
                         .as_ref()
                         .map(|e| e.summary.clone())
                         .unwrap_or_default(),
-                    details: serde_json::Value::Null,
-                }
+                )
             }
-            _ => Diff::Check {
+            _ => Planned::Check {
                 reason: "checks run after the steps before them".into(),
                 ops: self.planned_checks(),
+                change: RunChecks,
             },
         }
     }
 
-    async fn apply(&self, cx: &StepContext<'_>) -> Result<Evidence, StepError> {
+    fn again(&self) -> Option<RunChecks> {
+        Some(RunChecks)
+    }
+
+    async fn apply(
+        &self,
+        _: &RunChecks,
+        cx: &StepContext<'_>,
+    ) -> Result<Finished<Vec<CheckResult>>, StepError> {
         let results = self.run_checks(cx).await?;
         let failed = results.iter().filter(|r| !r.ok).count();
         if failed > 0 {
@@ -395,16 +415,10 @@ impl Step for VerifyStep {
                 table(&results)
             )));
         }
-        Ok(Evidence {
-            summary: format!("{} check(s) passed", results.len()),
-            details: serde_json::to_value(&results).unwrap_or_default(),
-            reboot_required: false,
-            restart_started: false,
-        })
-    }
-
-    fn role(&self) -> Role {
-        Role::Check
+        Ok(Finished::new(
+            format!("{} check(s) passed", results.len()),
+            results,
+        ))
     }
 
     /// A verify step that a later step depends on counts by its record: checks are never re-run

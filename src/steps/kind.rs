@@ -1,0 +1,241 @@
+//! The typed side of a step kind: `Kind`, with its own types for what it observes, the change it
+//! plans and the record it leaves, and `Typed`, the one adapter from any `Kind` to the engine's
+//! object-safe `Step`. A kind's `diff` builds the change once; `apply` receives exactly that change
+//! (as Terraform's apply receives the planned state), so what apply does is what plan showed.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::plan::kinds::KindSpec;
+use crate::plan::StepId;
+use crate::steps::{Diff, Evidence, Observation, Op, Role, Step, StepContext, StepError};
+
+/// One kind of step, typed. Implementations hold their id and plan settings.
+#[async_trait]
+pub trait Kind: Send + Sync + Sized + 'static {
+    /// The plan's settings for this kind.
+    type Spec: KindSpec + Clone + Send + Sync + 'static;
+    /// What `observe` found: shown with `--json`, fingerprinted in saved plans.
+    type Observed: Serialize + Send + Sync + 'static;
+    /// What `apply` will do, decided by `diff`.
+    type Change: Send + Sync + 'static;
+    /// What the journal keeps of a finished step for later runs (and for the steps naming it).
+    type Record: Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// What the engine must know of this kind to order, gate and seal it.
+    const ROLE: Role;
+
+    fn new(id: StepId, spec: Self::Spec) -> Self;
+
+    /// Reads the live state. Must change nothing anywhere: `upgrade plan` relies on it.
+    async fn observe(&self, cx: &StepContext<'_>) -> Result<Self::Observed, StepError>;
+
+    /// Compares the plan with what `observe` found (and with this step's record), and decides.
+    fn diff(&self, observed: &Self::Observed, cx: &StepContext<'_>) -> Planned<Self>;
+
+    /// Carries out the change `diff` decided, observes again, and returns what to record.
+    async fn apply(
+        &self,
+        change: &Self::Change,
+        cx: &StepContext<'_>,
+    ) -> Result<Finished<Self::Record>, StepError>;
+
+    /// Re-checks, right before a destructive step runs, that this step's recorded result still
+    /// holds (backup verifies, key file hash matches, copies match their manifest).
+    async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError>;
+
+    /// Proves, against the live server, right before a destructive step that depends on it, that
+    /// this step's result still protects what it protects. Stricter than `recheck` where the live
+    /// source can have moved on since the step ran (Extensions edited after the copy).
+    async fn recheck_before_destruction(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
+        self.recheck(cx).await
+    }
+
+    /// For checks (`Role::Check`): the change that runs them again although they passed before,
+    /// which the engine asks for while other steps are pending.
+    fn again(&self) -> Option<Self::Change> {
+        None
+    }
+}
+
+/// What a kind's `diff` decided, typed.
+pub enum Planned<K: Kind> {
+    /// `=`: nothing to do; the evidence says why. `record` is what the journal keeps when the
+    /// engine adopts a result it did not produce (a backup taken by hand), for later rechecks.
+    Done {
+        evidence: String,
+        record: Option<K::Record>,
+    },
+    /// `+`: will be done, shown as `ops`, carried out as `change`.
+    Change {
+        reason: String,
+        ops: Vec<Op>,
+        change: K::Change,
+    },
+    /// `?`: checks that run at apply.
+    Check {
+        reason: String,
+        ops: Vec<Op>,
+        change: K::Change,
+    },
+    /// `!`: cannot converge, and why.
+    Blocked { why: String },
+}
+
+impl<K: Kind> Planned<K> {
+    pub fn done(evidence: impl Into<String>) -> Self {
+        Planned::Done {
+            evidence: evidence.into(),
+            record: None,
+        }
+    }
+
+    pub fn blocked(why: impl Into<String>) -> Self {
+        Planned::Blocked { why: why.into() }
+    }
+}
+
+/// What a kind's `apply` leaves: a line for people and its typed record.
+pub struct Finished<R> {
+    pub summary: String,
+    pub record: R,
+    /// Windows Installer asked for a reboot (3010 / 1641); reported, never acted on.
+    pub reboot_required: bool,
+    /// The installer started a restart itself (1641): the run stops after this step.
+    pub restart_started: bool,
+}
+
+impl<R> Finished<R> {
+    pub fn new(summary: impl Into<String>, record: R) -> Self {
+        Finished {
+            summary: summary.into(),
+            record,
+            reboot_required: false,
+            restart_started: false,
+        }
+    }
+}
+
+/// A planned change, held by the engine between plan and apply without knowing its type. Only the
+/// `Typed` adapter that made it reads it back.
+#[derive(Clone, Default)]
+pub struct Change(Option<Arc<dyn Any + Send + Sync>>);
+
+impl Change {
+    fn of<C: Send + Sync + 'static>(change: C) -> Self {
+        Change(Some(Arc::new(change)))
+    }
+
+    fn get<C: 'static>(&self) -> Option<&C> {
+        self.0.as_ref().and_then(|c| c.downcast_ref::<C>())
+    }
+}
+
+impl fmt::Debug for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Change(..)"
+        } else {
+            "Change(none)"
+        })
+    }
+}
+
+/// Two diffs are the same plan when they show the same; the change behind them is built from it.
+impl PartialEq for Change {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The adapter from a typed `Kind` to the engine's `Step`.
+pub struct Typed<K>(pub K);
+
+fn record_value<R: Serialize>(record: &R) -> serde_json::Value {
+    // Plain data structs with string keys: serialising cannot fail.
+    serde_json::to_value(record).unwrap_or(serde_json::Value::Null)
+}
+
+fn erase<K: Kind>(planned: Planned<K>) -> Diff {
+    match planned {
+        Planned::Done { evidence, record } => Diff::Done {
+            evidence,
+            details: record
+                .as_ref()
+                .map_or(serde_json::Value::Null, record_value),
+        },
+        Planned::Change {
+            reason,
+            ops,
+            change,
+        } => Diff::Change {
+            reason,
+            ops,
+            change: Change::of(change),
+        },
+        Planned::Check {
+            reason,
+            ops,
+            change,
+        } => Diff::Check {
+            reason,
+            ops,
+            change: Change::of(change),
+        },
+        Planned::Blocked { why } => Diff::Blocked { why },
+    }
+}
+
+#[async_trait]
+impl<K: Kind> Step for Typed<K> {
+    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
+        Ok(Observation::typed(self.0.observe(cx).await?))
+    }
+
+    fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
+        match observed.get::<K::Observed>() {
+            Some(o) => erase(self.0.diff(o, cx)),
+            // Invariant: the engine diffs an observation with the step that made it.
+            None => Diff::Blocked {
+                why: "internal error: an observation made by another step".into(),
+            },
+        }
+    }
+
+    async fn apply(&self, change: &Change, cx: &StepContext<'_>) -> Result<Evidence, StepError> {
+        let change = change.get::<K::Change>().ok_or_else(|| {
+            StepError::Internal("apply was handed a change this step did not plan".into())
+        })?;
+        let f = self.0.apply(change, cx).await?;
+        Ok(Evidence {
+            summary: f.summary,
+            details: record_value(&f.record),
+            reboot_required: f.reboot_required,
+            restart_started: f.restart_started,
+        })
+    }
+
+    async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
+        self.0.recheck(cx).await
+    }
+
+    async fn recheck_before_destruction(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
+        self.0.recheck_before_destruction(cx).await
+    }
+
+    fn again(&self) -> Option<Change> {
+        self.0.again().map(Change::of)
+    }
+
+    fn role(&self) -> Role {
+        K::ROLE
+    }
+}
