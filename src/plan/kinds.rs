@@ -2,7 +2,7 @@
 //! kinds. `step_kinds!` lists every kind once, with its name (the YAML key, the name in output and
 //! in the journal); the plan's `StepKind` enum, its names and its dispatch to `KindSpec` are
 //! generated here from that list, and the executor generates its dispatch to the step
-//! implementations from the same list (`upgrade::steps::build`). Adding a kind is its spec type, its
+//! implementations from the same list (the executor's `steps::build`). Adding a kind is its spec type, its
 //! `KindSpec` impl, its step implementation and one line in `step_kinds!`; a kind that does not say
 //! which steps it names or which secrets it holds does not compile:
 //!

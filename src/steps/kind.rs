@@ -239,3 +239,127 @@ impl<K: Kind> Step for Typed<K> {
         K::ROLE
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A toy kind driven through the adapter the engine uses: what `diff` planned is what `apply`
+    //! receives, and a change from elsewhere is refused before anything runs.
+
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::plan::graph::Reference;
+    use crate::plan::kinds::{Problems, SecretField, Where};
+    use crate::steps::record::Journal;
+    use crate::steps::World;
+
+    #[derive(Clone)]
+    struct ToySpec;
+
+    impl KindSpec for ToySpec {
+        fn references(&self) -> Vec<Reference<'_>> {
+            Vec::new()
+        }
+        fn secrets(&self) -> Vec<SecretField<'_>> {
+            Vec::new()
+        }
+        fn validate(&self, _: &Where<'_>, _: &mut Problems) {}
+    }
+
+    /// Counts to a number it observes, and records what it was handed.
+    struct Toy {
+        applied: Mutex<Vec<u32>>,
+    }
+
+    #[derive(Serialize)]
+    struct Seen {
+        count: u32,
+    }
+
+    #[async_trait]
+    impl Kind for Toy {
+        type Spec = ToySpec;
+        type Observed = Seen;
+        type Change = u32;
+        type Record = u32;
+        const ROLE: Role = Role::Normal;
+
+        fn new(_: StepId, _: ToySpec) -> Self {
+            Toy {
+                applied: Mutex::new(Vec::new()),
+            }
+        }
+        async fn observe(&self, _: &StepContext<'_>) -> Result<Seen, StepError> {
+            Ok(Seen { count: 41 })
+        }
+        fn diff(&self, o: &Seen, _: &StepContext<'_>) -> Planned<Self> {
+            Planned::Change {
+                reason: "one more".into(),
+                ops: vec![Op::Check {
+                    what: format!("count to {}", o.count + 1),
+                }],
+                change: o.count + 1,
+            }
+        }
+        async fn apply(&self, to: &u32, _: &StepContext<'_>) -> Result<Finished<u32>, StepError> {
+            self.applied.lock().unwrap().push(*to);
+            Ok(Finished::new(format!("counted to {to}"), *to))
+        }
+        async fn recheck(&self, _: &StepContext<'_>) -> Result<String, StepError> {
+            Ok("still counted".into())
+        }
+    }
+
+    fn world() -> World {
+        let text = "version: 1\nname: toy\nserver:\n  sql: { host: \"(local)\", auth: windows }\nsteps:\n  - id: toy\n    service: { name: toy, state: stopped }\n";
+        let loaded = crate::plan::load_str("toy.yaml", text).expect("toy plan loads");
+        World::new(loaded.plan, std::env::temp_dir(), BTreeMap::new())
+    }
+
+    #[tokio::test]
+    async fn apply_receives_exactly_the_change_diff_planned_and_records_it() {
+        let world = world();
+        let journal = Journal::new("toy");
+        let id = StepId::parse("toy").unwrap();
+        let cx = StepContext {
+            world: &world,
+            id: &id,
+            journal: &journal,
+            plan_sha256: "00",
+        };
+        let step = Typed(Toy::new(id.clone(), ToySpec));
+        let observed = step.observe(&cx).await.unwrap();
+        assert_eq!(serde_json::to_value(&observed).unwrap()["count"], 41);
+        let Diff::Change { change, ops, .. } = step.diff(&observed, &cx) else {
+            panic!("the toy plans a change");
+        };
+        assert_eq!(ops.len(), 1);
+        let ev = step.apply(&change, &cx).await.unwrap();
+        assert_eq!(*step.0.applied.lock().unwrap(), vec![42]);
+        assert_eq!(ev.summary, "counted to 42");
+        assert_eq!(ev.details, serde_json::json!(42));
+        assert_eq!(step.role(), Role::Normal);
+    }
+
+    #[tokio::test]
+    async fn a_change_this_step_did_not_plan_is_refused_and_nothing_runs() {
+        let world = world();
+        let journal = Journal::new("toy");
+        let id = StepId::parse("toy").unwrap();
+        let cx = StepContext {
+            world: &world,
+            id: &id,
+            journal: &journal,
+            plan_sha256: "00",
+        };
+        let step = Typed(Toy::new(id.clone(), ToySpec));
+        let foreign = Change::of(String::from("not a count"));
+        let err = step.apply(&foreign, &cx).await.unwrap_err();
+        assert!(err.to_string().contains("did not plan"), "{err}");
+        assert!(step.0.applied.lock().unwrap().is_empty());
+        let nothing = step.apply(&Change::default(), &cx).await.unwrap_err();
+        assert!(nothing.to_string().contains("did not plan"), "{nothing}");
+        assert!(step.0.applied.lock().unwrap().is_empty());
+    }
+}
