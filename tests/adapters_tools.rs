@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use upgrade::adapters::host::Local;
 use upgrade::adapters::process::{ProcessError, ProcessSpec};
 use upgrade::adapters::products::{self, Lookup};
 use upgrade::adapters::secrets::{Redactor, SecretString};
@@ -22,7 +23,7 @@ fn iifp_lab() -> (tempfile::TempDir, Lab) {
 async fn the_installed_feature_pack_is_found_by_its_display_name() {
     let (_dir, lab) = iifp_lab();
     let tools = lab.tools().unwrap();
-    let installed = products::installed_products(&tools.reg, &Redactor::default(), &[])
+    let installed = products::installed_products(&Local, &tools.reg, &Redactor::default(), &[])
         .await
         .unwrap();
     let expected = Flavour::Iifp.installed_product();
@@ -65,7 +66,7 @@ async fn on_windows_server_2003_reg_3_0_refuses_reg_64_once_and_is_queried_witho
     let (_dir, lab) = iifp_lab();
     let tools = lab.tools().unwrap();
     for _ in 0..2 {
-        let installed = products::installed_products(&tools.reg, &Redactor::default(), &[])
+        let installed = products::installed_products(&Local, &tools.reg, &Redactor::default(), &[])
             .await
             .unwrap();
         assert!(matches!(
@@ -89,7 +90,7 @@ async fn a_later_reg_is_asked_for_the_64_bit_view_on_every_query() {
     let dir = tempfile::tempdir().unwrap();
     let lab = Lab::init(&dir.path().join("lab"), Flavour::Fim2010r2).unwrap();
     let installed =
-        products::installed_products(&lab.tools().unwrap().reg, &Redactor::default(), &[])
+        products::installed_products(&Local, &lab.tools().unwrap().reg, &Redactor::default(), &[])
             .await
             .unwrap();
     let fim = Flavour::Fim2010r2.installed_product();
@@ -111,13 +112,13 @@ async fn the_sync_service_runs_and_an_unknown_service_is_none() {
     let (_dir, lab) = iifp_lab();
     let sc = lab.tools().unwrap().sc;
     assert_eq!(
-        services::service_state(&sc, "miiserver", &[])
+        services::service_state(&Local, &sc, "miiserver", &[])
             .await
             .unwrap(),
         Some(ServiceState::Running)
     );
     assert_eq!(
-        services::service_state(&sc, "FIMSynchronizationService", &[])
+        services::service_state(&Local, &sc, "FIMSynchronizationService", &[])
             .await
             .unwrap(),
         None
@@ -169,8 +170,8 @@ async fn a_slow_tool_is_killed_at_its_timeout() {
     );
 }
 
-#[test]
-fn the_windows_installer_version_is_read_from_msi_dll_beside_msiexec() {
+#[tokio::test]
+async fn the_windows_installer_version_is_read_from_msi_dll_beside_msiexec() {
     for (flavour, version) in [
         (Flavour::Iifp, "2.0.3790.0"),
         (Flavour::Fim2010r2, "5.0.7600.16385"),
@@ -178,7 +179,7 @@ fn the_windows_installer_version_is_read_from_msi_dll_beside_msiexec() {
         let dir = tempfile::tempdir().unwrap();
         let lab = Lab::init(&dir.path().join("lab"), flavour).unwrap();
         let dll = windows_installer::msi_dll_beside(&lab.tools().unwrap().msiexec);
-        let read = windows_installer::read(&dll).unwrap();
+        let read = windows_installer::read(&Local, &dll).await.unwrap();
         assert_eq!(read.to_string(), version, "{flavour:?}");
     }
 }

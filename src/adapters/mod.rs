@@ -3,6 +3,7 @@
 //! nothing here decides what a step should do.
 
 pub mod fs;
+pub mod host;
 pub mod process;
 pub mod products;
 pub mod secrets;

@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::host::Host;
 use super::process::{ProcessError, ProcessSpec};
 use super::secrets::Redactor;
 use crate::plan::{ProductCode, ProductRef};
@@ -78,6 +79,7 @@ pub enum Lookup {
 /// refuses the switch (reg.exe 3.0), then goes without it.
 /// `env_remove`: variables the reg tool must not inherit (those holding the plan's secrets).
 pub async fn installed_products(
+    host: &dyn Host,
     reg: &Path,
     redactor: &Redactor,
     env_remove: &[String],
@@ -100,12 +102,12 @@ pub async fn installed_products(
         (UNINSTALL_KEY_WOW64, RegistryView::Wow6432Node),
     ] {
         let mut spec = query(root, view_64);
-        let mut out = spec.run(redactor).await?;
+        let mut out = host.run(&spec, redactor).await?;
         // reg.exe 3.0 refuses /reg:64 with exit 1, which is also its code for a missing key: ask
         // again without the switch; if that works, this reg does not know it.
         if out.exit_code == 1 && view_64 {
             spec = query(root, false);
-            out = spec.run(redactor).await?;
+            out = host.run(&spec, redactor).await?;
             if out.exit_code == 0 {
                 tracing::debug!(reg = %reg.display(), "reg refused /reg:64 (reg.exe 3.0); querying without it");
                 view_64 = false;
@@ -293,6 +295,7 @@ pub fn find(products: &[InstalledProduct], wanted: &ProductRef) -> Lookup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::host::Local;
 
     const IIFP: &str = "{6A2E5F1C-3B9D-4E0A-8C71-2F4D9B6E1A35}";
 
@@ -569,7 +572,7 @@ mod tests {
             dir.path(),
             "\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\{6A2E5F1C-3B9D-4E0A-8C71-2F4D9B6E1A35}\n    DisplayName = Identity Integration Feature Pack\n\n",
         );
-        let err = installed_products(&reg, &Redactor::default(), &[])
+        let err = installed_products(&Local, &reg, &Redactor::default(), &[])
             .await
             .expect_err("an unreadable listing must not read as `not installed`");
         let text = err.to_string();
@@ -589,7 +592,7 @@ mod tests {
             dir.path(),
             "\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\AddressBook\r\n    (Default)    REG_SZ    \r\n\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Uninstall\\WIC\r\n    SystemComponent    REG_DWORD    0x1\r\n\r\n",
         );
-        let products = installed_products(&reg, &Redactor::default(), &[])
+        let products = installed_products(&Local, &reg, &Redactor::default(), &[])
             .await
             .unwrap();
         assert_eq!(products.len(), 2);
@@ -607,7 +610,7 @@ mod tests {
             &reg_output(),
             &format!("*WOW6432Node*) {ABSENT};; *'Uninstall /s') printf '\\r\\n';;"),
         );
-        let products = installed_products(&reg, &Redactor::default(), &[])
+        let products = installed_products(&Local, &reg, &Redactor::default(), &[])
             .await
             .unwrap();
         assert!(finds_iifp(&products), "{products:#?}");
@@ -623,7 +626,7 @@ mod tests {
             &reg_3_0_output(),
             &format!("*/reg:64*) {refuse};; *WOW6432Node*) {ABSENT};;"),
         );
-        let products = installed_products(&reg, &Redactor::default(), &[])
+        let products = installed_products(&Local, &reg, &Redactor::default(), &[])
             .await
             .unwrap();
         assert!(finds_iifp(&products), "{products:#?}");
@@ -643,7 +646,7 @@ mod tests {
     async fn both_views_are_queried_and_a_missing_view_is_no_entries() {
         let dir = tempfile::tempdir().unwrap();
         let reg = no_wow(dir.path(), &reg_output());
-        let products = installed_products(&reg, &Redactor::default(), &[])
+        let products = installed_products(&Local, &reg, &Redactor::default(), &[])
             .await
             .unwrap();
         assert_eq!(products.len(), 3);
@@ -654,7 +657,7 @@ mod tests {
             "#!/bin/sh\necho 'ERROR: Access is denied.' >&2\nexit 5\n",
         )
         .unwrap();
-        let err = installed_products(&reg, &Redactor::default(), &[])
+        let err = installed_products(&Local, &reg, &Redactor::default(), &[])
             .await
             .unwrap_err();
         assert!(err.to_string().contains("Access is denied"), "{err}");

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::host::Host;
 use super::process::{ProcessError, ProcessSpec};
 use super::secrets::Redactor;
 
@@ -134,14 +135,15 @@ fn reports(exit_code: i32, text: &str, code: i32) -> bool {
 
 /// Runs one sc command; its exit code and its output (standard output, then standard error).
 async fn run_sc(
+    host: &dyn Host,
     spec: &ProcessSpec,
     name: &str,
     env_remove: &[String],
 ) -> Result<(i32, String), ServiceError> {
     let mut spec = spec.clone();
     spec.env_remove = env_remove.to_vec();
-    let out = spec
-        .run(&Redactor::default())
+    let out = host
+        .run(&spec, &Redactor::default())
         .await
         .map_err(|source| ServiceError::Process {
             name: name.to_string(),
@@ -153,12 +155,13 @@ async fn run_sc(
 /// The state of service `name`; `None` when no such service exists (sc error 1060).
 /// `env_remove`: variables the sc tool must not inherit (those holding the plan's secrets).
 pub async fn service_state(
+    host: &dyn Host,
     sc: &Path,
     name: &str,
     env_remove: &[String],
 ) -> Result<Option<ServiceState>, ServiceError> {
     let spec = ProcessSpec::new(sc, &["query", name], SC_TIMEOUT);
-    let (exit_code, text) = run_sc(&spec, name, env_remove).await?;
+    let (exit_code, text) = run_sc(host, &spec, name, env_remove).await?;
     // 1060 = ERROR_SERVICE_DOES_NOT_EXIST. A Linux parent (Wine) sees the exit code cut to 8 bits
     // (36), so the message decides too.
     if reports(exit_code, &text, ERROR_SERVICE_DOES_NOT_EXIST) {
@@ -193,13 +196,14 @@ pub fn control_command(sc: &Path, name: &str, what: Control) -> ProcessSpec {
 /// (the service is then usually STOP_PENDING / START_PENDING; `wait_for` waits for the end state).
 /// A service already where the control would take it (sc errors 1062 / 1056) is not an error.
 pub async fn control(
+    host: &dyn Host,
     sc: &Path,
     name: &str,
     what: Control,
     env_remove: &[String],
 ) -> Result<(), ServiceError> {
     let spec = control_command(sc, name, what);
-    let (exit_code, text) = run_sc(&spec, name, env_remove).await?;
+    let (exit_code, text) = run_sc(host, &spec, name, env_remove).await?;
     if reports(exit_code, &text, ERROR_SERVICE_DOES_NOT_EXIST) {
         return Err(ServiceError::NoSuchService {
             name: name.to_string(),
@@ -222,6 +226,7 @@ pub async fn control(
 
 /// `sc query NAME` every `poll` until the service is in `what`'s end state, for at most `timeout`.
 pub async fn wait_for(
+    host: &dyn Host,
     sc: &Path,
     name: &str,
     what: Control,
@@ -231,7 +236,7 @@ pub async fn wait_for(
 ) -> Result<(), ServiceError> {
     let started = std::time::Instant::now();
     loop {
-        let now = service_state(sc, name, env_remove).await?;
+        let now = service_state(host, sc, name, env_remove).await?;
         if now == Some(what.target()) {
             return Ok(());
         }
@@ -263,6 +268,7 @@ pub fn parse_state(text: &str) -> Option<ServiceState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::host::Local;
 
     const RUNNING: &str = "\r\nSERVICE_NAME: miiserver \r\n        TYPE               : 10  WIN32_OWN_PROCESS  \r\n        STATE              : 4  RUNNING \r\n                                (STOPPABLE, PAUSABLE, ACCEPTS_SHUTDOWN)\r\n        WIN32_EXIT_CODE    : 0  (0x0)\r\n        SERVICE_EXIT_CODE  : 0  (0x0)\r\n        CHECKPOINT         : 0x0\r\n        WAIT_HINT          : 0x0\r\n";
 
@@ -283,7 +289,7 @@ mod tests {
         let sc = dir.path().join("sc");
         std::fs::write(&sc, format!("#!/bin/sh\n{script}")).unwrap();
         std::fs::set_permissions(&sc, std::fs::Permissions::from_mode(0o755)).unwrap();
-        service_state(&sc, name, &[]).await
+        service_state(&Local, &sc, name, &[]).await
     }
 
     #[cfg(unix)]

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::fs::{self as afs, FsError};
+use super::fs::FsError;
+use super::host::Host;
 
 /// `major.minor.build.revision`, e.g. 2.0.3790.0 (Windows Server 2003 as released).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -39,9 +40,9 @@ pub fn msi_dll_beside(msiexec: &Path) -> PathBuf {
     msiexec.with_file_name("msi.dll")
 }
 
-/// The file version of `msi_dll`.
-pub fn read(msi_dll: &Path) -> Result<Version, VersionError> {
-    let bytes = afs::read_file(msi_dll)?;
+/// The file version of `msi_dll` on the server.
+pub async fn read(host: &dyn Host, msi_dll: &Path) -> Result<Version, VersionError> {
+    let bytes = host.read_file(msi_dll).await?;
     file_version(&bytes).ok_or_else(|| VersionError::NoVersion {
         path: msi_dll.to_path_buf(),
     })
@@ -107,13 +108,18 @@ mod tests {
         assert_eq!(file_version(&unpadded), Some(Version([5, 0, 7600, 16385])));
     }
 
-    #[test]
-    fn a_file_without_a_version_resource_has_no_version() {
+    #[tokio::test]
+    async fn a_file_without_a_version_resource_has_no_version() {
         assert_eq!(file_version(b"MZ not a dll"), None);
         let mut cut = msi_dll_bytes([3, 1, 4000, 1830]);
         cut.truncate(cut.len() - 40);
         assert_eq!(file_version(&cut), None, "cut inside VS_FIXEDFILEINFO");
-        let err = read(Path::new("/nonexistent/msi.dll")).unwrap_err();
+        let err = read(
+            &crate::adapters::host::Local,
+            Path::new("/nonexistent/msi.dll"),
+        )
+        .await
+        .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/msi.dll"), "{err}");
     }
 }

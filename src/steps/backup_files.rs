@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::fs::{self as afs, Manifest, Mismatch};
+use crate::adapters::host::Host;
 use crate::plan::{BackupFiles, StepId};
 use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
 
@@ -82,23 +83,34 @@ impl BackupFilesStep {
             .collect()
     }
 
-    fn observe_now(&self) -> Result<Observed, StepError> {
+    /// The source folder on the server: each file's sha256 (computed there) and size.
+    async fn observe_source(
+        &self,
+        host: &dyn Host,
+    ) -> Result<(bool, BTreeMap<String, SourceFile>), StepError> {
         let from = self.spec.from.to_path_buf();
-        let to = self.spec.to.to_path_buf();
-        let source_present = afs::is_dir(&from);
+        let present = host.is_dir(&from).await;
         let mut source = BTreeMap::new();
-        if source_present {
-            for rel in afs::walk_files(&from)? {
+        if present {
+            for rel in host.walk_files(&from).await? {
                 let path = from.join(&rel);
-                source.insert(
-                    rel,
-                    SourceFile {
-                        sha256: afs::sha256_file(&path)?,
-                        bytes: afs::file_size(&path)?,
-                    },
-                );
+                let file = SourceFile {
+                    sha256: host.sha256_file(&path).await?,
+                    bytes: host.file_size(&path).await?,
+                };
+                source.insert(rel, file);
             }
         }
+        Ok((present, source))
+    }
+
+    /// The copy on this machine, against its manifest and against the source just observed.
+    fn observe_copy(
+        &self,
+        source_present: bool,
+        source: BTreeMap<String, SourceFile>,
+    ) -> Result<Observed, StepError> {
+        let to = self.spec.to.to_path_buf();
         let mut manifest_error = None;
         let (manifest, mismatched) = match Manifest::read(&self.manifest_path()) {
             Ok(m) => {
@@ -146,10 +158,11 @@ impl Kind for BackupFilesStep {
         BackupFilesStep::at(id, spec)
     }
 
-    async fn observe(&self, _cx: &StepContext<'_>) -> Result<Observed, StepError> {
-        // Hashing reads every file: keep it off the async workers.
+    async fn observe(&self, cx: &StepContext<'_>) -> Result<Observed, StepError> {
+        let (present, source) = self.observe_source(cx.world.host()).await?;
+        // Hashing the copy reads every file: keep it off the async workers.
         let this = BackupFilesStep::at(self.id.clone(), self.spec.clone());
-        let o = tokio::task::spawn_blocking(move || this.observe_now())
+        let o = tokio::task::spawn_blocking(move || this.observe_copy(present, source))
             .await
             .map_err(|e| {
                 StepError::Internal(format!("observing {} stopped: {e}", self.spec.from))
@@ -241,56 +254,54 @@ impl Kind for BackupFilesStep {
     async fn apply(
         &self,
         change: &Copy,
-        _cx: &StepContext<'_>,
+        cx: &StepContext<'_>,
     ) -> Result<Finished<Copied>, StepError> {
-        let spec = self.spec.clone();
-        let this = BackupFilesStep::at(self.id.clone(), spec.clone());
-        let change = change.clone();
-        tokio::task::spawn_blocking(move || -> Result<Finished<Copied>, StepError> {
-            let from = spec.from.to_path_buf();
-            let to = spec.to.to_path_buf();
-            let mut copied = 0u64;
-            let mut bytes = 0u64;
-            for (rel, f) in &change.files {
-                let dst = to.join(rel);
-                afs::create_parent_dirs(&dst)?;
-                let sha = afs::copy_with_sha256(&from.join(rel), &dst)?;
-                if sha != f.sha256 {
-                    return Err(StepError::Failed(format!(
-                        "{rel} changed while it was being copied; run again"
-                    )));
-                }
-                copied += 1;
-                bytes += f.bytes;
-            }
-            let manifest = Manifest {
-                entries: change.manifest.into_iter().collect(),
-            };
-            manifest.write(&this.manifest_path())?;
-            let bad = manifest.verify_dir(&to);
-            if !bad.is_empty() {
+        let host = cx.world.host();
+        let from = self.spec.from.to_path_buf();
+        let to = self.spec.to.to_path_buf();
+        let mut copied = 0u64;
+        let mut bytes = 0u64;
+        for (rel, f) in &change.files {
+            let sha = host.fetch(&from.join(rel), &to.join(rel)).await?;
+            if sha != f.sha256 {
                 return Err(StepError::Failed(format!(
-                    "{} file(s) at {} do not match after copying",
-                    bad.len(),
-                    spec.to
+                    "{rel} changed while it was being copied; run again"
                 )));
             }
-            Ok(Finished::new(
-                format!(
-                    "{} file(s) at {} match {MANIFEST} ({copied} copied, {bytes} bytes)",
-                    manifest.entries.len(),
-                    spec.to
-                ),
-                Copied {
-                    files: manifest.entries.len(),
-                    copied,
-                    bytes,
-                    manifest: this.manifest_path(),
-                },
-            ))
+            copied += 1;
+            bytes += f.bytes;
+        }
+        let manifest = Manifest {
+            entries: change.manifest.clone().into_iter().collect(),
+        };
+        let path = self.manifest_path();
+        let (manifest, bad) = tokio::task::spawn_blocking(move || {
+            manifest.write(&path)?;
+            let bad = manifest.verify_dir(&to);
+            Ok::<_, StepError>((manifest, bad))
         })
         .await
-        .map_err(|e| StepError::Internal(format!("copying stopped: {e}")))?
+        .map_err(|e| StepError::Internal(format!("writing the manifest stopped: {e}")))??;
+        if !bad.is_empty() {
+            return Err(StepError::Failed(format!(
+                "{} file(s) at {} do not match after copying",
+                bad.len(),
+                self.spec.to
+            )));
+        }
+        Ok(Finished::new(
+            format!(
+                "{} file(s) at {} match {MANIFEST} ({copied} copied, {bytes} bytes)",
+                manifest.entries.len(),
+                self.spec.to
+            ),
+            Copied {
+                files: manifest.entries.len(),
+                copied,
+                bytes,
+                manifest: self.manifest_path(),
+            },
+        ))
     }
 
     async fn recheck(&self, _cx: &StepContext<'_>) -> Result<String, StepError> {
@@ -316,12 +327,7 @@ impl Kind for BackupFilesStep {
 
     async fn recheck_before_destruction(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
         let copy = self.recheck(cx).await?;
-        let this = BackupFilesStep::at(self.id.clone(), self.spec.clone());
-        let n = tokio::task::spawn_blocking(move || this.source_matches_copy())
-            .await
-            .map_err(|e| {
-                StepError::Internal(format!("comparing {} stopped: {e}", self.spec.from))
-            })??;
+        let n = self.source_matches_copy(cx.world.host()).await?;
         Ok(format!(
             "{copy}; the source's {n} file(s) match their copies"
         ))
@@ -331,9 +337,9 @@ impl Kind for BackupFilesStep {
 impl BackupFilesStep {
     /// The live source against the copy, right before the source is destroyed: every file of the
     /// source must have a copy with its content listed in the manifest. Names what differs.
-    fn source_matches_copy(&self) -> Result<usize, StepError> {
+    async fn source_matches_copy(&self, host: &dyn Host) -> Result<usize, StepError> {
         let from = self.spec.from.to_path_buf();
-        if !afs::is_dir(&from) {
+        if !host.is_dir(&from).await {
             return Ok(0);
         }
         let manifest = Manifest::read(&self.manifest_path()).map_err(|e| {
@@ -345,11 +351,11 @@ impl BackupFilesStep {
             .map(|(rel, sha)| (rel.as_str(), sha.as_str()))
             .collect();
         let mut changed = Vec::new();
-        let files = afs::walk_files(&from)?;
+        let files = host.walk_files(&from).await?;
         for rel in &files {
             let path = from.join(rel);
             let same = match listed.get(rel.as_str()) {
-                Some(sha) => afs::sha256_file(&path)? == *sha,
+                Some(sha) => host.sha256_file(&path).await? == *sha,
                 None => false,
             };
             if !same {

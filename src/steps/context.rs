@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use crate::adapters::host::{Host, Local};
 use crate::adapters::process::{ProcessOutcome, ProcessSpec};
 use crate::adapters::secrets::{Redactor, SecretString};
 use crate::adapters::sql::{self, SqlClient, SqlError};
@@ -47,6 +49,8 @@ pub fn plan_secrets(plan: &Plan) -> Vec<(&Secret, String)> {
 /// The adapters, configured for one plan.
 pub struct World {
     pub plan: Plan,
+    /// The sync server's programs and files.
+    host: Arc<dyn Host>,
     pub state_dir: PathBuf,
     pub redactor: Redactor,
     secrets: BTreeMap<String, SecretString>,
@@ -58,10 +62,22 @@ impl World {
         let redactor = Redactor::new(secrets.values().cloned().collect());
         World {
             plan,
+            host: Arc::new(Local),
             state_dir,
             redactor,
             secrets,
         }
+    }
+
+    /// The same world, acting on the sync server through `host`.
+    pub fn on(mut self, host: Arc<dyn Host>) -> World {
+        self.host = host;
+        self
+    }
+
+    /// The sync server: its programs and its files.
+    pub fn host(&self) -> &dyn Host {
+        self.host.as_ref()
     }
 
     /// A stable key for a secret reference (its source, never its value). `place` names where the
@@ -125,7 +141,7 @@ impl World {
     pub async fn run(&self, spec: &ProcessSpec) -> Result<ProcessOutcome, StepError> {
         let mut spec = spec.clone();
         spec.env_remove.extend(self.secret_env_names());
-        Ok(spec.run(&self.redactor).await?)
+        Ok(self.host.run(&spec, &self.redactor).await?)
     }
 
     /// The environment variables the plan reads secrets from; no child inherits them.

@@ -126,19 +126,19 @@ impl Kind for ExportKeysStep {
     async fn observe(&self, cx: &StepContext<'_>) -> Result<Observed, StepError> {
         let tool = self.tool(cx);
         let path = self.spec.to.to_path_buf();
-        let key_file_bytes = if afs::exists(&path) {
-            afs::file_size(&path)?
+        let key_file_bytes = if cx.world.host().exists(&path).await {
+            cx.world.host().file_size(&path).await?
         } else {
             0
         };
-        let key_file_sha256 = if afs::exists(&path) {
-            Some(afs::sha256_file(&path)?)
+        let key_file_sha256 = if cx.world.host().exists(&path).await {
+            Some(cx.world.host().sha256_file(&path).await?)
         } else {
             None
         };
         Ok(Observed {
             tool: tool.to_string_lossy().into_owned(),
-            tool_present: afs::exists(&tool),
+            tool_present: cx.world.host().exists(&tool).await,
             key_file_sha256,
             key_file_bytes,
         })
@@ -223,21 +223,21 @@ impl Kind for ExportKeysStep {
     ) -> Result<Finished<Recorded>, StepError> {
         let path = self.spec.to.to_path_buf();
         let temp = afs::temp_sibling(&path);
-        afs::remove_if_exists(&temp)?;
-        afs::create_parent_dirs(&path)?;
+        cx.world.host().remove_if_exists(&temp).await?;
+        cx.world.host().create_parent_dirs(&path).await?;
         // A file already there that this plan cannot vouch for is moved aside, never deleted.
-        if afs::exists(&path) {
-            let sha = afs::sha256_file(&path)?;
+        if cx.world.host().exists(&path).await {
+            let sha = cx.world.host().sha256_file(&path).await?;
             if self.recorded(cx).is_none_or(|r| r.sha256 != sha) {
                 let aside = aside_path(&path, &sha);
-                afs::rename(&path, &aside)?;
+                cx.world.host().rename(&path, &aside).await?;
                 tracing::warn!(step = %self.id, kept = %aside.display(), "a key file this plan did not export was moved aside");
             }
         }
         let out = match cx.world.run(&change.command).await {
             Ok(out) => out,
             Err(StepError::Process(e @ ProcessError::Timeout { .. })) => {
-                let _ = afs::remove_if_exists(&temp);
+                let _ = cx.world.host().remove_if_exists(&temp).await;
                 return Err(StepError::Failed(format!(
                     "{e}\nmiiskmu is waiting for somebody: {}",
                     if self.spec.secrets_on_command_line {
@@ -256,7 +256,7 @@ impl Kind for ExportKeysStep {
         // Success is the exit code and a key file, never an English message (a localised or quiet
         // miiskmu prints another or none).
         if out.exit_code != 0 {
-            let _ = afs::remove_if_exists(&temp);
+            let _ = cx.world.host().remove_if_exists(&temp).await;
             let message = last_lines(&format!("{}\n{}", out.stdout, out.stderr), 5);
             return Err(StepError::Tool {
                 tool: "miiskmu".into(),
@@ -265,7 +265,7 @@ impl Kind for ExportKeysStep {
                 log_tail: None,
             });
         }
-        let bytes = afs::file_size(&temp).map_err(|e| {
+        let bytes = cx.world.host().file_size(&temp).await.map_err(|e| {
             StepError::Failed(format!(
                 "miiskmu exited with 0 but wrote no key file at {} ({e})",
                 temp.display()
@@ -277,9 +277,9 @@ impl Kind for ExportKeysStep {
                 temp.display()
             )));
         }
-        afs::restrict_permissions(&temp)?;
-        let sha256 = afs::sha256_file(&temp)?;
-        afs::rename(&temp, &path)?;
+        cx.world.host().restrict_permissions(&temp).await?;
+        let sha256 = cx.world.host().sha256_file(&temp).await?;
+        cx.world.host().rename(&temp, &path).await?;
         let summary = format!(
             "key file {} sha256 {} ({bytes} bytes)",
             self.spec.to,
@@ -295,13 +295,13 @@ impl Kind for ExportKeysStep {
 
     async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
         let path = self.spec.to.to_path_buf();
-        if !afs::exists(&path) {
+        if !cx.world.host().exists(&path).await {
             return Err(StepError::Refused(format!(
                 "the key file {} is gone",
                 self.spec.to
             )));
         }
-        let now = afs::sha256_file(&path)?;
+        let now = cx.world.host().sha256_file(&path).await?;
         match self.recorded(cx) {
             Some(r) if r.sha256 == now => Ok(format!(
                 "key file {} matches its recorded sha256",

@@ -11,7 +11,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::fs as afs;
 use crate::adapters::process::{Arg, ProcessSpec};
 use crate::adapters::secrets::SecretString;
 use crate::plan::placeholders;
@@ -347,17 +346,22 @@ impl Kind for InstallStep {
             None => None,
         };
         let media = self.spec.installer.to_path_buf();
-        let installer_present = afs::exists(&media);
+        let installer_present = cx.world.host().exists(&media).await;
         let installer_sha256 = match (&self.spec.sha256, installer_present) {
-            (Some(_), true) => Some(afs::sha256_file(&media)?),
+            (Some(_), true) => Some(cx.world.host().sha256_file(&media).await?),
             _ => None,
+        };
+        let windows_installer = if self.is_msi() {
+            Some(WindowsInstaller::observe(cx).await)
+        } else {
+            None
         };
         Ok(Observed {
             product,
             upgrading,
             installer_present,
             installer_sha256,
-            windows_installer: self.is_msi().then(|| WindowsInstaller::observe(cx)),
+            windows_installer,
         })
     }
 
@@ -427,7 +431,7 @@ impl Kind for InstallStep {
     ) -> Result<Finished<Installed>, StepError> {
         let media = self.spec.installer.to_path_buf();
         if let Some(want) = &self.spec.sha256 {
-            let have = afs::sha256_file(&media)?;
+            let have = cx.world.host().sha256_file(&media).await?;
             if want.as_str() != have {
                 return Err(StepError::Refused(format!(
                     "the installer {} has sha256 {have}, expected {want}",
@@ -436,14 +440,14 @@ impl Kind for InstallStep {
             }
         }
         if let Some(key) = self.key_file(cx) {
-            if !afs::exists(&PathBuf::from(&key)) {
+            if !cx.world.host().exists(&PathBuf::from(&key)).await {
                 return Err(StepError::Refused(format!(
                     "the key file {key} for the installer is missing"
                 )));
             }
         }
         let spec = &change.command;
-        afs::create_parent_dirs(&self.log(cx))?;
+        cx.world.host().create_parent_dirs(&self.log(cx)).await?;
         let (out, attempts) = installer::run_with_retry(cx, spec, self.spec.retry.as_ref()).await?;
         if !self.accepted().contains(&out.exit_code) {
             return Err(StepError::Tool {
@@ -454,7 +458,7 @@ impl Kind for InstallStep {
                     .unwrap_or_default(),
                 exit_code: out.exit_code,
                 message: installer::meaning(out.exit_code).to_string(),
-                log_tail: installer::log_tail(cx, &self.log(cx), 20),
+                log_tail: installer::log_tail(cx, &self.log(cx), 20).await,
             });
         }
         let product = match installer::find_product(cx, &self.spec.detect.product).await? {

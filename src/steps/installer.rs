@@ -107,6 +107,7 @@ pub enum Found {
 /// Finds a product in the Uninstall keys (64- and 32-bit views).
 pub async fn find_product(cx: &StepContext<'_>, wanted: &ProductRef) -> Result<Found, StepError> {
     let installed = products::installed_products(
+        cx.world.host(),
         &cx.world.reg(),
         &cx.world.redactor,
         &cx.world.secret_env_names(),
@@ -143,9 +144,9 @@ pub struct WindowsInstaller {
 impl WindowsInstaller {
     /// Reads the version of msi.dll beside the plan's msiexec. Never fails: an unreadable
     /// version is recorded, and then only what every version understands is passed.
-    pub fn observe(cx: &StepContext<'_>) -> WindowsInstaller {
+    pub async fn observe(cx: &StepContext<'_>) -> WindowsInstaller {
         let dll = windows_installer::msi_dll_beside(&cx.world.msiexec());
-        match windows_installer::read(&dll) {
+        match windows_installer::read(cx.world.host(), &dll).await {
             Ok(v) => WindowsInstaller {
                 version: Some(v),
                 unreadable: None,
@@ -223,8 +224,8 @@ pub async fn run_with_retry(
 }
 
 /// The last lines of an installer log (Windows Installer writes UTF-16 logs), redacted.
-pub fn log_tail(cx: &StepContext<'_>, path: &Path, lines: usize) -> Option<String> {
-    let bytes = crate::adapters::fs::read_file(path).ok()?;
+pub async fn log_tail(cx: &StepContext<'_>, path: &Path, lines: usize) -> Option<String> {
+    let bytes = cx.world.host().read_file(path).await.ok()?;
     let text = if bytes.starts_with(&[0xFF, 0xFE]) {
         let units: Vec<u16> = bytes[2..]
             .chunks_exact(2)

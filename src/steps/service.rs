@@ -72,6 +72,7 @@ impl ServiceStep {
 
     async fn observe_state(&self, cx: &StepContext<'_>) -> Result<Option<ServiceState>, StepError> {
         Ok(services::service_state(
+            cx.world.host(),
             &cx.world.sc(),
             &self.spec.name,
             &cx.world.secret_env_names(),
@@ -175,9 +176,9 @@ impl Kind for ServiceStep {
         let name = &self.spec.name;
         let what = self.control();
         if change.send {
-            services::control(&sc, name, what, &env).await?;
+            services::control(cx.world.host(), &sc, name, what, &env).await?;
         }
-        services::wait_for(&sc, name, what, self.timeout(), POLL, &env).await?;
+        services::wait_for(cx.world.host(), &sc, name, what, self.timeout(), POLL, &env).await?;
         let record = Brought {
             service: name.clone(),
             state: self.wanted().to_string(),

@@ -108,7 +108,7 @@ impl Kind for UninstallStep {
     async fn observe(&self, cx: &StepContext<'_>) -> Result<Observed, StepError> {
         Ok(Observed {
             product: installer::find_product(cx, &self.spec.product).await?,
-            windows_installer: WindowsInstaller::observe(cx),
+            windows_installer: WindowsInstaller::observe(cx).await,
         })
     }
 
@@ -171,7 +171,7 @@ impl Kind for UninstallStep {
                 tool: "msiexec".into(),
                 exit_code: out.exit_code,
                 message: format!("{} ({})", installer::meaning(out.exit_code), spec.display()),
-                log_tail: installer::log_tail(cx, &self.log(cx), 20),
+                log_tail: installer::log_tail(cx, &self.log(cx), 20).await,
             });
         }
         if let Found::One { product } = installer::find_product(cx, &self.spec.product).await? {

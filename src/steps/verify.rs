@@ -131,9 +131,13 @@ impl VerifyStep {
             });
         }
         for s in &self.spec.services {
-            let state =
-                services::service_state(&cx.world.sc(), &s.name, &cx.world.secret_env_names())
-                    .await?;
+            let state = services::service_state(
+                cx.world.host(),
+                &cx.world.sc(),
+                &s.name,
+                &cx.world.secret_env_names(),
+            )
+            .await?;
             results.push(CheckResult {
                 check: format!("service {}", s.name),
                 expected: "running".into(),
