@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use upgrade::plan::{self, graph, placeholders, KeyFile, ProductRef, Secret, StepKind};
+use upgrade::plan::{self, graph, placeholders, KeyFile, ProductRef, Secret, StepKind, Timeout};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -214,6 +214,50 @@ fn defaults_apply_where_the_plan_is_silent() {
         "the client is chosen by the server's version unless the plan says"
     );
     assert!(loaded.plan.tools.miiskmu.is_none());
+}
+
+/// The waits of every kind that has one, in file order, from a plan whose steps end in `wait`.
+fn waits_of(wait: &str) -> Vec<Option<std::time::Duration>> {
+    let text = [
+        "version: 1",
+        "name: x",
+        "server: { sql: { host: h, auth: windows } }",
+        "steps:",
+        "  - id: keys",
+        r"    export_keys: { to: 'D:\k.bin', account: { user: u, password: { env: P } }, WAIT }",
+        "  - id: stop",
+        "    service: { name: miiserver, state: stopped, WAIT }",
+        "  - id: remove",
+        "    uninstall: { product: { name: IIFP }, unprotected: true, WAIT }",
+        "  - id: install",
+        r"    install: { installer: 'E:\Setup.exe', detect: { product: { name: MIIS } }, WAIT }",
+    ]
+    .join("\n")
+    .replace("WAIT", wait);
+    let loaded = plan::load_str("p.yaml", &text).unwrap_or_else(|d| panic!("{d}\n{text}"));
+    loaded
+        .plan
+        .steps
+        .iter()
+        .map(|s| match &s.kind {
+            StepKind::ExportKeys(k) => k.wait_limit(),
+            StepKind::Service(k) => k.wait_limit(),
+            StepKind::Uninstall(k) => k.wait_limit(),
+            StepKind::Install(k) => k.wait_limit(),
+            other => panic!("{} has no timeout", other.name()),
+        })
+        .collect()
+}
+
+#[test]
+fn a_timeout_is_a_duration_and_the_old_timeout_secs_still_means_the_same_wait() {
+    let ninety = Some(std::time::Duration::from_secs(90));
+    assert_eq!(waits_of("timeout: 90s"), [ninety; 4]);
+    assert_eq!(waits_of("timeout_secs: 90"), [ninety; 4]);
+    assert_eq!(
+        waits_of("timeout: 2h"),
+        [Some(std::time::Duration::from_secs(7200)); 4]
+    );
 }
 
 #[test]

@@ -60,3 +60,22 @@ fn checked_values_carry_their_patterns() {
         );
     }
 }
+
+#[test]
+fn a_timeout_and_its_old_spelling_are_never_both_allowed() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&upgrade::plan::schema::plan_schema_json()).unwrap();
+    for def in ["ExportKeys", "ServiceControl", "Uninstall", "Install"] {
+        let d = &schema["definitions"][def];
+        assert_eq!(
+            d["properties"]["timeout"]["anyOf"][0]["$ref"],
+            "#/definitions/Duration"
+        );
+        assert_eq!(d["properties"]["timeout_secs"]["deprecated"], true, "{def}");
+        assert_eq!(
+            d["not"],
+            serde_json::json!({ "required": ["timeout", "timeout_secs"] }),
+            "{def}"
+        );
+    }
+}

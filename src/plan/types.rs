@@ -201,6 +201,34 @@ impl StepKind {
     }
 }
 
+/// A step that waits for a tool or a service, for as long as `timeout: 90s` says or, in the old
+/// spelling, `timeout_secs: 90`. Validation refuses both spellings at once and a zero wait.
+pub trait Timeout {
+    /// (`timeout`, `timeout_secs`) as the plan wrote them.
+    fn timeout_fields(&self) -> (Option<Duration>, Option<u64>);
+
+    /// The wait the plan asks for, in either spelling; `None` leaves the step's default.
+    fn wait_limit(&self) -> Option<std::time::Duration> {
+        match self.timeout_fields() {
+            (Some(timeout), _) => Some(timeout.get()),
+            (None, secs) => secs.map(std::time::Duration::from_secs),
+        }
+    }
+}
+
+macro_rules! timeout_fields {
+    ($($ty:ty),*) => {$(
+        impl Timeout for $ty {
+            // The one reader of the old spelling.
+            #[allow(deprecated)]
+            fn timeout_fields(&self) -> (Option<Duration>, Option<u64>) {
+                (self.timeout, self.timeout_secs)
+            }
+        }
+    )*};
+}
+timeout_fields!(ExportKeys, Uninstall, Install, ServiceControl);
+
 /// Back up a database with SQL Server's own BACKUP DATABASE, then verify the file.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -228,9 +256,13 @@ pub struct ExportKeys {
     pub to: AbsPath,
     /// The sync service account whose password protects the export.
     pub account: ServiceLogin,
-    /// Seconds to wait for the tool (default 60: an export takes seconds, and a tool that waits at
-    /// a prompt or a dialog box should fail fast).
+    /// How long to wait for the tool (default `60s`: an export takes seconds, and a tool that
+    /// waits at a prompt or a dialog box should fail fast).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// The old spelling of `timeout`, in whole seconds; still accepted, never with `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[deprecated = "read `wait_limit()`; `timeout` is the form"]
     pub timeout_secs: Option<u64>,
     /// Pass the password as miiskmu's PASSWORD argument (the syntax Microsoft's own scripts use)
     /// instead of `*` and standard input. Whether `*` reads a redirected standard input on a real
@@ -288,8 +320,12 @@ pub struct Uninstall {
     /// Retries while another installation is in progress (exit 1618).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
-    /// Seconds to wait for msiexec (default 3600).
+    /// How long to wait for msiexec (default `1h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// The old spelling of `timeout`, in whole seconds; still accepted, never with `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[deprecated = "read `wait_limit()`; `timeout` is the form"]
     pub timeout_secs: Option<u64>,
 }
 
@@ -365,8 +401,12 @@ pub struct Install {
     /// Retries while another installation is in progress (exit 1618).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
-    /// Seconds to wait for the installer (default 3600).
+    /// How long to wait for the installer (default `1h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// The old spelling of `timeout`, in whole seconds; still accepted, never with `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[deprecated = "read `wait_limit()`; `timeout` is the form"]
     pub timeout_secs: Option<u64>,
 }
 
@@ -476,8 +516,12 @@ pub struct ServiceControl {
     pub name: String,
     /// The state the steps after this one need.
     pub state: WantedServiceState,
-    /// Seconds to wait for the service to reach the state after `sc` asked it to (default 120).
+    /// How long to wait for the service to reach the state after `sc` asked it to (default `2m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// The old spelling of `timeout`, in whole seconds; still accepted, never with `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[deprecated = "read `wait_limit()`; `timeout` is the form"]
     pub timeout_secs: Option<u64>,
 }
 

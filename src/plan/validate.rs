@@ -87,7 +87,7 @@ pub fn check(plan: &Plan) -> Vec<Problem> {
                 check_verify(v, &at, &mut p);
                 check_snapshot_before_upgrade(plan, i, v, &at, &mut p);
             }
-            StepKind::ExportKeys(e) => check_timeout(e.timeout_secs, &at, &mut p),
+            StepKind::ExportKeys(e) => check_timeout(e, &at, TOOL_AT_ONCE, &mut p),
             StepKind::Service(s) => check_service(s, &at, &mut p),
             StepKind::BackupDatabase(_)
             | StepKind::BackupFiles(_)
@@ -169,7 +169,7 @@ type Need = (&'static str, &'static str, fn(&StepKind) -> bool);
 fn check_uninstall(plan: &Plan, index: usize, u: &Uninstall, at: &str, p: &mut Problems) {
     check_exit_codes(u.accept_exit_codes.as_deref(), at, p);
     check_retry(u.retry.as_ref(), at, p);
-    check_timeout(u.timeout_secs, at, p);
+    check_timeout(u, at, TOOL_AT_ONCE, p);
     if u.unprotected {
         return;
     }
@@ -367,12 +367,25 @@ fn check_retry(retry: Option<&Retry>, at: &str, p: &mut Problems) {
     }
 }
 
-fn check_timeout(secs: Option<u64>, at: &str, p: &mut Problems) {
-    if secs == Some(0) {
+/// Why a tool's timeout cannot be zero.
+const TOOL_AT_ONCE: &str = "a timeout of 0 seconds would stop the tool at once";
+
+/// A step's wait is `timeout` or its old spelling `timeout_secs`, not both, and never zero
+/// (`why_not_zero` says what a zero wait would do in this kind of step).
+fn check_timeout(spec: &impl Timeout, at: &str, why_not_zero: &str, p: &mut Problems) {
+    let (timeout, secs) = spec.timeout_fields();
+    if timeout.is_some() && secs.is_some() {
         p.add(
             format!("{at}.timeout_secs"),
-            "a timeout of 0 seconds would stop the tool at once",
+            "`timeout` and `timeout_secs` both say how long to wait; keep `timeout` (e.g. \
+             `timeout: 90s`) and remove `timeout_secs`, its old spelling in seconds",
         );
+    }
+    if timeout.is_some_and(|t| t.get().is_zero()) {
+        p.add(format!("{at}.timeout"), why_not_zero);
+    }
+    if secs == Some(0) {
+        p.add(format!("{at}.timeout_secs"), why_not_zero);
     }
 }
 
@@ -397,12 +410,12 @@ fn check_service(s: &ServiceControl, at: &str, p: &mut Problems) {
              not its display name or its program's path)",
         );
     }
-    if s.timeout_secs == Some(0) {
-        p.add(
-            format!("{at}.timeout_secs"),
-            "a wait of 0 seconds could never see the service get there",
-        );
-    }
+    check_timeout(
+        s,
+        at,
+        "a wait of 0 seconds could never see the service get there",
+        p,
+    );
 }
 
 #[derive(PartialEq)]
@@ -414,7 +427,7 @@ enum InstallerType {
 fn check_install(install: &Install, at: &str, p: &mut Problems) {
     check_exit_codes(install.accept_exit_codes.as_deref(), at, p);
     check_retry(install.retry.as_ref(), at, p);
-    check_timeout(install.timeout_secs, at, p);
+    check_timeout(install, at, TOOL_AT_ONCE, p);
     let lower = install.installer.as_str().to_ascii_lowercase();
     let kind = if lower.ends_with(".msi") {
         Some(InstallerType::Msi)

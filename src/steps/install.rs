@@ -15,7 +15,7 @@ use crate::adapters::fs as afs;
 use crate::adapters::process::{Arg, ProcessSpec};
 use crate::adapters::secrets::SecretString;
 use crate::plan::placeholders;
-use crate::plan::{AnswerProfile, Install, KeyFile, StepId, StepKind};
+use crate::plan::{AnswerProfile, Install, KeyFile, StepId, StepKind, Timeout};
 use crate::steps::context::{secret_place, SERVICE_ACCOUNT_PASSWORD};
 use crate::steps::installer::{self, Found, Product, WindowsInstaller};
 use crate::steps::{Diff, Evidence, Observation, Op, Role, Step, StepContext, StepError};
@@ -218,7 +218,7 @@ impl InstallStep {
         cx: &StepContext<'_>,
         wi: Option<&WindowsInstaller>,
     ) -> Result<ProcessSpec, StepError> {
-        let timeout = Duration::from_secs(self.spec.timeout_secs.unwrap_or(3600));
+        let timeout = self.spec.wait_limit().unwrap_or(Duration::from_secs(3600));
         let stdin = match &self.spec.stdin {
             // Standard input is always handled as secret by the process adapter.
             Some(t) => Some(match self.render(cx, t)? {

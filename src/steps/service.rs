@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::services::{self, Control, ServiceState};
-use crate::plan::{graph, ServiceControl, StepId, WantedServiceState};
+use crate::plan::{graph, ServiceControl, StepId, Timeout, WantedServiceState};
 use crate::steps::{Diff, Evidence, Observation, Op, Step, StepContext, StepError};
 
 /// Default wait for the service to get there after sc asked it to.
@@ -49,9 +49,7 @@ impl ServiceStep {
     }
 
     fn timeout(&self) -> Duration {
-        self.spec
-            .timeout_secs
-            .map_or(DEFAULT_TIMEOUT, Duration::from_secs)
+        self.spec.wait_limit().unwrap_or(DEFAULT_TIMEOUT)
     }
 
     async fn observe_state(&self, cx: &StepContext<'_>) -> Result<Option<ServiceState>, StepError> {
