@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use upgrade::plan::{self, graph, placeholders, KeyFile, ProductRef, Secret, StepKind, Timeout};
+use upgrade::plan::{
+    self, graph, placeholders, KeyFile, ProductRef, SearchBy, Secret, StepKind, Timeout,
+};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -305,4 +307,38 @@ fn references_count_as_dependencies() {
         .map(|d| d.as_str())
         .collect();
     assert_eq!(deps, ["install-msi", "before"]);
+}
+
+#[test]
+fn a_search_is_one_of_three_ways_and_is_written_back_with_the_key_it_was_read_from() {
+    let loaded = plan::load(&repo().join("examples/every-field.yaml")).unwrap();
+    let Some(StepKind::Verify(verify)) = loaded.plan.steps.last().map(|s| &s.kind) else {
+        panic!("every-field.yaml ends with a verify step")
+    };
+    let by: Vec<&SearchBy> = verify.search.iter().map(|s| &s.by).collect();
+    assert!(matches!(by[0], SearchBy::DnPrefix(dn) if dn == "CN=Administrator"));
+    assert!(matches!(by[1], SearchBy::AnchorPrefix(a) if a.digits() == "4500"));
+    assert!(matches!(by[2], SearchBy::Subtree(t) if t == "OU=Staff"));
+    // The serialized form (what the character checks walk) has the plan file's keys.
+    let written = serde_json::to_value(&verify.search).unwrap();
+    assert_eq!(
+        written,
+        serde_json::json!([
+            { "management_agent": "Contoso AD", "dn_prefix": "CN=Administrator", "min_count": 1 },
+            { "database": "MicrosoftIdentityIntegrationServer", "management_agent": "HR Database",
+              "anchor_prefix": "0x4500", "min_count": 10 },
+            { "management_agent": "Contoso AD", "subtree": "OU=Staff", "min_count": 100 },
+        ])
+    );
+}
+
+#[test]
+fn a_control_character_in_a_search_is_reported_at_its_key() {
+    let text = "version: 1\nname: x\nserver: { sql: { host: h, auth: windows } }\nsteps:\n  - id: v\n    verify: { search: [ { management_agent: AD, subtree: \"OU=\\e[2J\" } ] }\n";
+    let diags = plan::load_str("p.yaml", text).unwrap_err();
+    assert_eq!(diags.len(), 1, "{diags}");
+    assert_eq!(
+        diags.iter().next().unwrap().path,
+        "steps[0].verify.search[0].subtree"
+    );
 }

@@ -3,9 +3,9 @@
 //! current. Two adjustments: `StepSpec`, whose kind is flattened into the step mapping, and the
 //! rule that an old spelling (`timeout_secs`) never stands beside the new one (`timeout`).
 
-use schemars::schema::{ObjectValidation, RootSchema, Schema, SchemaObject};
+use schemars::schema::{RootSchema, Schema, SchemaObject};
 
-use super::types::Plan;
+use super::types::{requiring, Plan};
 
 /// The JSON Schema of a plan file.
 pub fn plan_schema() -> RootSchema {
@@ -33,14 +33,7 @@ fn forbid_both_spellings(definition: &mut SchemaObject, new: &str, old: &str) {
     if !(has(new) && has(old)) {
         return;
     }
-    let both = SchemaObject {
-        object: Some(Box::new(ObjectValidation {
-            required: [new.to_string(), old.to_string()].into(),
-            ..Default::default()
-        })),
-        ..Default::default()
-    };
-    definition.subschemas().not = Some(Box::new(both.into()));
+    definition.subschemas().not = Some(Box::new(requiring(&[new, old])));
 }
 
 /// schemars renders `StepSpec` as the common fields (`id`, `after`, `description`) beside a

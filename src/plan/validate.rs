@@ -617,30 +617,6 @@ fn check_verify(v: &Verify, at: &str, p: &mut Problems) {
             "a verify step needs at least one check: connector_space, search, services, commands or sql",
         );
     }
-    for (k, s) in v.search.iter().enumerate() {
-        let given: Vec<&str> = [
-            ("dn_prefix", s.dn_prefix.is_some()),
-            ("anchor_prefix", s.anchor_prefix.is_some()),
-            ("subtree", s.subtree.is_some()),
-        ]
-        .into_iter()
-        .filter(|(_, set)| *set)
-        .map(|(name, _)| name)
-        .collect();
-        if given.len() != 1 {
-            p.add(
-                format!("{at}.search[{k}]"),
-                format!(
-                    "a search needs exactly one of dn_prefix, anchor_prefix or subtree; found {}",
-                    if given.is_empty() {
-                        "none".to_string()
-                    } else {
-                        given.join(" and ")
-                    }
-                ),
-            );
-        }
-    }
     for (k, c) in v.commands.iter().enumerate() {
         if c.run.is_empty() {
             p.add(
