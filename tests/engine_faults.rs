@@ -184,25 +184,34 @@ fn kill_9_during_the_install_is_resumed() {
 }
 
 /// A miiskmu whose `*` reads the console, not the redirected standard input, waits for a password
-/// nobody types (unconfirmed on a real server): the step fails fast and says what to check.
+/// nobody types (unconfirmed on a real server): the step fails fast and says what to check. The
+/// old spelling `timeout_secs: 2` waits exactly as `timeout: 2s` does.
 #[test]
 fn a_key_tool_waiting_at_a_prompt_fails_fast_and_says_what_to_check() {
-    let rig = Rig::iifp(Driver::Tds, &[]);
-    let real = rig.lab.lab().tools().unwrap().miiskmu;
-    common::wrap_tool(&rig, &real, "miiskmu", "exec sleep 600 </dev/null");
-    common::edit_plan(
-        &rig,
-        "  - id: keys\n    export_keys:\n",
-        "  - id: keys\n    export_keys:\n      timeout_secs: 2\n",
-    );
-    let started = Instant::now();
-    let out = apply(&rig);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(started.elapsed() < Duration::from_secs(60), "it waited");
-    let all = text(&out);
-    assert!(all.contains("did not finish within 2s"), "{all}");
-    assert!(all.contains("secrets_on_command_line: true"), "{all}");
-    assert_eq!(rig.installed(), [IIFP]);
+    for wait in ["timeout: 2s", "timeout_secs: 2"] {
+        let rig = Rig::iifp(Driver::Tds, &[]);
+        let real = rig.lab.lab().tools().unwrap().miiskmu;
+        common::wrap_tool(&rig, &real, "miiskmu", "exec sleep 600 </dev/null");
+        common::edit_plan(
+            &rig,
+            "  - id: keys\n    export_keys:\n",
+            &format!("  - id: keys\n    export_keys:\n      {wait}\n"),
+        );
+        let started = Instant::now();
+        let out = apply(&rig);
+        assert_eq!(out.status.code(), Some(1), "{wait}: {}", text(&out));
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{wait}: it waited"
+        );
+        let all = text(&out);
+        assert!(all.contains("did not finish within 2s"), "{wait}: {all}");
+        assert!(
+            all.contains("secrets_on_command_line: true"),
+            "{wait}: {all}"
+        );
+        assert_eq!(rig.installed(), [IIFP], "{wait}");
+    }
 }
 
 /// The documented alternative: the password as miiskmu's own argument, allowed by the plan; it is

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use upgrade::plan::{self, graph, placeholders, KeyFile, ProductRef, Secret, StepKind};
+use upgrade::plan::{
+    self, graph, placeholders, KeyFile, ProductRef, SearchBy, Secret, StepKind, Timeout,
+};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -216,6 +218,50 @@ fn defaults_apply_where_the_plan_is_silent() {
     assert!(loaded.plan.tools.miiskmu.is_none());
 }
 
+/// The waits of every kind that has one, in file order, from a plan whose steps end in `wait`.
+fn waits_of(wait: &str) -> Vec<Option<std::time::Duration>> {
+    let text = [
+        "version: 1",
+        "name: x",
+        "server: { sql: { host: h, auth: windows } }",
+        "steps:",
+        "  - id: keys",
+        r"    export_keys: { to: 'D:\k.bin', account: { user: u, password: { env: P } }, WAIT }",
+        "  - id: stop",
+        "    service: { name: miiserver, state: stopped, WAIT }",
+        "  - id: remove",
+        "    uninstall: { product: { name: IIFP }, unprotected: true, WAIT }",
+        "  - id: install",
+        r"    install: { installer: 'E:\Setup.exe', detect: { product: { name: MIIS } }, WAIT }",
+    ]
+    .join("\n")
+    .replace("WAIT", wait);
+    let loaded = plan::load_str("p.yaml", &text).unwrap_or_else(|d| panic!("{d}\n{text}"));
+    loaded
+        .plan
+        .steps
+        .iter()
+        .map(|s| match &s.kind {
+            StepKind::ExportKeys(k) => k.wait_limit(),
+            StepKind::Service(k) => k.wait_limit(),
+            StepKind::Uninstall(k) => k.wait_limit(),
+            StepKind::Install(k) => k.wait_limit(),
+            other => panic!("{} has no timeout", other.name()),
+        })
+        .collect()
+}
+
+#[test]
+fn a_timeout_is_a_duration_and_the_old_timeout_secs_still_means_the_same_wait() {
+    let ninety = Some(std::time::Duration::from_secs(90));
+    assert_eq!(waits_of("timeout: 90s"), [ninety; 4]);
+    assert_eq!(waits_of("timeout_secs: 90"), [ninety; 4]);
+    assert_eq!(
+        waits_of("timeout: 2h"),
+        [Some(std::time::Duration::from_secs(7200)); 4]
+    );
+}
+
 #[test]
 fn a_plan_may_leave_the_sql_client_to_the_server_version_and_still_name_an_odbc_driver() {
     let text = "version: 1\nname: x\nserver: { sql: { host: h, auth: windows, driver: auto, odbc_driver: FreeTDS } }\nsteps:\n  - id: v\n    verify: { services: [ { name: miiserver } ] }\n";
@@ -261,4 +307,38 @@ fn references_count_as_dependencies() {
         .map(|d| d.as_str())
         .collect();
     assert_eq!(deps, ["install-msi", "before"]);
+}
+
+#[test]
+fn a_search_is_one_of_three_ways_and_is_written_back_with_the_key_it_was_read_from() {
+    let loaded = plan::load(&repo().join("examples/every-field.yaml")).unwrap();
+    let Some(StepKind::Verify(verify)) = loaded.plan.steps.last().map(|s| &s.kind) else {
+        panic!("every-field.yaml ends with a verify step")
+    };
+    let by: Vec<&SearchBy> = verify.search.iter().map(|s| &s.by).collect();
+    assert!(matches!(by[0], SearchBy::DnPrefix(dn) if dn == "CN=Administrator"));
+    assert!(matches!(by[1], SearchBy::AnchorPrefix(a) if a.digits() == "4500"));
+    assert!(matches!(by[2], SearchBy::Subtree(t) if t == "OU=Staff"));
+    // The serialized form (what the character checks walk) has the plan file's keys.
+    let written = serde_json::to_value(&verify.search).unwrap();
+    assert_eq!(
+        written,
+        serde_json::json!([
+            { "management_agent": "Contoso AD", "dn_prefix": "CN=Administrator", "min_count": 1 },
+            { "database": "MicrosoftIdentityIntegrationServer", "management_agent": "HR Database",
+              "anchor_prefix": "0x4500", "min_count": 10 },
+            { "management_agent": "Contoso AD", "subtree": "OU=Staff", "min_count": 100 },
+        ])
+    );
+}
+
+#[test]
+fn a_control_character_in_a_search_is_reported_at_its_key() {
+    let text = "version: 1\nname: x\nserver: { sql: { host: h, auth: windows } }\nsteps:\n  - id: v\n    verify: { search: [ { management_agent: AD, subtree: \"OU=\\e[2J\" } ] }\n";
+    let diags = plan::load_str("p.yaml", text).unwrap_err();
+    assert_eq!(diags.len(), 1, "{diags}");
+    assert_eq!(
+        diags.iter().next().unwrap().path,
+        "steps[0].verify.search[0].subtree"
+    );
 }

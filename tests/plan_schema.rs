@@ -60,3 +60,41 @@ fn checked_values_carry_their_patterns() {
         );
     }
 }
+
+#[test]
+fn a_timeout_and_its_old_spelling_are_never_both_allowed() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&upgrade::plan::schema::plan_schema_json()).unwrap();
+    for def in ["ExportKeys", "ServiceControl", "Uninstall", "Install"] {
+        let d = &schema["definitions"][def];
+        assert_eq!(
+            d["properties"]["timeout"]["anyOf"][0]["$ref"],
+            "#/definitions/Duration"
+        );
+        assert_eq!(d["properties"]["timeout_secs"]["deprecated"], true, "{def}");
+        assert_eq!(
+            d["not"],
+            serde_json::json!({ "required": ["timeout", "timeout_secs"] }),
+            "{def}"
+        );
+    }
+}
+
+#[test]
+fn a_search_has_exactly_one_of_its_three_ways_in_the_schema_too() {
+    let schema: serde_json::Value =
+        serde_json::from_str(&upgrade::plan::schema::plan_schema_json()).unwrap();
+    let search = &schema["definitions"]["Search"];
+    assert_eq!(search["additionalProperties"], false);
+    for key in ["dn_prefix", "anchor_prefix", "subtree"] {
+        assert!(search["properties"].get(key).is_some(), "{key} not allowed");
+    }
+    assert_eq!(
+        search["oneOf"],
+        serde_json::json!([
+            { "required": ["dn_prefix"] },
+            { "required": ["anchor_prefix"] },
+            { "required": ["subtree"] },
+        ])
+    );
+}

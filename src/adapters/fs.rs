@@ -42,7 +42,9 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Fs
 }
 
 /// The temporary name an artifact is written under before it is renamed to `path`:
-/// `DIR/.NAME.upgrade-partial`. A file with this name is never complete.
+/// `DIR/.NAME.upgrade-partial`. A file with this name is never complete. The name is fixed, not
+/// random as `tempfile`'s: a tool is told to write there (miiskmu), and a resumed run finds and
+/// removes what a killed run left.
 pub fn temp_sibling(path: &Path) -> PathBuf {
     let name = path
         .file_name()

@@ -391,6 +391,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_longest_timeout_a_plan_can_write_does_not_overflow_the_clock() {
+        // `timeout: 18446744073709551615s` (or `timeout_secs` at u64::MAX) parses; waiting that
+        // long must simply mean "no practical limit", not a panic when the deadline is computed.
+        let out = sh("echo done", Duration::from_secs(u64::MAX))
+            .run(&Redactor::default())
+            .await
+            .unwrap();
+        assert_eq!(out.stdout, "done\n");
+    }
+
+    #[tokio::test]
     async fn an_overrunning_tool_and_its_children_are_killed_with_its_last_output() {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("child-survived");

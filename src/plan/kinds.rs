@@ -142,7 +142,7 @@ impl KindSpec for ExportKeys {
         }]
     }
     fn validate(&self, w: &Where<'_>, p: &mut Problems) {
-        check::check_timeout(self.timeout_secs, w.at, p);
+        check::check_timeout(self, w.at, check::TOOL_AT_ONCE, p);
     }
 }
 

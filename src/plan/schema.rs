@@ -1,10 +1,11 @@
 //! The plan language's JSON Schema, derived from the types in `types` (never written by hand).
 //! `upgrade schema` prints it; `schemas/plan.schema.json` is a checked-in copy that a test keeps
-//! current. The one adjustment is for `StepSpec`, whose kind is flattened into the step mapping.
+//! current. Two adjustments: `StepSpec`, whose kind is flattened into the step mapping, and the
+//! rule that an old spelling (`timeout_secs`) never stands beside the new one (`timeout`).
 
 use schemars::schema::{RootSchema, Schema, SchemaObject};
 
-use super::types::Plan;
+use super::types::{requiring, Plan};
 
 /// The JSON Schema of a plan file.
 pub fn plan_schema() -> RootSchema {
@@ -12,7 +13,27 @@ pub fn plan_schema() -> RootSchema {
     if let Some(Schema::Object(step)) = root.definitions.get_mut("StepSpec") {
         merge_step_fields_into_kinds(step);
     }
+    for definition in root.definitions.values_mut() {
+        if let Schema::Object(definition) = definition {
+            forbid_both_spellings(definition, "timeout", "timeout_secs");
+        }
+    }
     root
+}
+
+/// An object that has both `new` and its old spelling `old` may hold one of them, not both
+/// (`not: {required: [new, old]}`), as validation says.
+fn forbid_both_spellings(definition: &mut SchemaObject, new: &str, old: &str) {
+    let has = |name: &str| {
+        definition
+            .object
+            .as_ref()
+            .is_some_and(|o| o.properties.contains_key(name))
+    };
+    if !(has(new) && has(old)) {
+        return;
+    }
+    definition.subschemas().not = Some(Box::new(requiring(&[new, old])));
 }
 
 /// schemars renders `StepSpec` as the common fields (`id`, `after`, `description`) beside a

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::schema::{ObjectValidation, Schema, SchemaObject};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -171,6 +172,34 @@ pub struct StepSpec {
 
 pub use super::kinds::StepKind;
 
+/// A step that waits for a tool or a service, for as long as `timeout: 90s` says or, in the old
+/// spelling, `timeout_secs: 90`. Validation refuses both spellings at once and a zero wait.
+pub trait Timeout {
+    /// (`timeout`, `timeout_secs`) as the plan wrote them.
+    fn timeout_fields(&self) -> (Option<Duration>, Option<u64>);
+
+    /// The wait the plan asks for, in either spelling; `None` leaves the step's default.
+    fn wait_limit(&self) -> Option<std::time::Duration> {
+        match self.timeout_fields() {
+            (Some(timeout), _) => Some(timeout.get()),
+            (None, secs) => secs.map(std::time::Duration::from_secs),
+        }
+    }
+}
+
+macro_rules! timeout_fields {
+    ($($ty:ty),*) => {$(
+        impl Timeout for $ty {
+            // The one reader of the old spelling.
+            #[allow(deprecated)]
+            fn timeout_fields(&self) -> (Option<Duration>, Option<u64>) {
+                (self.timeout, self.timeout_secs)
+            }
+        }
+    )*};
+}
+timeout_fields!(ExportKeys, Uninstall, Install, ServiceControl);
+
 /// Back up a database with SQL Server's own BACKUP DATABASE, then verify the file.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -198,9 +227,13 @@ pub struct ExportKeys {
     pub to: AbsPath,
     /// The sync service account whose password protects the export.
     pub account: ServiceLogin,
-    /// Seconds to wait for the tool (default 60: an export takes seconds, and a tool that waits at
-    /// a prompt or a dialog box should fail fast).
+    /// How long to wait for the tool (default `60s`: an export takes seconds, and a tool that
+    /// waits at a prompt or a dialog box should fail fast).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// The old spelling of `timeout`, in whole seconds; still accepted, never with `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[deprecated = "read `wait_limit()`; `timeout` is the form"]
     pub timeout_secs: Option<u64>,
     /// Pass the password as miiskmu's PASSWORD argument (the syntax Microsoft's own scripts use)
     /// instead of `*` and standard input. Whether `*` reads a redirected standard input on a real
@@ -258,8 +291,12 @@ pub struct Uninstall {
     /// Retries while another installation is in progress (exit 1618).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
-    /// Seconds to wait for msiexec (default 3600).
+    /// How long to wait for msiexec (default `1h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// The old spelling of `timeout`, in whole seconds; still accepted, never with `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[deprecated = "read `wait_limit()`; `timeout` is the form"]
     pub timeout_secs: Option<u64>,
 }
 
@@ -335,8 +372,12 @@ pub struct Install {
     /// Retries while another installation is in progress (exit 1618).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
-    /// Seconds to wait for the installer (default 3600).
+    /// How long to wait for the installer (default `1h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// The old spelling of `timeout`, in whole seconds; still accepted, never with `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[deprecated = "read `wait_limit()`; `timeout` is the form"]
     pub timeout_secs: Option<u64>,
 }
 
@@ -446,8 +487,12 @@ pub struct ServiceControl {
     pub name: String,
     /// The state the steps after this one need.
     pub state: WantedServiceState,
-    /// Seconds to wait for the service to reach the state after `sc` asked it to (default 120).
+    /// How long to wait for the service to reach the state after `sc` asked it to (default `2m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// The old spelling of `timeout`, in whole seconds; still accepted, never with `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[deprecated = "read `wait_limit()`; `timeout` is the form"]
     pub timeout_secs: Option<u64>,
 }
 
@@ -490,23 +535,137 @@ pub struct ConnectorSpaceCheck {
 }
 
 /// A connector-space search: one management agent, and a DN prefix, an anchor prefix or a sub-tree.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// In YAML the three ways are sibling keys of which exactly one is given (`SearchFields`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "SearchFields", into = "SearchFields")]
 pub struct Search {
     /// Database to search; default: the snapshot step's database, else the first backup's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
     pub management_agent: String,
+    /// Which objects count.
+    pub by: SearchBy,
+    /// At least this many objects must match (default 1).
+    pub min_count: u64,
+}
+
+/// The one way a search picks objects; its YAML key is the variant's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchBy {
+    /// `dn_prefix`: objects whose DN starts with this text (any case).
+    DnPrefix(String),
+    /// `anchor_prefix`: objects whose binary anchor starts with these hex digits.
+    AnchorPrefix(HexPrefix),
+    /// `subtree`: the object with this DN and every object under it.
+    Subtree(String),
+}
+
+/// The YAML keys of `SearchBy`, in its order.
+const SEARCH_BY: [&str; 3] = ["dn_prefix", "anchor_prefix", "subtree"];
+
+/// A connector-space search as the plan file writes it: one management agent, and exactly one of
+/// `dn_prefix`, `anchor_prefix` or `subtree` (sibling keys).
+#[derive(Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SearchFields {
+    /// Database to search; default: the snapshot step's database, else the first backup's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dn_prefix: Option<String>,
+    database: Option<String>,
+    management_agent: String,
+    /// Objects whose DN starts with this text (any case), e.g. `CN=Administrator`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dn_prefix: Option<String>,
     /// Hex digits the object's binary anchor starts with (any case, `0x` allowed), e.g. `0x0A1B`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub anchor_prefix: Option<HexPrefix>,
+    anchor_prefix: Option<HexPrefix>,
+    /// The DN of a sub-tree: the object itself and every object under it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subtree: Option<String>,
+    subtree: Option<String>,
     /// At least this many objects must match (default 1).
     #[serde(default = "default_one")]
-    pub min_count: u64,
+    min_count: u64,
+}
+
+impl TryFrom<SearchFields> for Search {
+    type Error = String;
+
+    fn try_from(f: SearchFields) -> Result<Search, String> {
+        let by = match (f.dn_prefix, f.anchor_prefix, f.subtree) {
+            (Some(dn), None, None) => SearchBy::DnPrefix(dn),
+            (None, Some(anchor), None) => SearchBy::AnchorPrefix(anchor),
+            (None, None, Some(tree)) => SearchBy::Subtree(tree),
+            (dn, anchor, tree) => {
+                let given: Vec<&str> = [dn.is_some(), anchor.is_some(), tree.is_some()]
+                    .into_iter()
+                    .zip(SEARCH_BY)
+                    .filter_map(|(set, name)| set.then_some(name))
+                    .collect();
+                return Err(format!(
+                    "a search needs exactly one of dn_prefix, anchor_prefix or subtree; found {}",
+                    if given.is_empty() {
+                        "none".to_string()
+                    } else {
+                        given.join(" and ")
+                    }
+                ));
+            }
+        };
+        Ok(Search {
+            database: f.database,
+            management_agent: f.management_agent,
+            by,
+            min_count: f.min_count,
+        })
+    }
+}
+
+impl From<Search> for SearchFields {
+    fn from(s: Search) -> SearchFields {
+        let (mut dn_prefix, mut anchor_prefix, mut subtree) = (None, None, None);
+        match s.by {
+            SearchBy::DnPrefix(dn) => dn_prefix = Some(dn),
+            SearchBy::AnchorPrefix(anchor) => anchor_prefix = Some(anchor),
+            SearchBy::Subtree(tree) => subtree = Some(tree),
+        }
+        SearchFields {
+            database: s.database,
+            management_agent: s.management_agent,
+            dn_prefix,
+            anchor_prefix,
+            subtree,
+            min_count: s.min_count,
+        }
+    }
+}
+
+/// `SearchFields`' object with `oneOf` the three keys, each alternative requiring its own: exactly
+/// one is given. (The keys stay in the object's `properties`, so `additionalProperties: false`
+/// still admits them.)
+impl JsonSchema for Search {
+    fn schema_name() -> String {
+        "Search".to_string()
+    }
+
+    fn json_schema(gen: &mut schemars::gen::SchemaGenerator) -> Schema {
+        let mut schema = match SearchFields::json_schema(gen) {
+            Schema::Object(object) => object,
+            other => return other,
+        };
+        schema.subschemas().one_of = Some(SEARCH_BY.iter().map(|k| requiring(&[k])).collect());
+        schema.into()
+    }
+}
+
+/// A JSON Schema that says only "these keys are present", for `oneOf` and `not` rules over an
+/// object's keys.
+pub(crate) fn requiring(keys: &[&str]) -> Schema {
+    SchemaObject {
+        object: Some(Box::new(ObjectValidation {
+            required: keys.iter().map(|k| k.to_string()).collect(),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+    .into()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

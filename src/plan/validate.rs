@@ -167,7 +167,7 @@ pub(crate) fn check_uninstall(
 ) {
     check_exit_codes(u.accept_exit_codes.as_deref(), at, p);
     check_retry(u.retry.as_ref(), at, p);
-    check_timeout(u.timeout_secs, at, p);
+    check_timeout(u, at, TOOL_AT_ONCE, p);
     if u.unprotected {
         return;
     }
@@ -371,12 +371,25 @@ fn check_retry(retry: Option<&Retry>, at: &str, p: &mut Problems) {
     }
 }
 
-pub(crate) fn check_timeout(secs: Option<u64>, at: &str, p: &mut Problems) {
-    if secs == Some(0) {
+/// Why a tool's timeout cannot be zero.
+pub(crate) const TOOL_AT_ONCE: &str = "a timeout of 0 seconds would stop the tool at once";
+
+/// A step's wait is `timeout` or its old spelling `timeout_secs`, not both, and never zero
+/// (`why_not_zero` says what a zero wait would do in this kind of step).
+pub(crate) fn check_timeout(spec: &impl Timeout, at: &str, why_not_zero: &str, p: &mut Problems) {
+    let (timeout, secs) = spec.timeout_fields();
+    if timeout.is_some() && secs.is_some() {
         p.add(
             format!("{at}.timeout_secs"),
-            "a timeout of 0 seconds would stop the tool at once",
+            "`timeout` and `timeout_secs` both say how long to wait; keep `timeout` (e.g. \
+             `timeout: 90s`) and remove `timeout_secs`, its old spelling in seconds",
         );
+    }
+    if timeout.is_some_and(|t| t.get().is_zero()) {
+        p.add(format!("{at}.timeout"), why_not_zero);
+    }
+    if secs == Some(0) {
+        p.add(format!("{at}.timeout_secs"), why_not_zero);
     }
 }
 
@@ -401,12 +414,12 @@ pub(crate) fn check_service(s: &ServiceControl, at: &str, p: &mut Problems) {
              not its display name or its program's path)",
         );
     }
-    if s.timeout_secs == Some(0) {
-        p.add(
-            format!("{at}.timeout_secs"),
-            "a wait of 0 seconds could never see the service get there",
-        );
-    }
+    check_timeout(
+        s,
+        at,
+        "a wait of 0 seconds could never see the service get there",
+        p,
+    );
 }
 
 #[derive(PartialEq)]
@@ -418,7 +431,7 @@ enum InstallerType {
 pub(crate) fn check_install(install: &Install, at: &str, p: &mut Problems) {
     check_exit_codes(install.accept_exit_codes.as_deref(), at, p);
     check_retry(install.retry.as_ref(), at, p);
-    check_timeout(install.timeout_secs, at, p);
+    check_timeout(install, at, TOOL_AT_ONCE, p);
     let lower = install.installer.as_str().to_ascii_lowercase();
     let kind = if lower.ends_with(".msi") {
         Some(InstallerType::Msi)
@@ -607,30 +620,6 @@ pub(crate) fn check_verify(v: &Verify, at: &str, p: &mut Problems) {
             at,
             "a verify step needs at least one check: connector_space, search, services, commands or sql",
         );
-    }
-    for (k, s) in v.search.iter().enumerate() {
-        let given: Vec<&str> = [
-            ("dn_prefix", s.dn_prefix.is_some()),
-            ("anchor_prefix", s.anchor_prefix.is_some()),
-            ("subtree", s.subtree.is_some()),
-        ]
-        .into_iter()
-        .filter(|(_, set)| *set)
-        .map(|(name, _)| name)
-        .collect();
-        if given.len() != 1 {
-            p.add(
-                format!("{at}.search[{k}]"),
-                format!(
-                    "a search needs exactly one of dn_prefix, anchor_prefix or subtree; found {}",
-                    if given.is_empty() {
-                        "none".to_string()
-                    } else {
-                        given.join(" and ")
-                    }
-                ),
-            );
-        }
     }
     for (k, c) in v.commands.iter().enumerate() {
         if c.run.is_empty() {

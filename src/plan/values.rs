@@ -208,7 +208,9 @@ impl StepId {
     }
 }
 
-/// A duration written as a number and a unit: `90s`, `30m`, `24h`, `7d`.
+/// A duration written as a number and a unit: `90s`, `30m`, `24h`, `7d`. Not `humantime`: it
+/// also takes `1M` (a month, beside `1m`, a minute), `1h 30m` and `2days`, which the schema's
+/// pattern and a reviewer's eye do not expect, and writes durations back in that wider form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
 pub struct Duration(#[schemars(with = "DurationText")] std::time::Duration);
 
@@ -219,7 +221,15 @@ struct DurationText(#[schemars(regex(pattern = r"^[0-9]+(s|m|h|d)$"))] String);
 impl Duration {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let err = || format!("expected a duration like 90s, 30m, 24h or 7d, found `{raw}`");
-        let (num, unit) = raw.split_at(raw.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?);
+        let Some(unit_at) = raw.find(|c: char| !c.is_ascii_digit()) else {
+            if raw.is_empty() {
+                return Err(err());
+            }
+            return Err(format!(
+                "`{raw}` has no unit: expected a duration like 90s, 30m, 24h or 7d (seconds: `{raw}s`)"
+            ));
+        };
+        let (num, unit) = raw.split_at(unit_at);
         if num.is_empty() {
             return Err(err());
         }
@@ -335,8 +345,23 @@ mod tests {
         assert!(e.contains("too long"), "{e}");
         let e = Duration::parse("99999999999999999999s").unwrap_err();
         assert!(e.contains("too long"), "{e}");
+        let e = Duration::parse("99999999999999999999d").unwrap_err();
+        assert!(e.contains("too long"), "{e}");
         let e = Duration::parse("d").unwrap_err();
         assert!(e.contains("expected a duration"), "{e}");
+    }
+
+    #[test]
+    fn a_number_without_a_unit_is_not_taken_for_seconds() {
+        // `timeout_secs: 90` rewritten as `timeout: 90` must not silently mean something.
+        let e = Duration::parse("90").unwrap_err();
+        assert_eq!(
+            e,
+            "`90` has no unit: expected a duration like 90s, 30m, 24h or 7d (seconds: `90s`)"
+        );
+        assert!(Duration::parse("")
+            .unwrap_err()
+            .contains("expected a duration"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::fs as afs;
 use crate::adapters::process::{Arg, ProcessError, ProcessSpec};
 use crate::adapters::secrets::SecretString;
-use crate::plan::{ExportKeys, StepId};
+use crate::plan::{ExportKeys, StepId, Timeout};
 use crate::steps::context::secret_place;
 use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
 
@@ -65,7 +65,9 @@ impl ExportKeysStep {
     }
 
     fn timeout(&self) -> Duration {
-        Duration::from_secs(self.spec.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS))
+        self.spec
+            .wait_limit()
+            .unwrap_or(Duration::from_secs(DEFAULT_TIMEOUT_SECS))
     }
 
     /// `miiskmu /e TEMP /u:ACCOUNT * /q`, the password on standard input; or, when the plan says

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::process::{Arg, ProcessSpec};
 use crate::adapters::secrets::SecretString;
 use crate::plan::placeholders;
-use crate::plan::{AnswerProfile, Install, KeyFile, StepId, StepKind};
+use crate::plan::{AnswerProfile, Install, KeyFile, StepId, StepKind, Timeout};
 use crate::steps::context::secret_place;
 use crate::steps::installer::{self, Found, Product, WindowsInstaller};
 use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
@@ -213,7 +213,7 @@ impl InstallStep {
         cx: &StepContext<'_>,
         wi: Option<&WindowsInstaller>,
     ) -> Result<ProcessSpec, StepError> {
-        let timeout = Duration::from_secs(self.spec.timeout_secs.unwrap_or(3600));
+        let timeout = self.spec.wait_limit().unwrap_or(Duration::from_secs(3600));
         let stdin = match &self.spec.stdin {
             // Standard input is always handled as secret by the process adapter.
             Some(t) => Some(match self.render(cx, t)? {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::services::{self, Control, ServiceState};
-use crate::plan::{ServiceControl, StepId, WantedServiceState};
+use crate::plan::{ServiceControl, StepId, Timeout, WantedServiceState};
 use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
 
 /// Default wait for the service to get there after sc asked it to.
@@ -65,9 +65,7 @@ impl ServiceStep {
     }
 
     fn timeout(&self) -> Duration {
-        self.spec
-            .timeout_secs
-            .map_or(DEFAULT_TIMEOUT, Duration::from_secs)
+        self.spec.wait_limit().unwrap_or(DEFAULT_TIMEOUT)
     }
 
     async fn observe_state(&self, cx: &StepContext<'_>) -> Result<Option<ServiceState>, StepError> {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::process::{Arg, ProcessSpec};
-use crate::plan::{ProductRef, StepId, Uninstall};
+use crate::plan::{ProductRef, StepId, Timeout, Uninstall};
 use crate::steps::installer::{self, Found, Product, WindowsInstaller};
 use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
 
@@ -77,7 +77,7 @@ impl UninstallStep {
             program: cx.world.msiexec(),
             args,
             stdin: None,
-            timeout: Duration::from_secs(self.spec.timeout_secs.unwrap_or(3600)),
+            timeout: self.spec.wait_limit().unwrap_or(Duration::from_secs(3600)),
             cwd: None,
             env: Vec::new(),
             env_remove: Vec::new(),

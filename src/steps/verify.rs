@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::process::ProcessSpec;
 use crate::adapters::services::{self, ServiceState};
 use crate::adapters::sql::{statements as q, SqlClient};
-use crate::plan::{StepId, Verify};
+use crate::plan::{SearchBy, StepId, Verify};
 use crate::steps::snapshot_connector_space::{self as snapshot, Snapshot};
 use crate::steps::sqlrow::{bytes, text};
 use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
@@ -230,11 +230,10 @@ struct CsObject {
 }
 
 fn search_name(s: &crate::plan::Search) -> String {
-    let what = match (&s.dn_prefix, &s.anchor_prefix, &s.subtree) {
-        (Some(p), _, _) => format!("DN starting `{p}`"),
-        (_, Some(p), _) => format!("anchor starting `{p}`"),
-        (_, _, Some(t)) => format!("sub-tree `{t}`"),
-        _ => "all objects".to_string(),
+    let what = match &s.by {
+        SearchBy::DnPrefix(p) => format!("DN starting `{p}`"),
+        SearchBy::AnchorPrefix(p) => format!("anchor starting `{p}`"),
+        SearchBy::Subtree(t) => format!("sub-tree `{t}`"),
     };
     format!("{} / {what}", s.management_agent)
 }
@@ -259,15 +258,14 @@ fn count_matches(objects: &[CsObject], s: &crate::plan::Search) -> u64 {
     let lower = |t: &str| t.to_lowercase();
     objects
         .iter()
-        .filter(|o| match (&s.dn_prefix, &s.anchor_prefix, &s.subtree) {
-            (Some(p), _, _) => lower(&dn(o)).starts_with(&lower(p)),
-            (_, Some(p), _) => p.matches(&o.anchor),
-            (_, _, Some(t)) => {
+        .filter(|o| match &s.by {
+            SearchBy::DnPrefix(p) => lower(&dn(o)).starts_with(&lower(p)),
+            SearchBy::AnchorPrefix(p) => p.matches(&o.anchor),
+            SearchBy::Subtree(t) => {
                 let d = lower(&dn(o));
                 let t = lower(t);
                 d == t || d.ends_with(&format!(",{t}"))
             }
-            _ => true,
         })
         .count() as u64
 }
@@ -451,13 +449,11 @@ mod tests {
         }
     }
 
-    fn search(dn: Option<&str>, sub: Option<&str>) -> crate::plan::Search {
+    fn search(by: SearchBy) -> crate::plan::Search {
         crate::plan::Search {
             database: None,
             management_agent: "Contoso AD".into(),
-            dn_prefix: dn.map(Into::into),
-            anchor_prefix: None,
-            subtree: sub.map(Into::into),
+            by,
             min_count: 1,
         }
     }
@@ -471,14 +467,23 @@ mod tests {
             obj("4", Some("2"), "CN=Alice"),
         ];
         assert_eq!(
-            count_matches(&objects, &search(Some("cn=administrator,OU=Users"), None)),
+            count_matches(
+                &objects,
+                &search(SearchBy::DnPrefix("cn=administrator,OU=Users".into()))
+            ),
             1
         );
         assert_eq!(
-            count_matches(&objects, &search(None, Some("OU=Users,DC=contoso,DC=com"))),
+            count_matches(
+                &objects,
+                &search(SearchBy::Subtree("OU=Users,DC=contoso,DC=com".into()))
+            ),
             3
         );
-        assert_eq!(count_matches(&objects, &search(Some("CN=Bob"), None)), 0);
+        assert_eq!(
+            count_matches(&objects, &search(SearchBy::DnPrefix("CN=Bob".into()))),
+            0
+        );
     }
 
     #[test]
@@ -488,9 +493,10 @@ mod tests {
             o.anchor = vec![0x9F, 0x3A, 0x01];
             vec![o]
         };
-        let by_anchor = |prefix: &str| crate::plan::Search {
-            anchor_prefix: Some(crate::plan::HexPrefix::parse(prefix).unwrap()),
-            ..search(None, None)
+        let by_anchor = |prefix: &str| {
+            search(SearchBy::AnchorPrefix(
+                crate::plan::HexPrefix::parse(prefix).unwrap(),
+            ))
         };
         assert_eq!(count_matches(&objects(), &by_anchor("9f3a")), 1);
         assert_eq!(count_matches(&objects(), &by_anchor("0x9F3A01")), 1);
