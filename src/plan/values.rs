@@ -208,9 +208,10 @@ impl StepId {
     }
 }
 
-/// A duration written as a number and a unit: `90s`, `30m`, `24h`, `7d`. Not `humantime`: it
-/// also takes `1M` (a month, beside `1m`, a minute), `1h 30m` and `2days`, which the schema's
-/// pattern and a reviewer's eye do not expect, and writes durations back in that wider form.
+// Not `humantime`: it also takes `1M` (a month, beside `1m`, a minute), `1h 30m` and `2days`,
+// which the schema's pattern and a reviewer's eye do not expect, and writes durations back in
+// that wider form.
+/// A duration written as a number and a unit: `90s`, `30m`, `24h`, `7d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
 pub struct Duration(#[schemars(with = "DurationText")] std::time::Duration);
 
