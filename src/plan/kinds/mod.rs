@@ -28,10 +28,18 @@
 //! ```
 
 use super::graph::Reference;
-use super::types::*;
+use super::types::Plan;
 pub use super::validate::Problems;
-use super::validate::{self as check};
 use super::values::Secret;
+
+pub mod backup_database;
+pub mod backup_files;
+pub mod export_keys;
+pub mod install;
+pub mod service;
+pub mod snapshot_connector_space;
+pub mod uninstall;
+pub mod verify;
 
 /// The registry: every step kind, once, as `Variant(spec type) = "name"`. Invokes the macro named
 /// by its argument with the list (the plan's enum below; the executor's dispatch).
@@ -115,132 +123,6 @@ macro_rules! define_step_kind {
 }
 
 step_kinds!(define_step_kind);
-
-impl KindSpec for BackupDatabase {
-    fn references(&self) -> Vec<Reference<'_>> {
-        Vec::new()
-    }
-    fn secrets(&self) -> Vec<SecretField<'_>> {
-        Vec::new()
-    }
-    fn validate(&self, _: &Where<'_>, _: &mut Problems) {}
-}
-
-impl ExportKeys {
-    /// The field that holds the account's password.
-    pub const PASSWORD: &'static str = "account.password";
-}
-
-impl KindSpec for ExportKeys {
-    fn references(&self) -> Vec<Reference<'_>> {
-        Vec::new()
-    }
-    fn secrets(&self) -> Vec<SecretField<'_>> {
-        vec![SecretField {
-            field: Self::PASSWORD,
-            secret: &self.account.password,
-        }]
-    }
-    fn validate(&self, w: &Where<'_>, p: &mut Problems) {
-        check::check_timeout(self, w.at, check::TOOL_AT_ONCE, p);
-    }
-}
-
-impl KindSpec for BackupFiles {
-    fn references(&self) -> Vec<Reference<'_>> {
-        Vec::new()
-    }
-    fn secrets(&self) -> Vec<SecretField<'_>> {
-        Vec::new()
-    }
-    fn validate(&self, _: &Where<'_>, _: &mut Problems) {}
-}
-
-impl KindSpec for SnapshotConnectorSpace {
-    fn references(&self) -> Vec<Reference<'_>> {
-        Vec::new()
-    }
-    fn secrets(&self) -> Vec<SecretField<'_>> {
-        Vec::new()
-    }
-    fn validate(&self, _: &Where<'_>, _: &mut Problems) {}
-}
-
-impl KindSpec for Uninstall {
-    fn references(&self) -> Vec<Reference<'_>> {
-        Vec::new()
-    }
-    fn secrets(&self) -> Vec<SecretField<'_>> {
-        Vec::new()
-    }
-    fn validate(&self, w: &Where<'_>, p: &mut Problems) {
-        check::check_uninstall(w.plan, w.index, self, w.at, p);
-    }
-}
-
-impl Install {
-    /// The field that holds the service account's password.
-    pub const SERVICE_PASSWORD: &'static str = "answers.service_account.password";
-}
-
-impl KindSpec for Install {
-    fn references(&self) -> Vec<Reference<'_>> {
-        match &self.answers.key_file {
-            Some(KeyFile::From(id)) => vec![Reference {
-                field: "install.answers.key_file.from",
-                target: id,
-                required_kind: "export_keys",
-            }],
-            Some(KeyFile::Path(_)) | None => Vec::new(),
-        }
-    }
-    fn secrets(&self) -> Vec<SecretField<'_>> {
-        self.answers
-            .service_account
-            .iter()
-            .map(|a| SecretField {
-                field: Self::SERVICE_PASSWORD,
-                secret: &a.password,
-            })
-            .collect()
-    }
-    fn validate(&self, w: &Where<'_>, p: &mut Problems) {
-        check::check_install(self, w.at, p);
-        check::check_takeover(w.plan, w.index, self, w.at, p);
-    }
-}
-
-impl KindSpec for Verify {
-    fn references(&self) -> Vec<Reference<'_>> {
-        self.connector_space
-            .iter()
-            .map(|cs| Reference {
-                field: "verify.connector_space.same_as",
-                target: &cs.same_as,
-                required_kind: "snapshot_connector_space",
-            })
-            .collect()
-    }
-    fn secrets(&self) -> Vec<SecretField<'_>> {
-        Vec::new()
-    }
-    fn validate(&self, w: &Where<'_>, p: &mut Problems) {
-        check::check_verify(self, w.at, p);
-        check::check_snapshot_before_upgrade(w.plan, w.index, self, w.at, p);
-    }
-}
-
-impl KindSpec for ServiceControl {
-    fn references(&self) -> Vec<Reference<'_>> {
-        Vec::new()
-    }
-    fn secrets(&self) -> Vec<SecretField<'_>> {
-        Vec::new()
-    }
-    fn validate(&self, w: &Where<'_>, p: &mut Problems) {
-        check::check_service(self, w.at, p);
-    }
-}
 
 #[cfg(test)]
 mod tests {
