@@ -31,8 +31,8 @@ from winrm.exceptions import InvalidCredentialsError, WinRMError, WinRMTransport
 cfg = json.load(sys.stdin)
 scenario = sys.argv[1]
 
-def session(password=None, **kw):
-    return winrm.Session(cfg["url"], auth=(cfg["user"], password or cfg["password"]), transport="ntlm", **kw)
+def session(password=None, transport="ntlm", **kw):
+    return winrm.Session(cfg["url"], auth=(cfg["user"], password or cfg["password"]), transport=transport, **kw)
 
 def run(s, cmd, args):
     r = s.run_cmd(cmd, args)
@@ -78,6 +78,15 @@ elif scenario == "drop":
         out["receive"] = "answered"
     except Exception as e:
         out["receive"] = type(e).__name__
+elif scenario == "https":
+    for transport in ["basic", "ntlm"]:
+        s = winrm.Session(cfg["https_url"], auth=(cfg["user"], cfg["password"]), transport=transport, ca_trust_path=cfg["https_cert"])
+        out[transport] = run(s, "sc", ["query", "miiserver"])
+    try:
+        session(transport="basic").run_cmd("sc", ["query", "miiserver"])
+        out["basic_over_http"] = "accepted"
+    except InvalidCredentialsError as e:
+        out["basic_over_http"] = "InvalidCredentialsError"
 print(json.dumps(out))
 "#;
 
@@ -143,6 +152,8 @@ fn client(lab: &RunningLab, scenario: &str, mut cfg: Value) -> Value {
     cfg["url"] = json!(lab.winrm.url);
     cfg["user"] = json!(lab.winrm.user);
     cfg["password"] = json!(lab.winrm.password);
+    cfg["https_url"] = json!(lab.winrm.https_url);
+    cfg["https_cert"] = json!(lab.winrm.https_cert);
     let mut child = Command::new(python)
         .arg(&script)
         .arg(scenario)
@@ -172,14 +183,16 @@ fn client(lab: &RunningLab, scenario: &str, mut cfg: Value) -> Value {
 }
 
 fn start(faults: &[&str]) -> (tempfile::TempDir, RunningLab) {
+    start_with(StartOptions {
+        faults: Some(faults.iter().map(|f| f.to_string()).collect()),
+        ..StartOptions::default()
+    })
+}
+
+fn start_with(opts: StartOptions) -> (tempfile::TempDir, RunningLab) {
     let tmp = tempfile::tempdir().unwrap();
     let lab = Lab::init(&tmp.path().join("lab"), Flavour::Iifp).unwrap();
-    let running = lab
-        .start(StartOptions {
-            faults: Some(faults.iter().map(|f| f.to_string()).collect()),
-            ..StartOptions::default()
-        })
-        .unwrap();
+    let running = lab.start(opts).unwrap();
     (tmp, running)
 }
 
@@ -345,5 +358,30 @@ fn winrm_slow_delays_every_shell_response() {
         started.elapsed() >= Duration::from_millis(5 * 400),
         "{:?}",
         started.elapsed()
+    );
+}
+
+#[test]
+fn the_https_listener_takes_basic_and_ntlm_with_its_certificate_trusted_and_http_refuses_basic() {
+    let (_tmp, lab) = start_with(StartOptions {
+        winrm_https: true,
+        ..StartOptions::default()
+    });
+    assert!(lab
+        .winrm
+        .https_url
+        .as_deref()
+        .unwrap()
+        .starts_with("https://127.0.0.1:"));
+    let out = client(&lab, "https", json!({}));
+    let (_, stdout, _) = local(&lab, "sc", &["query", "miiserver"]);
+    for transport in ["basic", "ntlm"] {
+        assert_eq!(out[transport]["exit"], json!(0), "{out}");
+        assert_eq!(bytes(&out[transport]["stdout"]), stdout, "{transport}");
+    }
+    assert_eq!(
+        out["basic_over_http"],
+        json!("InvalidCredentialsError"),
+        "{out}"
     );
 }

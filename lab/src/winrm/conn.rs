@@ -1,14 +1,16 @@
-//! One HTTP connection to the lab's WinRM listener, as Windows' default listener treats it
+//! One connection to the lab's WinRM listener, as Windows' default listener treats it
 //! (AllowUnencrypted=false, Basic off, Negotiate on): NTLM over `Authorization: Negotiate|NTLM`
-//! authenticates the connection; after that every SOAP body must arrive sealed in the
+//! authenticates the connection; after that every SOAP body over HTTP must arrive sealed in the
 //! SPNEGO-encrypted multipart form and every answer leaves sealed the same way. A plain body after
 //! logon gets HTTP 500 (what Windows answers when AllowUnencrypted is false), a bad or missing
-//! logon 401 with `WWW-Authenticate: Negotiate`.
+//! logon 401 with `WWW-Authenticate: Negotiate`. Over the optional HTTPS listener (a listener with
+//! Basic enabled) TLS protects the traffic: plain SOAP bodies are taken, and so is Basic, which
+//! authenticates each request that carries it.
 
 use std::sync::Arc;
 
 use base64::Engine;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::dispatch::{Outcome, Service};
 use super::encrypted;
@@ -22,6 +24,9 @@ pub struct Shared {
     pub service: Service,
 }
 
+/// The Content-Type of a plain SOAP message.
+const SOAP: &str = "application/soap+xml;charset=UTF-8";
+
 /// Where one connection's logon stands.
 enum Logon {
     None,
@@ -30,9 +35,13 @@ enum Logon {
     Done(Box<SessionSecurity>),
 }
 
-/// Serves one connection until the client closes it (or a fault drops it).
-pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
-    let (read, mut write) = stream.into_split();
+/// Serves one connection until the client closes it (or a fault drops it). `https`: the stream is
+/// TLS, so Basic and plain SOAP bodies are taken.
+pub async fn run<S>(stream: S, shared: Arc<Shared>, https: bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (read, mut write) = tokio::io::split(stream);
     let mut reader = http::Reader::new(read);
     let mut logon = Logon::None;
     loop {
@@ -46,7 +55,7 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
             }
         };
         let close = req.wants_close();
-        let Some(resp) = respond(&shared, &mut logon, req).await else {
+        let Some(resp) = respond(&shared, &mut logon, req, https).await else {
             return;
         };
         if http::write(&mut write, &resp).await.is_err() || close {
@@ -60,7 +69,12 @@ fn unauthorized() -> Response {
 }
 
 /// The answer to one request; `None` drops the connection.
-async fn respond(shared: &Shared, logon: &mut Logon, req: Request) -> Option<Response> {
+async fn respond(
+    shared: &Shared,
+    logon: &mut Logon,
+    req: Request,
+    https: bool,
+) -> Option<Response> {
     let path = req.path.split('?').next().unwrap_or_default();
     if !path.eq_ignore_ascii_case("/wsman") {
         return Some(Response::new(404));
@@ -68,79 +82,129 @@ async fn respond(shared: &Shared, logon: &mut Logon, req: Request) -> Option<Res
     if req.method != "POST" {
         return Some(Response::new(405));
     }
-    if let Some(value) = req.header("Authorization") {
-        let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
-        if !(scheme.eq_ignore_ascii_case("Negotiate") || scheme.eq_ignore_ascii_case("NTLM")) {
-            // Basic (off by default, and never over plain HTTP), Kerberos, anything else.
-            *logon = Logon::None;
-            return Some(unauthorized());
-        }
-        let Ok(token) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else {
-            *logon = Logon::None;
-            return Some(unauthorized());
-        };
-        match ntlm::message_type(&token) {
-            Some(1) => return Some(challenge(shared, logon, scheme, &token)),
-            Some(3) => {
-                let accepted = match std::mem::replace(logon, Logon::None) {
-                    Logon::Challenged(state) => {
-                        ntlm::authenticate(&shared.identity, &state, &token)
-                    }
-                    _ => Err(ntlm::NtlmError::NotNtlm { expected: 1 }),
-                };
-                match accepted {
-                    Ok(a) => {
-                        tracing::info!("WinRM logon of {}\\{}", a.domain, a.user);
-                        *logon = Logon::Done(Box::new(SessionSecurity::new(&a)));
-                    }
-                    Err(e) => {
-                        tracing::info!("WinRM logon refused: {e}");
-                        return Some(unauthorized());
-                    }
-                }
-            }
-            _ => {
-                // A SPNEGO-wrapped (GSS-API) token: the lab's Negotiate takes raw NTLM only.
-                tracing::info!("WinRM logon refused: not a raw NTLM token");
-                *logon = Logon::None;
-                return Some(unauthorized());
-            }
-        }
-    }
-    let Logon::Done(security) = logon else {
-        return Some(unauthorized());
+    let basic = match authorize(shared, logon, &req, https) {
+        Ok(basic) => basic,
+        Err(refusal) => return Some(refusal),
+    };
+    let security = match logon {
+        Logon::Done(s) => Some(s),
+        _ if basic => None,
+        _ => return Some(unauthorized()),
     };
     if req.body.is_empty() {
         return Some(Response::new(200));
     }
     let content_type = req.header("Content-Type").unwrap_or_default();
-    if !encrypted::is_encrypted(content_type) {
-        tracing::info!("WinRM: unencrypted request refused (AllowUnencrypted=false)");
-        return Some(Response::new(500));
-    }
-    let plain = match encrypted::parse(&req.body) {
-        Ok(parts) => match security.unseal(parts.signature, parts.sealed) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::info!("WinRM: {e}");
-                return Some(Response::new(400));
-            }
-        },
-        Err(e) => {
-            tracing::info!("WinRM: {e}");
-            return Some(Response::new(400));
+    match (encrypted::is_encrypted(content_type), security) {
+        (true, Some(security)) => {
+            let plain = match encrypted::parse(&req.body)
+                .map_err(|e| e.to_string())
+                .and_then(|p| {
+                    security
+                        .unseal(p.signature, p.sealed)
+                        .map_err(|e| e.to_string())
+                }) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::info!("WinRM: {e}");
+                    return Some(Response::new(400));
+                }
+            };
+            let (status, xml) = answer(shared, &plain).await?;
+            let (signature, sealed) = security.seal(&xml);
+            Some(Response::new(status).body(
+                encrypted::CONTENT_TYPE,
+                encrypted::build(xml.len(), &signature, &sealed),
+            ))
         }
+        (false, _) if https => {
+            let (status, xml) = answer(shared, &req.body).await?;
+            Some(Response::new(status).body(SOAP, xml))
+        }
+        (true, None) => Some(Response::new(400)),
+        (false, _) => {
+            tracing::info!("WinRM: unencrypted request refused (AllowUnencrypted=false)");
+            Some(Response::new(500))
+        }
+    }
+}
+
+/// The shell service's answer as (HTTP status, SOAP); `None` drops the connection.
+async fn answer(shared: &Shared, xml: &[u8]) -> Option<(u16, Vec<u8>)> {
+    match shared.service.handle(xml).await {
+        Outcome::Drop => None,
+        Outcome::Reply(xml) => Some((200, xml)),
+        Outcome::Fault(xml) => Some((500, xml)),
+    }
+}
+
+/// Takes the request's Authorization header, if any: `Ok(true)` for a good Basic logon (HTTPS
+/// only), `Ok(false)` when the connection's NTLM logon decides, `Err` with the 401 to send.
+fn authorize(
+    shared: &Shared,
+    logon: &mut Logon,
+    req: &Request,
+    https: bool,
+) -> Result<bool, Response> {
+    let Some(value) = req.header("Authorization") else {
+        return Ok(false);
     };
-    let (status, xml) = match shared.service.handle(&plain).await {
-        Outcome::Drop => return None,
-        Outcome::Reply(xml) => (200, xml),
-        Outcome::Fault(xml) => (500, xml),
+    let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
+    if https && scheme.eq_ignore_ascii_case("Basic") && basic_ok(&shared.identity, token) {
+        return Ok(true);
+    }
+    let ntlm_scheme =
+        scheme.eq_ignore_ascii_case("Negotiate") || scheme.eq_ignore_ascii_case("NTLM");
+    let token = base64::engine::general_purpose::STANDARD.decode(token.trim());
+    let (true, Ok(token)) = (ntlm_scheme, token) else {
+        // Basic over plain HTTP (off by default on Windows), a bad Basic password, Kerberos,
+        // anything else.
+        *logon = Logon::None;
+        return Err(unauthorized());
     };
-    let (signature, sealed) = security.seal(&xml);
-    Some(Response::new(status).body(
-        encrypted::CONTENT_TYPE,
-        encrypted::build(xml.len(), &signature, &sealed),
-    ))
+    match ntlm::message_type(&token) {
+        Some(1) => Err(challenge(shared, logon, scheme, &token)),
+        Some(3) => {
+            let accepted = match std::mem::replace(logon, Logon::None) {
+                Logon::Challenged(state) => ntlm::authenticate(&shared.identity, &state, &token),
+                _ => Err(ntlm::NtlmError::NotNtlm { expected: 1 }),
+            };
+            match accepted {
+                Ok(a) => {
+                    tracing::info!("WinRM logon of {}\\{}", a.domain, a.user);
+                    *logon = Logon::Done(Box::new(SessionSecurity::new(&a)));
+                    Ok(false)
+                }
+                Err(e) => {
+                    tracing::info!("WinRM logon refused: {e}");
+                    Err(unauthorized())
+                }
+            }
+        }
+        _ => {
+            // A SPNEGO-wrapped (GSS-API) token: the lab's Negotiate takes raw NTLM only.
+            tracing::info!("WinRM logon refused: not a raw NTLM token");
+            *logon = Logon::None;
+            Err(unauthorized())
+        }
+    }
+}
+
+/// Does a Basic token name the local administrator with its password?
+fn basic_ok(id: &Identity, token: &str) -> bool {
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&decoded);
+    let Some((who, password)) = text.split_once(':') else {
+        return false;
+    };
+    let user = match who.split_once('\\') {
+        Some((domain, user)) if domain == "." || domain.eq_ignore_ascii_case(&id.computer) => user,
+        Some(_) => return false,
+        None => who,
+    };
+    user.eq_ignore_ascii_case(&id.user) && password == id.password
 }
 
 fn challenge(shared: &Shared, logon: &mut Logon, scheme: &str, token: &[u8]) -> Response {
