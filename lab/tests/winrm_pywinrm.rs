@@ -40,7 +40,7 @@ def run(s, cmd, args):
 
 out = {}
 if scenario == "run":
-    s = session()
+    s = session(**cfg.get("session", {}))
     out["runs"] = [run(s, c["cmd"], c["args"]) for c in cfg["commands"]]
 elif scenario == "refusals":
     try:
@@ -384,4 +384,24 @@ fn the_https_listener_takes_basic_and_ntlm_with_its_certificate_trusted_and_http
         json!("InvalidCredentialsError"),
         "{out}"
     );
+}
+
+#[test]
+fn a_receive_with_no_output_within_operation_timeout_gets_timed_out_and_the_client_receives_again()
+{
+    // The stand-in is silent for 2.5 s; the client waits 1 s per Receive and gives up on a
+    // request after 2 s, so only the w:TimedOut fault (pywinrm then receives again) gets it
+    // through.
+    let (_tmp, lab) = start(&["slow-tools=2500"]);
+    let out = client(
+        &lab,
+        "run",
+        json!({
+            "session": {"operation_timeout_sec": 1, "read_timeout_sec": 2},
+            "commands": [{"cmd": "sc", "args": ["query", "miiserver"]}],
+        }),
+    );
+    let (_, stdout, _) = local(&lab, "sc", &["query", "miiserver"]);
+    assert_eq!(out["runs"][0]["exit"], json!(0), "{out}");
+    assert_eq!(bytes(&out["runs"][0]["stdout"]), stdout);
 }
