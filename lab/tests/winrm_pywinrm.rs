@@ -87,6 +87,44 @@ elif scenario == "https":
         out["basic_over_http"] = "accepted"
     except InvalidCredentialsError as e:
         out["basic_over_http"] = "InvalidCredentialsError"
+elif scenario == "spnego":
+    # pyspnego's Negotiate (SPNEGO around NTLM, mechListMIC both ways), as pypsrp and Windows'
+    # own clients log on, then pywinrm's shell messages sealed by that context.
+    import requests, spnego, struct
+    ctx = spnego.client(cfg["user"], cfg["password"], hostname="127.0.0.1", service="HTTP", protocol="negotiate")
+    http = requests.Session()
+    token = ctx.step()
+    out["first_token_is_spnego"] = token[:1] == b"\x60"
+    for _ in range(3):
+        r = http.post(cfg["url"], headers={"Authorization": "Negotiate " + base64.b64encode(token).decode()}, data=b"")
+        header = r.headers.get("WWW-Authenticate", "")
+        if header.startswith("Negotiate "):
+            token = ctx.step(base64.b64decode(header.split(" ")[1]))
+        if r.status_code != 401:
+            break
+    out["logon_status"] = r.status_code
+    out["complete"] = ctx.complete
+    boundary = b"--Encrypted Boundary"
+    def send(msg):
+        msg = msg.encode() if isinstance(msg, str) else msg
+        w = ctx.wrap_winrm(msg)
+        body = (boundary + b"\r\n\tContent-Type: application/HTTP-SPNEGO-session-encrypted\r\n\tOriginalContent: type=application/soap+xml;charset=UTF-8;Length=%d\r\n" % len(msg)
+                + boundary + b"\r\n\tContent-Type: application/octet-stream\r\n" + struct.pack("<i", len(w.header)) + w.header + w.data + boundary + b"--\r\n")
+        r = http.post(cfg["url"], data=body, headers={"Content-Type": 'multipart/encrypted;protocol="application/HTTP-SPNEGO-session-encrypted";boundary="Encrypted Boundary"'})
+        payload = r.content.split(boundary + b"\r\n")[2][len(b"\tContent-Type: application/octet-stream\r\n"):-len(boundary + b"--\r\n")]
+        n = struct.unpack("<i", payload[:4])[0]
+        plain = ctx.unwrap_winrm(payload[4:4 + n], payload[4 + n:])
+        if r.status_code != 200:
+            raise WinRMTransportError("http", r.status_code, plain.decode())
+        return plain
+    p = winrm.Protocol(cfg["url"], transport="ntlm", username=cfg["user"], password=cfg["password"])
+    p.transport.send_message = send
+    shell = p.open_shell()
+    cmd = p.run_command(shell, "sc", ["query", "miiserver"])
+    so, se, code = p.get_command_output(shell, cmd)
+    p.cleanup_command(shell, cmd)
+    p.close_shell(shell)
+    out["run"] = {"exit": code, "stdout": base64.b64encode(so).decode(), "stderr": base64.b64encode(se).decode()}
 print(json.dumps(out))
 "#;
 
@@ -404,4 +442,17 @@ fn a_receive_with_no_output_within_operation_timeout_gets_timed_out_and_the_clie
     let (_, stdout, _) = local(&lab, "sc", &["query", "miiserver"]);
     assert_eq!(out["runs"][0]["exit"], json!(0), "{out}");
     assert_eq!(bytes(&out["runs"][0]["stdout"]), stdout);
+}
+
+#[test]
+fn a_spnego_wrapped_ntlm_logon_as_pyspnego_negotiate_sends_it_is_taken_and_its_session_seals() {
+    let (_tmp, lab) = start(&[]);
+    let out = client(&lab, "spnego", json!({}));
+    assert_eq!(out["first_token_is_spnego"], json!(true), "{out}");
+    assert_eq!(out["logon_status"], json!(200), "{out}");
+    // The client completes only with the server's final token and its mechListMIC verified.
+    assert_eq!(out["complete"], json!(true), "{out}");
+    let (_, stdout, _) = local(&lab, "sc", &["query", "miiserver"]);
+    assert_eq!(out["run"]["exit"], json!(0), "{out}");
+    assert_eq!(bytes(&out["run"]["stdout"]), stdout);
 }

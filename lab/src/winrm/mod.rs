@@ -1,8 +1,8 @@
 //! The lab's WinRM (WS-Management) listener: `http://127.0.0.1:PORT/wsman` as Windows' default
 //! HTTP listener behaves (NTLM with message encryption, no Basic, no unencrypted traffic), serving
 //! the cmd shell over the lab's stand-ins. TEST DOUBLE. Modules, one job each: `http` (HTTP/1.1),
-//! `ntlm` (NTLMv2 acceptor), `seal` (session security), `encrypted` (the MS-WSMV encrypted body),
-//! `conn` (one connection: logon and encryption), `soap` (XML), `dispatch` (the shell operations),
+//! `ntlm` (NTLMv2 acceptor), `spnego` (SPNEGO around it), `seal` (session security), `encrypted`
+//! (the MS-WSMV encrypted body), `conn` (one connection: logon and encryption), `soap` (XML), `dispatch` (the shell operations),
 //! `shell` (shells and commands), `cmdline` (what cmd.exe does with a command line), `tls` (the
 //! optional HTTPS listener's self-signed certificate).
 
@@ -15,6 +15,7 @@ pub mod ntlm;
 mod seal;
 mod shell;
 mod soap;
+mod spnego;
 pub mod tls;
 
 use std::net::SocketAddr;
