@@ -81,8 +81,14 @@ where
     }
 }
 
-fn unauthorized() -> Response {
-    Response::new(401).header("WWW-Authenticate", "Negotiate")
+/// 401 with the schemes the listener takes (Basic only over HTTPS, where the lab enables it).
+fn unauthorized(https: bool) -> Response {
+    let r = Response::new(401).header("WWW-Authenticate", "Negotiate");
+    if https {
+        r.header("WWW-Authenticate", "Basic realm=\"WSMAN\"")
+    } else {
+        r
+    }
 }
 
 /// The answer to one request; `None` drops the connection.
@@ -121,7 +127,7 @@ async fn answer_body(
     let security = match logon {
         Logon::Done(s) => Some(s),
         _ if basic => None,
-        _ => return Some(unauthorized()),
+        _ => return Some(unauthorized(https)),
     };
     if req.body.is_empty() {
         return Some(Response::new(200));
@@ -195,18 +201,16 @@ fn authorize(
     let (true, Ok(token)) = (ntlm_scheme, token) else {
         // Basic over plain HTTP (off by default on Windows), a bad Basic password, Kerberos,
         // anything else.
-        return Err(refuse(logon, "not an NTLM or Negotiate logon"));
+        return Err(refuse(logon, "not an NTLM or Negotiate logon", https));
     };
     let (inner, wrapped) = if spnego::is_spnego(&token) {
         match spnego::parse(&token) {
             Ok(w) if w.offers_ntlm => (w.token.clone().unwrap_or_default(), Some(w)),
             Ok(_) => {
-                return Err(refuse(
-                    logon,
-                    "SPNEGO without NTLM (the lab has no Kerberos)",
-                ))
+                let why = "SPNEGO without NTLM (the lab has no Kerberos)";
+                return Err(refuse(logon, why, https));
             }
-            Err(e) => return Err(refuse(logon, &e.to_string())),
+            Err(e) => return Err(refuse(logon, &e.to_string(), https)),
         }
     } else {
         (token, None)
@@ -242,7 +246,7 @@ fn authorize(
                     let header = wrap(spnego::State::AcceptIncomplete, Some(&msg), None, true);
                     Err(Response::new(401).header("WWW-Authenticate", header))
                 }
-                Err(e) => Err(refuse(logon, &e.to_string())),
+                Err(e) => Err(refuse(logon, &e.to_string(), https)),
             }
         }
         Some(3) => {
@@ -253,7 +257,7 @@ fn authorize(
                 }
                 _ => Err("an AUTHENTICATE message before any CHALLENGE".to_string()),
             };
-            let a = accepted.map_err(|e| refuse(logon, &e))?;
+            let a = accepted.map_err(|e| refuse(logon, &e, https))?;
             let mut security = SessionSecurity::new(&a);
             let client_mic = wrapped.as_ref().and_then(|w| w.mech_list_mic.clone());
             let final_token = match (&wrapped, spnego, client_mic) {
@@ -261,7 +265,7 @@ fn authorize(
                 (Some(_), Some(types), Some(mic)) => {
                     security
                         .verify_mic(&types, &mic)
-                        .map_err(|e| refuse(logon, &format!("mechListMIC: {e}")))?;
+                        .map_err(|e| refuse(logon, &format!("mechListMIC: {e}"), https))?;
                     let ours = security.mic(&types);
                     Some(wrap(
                         spnego::State::AcceptCompleted,
@@ -288,15 +292,15 @@ fn authorize(
             let header = wrap(spnego::State::AcceptIncomplete, None, None, true);
             Err(Response::new(401).header("WWW-Authenticate", header))
         }
-        _ => Err(refuse(logon, "not an NTLM token")),
+        _ => Err(refuse(logon, "not an NTLM token", https)),
     }
 }
 
 /// Forgets the connection's logon and answers 401.
-fn refuse(logon: &mut Logon, why: &str) -> Response {
+fn refuse(logon: &mut Logon, why: &str, https: bool) -> Response {
     tracing::info!("WinRM logon refused: {why}");
     *logon = Logon::None;
-    unauthorized()
+    unauthorized(https)
 }
 
 /// Does a Basic token name the local administrator with its password?
