@@ -31,12 +31,20 @@ pub enum Command {
         #[arg(long, default_value = "iifp")]
         product: String,
     },
-    /// Run the TDS server double on 127.0.0.1 until SIGTERM/SIGINT; prints one JSON line when ready.
+    /// Run the TDS server double and the WinRM listener on 127.0.0.1 until SIGTERM/SIGINT; prints
+    /// one JSON line when ready.
     Serve {
         dir: PathBuf,
         /// TCP port (default: any free port).
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// The WinRM listener's TCP port (default: any free port).
+        #[arg(long, default_value_t = 0)]
+        winrm_port: u16,
+        /// Also an HTTPS WinRM listener (any free port) with a self-signed certificate written to
+        /// DIR/winrm-https.pem, taking Basic and NTLM (a listener with Basic enabled).
+        #[arg(long)]
+        winrm_https: bool,
         /// TDS version: 7.4 (SQL Server 2016) or 7.1 (SQL Server 2000).
         #[arg(long, default_value = "7.4")]
         tds: String,
@@ -92,6 +100,8 @@ pub fn run(cli: Cli) -> Result<i32, LabError> {
         Command::Serve {
             dir,
             port,
+            winrm_port,
+            winrm_https,
             tds,
             faults,
             separate_sql_host,
@@ -99,6 +109,8 @@ pub fn run(cli: Cli) -> Result<i32, LabError> {
             let lab = Lab::open(&dir)?;
             let opts = StartOptions {
                 port,
+                winrm_port,
+                winrm_https,
                 tds: parse_tds(&tds)?,
                 faults: Some(faults),
                 sql_host: if separate_sql_host {
