@@ -14,6 +14,7 @@ pub mod types;
 pub mod validate;
 pub mod values;
 pub mod windows_installer;
+pub mod write;
 
 pub use diagnostics::{Diagnostic, Diagnostics};
 pub use load::{load, load_str, LoadedPlan};
