@@ -46,6 +46,16 @@ pub enum LabError {
     Binary(String),
     #[error("rehearse: {0}")]
     Rehearse(String),
+    /// A plan that `upgrade validate` refuses, with the same diagnostics.
+    #[error(
+        "{} does not validate, so nothing was rehearsed; `upgrade validate` says:\n{}",
+        .path.display(),
+        .diagnostics.to_string().trim_end()
+    )]
+    Plan {
+        path: PathBuf,
+        diagnostics: upgrade_plan::Diagnostics,
+    },
 }
 
 impl LabError {

@@ -216,7 +216,9 @@ pub fn lock(lab: &Path) -> Result<LabLock, StateError> {
     Ok(LabLock { _file: file })
 }
 
-/// Writes `bytes` to `path` via `path.tmp-PID` and a rename, with fsync.
+/// Writes `bytes` to `path` via `path.tmp-PID` and a rename, with fsync. The executor has its own
+/// (with an fsync of the folder); the two crates share only the plan language, which touches no
+/// file, and `tempfile`'s `persist` is the rename alone (no fsync), so it would replace neither.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp-{}", std::process::id()));

@@ -194,6 +194,58 @@ fn a_store_on_another_server_gets_sqlserverstore_remotemachine_and_the_upgrade_c
     );
 }
 
+#[test]
+fn a_plan_that_does_not_validate_is_refused_with_upgrade_validates_diagnostics_and_no_lab_is_made()
+{
+    let t = tempfile::tempdir().unwrap();
+    let keep = t.path().join("lab");
+    let plan = t.path().join("bad.yaml");
+    // Two problems: an `after` naming no step, and an uninstall with nothing protected before it.
+    std::fs::write(
+        &plan,
+        r#"version: 1
+name: bad
+server:
+  sql: { host: "(local)", auth: windows }
+steps:
+  - id: database
+    backup_database: { database: MicrosoftIdentityIntegrationServer, to: 'D:\Upgrade\miis.bak' }
+    after: [nowhere]
+  - id: remove
+    uninstall: { product: { name: Identity Integration Feature Pack } }
+"#,
+    )
+    .unwrap();
+    let validate = Command::new(upgrade_binary())
+        .arg("validate")
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(validate.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&validate.stderr).into_owned();
+    let diagnostics: Vec<&str> = stderr
+        .lines()
+        .filter(|l| {
+            l.starts_with(&format!("{}:", plan.display())) && !l.contains("nothing was run")
+        })
+        .collect();
+    assert!(diagnostics.len() >= 2, "{stderr}");
+
+    let (code, out) = rehearse(plan.to_str().unwrap(), &keep);
+    assert_eq!(code, 1, "{out}");
+    for d in &diagnostics {
+        assert!(
+            out.lines().any(|l| l == *d),
+            "missing `{d}` (as `upgrade validate` prints it) in:\n{out}"
+        );
+    }
+    assert!(out.contains("nothing was rehearsed"), "{out}");
+    assert!(
+        !keep.exists(),
+        "a lab was made for a plan that does not validate"
+    );
+}
+
 /// For each msiexec run of the rehearsal: whether it was told `/norestart` (else it got
 /// `REBOOT=ReallySuppress`).
 fn msiexec_runs(lab: &Path) -> Vec<bool> {

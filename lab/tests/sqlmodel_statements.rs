@@ -89,6 +89,26 @@ fn every_read_only_statement_of_the_executor_is_answered_from_the_model() {
     assert_eq!(hr.rows[0][3], Value::Bin(e00001));
 }
 
+/// The lab stands in for SQL Server, not for the executor: the same question from another client
+/// (FreeTDS `tsql`, pytds), written in its own case, brackets, spacing and `;`, gets the same answer.
+#[test]
+fn the_executors_questions_written_as_another_client_would_get_the_same_answers() {
+    let (_dir, mut m) = seeded(&Fixture::miis());
+    let as_tsql = format!(
+        "select ma.ma_name,count(*) as objects\n  from [{DB}].[dbo].[mms_connectorspace] cs\n  \
+         join [{DB}].[dbo].[mms_management_agent] ma on cs.ma_id=ma.ma_id\n group by ma.ma_name;"
+    );
+    assert_eq!(
+        rows(&mut m, &as_tsql),
+        rows(&mut m, &statements::connector_space_counts(DB))
+    );
+    let as_pytds = format!("SELECT name FROM [master].[dbo].[sysdatabases] WHERE name = '{DB}'");
+    assert_eq!(
+        rows(&mut m, &as_pytds),
+        rows(&mut m, &statements::database_exists(DB))
+    );
+}
+
 #[test]
 fn a_dn_is_rebuilt_from_the_parent_chain_of_the_connector_space() {
     let (_dir, mut m) = seeded(&Fixture::miis());

@@ -59,7 +59,10 @@ pub fn is_partial_name(name: &str) -> bool {
 }
 
 /// Writes `bytes` to `path` so that a reader sees the old content or the new, never a mix:
-/// temp sibling, fsync, rename, fsync of the folder (unix).
+/// temp sibling, fsync, rename, fsync of the folder (unix). Not `tempfile`'s `persist`: that is the
+/// rename alone (its documentation: neither the content nor the folder is synchronised), so both
+/// fsyncs would stay here, and its temp names are not the `.NAME.upgrade-partial` that marks a
+/// half-written artifact.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), FsError> {
     let temp = temp_sibling(path);
     let result = (|| {

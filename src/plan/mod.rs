@@ -13,6 +13,8 @@ pub mod source;
 pub mod types;
 pub mod validate;
 pub mod values;
+pub mod windows_installer;
+pub mod write;
 
 pub use diagnostics::{Diagnostic, Diagnostics};
 pub use load::{load, load_str, LoadedPlan};

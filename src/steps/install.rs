@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::process::{Arg, ProcessSpec};
 use crate::adapters::secrets::SecretString;
 use crate::plan::placeholders;
+use crate::plan::windows_installer as exit_codes;
 use crate::plan::{AnswerProfile, Install, KeyFile, StepId, StepKind, Timeout};
 use crate::steps::context::secret_place;
 use crate::steps::installer::{self, Found, Product, WindowsInstaller};
@@ -61,13 +62,10 @@ impl InstallStep {
     }
 
     fn accepted(&self) -> Vec<i32> {
-        self.spec.accept_exit_codes.clone().unwrap_or_else(|| {
-            vec![
-                installer::SUCCESS,
-                installer::REBOOT_INITIATED,
-                installer::REBOOT_REQUIRED,
-            ]
-        })
+        self.spec
+            .accept_exit_codes
+            .clone()
+            .unwrap_or_else(|| exit_codes::INSTALL_ACCEPTS.to_vec())
     }
 
     /// The key file the answers point at.
@@ -457,7 +455,7 @@ impl Kind for InstallStep {
                     .map(|f| f.to_string_lossy().into_owned())
                     .unwrap_or_default(),
                 exit_code: out.exit_code,
-                message: installer::meaning(out.exit_code).to_string(),
+                message: exit_codes::meaning(out.exit_code).to_string(),
                 log_tail: installer::log_tail(cx, &self.log(cx), 20).await,
             });
         }
@@ -474,7 +472,7 @@ impl Kind for InstallStep {
         let summary = format!(
             "installed {product}: exit {} ({})",
             out.exit_code,
-            installer::meaning(out.exit_code)
+            exit_codes::meaning(out.exit_code)
         );
         let record = Installed {
             product,
@@ -483,8 +481,8 @@ impl Kind for InstallStep {
             log: self.log(cx),
         };
         Ok(Finished {
-            reboot_required: installer::needs_reboot(out.exit_code),
-            restart_started: out.exit_code == installer::REBOOT_INITIATED,
+            reboot_required: exit_codes::needs_reboot(out.exit_code),
+            restart_started: out.exit_code == exit_codes::REBOOT_INITIATED,
             ..Finished::new(summary, record)
         })
     }

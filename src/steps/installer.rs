@@ -1,6 +1,7 @@
-//! What `uninstall` and `install` share: the Windows Installer exit-code table, running an installer
-//! with backoff while another installation is in progress (1618), reading the tail of its log,
-//! finding a product in the Uninstall keys, and how msiexec is told not to restart Windows.
+//! What `uninstall` and `install` share: reading an exit status back as its Windows Installer code
+//! (the code table is the plan language's `windows_installer`), running an installer with backoff
+//! while another installation is in progress (1618), reading the tail of its log, finding a
+//! product in the Uninstall keys, and how msiexec is told not to restart Windows.
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,58 +11,23 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::process::{ProcessOutcome, ProcessSpec};
 use crate::adapters::products::{self, InstalledProduct, Lookup};
 use crate::adapters::windows_installer::{self, Version};
+use crate::plan::windows_installer::{ANOTHER_INSTALL, KNOWN};
 use crate::plan::{ProductRef, Retry};
 use crate::steps::{StepContext, StepError};
 
-pub const SUCCESS: i32 = 0;
-pub const UNKNOWN_PRODUCT: i32 = 1605;
-pub const ANOTHER_INSTALL: i32 = 1618;
-pub const FATAL: i32 = 1603;
-pub const PACKAGE_UNREADABLE: i32 = 1619;
-pub const REBOOT_INITIATED: i32 = 1641;
-pub const REBOOT_REQUIRED: i32 = 3010;
-
-/// The codes this module knows, for [`windows_code`].
-const KNOWN: [i32; 7] = [
-    SUCCESS,
-    UNKNOWN_PRODUCT,
-    ANOTHER_INSTALL,
-    FATAL,
-    PACKAGE_UNREADABLE,
-    REBOOT_INITIATED,
-    REBOOT_REQUIRED,
-];
-
 /// The Windows Installer code behind an observed exit status. On Windows the status is the full
 /// code. Elsewhere (the lab's stand-ins, Wine seen from a Linux parent) a status is cut to 8 bits,
-/// so 1605 arrives as 69: a status whose low byte matches exactly one known code is that code.
+/// so 1605 arrives as 69: a status whose low byte matches exactly one code of the plan language's
+/// table ([`KNOWN`]) is that code.
 pub fn windows_code(observed: i32) -> i32 {
     if cfg!(windows) || !(0..=255).contains(&observed) {
         return observed;
     }
-    let mut matches = KNOWN.iter().filter(|&&k| k & 0xFF == observed);
+    let mut matches = KNOWN.iter().filter(|(k, _)| k & 0xFF == observed);
     match (matches.next(), matches.next()) {
-        (Some(&k), None) => k,
+        (Some(&(k, _)), None) => k,
         _ => observed,
     }
-}
-
-/// What an exit code means, in words for the summary.
-pub fn meaning(code: i32) -> &'static str {
-    match code {
-        SUCCESS => "success",
-        UNKNOWN_PRODUCT => "the product is not installed",
-        ANOTHER_INSTALL => "another installation is in progress",
-        FATAL => "fatal error during installation",
-        PACKAGE_UNREADABLE => "the installation package could not be opened",
-        REBOOT_INITIATED => "success; a restart was started",
-        REBOOT_REQUIRED => "success; a restart is required",
-        _ => "failure",
-    }
-}
-
-pub fn needs_reboot(code: i32) -> bool {
-    code == REBOOT_REQUIRED || code == REBOOT_INITIATED
 }
 
 /// A product as observed, without registry noise.
@@ -246,13 +212,7 @@ pub async fn log_tail(cx: &StepContext<'_>, path: &Path, lines: usize) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_exit_code_table_says_what_each_code_means() {
-        assert_eq!(meaning(1605), "the product is not installed");
-        assert!(needs_reboot(3010) && needs_reboot(1641) && !needs_reboot(0));
-        assert_eq!(meaning(12345), "failure");
-    }
+    use crate::plan::windows_installer::{FATAL, REBOOT_REQUIRED, SUCCESS, UNKNOWN_PRODUCT};
 
     fn wi(version: Option<[u16; 4]>) -> WindowsInstaller {
         WindowsInstaller {

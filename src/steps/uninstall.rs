@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::process::{Arg, ProcessSpec};
+use crate::plan::windows_installer as exit_codes;
 use crate::plan::{ProductRef, StepId, Timeout, Uninstall};
 use crate::steps::installer::{self, Found, Product, WindowsInstaller};
 use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
@@ -45,14 +46,10 @@ pub struct Removed {
 
 impl UninstallStep {
     fn accepted(&self) -> Vec<i32> {
-        self.spec.accept_exit_codes.clone().unwrap_or_else(|| {
-            vec![
-                installer::SUCCESS,
-                installer::UNKNOWN_PRODUCT,
-                installer::REBOOT_INITIATED,
-                installer::REBOOT_REQUIRED,
-            ]
-        })
+        self.spec
+            .accept_exit_codes
+            .clone()
+            .unwrap_or_else(|| exit_codes::UNINSTALL_ACCEPTS.to_vec())
     }
 
     fn log(&self, cx: &StepContext<'_>) -> PathBuf {
@@ -170,7 +167,11 @@ impl Kind for UninstallStep {
             return Err(StepError::Tool {
                 tool: "msiexec".into(),
                 exit_code: out.exit_code,
-                message: format!("{} ({})", installer::meaning(out.exit_code), spec.display()),
+                message: format!(
+                    "{} ({})",
+                    exit_codes::meaning(out.exit_code),
+                    spec.display()
+                ),
                 log_tail: installer::log_tail(cx, &self.log(cx), 20).await,
             });
         }
@@ -181,11 +182,11 @@ impl Kind for UninstallStep {
                 self.log(cx).display()
             )));
         }
-        let reboot = installer::needs_reboot(out.exit_code);
+        let reboot = exit_codes::needs_reboot(out.exit_code);
         let summary = format!(
             "removed {product}: msiexec exit {} ({}){}",
             out.exit_code,
-            installer::meaning(out.exit_code),
+            exit_codes::meaning(out.exit_code),
             if attempts > 1 {
                 format!(" after {attempts} attempts")
             } else {
@@ -200,7 +201,7 @@ impl Kind for UninstallStep {
         };
         Ok(Finished {
             reboot_required: reboot,
-            restart_started: out.exit_code == installer::REBOOT_INITIATED,
+            restart_started: out.exit_code == exit_codes::REBOOT_INITIATED,
             ..Finished::new(summary, record)
         })
     }

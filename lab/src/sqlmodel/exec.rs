@@ -1,6 +1,14 @@
-//! Statement recognition and answers: each shape the executor sends (src/adapters/sql/statements.rs)
-//! is matched by tokens with its literals extracted, then answered from the model's state.
-//! TEST DOUBLE: unknown shapes get 208/102 like a real server, never a guessed answer.
+//! Statement recognition and answers: a statement is matched by its token shape against `SHAPES`,
+//! its literals extracted, then answered from the model's state. TEST DOUBLE: unknown shapes get
+//! 208/102 like a real server, never a guessed answer.
+//!
+//! The shapes cover the statements the executor sends (src/adapters/sql/statements.rs; the test
+//! lab/tests/sqlmodel_statements.rs runs each of them), but they are deliberately NOT that text:
+//! the lab stands in for SQL Server and must answer any client that sends an equivalent statement
+//! (FreeTDS `tsql`, pytds, tiberius), so keywords and names match in any case, names bracketed or
+//! not, whitespace and a trailing `;` are free, and literals are captured whatever their value or
+//! `N'...'` prefix. What it does not accept is a different statement for the same question (other
+//! columns, aliases or clause order): that is a shape to add here, not text to copy.
 
 use std::path::Path;
 use std::time::Duration;

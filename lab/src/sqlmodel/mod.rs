@@ -1,7 +1,8 @@
 //! A stateful model of the SQL Server that holds the sync database: databases, msdb backup history,
 //! the engine's tables, and the statements the executor sends, answered from state (not canned text).
-//! TEST DOUBLE: it recognises exactly the executor's statement shapes and rejects the rest as SQL
-//! Server would (208 / 102); it must never be used as or grow into a general SQL engine.
+//! TEST DOUBLE: it recognises the shapes of the statements the executor sends, from any client, and
+//! rejects the rest as SQL Server would (208 / 102); it must never be used as or grow into a general
+//! SQL engine.
 
 pub mod backup;
 mod exec;

@@ -5,6 +5,8 @@
 
 use std::path::Path;
 
+use upgrade_plan::windows_installer::{ANOTHER_VERSION, FATAL};
+
 use crate::layout::{install_files, resolve};
 use crate::state::{self, InstallRecord, LabState, Product, Service};
 use crate::tools::keyfile;
@@ -86,9 +88,9 @@ pub fn install(lab: &Path, req: &InstallRequest) -> Result<(), Refusal> {
         });
         result
     })
-    .map_err(|e| refuse(1603, format!("lab state: {e}")))?;
+    .map_err(|e| refuse(FATAL, format!("lab state: {e}")))?;
     let exe = outcome?;
-    install_files(lab, &req.product, &exe, false).map_err(|e| refuse(1603, e.to_string()))
+    install_files(lab, &req.product, &exe, false).map_err(|e| refuse(FATAL, e.to_string()))
 }
 
 fn check_and_apply(
@@ -99,7 +101,7 @@ fn check_and_apply(
     let p = &req.product;
     if st.product(&p.code).is_some() {
         return Err(refuse(
-            1638,
+            ANOTHER_VERSION,
             format!(
                 "Another version of this product is already installed: {} {}.",
                 p.name, p.code
@@ -116,7 +118,7 @@ fn check_and_apply(
         o.service.eq_ignore_ascii_case(&p.service) && !upgraded.iter().any(|u| u.code == o.code)
     }) {
         return Err(refuse(
-            1603,
+            FATAL,
             format!(
                 "{} ({}) is still installed; remove it first (the lab does not upgrade in place).",
                 old.name, old.code
@@ -129,7 +131,7 @@ fn check_and_apply(
             .find(|o| version_key(&o.version) < version_key(min))
         {
             return Err(refuse(
-                1603,
+                FATAL,
                 format!(
                     "{} {} cannot be upgraded in place: this upgrade needs version {min} or later.",
                     old.name, old.version
@@ -140,7 +142,7 @@ fn check_and_apply(
     if let Some(store) = req.store.as_ref().filter(|s| !names_lab_server(&s.server)) {
         if !store.told_remote {
             return Err(refuse(
-                1603,
+                FATAL,
                 format!(
                     "No SQL Server store on this computer: STORESERVER is {}, another machine, and \
                      SQLServerStore=RemoteMachine was not given.",
@@ -156,7 +158,7 @@ fn check_and_apply(
         || !password_ok
     {
         return Err(refuse(
-            1603,
+            FATAL,
             format!(
                 "The service account {}\\{} could not log on: unknown user name or bad password.",
                 req.domain, req.user
@@ -165,13 +167,13 @@ fn check_and_apply(
     }
     let Some(db) = st.database(&req.database).cloned() else {
         return Err(refuse(
-            1603,
+            FATAL,
             format!("Database {} was not found on the SQL server.", req.database),
         ));
     };
     if !req.reuse {
         return Err(refuse(
-            1603,
+            FATAL,
             format!("Database {} already exists; answer reuse=yes to keep it (the lab never creates a new database).", db.name),
         ));
     }
@@ -202,7 +204,7 @@ fn import_key_file(
 ) -> Result<state::KeySet, Refusal> {
     let Some(given) = req.key_file.as_deref().filter(|k| !k.is_empty()) else {
         return Err(refuse(
-            1603,
+            FATAL,
             format!(
                 "The server has no encryption key set and no key file was given: reusing database {db} \
                  needs the key set exported from it (miiskmu /e)."
@@ -211,17 +213,17 @@ fn import_key_file(
     };
     let path = resolve(lab, given);
     let text = std::fs::read_to_string(&path)
-        .map_err(|e| refuse(1603, format!("Cannot read key file {given}: {e}.")))?;
+        .map_err(|e| refuse(FATAL, format!("Cannot read key file {given}: {e}.")))?;
     let id =
-        keyfile::key_set_id(&text).map_err(|e| refuse(1603, format!("Key file {given}: {e}.")))?;
+        keyfile::key_set_id(&text).map_err(|e| refuse(FATAL, format!("Key file {given}: {e}.")))?;
     if id != want {
         return Err(refuse(
-            1603,
+            FATAL,
             format!("Key file {given} holds key set {id}, but database {db} was encrypted with key set {want}."),
         ));
     }
     keyfile::import(&text, req.password.as_deref().unwrap_or_default())
-        .map_err(|e| refuse(1603, format!("Key file {given}: {e}.")))
+        .map_err(|e| refuse(FATAL, format!("Key file {given}: {e}.")))
 }
 
 /// Writes an installer log (verbose-log style; values of `*PASSWORD*` properties masked as

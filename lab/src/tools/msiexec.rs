@@ -1,11 +1,17 @@
 //! The msiexec stand-in: `/x {CODE} /qn /norestart /l*v LOG` and `/i PACKAGE [PROP=VALUE ...] /qn
-//! /norestart /l*v LOG` against the lab's products, with Windows Installer exit codes (0, 1605,
-//! 1618, 1603, 1619, 3010; 1639 for a command line it does not understand). On the IIFP lab it is
-//! Windows Installer 2.0, which has none of the standard options of 3.0 (`/norestart`, `/quiet`,
-//! `/log`, ...). TEST DOUBLE: it never removes or changes a database.
+//! /norestart /l*v LOG` against the lab's products, with the Windows Installer exit codes of the
+//! plan language's table, `upgrade_plan::windows_installer` (0, 1605, 1618, 1603, 1619, 1638, 3010;
+//! 1639 for a command line it does not understand). On the IIFP lab it is Windows Installer 2.0,
+//! which has none of the standard options of 3.0 (`/norestart`, `/quiet`, `/log`, ...).
+//! TEST DOUBLE: it never removes or changes a database.
 
 use std::fs::OpenOptions;
 use std::path::Path;
+
+use upgrade_plan::windows_installer::{
+    ANOTHER_INSTALL, FATAL, INVALID_COMMAND_LINE, PACKAGE_UNREADABLE, REBOOT_REQUIRED, SUCCESS,
+    UNKNOWN_PRODUCT,
+};
 
 use crate::faults;
 use crate::layout::resolve;
@@ -13,14 +19,6 @@ use crate::state;
 use crate::tools::install::{self, log_property, InstallRequest, StoreRequest};
 use crate::tools::package::Package;
 use crate::tools::ToolIo;
-
-pub const SUCCESS: i32 = 0;
-pub const UNKNOWN_PRODUCT: i32 = 1605;
-pub const ALREADY_RUNNING: i32 = 1618;
-pub const FATAL: i32 = 1603;
-pub const BAD_PACKAGE: i32 = 1619;
-pub const BAD_COMMAND_LINE: i32 = 1639;
-pub const REBOOT_REQUIRED: i32 = 3010;
 
 #[derive(Debug, Default, PartialEq, Eq)]
 enum Action {
@@ -107,7 +105,7 @@ pub fn run(lab: &Path, args: &[String], io: &mut ToolIo) -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = writeln!(io.stderr, "msiexec: {e}\nUsage: msiexec /i PACKAGE [PROP=VALUE ...] /qn /norestart /l*v LOG | /x {{CODE}} /qn /norestart /l*v LOG");
-            return BAD_COMMAND_LINE;
+            return INVALID_COMMAND_LINE;
         }
     };
     // Another msiexec (or setup) holding the installer lock is "another installation in progress".
@@ -116,7 +114,7 @@ pub fn run(lab: &Path, args: &[String], io: &mut ToolIo) -> i32 {
             io.stderr,
             "msiexec: Another installation is already in progress."
         );
-        return ALREADY_RUNNING;
+        return ANOTHER_INSTALL;
     };
     let mut log = vec![format!("Command line: {}", redacted_command_line(&cmd))];
     let code = match fault_code(lab) {
@@ -130,7 +128,7 @@ pub fn run(lab: &Path, args: &[String], io: &mut ToolIo) -> i32 {
             let code = match &cmd.action {
                 Action::Install(pkg) => install(lab, pkg, &cmd, &mut log),
                 Action::Uninstall(code) => uninstall(lab, code, &mut log),
-                Action::None => BAD_COMMAND_LINE,
+                Action::None => INVALID_COMMAND_LINE,
             };
             let reboot =
                 code == SUCCESS && faults::load(lab).map(|f| f.msiexec_3010).unwrap_or(false);
@@ -162,7 +160,7 @@ pub fn fault_code(lab: &Path) -> Option<i32> {
     faults::update(lab, |f| {
         if f.msiexec_1618_remaining > 0 {
             f.msiexec_1618_remaining -= 1;
-            Some(ALREADY_RUNNING)
+            Some(ANOTHER_INSTALL)
         } else if f.msiexec_1603 {
             Some(FATAL)
         } else {
@@ -249,7 +247,7 @@ fn install(lab: &Path, package: &str, cmd: &Command, log: &mut Vec<String>) -> i
         .and_then(|t| Package::parse(&t))
     else {
         log.push(format!("This installation package could not be opened: {package}. Verify that the package exists and is a lab package."));
-        return BAD_PACKAGE;
+        return PACKAGE_UNREADABLE;
     };
     for (k, v) in &cmd.properties {
         log.push(log_property(k, v));

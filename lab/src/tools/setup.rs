@@ -5,10 +5,14 @@
 
 use std::path::Path;
 
+use upgrade_plan::windows_installer::{
+    ANOTHER_INSTALL, FATAL, INVALID_COMMAND_LINE, PACKAGE_UNREADABLE, REBOOT_REQUIRED, SUCCESS,
+};
+
 use crate::layout::{resolve, MIIS_SETUP_PRODUCT};
 use crate::state::Product;
 use crate::tools::install::{self, InstallRequest};
-use crate::tools::msiexec::{self, BAD_COMMAND_LINE, BAD_PACKAGE, FATAL, REBOOT_REQUIRED, SUCCESS};
+use crate::tools::msiexec;
 use crate::tools::ToolIo;
 
 const SWITCHES: [&str; 16] = [
@@ -75,7 +79,7 @@ pub fn run(lab: &Path, args: &[String], io: &mut ToolIo) -> i32 {
         Ok(s) => s,
         Err(e) => {
             let _ = writeln!(io.stderr, "Setup: {e}\nUsage (lab switches): Setup.exe /q /setuptype:complete|custom /sqlserver:S /sqlinstance:I /database:D /reusedb:yes|no /serviceaccount:U /servicedomain:D /servicepassword:* /admins:G /operators:G /joiners:G /browse:G /passwordset:G [/keyfile:PATH] [/log:PATH]");
-            return BAD_COMMAND_LINE;
+            return INVALID_COMMAND_LINE;
         }
     };
     let get = |n: &str| {
@@ -117,7 +121,7 @@ fn setup(
         || !matches!(reuse.as_str(), "yes" | "no")
     {
         log.push(format!("Invalid answers: /setuptype:{setup_type} (complete|custom), /reusedb:{reuse} (yes|no)."));
-        return BAD_COMMAND_LINE;
+        return INVALID_COMMAND_LINE;
     }
     for g in ["admins", "operators", "joiners", "browse", "passwordset"] {
         if get(g).is_empty() {
@@ -140,7 +144,7 @@ fn setup(
     };
     let Some(_guard) = msiexec::installer_lock(lab) else {
         log.push("Another installation is already in progress.".into());
-        return msiexec::ALREADY_RUNNING;
+        return ANOTHER_INSTALL;
     };
     if let Some(code) = msiexec::fault_code(lab) {
         log.push(format!(
@@ -156,7 +160,7 @@ fn setup(
         log.push(format!(
             "The installation media is damaged: {MIIS_SETUP_PRODUCT} is missing or unreadable."
         ));
-        return BAD_PACKAGE;
+        return PACKAGE_UNREADABLE;
     };
     let req = InstallRequest {
         tool: "setup",

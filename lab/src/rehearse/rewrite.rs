@@ -1,0 +1,463 @@
+//! A real plan rewritten onto a lab, as a typed `Plan`: SQL onto the TDS double with the lab's login,
+//! state into the lab, Windows drive paths into the sandbox, tools onto the stand-ins, and secrets
+//! the lab cannot supply onto the lab's env var. Pure: it reads the plan and the lab's addresses.
+
+use std::path::{Path, PathBuf};
+
+use upgrade_plan::{
+    AbsPath, Encryption, KeyFile, Plan, Secret, Sha256Hex, SqlAuth, SqlConnection, SqlDriver,
+    SqlLogin, StateConfig, StepKind, Tools,
+};
+
+use super::{SERVICE_PASSWORD_ENV, SQL_PASSWORD_ENV};
+use crate::layout::{win_to_lab, ToolPaths};
+use crate::LabError;
+
+/// Where the rewritten plan points.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub lab_dir: PathBuf,
+    pub host: String,
+    pub port: u16,
+    pub login: String,
+    pub tools: ToolPaths,
+    /// sha256 of the lab's installer media.
+    pub installer_sha256: Option<Sha256Hex>,
+    /// ODBC driver for `driver: odbc` and `driver: auto` plans.
+    pub odbc_driver: String,
+}
+
+/// The rewritten plan and the env vars (secret names) to set to the service account password.
+#[derive(Debug, Clone)]
+pub struct Rewritten {
+    pub plan: Plan,
+    pub secret_envs: Vec<String>,
+}
+
+/// A path on this machine as the plan language's absolute path.
+fn lab_path(path: &Path) -> Result<AbsPath, LabError> {
+    AbsPath::parse(&path.to_string_lossy())
+        .map_err(|e| LabError::Rehearse(format!("a lab path in the rewritten plan: {e}")))
+}
+
+/// A Windows drive path (`D:\Upgrade`) as the lab's sandbox has it (`LAB/drives/D/Upgrade`);
+/// `None` for anything else (UNC and POSIX paths, text that is not a path).
+fn sandboxed(text: &str, lab: &Path) -> Option<String> {
+    win_to_lab(lab, text)
+        .filter(|_| text.len() >= 3)
+        .map(|p| p.to_string_lossy().into_owned())
+}
+
+fn sandbox_path(path: &mut AbsPath, lab: &Path) -> Result<(), LabError> {
+    if let Some(p) = sandboxed(path.as_str(), lab) {
+        *path = lab_path(Path::new(&p))?;
+    }
+    Ok(())
+}
+
+/// Free text (an argument, a property value) that is a whole drive path goes into the sandbox.
+fn sandbox_text(text: &mut String, lab: &Path) {
+    if let Some(p) = sandboxed(text, lab) {
+        *text = p;
+    }
+}
+
+/// The lab stand-in for a tool named by a path's file name (`sc.exe`, `reg`, ...), if it is one.
+fn tool_for(path: &str, tools: &ToolPaths) -> Option<PathBuf> {
+    let name = path.rsplit(['\\', '/']).next()?.to_ascii_lowercase();
+    let name = name.strip_suffix(".exe").unwrap_or(&name);
+    match name {
+        "miiskmu" => Some(tools.miiskmu.clone()),
+        "msiexec" => Some(tools.msiexec.clone()),
+        "reg" => Some(tools.reg.clone()),
+        "sc" => Some(tools.sc.clone()),
+        _ => None,
+    }
+}
+
+/// A secret the lab can supply: `{env: NAME}` stays (rehearse sets NAME), a file or prompt secret
+/// becomes `{env: UPGRADE_LAB_SERVICE_PASSWORD}`.
+fn lab_secret(secret: &mut Secret) {
+    match secret {
+        Secret::Env(_) => {}
+        Secret::File(_) | Secret::Prompt(_) => *secret = Secret::Env(SERVICE_PASSWORD_ENV.into()),
+    }
+}
+
+/// The plan's SQL connection pointed at the lab's TDS double, with the lab's SQL login. The client
+/// (`driver`) and the database to log in to stay the plan's.
+fn lab_sql(plan: &SqlConnection, t: &Target) -> SqlConnection {
+    SqlConnection {
+        host: t.host.clone(),
+        instance: None,
+        port: Some(t.port),
+        auth: SqlAuth::Sql(SqlLogin {
+            user: t.login.clone(),
+            password: Secret::Env(SQL_PASSWORD_ENV.into()),
+        }),
+        driver: plan.driver,
+        database: plan.database.clone(),
+        odbc_driver: (plan.driver != SqlDriver::Tds).then(|| t.odbc_driver.clone()),
+        encryption: Encryption::NotSupported,
+        trust_server_certificate: false,
+    }
+}
+
+/// One step's settings moved onto the lab: every file it names on the server, its tools, its
+/// secrets. Each kind says what it names; a new kind must be placed here.
+fn rewrite_kind(kind: &mut StepKind, t: &Target) -> Result<(), LabError> {
+    let lab = t.lab_dir.as_path();
+    match kind {
+        StepKind::BackupDatabase(b) => sandbox_path(&mut b.to, lab)?,
+        StepKind::ExportKeys(e) => {
+            if e.tool.is_some() {
+                e.tool = Some(lab_path(&t.tools.miiskmu)?);
+            }
+            sandbox_path(&mut e.to, lab)?;
+            lab_secret(&mut e.account.password);
+        }
+        StepKind::BackupFiles(f) => {
+            sandbox_path(&mut f.from, lab)?;
+            sandbox_path(&mut f.to, lab)?;
+        }
+        StepKind::SnapshotConnectorSpace(_) | StepKind::Service(_) => {}
+        StepKind::Uninstall(u) => {
+            if let Some(log) = &mut u.log {
+                sandbox_path(log, lab)?;
+            }
+            u.extra_args.iter_mut().for_each(|a| sandbox_text(a, lab));
+        }
+        StepKind::Install(i) => {
+            i.installer = lab_path(&t.tools.installer)?;
+            // A plan that pins its media's hash is checked against the lab's media.
+            if i.sha256.is_some() {
+                i.sha256 = t.installer_sha256.clone();
+            }
+            if let Some(log) = &mut i.log {
+                sandbox_path(log, lab)?;
+            }
+            for transform in &mut i.transforms {
+                sandbox_path(transform, lab)?;
+            }
+            if let Some(KeyFile::Path(p)) = &mut i.answers.key_file {
+                sandbox_path(p, lab)?;
+            }
+            if let Some(account) = &mut i.answers.service_account {
+                lab_secret(&mut account.password);
+            }
+            i.properties.values_mut().for_each(|v| sandbox_text(v, lab));
+            for a in i.arguments.iter_mut().flatten() {
+                sandbox_text(a, lab);
+            }
+            if let Some(stdin) = &mut i.stdin {
+                sandbox_text(stdin, lab);
+            }
+        }
+        StepKind::Verify(v) => {
+            for command in &mut v.commands {
+                let mut run = command.run.iter_mut();
+                if let Some(program) = run.next() {
+                    match tool_for(program, &t.tools) {
+                        Some(tool) => *program = tool.to_string_lossy().into_owned(),
+                        None => sandbox_text(program, lab),
+                    }
+                }
+                run.for_each(|a| sandbox_text(a, lab));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The env vars the rewritten plan's step secrets name, in plan order. A secret the lab cannot set
+/// (a kind whose file or prompt secret `rewrite_kind` left alone) is refused here, by its place.
+fn secret_envs(plan: &Plan) -> Result<Vec<String>, LabError> {
+    let mut envs: Vec<String> = Vec::new();
+    for step in &plan.steps {
+        for field in step.kind.spec().secrets() {
+            match field.secret {
+                Secret::Env(name) => {
+                    if !envs.contains(name) {
+                        envs.push(name.clone());
+                    }
+                }
+                Secret::File(_) | Secret::Prompt(_) => {
+                    return Err(LabError::Rehearse(format!(
+                        "step `{}`: the lab cannot supply the secret {}.{}",
+                        step.id,
+                        step.kind.name(),
+                        field.field
+                    )))
+                }
+            }
+        }
+    }
+    Ok(envs)
+}
+
+/// Rewrites a real plan onto the lab described by `t`.
+pub fn rewrite_plan(plan: &Plan, t: &Target) -> Result<Rewritten, LabError> {
+    let mut p = plan.clone();
+    p.server.sql = lab_sql(&plan.server.sql, t);
+    p.state = Some(StateConfig {
+        dir: lab_path(&t.lab_dir.join("state"))?,
+    });
+    p.tools = Tools {
+        miiskmu: Some(lab_path(&t.tools.miiskmu)?),
+        msiexec: Some(lab_path(&t.tools.msiexec)?),
+        reg: Some(lab_path(&t.tools.reg)?),
+        sc: Some(lab_path(&t.tools.sc)?),
+    };
+    for step in &mut p.steps {
+        rewrite_kind(&mut step.kind, t)?;
+    }
+    let secret_envs = secret_envs(&p)?;
+    Ok(Rewritten {
+        plan: p,
+        secret_envs,
+    })
+}
+
+/// Destination folders the rewritten plan writes into (backups, key files, copies, logs), so a
+/// rehearsal starts from a prepared server. Only folders inside the lab are returned.
+pub fn destination_folders(plan: &Plan, lab_dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for step in &plan.steps {
+        let written: Option<&AbsPath> = match &step.kind {
+            StepKind::BackupDatabase(b) => Some(&b.to),
+            StepKind::ExportKeys(e) => Some(&e.to),
+            StepKind::BackupFiles(f) => Some(&f.to),
+            StepKind::Uninstall(u) => u.log.as_ref(),
+            StepKind::Install(i) => i.log.as_ref(),
+            StepKind::SnapshotConnectorSpace(_) | StepKind::Verify(_) | StepKind::Service(_) => {
+                None
+            }
+        };
+        let folder = written.and_then(|p| p.to_path_buf().parent().map(Path::to_path_buf));
+        if let Some(f) = folder.filter(|f| f.starts_with(lab_dir) && !out.contains(f)) {
+            out.push(f);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rehearse::test_plans::{self, plan_of, real_plan, real_plan_with, target};
+    use crate::rehearse::FREETDS_ODBC;
+
+    fn rewritten() -> Rewritten {
+        rewrite_plan(&real_plan(), &target()).unwrap()
+    }
+
+    /// The plan as `upgrade` reads the file rehearse writes.
+    fn reread(plan: &Plan) -> Plan {
+        test_plans::load(
+            "rehearsal-plan.yaml",
+            &upgrade_plan::write::to_yaml(plan).unwrap(),
+        )
+    }
+
+    #[test]
+    fn sql_points_at_the_lab_with_sql_auth_and_the_freetds_driver_for_odbc() {
+        let p = rewritten().plan;
+        let sql = &p.server.sql;
+        assert_eq!(sql.host, "127.0.0.1");
+        assert_eq!(sql.port, Some(41433));
+        assert!(sql.instance.is_none());
+        let SqlAuth::Sql(login) = &sql.auth else {
+            panic!("not a SQL login: {:?}", sql.auth)
+        };
+        assert_eq!(login.user, "upgrade");
+        assert_eq!(login.password, Secret::Env(SQL_PASSWORD_ENV.into()));
+        assert_eq!(sql.driver, SqlDriver::Odbc);
+        assert_eq!(sql.odbc_driver.as_deref(), Some(FREETDS_ODBC));
+        assert_eq!(p.state.unwrap().dir.as_str(), "/tmp/lab/state");
+    }
+
+    #[test]
+    fn a_plan_that_leaves_the_client_to_auto_keeps_auto_and_names_the_labs_odbc_driver() {
+        let p = rewrite_plan(&real_plan_with(", driver: odbc", ""), &target())
+            .unwrap()
+            .plan;
+        assert_eq!(p.server.sql.driver, SqlDriver::Auto);
+        assert_eq!(p.server.sql.odbc_driver.as_deref(), Some(FREETDS_ODBC));
+    }
+
+    #[test]
+    fn drive_paths_map_into_the_sandbox_and_tools_onto_the_stand_ins() {
+        let p = rewritten().plan;
+        let kind = |i: usize| &p.steps[i].kind;
+        let StepKind::BackupDatabase(database) = kind(0) else {
+            panic!("{:?}", kind(0))
+        };
+        assert_eq!(database.to.as_str(), "/tmp/lab/drives/D/Upgrade/miis.bak");
+        let StepKind::ExportKeys(keys) = kind(1) else {
+            panic!("{:?}", kind(1))
+        };
+        assert_eq!(
+            keys.tool.as_ref().map(AbsPath::as_str),
+            Some(
+                "/tmp/lab/drives/C/Program Files/Microsoft Identity Integration Server/Bin/miiskmu"
+            )
+        );
+        let StepKind::BackupFiles(extensions) = kind(2) else {
+            panic!("{:?}", kind(2))
+        };
+        assert_eq!(
+            extensions.from.as_str(),
+            "/tmp/lab/drives/C/Program Files/Microsoft Identity Integration Server/Extensions"
+        );
+        let StepKind::Uninstall(remove) = kind(3) else {
+            panic!("{:?}", kind(3))
+        };
+        assert_eq!(
+            remove.log.as_ref().map(AbsPath::as_str),
+            Some("/tmp/lab/drives/D/Upgrade/uninstall.log")
+        );
+        assert_eq!(
+            remove.product,
+            upgrade_plan::ProductRef::ProductCode(
+                upgrade_plan::ProductCode::parse("{11111111-2222-3333-4444-555555555555}").unwrap()
+            )
+        );
+        assert_eq!(
+            p.tools.sc.as_ref().map(AbsPath::as_str),
+            Some("/tmp/lab/bin/sc")
+        );
+        assert_eq!(
+            p.tools.msiexec.as_ref().map(AbsPath::as_str),
+            Some("/tmp/lab/bin/msiexec")
+        );
+        let StepKind::Install(install) = kind(4) else {
+            panic!("{:?}", kind(4))
+        };
+        assert_eq!(
+            install.installer.as_str(),
+            "/tmp/lab/drives/E/MIIS2003/Setup.exe"
+        );
+        assert_eq!(
+            install.sha256.as_ref().map(Sha256Hex::as_str),
+            Some("b".repeat(64).as_str())
+        );
+        assert_eq!(
+            install
+                .arguments
+                .as_ref()
+                .and_then(|a| a.get(1))
+                .map(String::as_str),
+            Some("/keyfile:{answers.key_file}")
+        );
+        let StepKind::Verify(verify) = kind(5) else {
+            panic!("{:?}", kind(5))
+        };
+        assert_eq!(verify.commands[0].run[0], "/tmp/lab/bin/sc");
+    }
+
+    #[test]
+    fn the_plans_destination_folders_are_prepared_inside_the_lab_only() {
+        let p = rewritten().plan;
+        let folders = destination_folders(&p, Path::new("/tmp/lab"));
+        assert_eq!(folders, vec![PathBuf::from("/tmp/lab/drives/D/Upgrade")]);
+        let outside = plan_of(&["{id: a, backup_database: {database: X, to: '/srv/x.bak'}}"]);
+        assert!(destination_folders(&outside, Path::new("/tmp/lab")).is_empty());
+    }
+
+    #[test]
+    fn env_secrets_are_kept_and_named_and_other_secrets_become_the_lab_env() {
+        let r = rewritten();
+        assert_eq!(
+            r.secret_envs,
+            vec![
+                "MIIS_SERVICE_PASSWORD".to_string(),
+                SERVICE_PASSWORD_ENV.to_string()
+            ]
+        );
+        let StepKind::ExportKeys(keys) = &r.plan.steps[1].kind else {
+            panic!("{:?}", r.plan.steps[1])
+        };
+        assert_eq!(
+            keys.account.password,
+            Secret::Env("MIIS_SERVICE_PASSWORD".into())
+        );
+        let StepKind::Install(install) = &r.plan.steps[4].kind else {
+            panic!("{:?}", r.plan.steps[4])
+        };
+        let account = install.answers.service_account.as_ref().unwrap();
+        assert_eq!(account.password, Secret::Env(SERVICE_PASSWORD_ENV.into()));
+        let text = serde_yaml::to_string(&r.plan).unwrap();
+        assert!(!text.contains(r"C:\"), "a Windows path survived: {text}");
+        assert!(!text.contains(r"D:\"), "a Windows path survived: {text}");
+    }
+
+    #[test]
+    fn a_secret_the_lab_cannot_set_is_refused_by_its_place() {
+        // The real plan as written: the installer's service password comes from a file.
+        let err = secret_envs(&real_plan()).unwrap_err().to_string();
+        assert!(
+            err.contains("`install-miis`")
+                && err.contains("install.answers.service_account.password"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_rewritten_plan_validates_as_upgrade_reads_it() {
+        let again = reread(&rewritten().plan);
+        assert_eq!(again.steps.len(), 6);
+        let shipped = include_str!("../../../plans/iifp-to-miis2003.yaml");
+        let plan = test_plans::load("iifp-to-miis2003.yaml", shipped);
+        reread(&rewrite_plan(&plan, &target()).unwrap().plan);
+        let mut msi = target();
+        msi.tools.installer = msi
+            .lab_dir
+            .join("drives/E/MIM2016/Synchronization Service.msi");
+        for (name, text) in [
+            (
+                "fim2010r2-to-mim2016.yaml",
+                include_str!("../../../plans/fim2010r2-to-mim2016.yaml"),
+            ),
+            (
+                "fim2010r2-to-mim2016sp2.yaml",
+                include_str!("../../../plans/fim2010r2-to-mim2016sp2.yaml"),
+            ),
+        ] {
+            let plan = test_plans::load(name, text);
+            reread(&rewrite_plan(&plan, &msi).unwrap().plan);
+        }
+    }
+
+    /// Every string of a YAML value that is a whole Windows drive path.
+    fn drive_paths(v: &serde_yaml::Value, out: &mut Vec<String>) {
+        use serde_yaml::Value;
+        match v {
+            Value::String(s) if sandboxed(s, Path::new("/lab")).is_some() => out.push(s.clone()),
+            Value::Sequence(items) => items.iter().for_each(|i| drive_paths(i, out)),
+            Value::Mapping(m) => m.iter().for_each(|(_, i)| drive_paths(i, out)),
+            Value::Tagged(t) => drive_paths(&t.value, out),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn no_drive_path_of_any_field_survives_the_rewrite() {
+        // The example that names every field of the plan language at least once.
+        let every = include_str!("../../../examples/every-field.yaml");
+        let p = rewrite_plan(&test_plans::load("every-field.yaml", every), &target())
+            .unwrap()
+            .plan;
+        let mut left = Vec::new();
+        drive_paths(&serde_yaml::to_value(&p).unwrap(), &mut left);
+        assert!(left.is_empty(), "Windows paths survived: {left:?}");
+        let StepKind::Install(msi) = &p.steps[8].kind else {
+            panic!("{:?}", p.steps[8])
+        };
+        assert_eq!(
+            msi.transforms[0].as_str(),
+            "/tmp/lab/drives/E/Synchronization Service/no-ui-choices.mst"
+        );
+        assert!(matches!(&msi.answers.key_file,
+            Some(KeyFile::Path(k)) if k.as_str() == "/tmp/lab/drives/D/Upgrade/fim-keys.bin"));
+    }
+}
