@@ -31,12 +31,16 @@ pub enum Command {
         #[arg(long, default_value = "iifp")]
         product: String,
     },
-    /// Run the TDS server double on 127.0.0.1 until SIGTERM/SIGINT; prints one JSON line when ready.
+    /// Run the TDS server double and the WinRM listener on 127.0.0.1 until SIGTERM/SIGINT; prints
+    /// one JSON line when ready.
     Serve {
         dir: PathBuf,
         /// TCP port (default: any free port).
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// The WinRM listener's TCP port (default: any free port).
+        #[arg(long, default_value_t = 0)]
+        winrm_port: u16,
         /// TDS version: 7.4 (SQL Server 2016) or 7.1 (SQL Server 2000).
         #[arg(long, default_value = "7.4")]
         tds: String,
@@ -92,6 +96,7 @@ pub fn run(cli: Cli) -> Result<i32, LabError> {
         Command::Serve {
             dir,
             port,
+            winrm_port,
             tds,
             faults,
             separate_sql_host,
@@ -99,6 +104,7 @@ pub fn run(cli: Cli) -> Result<i32, LabError> {
             let lab = Lab::open(&dir)?;
             let opts = StartOptions {
                 port,
+                winrm_port,
                 tds: parse_tds(&tds)?,
                 faults: Some(faults),
                 sql_host: if separate_sql_host {

@@ -13,7 +13,7 @@ use crate::state::write_atomic;
 /// A fault spec that does not parse, or faults.json that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
-    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-tools=MS")]
+    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-tools=MS, winrm-drop=N, winrm-slow=MS")]
     Unknown(String),
     #[error("fault `{spec}`: {why}")]
     BadValue { spec: String, why: String },
@@ -41,6 +41,12 @@ pub struct Faults {
     pub msiexec_1603: bool,
     pub msiexec_3010: bool,
     pub slow_tools_ms: Option<u64>,
+    /// The WinRM listener drops the connection during the Nth Receive since it saw this value.
+    #[serde(default)]
+    pub winrm_drop_at: Option<u32>,
+    /// The WinRM listener answers every shell operation MS milliseconds late.
+    #[serde(default)]
+    pub winrm_slow_ms: Option<u64>,
 }
 
 impl Faults {
@@ -107,6 +113,8 @@ impl Faults {
                 self.msiexec_3010 = true
             }
             "slow-tools" => self.slow_tools_ms = Some(number("MS")?),
+            "winrm-drop" => self.winrm_drop_at = Some(positive("N")?),
+            "winrm-slow" => self.winrm_slow_ms = Some(number("MS")?),
             _ => return Err(FaultError::Unknown(spec.to_string())),
         }
         self.specs.push(spec.to_string());
@@ -177,6 +185,8 @@ mod tests {
             "msiexec-1603",
             "msiexec-3010",
             "slow-tools=40",
+            "winrm-drop=2",
+            "winrm-slow=30",
         ])
         .unwrap();
         assert_eq!(
@@ -191,7 +201,9 @@ mod tests {
         assert!(f.miiskmu_fail && f.msiexec_1603 && f.msiexec_3010);
         assert_eq!(f.msiexec_1618_remaining, 3);
         assert_eq!(f.slow_tools_ms, Some(40));
-        assert_eq!(f.specs.len(), 9);
+        assert_eq!(f.winrm_drop_at, Some(2));
+        assert_eq!(f.winrm_slow_ms, Some(30));
+        assert_eq!(f.specs.len(), 11);
     }
 
     #[test]
@@ -201,6 +213,8 @@ mod tests {
         assert!(msg("backup-3201=0").contains("counts from 1"));
         assert!(msg("disk-cap=lots").contains("expected BYTES as a whole number, found `lots`"));
         assert!(msg("msiexec-1603=2").contains("takes no value"));
+        assert!(msg("winrm-drop=0").contains("counts from 1"));
+        assert!(msg("winrm-slow").contains("expected `winrm-slow=MS`"));
         assert!(msg("explode").starts_with("unknown fault `explode`"));
     }
 

@@ -50,6 +50,14 @@ impl Flavour {
         }
     }
 
+    /// The server's computer name (also @@SERVERNAME of its SQL Server).
+    pub fn computer_name(self) -> &'static str {
+        match self {
+            Flavour::Iifp => "MIISLAB",
+            Flavour::Fim2010r2 => "FIMLAB",
+        }
+    }
+
     /// The sync service name.
     pub fn service(self) -> &'static str {
         match self {
@@ -123,10 +131,12 @@ impl Flavour {
     pub fn windows(self) -> Windows {
         match self {
             Flavour::Iifp => Windows {
+                version: (5, 2, 3790),
                 reg: RegVersion::V3_0,
                 installer: [2, 0, 3790, 0],
             },
             Flavour::Fim2010r2 => Windows {
+                version: (6, 1, 7601),
                 reg: RegVersion::Later,
                 installer: [5, 0, 7600, 16385],
             },
@@ -155,6 +165,8 @@ pub enum RegVersion {
 /// What the stand-ins show of the server's Windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Windows {
+    /// Major, minor, build (NTLM's VERSION field).
+    pub version: (u8, u8, u16),
     pub reg: RegVersion,
     /// The Windows Installer version (the file version of System32\msi.dll).
     pub installer: [u16; 4],
@@ -423,6 +435,7 @@ impl Lab {
             exe: exe.to_path_buf(),
             installs: Vec::new(),
             key_exports: Vec::new(),
+            winrm: Some(winrm_login()?),
         };
         faults::store(dir, &Faults::default())?;
         seed_sql(dir, flavour)?;
@@ -517,6 +530,20 @@ pub fn write_wrapper(path: &Path, exe: &Path, lab: &Path, tool: &str) -> Result<
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).map_err(LabError::io(path))
 }
 
+/// The stand-in a file is the wrapper of (the `# upgrade-lab stand-in (NAME)` line that
+/// `write_wrapper` writes), if it is one.
+pub fn wrapper_tool(path: &Path) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    let name = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# upgrade-lab stand-in ("))?
+        .split(')')
+        .next()?;
+    crate::tools::TOOLS
+        .contains(&name)
+        .then(|| name.to_string())
+}
+
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
@@ -546,6 +573,14 @@ pub fn guid(b: &[u8]) -> String {
         &h[16..20],
         &h[20..32]
     )
+}
+
+/// The local administrator the WinRM listener accepts, with a fresh password.
+pub fn winrm_login() -> Result<state::WinrmLogin, LabError> {
+    Ok(state::WinrmLogin {
+        user: "Administrator".into(),
+        password: lab_password()?,
+    })
 }
 
 fn lab_password() -> Result<String, LabError> {

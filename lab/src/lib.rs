@@ -7,11 +7,13 @@ pub mod tds;
 pub mod cli;
 pub mod faults;
 pub mod layout;
+pub mod listener;
 pub mod rehearse;
 pub mod serve;
 pub mod state;
 pub mod status;
 pub mod tools;
+pub mod winrm;
 
 use std::path::{Path, PathBuf};
 

@@ -1,7 +1,8 @@
-//! Running the lab: the TDS server double on 127.0.0.1 over the lab's SQL model, on a thread with
-//! its own tokio runtime (so tests, sync or async, can hold a `RunningLab`), and `upgrade-lab serve`,
-//! which prints one JSON line when ready and stops on SIGTERM/SIGINT. TEST DOUBLE; no TLS, no auth
-//! other than the lab's one SQL login.
+//! Running the lab: the TDS server double on 127.0.0.1 over the lab's SQL model and the WinRM
+//! listener over its stand-ins, on a thread with its own tokio runtime (so tests, sync or async, can
+//! hold a `RunningLab`), and `upgrade-lab serve`, which prints one JSON line when ready and stops on
+//! SIGTERM/SIGINT. TEST DOUBLE; no TLS, no auth other than the lab's one SQL login and its one
+//! local administrator (WinRM, NTLM).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use crate::faults::{self, Faults};
 use crate::layout::{Lab, ToolPaths};
 use crate::sqlmodel::{Model, SqlFaults, TdsVersion};
 use crate::tds;
+use crate::winrm::{self, Identity, WinrmConfig};
 use crate::LabError;
 
 /// `--tds 7.4|7.1`.
@@ -41,6 +43,8 @@ fn tds_text(v: TdsVersion) -> &'static str {
 pub struct StartOptions {
     /// 0 = any free port.
     pub port: u16,
+    /// The WinRM listener's port; 0 = any free port.
+    pub winrm_port: u16,
     pub tds: TdsVersion,
     /// Fault specs that replace DIR/faults.json; `None` keeps the file as it is.
     pub faults: Option<Vec<String>>,
@@ -73,6 +77,16 @@ pub struct Ready {
     pub dir: PathBuf,
     pub drives: BTreeMap<String, PathBuf>,
     pub tools: ToolPaths,
+    pub winrm: WinrmEndpoint,
+}
+
+/// The lab's WinRM listener: where it is and the local administrator it accepts (NTLM).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WinrmEndpoint {
+    /// `http://127.0.0.1:PORT/wsman`
+    pub url: String,
+    pub user: String,
+    pub password: String,
 }
 
 /// A lab whose TDS server is listening. Dropping it stops the server.
@@ -82,6 +96,7 @@ pub struct RunningLab {
     pub login: String,
     pub password: String,
     pub tds: TdsVersion,
+    pub winrm: WinrmEndpoint,
     lab: Lab,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -121,6 +136,7 @@ impl RunningLab {
             dir: self.dir().to_path_buf(),
             drives,
             tools: self.lab.tools()?,
+            winrm: self.winrm.clone(),
         })
     }
 
@@ -153,7 +169,28 @@ impl Lab {
             faults::store(&dir, &Faults::from_specs(specs)?)?;
         }
         let active = faults::load(&dir)?;
-        let st = crate::state::load(&dir)?;
+        let mut st = crate::state::load(&dir)?;
+        if st.winrm.is_none() {
+            // A lab made before the WinRM listener: give it its administrator now.
+            let login = crate::layout::winrm_login()?;
+            st = crate::state::update(&dir, |s| {
+                s.winrm.get_or_insert(login);
+                s.clone()
+            })?;
+        }
+        let admin = st.winrm.clone().ok_or_else(|| {
+            LabError::Server("lab.json has no WinRM administrator after adding one".into())
+        })?;
+        let winrm_config = WinrmConfig {
+            bind: std::net::SocketAddr::from(([127, 0, 0, 1], opts.winrm_port)),
+            lab: dir.clone(),
+            identity: Identity {
+                computer: st.flavour.computer_name().into(),
+                user: admin.user.clone(),
+                password: admin.password.clone(),
+                os_version: st.flavour.windows().version,
+            },
+        };
         let config = tds::TdsConfig {
             bind: std::net::SocketAddr::from(([127, 0, 0, 1], opts.port)),
             version: opts.tds,
@@ -161,14 +198,16 @@ impl Lab {
             password: st.sql.password.clone(),
             faults: sql_faults(&active),
         };
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<u16, LabError>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(u16, String), LabError>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("upgrade-lab-tds".into())
-            .spawn(move || server_thread(dir, config, opts.sql_host, ready_tx, stop_rx))
+            .spawn(move || {
+                server_thread(dir, config, winrm_config, opts.sql_host, ready_tx, stop_rx)
+            })
             .map_err(|e| LabError::Server(format!("cannot start the server thread: {e}")))?;
-        let port = match ready_rx.recv() {
-            Ok(Ok(port)) => port,
+        let (port, winrm_url) = match ready_rx.recv() {
+            Ok(Ok(ready)) => ready,
             Ok(Err(e)) => {
                 let _ = thread.join();
                 return Err(e);
@@ -186,6 +225,11 @@ impl Lab {
             login: st.sql.login,
             password: st.sql.password,
             tds: opts.tds,
+            winrm: WinrmEndpoint {
+                url: winrm_url,
+                user: admin.user,
+                password: admin.password,
+            },
             lab: self.clone(),
             stop: Some(stop_tx),
             thread: Some(thread),
@@ -201,8 +245,9 @@ pub fn sql_faults(f: &Faults) -> SqlFaults {
 fn server_thread(
     dir: PathBuf,
     config: tds::TdsConfig,
+    winrm_config: WinrmConfig,
     sql_host: SqlHost,
-    ready: std::sync::mpsc::Sender<Result<u16, LabError>>,
+    ready: std::sync::mpsc::Sender<Result<(u16, String), LabError>>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -231,9 +276,20 @@ fn server_thread(
                 return;
             }
         };
-        let _ = ready.send(Ok(server.local_addr().port()));
+        let listener = match winrm::serve(winrm_config.clone()).await {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = ready.send(Err(LabError::Server(format!(
+                    "WinRM listener on {}: {e}",
+                    winrm_config.bind
+                ))));
+                return;
+            }
+        };
+        let _ = ready.send(Ok((server.local_addr().port(), listener.url())));
         // A dropped sender (RunningLab gone without stop) also ends the server.
         let _ = stop.await;
+        listener.shutdown().await;
         server.shutdown().await;
     });
 }

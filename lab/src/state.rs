@@ -99,6 +99,13 @@ pub struct SqlLogin {
     pub password: String,
 }
 
+/// The server's local administrator that the WinRM listener accepts (NTLM).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WinrmLogin {
+    pub user: String,
+    pub password: String,
+}
+
 /// What an installer run received (msiexec /i or the setup stand-in), as received.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstallRecord {
@@ -134,6 +141,9 @@ pub struct LabState {
     pub installs: Vec<InstallRecord>,
     #[serde(default)]
     pub key_exports: Vec<KeyExport>,
+    /// Absent in labs made before the WinRM listener: `serve` adds it.
+    #[serde(default)]
+    pub winrm: Option<WinrmLogin>,
 }
 
 impl LabState {

@@ -76,6 +76,7 @@ impl Rig {
         let lab = lab
             .start(StartOptions {
                 port: 0,
+                winrm_port: 0,
                 tds,
                 faults: Some(faults.iter().map(|s| s.to_string()).collect()),
                 sql_host,

@@ -62,7 +62,7 @@ impl Fixture {
     pub fn miis() -> Fixture {
         Fixture {
             sync_database: "MicrosoftIdentityIntegrationServer".into(),
-            server_name: "MIISLAB".into(),
+            server_name: crate::layout::Flavour::Iifp.computer_name().into(),
             management_agents: vec![
                 MaFixture {
                     name: "Contoso AD".into(),
@@ -107,7 +107,7 @@ impl Fixture {
     pub fn fim() -> Fixture {
         let mut f = Fixture::miis();
         f.sync_database = "FIMSynchronizationService".into();
-        f.server_name = "FIMLAB".into();
+        f.server_name = crate::layout::Flavour::Fim2010r2.computer_name().into();
         f.fim_columns = true;
         f.obsoletions = 3;
         f.management_agents[3] = MaFixture {

@@ -12,8 +12,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, Mutex};
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::sync::Mutex;
+
+use crate::listener::Listening;
 
 use crate::sqlmodel::{Model, ModelError};
 pub use crate::sqlmodel::{SqlFaults, TdsVersion};
@@ -57,37 +58,7 @@ pub enum TdsError {
 }
 
 /// A running double. Stops on `shutdown()` or when dropped.
-#[derive(Debug)]
-pub struct TdsServer {
-    local_addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl TdsServer {
-    /// The address it listens on (the real port when bound to port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// Stops accepting, ends every open connection, and waits until that is done.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for TdsServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
+pub type TdsServer = Listening;
 
 /// Starts the double on `config.bind`, answering from `model` (told which server it is and which
 /// faults are set). Returns once it listens.
@@ -113,34 +84,20 @@ pub async fn serve(config: TdsConfig, model: Arc<Mutex<Model>>) -> Result<TdsSer
         version: config.version,
         model,
     });
-    let (stop_tx, mut stop_rx) = oneshot::channel();
-    let task = tokio::spawn(async move {
-        let mut sessions = JoinSet::new();
-        let mut spid: u16 = 51;
-        loop {
-            tokio::select! {
-                _ = &mut stop_rx => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, peer)) => {
-                        let _ = stream.set_nodelay(true);
-                        tracing::debug!("TDS connection {spid} from {peer}");
-                        sessions.spawn(session::run(stream, shared.clone(), spid));
-                        spid = if spid == u16::MAX { 51 } else { spid + 1 };
-                    }
-                    Err(e) => tracing::warn!("accept: {e}"),
-                },
-                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-            }
-        }
-        sessions.shutdown().await;
-    });
+    let mut spid: u16 = 51;
+    let server = Listening::start(listener, move |stream, peer| {
+        tracing::debug!("TDS connection {spid} from {peer}");
+        let session = session::run(stream, shared.clone(), spid);
+        spid = if spid == u16::MAX { 51 } else { spid + 1 };
+        session
+    })
+    .map_err(|source| TdsError::Bind {
+        addr: config.bind,
+        source,
+    })?;
     tracing::info!(
         "TDS double listening on {local_addr} ({:?})",
         config.version
     );
-    Ok(TdsServer {
-        local_addr,
-        stop: Some(stop_tx),
-        task: Some(task),
-    })
+    Ok(server)
 }

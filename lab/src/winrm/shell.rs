@@ -1,0 +1,327 @@
+//! The WinRS shells of the lab's WinRM listener ([MS-WSMV] 3.1.4.x, the cmd shell): shells hold
+//! commands; a command runs one stand-in (`tools::run`, the same entry the wrapper scripts use, so
+//! the lab's drives and argv.log apply) on a thread of its own, with stdin fed by Send and
+//! stdout/stderr collected for Receive. Exit codes stay full 32-bit Windows codes.
+//! TEST DOUBLE: a stand-in already running cannot be stopped; terminate and ctrl_c end the command
+//! for the client (closing its stdin) while the stand-in finishes on its own (lab/README.md).
+
+use std::collections::HashMap;
+use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::cmdline::{self, Resolved};
+use crate::tools::{self, ToolIo};
+
+/// STATUS_CONTROL_C_EXIT: the exit code of a console process ended by Ctrl+C.
+pub const STATUS_CONTROL_C_EXIT: u32 = 0xC000_013A;
+
+/// An operation on a shell or command that does not exist (any more).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ShellError {
+    #[error("shell {0} not found")]
+    ShellNotFound(String),
+    #[error("command {command} not found in shell {shell}")]
+    CommandNotFound { shell: String, command: String },
+    #[error("the command's stdin was already closed")]
+    StdinClosed,
+}
+
+/// What a Receive hands back: output since the last Receive, and the exit code once the command
+/// has ended and all of its output is in this chunk.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub exit: Option<u32>,
+}
+
+/// How a Signal asks a command to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Terminate,
+    CtrlC,
+}
+
+/// Every shell of one listener.
+pub struct Shells {
+    lab: PathBuf,
+    shells: Mutex<HashMap<String, HashMap<String, Arc<Command>>>>,
+}
+
+/// One running (or ended) command.
+struct Command {
+    stdin: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
+    out: Mutex<Chunk>,
+    notify: tokio::sync::Notify,
+}
+
+impl Command {
+    fn out(&self) -> MutexGuard<'_, Chunk> {
+        // A poisoned lock only means a stand-in thread panicked; its output is still usable.
+        self.out.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn finish(&self, exit: u32) {
+        let mut out = self.out();
+        if out.exit.is_none() {
+            out.exit = Some(exit);
+        }
+        drop(out);
+        self.notify.notify_one();
+    }
+}
+
+impl Shells {
+    pub fn new(lab: PathBuf) -> Shells {
+        Shells {
+            lab,
+            shells: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, HashMap<String, Arc<Command>>>> {
+        self.shells.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates a shell; returns its ShellId.
+    pub fn create(&self) -> std::io::Result<String> {
+        let id = new_id()?;
+        self.lock().insert(id.clone(), HashMap::new());
+        Ok(id)
+    }
+
+    /// Deletes a shell, ending its commands for the client.
+    pub fn delete(&self, shell: &str) -> Result<(), ShellError> {
+        let commands = self
+            .lock()
+            .remove(shell)
+            .ok_or_else(|| ShellError::ShellNotFound(shell.to_string()))?;
+        for c in commands.values() {
+            close_stdin(c);
+        }
+        Ok(())
+    }
+
+    /// Starts `line` in `shell`; returns the CommandId.
+    pub fn command(&self, shell: &str, line: &str) -> Result<String, ShellError> {
+        let id = new_id().map_err(|_| ShellError::ShellNotFound(shell.to_string()))?;
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let command = Arc::new(Command {
+            stdin: Mutex::new(Some(tx)),
+            out: Mutex::new(Chunk::default()),
+            notify: tokio::sync::Notify::new(),
+        });
+        {
+            let mut shells = self.lock();
+            let commands = shells
+                .get_mut(shell)
+                .ok_or_else(|| ShellError::ShellNotFound(shell.to_string()))?;
+            commands.insert(id.clone(), command.clone());
+        }
+        match cmdline::resolve(&self.lab, line) {
+            Resolved::Fails { stderr, exit } => {
+                command.out().stderr.extend_from_slice(stderr.as_bytes());
+                command.finish(exit);
+            }
+            Resolved::Run { tool, args } => {
+                let lab = self.lab.clone();
+                let runner = command.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("winrs-{tool}"))
+                    .spawn(move || run_stand_in(&lab, &tool, &args, rx, &runner));
+                if let Err(e) = spawned {
+                    command.out().stderr.extend_from_slice(
+                        format!("upgrade-lab: cannot start: {e}\r\n").as_bytes(),
+                    );
+                    command.finish(1);
+                }
+            }
+        }
+        Ok(id)
+    }
+
+    fn get(&self, shell: &str, command: &str) -> Result<Arc<Command>, ShellError> {
+        let shells = self.lock();
+        let commands = shells
+            .get(shell)
+            .ok_or_else(|| ShellError::ShellNotFound(shell.to_string()))?;
+        commands
+            .get(command)
+            .cloned()
+            .ok_or_else(|| ShellError::CommandNotFound {
+                shell: shell.to_string(),
+                command: command.to_string(),
+            })
+    }
+
+    /// Feeds stdin; `end` closes it.
+    pub fn send(
+        &self,
+        shell: &str,
+        command: &str,
+        data: Vec<u8>,
+        end: bool,
+    ) -> Result<(), ShellError> {
+        let c = self.get(shell, command)?;
+        let mut stdin = c.stdin.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = stdin.as_ref().ok_or(ShellError::StdinClosed)?;
+        // A stand-in that has ended no longer reads: its input is dropped, as a pipe's would be.
+        let _ = tx.send(data);
+        if end {
+            *stdin = None;
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for output or the end of the command. `Ok(None)`: nothing came in
+    /// time (the caller answers w:TimedOut, as Windows does after OperationTimeout).
+    pub async fn receive(
+        &self,
+        shell: &str,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<Option<Chunk>, ShellError> {
+        let c = self.get(shell, command)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            {
+                let mut out = c.out();
+                if !out.stdout.is_empty() || !out.stderr.is_empty() || out.exit.is_some() {
+                    let chunk = Chunk {
+                        stdout: std::mem::take(&mut out.stdout),
+                        stderr: std::mem::take(&mut out.stderr),
+                        exit: out.exit,
+                    };
+                    return Ok(Some(chunk));
+                }
+            }
+            if tokio::time::timeout_at(deadline, c.notify.notified())
+                .await
+                .is_err()
+            {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Ends a command for the client (see the module comment for what the lab cannot do).
+    pub fn signal(&self, shell: &str, command: &str, signal: Signal) -> Result<(), ShellError> {
+        let c = self.get(shell, command)?;
+        close_stdin(&c);
+        match signal {
+            Signal::CtrlC => c.finish(STATUS_CONTROL_C_EXIT),
+            Signal::Terminate => {
+                if let Some(commands) = self.lock().get_mut(shell) {
+                    commands.remove(command);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn close_stdin(c: &Command) {
+    *c.stdin.lock().unwrap_or_else(|p| p.into_inner()) = None;
+}
+
+/// A fresh upper-case GUID, as Windows writes ShellIds and CommandIds.
+fn new_id() -> std::io::Result<String> {
+    let bytes = crate::state::random_bytes(16)?;
+    Ok(crate::layout::guid(&bytes)
+        .trim_matches(['{', '}'])
+        .to_string())
+}
+
+fn run_stand_in(
+    lab: &std::path::Path,
+    tool: &str,
+    args: &[String],
+    stdin: mpsc::Receiver<Vec<u8>>,
+    command: &Arc<Command>,
+) {
+    let mut input = ChannelReader {
+        rx: stdin,
+        buf: Vec::new(),
+        pos: 0,
+    };
+    let mut stdout = OutWriter {
+        command: command.clone(),
+        stderr: false,
+    };
+    let mut stderr = OutWriter {
+        command: command.clone(),
+        stderr: true,
+    };
+    let mut io = ToolIo {
+        stdin: &mut input,
+        stdout: &mut stdout,
+        stderr: &mut stderr,
+    };
+    let code = tools::run(lab, tool, args, &mut io);
+    // Windows exit codes are DWORDs: the stand-in's i32 is that DWORD's bit pattern.
+    command.finish(code as u32);
+}
+
+/// A stand-in's stdin: the chunks Send delivered, then end of file once stdin is closed.
+struct ChannelReader {
+    rx: mpsc::Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for ChannelReader {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.pos >= self.buf.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.buf = chunk;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(&[]),
+            }
+        }
+        Ok(&self.buf[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+    }
+}
+
+/// A stand-in's stdout or stderr: appended to the command's output, waking a waiting Receive.
+struct OutWriter {
+    command: Arc<Command>,
+    stderr: bool,
+}
+
+impl Write for OutWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        {
+            let mut out = self.command.out();
+            if self.stderr {
+                out.stderr.extend_from_slice(data);
+            } else {
+                out.stdout.extend_from_slice(data);
+            }
+        }
+        self.command.notify.notify_one();
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
