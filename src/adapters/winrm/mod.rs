@@ -241,13 +241,7 @@ impl WinrmClient {
             None => self.open().await?,
         };
         let mut session = session;
-        let mut run = shell::Run {
-            session: &mut session,
-            url: &self.endpoint.url,
-            user: &self.options.user,
-            operation_timeout: self.options.operation_timeout,
-            leftover: None,
-        };
+        let mut run = self.over(&mut session);
         let outcome = run.run(command).await;
         match run.leftover.take() {
             None => *guard = Some(session),
@@ -257,6 +251,17 @@ impl WinrmClient {
             }
         }
         outcome
+    }
+
+    /// A run of this client's options over `session`.
+    fn over<'a>(&'a self, session: &'a mut session::Session) -> shell::Run<'a> {
+        shell::Run {
+            session,
+            url: &self.endpoint.url,
+            user: &self.options.user,
+            operation_timeout: self.options.operation_timeout,
+            leftover: None,
+        }
     }
 
     async fn open(&self) -> Result<session::Session, WinrmError> {
@@ -272,16 +277,7 @@ impl WinrmClient {
     /// still runs in it). Failures are logged; the run's own error says what the caller must do.
     async fn delete_over_new_session(&self, shell: &str) {
         match self.open().await {
-            Ok(mut session) => {
-                let mut run = shell::Run {
-                    session: &mut session,
-                    url: &self.endpoint.url,
-                    user: &self.options.user,
-                    operation_timeout: self.options.operation_timeout,
-                    leftover: None,
-                };
-                run.delete(shell).await;
-            }
+            Ok(mut session) => self.over(&mut session).delete(shell).await,
             Err(e) => {
                 tracing::warn!(shell = %shell, "WinRM: cannot log on again to delete the shell: {e}")
             }
