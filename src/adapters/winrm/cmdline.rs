@@ -1,7 +1,9 @@
-//! A program and its arguments as the WinRS cmd shell needs them: the shell joins Command and
-//! Arguments with spaces, cmd.exe reads the line (its operators `& | < > ^ ( )` act outside double
-//! quotes, `%VAR%` expands even inside them), and the program splits it by the Microsoft C runtime
-//! rules. Each value is quoted so that it arrives as exactly one argument, or refused.
+//! A program and its arguments as a WinRS command line: the shell joins Command and Arguments with
+//! spaces and the program splits the line by the Microsoft C runtime rules (CommandLineToArgvW).
+//! The client asks the shell to start the program directly (WINRS_SKIP_CMD_SHELL), yet each value
+//! is also made safe for cmd.exe, should a server run the line through it anyway: operators
+//! (`& | < > ^ ( )`) only inside quotes, and `%` (expanded even inside quotes) and `"` refused.
+//! Each value arrives as exactly one argument, or is refused with the argument named.
 
 /// A value that cannot be passed through cmd.exe as one literal argument.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

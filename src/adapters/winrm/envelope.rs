@@ -93,8 +93,11 @@ pub fn request(
         ));
     }
     if let Operation::Command { .. } = op {
-        // Stdin as a console (what prompts for a password read) and through cmd.exe, as WinRS.
-        header.push_str("<w:OptionSet><w:Option Name=\"WINRS_CONSOLEMODE_STDIN\">TRUE</w:Option><w:Option Name=\"WINRS_SKIP_CMD_SHELL\">FALSE</w:Option></w:OptionSet>");
+        // Stdin as a console (what a password prompt reads), and the program started directly,
+        // not through cmd.exe: its operators, %VAR% expansion and `/c` quote stripping play no
+        // part in how the arguments arrive (WinRS options WINRS_CONSOLEMODE_STDIN and
+        // WINRS_SKIP_CMD_SHELL of [MS-WSMV]).
+        header.push_str("<w:OptionSet><w:Option Name=\"WINRS_CONSOLEMODE_STDIN\">TRUE</w:Option><w:Option Name=\"WINRS_SKIP_CMD_SHELL\">TRUE</w:Option></w:OptionSet>");
     }
     format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?><s:Envelope xmlns:s=\"{NS_SOAP}\" xmlns:a=\"{NS_ADDRESSING}\" xmlns:w=\"{NS_WSMAN}\" xmlns:rsp=\"{NS_SHELL}\"><s:Header>{header}</s:Header><s:Body>{}</s:Body></s:Envelope>",
@@ -175,6 +178,7 @@ mod tests {
         assert!(x.contains(
             "<w:SelectorSet><w:Selector Name=\"ShellId\">S-1</w:Selector></w:SelectorSet>"
         ));
+        assert!(x.contains("<w:Option Name=\"WINRS_SKIP_CMD_SHELL\">TRUE</w:Option>"));
         assert!(x.contains("<rsp:Command>reg</rsp:Command><rsp:Arguments>query</rsp:Arguments><rsp:Arguments>&quot;HKLM\\A &amp; B&quot;</rsp:Arguments>"));
         let x = req(
             Operation::Send {
