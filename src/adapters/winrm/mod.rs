@@ -21,9 +21,10 @@
 //! where our key tool's password travels. Cost: +73 crates in Cargo.lock (reqwest, hyper, quinn,
 //! icu/idna, a second md-5/md4/sha2/hmac generation) and 197 s added to `cargo build` on this
 //! 2-core machine (3.7 s incremental before).
-//! Ours: about 1,500 lines on crates already in Cargo.lock (the lab and tiberius use them:
-//! httparse, quick-xml, base64, md4, md-5, hmac, rc4, rustls/tokio-rustls, rustls-native-certs),
-//! so 0 new crates; what it supports is exactly what the executor needs: NTLMv2 with message
+//! Ours: about 2,300 lines (without unit tests) on crates already in Cargo.lock (the lab and
+//! tiberius use them: httparse, quick-xml, base64, md4, md-5, hmac, rc4, rustls/tokio-rustls,
+//! rustls-native-certs), so 0 new crates; the `upgrade` crate builds from clean in 13.2 s with it
+//! and 15.1 s without (dependencies cached; the difference is noise). What it supports is exactly what the executor needs: NTLMv2 with message
 //! encryption over HTTP, Basic or NTLM over HTTPS with certificate validation and a CA option,
 //! Send, Signal terminate, timeouts per operation and per command, 32-bit exit codes, and logs
 //! that hold no password, header or body. Kerberos is not implemented (an explicit error).
