@@ -97,8 +97,68 @@ pub enum WinrmError {
 }
 
 impl WinrmError {
-    /// Is this a lost connection or an unanswered request (the session cannot go on)?
-    pub(super) fn is_lost(&self) -> bool {
-        matches!(self, WinrmError::Lost { .. })
+    /// Can the connection this error happened on not carry another request? Only a fault the
+    /// server answered in order, a refused argument and a command timeout (terminated and answered)
+    /// leave it usable; anything else (lost, unanswered, unreadable, a signature that did not
+    /// verify, which leaves the RC4 streams out of step) ends it.
+    pub(super) fn ends_session(&self) -> bool {
+        !matches!(
+            self,
+            WinrmError::Fault { .. }
+                | WinrmError::UnsafeArgument(_)
+                | WinrmError::MayStillBeRunning {
+                    why: Interruption::TimedOut(_),
+                    ..
+                }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lost() -> WinrmError {
+        WinrmError::Lost {
+            endpoint: "e".into(),
+            operation: "Create",
+            cause: "reset".into(),
+        }
+    }
+
+    /// A connection lost during Create (no command yet) must not be kept for the next command:
+    /// only answered faults and a terminated, answered timeout leave the connection in step.
+    #[test]
+    fn only_an_answered_fault_or_timeout_leaves_the_connection_usable() {
+        let may_run = |why| WinrmError::MayStillBeRunning {
+            program: "p".into(),
+            endpoint: "e".into(),
+            why,
+        };
+        assert!(lost().ends_session());
+        assert!(WinrmError::Protocol {
+            endpoint: "e".into(),
+            operation: "Receive",
+            cause: "bad signature".into()
+        }
+        .ends_session());
+        assert!(may_run(Interruption::Dropped {
+            operation: "Receive",
+            cause: "reset".into()
+        })
+        .ends_session());
+        assert!(!may_run(Interruption::TimedOut(Duration::from_secs(1))).ends_session());
+        let fault = Fault {
+            code: "s:Sender".into(),
+            subcode: "w:InvalidSelectors".into(),
+            wsman_code: None,
+            reason: "r".into(),
+        };
+        assert!(!WinrmError::Fault {
+            endpoint: "e".into(),
+            operation: "Command",
+            fault
+        }
+        .ends_session());
     }
 }

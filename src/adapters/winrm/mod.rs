@@ -244,12 +244,13 @@ impl WinrmClient {
         let mut session = session;
         let mut run = self.over(&mut session);
         let outcome = run.run(command).await;
-        match run.leftover.take() {
-            None => *guard = Some(session),
-            Some(shell) => {
-                drop(session);
-                self.delete_over_new_session(&shell).await;
-            }
+        let leftover = run.leftover.take();
+        match &outcome {
+            Err(e) if e.ends_session() => drop(session),
+            _ => *guard = Some(session),
+        }
+        if let Some(shell) = leftover {
+            self.delete_over_new_session(&shell).await;
         }
         outcome
     }

@@ -61,18 +61,10 @@ impl Run<'_> {
         let shell = response::shell_id(&created).map_err(|e| self.protocol("Create", e))?;
         tracing::debug!(shell = %shell, program = %command.program, "WinRM: shell created");
         let outcome = self.in_shell(&shell, &program, &args, command).await;
-        let session_lost = match &outcome {
-            Err(WinrmError::MayStillBeRunning { why, .. }) => {
-                matches!(why, Interruption::Dropped { .. })
-            }
-            Err(e) => e.is_lost(),
-            Ok(_) => false,
-        };
-        if session_lost {
-            // This session is gone; the caller deletes the shell over a new one.
-            self.leftover = Some(shell);
-        } else {
-            self.delete(&shell).await;
+        match &outcome {
+            // This session cannot go on; the caller deletes the shell over a new one.
+            Err(e) if e.ends_session() => self.leftover = Some(shell),
+            _ => self.delete(&shell).await,
         }
         outcome
     }
