@@ -41,6 +41,10 @@ pub enum Command {
         /// The WinRM listener's TCP port (default: any free port).
         #[arg(long, default_value_t = 0)]
         winrm_port: u16,
+        /// Also an HTTPS WinRM listener (any free port) with a self-signed certificate written to
+        /// DIR/winrm-https.pem, taking Basic and NTLM (a listener with Basic enabled).
+        #[arg(long)]
+        winrm_https: bool,
         /// TDS version: 7.4 (SQL Server 2016) or 7.1 (SQL Server 2000).
         #[arg(long, default_value = "7.4")]
         tds: String,
@@ -97,6 +101,7 @@ pub fn run(cli: Cli) -> Result<i32, LabError> {
             dir,
             port,
             winrm_port,
+            winrm_https,
             tds,
             faults,
             separate_sql_host,
@@ -105,6 +110,7 @@ pub fn run(cli: Cli) -> Result<i32, LabError> {
             let opts = StartOptions {
                 port,
                 winrm_port,
+                winrm_https,
                 tds: parse_tds(&tds)?,
                 faults: Some(faults),
                 sql_host: if separate_sql_host {

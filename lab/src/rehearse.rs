@@ -445,6 +445,7 @@ fn rehearse_on(
     let running = lab.start(StartOptions {
         port: 0,
         winrm_port: 0,
+        winrm_https: false,
         tds,
         faults: None,
         sql_host: crate::serve::SqlHost::SyncServer,

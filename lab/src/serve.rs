@@ -45,6 +45,9 @@ pub struct StartOptions {
     pub port: u16,
     /// The WinRM listener's port; 0 = any free port.
     pub winrm_port: u16,
+    /// Also an HTTPS WinRM listener (any free port) with a self-signed certificate, taking Basic
+    /// and NTLM without message encryption.
+    pub winrm_https: bool,
     pub tds: TdsVersion,
     /// Fault specs that replace DIR/faults.json; `None` keeps the file as it is.
     pub faults: Option<Vec<String>>,
@@ -87,6 +90,12 @@ pub struct WinrmEndpoint {
     pub url: String,
     pub user: String,
     pub password: String,
+    /// `https://127.0.0.1:PORT/wsman` with `serve --winrm-https`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https_url: Option<String>,
+    /// The HTTPS listener's self-signed certificate (PEM), for clients to trust.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub https_cert: Option<PathBuf>,
 }
 
 /// A lab whose TDS server is listening. Dropping it stops the server.
@@ -190,6 +199,18 @@ impl Lab {
                 password: admin.password.clone(),
                 os_version: st.flavour.windows().version,
             },
+            tls: None,
+        };
+        let https_config = if opts.winrm_https {
+            let tls = winrm::tls::server_config(&dir, st.flavour.computer_name())
+                .map_err(|e| LabError::Server(format!("WinRM HTTPS listener: {e}")))?;
+            Some(WinrmConfig {
+                bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                tls: Some(tls),
+                ..winrm_config.clone()
+            })
+        } else {
+            None
         };
         let config = tds::TdsConfig {
             bind: std::net::SocketAddr::from(([127, 0, 0, 1], opts.port)),
@@ -198,15 +219,16 @@ impl Lab {
             password: st.sql.password.clone(),
             faults: sql_faults(&active),
         };
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(u16, String), LabError>>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Listeners, LabError>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("upgrade-lab-tds".into())
             .spawn(move || {
-                server_thread(dir, config, winrm_config, opts.sql_host, ready_tx, stop_rx)
+                let winrm = [Some(winrm_config), https_config];
+                server_thread(dir, config, winrm, opts.sql_host, ready_tx, stop_rx)
             })
             .map_err(|e| LabError::Server(format!("cannot start the server thread: {e}")))?;
-        let (port, winrm_url) = match ready_rx.recv() {
+        let (port, winrm_url, https_url) = match ready_rx.recv() {
             Ok(Ok(ready)) => ready,
             Ok(Err(e)) => {
                 let _ = thread.join();
@@ -229,6 +251,10 @@ impl Lab {
                 url: winrm_url,
                 user: admin.user,
                 password: admin.password,
+                https_cert: https_url
+                    .as_ref()
+                    .map(|_| winrm::tls::cert_path(self.dir())),
+                https_url,
             },
             lab: self.clone(),
             stop: Some(stop_tx),
@@ -236,6 +262,9 @@ impl Lab {
         })
     }
 }
+
+/// What the server thread reports when ready: the TDS port, the WinRM URL, the HTTPS one.
+type Listeners = (u16, String, Option<String>);
 
 /// The SQL part of the lab's faults, as the TDS double takes it.
 pub fn sql_faults(f: &Faults) -> SqlFaults {
@@ -245,9 +274,9 @@ pub fn sql_faults(f: &Faults) -> SqlFaults {
 fn server_thread(
     dir: PathBuf,
     config: tds::TdsConfig,
-    winrm_config: WinrmConfig,
+    winrm: [Option<WinrmConfig>; 2],
     sql_host: SqlHost,
-    ready: std::sync::mpsc::Sender<Result<(u16, String), LabError>>,
+    ready: std::sync::mpsc::Sender<Result<Listeners, LabError>>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -276,20 +305,30 @@ fn server_thread(
                 return;
             }
         };
-        let listener = match winrm::serve(winrm_config.clone()).await {
-            Ok(l) => l,
-            Err(e) => {
-                let _ = ready.send(Err(LabError::Server(format!(
-                    "WinRM listener on {}: {e}",
-                    winrm_config.bind
-                ))));
-                return;
+        let mut listeners = Vec::new();
+        for config in winrm.into_iter().flatten() {
+            match winrm::serve(config.clone()).await {
+                Ok(l) => listeners.push(l),
+                Err(e) => {
+                    let _ = ready.send(Err(LabError::Server(format!(
+                        "WinRM listener on {}: {e}",
+                        config.bind
+                    ))));
+                    return;
+                }
             }
-        };
-        let _ = ready.send(Ok((server.local_addr().port(), listener.url())));
+        }
+        let urls: Vec<String> = listeners.iter().map(|l| l.url()).collect();
+        let _ = ready.send(Ok((
+            server.local_addr().port(),
+            urls.first().cloned().unwrap_or_default(),
+            urls.get(1).cloned(),
+        )));
         // A dropped sender (RunningLab gone without stop) also ends the server.
         let _ = stop.await;
-        listener.shutdown().await;
+        for l in listeners {
+            l.shutdown().await;
+        }
         server.shutdown().await;
     });
 }

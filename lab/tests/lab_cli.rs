@@ -147,6 +147,18 @@ fn serve_prints_one_ready_line_accepts_tcp_and_stops_on_sigterm() {
         .ends_with("/drives/C"));
     let port = ready["port"].as_u64().unwrap() as u16;
     std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // The WinRM listener and its local administrator (kept in lab.json).
+    let admin = Lab::open(&dir).unwrap().state().unwrap().winrm.unwrap();
+    assert_eq!(ready["winrm"]["user"], admin.user.as_str());
+    assert_eq!(ready["winrm"]["password"], admin.password.as_str());
+    let url = ready["winrm"]["url"].as_str().unwrap();
+    let winrm_port: u16 = url
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix("/wsman"))
+        .unwrap_or_else(|| panic!("WinRM url {url}"))
+        .parse()
+        .unwrap();
+    std::net::TcpStream::connect(("127.0.0.1", winrm_port)).unwrap();
     let faults = upgrade_lab::faults::load(&dir).unwrap();
     assert_eq!(faults.sql.backup_3201_at, Some(1));
 
@@ -158,6 +170,7 @@ fn serve_prints_one_ready_line_accepts_tcp_and_stops_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "serve exits 0 on SIGTERM: {status}");
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", winrm_port)).is_err());
 }
 
 #[test]
@@ -279,4 +292,24 @@ fn env_prints_the_lab_passwords_for_a_plan_written_for_the_lab() {
         "export UPGRADE_LAB_SERVICE_PASSWORD='{}'\n",
         st.account.password
     )));
+}
+
+#[test]
+fn a_lab_made_before_the_winrm_listener_gets_its_administrator_when_served() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("lab");
+    init(&dir, "iifp");
+    let mut st = upgrade_lab::state::load(&dir).unwrap();
+    st.winrm = None;
+    upgrade_lab::state::store(&dir, &st).unwrap();
+    let running = Lab::open(&dir)
+        .unwrap()
+        .start(StartOptions::default())
+        .unwrap();
+    let admin = upgrade_lab::state::load(&dir).unwrap().winrm.unwrap();
+    assert_eq!(
+        (running.winrm.user.as_str(), running.winrm.password.as_str()),
+        (admin.user.as_str(), admin.password.as_str())
+    );
+    assert!(running.winrm.url.starts_with("http://127.0.0.1:"));
 }

@@ -77,6 +77,7 @@ impl Rig {
             .start(StartOptions {
                 port: 0,
                 winrm_port: 0,
+                winrm_https: false,
                 tds,
                 faults: Some(faults.iter().map(|s| s.to_string()).collect()),
                 sql_host,

@@ -3,11 +3,21 @@
 //! without regard to case, `.exe` optional), and the program splits its arguments by the
 //! CommandLineToArgvW rules. A name cmd.exe cannot find gets cmd.exe's own message and exit 1.
 //! TEST DOUBLE: the lab's cmd.exe runs only the stand-ins; it does not interpret `&`, `|`, `<`,
-//! `>`, `^` or `%VAR%` and refuses a line that uses the first five (lab/README.md).
+//! `>`, `^` or `%VAR%`, refuses a line that uses the first five and refuses its internal commands
+//! (`dir`, `echo`, `type`, ...) with a message that says so (lab/README.md).
 
 use std::path::{Path, PathBuf};
 
 use crate::layout::{win_to_lab, wrapper_tool};
+
+/// cmd.exe's internal commands: a real cmd.exe runs them itself; the lab's does not simulate them
+/// and says so rather than pretend they do not exist.
+const CMD_BUILTINS: [&str; 44] = [
+    "assoc", "break", "call", "cd", "chdir", "cls", "color", "copy", "date", "del", "dir", "echo",
+    "endlocal", "erase", "exit", "for", "ftype", "goto", "if", "md", "mkdir", "mklink", "move",
+    "path", "pause", "popd", "prompt", "pushd", "rd", "rem", "ren", "rename", "rmdir", "set",
+    "setlocal", "shift", "start", "time", "title", "type", "ver", "verify", "vol", "cmd",
+];
 
 /// The stand-ins that live in System32 and are found by name on the default PATH.
 const SYSTEM32_TOOLS: [&str; 3] = ["reg", "sc", "msiexec"];
@@ -33,6 +43,14 @@ pub fn resolve(lab: &Path, line: &str) -> Resolved {
         };
     }
     let (program, rest) = split_program(line);
+    if CMD_BUILTINS.contains(&program.to_ascii_lowercase().as_str()) {
+        return Resolved::Fails {
+            stderr: format!(
+                "upgrade-lab: the lab's cmd.exe does not simulate `{program}`; it runs only the stand-ins\r\n"
+            ),
+            exit: 1,
+        };
+    }
     let args = split_args(rest);
     match find_program(lab, &program) {
         Found::Tool(tool) => Resolved::Run { tool, args },
@@ -254,5 +272,9 @@ mod tests {
             resolve(dir.path(), "sc query x & del y"),
             Resolved::Fails { exit: 1, .. }
         ));
+        let Resolved::Fails { stderr, .. } = resolve(dir.path(), "echo hi") else {
+            panic!("echo ran")
+        };
+        assert!(stderr.contains("does not simulate `echo`"), "{stderr}");
     }
 }

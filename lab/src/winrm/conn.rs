@@ -1,20 +1,23 @@
-//! One HTTP connection to the lab's WinRM listener, as Windows' default listener treats it
-//! (AllowUnencrypted=false, Basic off, Negotiate on): NTLM over `Authorization: Negotiate|NTLM`
-//! authenticates the connection; after that every SOAP body must arrive sealed in the
+//! One connection to the lab's WinRM listener, as Windows' default listener treats it
+//! (AllowUnencrypted=false, Basic off, Negotiate on): NTLM over `Authorization: Negotiate|NTLM`,
+//! raw or (under Negotiate) wrapped in SPNEGO, authenticates the connection; after that every SOAP body over HTTP must arrive sealed in the
 //! SPNEGO-encrypted multipart form and every answer leaves sealed the same way. A plain body after
 //! logon gets HTTP 500 (what Windows answers when AllowUnencrypted is false), a bad or missing
-//! logon 401 with `WWW-Authenticate: Negotiate`.
+//! logon 401 with `WWW-Authenticate: Negotiate`. Over the optional HTTPS listener (a listener with
+//! Basic enabled) TLS protects the traffic: plain SOAP bodies are taken, and so is Basic, which
+//! authenticates each request that carries it.
 
 use std::sync::Arc;
 
 use base64::Engine;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::dispatch::{Outcome, Service};
 use super::encrypted;
 use super::http::{self, Request, Response};
 use super::ntlm::{self, Identity};
 use super::seal::SessionSecurity;
+use super::spnego;
 
 /// What every connection of one listener shares.
 pub struct Shared {
@@ -22,17 +25,40 @@ pub struct Shared {
     pub service: Service,
 }
 
-/// Where one connection's logon stands.
+/// The Content-Type of a plain SOAP message.
+const SOAP: &str = "application/soap+xml;charset=UTF-8";
+
+/// Where one connection's logon stands. `spnego`: the client wraps NTLM in SPNEGO, offering
+/// these mechTypes (DER), which the mechListMICs cover; `None`: raw NTLM tokens.
 enum Logon {
     None,
-    /// CHALLENGE sent under `scheme` (`Negotiate` or `NTLM`, as the client wrote it).
-    Challenged(ntlm::Challenged),
+    /// SPNEGO settled on NTLM; the client's NTLM NEGOTIATE has not come yet.
+    Chosen {
+        spnego: Option<Vec<u8>>,
+    },
+    /// CHALLENGE sent.
+    Challenged {
+        state: ntlm::Challenged,
+        spnego: Option<Vec<u8>>,
+    },
     Done(Box<SessionSecurity>),
 }
 
-/// Serves one connection until the client closes it (or a fault drops it).
-pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
-    let (read, mut write) = stream.into_split();
+/// A request's authorization that lets it through.
+struct Authorized {
+    /// Basic (HTTPS only): this request only.
+    basic: bool,
+    /// The last SPNEGO token, for the answer's `WWW-Authenticate` header.
+    final_token: Option<String>,
+}
+
+/// Serves one connection until the client closes it (or a fault drops it). `https`: the stream is
+/// TLS, so Basic and plain SOAP bodies are taken.
+pub async fn run<S>(stream: S, shared: Arc<Shared>, https: bool)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (read, mut write) = tokio::io::split(stream);
     let mut reader = http::Reader::new(read);
     let mut logon = Logon::None;
     loop {
@@ -46,7 +72,7 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
             }
         };
         let close = req.wants_close();
-        let Some(resp) = respond(&shared, &mut logon, req).await else {
+        let Some(resp) = respond(&shared, &mut logon, req, https).await else {
             return;
         };
         if http::write(&mut write, &resp).await.is_err() || close {
@@ -55,12 +81,23 @@ pub async fn run(stream: TcpStream, shared: Arc<Shared>) {
     }
 }
 
-fn unauthorized() -> Response {
-    Response::new(401).header("WWW-Authenticate", "Negotiate")
+/// 401 with the schemes the listener takes (Basic only over HTTPS, where the lab enables it).
+fn unauthorized(https: bool) -> Response {
+    let r = Response::new(401).header("WWW-Authenticate", "Negotiate");
+    if https {
+        r.header("WWW-Authenticate", "Basic realm=\"WSMAN\"")
+    } else {
+        r
+    }
 }
 
 /// The answer to one request; `None` drops the connection.
-async fn respond(shared: &Shared, logon: &mut Logon, req: Request) -> Option<Response> {
+async fn respond(
+    shared: &Shared,
+    logon: &mut Logon,
+    req: Request,
+    https: bool,
+) -> Option<Response> {
     let path = req.path.split('?').next().unwrap_or_default();
     if !path.eq_ignore_ascii_case("/wsman") {
         return Some(Response::new(404));
@@ -68,98 +105,219 @@ async fn respond(shared: &Shared, logon: &mut Logon, req: Request) -> Option<Res
     if req.method != "POST" {
         return Some(Response::new(405));
     }
-    if let Some(value) = req.header("Authorization") {
-        let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
-        if !(scheme.eq_ignore_ascii_case("Negotiate") || scheme.eq_ignore_ascii_case("NTLM")) {
-            // Basic (off by default, and never over plain HTTP), Kerberos, anything else.
-            *logon = Logon::None;
-            return Some(unauthorized());
-        }
-        let Ok(token) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else {
-            *logon = Logon::None;
-            return Some(unauthorized());
-        };
-        match ntlm::message_type(&token) {
-            Some(1) => return Some(challenge(shared, logon, scheme, &token)),
-            Some(3) => {
-                let accepted = match std::mem::replace(logon, Logon::None) {
-                    Logon::Challenged(state) => {
-                        ntlm::authenticate(&shared.identity, &state, &token)
-                    }
-                    _ => Err(ntlm::NtlmError::NotNtlm { expected: 1 }),
-                };
-                match accepted {
-                    Ok(a) => {
-                        tracing::info!("WinRM logon of {}\\{}", a.domain, a.user);
-                        *logon = Logon::Done(Box::new(SessionSecurity::new(&a)));
-                    }
-                    Err(e) => {
-                        tracing::info!("WinRM logon refused: {e}");
-                        return Some(unauthorized());
-                    }
-                }
-            }
-            _ => {
-                // A SPNEGO-wrapped (GSS-API) token: the lab's Negotiate takes raw NTLM only.
-                tracing::info!("WinRM logon refused: not a raw NTLM token");
-                *logon = Logon::None;
-                return Some(unauthorized());
-            }
-        }
-    }
-    let Logon::Done(security) = logon else {
-        return Some(unauthorized());
+    let Authorized { basic, final_token } = match authorize(shared, logon, &req, https) {
+        Ok(a) => a,
+        Err(refusal) => return Some(refusal),
+    };
+    let response = answer_body(shared, logon, &req, https, basic).await;
+    Some(match final_token {
+        Some(t) => response?.header("WWW-Authenticate", t),
+        None => response?,
+    })
+}
+
+/// The answer to an authorized request's body; `None` drops the connection.
+async fn answer_body(
+    shared: &Shared,
+    logon: &mut Logon,
+    req: &Request,
+    https: bool,
+    basic: bool,
+) -> Option<Response> {
+    let security = match logon {
+        Logon::Done(s) => Some(s),
+        _ if basic => None,
+        _ => return Some(unauthorized(https)),
     };
     if req.body.is_empty() {
         return Some(Response::new(200));
     }
     let content_type = req.header("Content-Type").unwrap_or_default();
-    if !encrypted::is_encrypted(content_type) {
-        tracing::info!("WinRM: unencrypted request refused (AllowUnencrypted=false)");
-        return Some(Response::new(500));
-    }
-    let plain = match encrypted::parse(&req.body) {
-        Ok(parts) => match security.unseal(parts.signature, parts.sealed) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::info!("WinRM: {e}");
-                return Some(Response::new(400));
-            }
-        },
-        Err(e) => {
-            tracing::info!("WinRM: {e}");
-            return Some(Response::new(400));
+    match (encrypted::is_encrypted(content_type), security) {
+        (true, Some(security)) => {
+            let plain = match encrypted::parse(&req.body)
+                .map_err(|e| e.to_string())
+                .and_then(|p| {
+                    security
+                        .unseal(p.signature, p.sealed)
+                        .map_err(|e| e.to_string())
+                }) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::info!("WinRM: {e}");
+                    return Some(Response::new(400));
+                }
+            };
+            let (status, xml) = answer(shared, &plain).await?;
+            let (signature, sealed) = security.seal(&xml);
+            Some(Response::new(status).body(
+                encrypted::CONTENT_TYPE,
+                encrypted::build(xml.len(), &signature, &sealed),
+            ))
         }
-    };
-    let (status, xml) = match shared.service.handle(&plain).await {
-        Outcome::Drop => return None,
-        Outcome::Reply(xml) => (200, xml),
-        Outcome::Fault(xml) => (500, xml),
-    };
-    let (signature, sealed) = security.seal(&xml);
-    Some(Response::new(status).body(
-        encrypted::CONTENT_TYPE,
-        encrypted::build(xml.len(), &signature, &sealed),
-    ))
+        (false, _) if https => {
+            let (status, xml) = answer(shared, &req.body).await?;
+            Some(Response::new(status).body(SOAP, xml))
+        }
+        (true, None) => Some(Response::new(400)),
+        (false, _) => {
+            tracing::info!("WinRM: unencrypted request refused (AllowUnencrypted=false)");
+            Some(Response::new(500))
+        }
+    }
 }
 
-fn challenge(shared: &Shared, logon: &mut Logon, scheme: &str, token: &[u8]) -> Response {
-    let server_challenge: [u8; 8] = match crate::state::random_bytes(8) {
-        Ok(b) => b.try_into().unwrap_or([0; 8]),
-        Err(_) => return Response::new(500),
-    };
-    match ntlm::challenge(&shared.identity, token, server_challenge, filetime_now()) {
-        Ok((msg, state)) => {
-            *logon = Logon::Challenged(state);
-            let b64 = base64::engine::general_purpose::STANDARD.encode(msg);
-            Response::new(401).header("WWW-Authenticate", format!("{scheme} {b64}"))
-        }
-        Err(e) => {
-            tracing::info!("WinRM logon refused: {e}");
-            *logon = Logon::None;
-            unauthorized()
-        }
+/// The shell service's answer as (HTTP status, SOAP); `None` drops the connection.
+async fn answer(shared: &Shared, xml: &[u8]) -> Option<(u16, Vec<u8>)> {
+    match shared.service.handle(xml).await {
+        Outcome::Drop => None,
+        Outcome::Reply(xml) => Some((200, xml)),
+        Outcome::Fault(xml) => Some((500, xml)),
     }
+}
+
+/// Takes the request's Authorization header, if any: through for a good Basic logon (HTTPS
+/// only) or when the connection's NTLM logon decides; `Err` with the 401 to send.
+fn authorize(
+    shared: &Shared,
+    logon: &mut Logon,
+    req: &Request,
+    https: bool,
+) -> Result<Authorized, Response> {
+    let through = |basic| Authorized {
+        basic,
+        final_token: None,
+    };
+    let Some(value) = req.header("Authorization") else {
+        return Ok(through(false));
+    };
+    let (scheme, token) = value.trim().split_once(' ').unwrap_or((value, ""));
+    if https && scheme.eq_ignore_ascii_case("Basic") && basic_ok(&shared.identity, token) {
+        return Ok(through(true));
+    }
+    let ntlm_scheme =
+        scheme.eq_ignore_ascii_case("Negotiate") || scheme.eq_ignore_ascii_case("NTLM");
+    let token = base64::engine::general_purpose::STANDARD.decode(token.trim());
+    let (true, Ok(token)) = (ntlm_scheme, token) else {
+        // Basic over plain HTTP (off by default on Windows), a bad Basic password, Kerberos,
+        // anything else.
+        return Err(refuse(logon, "not an NTLM or Negotiate logon", https));
+    };
+    let (inner, wrapped) = if spnego::is_spnego(&token) {
+        match spnego::parse(&token) {
+            Ok(w) if w.offers_ntlm => (w.token.clone().unwrap_or_default(), Some(w)),
+            Ok(_) => {
+                let why = "SPNEGO without NTLM (the lab has no Kerberos)";
+                return Err(refuse(logon, why, https));
+            }
+            Err(e) => return Err(refuse(logon, &e.to_string(), https)),
+        }
+    } else {
+        (token, None)
+    };
+    // The mechTypes a NegTokenInit brings, else those kept from the first SPNEGO token.
+    let spnego = |logon: &Logon| -> Option<Vec<u8>> {
+        let w = wrapped.as_ref()?;
+        w.mech_types.clone().or_else(|| match logon {
+            Logon::Chosen { spnego } | Logon::Challenged { spnego, .. } => spnego.clone(),
+            _ => None,
+        })
+    };
+    let wrap = |state, token: Option<&[u8]>, mic: Option<&[u8]>, first: bool| {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        match &wrapped {
+            Some(_) => format!(
+                "{scheme} {}",
+                b64.encode(spnego::response(state, first, token, mic))
+            ),
+            None => format!("{scheme} {}", b64.encode(token.unwrap_or_default())),
+        }
+    };
+    match ntlm::message_type(&inner) {
+        Some(1) => {
+            let server_challenge: [u8; 8] = crate::state::random_bytes(8)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| Response::new(500))?;
+            let spnego = spnego(logon);
+            match ntlm::challenge(&shared.identity, &inner, server_challenge, filetime_now()) {
+                Ok((msg, state)) => {
+                    *logon = Logon::Challenged { state, spnego };
+                    let header = wrap(spnego::State::AcceptIncomplete, Some(&msg), None, true);
+                    Err(Response::new(401).header("WWW-Authenticate", header))
+                }
+                Err(e) => Err(refuse(logon, &e.to_string(), https)),
+            }
+        }
+        Some(3) => {
+            let spnego = spnego(logon);
+            let accepted = match std::mem::replace(logon, Logon::None) {
+                Logon::Challenged { state, .. } => {
+                    ntlm::authenticate(&shared.identity, &state, &inner).map_err(|e| e.to_string())
+                }
+                _ => Err("an AUTHENTICATE message before any CHALLENGE".to_string()),
+            };
+            let a = accepted.map_err(|e| refuse(logon, &e, https))?;
+            let mut security = SessionSecurity::new(&a);
+            let client_mic = wrapped.as_ref().and_then(|w| w.mech_list_mic.clone());
+            let final_token = match (&wrapped, spnego, client_mic) {
+                (None, _, _) => None,
+                (Some(_), Some(types), Some(mic)) => {
+                    security
+                        .verify_mic(&types, &mic)
+                        .map_err(|e| refuse(logon, &format!("mechListMIC: {e}"), https))?;
+                    let ours = security.mic(&types);
+                    Some(wrap(
+                        spnego::State::AcceptCompleted,
+                        None,
+                        Some(&ours),
+                        false,
+                    ))
+                }
+                (Some(_), _, _) => Some(wrap(spnego::State::AcceptCompleted, None, None, false)),
+            };
+            tracing::info!("WinRM logon of {}\\{}", a.domain, a.user);
+            *logon = Logon::Done(Box::new(security));
+            Ok(Authorized {
+                basic: false,
+                final_token,
+            })
+        }
+        _ if wrapped.is_some() => {
+            // SPNEGO with no NTLM token yet (an optimistic token of another mechanism, or
+            // none): NTLM is the one the lab takes; the client's NEGOTIATE comes next.
+            *logon = Logon::Chosen {
+                spnego: spnego(logon),
+            };
+            let header = wrap(spnego::State::AcceptIncomplete, None, None, true);
+            Err(Response::new(401).header("WWW-Authenticate", header))
+        }
+        _ => Err(refuse(logon, "not an NTLM token", https)),
+    }
+}
+
+/// Forgets the connection's logon and answers 401.
+fn refuse(logon: &mut Logon, why: &str, https: bool) -> Response {
+    tracing::info!("WinRM logon refused: {why}");
+    *logon = Logon::None;
+    unauthorized(https)
+}
+
+/// Does a Basic token name the local administrator with its password?
+fn basic_ok(id: &Identity, token: &str) -> bool {
+    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(token.trim()) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&decoded);
+    let Some((who, password)) = text.split_once(':') else {
+        return false;
+    };
+    let user = match who.split_once('\\') {
+        Some((domain, user)) if domain == "." || domain.eq_ignore_ascii_case(&id.computer) => user,
+        Some(_) => return false,
+        None => who,
+    };
+    user.eq_ignore_ascii_case(&id.user) && password == id.password
 }
 
 /// Now as a Windows FILETIME (100 ns ticks since 1601-01-01).

@@ -268,6 +268,7 @@ fn shell_fault(e: ShellError) -> Fault {
             message: format!("The request for the Windows Remote Shell with ShellId {id} failed because the shell was not found on the server. Possible causes are: the specified ShellId is incorrect or the shell no longer exists on the server. Provide the correct ShellId or create a new shell and retry the operation. "),
         },
         ShellError::CommandNotFound { .. } | ShellError::StdinClosed => invalid(&e.to_string()),
+        ShellError::NoId(_) => internal(&e.to_string()),
     }
 }
 

@@ -1,9 +1,10 @@
 //! The lab's WinRM (WS-Management) listener: `http://127.0.0.1:PORT/wsman` as Windows' default
 //! HTTP listener behaves (NTLM with message encryption, no Basic, no unencrypted traffic), serving
 //! the cmd shell over the lab's stand-ins. TEST DOUBLE. Modules, one job each: `http` (HTTP/1.1),
-//! `ntlm` (NTLMv2 acceptor), `seal` (session security), `encrypted` (the MS-WSMV encrypted body),
-//! `conn` (one connection: logon and encryption), `soap` (XML), `dispatch` (the shell operations),
-//! `shell` (shells and commands), `cmdline` (what cmd.exe does with a command line).
+//! `ntlm` (NTLMv2 acceptor), `spnego` (SPNEGO around it), `seal` (session security), `encrypted`
+//! (the MS-WSMV encrypted body), `conn` (one connection: logon and encryption), `soap` (XML), `dispatch` (the shell operations),
+//! `shell` (shells and commands), `cmdline` (what cmd.exe does with a command line), `tls` (the
+//! optional HTTPS listener's self-signed certificate).
 
 mod cmdline;
 mod conn;
@@ -14,6 +15,8 @@ pub mod ntlm;
 mod seal;
 mod shell;
 mod soap;
+mod spnego;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -34,6 +37,8 @@ pub struct WinrmConfig {
     pub lab: PathBuf,
     /// The one local account and the server's name and Windows version.
     pub identity: Identity,
+    /// HTTPS with this TLS configuration (`tls::server_config`) instead of plain HTTP.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl std::fmt::Debug for WinrmConfig {
@@ -44,6 +49,7 @@ impl std::fmt::Debug for WinrmConfig {
             .field("computer", &self.identity.computer)
             .field("user", &self.identity.user)
             .field("password", &"<redacted>")
+            .field("https", &self.tls.is_some())
             .finish()
     }
 }
@@ -52,6 +58,7 @@ impl std::fmt::Debug for WinrmConfig {
 #[derive(Debug)]
 pub struct WinrmServer {
     listening: Listening,
+    https: bool,
 }
 
 impl WinrmServer {
@@ -62,7 +69,7 @@ impl WinrmServer {
 
     /// The endpoint URL clients use.
     pub fn url(&self) -> String {
-        endpoint(self.local_addr())
+        endpoint(self.local_addr(), self.https)
     }
 
     /// Stops accepting, ends every open connection, and waits until that is done.
@@ -71,26 +78,39 @@ impl WinrmServer {
     }
 }
 
-fn endpoint(addr: SocketAddr) -> String {
-    format!("http://{addr}/wsman")
+fn endpoint(addr: SocketAddr, https: bool) -> String {
+    let scheme = if https { "https" } else { "http" };
+    format!("{scheme}://{addr}/wsman")
 }
 
 /// Starts the listener on `config.bind`. Returns once it listens.
 pub async fn serve(config: WinrmConfig) -> std::io::Result<WinrmServer> {
     let listener = TcpListener::bind(config.bind).await?;
     let local_addr = listener.local_addr()?;
+    let https = config.tls.is_some();
     let shared = Arc::new(conn::Shared {
         service: dispatch::Service::new(
             config.lab.clone(),
             config.identity.computer.clone(),
-            endpoint(local_addr),
+            endpoint(local_addr, https),
         ),
         identity: config.identity,
     });
+    let acceptor = config.tls.map(tokio_rustls::TlsAcceptor::from);
     let listening = Listening::start(listener, move |stream, peer| {
         tracing::debug!("WinRM connection from {peer}");
-        conn::run(stream, shared.clone())
+        let shared = shared.clone();
+        let acceptor = acceptor.clone();
+        async move {
+            match acceptor {
+                None => conn::run(stream, shared, false).await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls) => conn::run(tls, shared, true).await,
+                    Err(e) => tracing::info!("WinRM TLS handshake with {peer}: {e}"),
+                },
+            }
+        }
     })?;
-    tracing::info!("WinRM listener on {}", endpoint(local_addr));
-    Ok(WinrmServer { listening })
+    tracing::info!("WinRM listener on {}", endpoint(local_addr, https));
+    Ok(WinrmServer { listening, https })
 }

@@ -1,6 +1,7 @@
 //! NTLM session security for one authenticated connection ([MS-NLMP] 3.4): sealing (RC4) and
 //! signing (HMAC-MD5, checksum RC4-encrypted under key exchange) with extended session security,
-//! each direction with its own keys, RC4 state and sequence number. Pure computation.
+//! each direction with its own keys, RC4 state and sequence number, and SPNEGO's mechListMIC
+//! (after which the RC4 handle restarts, as Windows does). Pure computation.
 
 use rc4::{KeyInit, StreamCipher};
 
@@ -20,9 +21,11 @@ pub struct BadSignature {
     pub seq: u32,
 }
 
-/// One direction: signing key, sealing RC4 handle, next sequence number.
+/// One direction: signing key, sealing RC4 handle (and its key, to restart it), next sequence
+/// number.
 struct Direction {
     sign_key: [u8; 16],
+    seal_key: [u8; 16],
     seal: Rc4,
     seq: u32,
 }
@@ -34,9 +37,20 @@ impl Direction {
         let seal_key = md5(&[session_key, seal_magic]);
         Direction {
             sign_key,
+            seal_key,
             seal: Rc4::new(&seal_key.into()),
             seq: 0,
         }
+    }
+
+    /// The signature of `data` without sealing it (a mechListMIC), then the RC4 handle starts
+    /// over, as Windows does after SPNEGO's mechListMIC; the sequence number goes on.
+    fn mic(&mut self, data: &[u8], key_exch: bool) -> [u8; 16] {
+        let sum = self.checksum(data, key_exch);
+        let sig = signature(&sum, self.seq);
+        self.seq = self.seq.wrapping_add(1);
+        self.seal = Rc4::new(&self.seal_key.into());
+        sig
     }
 
     /// The 8-byte checksum of `plain` at the current sequence number, RC4'd under key exchange.
@@ -88,6 +102,22 @@ impl SessionSecurity {
             return Err(BadSignature { seq });
         }
         Ok(plain)
+    }
+}
+
+impl SessionSecurity {
+    /// Checks the client's SPNEGO mechListMIC over `mech_types`.
+    pub fn verify_mic(&mut self, mech_types: &[u8], mic: &[u8]) -> Result<(), BadSignature> {
+        let seq = self.incoming.seq;
+        if self.incoming.mic(mech_types, self.key_exch) != mic {
+            return Err(BadSignature { seq });
+        }
+        Ok(())
+    }
+
+    /// The server's SPNEGO mechListMIC over `mech_types`.
+    pub fn mic(&mut self, mech_types: &[u8]) -> [u8; 16] {
+        self.outgoing.mic(mech_types, self.key_exch)
     }
 }
 

@@ -27,6 +27,8 @@ pub enum ShellError {
     CommandNotFound { shell: String, command: String },
     #[error("the command's stdin was already closed")]
     StdinClosed,
+    #[error("cannot make an id: {0}")]
+    NoId(String),
 }
 
 /// What a Receive hands back: output since the last Receive, and the exit code once the command
@@ -107,7 +109,7 @@ impl Shells {
 
     /// Starts `line` in `shell`; returns the CommandId.
     pub fn command(&self, shell: &str, line: &str) -> Result<String, ShellError> {
-        let id = new_id().map_err(|_| ShellError::ShellNotFound(shell.to_string()))?;
+        let id = new_id().map_err(|e| ShellError::NoId(e.to_string()))?;
         let (tx, rx) = mpsc::channel::<Vec<u8>>();
         let command = Arc::new(Command {
             stdin: Mutex::new(Some(tx)),
