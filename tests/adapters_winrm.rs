@@ -302,108 +302,43 @@ async fn neither_the_winrm_password_nor_a_stdin_secret_appears_in_any_log_line_a
     }
 }
 
-/// A TLS listener for `localhost` with a fresh self-signed end-entity certificate (CA:FALSE, made by
-/// the `openssl` command), passing the decrypted bytes on to the lab's HTTP listener: an HTTPS
-/// WinRM endpoint.
-/// Returns its port and the certificate's PEM file (the CA a client must be given).
-async fn https_in_front_of(rig: &Rig) -> (u16, std::path::PathBuf) {
-    use rustls::pki_types::pem::PemObject;
-    let dir = rig.tmp.path();
-    let (cert, key) = (dir.join("winrm-cert.pem"), dir.join("winrm-key.pem"));
-    let made = std::process::Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost",
-        ])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("these tests need the `openssl` command (Debian: openssl) to make a certificate");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let certs = rustls::pki_types::CertificateDer::pem_file_iter(&cert)
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(certs, key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let backend = rig
-        .lab
-        .winrm
-        .url
-        .trim_start_matches("http://")
-        .trim_end_matches("/wsman")
-        .to_string();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (acceptor, backend) = (acceptor.clone(), backend.clone());
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let Ok(mut lab) = tokio::net::TcpStream::connect(&backend).await else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut lab).await;
-            });
-        }
-    });
-    (port, cert)
-}
-
 #[tokio::test]
-async fn over_https_the_server_certificate_is_checked_against_the_given_ca() {
-    let rig = Rig::iifp(Driver::Tds, &[]);
-    let (port, ca) = https_in_front_of(&rig).await;
+async fn over_https_the_listeners_certificate_is_trusted_only_when_given_as_the_ca() {
+    let rig = Rig::iifp_with_winrm_https();
+    let w = &rig.lab.winrm;
     let mut opts = options(&rig);
-    opts.endpoint = format!("https://localhost:{port}/wsman");
+    opts.endpoint = w.https_url.clone().expect("the lab's HTTPS listener");
     opts.https = true;
-    opts.ca = Some(ca);
+    opts.ca = w.https_cert.clone();
+    for auth in [Auth::Ntlm, Auth::Basic] {
+        opts.auth = auth;
+        let client = WinrmClient::connect(opts.clone()).await.unwrap();
+        let out = client
+            .run(&command("sc", &["query", "miiserver"]))
+            .await
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("RUNNING"),
+            "{auth:?}"
+        );
+    }
+
+    // A wrong password under Basic: the error names Basic's server setting too.
+    opts.password = SecretString::new("not-the-password");
     let client = WinrmClient::connect(opts.clone()).await.unwrap();
-    let out = client
-        .run(&command("sc", &["query", "miiserver"]))
-        .await
-        .unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout).contains("RUNNING"));
-
-    // Without the CA the self-signed certificate is not trusted: no logon is attempted.
-    opts.ca = None;
-    let err = WinrmClient::connect(opts.clone()).await.unwrap_err();
-    assert!(
-        matches!(err, WinrmError::Tls { .. } | WinrmError::CaFile { .. }),
-        "{err:?}"
-    );
-
-    // Basic over HTTPS is sent, and the server (Basic off, Windows' default) refuses it: the error
-    // explains the setting.
-    opts.ca = rig.tmp.path().join("winrm-cert.pem").into();
-    opts.auth = Auth::Basic;
-    let client = WinrmClient::connect(opts).await.unwrap();
     let err = client
         .run(&command("sc", &["query", "miiserver"]))
         .await
         .unwrap_err();
     assert!(matches!(err, WinrmError::BasicRefused { .. }), "{err:?}");
     assert!(err.to_string().contains("Basic=\"true\""), "{err}");
+
+    // Without the CA the self-signed certificate is not trusted: no logon is attempted.
+    opts.ca = None;
+    opts.auth = Auth::Ntlm;
+    let err = WinrmClient::connect(opts).await.unwrap_err();
+    assert!(
+        matches!(err, WinrmError::Tls { .. } | WinrmError::CaFile { .. }),
+        "{err:?}"
+    );
 }

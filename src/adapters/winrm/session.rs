@@ -1,7 +1,7 @@
 //! One authenticated connection to a WinRM endpoint: TCP (and TLS for https), the logon, and the
 //! exchange of one SOAP request for one SOAP response. NTLM logs on with empty bodies and then
-//! seals every message ([MS-WSMV] 2.2.9.1, what Windows' default HTTP listener requires); Basic
-//! (https only) sends its header with every request. HTTP statuses become errors a user can act
+//! seals every message over HTTP ([MS-WSMV] 2.2.9.1, what Windows' default HTTP listener requires;
+//! over HTTPS TLS protects the bodies); Basic (https only) sends its header with every request. HTTP statuses become errors a user can act
 //! on. Logs name operations and sizes only, never a header or a body.
 
 use std::time::Duration;
@@ -22,8 +22,11 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// How the session authenticates each request.
 enum Logon {
-    /// NTLM done: every body sealed with these keys.
+    /// NTLM over HTTP: every body sealed with these keys.
     Sealed(Box<SessionSecurity>),
+    /// NTLM over TLS: the connection is authenticated and TLS protects the bodies, which go
+    /// plain (as pywinrm sends them over HTTPS by default).
+    Tls,
     /// Basic over TLS: this Authorization header value on every request.
     Basic(SecretString),
 }
@@ -55,7 +58,11 @@ impl Session {
                     timeout,
                 )
                 .await?;
-                Logon::Sealed(Box::new(security))
+                if endpoint.https {
+                    Logon::Tls
+                } else {
+                    Logon::Sealed(Box::new(security))
+                }
             }
             Auth::Basic => {
                 let pair =
@@ -99,7 +106,7 @@ impl Session {
                     encrypted::frame(soap.len(), &sig, &sealed),
                 )
             }
-            Logon::Basic(_) => ("application/soap+xml;charset=UTF-8", soap.to_vec()),
+            Logon::Tls | Logon::Basic(_) => ("application/soap+xml;charset=UTF-8", soap.to_vec()),
         };
         let mut headers = vec![("Content-Type", content_type)];
         if let Logon::Basic(value) = &self.logon {
@@ -139,7 +146,7 @@ impl Session {
     ) -> Result<Vec<u8>, WinrmError> {
         if resp.status == 401 {
             return Err(match self.logon {
-                Logon::Sealed(_) => WinrmError::Unauthorized {
+                Logon::Sealed(_) | Logon::Tls => WinrmError::Unauthorized {
                     endpoint: self.endpoint.clone(),
                     user: user.to_string(),
                 },
@@ -165,7 +172,7 @@ impl Session {
                 let plain = security.unseal(parts.signature, parts.sealed);
                 plain.map_err(|e| protocol(e.to_string()))
             }
-            Logon::Basic(_) => {
+            Logon::Tls | Logon::Basic(_) => {
                 if resp.body.is_empty() {
                     return Err(refused(endpoint, operation, resp.status, false));
                 }
