@@ -108,11 +108,14 @@ impl Account {
     }
 }
 
-/// The fresh random values one logon uses.
+/// The fresh random values one logon uses, and the client's clock.
 #[derive(Clone, Copy)]
 pub struct Nonces {
     pub client_challenge: [u8; 8],
     pub session_key: [u8; 16],
+    /// Now, as a Windows FILETIME (100 ns since 1601): the NTLMv2 response's time when the server
+    /// sends none (Windows Server 2003 does not).
+    pub now: u64,
 }
 
 /// The AUTHENTICATE_MESSAGE and the session it sets up.
@@ -173,10 +176,10 @@ pub fn authenticate(
     let response_key = ntowf_v2(password, &account.user, &account.domain);
     let timestamp = av_value(&challenge.target_info, av::TIMESTAMP);
     let with_mic = timestamp.is_some();
-    // The server's timestamp is used when it sent one ([MS-NLMP] 3.1.5.1.2); Windows always does.
+    // The server's timestamp when it sent one, else the client's clock ([MS-NLMP] 3.1.5.1.2).
     let time: [u8; 8] = timestamp
         .and_then(|t| t.try_into().ok())
-        .unwrap_or([0u8; 8]);
+        .unwrap_or(nonces.now.to_le_bytes());
     let info = if with_mic {
         add_mic_flag(&challenge.target_info)
     } else {
@@ -406,6 +409,7 @@ mod tests {
     const EXAMPLE_NONCES: Nonces = Nonces {
         client_challenge: [0xaa; 8],
         session_key: [0x55; 16],
+        now: 0,
     };
 
     #[test]
@@ -462,6 +466,24 @@ mod tests {
         zeroed[72..88].fill(0);
         let mic = hmac_md5(&auth.session_key, &[&neg, &ch.raw, &zeroed]);
         assert_eq!(&auth.message[72..88], &mic);
+    }
+
+    #[test]
+    fn without_a_server_timestamp_the_response_carries_the_clients_clock_and_no_mic() {
+        let nonces = Nonces {
+            now: 0x01d9_0000_0000_0000,
+            ..EXAMPLE_NONCES
+        };
+        let auth = authenticate(
+            &negotiate(),
+            &example_challenge(),
+            &Account::parse("u"),
+            "pw",
+            nonces,
+        );
+        let nt = field(&auth.message, 20).unwrap();
+        assert_eq!(&nt[24..32], &nonces.now.to_le_bytes());
+        assert_eq!(&auth.message[72..88], &[0u8; 16]);
     }
 
     #[test]

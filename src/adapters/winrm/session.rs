@@ -353,16 +353,21 @@ async fn round_trip(
     }
 }
 
-/// Fresh random values for one logon, from the TLS library's system random source.
+/// Fresh random values for one logon (from the TLS library's system random source) and the clock.
 fn nonces() -> Result<Nonces, WinrmError> {
     let mut bytes = [0u8; 24];
     rustls::crypto::aws_lc_rs::default_provider()
         .secure_random
         .fill(&mut bytes)
         .map_err(|e| WinrmError::Random(format!("{e:?}")))?;
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let mut n = Nonces {
         client_challenge: [0; 8],
         session_key: [0; 16],
+        // FILETIME: 100 ns ticks since 1601-01-01, 11,644,473,600 s before the Unix epoch.
+        now: (unix.as_secs() + 11_644_473_600) * 10_000_000 + u64::from(unix.subsec_nanos() / 100),
     };
     n.client_challenge.copy_from_slice(&bytes[..8]);
     n.session_key.copy_from_slice(&bytes[8..]);
