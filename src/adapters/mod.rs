@@ -10,3 +10,4 @@ pub mod secrets;
 pub mod services;
 pub mod sql;
 pub mod windows_installer;
+pub mod winrm;

@@ -48,7 +48,13 @@ impl Rig {
 
     /// The same, with the lab's SQL Server answering as `tds` says (7.4: 2016, 7.1: 2000).
     pub fn iifp_on(driver: Driver, tds: TdsVersion, faults: &[&str]) -> Rig {
-        Rig::start(driver, tds, faults, upgrade_lab::SqlHost::SyncServer)
+        Rig::start(driver, tds, faults, upgrade_lab::SqlHost::SyncServer, false)
+    }
+
+    /// The IIFP lab with its WinRM HTTPS listener too (`lab.winrm.https_url`, `https_cert`).
+    pub fn iifp_with_winrm_https() -> Rig {
+        let (driver, tds) = (Driver::Tds, TdsVersion::V74);
+        Rig::start(driver, tds, &[], upgrade_lab::SqlHost::SyncServer, true)
     }
 
     /// The seed plan against a lab whose SQL Server is a machine of its own: the plan's backup
@@ -56,7 +62,7 @@ impl Rig {
     /// executor's reach.
     pub fn iifp_separate_sql_host(driver: Driver) -> Rig {
         let tds = Rig::tds_for(&driver);
-        let rig = Rig::start(driver, tds, &[], upgrade_lab::SqlHost::Separate);
+        let rig = Rig::start(driver, tds, &[], upgrade_lab::SqlHost::Separate, false);
         let local = rig.path(r"D:\Upgrade\miis.bak").display().to_string();
         let plan = std::fs::read_to_string(&rig.plan).unwrap();
         assert!(plan.contains(&local), "the seed plan's backup line changed");
@@ -70,6 +76,7 @@ impl Rig {
         tds: TdsVersion,
         faults: &[&str],
         sql_host: upgrade_lab::SqlHost,
+        winrm_https: bool,
     ) -> Rig {
         let tmp = tempfile::tempdir().unwrap();
         let lab = Lab::init(&tmp.path().join("lab"), Flavour::Iifp).unwrap();
@@ -77,7 +84,7 @@ impl Rig {
             .start(StartOptions {
                 port: 0,
                 winrm_port: 0,
-                winrm_https: false,
+                winrm_https,
                 tds,
                 faults: Some(faults.iter().map(|s| s.to_string()).collect()),
                 sql_host,

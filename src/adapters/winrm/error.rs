@@ -1,0 +1,164 @@
+//! What can go wrong talking to a WinRM server, worded for the administrator who must act on it:
+//! which setting on the server to check, and whether a command may still be running. No variant
+//! holds a password or a command's stdin.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::cmdline::UnsafeArgument;
+use super::response::Fault;
+
+/// Why a command's outcome is unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Interruption {
+    /// No exit code within the command's timeout; the terminate signal was sent.
+    TimedOut(Duration),
+    /// The connection broke (or the server stopped answering) during this operation.
+    Dropped {
+        operation: &'static str,
+        cause: String,
+    },
+}
+
+impl std::fmt::Display for Interruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Interruption::TimedOut(after) => write!(
+                f,
+                "it gave no exit code within {}s and was sent the terminate signal",
+                after.as_secs()
+            ),
+            Interruption::Dropped { operation, cause } => {
+                write!(f, "the connection was lost during {operation} ({cause})")
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WinrmError {
+    #[error("Basic authentication over plain HTTP is refused before connecting: it would send the password in clear, and Windows refuses it by default (service settings AllowUnencrypted=false, Basic=false). Use auth: ntlm (encrypted over HTTP), or https: true")]
+    BasicOverHttp,
+    #[error("Kerberos is not implemented by this WinRM client; use auth: ntlm (encrypted over HTTP, Windows' default listener), or basic with https: true")]
+    KerberosUnsupported,
+    #[error("the WinRM endpoint `{endpoint}` is not usable: {why} (expected e.g. http://server:5985/wsman or https://server:5986/wsman)")]
+    BadEndpoint { endpoint: String, why: String },
+    #[error("the CA certificate file {}: {why}", path.display())]
+    CaFile { path: PathBuf, why: String },
+    #[error("nothing listens at {endpoint} (connection refused): WinRM is not listening there. On the server run `winrm quickconfig` (Windows Server 2003 SP2 / 2008: install Windows Management Framework 2.0, KB968930, first); the default ports are 5985 for HTTP and 5986 for HTTPS")]
+    NotListening { endpoint: String },
+    #[error("cannot connect to {endpoint}: {cause}")]
+    Connect { endpoint: String, cause: String },
+    #[error("the TLS handshake with {endpoint} failed: {cause}. The server's certificate must be valid for its name and issued by a trusted CA (give the CA with `ca`); Windows Server 2003 / 2008 speak only TLS 1.0, which this client does not: use NTLM over HTTP there")]
+    Tls { endpoint: String, cause: String },
+    #[error("{endpoint} refused the logon of `{user}` (HTTP 401): wrong user name or password. A local account is `user` or `COMPUTER\\user`, a domain account `DOMAIN\\user`")]
+    Unauthorized { endpoint: String, user: String },
+    #[error("{endpoint} refused the Basic logon of `{user}` (HTTP 401): wrong user name or password, or Basic authentication is off on the server (its default). Check with `winrm get winrm/config/service/auth`; allow it with `winrm set winrm/config/service/auth @{{Basic=\"true\"}}`, or use auth: ntlm")]
+    BasicRefused { endpoint: String, user: String },
+    #[error("{endpoint} does not offer NTLM logon (its 401 offers `{offered}`): check `winrm get winrm/config/service/auth` (Negotiate=true is Windows' default)")]
+    NoNegotiate { endpoint: String, offered: String },
+    #[error("{endpoint}: NTLM logon: {cause}")]
+    Ntlm { endpoint: String, cause: String },
+    #[error("{endpoint} refused the {operation} request (HTTP {status}){hint}")]
+    Refused {
+        endpoint: String,
+        operation: &'static str,
+        status: u16,
+        hint: &'static str,
+    },
+    #[error("the WinRM service on {endpoint} answered {operation} with a fault: {} ({}{})", fault.reason, fault.subcode, fault.wsman_code.map(|c| format!(", error {c}")).unwrap_or_default())]
+    Fault {
+        endpoint: String,
+        operation: &'static str,
+        fault: Fault,
+    },
+    #[error("{endpoint}: {operation}: {cause}")]
+    Protocol {
+        endpoint: String,
+        operation: &'static str,
+        cause: String,
+    },
+    #[error("the connection to {endpoint} was lost during {operation} ({cause}); no command had been started")]
+    Lost {
+        endpoint: String,
+        operation: &'static str,
+        cause: String,
+    },
+    #[error("`{program}` MAY STILL BE RUNNING on {endpoint}: {why}. Observe the server's state again before retrying; the command was not retried")]
+    MayStillBeRunning {
+        program: String,
+        endpoint: String,
+        why: Interruption,
+    },
+    #[error(transparent)]
+    UnsafeArgument(#[from] UnsafeArgument),
+    #[error("no secure random numbers for the NTLM logon: {0}")]
+    Random(String),
+}
+
+impl WinrmError {
+    /// Can the connection this error happened on not carry another request? Only a fault the
+    /// server answered in order, a refused argument and a command timeout (terminated and answered)
+    /// leave it usable; anything else (lost, unanswered, unreadable, a signature that did not
+    /// verify, which leaves the RC4 streams out of step) ends it.
+    pub(super) fn ends_session(&self) -> bool {
+        !matches!(
+            self,
+            WinrmError::Fault { .. }
+                | WinrmError::UnsafeArgument(_)
+                | WinrmError::MayStillBeRunning {
+                    why: Interruption::TimedOut(_),
+                    ..
+                }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lost() -> WinrmError {
+        WinrmError::Lost {
+            endpoint: "e".into(),
+            operation: "Create",
+            cause: "reset".into(),
+        }
+    }
+
+    /// A connection lost during Create (no command yet) must not be kept for the next command:
+    /// only answered faults and a terminated, answered timeout leave the connection in step.
+    #[test]
+    fn only_an_answered_fault_or_timeout_leaves_the_connection_usable() {
+        let may_run = |why| WinrmError::MayStillBeRunning {
+            program: "p".into(),
+            endpoint: "e".into(),
+            why,
+        };
+        assert!(lost().ends_session());
+        assert!(WinrmError::Protocol {
+            endpoint: "e".into(),
+            operation: "Receive",
+            cause: "bad signature".into()
+        }
+        .ends_session());
+        assert!(may_run(Interruption::Dropped {
+            operation: "Receive",
+            cause: "reset".into()
+        })
+        .ends_session());
+        assert!(!may_run(Interruption::TimedOut(Duration::from_secs(1))).ends_session());
+        let fault = Fault {
+            code: "s:Sender".into(),
+            subcode: "w:InvalidSelectors".into(),
+            wsman_code: None,
+            reason: "r".into(),
+        };
+        assert!(!WinrmError::Fault {
+            endpoint: "e".into(),
+            operation: "Command",
+            fault
+        }
+        .ends_session());
+    }
+}

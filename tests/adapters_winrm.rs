@@ -1,0 +1,344 @@
+//! The executor's WinRM client against the lab's WinRM listener (TEST DOUBLE: NTLMv2 with message
+//! encryption over HTTP, as Windows' default listener, serving the cmd shell over the lab's
+//! stand-ins). What a remote host relies on: the same output as the tools run locally, stdin that
+//! reaches the program, full exit codes, errors a user can act on, and "may still be running"
+//! whenever the outcome of a command is unknown.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Driver, Rig};
+use upgrade::adapters::secrets::SecretString;
+use upgrade::adapters::winrm::{
+    Auth, ConnectOptions, Interruption, RemoteCommand, RemoteOutput, Stdin, WinrmClient, WinrmError,
+};
+
+fn options(rig: &Rig) -> ConnectOptions {
+    let w = &rig.lab.winrm;
+    ConnectOptions {
+        endpoint: w.url.clone(),
+        auth: Auth::Ntlm,
+        user: w.user.clone(),
+        password: SecretString::new(w.password.clone()),
+        https: false,
+        ca: None,
+        operation_timeout: Duration::from_secs(20),
+    }
+}
+
+/// Options for an endpoint that is not the lab's (plain HTTP).
+fn options_at(endpoint: String, auth: Auth) -> ConnectOptions {
+    ConnectOptions {
+        endpoint,
+        auth,
+        user: "Administrator".into(),
+        password: SecretString::new("pw"),
+        https: false,
+        ca: None,
+        operation_timeout: Duration::from_secs(5),
+    }
+}
+
+fn command(program: &str, args: &[&str]) -> RemoteCommand {
+    RemoteCommand {
+        program: program.to_string(),
+        args: args.iter().map(|a| a.to_string()).collect(),
+        stdin: None,
+        timeout: Duration::from_secs(60),
+    }
+}
+
+async fn run(rig: &Rig, cmd: &RemoteCommand) -> Result<RemoteOutput, WinrmError> {
+    WinrmClient::connect(options(rig)).await?.run(cmd).await
+}
+
+/// The stand-in run here, as the local host runs it.
+fn local(rig: &Rig, tool: &str, args: &[&str]) -> std::process::Output {
+    let tools = rig.lab.ready().unwrap().tools;
+    let path = match tool {
+        "reg" => tools.reg,
+        "sc" => tools.sc,
+        other => panic!("no local stand-in {other}"),
+    };
+    std::process::Command::new(path)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn reg_query_and_sc_query_over_winrm_print_what_the_tools_print_locally() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let client = WinrmClient::connect(options(&rig)).await.unwrap();
+    for (tool, args) in [
+        (
+            "reg",
+            &[
+                "query",
+                r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall",
+                "/s",
+            ][..],
+        ),
+        ("sc", &["query", "miiserver"][..]),
+    ] {
+        let remote = client.run(&command(tool, args)).await.unwrap();
+        let here = local(&rig, tool, args);
+        assert_eq!(
+            String::from_utf8_lossy(&remote.stdout),
+            String::from_utf8_lossy(&here.stdout),
+            "{tool} {args:?}"
+        );
+        assert!(!remote.stdout.is_empty());
+        assert_eq!(remote.exit_code, 0);
+        assert_eq!(Some(0), here.status.code());
+    }
+    // A key that does not exist: the same message and a failing exit code on both sides.
+    let args = ["query", r"HKLM\SOFTWARE\No Such Key"];
+    let remote = client.run(&command("reg", &args)).await.unwrap();
+    let here = local(&rig, "reg", &args);
+    assert_eq!(remote.stderr, here.stderr);
+    assert_eq!(Some(remote.exit_code as i32), here.status.code());
+    assert_ne!(remote.exit_code, 0);
+}
+
+#[tokio::test]
+async fn stdin_reaches_the_program_and_never_its_command_line() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let st = rig.lab.lab().state().unwrap();
+    let account = format!("{}\\{}", st.account.domain, st.account.user);
+    let miiskmu = r"C:\Program Files\Microsoft Identity Integration Server\Bin\miiskmu.exe";
+    let user_arg = format!("/u:{account}");
+    let mut cmd = command(
+        miiskmu,
+        &["/e", r"D:\Upgrade\keys.bin", &user_arg, "*", "/q"],
+    );
+    cmd.stdin = Some(Stdin::new(
+        format!("{}\r\n", st.account.password).into_bytes(),
+    ));
+    let out = run(&rig, &cmd).await.unwrap();
+    assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(rig.path(r"D:\Upgrade\keys.bin").exists());
+    let argv = rig.argv_log();
+    assert!(
+        argv.contains("miiskmu"),
+        "no record of the key tool:\n{argv}"
+    );
+    assert!(!argv.contains(&st.account.password), "{argv}");
+
+    // Without stdin the tool is told nothing: the password read finds end of input.
+    cmd.stdin = Some(Stdin::new(Vec::new()));
+    let out = run(&rig, &cmd).await.unwrap();
+    assert_eq!(out.exit_code, 1);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No password was entered"));
+}
+
+#[tokio::test]
+async fn an_installer_exit_code_of_1605_arrives_as_1605() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let out = run(
+        &rig,
+        &command(
+            "msiexec",
+            &["/x", "{00000000-0000-0000-0000-000000000000}", "/qn"],
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.exit_code, 1605);
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_the_401_error_that_says_so() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let mut opts = options(&rig);
+    opts.password = SecretString::new("not-the-password");
+    let err = WinrmClient::connect(opts).await.unwrap_err();
+    assert!(matches!(err, WinrmError::Unauthorized { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("HTTP 401") && text.contains("wrong user name or password"),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-password"), "{text}");
+}
+
+#[tokio::test]
+async fn nothing_listening_is_explained_with_winrm_quickconfig() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let opts = options_at(format!("127.0.0.1:{port}"), Auth::Ntlm);
+    let err = WinrmClient::connect(opts).await.unwrap_err();
+    assert!(matches!(err, WinrmError::NotListening { .. }), "{err:?}");
+    assert!(err.to_string().contains("winrm quickconfig"), "{err}");
+}
+
+#[tokio::test]
+async fn basic_over_plain_http_is_refused_before_any_connection_is_made() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let opts = options_at(format!("http://127.0.0.1:{port}/wsman"), Auth::Basic);
+    let err = WinrmClient::connect(opts).await.unwrap_err();
+    assert!(matches!(err, WinrmError::BasicOverHttp), "{err:?}");
+    assert!(err.to_string().contains("AllowUnencrypted"), "{err}");
+    let accepted = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+    assert!(accepted.is_err(), "the client connected: {accepted:?}");
+}
+
+#[tokio::test]
+async fn a_connection_dropped_mid_command_says_it_may_still_be_running_and_the_next_run_works() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let client = WinrmClient::connect(options(&rig)).await.unwrap();
+    rig.faults(&["winrm-drop=1"]);
+    let err = client
+        .run(&command("sc", &["query", "miiserver"]))
+        .await
+        .unwrap_err();
+    match &err {
+        WinrmError::MayStillBeRunning {
+            program,
+            why: Interruption::Dropped { operation, .. },
+            ..
+        } => assert_eq!((program.as_str(), *operation), ("sc", "Receive")),
+        other => panic!("expected MayStillBeRunning after a drop, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("MAY STILL BE RUNNING") && text.contains("Observe"),
+        "{text}"
+    );
+    rig.faults(&[]);
+    let out = client
+        .run(&command("sc", &["query", "miiserver"]))
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("RUNNING"));
+}
+
+#[tokio::test]
+async fn a_command_past_its_timeout_is_terminated_and_may_still_be_running() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    // Without /q the key tool waits for somebody to close its message box.
+    let st = rig.lab.lab().state().unwrap();
+    let user_arg = format!("/u:{}", st.account.user);
+    let miiskmu = r"C:\Program Files\Microsoft Identity Integration Server\Bin\miiskmu.exe";
+    let mut cmd = command(miiskmu, &["/e", r"D:\Upgrade\k.bin", &user_arg, "*"]);
+    cmd.stdin = Some(Stdin::new(b"x\r\n".to_vec()));
+    cmd.timeout = Duration::from_secs(2);
+    let started = std::time::Instant::now();
+    let err = run(&rig, &cmd).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WinrmError::MayStillBeRunning {
+                why: Interruption::TimedOut(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("terminate signal"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// A writer for the test's subscriber: every log line, kept.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn neither_the_winrm_password_nor_a_stdin_secret_appears_in_any_log_line_at_trace() {
+    use base64::Engine;
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let canary = "Canary-7f3e-stdin-secret";
+    let mut cmd = command(
+        r"C:\Program Files\Microsoft Identity Integration Server\Bin\miiskmu.exe",
+        &["/e", r"D:\Upgrade\c.bin", "/u:nobody", "*", "/q"],
+    );
+    cmd.stdin = Some(Stdin::new(format!("{canary}\r\n").into_bytes()));
+    let client = WinrmClient::connect(options(&rig)).await.unwrap();
+    let out = client.run(&cmd).await.unwrap();
+    assert_eq!(out.exit_code, 1, "the account is wrong on purpose");
+    let mut wrong = options(&rig);
+    wrong.password = SecretString::new("Canary-wrong-winrm-password");
+    let _ = WinrmClient::connect(wrong).await.unwrap_err();
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("TRACE"),
+        "nothing was logged at TRACE:\n{logs}"
+    );
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for secret in [
+        canary.to_string(),
+        rig.lab.winrm.password.clone(),
+        "Canary-wrong-winrm-password".to_string(),
+    ] {
+        assert!(!logs.contains(&secret), "a secret is in the logs:\n{logs}");
+        let encoded = b64.encode(format!("{secret}\r\n"));
+        assert!(
+            !logs.contains(&encoded[..16]),
+            "a secret's base64 is in the logs:\n{logs}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn over_https_the_listeners_certificate_is_trusted_only_when_given_as_the_ca() {
+    let rig = Rig::iifp_with_winrm_https();
+    let w = &rig.lab.winrm;
+    let mut opts = options(&rig);
+    opts.endpoint = w.https_url.clone().expect("the lab's HTTPS listener");
+    opts.https = true;
+    opts.ca = w.https_cert.clone();
+    for auth in [Auth::Ntlm, Auth::Basic] {
+        opts.auth = auth;
+        let client = WinrmClient::connect(opts.clone()).await.unwrap();
+        let out = client
+            .run(&command("sc", &["query", "miiserver"]))
+            .await
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("RUNNING"),
+            "{auth:?}"
+        );
+    }
+
+    // A wrong password under Basic: the error names Basic's server setting too.
+    opts.password = SecretString::new("not-the-password");
+    let client = WinrmClient::connect(opts.clone()).await.unwrap();
+    let err = client
+        .run(&command("sc", &["query", "miiserver"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, WinrmError::BasicRefused { .. }), "{err:?}");
+    assert!(err.to_string().contains("Basic=\"true\""), "{err}");
+
+    // Without the CA the self-signed certificate is not trusted: no logon is attempted.
+    opts.ca = None;
+    opts.auth = Auth::Ntlm;
+    let err = WinrmClient::connect(opts).await.unwrap_err();
+    assert!(
+        matches!(err, WinrmError::Tls { .. } | WinrmError::CaFile { .. }),
+        "{err:?}"
+    );
+}
