@@ -23,11 +23,12 @@ pub trait Host: Send + Sync {
         redactor: &Redactor,
     ) -> Result<ProcessOutcome, ProcessError>;
 
-    /// Whether anything is at `path`.
-    async fn exists(&self, path: &Path) -> bool;
+    /// Whether anything is at `path`. A path that cannot be looked at (access denied, a host
+    /// that does not answer) is an error, never "absent": absent lets steps overwrite.
+    async fn exists(&self, path: &Path) -> Result<bool, FsError>;
 
-    /// Whether `path` is a folder.
-    async fn is_dir(&self, path: &Path) -> bool;
+    /// Whether `path` is a folder (an error as for `exists`).
+    async fn is_dir(&self, path: &Path) -> Result<bool, FsError>;
 
     async fn file_size(&self, path: &Path) -> Result<u64, FsError>;
 
@@ -82,12 +83,24 @@ impl Host for Local {
         spec.run(redactor).await
     }
 
-    async fn exists(&self, path: &Path) -> bool {
-        afs::exists(path)
+    async fn exists(&self, path: &Path) -> Result<bool, FsError> {
+        path.try_exists().map_err(|source| FsError::Io {
+            op: "look at",
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
-    async fn is_dir(&self, path: &Path) -> bool {
-        afs::is_dir(path)
+    async fn is_dir(&self, path: &Path) -> Result<bool, FsError> {
+        match std::fs::metadata(path) {
+            Ok(m) => Ok(m.is_dir()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(source) => Err(FsError::Io {
+                op: "look at",
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
     }
 
     async fn file_size(&self, path: &Path) -> Result<u64, FsError> {

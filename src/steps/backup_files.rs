@@ -89,7 +89,7 @@ impl BackupFilesStep {
         host: &dyn Host,
     ) -> Result<(bool, BTreeMap<String, SourceFile>), StepError> {
         let from = self.spec.from.to_path_buf();
-        let present = host.is_dir(&from).await;
+        let present = host.is_dir(&from).await?;
         let mut source = BTreeMap::new();
         if present {
             for rel in host.walk_files(&from).await? {
@@ -153,6 +153,11 @@ impl Kind for BackupFilesStep {
     type Change = Copy;
     type Record = Copied;
     const ROLE: Role = Role::Normal;
+
+    /// Not a check: done is done.
+    fn again(&self) -> Option<Self::Change> {
+        None
+    }
 
     fn new(id: StepId, spec: BackupFiles) -> Self {
         BackupFilesStep::at(id, spec)
@@ -339,7 +344,7 @@ impl BackupFilesStep {
     /// source must have a copy with its content listed in the manifest. Names what differs.
     async fn source_matches_copy(&self, host: &dyn Host) -> Result<usize, StepError> {
         let from = self.spec.from.to_path_buf();
-        if !host.is_dir(&from).await {
+        if !host.is_dir(&from).await? {
             return Ok(0);
         }
         let manifest = Manifest::read(&self.manifest_path()).map_err(|e| {

@@ -121,6 +121,11 @@ impl Kind for ExportKeysStep {
     /// The export is of the old product's key set; after the upgrade it would be another one.
     const ROLE: Role = Role::RecordsOldServer;
 
+    /// Not a check: done is done.
+    fn again(&self) -> Option<Self::Change> {
+        None
+    }
+
     fn new(id: StepId, spec: ExportKeys) -> Self {
         ExportKeysStep { id, spec }
     }
@@ -128,19 +133,19 @@ impl Kind for ExportKeysStep {
     async fn observe(&self, cx: &StepContext<'_>) -> Result<Observed, StepError> {
         let tool = self.tool(cx);
         let path = self.spec.to.to_path_buf();
-        let key_file_bytes = if cx.world.host().exists(&path).await {
+        let key_file_bytes = if cx.world.host().exists(&path).await? {
             cx.world.host().file_size(&path).await?
         } else {
             0
         };
-        let key_file_sha256 = if cx.world.host().exists(&path).await {
+        let key_file_sha256 = if cx.world.host().exists(&path).await? {
             Some(cx.world.host().sha256_file(&path).await?)
         } else {
             None
         };
         Ok(Observed {
             tool: tool.to_string_lossy().into_owned(),
-            tool_present: cx.world.host().exists(&tool).await,
+            tool_present: cx.world.host().exists(&tool).await?,
             key_file_sha256,
             key_file_bytes,
         })
@@ -228,7 +233,7 @@ impl Kind for ExportKeysStep {
         cx.world.host().remove_if_exists(&temp).await?;
         cx.world.host().create_parent_dirs(&path).await?;
         // A file already there that this plan cannot vouch for is moved aside, never deleted.
-        if cx.world.host().exists(&path).await {
+        if cx.world.host().exists(&path).await? {
             let sha = cx.world.host().sha256_file(&path).await?;
             if self.recorded(cx).is_none_or(|r| r.sha256 != sha) {
                 let aside = aside_path(&path, &sha);
@@ -297,7 +302,7 @@ impl Kind for ExportKeysStep {
 
     async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
         let path = self.spec.to.to_path_buf();
-        if !cx.world.host().exists(&path).await {
+        if !cx.world.host().exists(&path).await? {
             return Err(StepError::Refused(format!(
                 "the key file {} is gone",
                 self.spec.to

@@ -333,6 +333,11 @@ impl Kind for InstallStep {
     /// recheck, and once it ran, the backups before it are sealed, never retaken from the new product.
     const ROLE: Role = Role::Destructive;
 
+    /// Not a check: done is done.
+    fn again(&self) -> Option<Self::Change> {
+        None
+    }
+
     fn new(id: StepId, spec: Install) -> Self {
         InstallStep { id, spec }
     }
@@ -344,7 +349,7 @@ impl Kind for InstallStep {
             None => None,
         };
         let media = self.spec.installer.to_path_buf();
-        let installer_present = cx.world.host().exists(&media).await;
+        let installer_present = cx.world.host().exists(&media).await?;
         let installer_sha256 = match (&self.spec.sha256, installer_present) {
             (Some(_), true) => Some(cx.world.host().sha256_file(&media).await?),
             _ => None,
@@ -438,7 +443,7 @@ impl Kind for InstallStep {
             }
         }
         if let Some(key) = self.key_file(cx) {
-            if !cx.world.host().exists(&PathBuf::from(&key)).await {
+            if !cx.world.host().exists(&PathBuf::from(&key)).await? {
                 return Err(StepError::Refused(format!(
                     "the key file {key} for the installer is missing"
                 )));

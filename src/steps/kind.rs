@@ -56,10 +56,9 @@ pub trait Kind: Send + Sync + Sized + 'static {
     }
 
     /// For checks (`Role::Check`): the change that runs them again although they passed before,
-    /// which the engine asks for while other steps are pending.
-    fn again(&self) -> Option<Self::Change> {
-        None
-    }
+    /// which the engine asks for while other steps are pending. Every kind answers (`None` for
+    /// kinds that are not checks), so a new check kind cannot silently keep an old pass.
+    fn again(&self) -> Option<Self::Change>;
 }
 
 /// What a kind's `diff` decided, typed.
@@ -145,7 +144,8 @@ impl fmt::Debug for Change {
     }
 }
 
-/// Two diffs are the same plan when they show the same; the change behind them is built from it.
+/// The same change: the very object one `diff` planned (two surveys plan two changes, even when
+/// they show the same operations).
 impl PartialEq for Change {
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
@@ -159,18 +159,28 @@ impl PartialEq for Change {
 /// The adapter from a typed `Kind` to the engine's `Step`.
 pub struct Typed<K>(pub K);
 
-fn record_value<R: Serialize>(record: &R) -> serde_json::Value {
-    // Plain data structs with string keys: serialising cannot fail.
-    serde_json::to_value(record).unwrap_or(serde_json::Value::Null)
+/// A record as the journal keeps it. A record that cannot be written (a path that is not
+/// UTF-8) is an error, never an empty record: the next run would find nothing to recheck.
+fn record_value<R: Serialize>(record: &R) -> Result<serde_json::Value, StepError> {
+    serde_json::to_value(record)
+        .map_err(|e| StepError::Internal(format!("the step's record cannot be written: {e}")))
 }
 
 fn erase<K: Kind>(planned: Planned<K>) -> Diff {
     match planned {
-        Planned::Done { evidence, record } => Diff::Done {
+        Planned::Done {
             evidence,
-            details: record
-                .as_ref()
-                .map_or(serde_json::Value::Null, record_value),
+            record: Some(record),
+        } => match record_value(&record) {
+            Ok(details) => Diff::Done { evidence, details },
+            Err(e) => Diff::Blocked { why: e.to_string() },
+        },
+        Planned::Done {
+            evidence,
+            record: None,
+        } => Diff::Done {
+            evidence,
+            details: serde_json::Value::Null,
         },
         Planned::Change {
             reason,
@@ -197,7 +207,7 @@ fn erase<K: Kind>(planned: Planned<K>) -> Diff {
 #[async_trait]
 impl<K: Kind> Step for Typed<K> {
     async fn observe(&self, cx: &StepContext<'_>) -> Result<Observation, StepError> {
-        Ok(Observation::typed(self.0.observe(cx).await?))
+        Observation::typed(self.0.observe(cx).await?)
     }
 
     fn diff(&self, observed: &Observation, cx: &StepContext<'_>) -> Diff {
@@ -217,7 +227,7 @@ impl<K: Kind> Step for Typed<K> {
         let f = self.0.apply(change, cx).await?;
         Ok(Evidence {
             summary: f.summary,
-            details: record_value(&f.record),
+            details: record_value(&f.record)?,
             reboot_required: f.reboot_required,
             restart_started: f.restart_started,
         })
@@ -308,6 +318,9 @@ mod tests {
         }
         async fn recheck(&self, _: &StepContext<'_>) -> Result<String, StepError> {
             Ok("still counted".into())
+        }
+        fn again(&self) -> Option<u32> {
+            None
         }
     }
 

@@ -38,12 +38,16 @@ pub struct Observation {
 }
 
 impl Observation {
-    /// A step's typed observation. Serialising plain data structs cannot fail.
-    pub fn typed<T: Serialize + Send + Sync + 'static>(typed: T) -> Self {
-        Observation {
-            data: serde_json::to_value(&typed).unwrap_or(serde_json::Value::Null),
+    /// A step's typed observation, and its data. An observation that cannot be written as data
+    /// (a path that is not UTF-8) is an error: saved plans fingerprint the data.
+    pub fn typed<T: Serialize + Send + Sync + 'static>(typed: T) -> Result<Self, StepError> {
+        let data = serde_json::to_value(&typed).map_err(|e| {
+            StepError::Internal(format!("what was observed cannot be written down: {e}"))
+        })?;
+        Ok(Observation {
+            data,
             typed: Some(Arc::new(typed)),
-        }
+        })
     }
 
     /// What the engine itself observed of a step (a sealed step's recheck): data only.

@@ -33,13 +33,11 @@ impl CarriedOutBy for ServiceControl {
     type Step = ServiceStep;
 }
 
-/// What apply does, as plan showed it: ask sc (unless the service is already on its way there),
-/// then wait for the state.
+/// What apply does: bring the service to the plan's state, asking sc unless the service is,
+/// when its turn comes, already there or on its way (a service moves on its own: the state seen at
+/// plan time only decides what plan shows).
 #[derive(Debug, Clone, Copy)]
-pub struct Bring {
-    send: bool,
-    was: ServiceState,
-}
+pub struct Bring;
 
 /// What the journal keeps of a service brought to its state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -113,6 +111,11 @@ impl Kind for ServiceStep {
     type Record = Brought;
     const ROLE: Role = Role::Normal;
 
+    /// Not a check: done is done.
+    fn again(&self) -> Option<Self::Change> {
+        None
+    }
+
     fn new(id: StepId, spec: ServiceControl) -> Self {
         ServiceStep { id, spec }
     }
@@ -158,32 +161,44 @@ impl Kind for ServiceStep {
                 Planned::Change {
                     reason: format!("{name} is {s}"),
                     ops: self.ops(cx, send),
-                    change: Bring { send, was: s },
+                    change: Bring,
                 }
             }
         }
     }
 
-    async fn apply(
-        &self,
-        change: &Bring,
-        cx: &StepContext<'_>,
-    ) -> Result<Finished<Brought>, StepError> {
+    async fn apply(&self, _: &Bring, cx: &StepContext<'_>) -> Result<Finished<Brought>, StepError> {
         let sc = cx.world.sc();
         let env = cx.world.secret_env_names();
         let name = &self.spec.name;
         let what = self.control();
-        if change.send {
+        // Decided again now: the service may have moved since the plan (a STOP_PENDING seen then
+        // may be RUNNING again); sc is asked unless it is already there or on its way.
+        let now = services::service_state(cx.world.host(), &sc, name, &env)
+            .await?
+            .ok_or_else(|| services::ServiceError::NoSuchService { name: name.clone() })?;
+        if now == what.target() {
+            let record = Brought {
+                service: name.clone(),
+                state: self.wanted().to_string(),
+                was: Some(now.to_string()),
+            };
+            return Ok(Finished::new(
+                format!("{name} was already {}", self.wanted()),
+                record,
+            ));
+        }
+        if now != what.pending() {
             services::control(cx.world.host(), &sc, name, what, &env).await?;
         }
         services::wait_for(cx.world.host(), &sc, name, what, self.timeout(), POLL, &env).await?;
         let record = Brought {
             service: name.clone(),
             state: self.wanted().to_string(),
-            was: Some(change.was.to_string()),
+            was: Some(now.to_string()),
         };
         Ok(Finished::new(
-            format!("{name} {} (was {})", self.wanted(), change.was),
+            format!("{name} {} (was {now})", self.wanted()),
             record,
         ))
     }

@@ -39,7 +39,8 @@ pub struct Removal {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Removed {
     product: Product,
-    exit_code: i32,
+    /// `None`: found already removed when its turn came; msiexec did not run.
+    exit_code: Option<i32>,
     attempts: u32,
     log: PathBuf,
 }
@@ -98,6 +99,11 @@ impl Kind for UninstallStep {
     const ROLE: Role = Role::Destructive;
 
     /// The id is not needed: this kind's messages name the product or checks, not the step.
+    /// Not a check: done is done.
+    fn again(&self) -> Option<Self::Change> {
+        None
+    }
+
     fn new(_id: StepId, spec: Uninstall) -> Self {
         UninstallStep { spec }
     }
@@ -162,6 +168,35 @@ impl Kind for UninstallStep {
             product,
             command: spec,
         } = change;
+        // The server may have moved on since the plan (another administrator, another run): look
+        // once more, so that msiexec runs only for the very product the plan showed.
+        match installer::find_product(cx, &self.spec.product).await? {
+            Found::None => {
+                let record = Removed {
+                    product: product.clone(),
+                    exit_code: None,
+                    attempts: 0,
+                    log: self.log(cx),
+                };
+                return Ok(Finished::new(
+                    format!("{} was already not installed", self.describe()),
+                    record,
+                ));
+            }
+            Found::One { product: now } if now.code == product.code => {}
+            Found::One { product: now } => {
+                return Err(StepError::Refused(format!(
+                    "the plan showed {product}, but the server now has {now}; plan again"
+                )))
+            }
+            Found::Several { products } => {
+                return Err(StepError::Refused(format!(
+                    "{} matches {} products now; plan again",
+                    self.describe(),
+                    products.len()
+                )))
+            }
+        }
         let (out, attempts) = installer::run_with_retry(cx, spec, self.spec.retry.as_ref()).await?;
         if !self.accepted().contains(&out.exit_code) {
             return Err(StepError::Tool {
@@ -195,7 +230,7 @@ impl Kind for UninstallStep {
         );
         let record = Removed {
             product: product.clone(),
-            exit_code: out.exit_code,
+            exit_code: Some(out.exit_code),
             attempts,
             log: self.log(cx),
         };
