@@ -224,6 +224,10 @@ fn validate(path: &std::path::Path, json: bool, quiet: bool) -> u8 {
         }
         Err(diags) => {
             eprint!("{diags}");
+            // A file that cannot be read is its one line; a count would only repeat it.
+            if diags.iter().all(|d| d.line == 0) {
+                return 1;
+            }
             eprintln!(
                 "{}: {} problem{}; nothing was run",
                 path.display(),
