@@ -27,6 +27,8 @@ pub enum EngineError {
     Stale(String),
     #[error("some steps cannot converge; nothing was applied:\n  {0}")]
     Blocked(String),
+    #[error("the plan was not saved to {path}: these steps cannot converge: {steps} (see `!` above); fix them and plan again")]
+    NotSaved { path: String, steps: String },
     #[error("not applied: {0}")]
     NotConfirmed(String),
     #[error("cannot write output: {0}")]

@@ -283,7 +283,14 @@ pub async fn plan(opts: PlanOptions) -> Result<u8, EngineError> {
     let session = Session::open(loaded, &opts.plan_file, opts.state.as_deref())?;
     let survey = session.survey().await;
     let doc = session.document(session.planned(&survey));
-    if let Some(out) = &opts.out {
+    // Like Terraform with errors: a plan that cannot converge is shown but never saved.
+    let blocked: Vec<&str> = doc
+        .steps
+        .iter()
+        .filter(|s| s.action == Action::Blocked)
+        .map(|s| s.id.as_str())
+        .collect();
+    if let Some(out) = opts.out.as_ref().filter(|_| blocked.is_empty()) {
         SavedPlan::new(
             &opts.plan_file,
             &session.journal_path,
@@ -302,6 +309,12 @@ pub async fn plan(opts: PlanOptions) -> Result<u8, EngineError> {
     };
     let _ = stdout.write_all(text.as_bytes());
     if let Some(out) = &opts.out {
+        if !blocked.is_empty() {
+            return Err(EngineError::NotSaved {
+                path: out.display().to_string(),
+                steps: blocked.join(", "),
+            });
+        }
         if !opts.json {
             let _ = writeln!(
                 stdout,
