@@ -5,9 +5,9 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser, Subcommand};
+use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 
-use crate::engine::{self, ApplyOptions, PlanOptions};
+use crate::engine::{self, render, ApplyOptions, PlanOptions};
 use crate::plan::{self, source::escape_for_terminal};
 
 const EXAMPLES: &str = "\
@@ -23,6 +23,10 @@ Examples:
       Apply exactly the saved plan (refused if the server changed since).
   upgrade apply plans/iifp-to-miis2003.yaml --auto-approve
       Plan and apply without asking (for scheduled or scripted runs).
+  upgrade graph plans/iifp-to-miis2003.yaml | dot -Tsvg > plan.svg
+      Draw the step graph (destructive steps red, sealed steps grey).
+  upgrade show plans/iifp-to-miis2003.yaml
+      What the journal recorded: results, times, evidence, exit codes, restarts.
   upgrade schema > schemas/plan.schema.json
       Print the plan format's JSON Schema.
 
@@ -73,6 +77,32 @@ pub enum Command {
         /// Journal file to use instead of the plan's state folder.
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
+    },
+    /// Print the step graph in Graphviz's DOT language (destructive and sealed steps marked).
+    #[command(after_help = "Render it with Graphviz: upgrade graph PLAN | dot -Tsvg > plan.svg")]
+    Graph {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Journal file to use instead of the plan's state folder.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+    },
+    /// Print what the plan's journal recorded: each step's result, time, evidence, exit code and
+    /// restart flags, and the runs. Reads only the journal.
+    Show {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Journal file to use instead of the plan's state folder.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+    },
+    /// Print a shell completion script (e.g. `upgrade completions bash > /etc/bash_completion.d/upgrade`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// Apply a plan file, or a plan saved by `upgrade plan --out`.
     Apply {
@@ -138,6 +168,28 @@ pub async fn run(cli: Cli) -> u8 {
         Command::Validate { plan, json } => validate(&plan, json, cli.quiet > 0),
         Command::Schema => {
             print_stdout(&plan::schema::plan_schema_json());
+            0
+        }
+        Command::Graph { plan, state } => {
+            engine_result(engine::inspect::graph(&plan, state.as_deref()).map(|doc| {
+                print_stdout(&render::graph_dot(&doc));
+                0
+            }))
+        }
+        Command::Show { plan, json, state } => {
+            engine_result(engine::inspect::show(&plan, state.as_deref()).map(|doc| {
+                print_stdout(&if json {
+                    format!("{:#}\n", serde_json::json!(doc))
+                } else {
+                    render::show_text(&doc)
+                });
+                0
+            }))
+        }
+        Command::Completions { shell } => {
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "upgrade", &mut text);
+            print_stdout(&String::from_utf8_lossy(&text));
             0
         }
         Command::Plan {

@@ -2,10 +2,12 @@
 //! mark, reason and operations), apply progress, and the `--json` documents. Pure: takes data, returns
 //! text; never reads the world or prints by itself.
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::adapters::secrets::Redactor;
 use crate::plan::source::escape_for_terminal;
+use crate::steps::record::{RunRecord, StepRecord, StepStatus};
 use crate::steps::{Diff, Op};
 
 /// Text as a terminal is given it: secrets replaced first, then every character that could move
@@ -253,6 +255,216 @@ pub fn apply_summary(doc: &ApplyDocument) -> String {
     out
 }
 
+/// One step in `upgrade graph`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GraphNode {
+    pub id: String,
+    pub kind: String,
+    /// Uninstall, or an install that takes over the database: runs only after its prerequisites.
+    pub destructive: bool,
+    /// The destructive step (recorded as begun or done) that sealed this prerequisite.
+    pub sealed_by: Option<String>,
+    /// Its journal record's status, if any.
+    pub status: Option<StepStatus>,
+}
+
+/// `from` must be done before `to`; `reference` names the field of `to` that refers to `from`
+/// (otherwise it is an `after:` entry).
+#[derive(Debug, Clone, Serialize)]
+pub struct GraphEdge {
+    pub from: String,
+    pub to: String,
+    pub reference: Option<String>,
+}
+
+/// The step graph of a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct GraphDocument {
+    pub plan: String,
+    pub nodes: Vec<GraphNode>,
+    pub edges: Vec<GraphEdge>,
+}
+
+/// A DOT string literal (ids and kinds are plain names, but nothing is trusted to be).
+fn dot_quote(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The graph in Graphviz's DOT language (`upgrade graph PLAN | dot -Tsvg > plan.svg`): a box
+/// per step with its id and kind; destructive steps red and bold; steps a destructive step has
+/// sealed grey; an arrow from each step to each step that waits for it, dashed where the later
+/// step refers to the earlier one's output.
+pub fn graph_dot(doc: &GraphDocument) -> String {
+    let mut out = format!("digraph {} {{\n", dot_quote(&doc.plan));
+    out.push_str("  // upgrade graph: an arrow runs from a step to a step that waits for it.\n");
+    out.push_str("  rankdir = \"TB\";\n");
+    out.push_str("  node [shape = \"box\", style = \"rounded\", fontname = \"Helvetica\"];\n");
+    out.push_str("  edge [fontname = \"Helvetica\", fontsize = 10];\n");
+    for n in &doc.nodes {
+        let mut label = format!("{}\n{}", n.id, n.kind);
+        let mut attrs = Vec::new();
+        if n.destructive {
+            label.push_str("\ndestructive");
+            attrs.push("color = \"red\", fontcolor = \"red\", penwidth = 2".to_string());
+        }
+        if let Some(by) = &n.sealed_by {
+            label.push_str(&format!("\nsealed by {by}"));
+            attrs.push("style = \"rounded,filled\", fillcolor = \"gray85\"".to_string());
+        }
+        attrs.insert(0, format!("label = {}", dot_quote(&label)));
+        out.push_str(&format!("  {} [{}];\n", dot_quote(&n.id), attrs.join(", ")));
+    }
+    for e in &doc.edges {
+        let attrs = match &e.reference {
+            Some(field) => format!(" [label = {}, style = \"dashed\"]", dot_quote(field)),
+            None => String::new(),
+        };
+        out.push_str(&format!(
+            "  {} -> {}{attrs};\n",
+            dot_quote(&e.from),
+            dot_quote(&e.to)
+        ));
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// One step in `upgrade show`: the plan's step and what the journal recorded of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShownStep {
+    pub id: String,
+    pub kind: String,
+    /// False for a record of a step the plan no longer has.
+    pub in_plan: bool,
+    /// `None`: never run (no record).
+    pub status: Option<StepStatus>,
+    pub at: Option<DateTime<Utc>>,
+    pub summary: Option<String>,
+    /// The tool's exit code (installers, the key tool), when the step ran one.
+    pub exit_code: Option<i64>,
+    pub reboot_required: bool,
+    pub restart_started: bool,
+    /// A destructive step that began to act.
+    pub began: bool,
+    pub error: Option<String>,
+    /// The evidence as recorded (hashes, backup set ids, dates, ...).
+    pub details: serde_json::Value,
+}
+
+impl ShownStep {
+    pub fn of(id: &str, kind: &str, record: Option<&StepRecord>, in_plan: bool) -> ShownStep {
+        let evidence = record.and_then(|r| r.evidence.as_ref());
+        let details = evidence.map(|e| e.details.clone()).unwrap_or_default();
+        ShownStep {
+            id: id.to_string(),
+            kind: kind.to_string(),
+            in_plan,
+            status: record.map(|r| r.status),
+            at: record.map(|r| r.at),
+            summary: evidence.map(|e| e.summary.clone()),
+            exit_code: details.get("exit_code").and_then(serde_json::Value::as_i64),
+            reboot_required: evidence.is_some_and(|e| e.reboot_required),
+            restart_started: evidence.is_some_and(|e| e.restart_started),
+            began: record.is_some_and(|r| r.began),
+            error: record.and_then(|r| r.error.clone()),
+            details,
+        }
+    }
+}
+
+/// The `upgrade show` document.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShowDocument {
+    pub plan: String,
+    /// The journal file read.
+    pub journal: String,
+    /// False when nothing was applied yet (no journal file).
+    pub journal_exists: bool,
+    pub steps: Vec<ShownStep>,
+    pub runs: Vec<RunRecord>,
+}
+
+fn when(at: &DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// The journal for people: each step's status, time and evidence, then the runs.
+pub fn show_text(doc: &ShowDocument) -> String {
+    if !doc.journal_exists {
+        return format!(
+            "No journal for {} at {}: nothing was applied yet.\n",
+            doc.plan, doc.journal
+        );
+    }
+    let idw = doc.steps.iter().map(|s| s.id.len()).max().unwrap_or(2);
+    let kw = doc.steps.iter().map(|s| s.kind.len()).max().unwrap_or(4);
+    let mut out = format!("Journal of {} ({})\n\n", doc.plan, doc.journal);
+    for s in &doc.steps {
+        let status = match s.status {
+            Some(StepStatus::Done) => "done",
+            Some(StepStatus::Failed) => "failed",
+            Some(StepStatus::Started) => "began",
+            None => "not run",
+        };
+        let at = s.at.as_ref().map(when).unwrap_or_default();
+        let gone = if s.in_plan {
+            ""
+        } else {
+            "  (no longer in the plan)"
+        };
+        out.push_str(
+            format!("  {status:<7}  {:<idw$}  {:<kw$}  {at}{gone}", s.id, s.kind).trim_end(),
+        );
+        out.push('\n');
+        if let Some(summary) = &s.summary {
+            out.push_str(&format!("           {summary}\n"));
+        }
+        let mut facts: Vec<String> = Vec::new();
+        if let Some(code) = s.exit_code {
+            facts.push(format!("exit code {code}"));
+        }
+        if s.restart_started {
+            facts.push("the installer started a restart".to_string());
+        } else if s.reboot_required {
+            facts.push("restart required".to_string());
+        }
+        if s.began && s.status != Some(StepStatus::Done) {
+            facts.push("it began to act".to_string());
+        }
+        if let Some(e) = &s.error {
+            facts.push(format!("error: {e}"));
+        }
+        if !facts.is_empty() {
+            out.push_str(&format!("           {}\n", facts.join("; ")));
+        }
+    }
+    if !doc.runs.is_empty() {
+        out.push_str("\nRuns:\n");
+        for r in &doc.runs {
+            let end = match (&r.finished, &r.outcome) {
+                (Some(f), Some(o)) => format!(" to {}: {o}", when(f)),
+                (Some(f), None) => format!(" to {}", when(f)),
+                (None, _) => ": did not finish (killed or still running)".to_string(),
+            };
+            out.push_str(&format!("  {}{end} (pid {})\n", when(&r.started), r.pid));
+        }
+    }
+    escape_for_terminal(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +481,12 @@ mod tests {
             shown,
             "agent Contoso\\u{1b}[2J AD\r\nline two\n\\u{202e}cba and ***\n"
         );
+    }
+
+    #[test]
+    fn dot_text_is_quoted_so_no_name_can_end_its_string() {
+        assert_eq!(dot_quote("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
+        assert_eq!(dot_quote("x\u{1b}"), "\"x\\u{1b}\"");
     }
 
     #[test]

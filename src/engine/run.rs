@@ -41,24 +41,7 @@ impl Session {
         state: Option<&Path>,
     ) -> Result<Session, EngineError> {
         let plan = loaded.plan.clone();
-        let plan_dir = plan_file
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let (journal_path, state_dir) = match state {
-            Some(file) => (
-                file.to_path_buf(),
-                file.parent().map(Path::to_path_buf).unwrap_or_default(),
-            ),
-            None => {
-                let dir = plan
-                    .state
-                    .as_ref()
-                    .map(|s| s.dir.to_path_buf())
-                    .unwrap_or_else(|| plan_dir.join(".upgrade"));
-                (journal::journal_path(&dir, &plan.name), dir)
-            }
-        };
+        let (journal_path, state_dir) = journal::locate(&plan, plan_file, state);
         let mut resolved: BTreeMap<String, SecretString> = BTreeMap::new();
         for (secret, place) in plan_secrets(&plan) {
             let key = World::secret_key(secret, &place);
@@ -110,13 +93,8 @@ impl Session {
     /// step is sealed: it describes the server before the destruction (the old Extensions folder, the old
     /// key set), so it is never compared with the live server again, only rechecked.
     fn sealed_by(&self, i: usize, journal: &Journal) -> Option<usize> {
-        (0..self.steps.len()).find(|&d| {
-            self.steps[d].role() == Role::Destructive
-                && journal
-                    .record(self.world.plan.steps[d].id.as_str())
-                    .is_some_and(|r| r.began || r.status == StepStatus::Done)
-                && graph::prerequisites(&self.world.plan, d).contains(&i)
-        })
+        let roles: Vec<Role> = self.steps.iter().map(|s| s.role()).collect();
+        journal::sealed_by(&self.world.plan, &roles, journal, i)
     }
 
     /// Observes one step (or rechecks it when sealed) and diffs it. Read-only.
