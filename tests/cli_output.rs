@@ -5,16 +5,22 @@ mod common;
 
 use common::{edit_plan, stdout, text, Driver, Rig};
 
-#[test]
-fn a_plan_that_cannot_converge_is_shown_but_not_saved() {
+/// A lab whose plan names a key tool that is gone (removed with the old product?) while no key
+/// file was exported: the `keys` step cannot converge.
+fn rig_whose_key_export_cannot_converge() -> Rig {
     let rig = Rig::iifp(Driver::Tds, &[]);
-    // The key tool is gone (removed with the old product?), and no key file was exported.
     let miiskmu = rig.lab.lab().tools().unwrap().miiskmu;
     edit_plan(
         &rig,
         &format!("miiskmu: '{}'", miiskmu.display()),
         &format!("miiskmu: '{}.gone'", miiskmu.display()),
     );
+    rig
+}
+
+#[test]
+fn a_plan_that_cannot_converge_is_shown_but_not_saved() {
+    let rig = rig_whose_key_export_cannot_converge();
     let saved = rig.tmp.path().join("saved.json");
     let out = rig.upgrade(&["plan", rig.plan_str(), "--out", saved.to_str().unwrap()]);
 
@@ -194,5 +200,140 @@ fn the_readmes_graph_of_the_seed_plan_is_what_upgrade_graph_prints() {
         "docs/iifp-to-miis2003.dot is stale; regenerate it and the picture with:\n    \
          cargo run -q -- graph plans/iifp-to-miis2003.yaml > docs/iifp-to-miis2003.dot\n    \
          dot -Tsvg docs/iifp-to-miis2003.dot > docs/iifp-to-miis2003.svg"
+    );
+}
+
+const GREEN_PLUS: &str = "\x1b[32m+\x1b[0m";
+const RED_BANG: &str = "\x1b[1m\x1b[31m!\x1b[0m";
+
+/// `upgrade ARGS` at a terminal (a pty), with the lab's secrets and without RUST_LOG.
+fn at_terminal(rig: &Rig, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = rig.command(args);
+    cmd.env_remove("RUST_LOG").env_remove("NO_COLOR");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    common::run_in_pty(cmd)
+}
+
+#[test]
+fn at_a_terminal_marks_are_coloured_and_never_with_no_color_or_off_a_terminal() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let (code, shown) = at_terminal(&rig, &["plan", rig.plan_str()], &[]);
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(
+        shown.contains(&format!("  {GREEN_PLUS} database ")),
+        "{shown:?}"
+    );
+
+    for (args, env) in [
+        (vec!["plan", rig.plan_str(), "--no-color"], vec![]),
+        (vec!["plan", rig.plan_str()], vec![("NO_COLOR", "1")]),
+    ] {
+        let (code, shown) = at_terminal(&rig, &args, &env);
+        assert_eq!(code, Some(0), "{shown}");
+        assert!(shown.contains("  + database "), "{shown}");
+        assert!(
+            !shown.contains('\x1b'),
+            "colour despite {args:?} {env:?}: {shown:?}"
+        );
+    }
+    // Off a terminal, and in JSON, never.
+    let piped = rig.upgrade(&["plan", rig.plan_str()]);
+    assert!(
+        !piped.stdout.contains(&0x1b) && !piped.stderr.contains(&0x1b),
+        "{}",
+        text(&piped)
+    );
+    let (code, json) = at_terminal(&rig, &["plan", rig.plan_str(), "--json"], &[]);
+    assert_eq!(code, Some(0), "{json}");
+    assert!(!json.contains('\x1b'), "{json:?}");
+    serde_json::from_str::<serde_json::Value>(&json).expect("one JSON document");
+}
+
+#[test]
+fn at_a_terminal_a_step_that_cannot_converge_is_red() {
+    let rig = rig_whose_key_export_cannot_converge();
+    let (code, shown) = at_terminal(&rig, &["plan", rig.plan_str()], &[]);
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(shown.contains(&format!("  {RED_BANG} keys ")), "{shown:?}");
+}
+
+#[test]
+fn library_logs_off_a_terminal_carry_no_escape_codes() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    // RUST_LOG=upgrade=debug (the harness's) writes log lines to stderr, which is a pipe here.
+    let out = rig.upgrade(&["plan", rig.plan_str()]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("DEBUG"),
+        "{}",
+        text(&out)
+    );
+    assert!(!out.stderr.contains(&0x1b), "{}", text(&out));
+}
+
+#[test]
+fn a_failed_installer_is_reported_once_with_its_log_tail() {
+    let rig = Rig::iifp(Driver::Tds, &["msiexec-1603"]);
+    let mut cmd = rig.command(&["apply", rig.plan_str(), "--auto-approve"]);
+    cmd.env_remove("RUST_LOG");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert_eq!(all.matches("--- tail of log ---").count(), 1, "{all}");
+    assert_eq!(all.matches("msiexec exited with 1603").count(), 1, "{all}");
+    assert!(
+        stdout(&out).contains("  \u{2717} remove-iifp: failed (the error is below)\n"),
+        "{all}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .starts_with("error: step `remove-iifp` failed: msiexec exited with 1603"),
+        "{all}"
+    );
+}
+
+#[test]
+fn quiet_prints_only_the_summary_and_errors() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let plan = rig.upgrade(&["plan", rig.plan_str(), "-q"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    assert_eq!(
+        stdout(&plan),
+        "7 to do, 0 already done, 1 to check, 0 cannot converge.\n"
+    );
+    let mut cmd = rig.command(&["apply", rig.plan_str(), "--auto-approve", "-q"]);
+    cmd.env_remove("RUST_LOG");
+    let apply = cmd.output().unwrap();
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
+    assert_eq!(
+        stdout(&apply),
+        "\nApply complete: 8 step(s) done, 0 already done.\n"
+    );
+    assert!(apply.stderr.is_empty(), "{}", text(&apply));
+}
+
+#[test]
+fn quiet_shows_a_failure_as_its_summary_and_its_error() {
+    let rig = Rig::iifp(Driver::Tds, &["msiexec-1603"]);
+    let mut cmd = rig.command(&["apply", rig.plan_str(), "--auto-approve", "-q"]);
+    cmd.env_remove("RUST_LOG");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        stdout(&out),
+        "\nApply stopped: 5 step(s) done before the failure; run `upgrade apply` again after fixing it.\n"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: step `remove-iifp` failed: msiexec exited with 1603"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        stderr.matches("--- tail of log ---").count(),
+        1,
+        "{}",
+        text(&out)
     );
 }

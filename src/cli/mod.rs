@@ -2,13 +2,15 @@
 //! schema and the engine. It decides exit codes and what goes to stdout/stderr; it does no
 //! planning or applying itself (that is `crate::engine`).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 
-use crate::engine::{self, render, ApplyOptions, PlanOptions};
-use crate::plan::{self, source::escape_for_terminal};
+use crate::adapters::secrets::Redactor;
+use crate::engine::render::{self, Display};
+use crate::engine::{self, ApplyOptions, PlanOptions};
+use crate::plan;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -42,9 +44,12 @@ pub struct Cli {
     /// More log output on stderr (repeat for more).
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Less output (repeat for less).
+    /// Less output: only the summary and errors (repeat for fewer log lines too).
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub quiet: u8,
+    /// No colour, even on a terminal (so does a non-empty NO_COLOR variable).
+    #[arg(long, global = true)]
+    pub no_color: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -141,7 +146,8 @@ pub fn log_filter(verbose: u8, quiet: u8) -> tracing_subscriber::EnvFilter {
     }
     let level = match i16::from(verbose) - i16::from(quiet) {
         i16::MIN..=-2 => "off",
-        -1 => "error",
+        // The SQL clients' own ERROR lines are the server's messages, which the steps report.
+        -1 => "error,tiberius=off,odbc_api=off",
         // The SQL clients log every message the server sends (a RESTORE HEADERONLY of a backup
         // not taken yet is an error to tiberius) and their own notices; the steps report what
         // matters in their own words, so the libraries speak only from -v on.
@@ -153,17 +159,39 @@ pub fn log_filter(verbose: u8, quiet: u8) -> tracing_subscriber::EnvFilter {
     tracing_subscriber::EnvFilter::new(level)
 }
 
-/// Sends logs to stderr (stdout carries the command's own output).
-pub fn init_logging(verbose: u8, quiet: u8) {
+/// Whether colour is allowed at all: not with `--no-color`, nor with a `NO_COLOR` variable that
+/// is set and not empty (the convention of no-color.org).
+pub fn colour_allowed(no_color: bool) -> bool {
+    !no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// How people's output is shown: colour on a stream only where it is a terminal and colour is
+/// allowed, never on standard output with `--json`; `-q` keeps the summary and errors.
+fn display(cli_no_color: bool, quiet: u8, json: bool) -> Display {
+    let allowed = colour_allowed(cli_no_color);
+    Display {
+        colour: allowed && !json && std::io::stdout().is_terminal(),
+        colour_errors: allowed && std::io::stderr().is_terminal(),
+        quiet: quiet > 0,
+    }
+}
+
+/// Sends logs to stderr (stdout carries the command's own output), with ANSI styling only when
+/// stderr is a terminal and colour is allowed.
+pub fn init_logging(verbose: u8, quiet: u8, no_color: bool) {
+    let ansi = colour_allowed(no_color) && std::io::stderr().is_terminal();
     // A second initialisation (tests calling in-process) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(log_filter(verbose, quiet))
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }
 
 /// Runs one command and returns the process exit code.
 pub async fn run(cli: Cli) -> u8 {
+    let errors = display(cli.no_color, cli.quiet, true);
+    let finish = |result| engine_result(result, errors);
     match cli.command {
         Command::Validate { plan, json } => validate(&plan, json, cli.quiet > 0),
         Command::Schema => {
@@ -171,13 +199,13 @@ pub async fn run(cli: Cli) -> u8 {
             0
         }
         Command::Graph { plan, state } => {
-            engine_result(engine::inspect::graph(&plan, state.as_deref()).map(|doc| {
+            finish(engine::inspect::graph(&plan, state.as_deref()).map(|doc| {
                 print_stdout(&render::graph_dot(&doc));
                 0
             }))
         }
         Command::Show { plan, json, state } => {
-            engine_result(engine::inspect::show(&plan, state.as_deref()).map(|doc| {
+            finish(engine::inspect::show(&plan, state.as_deref()).map(|doc| {
                 print_stdout(&if json {
                     format!("{:#}\n", serde_json::json!(doc))
                 } else {
@@ -205,8 +233,9 @@ pub async fn run(cli: Cli) -> u8 {
                 json,
                 detailed_exitcode,
                 state,
+                display: display(cli.no_color, cli.quiet, json),
             };
-            engine_result(engine::run_plan(opts).await)
+            finish(engine::run_plan(opts).await)
         }
         Command::Apply {
             input,
@@ -219,17 +248,20 @@ pub async fn run(cli: Cli) -> u8 {
                 auto_approve,
                 json,
                 state,
+                display: display(cli.no_color, cli.quiet, json),
             };
-            engine_result(engine::run_apply(opts).await)
+            finish(engine::run_apply(opts).await)
         }
     }
 }
 
-fn engine_result(result: Result<u8, engine::EngineError>) -> u8 {
+fn engine_result(result: Result<u8, engine::EngineError>, display: Display) -> u8 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", escape_for_terminal(&e.to_string()));
+            // Engine errors are masked where they arise; this only escapes and colours.
+            let none = Redactor::default();
+            eprintln!("{}", render::error_line(&none, &e.to_string(), display));
             1
         }
     }

@@ -1,6 +1,7 @@
 //! Rendering for people and for config-management tools: the plan (one line per step with its
 //! mark, reason and operations), apply progress, and the `--json` documents. Pure: takes data, returns
-//! text; never reads the world or prints by itself.
+//! text; never reads the world or prints by itself. Text for people comes out terminal-safe
+//! (secrets masked, control characters escaped) and, when `Display::colour` says so, coloured.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -16,6 +17,63 @@ use crate::steps::{Diff, Op};
 /// such a character from the redactor.)
 pub fn for_terminal(redactor: &Redactor, text: &str) -> String {
     escape_for_terminal(&redactor.redact(text)).into_owned()
+}
+
+/// How text for people is shown: colour only where the command line found a terminal that
+/// allows it (never in `--json`, off a terminal, with `NO_COLOR` or `--no-color`); quiet keeps
+/// only the summary and errors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Display {
+    /// Colour on standard output.
+    pub colour: bool,
+    /// Colour on standard error (error lines).
+    pub colour_errors: bool,
+    /// `-q`: only the summary and errors.
+    pub quiet: bool,
+}
+
+/// The colours of marks and results, as Terraform uses them.
+#[derive(Debug, Clone, Copy)]
+enum Paint {
+    /// `+`, a successful end.
+    Green,
+    /// `!`, failures, errors.
+    Red,
+    /// `=`: nothing to do, not run.
+    Dim,
+    /// `~` (redone), a restart to attend to.
+    Yellow,
+}
+
+impl Paint {
+    fn style(self) -> anstyle::Style {
+        use anstyle::AnsiColor;
+        match self {
+            Paint::Green => AnsiColor::Green.on_default(),
+            Paint::Red => AnsiColor::Red.on_default().bold(),
+            Paint::Dim => anstyle::Style::new().dimmed(),
+            Paint::Yellow => AnsiColor::Yellow.on_default(),
+        }
+    }
+}
+
+/// `text` in `paint` when `on`; `text` is already terminal-safe.
+fn paint(on: bool, paint: Paint, text: &str) -> String {
+    if on {
+        let style = paint.style();
+        format!("{style}{text}{style:#}")
+    } else {
+        text.to_string()
+    }
+}
+
+/// An error line for standard error: `error: MESSAGE`, terminal-safe, `error:` red when allowed.
+pub fn error_line(redactor: &Redactor, message: &str, display: Display) -> String {
+    format!(
+        "{} {}",
+        paint(display.colour_errors, Paint::Red, "error:"),
+        for_terminal(redactor, message)
+    )
 }
 
 /// What a plan says of a step.
@@ -163,23 +221,55 @@ pub struct PlanDocument {
     pub summary: Summary,
 }
 
-pub fn plan_text(doc: &PlanDocument) -> String {
+/// The plan for people: a header, each step with its mark, id, kind and reason and the
+/// operations under it, and the counts. Quiet: only the steps that cannot converge and the counts.
+pub fn plan_text(doc: &PlanDocument, redactor: &Redactor, display: Display) -> String {
+    let shown = |text: &str| for_terminal(redactor, text);
     let idw = doc.steps.iter().map(|s| s.id.len()).max().unwrap_or(2);
     let kw = doc.steps.iter().map(|s| s.kind.len()).max().unwrap_or(4);
-    let mut out = format!("Plan {} ({})\n\n", doc.plan, doc.plan_file);
-    for s in &doc.steps {
+    let mut out = String::new();
+    if !display.quiet {
         out.push_str(&format!(
-            "  {} {:<idw$}  {:<kw$}  {}\n",
-            s.mark, s.id, s.kind, s.reason
+            "Plan {} ({})\n\n",
+            shown(&doc.plan),
+            shown(&doc.plan_file)
         ));
+    }
+    for s in &doc.steps {
+        if display.quiet && s.action != Action::Blocked {
+            continue;
+        }
+        let line = format!(
+            "{:<idw$}  {:<kw$}  {}",
+            shown(&s.id),
+            s.kind,
+            shown(&s.reason)
+        );
+        let line = match s.action {
+            Action::Create => format!("  {} {line}", paint(display.colour, Paint::Green, "+")),
+            Action::Blocked => format!("  {} {line}", paint(display.colour, Paint::Red, "!")),
+            Action::Noop => paint(display.colour, Paint::Dim, &format!("  = {line}")),
+            Action::Check => format!("  ? {line}"),
+        };
+        out.push_str(&line);
+        out.push('\n');
         for op in &s.ops {
-            out.push_str(&format!("      {op}\n"));
+            out.push_str(&format!("      {}\n", shown(&op.to_string())));
         }
     }
     let m = &doc.summary;
+    let blocked = format!("{} cannot converge", m.blocked);
     out.push_str(&format!(
-        "\n{} to do, {} already done, {} to check, {} cannot converge.\n",
-        m.to_do, m.done, m.to_check, m.blocked
+        "{}{} to do, {} already done, {} to check, {}.\n",
+        if display.quiet { "" } else { "\n" },
+        m.to_do,
+        m.done,
+        m.to_check,
+        if m.blocked > 0 {
+            paint(display.colour, Paint::Red, &blocked)
+        } else {
+            blocked
+        }
     ));
     if !m.pending() && m.blocked == 0 {
         out.push_str("Nothing to do: the server matches the plan.\n");
@@ -211,22 +301,51 @@ pub struct ApplyDocument {
     pub error: Option<String>,
 }
 
-pub fn progress_line(step: &AppliedStep) -> String {
-    let mark = match step.result {
-        Outcome::Applied | Outcome::AppliedNotRecorded => '+',
-        Outcome::AlreadyDone => '=',
-        Outcome::Failed => '✗',
-        Outcome::NotRun => '-',
-    };
-    let unrecorded = if step.result == Outcome::AppliedNotRecorded {
-        " (done, but NOT recorded in the journal)"
-    } else {
-        ""
-    };
-    format!("  {mark} {}: {}{unrecorded}", step.id, step.summary)
+/// A step's line as the apply goes. A failure's message is not repeated here: the error printed
+/// at the end of the apply carries it (with the tool's log tail), once.
+pub fn progress_line(step: &AppliedStep, redactor: &Redactor, display: Display) -> String {
+    let c = display.colour;
+    let id = for_terminal(redactor, &step.id);
+    let summary = for_terminal(redactor, &step.summary);
+    match step.result {
+        Outcome::Applied => format!("  {} {id}: {summary}", paint(c, Paint::Green, "+")),
+        Outcome::AppliedNotRecorded => format!(
+            "  {} {id}: {summary} {}",
+            paint(c, Paint::Green, "+"),
+            paint(c, Paint::Red, "(done, but NOT recorded in the journal)")
+        ),
+        Outcome::AlreadyDone => paint(c, Paint::Dim, &format!("  = {id}: {summary}")),
+        Outcome::Failed => paint(
+            c,
+            Paint::Red,
+            &format!("  \u{2717} {id}: failed (the error is below)"),
+        ),
+        Outcome::NotRun => paint(c, Paint::Dim, &format!("  - {id}: {summary}")),
+    }
 }
 
-pub fn apply_summary(doc: &ApplyDocument) -> String {
+/// A prerequisite found changed right before a destructive step, and redone.
+pub fn redone_line(
+    id: &str,
+    why: &str,
+    by: &str,
+    summary: &str,
+    redactor: &Redactor,
+    display: Display,
+) -> String {
+    format!(
+        "  {} {}: {}; redone before `{}`: {}",
+        paint(display.colour, Paint::Yellow, "~"),
+        for_terminal(redactor, id),
+        for_terminal(redactor, why),
+        for_terminal(redactor, by),
+        for_terminal(redactor, summary)
+    )
+}
+
+/// The end of an apply: how many steps were done, and any restart the server needs.
+pub fn apply_summary(doc: &ApplyDocument, display: Display) -> String {
+    let c = display.colour;
     let applied = doc.steps.iter().filter(|s| s.result.applied()).count();
     let already = doc
         .steps
@@ -234,23 +353,31 @@ pub fn apply_summary(doc: &ApplyDocument) -> String {
         .filter(|s| s.result == Outcome::AlreadyDone)
         .count();
     let mut out = if doc.restart_started {
-        format!("\nApply paused: {applied} step(s) done; an installer started a restart of the server. Run `upgrade apply` again once it is back.\n")
+        format!("\n{}: {applied} step(s) done; an installer started a restart of the server. Run `upgrade apply` again once it is back.\n", paint(c, Paint::Yellow, "Apply paused"))
     } else if doc.ok {
-        format!("\nApply complete: {applied} step(s) done, {already} already done.\n")
+        format!(
+            "\n{}: {applied} step(s) done, {already} already done.\n",
+            paint(c, Paint::Green, "Apply complete")
+        )
     } else {
-        format!("\nApply stopped: {applied} step(s) done before the failure; run `upgrade apply` again after fixing it.\n")
+        format!("\n{}: {applied} step(s) done before the failure; run `upgrade apply` again after fixing it.\n", paint(c, Paint::Red, "Apply stopped"))
     };
     if doc.reboot_required {
-        let who: Vec<&str> = doc
+        let who: Vec<String> = doc
             .steps
             .iter()
             .filter(|s| s.reboot_required)
-            .map(|s| s.id.as_str())
+            .map(|s| escape_for_terminal(&s.id).into_owned())
             .collect();
-        out.push_str(&format!(
-            "A restart is required ({}); upgrade does not restart the server itself.\n",
-            who.join(", ")
+        out.push_str(&paint(
+            c,
+            Paint::Yellow,
+            &format!(
+                "A restart is required ({}); upgrade does not restart the server itself.",
+                who.join(", ")
+            ),
         ));
+        out.push('\n');
     }
     out
 }
@@ -529,7 +656,7 @@ mod tests {
             summary: Summary::of(&steps),
             steps,
         };
-        let text = plan_text(&doc);
+        let text = plan_text(&doc, &Redactor::new(Vec::new()), Display::default());
         assert!(
             text.contains(
                 "  + database  backup_database  no backup\n      sql: BACKUP DATABASE [x]\n"

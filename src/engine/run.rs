@@ -11,7 +11,7 @@ use chrono::Utc;
 use futures_util::future::join_all;
 use sha2::{Digest, Sha256};
 
-use crate::adapters::secrets::{self, SecretString};
+use crate::adapters::secrets::{self, Redactor, SecretString};
 use crate::engine::journal::{self, Journal, RunRecord, StepRecord, StepStatus};
 use crate::engine::lock::ApplyLock;
 use crate::engine::render::{
@@ -32,6 +32,8 @@ struct Session {
     order: Vec<usize>,
     journal_path: PathBuf,
     journal: Journal,
+    /// How people's output is shown (apply's progress lines).
+    display: render::Display,
 }
 
 impl Session {
@@ -77,6 +79,7 @@ impl Session {
             order,
             journal_path,
             journal,
+            display: render::Display::default(),
         })
     }
 
@@ -283,7 +286,7 @@ pub async fn plan(opts: PlanOptions) -> Result<u8, EngineError> {
     let text = if opts.json {
         session.world.redactor.redact(&json(&doc)?)
     } else {
-        render::for_terminal(&session.world.redactor, &render::plan_text(&doc))
+        render::plan_text(&doc, &session.world.redactor, opts.display)
     };
     let _ = stdout.write_all(text.as_bytes());
     if let Some(out) = &opts.out {
@@ -342,6 +345,7 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
         (None, given) => given.clone(),
     };
     let mut session = Session::open(loaded, &plan_file, state.as_deref())?;
+    session.display = opts.display;
     let _lock = ApplyLock::acquire(&journal::lock_path(
         session.journal_path.parent().unwrap_or(Path::new(".")),
         &session.world.plan.name,
@@ -358,14 +362,17 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
     }
     let doc = session.document(planned);
     let redactor = session.world.redactor.clone();
+    let display = opts.display;
+    // People's output, already terminal-safe (render masks and escapes what it shows); `-q`
+    // keeps only the summary and errors.
     let out = |text: &str| {
-        if !opts.json {
+        if !opts.json && !display.quiet {
             let mut o = std::io::stdout().lock();
-            let _ = o.write_all(render::for_terminal(&redactor, text).as_bytes());
+            let _ = o.write_all(text.as_bytes());
             let _ = o.flush();
         }
     };
-    out(&render::plan_text(&doc));
+    out(&render::plan_text(&doc, &redactor, display));
     if doc.summary.blocked > 0 {
         return Err(EngineError::Blocked(
             doc.steps
@@ -424,13 +431,14 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
         let mut o = std::io::stdout().lock();
         let _ = o.write_all(session.world.redactor.redact(&json(&result)?).as_bytes());
     } else {
-        out(&render::apply_summary(&result));
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(render::apply_summary(&result, display).as_bytes());
     }
     match &result.error {
         Some(e) if !opts.json => {
             eprintln!(
-                "error: {}",
-                render::for_terminal(&session.world.redactor, e)
+                "{}",
+                render::error_line(&session.world.redactor, e, display)
             );
             Ok(1)
         }
@@ -468,6 +476,8 @@ struct Run<'o, F: Fn(&str)> {
     finished: Vec<bool>,
     applied: Vec<bool>,
     out: &'o F,
+    redactor: Redactor,
+    display: render::Display,
 }
 
 /// How a step's turn ended.
@@ -481,8 +491,11 @@ enum Turn {
 }
 
 impl<'o, F: Fn(&str)> Run<'o, F> {
-    fn new(steps: usize, out: &'o F) -> Self {
+    fn new(session: &Session, out: &'o F) -> Self {
+        let steps = session.steps.len();
         Run {
+            redactor: session.world.redactor.clone(),
+            display: session.display,
             results: Vec::new(),
             error: None,
             restart_started: false,
@@ -494,7 +507,10 @@ impl<'o, F: Fn(&str)> Run<'o, F> {
 
     /// Shows a step's outcome as it happens and keeps it for the summary.
     fn report(&mut self, step: AppliedStep) {
-        (self.out)(&format!("{}\n", render::progress_line(&step)));
+        (self.out)(&format!(
+            "{}\n",
+            render::progress_line(&step, &self.redactor, self.display)
+        ));
         self.results.push(step);
     }
 
@@ -535,7 +551,7 @@ async fn execute(
     survey: &[(Diff, Option<Observation>)],
     out: &impl Fn(&str),
 ) -> ApplyDocument {
-    let mut run = Run::new(session.steps.len(), out);
+    let mut run = Run::new(session, out);
     let order = session.order.clone();
     for (pos, &i) in order.iter().enumerate() {
         if run.restart_started {
@@ -773,8 +789,15 @@ async fn gate(
                 .map_err(|e| not_recorded(&id, &evidence.summary, &e))?;
         }
         out(&format!(
-            "  ~ {id}: {why}; redone before `{by}`: {}\n",
-            session.world.redactor.redact(&evidence.summary)
+            "{}\n",
+            render::redone_line(
+                &id,
+                &why.to_string(),
+                &by,
+                &evidence.summary,
+                &session.world.redactor,
+                session.display
+            )
         ));
         match prove(session, d).await {
             Ok(line) => tracing::info!(step = %id, "{line}"),

@@ -356,3 +356,53 @@ pub fn tool_running(lab_dir: &Path, tool: &str) -> bool {
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .any(|c| String::from_utf8_lossy(&c).contains(&needle))
 }
+
+/// Runs `cmd` with a pseudo-terminal as its standard input, output and error, as a person at a
+/// terminal runs it; returns its exit code and everything it wrote to the terminal.
+pub fn run_in_pty(mut cmd: Command) -> (Option<i32>, String) {
+    use std::io::Read;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut leader, mut follower) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: 50,
+        ws_col: 200,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two new file descriptors into the given places; the name and
+    // terminal settings are optional (null).
+    let rc = unsafe {
+        libc::openpty(
+            &mut leader,
+            &mut follower,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened for us and are owned by nothing else.
+    let (leader, follower) =
+        unsafe { (OwnedFd::from_raw_fd(leader), OwnedFd::from_raw_fd(follower)) };
+    cmd.stdin(follower.try_clone().unwrap())
+        .stdout(follower.try_clone().unwrap())
+        .stderr(follower);
+    let mut child = cmd.spawn().unwrap();
+    // The parent's copies of the follower are gone with `cmd`: once the child exits, reading the
+    // leader ends (EIO on Linux).
+    drop(cmd);
+    let mut terminal = std::fs::File::from(leader);
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match terminal.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+        }
+    }
+    let status = child.wait().unwrap();
+    (
+        status.code(),
+        String::from_utf8_lossy(&bytes).replace("\r\n", "\n"),
+    )
+}
