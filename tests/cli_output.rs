@@ -337,3 +337,55 @@ fn quiet_shows_a_failure_as_its_summary_and_its_error() {
         text(&out)
     );
 }
+
+#[test]
+fn a_service_password_that_is_also_a_folder_name_does_not_garble_paths() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    // The service account's password is `Upgrade`, the name of the folder the backups go to.
+    upgrade_lab::state::update(rig.lab.dir(), |s| s.account.password = "Upgrade".into()).unwrap();
+    let backup = rig.path(r"D:\Upgrade\miis.bak").display().to_string();
+    assert!(backup.contains("/Upgrade/"), "{backup}");
+
+    let plan = rig.upgrade(&["plan", rig.plan_str()]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    assert!(
+        stdout(&plan).contains(&format!("no backup at {backup}")),
+        "{}",
+        text(&plan)
+    );
+    assert!(!stdout(&plan).contains("***"), "{}", text(&plan));
+
+    let apply = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
+    assert!(
+        stdout(&apply).contains(&format!("at {backup}")),
+        "{}",
+        text(&apply)
+    );
+    assert!(!stdout(&apply).contains("/***/"), "{}", text(&apply));
+}
+
+#[test]
+fn a_secret_too_short_to_mask_safely_is_refused_before_anything_runs() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let mut cmd = rig.command(&["plan", rig.plan_str()]);
+    cmd.env(common::SERVICE_PASSWORD_ENV, "pw1");
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "error: the secret from environment variable {} has 3 character(s); upgrade needs at least 6",
+            common::SERVICE_PASSWORD_ENV
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("pw1"), "{}", text(&out));
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+    assert!(
+        rig.statements().is_empty(),
+        "the server was asked: {}",
+        rig.statements()
+    );
+}
