@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 
 use crate::adapters::secrets::Redactor;
-use crate::engine::render::{self, Display};
+use crate::engine::render::{self, Display, JsonDocument};
 use crate::engine::{self, ApplyOptions, PlanOptions};
 use crate::plan;
 
@@ -31,6 +31,8 @@ Examples:
       What the journal recorded: results, times, evidence, exit codes, restarts.
   upgrade schema > schemas/plan.schema.json
       Print the plan format's JSON Schema.
+  upgrade schema --output apply
+      Print the JSON Schema of `upgrade apply --json` (or `--output plan`).
 
 Exit codes: 0 success (plan: nothing to do), 1 error or invalid plan,
             2 changes pending (plan --detailed-exitcode only).
@@ -64,8 +66,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the JSON Schema of the plan format.
-    Schema,
+    /// Print the JSON Schema of the plan format, or of a `--json` document.
+    Schema {
+        /// The JSON Schema of what `upgrade plan --json` or `upgrade apply --json` prints,
+        /// instead of the plan file's.
+        #[arg(long, value_enum, value_name = "COMMAND")]
+        output: Option<SchemaOutput>,
+    },
     /// Observe the server and show what apply would do; changes nothing.
     Plan {
         /// The plan file (YAML).
@@ -123,6 +130,13 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
     },
+}
+
+/// The commands whose `--json` document has a schema.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SchemaOutput {
+    Plan,
+    Apply,
 }
 
 /// Parses the process arguments. Help and version print and give exit code 0; any other
@@ -194,8 +208,12 @@ pub async fn run(cli: Cli) -> u8 {
     let finish = |result| engine_result(result, errors);
     match cli.command {
         Command::Validate { plan, json } => validate(&plan, json, cli.quiet > 0),
-        Command::Schema => {
-            print_stdout(&plan::schema::plan_schema_json());
+        Command::Schema { output } => {
+            print_stdout(&match output {
+                None => plan::schema::plan_schema_json(),
+                Some(SchemaOutput::Plan) => render::document_schema_json(JsonDocument::Plan),
+                Some(SchemaOutput::Apply) => render::document_schema_json(JsonDocument::Apply),
+            });
             0
         }
         Command::Graph { plan, state } => {

@@ -4,6 +4,7 @@
 //! (secrets masked, control characters escaped) and, when `Display::colour` says so, coloured.
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::adapters::secrets::Redactor;
@@ -77,7 +78,7 @@ pub fn error_line(redactor: &Redactor, message: &str, display: Display) -> Strin
 }
 
 /// What a plan says of a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// `+`: will be done.
@@ -128,7 +129,7 @@ impl std::fmt::Display for Action {
 }
 
 /// How a step ended in an apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Applied,
@@ -147,14 +148,20 @@ impl Outcome {
 }
 
 /// One step as planned.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct PlannedStep {
+    /// The step's `id` in the plan.
     pub id: String,
+    /// Its kind: `backup_database`, `export_keys`, `backup_files`, `service`,
+    /// `snapshot_connector_space`, `uninstall`, `install`, `verify`.
     pub kind: String,
+    /// `+`, `=`, `?` or `!`, as the text output shows it.
     pub mark: char,
     /// `create` (+), `noop` (=), `check` (?), `blocked` (!).
     pub action: Action,
+    /// Why (for `noop`: the evidence that it is done; for `blocked`: why it cannot converge).
     pub reason: String,
+    /// The exact operations apply would perform, secrets shown as `***`.
     pub ops: Vec<Op>,
     /// sha256 of what was observed; a saved plan is refused when it no longer matches.
     pub fingerprint: String,
@@ -183,11 +190,15 @@ impl PlannedStep {
 }
 
 /// Counts per action.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, JsonSchema)]
 pub struct Summary {
+    /// Steps with action `create`.
     pub to_do: usize,
+    /// Steps with action `noop`.
     pub done: usize,
+    /// Steps with action `check`.
     pub to_check: usize,
+    /// Steps with action `blocked`; apply refuses while any is.
     pub blocked: usize,
 }
 
@@ -211,11 +222,21 @@ impl Summary {
     }
 }
 
-/// The `upgrade plan` document.
-#[derive(Debug, Clone, Serialize)]
+/// The format version of the `--json` documents: fields may be added within a version; a
+/// field renamed, removed or given another meaning raises it.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The document `upgrade plan --json` prints: what apply would do, per step in plan order.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct PlanDocument {
+    /// The version of this format, now 1: fields may be added within a version; renaming,
+    /// removing or changing the meaning of one raises it.
+    pub format_version: u32,
+    /// The plan's `name`.
     pub plan: String,
+    /// The plan file as given on the command line.
     pub plan_file: String,
+    /// sha256 of the plan file's bytes, lowercase hex.
     pub plan_sha256: String,
     pub steps: Vec<PlannedStep>,
     pub summary: Summary,
@@ -278,27 +299,62 @@ pub fn plan_text(doc: &PlanDocument, redactor: &Redactor, display: Display) -> S
 }
 
 /// One step's outcome in an apply.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct AppliedStep {
+    /// The step's `id` in the plan.
     pub id: String,
+    /// Its kind, as in the plan document.
     pub kind: String,
     pub result: Outcome,
+    /// The evidence of a done step, or why it failed or did not run.
     pub summary: String,
+    /// Windows Installer asked for a restart (3010 or 1641); upgrade never restarts by itself.
     pub reboot_required: bool,
 }
 
-/// The `upgrade apply` document.
-#[derive(Debug, Clone, Serialize)]
+/// The document `upgrade apply --json` prints: each step's outcome in the order they were taken.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ApplyDocument {
+    /// The version of this format, now 1: fields may be added within a version; renaming,
+    /// removing or changing the meaning of one raises it.
+    pub format_version: u32,
+    /// The plan's `name`.
     pub plan: String,
+    /// sha256 of the plan file's bytes, lowercase hex.
     pub plan_sha256: String,
+    /// Every step done or already done, and the journal recorded it.
     pub ok: bool,
     pub steps: Vec<AppliedStep>,
+    /// Some step's installer asked for a restart.
     pub reboot_required: bool,
     /// An installer started a restart (1641); the steps after it were not run.
     pub restart_started: bool,
+    /// Why the apply stopped (absent when `ok`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The `--json` documents with a published JSON Schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonDocument {
+    /// `upgrade plan --json`.
+    Plan,
+    /// `upgrade apply --json`.
+    Apply,
+}
+
+/// The JSON Schema of a `--json` document, pretty-printed with a final newline, derived from
+/// the same types that print it (`schemas/plan-output.schema.json`,
+/// `schemas/apply-output.schema.json` are checked-in copies a test keeps current).
+pub fn document_schema_json(document: JsonDocument) -> String {
+    let schema = match document {
+        JsonDocument::Plan => schemars::schema_for!(PlanDocument),
+        JsonDocument::Apply => schemars::schema_for!(ApplyDocument),
+    };
+    // Invariant: a schemars schema is plain JSON data and always serializes.
+    let mut text = serde_json::to_string_pretty(&schema).expect("schema serializes");
+    text.push('\n');
+    text
 }
 
 /// A step's line as the apply goes. A failure's message is not repeated here: the error printed
@@ -650,6 +706,7 @@ mod tests {
             ),
         ];
         let doc = PlanDocument {
+            format_version: FORMAT_VERSION,
             plan: "p".into(),
             plan_file: "p.yaml".into(),
             plan_sha256: "00".into(),

@@ -245,6 +245,7 @@ impl Session {
 
     fn document(&self, planned: Vec<PlannedStep>) -> PlanDocument {
         PlanDocument {
+            format_version: render::FORMAT_VERSION,
             plan: self.world.plan.name.clone(),
             plan_file: self.loaded.path.display().to_string(),
             plan_sha256: self.loaded.sha256.clone(),
@@ -517,6 +518,7 @@ impl<'o, F: Fn(&str)> Run<'o, F> {
     fn document(self, session: &Session) -> ApplyDocument {
         let reboot_required = self.results.iter().any(|r| r.reboot_required);
         ApplyDocument {
+            format_version: render::FORMAT_VERSION,
             plan: session.world.plan.name.clone(),
             plan_sha256: session.loaded.sha256.clone(),
             ok: self.error.is_none(),
