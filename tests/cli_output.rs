@@ -213,7 +213,7 @@ fn at_terminal(rig: &Rig, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, 
     for (k, v) in env {
         cmd.env(k, v);
     }
-    common::run_in_pty(cmd)
+    common::run_in_pty(cmd, "")
 }
 
 #[test]
@@ -388,4 +388,23 @@ fn a_secret_too_short_to_mask_safely_is_refused_before_anything_runs() {
         "the server was asked: {}",
         rig.statements()
     );
+}
+
+#[test]
+fn quiet_still_shows_the_plan_it_asks_a_person_to_approve() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let mut cmd = rig.command(&["apply", rig.plan_str(), "-q"]);
+    cmd.env_remove("RUST_LOG");
+    // At a terminal, answering `no`: the plan is shown, then the question, then the refusal.
+    let (code, shown) = common::run_in_pty(cmd, "no\n");
+    assert_eq!(code, Some(1), "{shown}");
+    assert!(
+        shown.contains(&format!("{GREEN_PLUS} database ")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Do you want to apply these steps?"),
+        "{shown}"
+    );
+    assert_eq!(rig.installed(), ["Identity Integration Feature Pack"]);
 }

@@ -373,7 +373,17 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
             let _ = o.flush();
         }
     };
-    out(&render::plan_text(&doc, &redactor, display));
+    let asks = doc.summary.pending() && !opts.auto_approve && saved.is_none();
+    if asks && display.quiet && !opts.json && doc.summary.blocked == 0 {
+        // Nobody is asked to approve a plan they were not shown, `-q` or not.
+        let full = render::Display {
+            quiet: false,
+            ..display
+        };
+        let _ = std::io::stdout().write_all(render::plan_text(&doc, &redactor, full).as_bytes());
+    } else {
+        out(&render::plan_text(&doc, &redactor, display));
+    }
     if doc.summary.blocked > 0 {
         return Err(EngineError::Blocked(
             doc.steps
@@ -384,7 +394,7 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
                 .join("\n  "),
         ));
     }
-    if doc.summary.pending() && !opts.auto_approve && saved.is_none() {
+    if asks {
         confirm()?;
     }
     let started = Utc::now();
