@@ -7,7 +7,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return ExitCode::from(code),
     };
-    upgrade::cli::init_logging(cli.verbose, cli.quiet);
+    upgrade::cli::init_logging(cli.verbose, cli.quiet, cli.no_color);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

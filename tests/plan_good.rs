@@ -277,9 +277,7 @@ fn a_plan_may_leave_the_sql_client_to_the_server_version_and_still_name_an_odbc_
 fn a_missing_file_is_one_diagnostic_naming_the_file() {
     let err = plan::load(Path::new("/nonexistent/plan.yaml")).unwrap_err();
     assert_eq!(err.len(), 1);
-    assert!(err
-        .to_string()
-        .starts_with("/nonexistent/plan.yaml:0:0: (plan): cannot read the plan file:"));
+    assert_eq!(err.to_string(), "/nonexistent/plan.yaml: no such file\n");
 }
 
 #[test]

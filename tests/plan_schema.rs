@@ -61,6 +61,84 @@ fn checked_values_carry_their_patterns() {
     }
 }
 
+/// Every plan file a user is handed (shipped plans, examples, the lab's examples), found on disk.
+fn shipped_plan_files() -> Vec<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["plans", "examples", "examples/lab"] {
+        let entries = std::fs::read_dir(root.join(dir)).unwrap();
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// A YAML document as an editor's YAML language server reads it (YAML 1.2's core schema, where
+/// an unquoted run of digits such as `000...0` is the number 0), turned into JSON. serde_yaml
+/// is more lenient (digits with a leading zero stay text), so it would hide what editors flag.
+fn yaml_1_2_as_json(yaml: &yaml_rust2::Yaml) -> serde_json::Value {
+    use yaml_rust2::Yaml;
+    match yaml {
+        Yaml::Null => serde_json::Value::Null,
+        Yaml::Boolean(b) => serde_json::Value::Bool(*b),
+        Yaml::Integer(i) => serde_json::Value::from(*i),
+        Yaml::Real(r) => serde_json::Value::from(r.parse::<f64>().unwrap()),
+        Yaml::String(s) => serde_json::Value::String(s.clone()),
+        Yaml::Array(items) => items.iter().map(yaml_1_2_as_json).collect(),
+        Yaml::Hash(map) => map
+            .iter()
+            .map(|(k, v)| {
+                let key = match k {
+                    Yaml::String(s) => s.clone(),
+                    other => panic!("a plan's keys are text, found {other:?}"),
+                };
+                (key, yaml_1_2_as_json(v))
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        other => panic!("no aliases or bad values in a shipped plan, found {other:?}"),
+    }
+}
+
+#[test]
+fn every_shipped_plan_and_example_passes_the_checked_in_schema_as_an_editor_reads_it() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("schemas/plan.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema");
+    let files = shipped_plan_files();
+    assert!(
+        files.len() >= 5,
+        "expected the shipped plans and examples, found {files:?}"
+    );
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let documents = yaml_rust2::YamlLoader::load_from_str(&text).unwrap();
+        let instance = yaml_1_2_as_json(&documents[0]);
+        for error in validator.iter_errors(&instance) {
+            failures.push(format!(
+                "{}: {}: {error}",
+                file.display(),
+                error.instance_path()
+            ));
+        }
+        // And the loader agrees that it is a valid plan.
+        if let Err(diags) = upgrade::plan::load(file) {
+            failures.push(format!(
+                "{}: the loader refuses it:\n{diags}",
+                file.display()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 #[test]
 fn a_timeout_and_its_old_spelling_are_never_both_allowed() {
     let schema: serde_json::Value =

@@ -145,7 +145,7 @@ impl ProcessSpec {
     pub async fn run(&self, redactor: &Redactor) -> Result<ProcessOutcome, ProcessError> {
         // Secret arguments are redacted from the output too (a tool may echo its command line).
         let redactor = self.args.iter().fold(redactor.clone(), |r, a| match a {
-            Arg::Secret(s) => r.with(s.clone()),
+            Arg::Secret(s) => r.with_argument(s.clone()),
             Arg::Plain(_) => r,
         });
         let command = self.display();

@@ -1,6 +1,6 @@
 //! Secrets: resolving a plan's secret reference (environment, file, terminal prompt) into a value
-//! that cannot be printed by accident, and the redactor that scrubs resolved values from any text.
-//! Nothing here logs, stores or displays a secret's value.
+//! that cannot be printed by accident, and the redactor that masks resolved values in text from
+//! tools and servers. Nothing here logs, stores or displays a secret's value.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -55,12 +55,19 @@ pub enum SecretError {
     },
     #[error("the secret from {source_name} is empty")]
     Empty { source_name: String },
+    #[error("the secret from {source_name} has {length} character(s); upgrade needs at least {MIN_SECRET_CHARS}: output from tools is masked where it holds the secret as a whole word, and a shorter one would mask ordinary words too (where the *** fall would tell the secret)")]
+    TooShort { source_name: String, length: usize },
     #[error("cannot prompt for {what}: no terminal is available ({source}); give the secret with {{env: NAME}} or {{file: PATH}} instead")]
     NoTerminal {
         what: String,
         source: std::io::Error,
     },
 }
+
+/// The shortest secret upgrade accepts. Text from tools is masked where it holds a secret as a
+/// whole word (see `Redactor::redact`); a shorter secret would be likely to equal ordinary words
+/// in that text, and masking them would garble it and show where the secret stands.
+pub const MIN_SECRET_CHARS: usize = 6;
 
 /// Resolves a secret reference; a prompt asks for "the password".
 pub fn resolve(secret: &Secret) -> Result<SecretString, SecretError> {
@@ -101,6 +108,15 @@ pub fn resolve_for(secret: &Secret, what: &str) -> Result<SecretString, SecretEr
     if value.is_empty() {
         return Err(SecretError::Empty { source_name });
     }
+    let length = value.chars().count();
+    if length < MIN_SECRET_CHARS {
+        // The value is dropped (and zeroed) with the error; only its length is told.
+        drop(SecretString(value));
+        return Err(SecretError::TooShort {
+            source_name,
+            length,
+        });
+    }
     tracing::debug!(source = %source_name, "secret resolved");
     Ok(SecretString(value))
 }
@@ -114,27 +130,77 @@ fn strip_one_newline(text: &mut String) {
     }
 }
 
-/// Replaces every known secret value in a text with `***`. Cheap to clone.
+/// Masks known secrets in text from tools and servers. Cheap to clone.
+///
+/// It masks by what is known, never by fragments: the exact command-line arguments that carried
+/// a secret (`Arg::Secret`, e.g. `SERVICEPASSWORD=...`), wherever a tool echoes one, and a bare
+/// secret only where it stands as a whole word (between spaces, quotes, line ends, or after `=`
+/// or `:` as in `/password:...`). A password `Upgrade` leaves `D:\Upgrade\miis.bak` as it is.
 #[derive(Clone, Default)]
 pub struct Redactor {
     /// Non-empty values, longest first so a secret containing another is replaced whole.
     secrets: std::sync::Arc<Vec<SecretString>>,
+    /// Whole command-line arguments that carried a secret, longest first.
+    arguments: std::sync::Arc<Vec<SecretString>>,
 }
 
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Redactor({} secrets)", self.secrets.len())
+        write!(
+            f,
+            "Redactor({} secrets, {} arguments)",
+            self.secrets.len(),
+            self.arguments.len()
+        )
     }
+}
+
+/// Non-empty values, longest first, without repeats.
+fn longest_first(values: Vec<SecretString>) -> std::sync::Arc<Vec<SecretString>> {
+    let mut values: Vec<SecretString> = values.into_iter().filter(|s| !s.is_empty()).collect();
+    values.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
+    values.dedup();
+    std::sync::Arc::new(values)
+}
+
+/// Whether the character before a match lets it stand as a whole word.
+fn opens_word(before: Option<char>) -> bool {
+    before.is_none_or(|c| c.is_whitespace() || "\"'`=:,;([{<".contains(c))
+}
+
+/// Whether the text after a match lets it stand as a whole word (a full stop only when it ends
+/// the sentence: `... was Upgrade.` but not `Upgrade.bak`).
+fn closes_word(after: &str) -> bool {
+    let mut chars = after.chars();
+    match chars.next() {
+        None => true,
+        Some('.') => chars.next().is_none_or(char::is_whitespace),
+        Some(c) => c.is_whitespace() || "\"'`,;)]}>".contains(c),
+    }
+}
+
+/// `text` with each whole-word occurrence of `word` replaced by `***`.
+fn mask_whole_word(text: &str, word: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut done = 0;
+    for (at, _) in text.match_indices(word) {
+        let end = at + word.len();
+        if at < done || !opens_word(text[..at].chars().next_back()) || !closes_word(&text[end..]) {
+            continue;
+        }
+        out.push_str(&text[done..at]);
+        out.push_str("***");
+        done = end;
+    }
+    out.push_str(&text[done..]);
+    out
 }
 
 impl Redactor {
     pub fn new(secrets: Vec<SecretString>) -> Redactor {
-        let mut secrets: Vec<SecretString> =
-            secrets.into_iter().filter(|s| !s.is_empty()).collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
-        secrets.dedup();
         Redactor {
-            secrets: std::sync::Arc::new(secrets),
+            secrets: longest_first(secrets),
+            arguments: std::sync::Arc::default(),
         }
     }
 
@@ -142,14 +208,33 @@ impl Redactor {
     pub fn with(&self, secret: SecretString) -> Redactor {
         let mut all: Vec<SecretString> = self.secrets.as_ref().clone();
         all.push(secret);
-        Redactor::new(all)
+        Redactor {
+            secrets: longest_first(all),
+            arguments: self.arguments.clone(),
+        }
+    }
+
+    /// A redactor that also masks `argument`, a whole command-line argument that carried a
+    /// secret, wherever a tool echoes it.
+    pub fn with_argument(&self, argument: SecretString) -> Redactor {
+        let mut all: Vec<SecretString> = self.arguments.as_ref().clone();
+        all.push(argument);
+        Redactor {
+            secrets: self.secrets.clone(),
+            arguments: longest_first(all),
+        }
     }
 
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_string();
+        for argument in self.arguments.iter() {
+            if out.contains(argument.expose()) {
+                out = out.replace(argument.expose(), "***");
+            }
+        }
         for secret in self.secrets.iter() {
             if out.contains(secret.expose()) {
-                out = out.replace(secret.expose(), "***");
+                out = mask_whole_word(&out, secret.expose());
             }
         }
         out
@@ -180,7 +265,65 @@ mod tests {
         assert_eq!(r.redact("nothing here"), "nothing here");
         let r2 = r.with(SecretString::new("zz"));
         assert_eq!(r2.redact("zz abc"), "*** ***");
-        assert_eq!(format!("{r2:?}"), "Redactor(3 secrets)");
+        assert_eq!(format!("{r2:?}"), "Redactor(3 secrets, 0 arguments)");
+    }
+
+    #[test]
+    fn a_password_that_is_also_a_folder_name_leaves_paths_alone() {
+        let r = Redactor::new(vec![SecretString::new("Upgrade")]);
+        assert_eq!(
+            r.redact(r"backup at D:\Upgrade\miis.bak, copies in D:\Upgrade"),
+            r"backup at D:\Upgrade\miis.bak, copies in D:\Upgrade"
+        );
+        assert_eq!(
+            r.redact("UpgradeService and Upgrade.bak"),
+            "UpgradeService and Upgrade.bak"
+        );
+    }
+
+    #[test]
+    fn a_secret_a_tool_echoes_as_a_word_or_a_value_is_masked() {
+        let r = Redactor::new(vec![SecretString::new("Upgrade")]);
+        for (echoed, masked) in [
+            ("Upgrade", "***"),
+            ("password: Upgrade\n", "password: ***\n"),
+            ("/servicepassword:Upgrade /q", "/servicepassword:*** /q"),
+            (
+                "Property(S): SERVICEPASSWORD = Upgrade\r\n",
+                "Property(S): SERVICEPASSWORD = ***\r\n",
+            ),
+            ("SERVICEPASSWORD=Upgrade", "SERVICEPASSWORD=***"),
+            ("logon failed for 'Upgrade'.", "logon failed for '***'."),
+            ("the password was Upgrade.", "the password was ***."),
+        ] {
+            assert_eq!(r.redact(echoed), masked, "{echoed:?}");
+        }
+    }
+
+    #[test]
+    fn an_argument_that_carried_a_secret_is_masked_whole_wherever_it_is_echoed() {
+        let r = Redactor::new(vec![SecretString::new("Upgrade")])
+            .with_argument(SecretString::new("/p:Upgrade/x"));
+        assert_eq!(
+            r.redact("Command line: setup /p:Upgrade/x /q (D:\\Upgrade)"),
+            "Command line: setup *** /q (D:\\Upgrade)"
+        );
+    }
+
+    #[test]
+    fn a_secret_shorter_than_the_minimum_is_refused_saying_why_not_what() {
+        std::env::set_var("UPGRADE_TEST_SECRET_ENV_SHORT", "pw123");
+        let err = resolve(&Secret::Env("UPGRADE_TEST_SECRET_ENV_SHORT".into())).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, SecretError::TooShort { length: 5, .. }),
+            "{text}"
+        );
+        assert!(text.contains("UPGRADE_TEST_SECRET_ENV_SHORT"), "{text}");
+        assert!(text.contains("at least 6"), "{text}");
+        assert!(!text.contains("pw123"), "{text}");
+        std::env::set_var("UPGRADE_TEST_SECRET_ENV_SIX", "pw1234");
+        assert!(resolve(&Secret::Env("UPGRADE_TEST_SECRET_ENV_SIX".into())).is_ok());
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! schema and the engine. It decides exit codes and what goes to stdout/stderr; it does no
 //! planning or applying itself (that is `crate::engine`).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
-use clap::{ArgAction, Parser, Subcommand};
+use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 
+use crate::adapters::secrets::Redactor;
+use crate::engine::render::{self, Display, JsonDocument};
 use crate::engine::{self, ApplyOptions, PlanOptions};
-use crate::plan::{self, source::escape_for_terminal};
+use crate::plan;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -23,8 +25,14 @@ Examples:
       Apply exactly the saved plan (refused if the server changed since).
   upgrade apply plans/iifp-to-miis2003.yaml --auto-approve
       Plan and apply without asking (for scheduled or scripted runs).
+  upgrade graph plans/iifp-to-miis2003.yaml | dot -Tsvg > plan.svg
+      Draw the step graph (destructive steps red, sealed steps grey).
+  upgrade show plans/iifp-to-miis2003.yaml
+      What the journal recorded: results, times, evidence, exit codes, restarts.
   upgrade schema > schemas/plan.schema.json
       Print the plan format's JSON Schema.
+  upgrade schema --output apply
+      Print the JSON Schema of `upgrade apply --json` (or `--output plan`).
 
 Exit codes: 0 success (plan: nothing to do), 1 error or invalid plan,
             2 changes pending (plan --detailed-exitcode only).
@@ -38,9 +46,12 @@ pub struct Cli {
     /// More log output on stderr (repeat for more).
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub verbose: u8,
-    /// Less output (repeat for less).
+    /// Less output: only the summary and errors (repeat for fewer log lines too).
     #[arg(short, long, action = ArgAction::Count, global = true)]
     pub quiet: u8,
+    /// No colour, even on a terminal (so does a non-empty NO_COLOR variable).
+    #[arg(long, global = true)]
+    pub no_color: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -55,8 +66,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the JSON Schema of the plan format.
-    Schema,
+    /// Print the JSON Schema of the plan format, or of a `--json` document.
+    Schema {
+        /// The JSON Schema of what `upgrade plan --json` or `upgrade apply --json` prints,
+        /// instead of the plan file's.
+        #[arg(long, value_enum, value_name = "COMMAND")]
+        output: Option<SchemaOutput>,
+    },
     /// Observe the server and show what apply would do; changes nothing.
     Plan {
         /// The plan file (YAML).
@@ -74,6 +90,32 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
     },
+    /// Print the step graph in Graphviz's DOT language (destructive and sealed steps marked).
+    #[command(after_help = "Render it with Graphviz: upgrade graph PLAN | dot -Tsvg > plan.svg")]
+    Graph {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Journal file to use instead of the plan's state folder.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+    },
+    /// Print what the plan's journal recorded: each step's result, time, evidence, exit code and
+    /// restart flags, and the runs. Reads only the journal.
+    Show {
+        /// The plan file (YAML).
+        plan: PathBuf,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Journal file to use instead of the plan's state folder.
+        #[arg(long, value_name = "FILE")]
+        state: Option<PathBuf>,
+    },
+    /// Print a shell completion script (e.g. `upgrade completions bash > /etc/bash_completion.d/upgrade`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Apply a plan file, or a plan saved by `upgrade plan --out`.
     Apply {
         /// A plan file (YAML) or a saved plan.
@@ -88,6 +130,13 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         state: Option<PathBuf>,
     },
+}
+
+/// The commands whose `--json` document has a schema.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SchemaOutput {
+    Plan,
+    Apply,
 }
 
 /// Parses the process arguments. Help and version print and give exit code 0; any other
@@ -111,7 +160,8 @@ pub fn log_filter(verbose: u8, quiet: u8) -> tracing_subscriber::EnvFilter {
     }
     let level = match i16::from(verbose) - i16::from(quiet) {
         i16::MIN..=-2 => "off",
-        -1 => "error",
+        // The SQL clients' own ERROR lines are the server's messages, which the steps report.
+        -1 => "error,tiberius=off,odbc_api=off",
         // The SQL clients log every message the server sends (a RESTORE HEADERONLY of a backup
         // not taken yet is an error to tiberius) and their own notices; the steps report what
         // matters in their own words, so the libraries speak only from -v on.
@@ -123,21 +173,69 @@ pub fn log_filter(verbose: u8, quiet: u8) -> tracing_subscriber::EnvFilter {
     tracing_subscriber::EnvFilter::new(level)
 }
 
-/// Sends logs to stderr (stdout carries the command's own output).
-pub fn init_logging(verbose: u8, quiet: u8) {
+/// Whether colour is allowed at all: not with `--no-color`, nor with a `NO_COLOR` variable that
+/// is set and not empty (the convention of no-color.org).
+pub fn colour_allowed(no_color: bool) -> bool {
+    !no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// How people's output is shown: colour on a stream only where it is a terminal and colour is
+/// allowed, never on standard output with `--json`; `-q` keeps the summary and errors.
+fn display(cli_no_color: bool, quiet: u8, json: bool) -> Display {
+    let allowed = colour_allowed(cli_no_color);
+    Display {
+        colour: allowed && !json && std::io::stdout().is_terminal(),
+        colour_errors: allowed && std::io::stderr().is_terminal(),
+        quiet: quiet > 0,
+    }
+}
+
+/// Sends logs to stderr (stdout carries the command's own output), with ANSI styling only when
+/// stderr is a terminal and colour is allowed.
+pub fn init_logging(verbose: u8, quiet: u8, no_color: bool) {
+    let ansi = colour_allowed(no_color) && std::io::stderr().is_terminal();
     // A second initialisation (tests calling in-process) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(log_filter(verbose, quiet))
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }
 
 /// Runs one command and returns the process exit code.
 pub async fn run(cli: Cli) -> u8 {
+    let errors = display(cli.no_color, cli.quiet, true);
+    let finish = |result| engine_result(result, errors);
     match cli.command {
         Command::Validate { plan, json } => validate(&plan, json, cli.quiet > 0),
-        Command::Schema => {
-            print_stdout(&plan::schema::plan_schema_json());
+        Command::Schema { output } => {
+            print_stdout(&match output {
+                None => plan::schema::plan_schema_json(),
+                Some(SchemaOutput::Plan) => render::document_schema_json(JsonDocument::Plan),
+                Some(SchemaOutput::Apply) => render::document_schema_json(JsonDocument::Apply),
+            });
+            0
+        }
+        Command::Graph { plan, state } => {
+            finish(engine::inspect::graph(&plan, state.as_deref()).map(|doc| {
+                print_stdout(&render::graph_dot(&doc));
+                0
+            }))
+        }
+        Command::Show { plan, json, state } => {
+            finish(engine::inspect::show(&plan, state.as_deref()).map(|doc| {
+                print_stdout(&if json {
+                    format!("{:#}\n", serde_json::json!(doc))
+                } else {
+                    render::show_text(&doc)
+                });
+                0
+            }))
+        }
+        Command::Completions { shell } => {
+            let mut text = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "upgrade", &mut text);
+            print_stdout(&String::from_utf8_lossy(&text));
             0
         }
         Command::Plan {
@@ -153,8 +251,9 @@ pub async fn run(cli: Cli) -> u8 {
                 json,
                 detailed_exitcode,
                 state,
+                display: display(cli.no_color, cli.quiet, json),
             };
-            engine_result(engine::run_plan(opts).await)
+            finish(engine::run_plan(opts).await)
         }
         Command::Apply {
             input,
@@ -167,17 +266,20 @@ pub async fn run(cli: Cli) -> u8 {
                 auto_approve,
                 json,
                 state,
+                display: display(cli.no_color, cli.quiet, json),
             };
-            engine_result(engine::run_apply(opts).await)
+            finish(engine::run_apply(opts).await)
         }
     }
 }
 
-fn engine_result(result: Result<u8, engine::EngineError>) -> u8 {
+fn engine_result(result: Result<u8, engine::EngineError>, display: Display) -> u8 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", escape_for_terminal(&e.to_string()));
+            // Engine errors are masked where they arise; this only escapes and colours.
+            let none = Redactor::default();
+            eprintln!("{}", render::error_line(&none, &e.to_string(), display));
             1
         }
     }
@@ -224,6 +326,10 @@ fn validate(path: &std::path::Path, json: bool, quiet: bool) -> u8 {
         }
         Err(diags) => {
             eprint!("{diags}");
+            // A file that cannot be read is its one line; a count would only repeat it.
+            if diags.iter().all(|d| d.line == 0) {
+                return 1;
+            }
             eprintln!(
                 "{}: {} problem{}; nothing was run",
                 path.display(),

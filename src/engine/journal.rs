@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::adapters::fs as afs;
+use crate::plan::{graph, Plan};
 pub use crate::steps::record::{Journal, RunRecord, StepRecord, StepStatus, JOURNAL_VERSION};
+use crate::steps::Role;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -67,6 +69,42 @@ impl Journal {
             message: e.to_string(),
         })
     }
+}
+
+/// A plan's journal file and state folder: `state` (a journal file given with `--state`), else
+/// `NAME.journal.json` in the plan's `state.dir`, else in `.upgrade/` beside the plan file.
+pub fn locate(plan: &Plan, plan_file: &Path, state: Option<&Path>) -> (PathBuf, PathBuf) {
+    match state {
+        Some(file) => (
+            file.to_path_buf(),
+            file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        ),
+        None => {
+            let dir = plan
+                .state
+                .as_ref()
+                .map(|s| s.dir.to_path_buf())
+                .unwrap_or_else(|| {
+                    let plan_dir = plan_file.parent().map(Path::to_path_buf);
+                    plan_dir.unwrap_or_default().join(".upgrade")
+                });
+            (journal_path(&dir, &plan.name), dir)
+        }
+    }
+}
+
+/// The destructive step, recorded as begun or done, that step `i` was a prerequisite of (`roles`
+/// is each step's role, in plan order). Such a step is sealed: it describes the server before the
+/// destruction (the old Extensions folder, the old key set), so it is never compared with the
+/// live server again, only rechecked.
+pub fn sealed_by(plan: &Plan, roles: &[Role], journal: &Journal, i: usize) -> Option<usize> {
+    (0..plan.steps.len()).find(|&d| {
+        roles.get(d) == Some(&Role::Destructive)
+            && journal
+                .record(plan.steps[d].id.as_str())
+                .is_some_and(|r| r.began || r.status == StepStatus::Done)
+            && graph::prerequisites(plan, d).contains(&i)
+    })
 }
 
 /// Where a plan's journal and lock live.

@@ -1,6 +1,7 @@
 //! The engine: orders steps, observes concurrently, diffs, journals, locks, renders and applies.
 //! It knows nothing about MIIS; every step kind is a `dyn Step` from `crate::steps`.
 
+pub mod inspect;
 pub mod journal;
 pub mod lock;
 pub mod options;
@@ -27,6 +28,8 @@ pub enum EngineError {
     Stale(String),
     #[error("some steps cannot converge; nothing was applied:\n  {0}")]
     Blocked(String),
+    #[error("the plan was not saved to {path}: these steps cannot converge: {steps} (see `!` above); fix them and plan again")]
+    NotSaved { path: String, steps: String },
     #[error("not applied: {0}")]
     NotConfirmed(String),
     #[error("cannot write output: {0}")]

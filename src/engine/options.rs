@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::engine::render::Display;
+
 /// `upgrade plan PLAN [--out FILE] [--json] [--detailed-exitcode] [--state FILE]`
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
@@ -11,6 +13,8 @@ pub struct PlanOptions {
     pub detailed_exitcode: bool,
     /// Journal file override (default: the plan's `state.dir`, else `.upgrade/` beside the plan).
     pub state: Option<PathBuf>,
+    /// Colour and quiet, as the command line decided.
+    pub display: Display,
 }
 
 /// `upgrade apply PLAN|SAVED_PLAN [--auto-approve] [--json] [--state FILE]`
@@ -21,4 +25,6 @@ pub struct ApplyOptions {
     pub auto_approve: bool,
     pub json: bool,
     pub state: Option<PathBuf>,
+    /// Colour and quiet, as the command line decided.
+    pub display: Display,
 }

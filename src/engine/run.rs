@@ -11,7 +11,7 @@ use chrono::Utc;
 use futures_util::future::join_all;
 use sha2::{Digest, Sha256};
 
-use crate::adapters::secrets::{self, SecretString};
+use crate::adapters::secrets::{self, Redactor, SecretString};
 use crate::engine::journal::{self, Journal, RunRecord, StepRecord, StepStatus};
 use crate::engine::lock::ApplyLock;
 use crate::engine::render::{
@@ -32,6 +32,8 @@ struct Session {
     order: Vec<usize>,
     journal_path: PathBuf,
     journal: Journal,
+    /// How people's output is shown (apply's progress lines).
+    display: render::Display,
 }
 
 impl Session {
@@ -41,24 +43,7 @@ impl Session {
         state: Option<&Path>,
     ) -> Result<Session, EngineError> {
         let plan = loaded.plan.clone();
-        let plan_dir = plan_file
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let (journal_path, state_dir) = match state {
-            Some(file) => (
-                file.to_path_buf(),
-                file.parent().map(Path::to_path_buf).unwrap_or_default(),
-            ),
-            None => {
-                let dir = plan
-                    .state
-                    .as_ref()
-                    .map(|s| s.dir.to_path_buf())
-                    .unwrap_or_else(|| plan_dir.join(".upgrade"));
-                (journal::journal_path(&dir, &plan.name), dir)
-            }
-        };
+        let (journal_path, state_dir) = journal::locate(&plan, plan_file, state);
         let mut resolved: BTreeMap<String, SecretString> = BTreeMap::new();
         for (secret, place) in plan_secrets(&plan) {
             let key = World::secret_key(secret, &place);
@@ -94,6 +79,7 @@ impl Session {
             order,
             journal_path,
             journal,
+            display: render::Display::default(),
         })
     }
 
@@ -110,13 +96,8 @@ impl Session {
     /// step is sealed: it describes the server before the destruction (the old Extensions folder, the old
     /// key set), so it is never compared with the live server again, only rechecked.
     fn sealed_by(&self, i: usize, journal: &Journal) -> Option<usize> {
-        (0..self.steps.len()).find(|&d| {
-            self.steps[d].role() == Role::Destructive
-                && journal
-                    .record(self.world.plan.steps[d].id.as_str())
-                    .is_some_and(|r| r.began || r.status == StepStatus::Done)
-                && graph::prerequisites(&self.world.plan, d).contains(&i)
-        })
+        let roles: Vec<Role> = self.steps.iter().map(|s| s.role()).collect();
+        journal::sealed_by(&self.world.plan, &roles, journal, i)
     }
 
     /// Observes one step (or rechecks it when sealed) and diffs it. Read-only.
@@ -277,6 +258,7 @@ impl Session {
 
     fn document(&self, planned: Vec<PlannedStep>) -> PlanDocument {
         PlanDocument {
+            format_version: render::FORMAT_VERSION,
             plan: self.world.plan.name.clone(),
             plan_file: self.loaded.path.display().to_string(),
             plan_sha256: self.loaded.sha256.clone(),
@@ -296,7 +278,14 @@ pub async fn plan(opts: PlanOptions) -> Result<u8, EngineError> {
     let session = Session::open(loaded, &opts.plan_file, opts.state.as_deref())?;
     let survey = session.survey().await;
     let doc = session.document(session.planned(&survey));
-    if let Some(out) = &opts.out {
+    // Like Terraform with errors: a plan that cannot converge is shown but never saved.
+    let blocked: Vec<&str> = doc
+        .steps
+        .iter()
+        .filter(|s| s.action == Action::Blocked)
+        .map(|s| s.id.as_str())
+        .collect();
+    if let Some(out) = opts.out.as_ref().filter(|_| blocked.is_empty()) {
         SavedPlan::new(
             &opts.plan_file,
             &session.journal_path,
@@ -311,10 +300,16 @@ pub async fn plan(opts: PlanOptions) -> Result<u8, EngineError> {
     let text = if opts.json {
         session.world.redactor.redact(&json(&doc)?)
     } else {
-        render::for_terminal(&session.world.redactor, &render::plan_text(&doc))
+        render::plan_text(&doc, &session.world.redactor, opts.display)
     };
     let _ = stdout.write_all(text.as_bytes());
     if let Some(out) = &opts.out {
+        if !blocked.is_empty() {
+            return Err(EngineError::NotSaved {
+                path: out.display().to_string(),
+                steps: blocked.join(", "),
+            });
+        }
         if !opts.json {
             let _ = writeln!(
                 stdout,
@@ -364,6 +359,7 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
         (None, given) => given.clone(),
     };
     let mut session = Session::open(loaded, &plan_file, state.as_deref())?;
+    session.display = opts.display;
     let _lock = ApplyLock::acquire(&journal::lock_path(
         session.journal_path.parent().unwrap_or(Path::new(".")),
         &session.world.plan.name,
@@ -380,14 +376,27 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
     }
     let doc = session.document(planned);
     let redactor = session.world.redactor.clone();
+    let display = opts.display;
+    // People's output, already terminal-safe (render masks and escapes what it shows); `-q`
+    // keeps only the summary and errors.
     let out = |text: &str| {
-        if !opts.json {
+        if !opts.json && !display.quiet {
             let mut o = std::io::stdout().lock();
-            let _ = o.write_all(render::for_terminal(&redactor, text).as_bytes());
+            let _ = o.write_all(text.as_bytes());
             let _ = o.flush();
         }
     };
-    out(&render::plan_text(&doc));
+    let asks = doc.summary.pending() && !opts.auto_approve && saved.is_none();
+    if asks && display.quiet && !opts.json && doc.summary.blocked == 0 {
+        // Nobody is asked to approve a plan they were not shown, `-q` or not.
+        let full = render::Display {
+            quiet: false,
+            ..display
+        };
+        let _ = std::io::stdout().write_all(render::plan_text(&doc, &redactor, full).as_bytes());
+    } else {
+        out(&render::plan_text(&doc, &redactor, display));
+    }
     if doc.summary.blocked > 0 {
         return Err(EngineError::Blocked(
             doc.steps
@@ -398,7 +407,7 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
                 .join("\n  "),
         ));
     }
-    if doc.summary.pending() && !opts.auto_approve && saved.is_none() {
+    if asks {
         confirm()?;
     }
     let started = Utc::now();
@@ -446,13 +455,14 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
         let mut o = std::io::stdout().lock();
         let _ = o.write_all(session.world.redactor.redact(&json(&result)?).as_bytes());
     } else {
-        out(&render::apply_summary(&result));
+        let mut o = std::io::stdout().lock();
+        let _ = o.write_all(render::apply_summary(&result, display).as_bytes());
     }
     match &result.error {
         Some(e) if !opts.json => {
             eprintln!(
-                "error: {}",
-                render::for_terminal(&session.world.redactor, e)
+                "{}",
+                render::error_line(&session.world.redactor, e, display)
             );
             Ok(1)
         }
@@ -490,6 +500,8 @@ struct Run<'o, F: Fn(&str)> {
     finished: Vec<bool>,
     applied: Vec<bool>,
     out: &'o F,
+    redactor: Redactor,
+    display: render::Display,
 }
 
 /// How a step's turn ended.
@@ -503,8 +515,11 @@ enum Turn {
 }
 
 impl<'o, F: Fn(&str)> Run<'o, F> {
-    fn new(steps: usize, out: &'o F) -> Self {
+    fn new(session: &Session, out: &'o F) -> Self {
+        let steps = session.steps.len();
         Run {
+            redactor: session.world.redactor.clone(),
+            display: session.display,
             results: Vec::new(),
             error: None,
             restart_started: false,
@@ -516,13 +531,17 @@ impl<'o, F: Fn(&str)> Run<'o, F> {
 
     /// Shows a step's outcome as it happens and keeps it for the summary.
     fn report(&mut self, step: AppliedStep) {
-        (self.out)(&format!("{}\n", render::progress_line(&step)));
+        (self.out)(&format!(
+            "{}\n",
+            render::progress_line(&step, &self.redactor, self.display)
+        ));
         self.results.push(step);
     }
 
     fn document(self, session: &Session) -> ApplyDocument {
         let reboot_required = self.results.iter().any(|r| r.reboot_required);
         ApplyDocument {
+            format_version: render::FORMAT_VERSION,
             plan: session.world.plan.name.clone(),
             plan_sha256: session.loaded.sha256.clone(),
             ok: self.error.is_none(),
@@ -557,7 +576,7 @@ async fn execute(
     survey: &[(Diff, Option<Observation>)],
     out: &impl Fn(&str),
 ) -> ApplyDocument {
-    let mut run = Run::new(session.steps.len(), out);
+    let mut run = Run::new(session, out);
     let order = session.order.clone();
     for (pos, &i) in order.iter().enumerate() {
         if run.restart_started {
@@ -796,8 +815,15 @@ async fn gate(
                 .map_err(|e| not_recorded(&id, &evidence.summary, &e))?;
         }
         out(&format!(
-            "  ~ {id}: {why}; redone before `{by}`: {}\n",
-            session.world.redactor.redact(&evidence.summary)
+            "{}\n",
+            render::redone_line(
+                &id,
+                &why.to_string(),
+                &by,
+                &evidence.summary,
+                &session.world.redactor,
+                session.display
+            )
         ));
         match prove(session, d).await {
             Ok(line) => tracing::info!(step = %id, "{line}"),

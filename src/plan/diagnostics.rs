@@ -23,6 +23,11 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = escape_for_terminal(&self.file);
+        // A problem with no place in the file (it cannot be read) is the file's own.
+        if self.line == 0 && self.path.is_empty() {
+            return write!(f, "{file}: {}", escape_for_terminal(&self.message));
+        }
         let path = if self.path.is_empty() {
             "(plan)"
         } else {
@@ -31,8 +36,7 @@ impl fmt::Display for Diagnostic {
         // Paths and messages repeat keys and values from the plan: never raw to a terminal.
         write!(
             f,
-            "{}:{}:{}: {}: {}",
-            escape_for_terminal(&self.file),
+            "{file}:{}:{}: {}: {}",
             self.line,
             self.column,
             escape_for_terminal(path),

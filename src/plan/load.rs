@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use marked_yaml::types::MarkedMappingNode;
+use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
 use marked_yaml::{LoadError, LoaderOptions, Node};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::diagnostics::{Diagnostic, Diagnostics};
 use super::node_de::{self, NodeError, Position};
 use super::source;
+use super::suggest;
 use super::types::{Plan, StepKind, StepSpec};
 use super::validate;
 
@@ -37,13 +38,25 @@ pub fn load(path: &Path) -> Result<LoadedPlan, Diagnostics> {
             line: 0,
             column: 0,
             path: String::new(),
-            message: format!("cannot read the plan file: {e}"),
+            message: unreadable(&e),
         }])
     })?;
     let text = source::decode(bytes).map_err(|p| text_diagnostics(&file, vec![p]))?;
     let mut loaded = load_str(&file, &text)?;
     loaded.path = path.to_path_buf();
     Ok(loaded)
+}
+
+/// Why a plan file cannot be read, in plain words for the common cases.
+fn unreadable(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".to_string(),
+        std::io::ErrorKind::IsADirectory => "is a folder, not a plan file".to_string(),
+        std::io::ErrorKind::PermissionDenied => {
+            "cannot read the plan file: permission denied".to_string()
+        }
+        _ => format!("cannot read the plan file: {e}"),
+    }
 }
 
 /// Parses and validates plan text; `file_name` is used in diagnostics.
@@ -201,14 +214,23 @@ fn unknown_keys(
 ) {
     for key in map.keys() {
         if !known.contains(&key.as_str()) {
-            errors.push(NodeError {
-                message: format!("unknown field `{}`, expected {expected}", key.as_str()),
-                location: Some((
-                    node_de::join(parent, key.as_str()),
-                    Position::of(key.span()),
-                )),
-            });
+            errors.push(unknown_key(key, parent, known, expected));
         }
+    }
+}
+
+/// "unknown field `x`; did you mean `y`?" when one known name is near, else the whole list.
+fn unknown_key(key: &MarkedScalarNode, parent: &str, known: &[&str], expected: &str) -> NodeError {
+    let message = match suggest::did_you_mean(key.as_str(), known) {
+        Some(hint) => format!("unknown field `{}`; {hint}", key.as_str()),
+        None => format!("unknown field `{}`, expected {expected}", key.as_str()),
+    };
+    NodeError {
+        message,
+        location: Some((
+            node_de::join(parent, key.as_str()),
+            Position::of(key.span()),
+        )),
     }
 }
 
@@ -219,9 +241,23 @@ fn first_key_or_start(map: &MarkedMappingNode) -> Position {
     }
 }
 
-fn missing(map: &MarkedMappingNode, parent: &str, required: &[&str], errors: &mut Vec<NodeError>) {
+/// A required key that is absent, unless a key present is that key misspelt (the unknown key's
+/// "did you mean" already says it: one problem, said once). `known` is every key the mapping
+/// accepts.
+fn missing(
+    map: &MarkedMappingNode,
+    parent: &str,
+    required: &[&str],
+    known: &[&str],
+    errors: &mut Vec<NodeError>,
+) {
+    let misspelt: Vec<&str> = map
+        .keys()
+        .filter(|k| !known.contains(&k.as_str()))
+        .filter_map(|k| suggest::nearest(k.as_str(), known))
+        .collect();
     for key in required {
-        if map.get_node(key).is_none() {
+        if map.get_node(key).is_none() && !misspelt.contains(key) {
             errors.push(NodeError {
                 message: format!("missing field `{key}`"),
                 location: Some((parent.to_string(), first_key_or_start(map))),
@@ -246,7 +282,7 @@ fn read_plan(root: &Node) -> Result<Plan, Vec<NodeError>> {
         }]);
     }
     unknown_keys(map, "", TOP_LEVEL, &node_de::one_of(TOP_LEVEL), &mut errors);
-    missing(map, "", REQUIRED_TOP_LEVEL, &mut errors);
+    missing(map, "", REQUIRED_TOP_LEVEL, TOP_LEVEL, &mut errors);
     let version = field(map, "version", "", &mut errors);
     let name = field(map, "name", "", &mut errors);
     let description = field(map, "description", "", &mut errors).flatten();
@@ -306,17 +342,20 @@ fn read_step(node: &Node, path: &str, errors: &mut Vec<NodeError>) -> Option<Ste
     let kinds = kind_names();
     let mut known: Vec<&str> = STEP_FIELDS.to_vec();
     known.extend(kinds);
-    unknown_keys(
-        map,
-        path,
-        &known,
-        &format!(
-            "one of id, after, description, or a step kind: {}",
-            kinds.join(", ")
-        ),
-        errors,
+    let expected = format!(
+        "one of id, after, description, or a step kind: {}",
+        kinds.join(", ")
     );
-    missing(map, path, &["id"], errors);
+    // An unknown key that is not a misspelt `id`, `after` or `description` is taken for the
+    // step's kind, misspelt: the one problem reported for it (not also "a step needs a kind";
+    // its message names the kinds).
+    let mut kind_misspelt = false;
+    for key in map.keys().filter(|k| !known.contains(&k.as_str())) {
+        let near = suggest::nearest(key.as_str(), &known);
+        kind_misspelt |= !near.is_some_and(|n| STEP_FIELDS.contains(&n));
+        errors.push(unknown_key(key, path, &known, &expected));
+    }
+    missing(map, path, &["id"], &known, errors);
     let id = field(map, "id", path, errors);
     let after = field::<Option<_>>(map, "after", path, errors)
         .flatten()
@@ -328,6 +367,7 @@ fn read_step(node: &Node, path: &str, errors: &mut Vec<NodeError>) -> Option<Ste
         .filter(|(k, _)| kinds.contains(&k.as_str()))
         .collect();
     let kind = match kind_entries.as_slice() {
+        [] if kind_misspelt => None,
         [] => {
             errors.push(NodeError {
                 message: format!("a step needs exactly one kind: {}", kinds.join(", ")),

@@ -10,6 +10,7 @@ pub mod node_de;
 pub mod placeholders;
 pub mod schema;
 pub mod source;
+pub mod suggest;
 pub mod types;
 pub mod validate;
 pub mod values;

@@ -64,6 +64,45 @@ impl de::Error for NodeError {
             location: None,
         }
     }
+
+    // serde's own words ("unknown field `verfy`, expected one of ..."), or, when one name is
+    // near enough to be what was meant, just that name.
+    fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
+        match super::suggest::did_you_mean(field, expected) {
+            Some(hint) => de::Error::custom(format!("unknown field `{field}`; {hint}")),
+            None => de::Error::custom(format!(
+                "unknown field `{field}`, expected {}",
+                serde_expected(expected)
+            )),
+        }
+    }
+
+    fn unknown_variant(variant: &str, expected: &'static [&'static str]) -> Self {
+        match super::suggest::did_you_mean(variant, expected) {
+            Some(hint) => de::Error::custom(format!("unknown variant `{variant}`; {hint}")),
+            None => de::Error::custom(format!(
+                "unknown variant `{variant}`, expected {}",
+                serde_expected(expected)
+            )),
+        }
+    }
+}
+
+/// A list of names as serde's own messages spell it.
+fn serde_expected(names: &[&str]) -> String {
+    match names {
+        [] => "nothing".to_string(),
+        [one] => format!("`{one}`"),
+        [a, b] => format!("`{a}` or `{b}`"),
+        _ => format!(
+            "one of {}",
+            names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 impl NodeError {
@@ -583,7 +622,17 @@ mod tests {
             err.location,
             Some(("inner[0].flg".to_string(), Position { line: 3, column: 5 }))
         );
-        assert_eq!(err.message, "unknown field `flg`, expected `n` or `flag`");
+        assert_eq!(err.message, "unknown field `flg`; did you mean `flag`?");
+    }
+
+    #[test]
+    fn an_unknown_field_near_no_known_one_lists_them_all() {
+        let node = parse("inner:\n  - n: 1\n    colour: red\n");
+        let err = from_node::<Outer>(&node, "").unwrap_err();
+        assert_eq!(
+            err.message,
+            "unknown field `colour`, expected `n` or `flag`"
+        );
     }
 
     #[test]

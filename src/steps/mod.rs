@@ -74,7 +74,7 @@ impl Serialize for Observation {
 }
 
 /// One primitive operation a step would perform, shown by `upgrade plan` and carried out by apply.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "op")]
 pub enum Op {
     /// A SQL statement (only read-only ones run during `plan`).

@@ -365,3 +365,76 @@ pub fn tool_running(lab_dir: &Path, tool: &str) -> bool {
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .any(|c| String::from_utf8_lossy(&c).contains(&needle))
 }
+
+/// Runs `cmd` with a pseudo-terminal as its standard input, output and error, as a person at a
+/// terminal runs it, typing `typed`; returns its exit code and everything the terminal showed.
+/// A child still running after a minute is killed and the test fails.
+pub fn run_in_pty(mut cmd: Command, typed: &str) -> (Option<i32>, String) {
+    use std::io::{Read, Write};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let (mut leader, mut follower) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: 50,
+        ws_col: 200,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two new file descriptors into the given places; the name and
+    // terminal settings are optional (null).
+    let rc = unsafe {
+        libc::openpty(
+            &mut leader,
+            &mut follower,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened for us and are owned by nothing else.
+    let (leader, follower) =
+        unsafe { (OwnedFd::from_raw_fd(leader), OwnedFd::from_raw_fd(follower)) };
+    // Children of other tests running at the same time must not inherit them.
+    for fd in [&leader, &follower] {
+        // SAFETY: F_SETFD on a descriptor we own.
+        unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+    cmd.stdin(follower.try_clone().unwrap())
+        .stdout(follower.try_clone().unwrap())
+        .stderr(follower);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let mut terminal = std::fs::File::from(leader);
+    terminal.write_all(typed.as_bytes()).unwrap();
+    // Read on a thread until the terminal closes (EIO on Linux once no process holds it).
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = terminal.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        bytes
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "{cmd_name} at the terminal did not finish within a minute",
+                cmd_name = "upgrade"
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let bytes = reader.join().unwrap();
+    (
+        status.code(),
+        String::from_utf8_lossy(&bytes).replace("\r\n", "\n"),
+    )
+}
