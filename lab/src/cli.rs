@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::layout::{Flavour, Lab};
+use crate::layout::{Flavour, InitOptions, Lab};
 use crate::serve::{parse_tds, SqlHost, StartOptions};
 use crate::LabError;
 
@@ -30,6 +30,10 @@ pub enum Command {
         /// Which server: iifp (IIFP -> MIIS 2003) or fim2010r2 (FIM 2010 R2 -> MIM 2016).
         #[arg(long, default_value = "iifp")]
         product: String,
+        /// Connector-space objects of the directory agent (Contoso AD), to measure searches at
+        /// scale (default: the fixture's 1,800). Root components and containers count among them.
+        #[arg(long, value_name = "N")]
+        objects: Option<u32>,
     },
     /// Run the TDS server double and the WinRM listener on 127.0.0.1 until SIGTERM/SIGINT; prints
     /// one JSON line when ready.
@@ -87,8 +91,14 @@ pub enum Command {
 pub fn run(cli: Cli) -> Result<i32, LabError> {
     let mut out = std::io::stdout();
     match cli.command {
-        Command::Init { dir, product } => {
-            let lab = Lab::init(&dir, Flavour::parse(&product)?)?;
+        Command::Init {
+            dir,
+            product,
+            objects,
+        } => {
+            let mut opts = InitOptions::new(Flavour::parse(&product)?);
+            opts.objects = objects;
+            let lab = Lab::init_with(&dir, &opts)?;
             let _ = writeln!(
                 out,
                 "lab ready in {} ({product}); next: upgrade-lab serve {}",

@@ -252,6 +252,9 @@ pub struct InitOptions {
     /// The upgrade-lab executable the wrappers run; default: this executable if it is
     /// upgrade-lab, else `crate::try_lab_binary()`.
     pub exe: Option<PathBuf>,
+    /// How many connector-space objects the directory agent (`Contoso AD` on IIFP, the same
+    /// agent on FIM) holds: a size knob to measure searches at scale. Default: the fixture's own.
+    pub objects: Option<u32>,
 }
 
 impl InitOptions {
@@ -266,6 +269,7 @@ impl InitOptions {
             new_name: None,
             new_version: None,
             exe: None,
+            objects: None,
         }
     }
 }
@@ -438,18 +442,22 @@ impl Lab {
             winrm: Some(winrm_login()?),
         };
         faults::store(dir, &Faults::default())?;
-        seed_sql(dir, flavour)?;
+        seed_sql(dir, flavour, opts.objects)?;
         state::store(dir, &st)?;
         Ok(())
     }
 }
 
-/// Seeds the SQL model (DIR/sql/) with the flavour's sync database.
-fn seed_sql(dir: &Path, flavour: Flavour) -> Result<(), LabError> {
-    let fixture = match flavour {
+/// Seeds the SQL model (DIR/sql/) with the flavour's sync database, its directory agent holding
+/// `objects` connector-space objects when given.
+fn seed_sql(dir: &Path, flavour: Flavour, objects: Option<u32>) -> Result<(), LabError> {
+    let mut fixture = match flavour {
         Flavour::Iifp => Fixture::miis(),
         Flavour::Fim2010r2 => Fixture::fim(),
     };
+    if let Some(n) = objects {
+        fixture.set_directory_objects(n);
+    }
     Model::seed(dir, &fixture)?;
     Ok(())
 }

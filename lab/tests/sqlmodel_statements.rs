@@ -87,6 +87,31 @@ fn every_read_only_statement_of_the_executor_is_answered_from_the_model() {
     assert!(matches!(hr.columns[3].ty, SqlType::VarBinary(_)));
     let e00001: Vec<u8> = "E00001".encode_utf16().flat_map(u16::to_le_bytes).collect();
     assert_eq!(hr.rows[0][3], Value::Bin(e00001));
+    // The parents of a directory agent: its two root components and four containers; a flat
+    // agent has none.
+    let parents = rows(
+        &mut m,
+        &statements::connector_space_parents(DB, "Contoso AD"),
+    );
+    let mut rdns: Vec<&str> = parents.rows.iter().map(|r| text(&r[2])).collect();
+    rdns.sort();
+    assert_eq!(
+        rdns,
+        [
+            "CN=Users",
+            "DC=com",
+            "DC=contoso",
+            "OU=Groups",
+            "OU=Service Accounts",
+            "OU=Staff"
+        ]
+    );
+    assert!(rows(
+        &mut m,
+        &statements::connector_space_parents(DB, "HR Database")
+    )
+    .rows
+    .is_empty());
 }
 
 /// The lab stands in for SQL Server, not for the executor: the same question from another client
@@ -101,6 +126,18 @@ fn the_executors_questions_written_as_another_client_would_get_the_same_answers(
     assert_eq!(
         rows(&mut m, &as_tsql),
         rows(&mut m, &statements::connector_space_counts(DB))
+    );
+    let parents_as_tsql = format!(
+        "select cs.object_id,cs.pobject_id,cs.rdn from [{DB}].dbo.mms_connectorspace cs join \
+         [{DB}].dbo.mms_management_agent ma on cs.ma_id=ma.ma_id where ma.ma_name='Contoso AD' \
+         and cs.object_id in (select child.pobject_id from {DB}.[dbo].mms_connectorspace child);"
+    );
+    assert_eq!(
+        rows(&mut m, &parents_as_tsql),
+        rows(
+            &mut m,
+            &statements::connector_space_parents(DB, "Contoso AD")
+        )
     );
     let as_pytds = format!("SELECT name FROM [master].[dbo].[sysdatabases] WHERE name = '{DB}'");
     assert_eq!(

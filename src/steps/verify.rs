@@ -4,15 +4,18 @@
 //! Only reads: SELECTs, `sc query`, and the plan's own check commands.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::process::ProcessSpec;
 use crate::adapters::services::{self, ServiceState};
-use crate::adapters::sql::{statements as q, SqlClient};
-use crate::plan::{SearchBy, StepId, Verify};
+use crate::adapters::sql::{statements as q, Row, SqlClient, SqlError};
+use crate::plan::{CommandCheck, Search, SearchBy, SqlCheck, StepId, Verify};
 use crate::steps::snapshot_connector_space::{self as snapshot, Snapshot};
 use crate::steps::sqlrow::{bytes, text};
 use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
@@ -73,201 +76,280 @@ impl VerifyStep {
         ops
     }
 
+    /// Runs every check at the same time, at most `CONCURRENT_CHECKS` at once, and gives their
+    /// results in plan order; the first check (in plan order) that could not run stops the rest.
+    /// Each check that reads SQL opens a connection of its own.
     async fn run_checks(&self, cx: &StepContext<'_>) -> Result<Vec<CheckResult>, StepError> {
-        let mut results = Vec::new();
-        // One connection for the connector-space checks, opened only if one is needed.
-        let mut server: Option<Box<dyn SqlClient>> = None;
+        let mut checks: Vec<CheckRun<'_>> = Vec::new();
         if let Some(c) = &self.spec.connector_space {
-            let before = cx
-                .referenced_output::<Snapshot>(&c.same_as)
-                .ok_or_else(|| {
-                    StepError::Failed(format!(
-                        "snapshot `{}` is not recorded: it must run before the upgrade",
-                        c.same_as
-                    ))
-                })?;
-            let sql = connection(cx, &mut server).await?;
-            let now = snapshot::take(sql.as_mut(), &before.database).await?;
-            results.extend(compare_connector_space(&before, &now));
-            results.push(CheckResult {
-                check: "metaverse objects".into(),
-                expected: before.metaverse.to_string(),
-                found: now.metaverse.to_string(),
-                ok: before.metaverse == now.metaverse,
-                reported_only: false,
-            });
+            checks.push(Box::pin(connector_space_check(&c.same_as, cx)));
         }
         for s in &self.spec.search {
-            let database = s
-                .database
-                .clone()
-                .or_else(|| cx.world.default_database())
-                .ok_or_else(|| {
-                    StepError::Failed(format!(
-                        "search {}: no database named and none in the plan",
-                        search_name(s)
-                    ))
-                })?;
-            let sql = connection(cx, &mut server).await?;
-            let rows = sql
-                .query(&q::connector_space_objects(&database, &s.management_agent))
-                .await?;
-            let objects: Vec<CsObject> = rows
-                .iter()
-                .map(|r| CsObject {
-                    id: r.get("object_id").and_then(text).unwrap_or_default(),
-                    parent: r.get("pobject_id").and_then(text),
-                    rdn: r.get("rdn").and_then(text).unwrap_or_default(),
-                    anchor: r.get("anchor").and_then(bytes).unwrap_or_default(),
-                })
-                .collect();
-            let found = count_matches(&objects, s);
-            results.push(CheckResult {
-                check: format!("search {}", search_name(s)),
-                expected: format!(">= {}", s.min_count),
-                found: found.to_string(),
-                ok: found >= s.min_count,
-                reported_only: false,
-            });
+            checks.push(Box::pin(async move {
+                search_check(s, cx).await.map(|r| vec![r])
+            }));
         }
         for s in &self.spec.services {
-            let state = services::service_state(
-                cx.world.host(),
-                &cx.world.sc(),
-                &s.name,
-                &cx.world.secret_env_names(),
-            )
-            .await?;
-            results.push(CheckResult {
-                check: format!("service {}", s.name),
-                expected: "running".into(),
-                found: state.as_ref().map_or("not installed".into(), |st| {
-                    format!("{st:?}").to_lowercase()
-                }),
-                ok: state == Some(ServiceState::Running),
-                reported_only: false,
-            });
+            checks.push(Box::pin(async move {
+                service_check(&s.name, cx).await.map(|r| vec![r])
+            }));
         }
         for c in &self.spec.commands {
-            let Some((program, args)) = c.run.split_first() else {
-                continue;
-            };
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let spec = ProcessSpec::new(
-                std::path::Path::new(program),
-                &args,
-                Duration::from_secs(300),
-            );
-            let out = cx.world.run(&spec).await?;
-            let pattern_ok = match &c.output_matches {
-                Some(p) => regex::Regex::new(p)
-                    .map_err(|e| {
-                        StepError::Failed(format!(
-                            "output_matches `{p}` is not a regular expression: {e}"
-                        ))
-                    })?
-                    .is_match(&out.stdout),
-                None => true,
-            };
-            results.push(CheckResult {
-                check: format!("command `{}`", c.run.join(" ")),
-                expected: match &c.output_matches {
-                    Some(p) => format!("exit {}, output matching /{p}/", c.exit_code),
-                    None => format!("exit {}", c.exit_code),
-                },
-                found: format!(
-                    "exit {}{}",
-                    out.exit_code,
-                    if pattern_ok {
-                        ""
-                    } else {
-                        ", output did not match"
-                    }
-                ),
-                ok: out.exit_code == c.exit_code && pattern_ok,
-                reported_only: false,
-            });
+            checks.push(Box::pin(command_check(c, cx)));
         }
         for s in &self.spec.sql {
-            let mut sql = cx.world.sql_in(&s.database).await?;
-            let rows = sql.query(&s.query).await?;
-            let found = rows
-                .first()
-                .and_then(|r| r.at(0))
-                .and_then(text)
-                .unwrap_or_else(|| "(no value)".into());
-            results.push(CheckResult {
-                check: format!("SQL on {}: {}", s.database, s.query),
-                expected: s.expect.clone(),
-                ok: found.trim() == s.expect.trim(),
-                found,
-                reported_only: false,
-            });
+            checks.push(Box::pin(
+                async move { sql_check(s, cx).await.map(|r| vec![r]) },
+            ));
         }
-        Ok(results)
+        let results: Vec<Vec<CheckResult>> = futures_util::stream::iter(checks)
+            .buffered(CONCURRENT_CHECKS)
+            .try_collect()
+            .await?;
+        Ok(results.into_iter().flatten().collect())
     }
 }
 
-/// The step's shared connection to the plan's server, connecting on first use.
-async fn connection<'a>(
+/// How many checks of one verify step run at once.
+pub const CONCURRENT_CHECKS: usize = 8;
+
+/// One check under way: the result lines it adds to the table.
+type CheckRun<'a> = Pin<Box<dyn Future<Output = Result<Vec<CheckResult>, StepError>> + Send + 'a>>;
+
+/// Connector-space counts and the metaverse's, against the snapshot taken before the upgrade.
+async fn connector_space_check(
+    same_as: &StepId,
     cx: &StepContext<'_>,
-    slot: &'a mut Option<Box<dyn SqlClient>>,
-) -> Result<&'a mut Box<dyn SqlClient>, StepError> {
-    if slot.is_none() {
-        *slot = Some(cx.world.sql().await?);
-    }
-    slot.as_mut()
-        .ok_or_else(|| StepError::Internal("no SQL connection".into()))
+) -> Result<Vec<CheckResult>, StepError> {
+    let before = cx.referenced_output::<Snapshot>(same_as).ok_or_else(|| {
+        StepError::Failed(format!(
+            "snapshot `{same_as}` is not recorded: it must run before the upgrade"
+        ))
+    })?;
+    let mut sql = cx.world.sql().await?;
+    let now = snapshot::take(sql.as_mut(), &before.database).await?;
+    let mut results = compare_connector_space(&before, &now);
+    results.push(CheckResult {
+        check: "metaverse objects".into(),
+        expected: before.metaverse.to_string(),
+        found: now.metaverse.to_string(),
+        ok: before.metaverse == now.metaverse,
+        reported_only: false,
+    });
+    Ok(results)
+}
+
+async fn search_check(s: &Search, cx: &StepContext<'_>) -> Result<CheckResult, StepError> {
+    let database = s
+        .database
+        .clone()
+        .or_else(|| cx.world.default_database())
+        .ok_or_else(|| {
+            StepError::Failed(format!(
+                "search {}: no database named and none in the plan",
+                search_name(s)
+            ))
+        })?;
+    let mut sql = cx.world.sql().await?;
+    let found = count_search(sql.as_mut(), &database, s).await?;
+    Ok(CheckResult {
+        check: format!("search {}", search_name(s)),
+        expected: format!(">= {}", s.min_count),
+        found: found.to_string(),
+        ok: found >= s.min_count,
+        reported_only: false,
+    })
+}
+
+async fn service_check(name: &str, cx: &StepContext<'_>) -> Result<CheckResult, StepError> {
+    let state = services::service_state(
+        cx.world.host(),
+        &cx.world.sc(),
+        name,
+        &cx.world.secret_env_names(),
+    )
+    .await?;
+    Ok(CheckResult {
+        check: format!("service {name}"),
+        expected: "running".into(),
+        found: state.as_ref().map_or("not installed".into(), |st| {
+            format!("{st:?}").to_lowercase()
+        }),
+        ok: state == Some(ServiceState::Running),
+        reported_only: false,
+    })
+}
+
+/// A plan's command: its exit code and, if asked, its output. An empty command is no check.
+async fn command_check(
+    c: &CommandCheck,
+    cx: &StepContext<'_>,
+) -> Result<Vec<CheckResult>, StepError> {
+    let Some((program, args)) = c.run.split_first() else {
+        return Ok(Vec::new());
+    };
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let spec = ProcessSpec::new(
+        std::path::Path::new(program),
+        &args,
+        Duration::from_secs(300),
+    );
+    let out = cx.world.run(&spec).await?;
+    let pattern_ok = match &c.output_matches {
+        Some(p) => regex::Regex::new(p)
+            .map_err(|e| {
+                StepError::Failed(format!(
+                    "output_matches `{p}` is not a regular expression: {e}"
+                ))
+            })?
+            .is_match(&out.stdout),
+        None => true,
+    };
+    Ok(vec![CheckResult {
+        check: format!("command `{}`", c.run.join(" ")),
+        expected: match &c.output_matches {
+            Some(p) => format!("exit {}, output matching /{p}/", c.exit_code),
+            None => format!("exit {}", c.exit_code),
+        },
+        found: format!(
+            "exit {}{}",
+            out.exit_code,
+            if pattern_ok {
+                ""
+            } else {
+                ", output did not match"
+            }
+        ),
+        ok: out.exit_code == c.exit_code && pattern_ok,
+        reported_only: false,
+    }])
+}
+
+/// A scalar from the plan's own query, in the database it names.
+async fn sql_check(s: &SqlCheck, cx: &StepContext<'_>) -> Result<CheckResult, StepError> {
+    let mut sql = cx.world.sql_in(&s.database).await?;
+    let rows = sql.query(&s.query).await?;
+    let found = rows
+        .first()
+        .and_then(|r| r.at(0))
+        .and_then(text)
+        .unwrap_or_else(|| "(no value)".into());
+    Ok(CheckResult {
+        check: format!("SQL on {}: {}", s.database, s.query),
+        expected: s.expect.clone(),
+        ok: found.trim() == s.expect.trim(),
+        found,
+        reported_only: false,
+    })
+}
+
+/// Counts the objects a search matches without holding the connector space: the objects that are
+/// parents of others (a directory's containers, few beside its leaves) are read first and kept;
+/// then every object streams past once, its DN rebuilt from its rdn and its parent's chain.
+/// An anchor search needs no DNs and reads no parents.
+async fn count_search(
+    sql: &mut dyn SqlClient,
+    database: &str,
+    s: &Search,
+) -> Result<u64, SqlError> {
+    let anchors = matches!(s.by, SearchBy::AnchorPrefix(_));
+    let parents = if anchors {
+        Parents::default()
+    } else {
+        let rows = sql
+            .query(&q::connector_space_parents(database, &s.management_agent))
+            .await?;
+        Parents::new(rows.iter().map(|r| CsObject::from_row(r, false)))
+    };
+    let mut found = 0;
+    let all = q::connector_space_objects(database, &s.management_agent);
+    sql.query_each(&all, &mut |row| {
+        if parents.matches(&CsObject::from_row(&row, anchors), s) {
+            found += 1;
+        }
+    })
+    .await?;
+    Ok(found)
 }
 
 /// A connector-space object, enough to rebuild its DN.
+#[derive(Debug, Clone)]
 struct CsObject {
     id: String,
     parent: Option<String>,
     rdn: String,
-    /// The anchor's bytes (binary in MIIS and FIM).
+    /// The anchor's bytes (binary in MIIS and FIM); read only for anchor searches.
     anchor: Vec<u8>,
 }
 
-fn search_name(s: &crate::plan::Search) -> String {
+impl CsObject {
+    fn from_row(r: &Row, with_anchor: bool) -> CsObject {
+        CsObject {
+            id: r.get("object_id").and_then(text).unwrap_or_default(),
+            parent: r.get("pobject_id").and_then(text),
+            rdn: r.get("rdn").and_then(text).unwrap_or_default(),
+            anchor: if with_anchor {
+                r.get("anchor").and_then(bytes).unwrap_or_default()
+            } else {
+                Vec::new()
+            },
+        }
+    }
+}
+
+/// The objects that are parents of others, by id, with their parent and rdn: all a DN needs.
+#[derive(Default)]
+struct Parents {
+    by_id: HashMap<String, (Option<String>, String)>,
+}
+
+impl Parents {
+    fn new(objects: impl Iterator<Item = CsObject>) -> Parents {
+        Parents {
+            by_id: objects.map(|o| (o.id, (o.parent, o.rdn))).collect(),
+        }
+    }
+
+    /// The object's DN: its rdn, then its ancestors' as far as they are known (a parent loop in
+    /// the data stops after 256; the DN so far is enough to compare).
+    fn dn(&self, o: &CsObject) -> String {
+        let mut dn = o.rdn.clone();
+        let mut cur = o.parent.as_deref();
+        let mut guard = 0;
+        while let Some((parent, rdn)) = cur.and_then(|id| self.by_id.get(id)) {
+            dn.push(',');
+            dn.push_str(rdn);
+            cur = parent.as_deref();
+            guard += 1;
+            if guard > 256 {
+                break;
+            }
+        }
+        dn
+    }
+
+    /// Whether the object matches the search, comparing DNs without regard to case.
+    fn matches(&self, o: &CsObject, s: &Search) -> bool {
+        let lower = |t: &str| t.to_lowercase();
+        match &s.by {
+            SearchBy::DnPrefix(p) => lower(&self.dn(o)).starts_with(&lower(p)),
+            SearchBy::AnchorPrefix(p) => p.matches(&o.anchor),
+            SearchBy::Subtree(t) => {
+                let d = lower(&self.dn(o));
+                let t = lower(t);
+                d == t || d.ends_with(&format!(",{t}"))
+            }
+        }
+    }
+}
+
+fn search_name(s: &Search) -> String {
     let what = match &s.by {
         SearchBy::DnPrefix(p) => format!("DN starting `{p}`"),
         SearchBy::AnchorPrefix(p) => format!("anchor starting `{p}`"),
         SearchBy::Subtree(t) => format!("sub-tree `{t}`"),
     };
     format!("{} / {what}", s.management_agent)
-}
-
-/// Rebuilds each object's DN from its parent chain and counts those matching the search.
-fn count_matches(objects: &[CsObject], s: &crate::plan::Search) -> u64 {
-    let by_id: HashMap<&str, &CsObject> = objects.iter().map(|o| (o.id.as_str(), o)).collect();
-    let dn = |o: &CsObject| {
-        let mut parts = vec![o.rdn.as_str()];
-        let mut cur = o.parent.as_deref();
-        let mut guard = 0;
-        while let Some(p) = cur.and_then(|id| by_id.get(id)) {
-            parts.push(p.rdn.as_str());
-            cur = p.parent.as_deref();
-            guard += 1;
-            if guard > 256 {
-                break; // a parent loop in the data; the DN so far is enough to compare
-            }
-        }
-        parts.join(",")
-    };
-    let lower = |t: &str| t.to_lowercase();
-    objects
-        .iter()
-        .filter(|o| match &s.by {
-            SearchBy::DnPrefix(p) => lower(&dn(o)).starts_with(&lower(p)),
-            SearchBy::AnchorPrefix(p) => p.matches(&o.anchor),
-            SearchBy::Subtree(t) => {
-                let d = lower(&dn(o));
-                let t = lower(t);
-                d == t || d.ends_with(&format!(",{t}"))
-            }
-        })
-        .count() as u64
 }
 
 /// The failure table, for people.
@@ -447,6 +529,68 @@ mod tests {
             rdn: rdn.into(),
             anchor: id.as_bytes().to_vec(),
         }
+    }
+
+    /// A management agent's connector space answering a search's two statements as the server
+    /// does: the parents as a result set, and every object only as a stream (asking for them all
+    /// at once is the memory the search must not take).
+    struct ConnectorSpace(Vec<CsObject>);
+
+    fn row(o: &CsObject) -> Row {
+        use crate::adapters::sql::SqlValue;
+        Row {
+            columns: ["object_id", "pobject_id", "rdn", "anchor"]
+                .map(String::from)
+                .to_vec(),
+            values: vec![
+                SqlValue::Text(o.id.clone()),
+                o.parent.clone().map_or(SqlValue::Null, SqlValue::Text),
+                SqlValue::Text(o.rdn.clone()),
+                SqlValue::Binary(o.anchor.clone()),
+            ],
+        }
+    }
+
+    #[async_trait]
+    impl SqlClient for ConnectorSpace {
+        async fn query(&mut self, sql: &str) -> Result<Vec<Row>, SqlError> {
+            assert!(
+                sql.contains("IN (SELECT child.pobject_id"),
+                "the whole connector space was asked for at once: {sql}"
+            );
+            let parents: std::collections::HashSet<&str> =
+                self.0.iter().filter_map(|o| o.parent.as_deref()).collect();
+            Ok(self
+                .0
+                .iter()
+                .filter(|o| parents.contains(o.id.as_str()))
+                .map(row)
+                .collect())
+        }
+
+        async fn query_each(
+            &mut self,
+            sql: &str,
+            each: &mut (dyn FnMut(Row) + Send),
+        ) -> Result<u64, SqlError> {
+            assert_eq!(sql, q::connector_space_objects("Sync", "Contoso AD"));
+            self.0.iter().for_each(|o| each(row(o)));
+            Ok(self.0.len() as u64)
+        }
+
+        async fn execute(&mut self, sql: &str) -> Result<Vec<String>, SqlError> {
+            panic!("a search sent a batch: {sql}")
+        }
+    }
+
+    /// What a search over these objects finds, through the statements a real search sends.
+    fn count_matches(objects: &[CsObject], s: &Search) -> u64 {
+        let mut cs = ConnectorSpace(objects.to_vec());
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(count_search(&mut cs, "Sync", s))
+            .unwrap()
     }
 
     fn search(by: SearchBy) -> crate::plan::Search {

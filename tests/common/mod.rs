@@ -51,6 +51,22 @@ impl Rig {
         Rig::start(driver, tds, faults, upgrade_lab::SqlHost::SyncServer, false)
     }
 
+    /// An IIFP lab whose directory agent (Contoso AD) holds `objects` connector-space objects
+    /// (`upgrade-lab init --objects N`), for searches at scale.
+    pub fn iifp_with_objects(driver: Driver, objects: u32) -> Rig {
+        let tds = Rig::tds_for(&driver);
+        let mut init = upgrade_lab::InitOptions::new(Flavour::Iifp);
+        init.objects = Some(objects);
+        Rig::start_with(
+            driver,
+            tds,
+            &[],
+            upgrade_lab::SqlHost::SyncServer,
+            false,
+            &init,
+        )
+    }
+
     /// The IIFP lab with its WinRM HTTPS listener too (`lab.winrm.https_url`, `https_cert`).
     pub fn iifp_with_winrm_https() -> Rig {
         let (driver, tds) = (Driver::Tds, TdsVersion::V74);
@@ -78,8 +94,20 @@ impl Rig {
         sql_host: upgrade_lab::SqlHost,
         winrm_https: bool,
     ) -> Rig {
+        let init = upgrade_lab::InitOptions::new(Flavour::Iifp);
+        Rig::start_with(driver, tds, faults, sql_host, winrm_https, &init)
+    }
+
+    fn start_with(
+        driver: Driver,
+        tds: TdsVersion,
+        faults: &[&str],
+        sql_host: upgrade_lab::SqlHost,
+        winrm_https: bool,
+        init: &upgrade_lab::InitOptions,
+    ) -> Rig {
         let tmp = tempfile::tempdir().unwrap();
-        let lab = Lab::init(&tmp.path().join("lab"), Flavour::Iifp).unwrap();
+        let lab = Lab::init_with(&tmp.path().join("lab"), init).unwrap();
         let lab = lab
             .start(StartOptions {
                 port: 0,

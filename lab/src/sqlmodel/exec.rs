@@ -38,6 +38,7 @@ enum Shape {
     Count,
     CountAs,
     ConnectorSpaceObjects,
+    ConnectorSpaceParents,
     TableColumns,
     ConnectorSpaceBreakdown,
 }
@@ -88,6 +89,12 @@ const SHAPES: &[(&str, Shape)] = &[
         "SELECT cs.object_id, cs.pobject_id, cs.rdn, cs.anchor FROM $N.dbo.mms_connectorspace cs \
          JOIN $N.dbo.mms_management_agent ma ON cs.ma_id = ma.ma_id WHERE ma.ma_name = $S",
         Shape::ConnectorSpaceObjects,
+    ),
+    (
+        "SELECT cs.object_id, cs.pobject_id, cs.rdn FROM $N.dbo.mms_connectorspace cs \
+         JOIN $N.dbo.mms_management_agent ma ON cs.ma_id = ma.ma_id WHERE ma.ma_name = $S \
+         AND cs.object_id IN (SELECT child.pobject_id FROM $N.dbo.mms_connectorspace child)",
+        Shape::ConnectorSpaceParents,
     ),
 ];
 
@@ -371,6 +378,10 @@ impl Model {
                     ))),
                 }
             }
+            Shape::ConnectorSpaceParents => {
+                let (db, db2, ma_name, db3) = (cap(0), cap(1), cap(2), cap(3));
+                done(self.connector_space_parents(&db, &db2, &ma_name, &db3))
+            }
             Shape::ConnectorSpaceObjects => {
                 let (db, db2, ma_name) = (cap(0), cap(1), cap(2));
                 if let Err(m) = self
@@ -479,6 +490,50 @@ impl Model {
         }
         Outcome::rows(ResultSet {
             columns: vec![nv("COLUMN_NAME", 128, true)],
+            rows,
+        })
+    }
+
+    /// The agent's objects that some connector-space object names as its parent (`IN` over every
+    /// row's pobject_id, whatever its agent, as the statement says).
+    fn connector_space_parents(&self, db: &str, db2: &str, ma_name: &str, db3: &str) -> Outcome {
+        if let Err(m) = self
+            .sync_db(db, "mms_connectorspace")
+            .and(self.sync_db(db2, "mms_management_agent"))
+            .and(self.sync_db(db3, "mms_connectorspace"))
+        {
+            return Outcome::error(m);
+        }
+        let s = &self.state.sync;
+        let parents: std::collections::HashSet<&str> = s
+            .connector_space
+            .iter()
+            .filter_map(|c| c.pobject_id.as_deref())
+            .collect();
+        let ids: Vec<&str> = s
+            .management_agents
+            .iter()
+            .filter(|m| eq_ci(&m.ma_name, ma_name))
+            .map(|m| m.ma_id.as_str())
+            .collect();
+        let rows = s
+            .connector_space
+            .iter()
+            .filter(|c| ids.contains(&c.ma_id.as_str()) && parents.contains(c.object_id.as_str()))
+            .map(|c| {
+                vec![
+                    Value::from(c.object_id.as_str()),
+                    Value::from(c.pobject_id.as_deref()),
+                    Value::from(c.rdn.as_str()),
+                ]
+            })
+            .collect();
+        Outcome::rows(ResultSet {
+            columns: vec![
+                nv("object_id", 38, false),
+                nv("pobject_id", 38, true),
+                nv("rdn", 448, true),
+            ],
             rows,
         })
     }

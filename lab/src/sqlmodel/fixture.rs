@@ -121,6 +121,19 @@ impl Fixture {
         f
     }
 
+    /// Sets how many objects the first directory agent holds (`upgrade-lab init --objects N`), its
+    /// joined objects capped at that. Root components and containers count among them.
+    pub fn set_directory_objects(&mut self, objects: u32) {
+        if let Some(ma) = self
+            .management_agents
+            .iter_mut()
+            .find(|m| matches!(m.shape, MaShape::Directory { .. }))
+        {
+            ma.objects = objects;
+            ma.joined = ma.joined.min(objects);
+        }
+    }
+
     /// Generates the rows. The same fixture always gives the same rows (ids are hashes).
     pub fn generate(&self) -> SyncData {
         let mut data = SyncData {
@@ -291,6 +304,25 @@ mod tests {
         assert_eq!(hex::encode_upper(&admin.anchor), digits);
         let hr = data.object("E00001").unwrap();
         assert_eq!(&hr.anchor[..4], &[b'E', 0, b'0', 0]);
+    }
+
+    #[test]
+    fn the_size_knob_sets_the_directory_agents_objects_and_leaves_the_others() {
+        let mut f = Fixture::miis();
+        f.set_directory_objects(5000);
+        let data = f.generate();
+        let count = |name: &str| {
+            let ma = data
+                .management_agents
+                .iter()
+                .find(|m| m.ma_name == name)
+                .unwrap();
+            data.connector_space
+                .iter()
+                .filter(|r| r.ma_id == ma.ma_id)
+                .count()
+        };
+        assert_eq!((count("Contoso AD"), count("HR Database")), (5000, 1200));
     }
 
     #[test]

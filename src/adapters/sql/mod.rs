@@ -184,7 +184,19 @@ impl SqlError {
 pub trait SqlClient: Send {
     /// Runs a query and returns the rows of its first result set.
     /// tds: an `sp_executesql` RPC; odbc: a batch.
-    async fn query(&mut self, sql: &str) -> Result<Vec<Row>, SqlError>;
+    async fn query(&mut self, sql: &str) -> Result<Vec<Row>, SqlError> {
+        let mut rows = Vec::new();
+        self.query_each(sql, &mut |row| rows.push(row)).await?;
+        Ok(rows)
+    }
+    /// Runs a query and hands the rows of its first result set to `each` one at a time as they
+    /// arrive, holding only a few in memory (a whole connector space does not fit in the goal of
+    /// issue 11); returns how many there were. Sent as `query` sends it.
+    async fn query_each(
+        &mut self,
+        sql: &str,
+        each: &mut (dyn FnMut(Row) + Send),
+    ) -> Result<u64, SqlError>;
     /// Runs a batch (BACKUP, RESTORE VERIFYONLY) and returns the informational messages the client
     /// could read (the tds client cannot read any and returns none).
     async fn execute(&mut self, sql: &str) -> Result<Vec<String>, SqlError>;

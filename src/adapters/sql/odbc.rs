@@ -14,6 +14,9 @@ use crate::plan::{SqlAuth, SqlConnection};
 /// Seconds the driver waits for the login.
 const LOGIN_TIMEOUT_SECS: u32 = 30;
 
+/// Rows read ahead of the caller of `query_each`.
+const ROWS_IN_FLIGHT: usize = 256;
+
 /// The default ODBC driver name on this platform.
 pub fn default_driver() -> &'static str {
     if cfg!(windows) {
@@ -93,11 +96,28 @@ impl OdbcClient {
 
 #[async_trait]
 impl SqlClient for OdbcClient {
-    async fn query(&mut self, sql: &str) -> Result<Vec<Row>, SqlError> {
+    async fn query_each(
+        &mut self,
+        sql: &str,
+        each: &mut (dyn FnMut(Row) + Send),
+    ) -> Result<u64, SqlError> {
         tracing::debug!(server = %self.server, %sql, "query (odbc batch)");
         let sql = sql.to_string();
-        self.with_conn(move |conn, server| run_query(conn, server, &sql))
-            .await
+        // The driver's calls block: the rows cross from the blocking thread through a small
+        // channel, so at most ROWS_IN_FLIGHT of them are held at once.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Row>(ROWS_IN_FLIGHT);
+        let read = self.with_conn(move |conn, server| {
+            run_query(conn, server, &sql, &mut |row| tx.blocking_send(row).is_ok())
+        });
+        let mut count = 0;
+        let hand_on = async {
+            while let Some(row) = rx.recv().await {
+                each(row);
+                count += 1;
+            }
+        };
+        let (read, ()) = tokio::join!(read, hand_on);
+        read.map(|()| count)
     }
 
     async fn execute(&mut self, sql: &str) -> Result<Vec<String>, SqlError> {
@@ -202,14 +222,22 @@ pub fn connection_string(
     Ok(s)
 }
 
-fn run_query(conn: &Connection<'static>, server: &str, sql: &str) -> Result<Vec<Row>, SqlError> {
+/// Runs `sql` and hands each row of its first result set to `sink`, which answers whether to go
+/// on (no: its reader is gone).
+fn run_query(
+    conn: &Connection<'static>,
+    server: &str,
+    sql: &str,
+    sink: &mut dyn FnMut(Row) -> bool,
+) -> Result<(), SqlError> {
     let mut stmt = conn.preallocate().map_err(|e| map_error(e, server))?;
     let failure = match stmt.execute(sql, ()) {
-        Ok(None) => return Ok(Vec::new()),
+        Ok(None) => return Ok(()),
         Ok(Some(mut cursor)) => {
-            let rows = read_rows(&mut cursor, server)?;
-            drain(cursor, server)?;
-            return Ok(rows);
+            if read_rows(&mut cursor, server, sink)? {
+                drain(cursor, server)?;
+            }
+            return Ok(());
         }
         Err(e) => e,
     };
@@ -405,7 +433,12 @@ fn to_text<C: DiagText>(buf: &[C]) -> Cow<'_, str> {
     C::text(buf)
 }
 
-fn read_rows(cursor: &mut impl Cursor, server: &str) -> Result<Vec<Row>, SqlError> {
+/// Reads the cursor's rows into `sink`; false when the sink stopped taking them.
+fn read_rows(
+    cursor: &mut impl Cursor,
+    server: &str,
+    sink: &mut dyn FnMut(Row) -> bool,
+) -> Result<bool, SqlError> {
     let count = cursor.num_result_cols().map_err(|e| map_error(e, server))?;
     let count = u16::try_from(count).unwrap_or(0);
     let mut columns = Vec::with_capacity(count.into());
@@ -414,7 +447,6 @@ fn read_rows(cursor: &mut impl Cursor, server: &str) -> Result<Vec<Row>, SqlErro
         columns.push(cursor.col_name(i).map_err(|e| map_error(e, server))?);
         types.push(cursor.col_data_type(i).map_err(|e| map_error(e, server))?);
     }
-    let mut rows = Vec::new();
     let mut buf: Vec<u16> = Vec::new();
     let mut bytes: Vec<u8> = Vec::new();
     while let Some(mut row) = cursor.next_row().map_err(|e| map_error(e, server))? {
@@ -435,12 +467,15 @@ fn read_rows(cursor: &mut impl Cursor, server: &str) -> Result<Vec<Row>, SqlErro
             };
             values.push(value.unwrap_or(SqlValue::Null));
         }
-        rows.push(Row {
+        let row = Row {
             columns: columns.clone(),
             values,
-        });
+        };
+        if !sink(row) {
+            return Ok(false);
+        }
     }
-    Ok(rows)
+    Ok(true)
 }
 
 fn is_binary(ty: &DataType) -> bool {

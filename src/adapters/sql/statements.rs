@@ -118,14 +118,28 @@ pub fn metaverse_count(database: &str) -> String {
     )
 }
 
-/// One management agent's connector-space objects, for DN, anchor and sub-tree searches.
-/// Columns: object_id, pobject_id (parent; NULL at the root), rdn, anchor (all nvarchar).
-/// DNs are rebuilt from the parent chain by the caller (SQL Server 2000 has no recursive CTE).
+/// One management agent's connector-space objects, for DN, anchor and sub-tree searches: read as
+/// a stream (`SqlClient::query_each`), never held whole. Columns: object_id, pobject_id (parent;
+/// NULL at the root), rdn, anchor (binary). DNs are rebuilt from the parent chain by the caller
+/// (SQL Server 2000 has no recursive CTE), with the parents from `connector_space_parents`.
 pub fn connector_space_objects(database: &str, management_agent: &str) -> String {
     let db = quote_ident(database);
     format!(
         "SELECT cs.object_id, cs.pobject_id, cs.rdn, cs.anchor FROM {db}.dbo.mms_connectorspace cs \
          JOIN {db}.dbo.mms_management_agent ma ON cs.ma_id = ma.ma_id WHERE ma.ma_name = {}",
+        quote_literal(management_agent)
+    )
+}
+
+/// The objects of one management agent that are the parent of some connector-space object: the
+/// containers of a directory, few beside its leaves, so a search can hold them while the rest
+/// streams past. Columns: object_id, pobject_id, rdn. `IN (subquery)` works on SQL Server 2000.
+pub fn connector_space_parents(database: &str, management_agent: &str) -> String {
+    let db = quote_ident(database);
+    format!(
+        "SELECT cs.object_id, cs.pobject_id, cs.rdn FROM {db}.dbo.mms_connectorspace cs \
+         JOIN {db}.dbo.mms_management_agent ma ON cs.ma_id = ma.ma_id WHERE ma.ma_name = {} \
+         AND cs.object_id IN (SELECT child.pobject_id FROM {db}.dbo.mms_connectorspace child)",
         quote_literal(management_agent)
     )
 }

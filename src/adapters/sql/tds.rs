@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
-use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel};
+use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel, QueryItem};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
@@ -147,18 +147,33 @@ fn map_error(e: tiberius::error::Error, server: &str) -> SqlError {
 
 #[async_trait]
 impl SqlClient for TdsClient {
-    async fn query(&mut self, sql: &str) -> Result<Vec<Row>, SqlError> {
+    async fn query_each(
+        &mut self,
+        sql: &str,
+        each: &mut (dyn FnMut(Row) + Send),
+    ) -> Result<u64, SqlError> {
         tracing::debug!(server = %self.server, %sql, "query (rpc)");
-        let stream = self
+        let mut stream = self
             .client
             .query(sql, &[])
             .await
             .map_err(|e| map_error(e, &self.server))?;
-        let rows = stream
-            .into_first_result()
+        // Row by row as tiberius decodes them from the connection; later result sets are read
+        // (so their errors surface) but not handed on.
+        let mut count = 0;
+        while let Some(item) = stream
+            .try_next()
             .await
-            .map_err(|e| map_error(e, &self.server))?;
-        rows.into_iter().map(convert_row).collect()
+            .map_err(|e| map_error(e, &self.server))?
+        {
+            if let QueryItem::Row(row) = item {
+                if row.result_index() == 0 {
+                    each(convert_row(row)?);
+                    count += 1;
+                }
+            }
+        }
+        Ok(count)
     }
 
     async fn execute(&mut self, sql: &str) -> Result<Vec<String>, SqlError> {
