@@ -107,6 +107,7 @@ fn upgrade(args: &[&str]) -> Command {
 
 /// Peak resident set of a child, from `wait4`'s rusage (KiB on Linux).
 #[cfg(unix)]
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std's `wait` cannot replace
 fn peak_rss_kib(mut cmd: Command) -> (i32, i64) {
     let child = cmd
         .stdin(Stdio::null())
@@ -176,13 +177,8 @@ fn main() {
     make_tree(&src, files, mib << 20, 11);
     sync();
 
-    let (mut cp_sync, mut cp, mut first, mut again, mut rsync_q) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
+    let (mut cp_sync, mut cp, mut first, mut again, mut rsync_q) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let rsync = has("rsync");
     let (s, d) = (src.display(), dst.display());
     for _ in 0..runs {

@@ -2,20 +2,31 @@
 //! file to a temporary name then renamed, and writes a `sha256sum`-compatible `SHA256SUMS` manifest
 //! last. A re-run copies only what changed; once the source is gone (uninstalled), a destination
 //! that still matches its manifest counts as done.
+//!
+//! Durability is batched: every file is copied and renamed into place, then all are flushed to
+//! disk with their folders once, then the manifest is written (the commit point). Re-runs use a
+//! quick check as rsync's: the record keeps, per file, its sha256 with the size, mtime, inode and
+//! ctime of the source file and of the copy it was proven for; a file whose stat is unchanged is
+//! not hashed again. The comparison right before a destructive step hashes everything.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::fs::{self as afs, Manifest, Mismatch};
+use crate::adapters::fs::{self as afs, FileStat, Manifest};
 use crate::adapters::host::Host;
 use crate::plan::{BackupFiles, StepId};
 use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
 
 /// The manifest's file name inside the destination folder.
 pub const MANIFEST: &str = "SHA256SUMS";
+
+/// A source file changed less than this before it was listed may change again within the same
+/// clock tick without its stat showing it: its hash is not kept for the quick check ("racy", as
+/// git says). For a remote server, this also absorbs a small skew between the two clocks.
+const SETTLE_NS: i64 = 2_000_000_000;
 
 pub struct BackupFilesStep {
     id: StepId,
@@ -36,12 +47,25 @@ pub struct Observed {
     manifest_error: Option<String>,
     /// sha256 of the destination copy of each source file that has one.
     copies: BTreeMap<String, String>,
+    /// Each copy that reads (of a source file or in the manifest): its sha256 and the stat it was
+    /// taken at.
+    #[serde(skip)]
+    proven: BTreeMap<String, (String, FileStat)>,
+    /// When the source was listed (this machine's clock, ns since 1970).
+    #[serde(skip)]
+    listed_at_ns: i64,
+    /// Files hashed by this observation (the others passed the quick check).
+    #[serde(skip)]
+    hashed: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceFile {
     sha256: String,
     bytes: u64,
+    /// The stat read before the hash.
+    #[serde(skip)]
+    stat: Option<FileStat>,
 }
 
 impl CarriedOutBy for BackupFiles {
@@ -55,15 +79,32 @@ pub struct Copy {
     files: Vec<(String, SourceFile)>,
     /// The manifest only grows: a file gone from the source stays in the backup and listed.
     manifest: BTreeMap<String, String>,
+    /// The quick-check stamps of the copies not copied again, as observed.
+    kept: BTreeMap<String, Stamp>,
+    /// When the source was listed (see [`SETTLE_NS`]).
+    listed_at_ns: i64,
 }
 
 /// What the journal keeps of a copy.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Copied {
     files: usize,
     copied: u64,
     bytes: u64,
     manifest: PathBuf,
+    /// Per file of the manifest, what the quick check of the next run compares.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    stamps: BTreeMap<String, Stamp>,
+}
+
+/// A file's sha256 and the stats at which it was proven: of its copy, and of its source file when
+/// that was proven to have the same content and had settled (see [`SETTLE_NS`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stamp {
+    sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<FileStat>,
+    copy: FileStat,
 }
 
 impl BackupFilesStep {
@@ -83,66 +124,126 @@ impl BackupFilesStep {
             .collect()
     }
 
-    /// The source folder on the server: each file's sha256 (computed there) and size.
+    /// The source folder on the server: each file's size and stat, and its sha256 (computed
+    /// there) unless its stat is the one `known` recorded with its sha256. Returns the number of
+    /// files hashed too.
     async fn observe_source(
         &self,
         host: &dyn Host,
-    ) -> Result<(bool, BTreeMap<String, SourceFile>), StepError> {
+        known: &BTreeMap<String, Stamp>,
+    ) -> Result<(bool, BTreeMap<String, SourceFile>, usize), StepError> {
         let from = self.spec.from.to_path_buf();
         let present = host.is_dir(&from).await;
         let mut source = BTreeMap::new();
+        let mut hashed = 0;
         if present {
-            for rel in host.walk_files(&from).await? {
-                let path = from.join(&rel);
+            for (rel, stat) in host.walk_stats(&from).await? {
+                let sha256 = match known.get(&rel) {
+                    Some(k) if k.source == Some(stat) => k.sha256.clone(),
+                    _ => {
+                        hashed += 1;
+                        host.sha256_file(&from.join(&rel)).await?
+                    }
+                };
                 let file = SourceFile {
-                    sha256: host.sha256_file(&path).await?,
-                    bytes: host.file_size(&path).await?,
+                    sha256,
+                    bytes: stat.bytes,
+                    stat: Some(stat),
                 };
                 source.insert(rel, file);
             }
         }
-        Ok((present, source))
+        Ok((present, source, hashed))
     }
 
-    /// The copy on this machine, against its manifest and against the source just observed.
+    /// The copy on this machine, against its manifest and against the source just observed. A copy
+    /// whose stat is the one `known` recorded is not hashed again.
     fn observe_copy(
         &self,
-        source_present: bool,
-        source: BTreeMap<String, SourceFile>,
-    ) -> Result<Observed, StepError> {
+        source: &BTreeMap<String, SourceFile>,
+        known: &BTreeMap<String, Stamp>,
+    ) -> Observed {
         let to = self.spec.to.to_path_buf();
         let mut manifest_error = None;
-        let (manifest, mismatched) = match Manifest::read(&self.manifest_path()) {
-            Ok(m) => {
-                let mismatched = m
-                    .verify_dir(&to)
-                    .into_iter()
-                    .map(|mm| mismatch_path(&mm))
-                    .collect();
-                (Some(m.entries.into_iter().collect()), mismatched)
-            }
+        let manifest = match Manifest::read(&self.manifest_path()) {
+            Ok(m) => Some(m.entries.into_iter().collect::<BTreeMap<_, _>>()),
             Err(e) => {
                 if afs::exists(&self.manifest_path()) {
                     manifest_error = Some(e.to_string());
                 }
-                (None, Vec::new())
+                None
             }
         };
-        let mut copies = BTreeMap::new();
-        for rel in source.keys() {
-            let copy = to.join(rel);
-            if afs::exists(&copy) {
-                copies.insert(rel.clone(), afs::sha256_file(&copy)?);
+        let names: BTreeSet<&String> = source
+            .keys()
+            .chain(manifest.iter().flat_map(|m| m.keys()))
+            .collect();
+        let mut proven = BTreeMap::new();
+        let mut hashed = 0;
+        for rel in names {
+            let path = to.join(rel);
+            // A copy missing or unreadable is not proven: it is copied again.
+            let Ok(stat) = afs::stat(&path) else { continue };
+            let sha = match known.get(rel) {
+                Some(k) if k.copy == stat => Some(k.sha256.clone()),
+                _ => {
+                    hashed += 1;
+                    afs::sha256_file(&path).ok()
+                }
+            };
+            if let Some(sha) = sha {
+                proven.insert(rel.clone(), (sha, stat));
             }
         }
-        Ok(Observed {
-            source_present,
-            source,
+        let mismatched = manifest
+            .iter()
+            .flatten()
+            .filter(|(rel, sha)| proven.get(*rel).map(|(s, _)| s) != Some(*sha))
+            .map(|(rel, _)| rel.clone())
+            .collect();
+        let copies = source
+            .keys()
+            .filter_map(|rel| proven.get(rel).map(|(sha, _)| (rel.clone(), sha.clone())))
+            .collect();
+        Observed {
+            source_present: false,
+            source: BTreeMap::new(),
             manifest,
             mismatched,
             manifest_error,
             copies,
-        })
+            proven,
+            listed_at_ns: 0,
+            hashed,
+        }
+    }
+
+    /// The stamps for the next run's quick check: each manifest entry whose copy was proven with
+    /// the listed sha256, with its source's stat when the source was proven the same and settled.
+    fn stamps(o: &Observed, manifest: &BTreeMap<String, String>) -> BTreeMap<String, Stamp> {
+        manifest
+            .iter()
+            .filter_map(|(rel, sha)| {
+                let (copy_sha, copy) = o.proven.get(rel)?;
+                if copy_sha != sha {
+                    return None;
+                }
+                let source = o
+                    .source
+                    .get(rel)
+                    .filter(|f| &f.sha256 == sha)
+                    .and_then(|f| f.stat)
+                    .filter(|s| !s.changed_since(o.listed_at_ns - SETTLE_NS));
+                Some((
+                    rel.clone(),
+                    Stamp {
+                        sha256: sha.clone(),
+                        source,
+                        copy: *copy,
+                    },
+                ))
+            })
+            .collect()
     }
 }
 
@@ -159,23 +260,53 @@ impl Kind for BackupFilesStep {
     }
 
     async fn observe(&self, cx: &StepContext<'_>) -> Result<Observed, StepError> {
-        let (present, source) = self.observe_source(cx.world.host()).await?;
-        // Hashing the copy reads every file: keep it off the async workers.
+        let known = match cx.quick {
+            true => cx
+                .recorded::<Copied>()
+                .map(|c| c.stamps)
+                .unwrap_or_default(),
+            false => BTreeMap::new(),
+        };
+        let listed_at_ns = afs::now_ns();
+        let (present, source, hashed) = self.observe_source(cx.world.host(), &known).await?;
+        // Hashing the copy reads files: keep it off the async workers.
         let this = BackupFilesStep::at(self.id.clone(), self.spec.clone());
-        let o = tokio::task::spawn_blocking(move || this.observe_copy(present, source))
-            .await
-            .map_err(|e| {
-                StepError::Internal(format!("observing {} stopped: {e}", self.spec.from))
-            })??;
+        let mut o = tokio::task::spawn_blocking(move || {
+            let mut o = this.observe_copy(&source, &known);
+            o.source = source;
+            o
+        })
+        .await
+        .map_err(|e| StepError::Internal(format!("observing {} stopped: {e}", self.spec.from)))?;
+        o.source_present = present;
+        o.listed_at_ns = listed_at_ns;
+        o.hashed += hashed;
+        tracing::debug!(step = %self.id, hashed = o.hashed, "observed");
         Ok(o)
     }
 
-    fn diff(&self, o: &Observed, _cx: &StepContext<'_>) -> Planned<Self> {
+    fn diff(&self, o: &Observed, cx: &StepContext<'_>) -> Planned<Self> {
         let copy_intact = o.manifest.is_some() && o.mismatched.is_empty();
+        // Done as found: the record keeps this observation's stamps (the run before may have had
+        // to hash files it can now skip), with what the record said of the last copy.
+        let done = |evidence: String| {
+            let manifest = o.manifest.clone().unwrap_or_default();
+            let before = cx.recorded::<Copied>();
+            Planned::Done {
+                evidence,
+                record: Some(Copied {
+                    files: manifest.len(),
+                    copied: before.as_ref().map_or(0, |c| c.copied),
+                    bytes: before.as_ref().map_or(0, |c| c.bytes),
+                    manifest: self.manifest_path(),
+                    stamps: Self::stamps(o, &manifest),
+                }),
+            }
+        };
         if !o.source_present {
             return if copy_intact {
                 let n = o.manifest.as_ref().map_or(0, |m| m.len());
-                Planned::done(format!(
+                done(format!(
                     "{n} file(s) at {} match {MANIFEST} (source folder gone)",
                     self.spec.to
                 ))
@@ -205,7 +336,7 @@ impl Kind for BackupFilesStep {
             .is_some_and(|m| o.source.keys().all(|rel| m.contains_key(rel)));
         if copy.is_empty() && copy_intact && in_manifest {
             let n = o.manifest.as_ref().map_or(0, |m| m.len());
-            return Planned::done(format!(
+            return done(format!(
                 "{n} file(s) at {} match {MANIFEST}; the source's {} file(s) match their copies",
                 self.spec.to,
                 o.source.len()
@@ -214,12 +345,19 @@ impl Kind for BackupFilesStep {
         let bytes = copy.iter().map(|(_, f)| f.bytes).sum();
         let mut manifest: BTreeMap<String, String> = o.manifest.clone().unwrap_or_default();
         manifest.extend(o.source.iter().map(|(r, f)| (r.clone(), f.sha256.clone())));
+        let files: Vec<(String, SourceFile)> = copy
+            .iter()
+            .map(|(rel, f)| ((*rel).clone(), (*f).clone()))
+            .collect();
+        let mut kept = Self::stamps(o, &manifest);
+        for (rel, _) in &files {
+            kept.remove(rel);
+        }
         let change = Copy {
-            files: copy
-                .iter()
-                .map(|(rel, f)| ((*rel).clone(), (*f).clone()))
-                .collect(),
+            files,
             manifest,
+            kept,
+            listed_at_ns: o.listed_at_ns,
         };
         Planned::Change {
             reason: match &o.manifest {
@@ -259,35 +397,81 @@ impl Kind for BackupFilesStep {
         let host = cx.world.host();
         let from = self.spec.from.to_path_buf();
         let to = self.spec.to.to_path_buf();
-        let mut copied = 0u64;
+        // Each folder once, not once per file.
+        let folders: BTreeMap<PathBuf, PathBuf> = change
+            .files
+            .iter()
+            .map(|(rel, _)| to.join(rel))
+            .filter_map(|p| p.parent().map(|d| (d.to_path_buf(), p.clone())))
+            .collect();
+        for file in folders.values() {
+            afs::create_parent_dirs(file)?;
+        }
+        let mut written = Vec::with_capacity(change.files.len());
         let mut bytes = 0u64;
         for (rel, f) in &change.files {
-            let sha = host.fetch(&from.join(rel), &to.join(rel)).await?;
+            let dst = to.join(rel);
+            let sha = host.fetch(&from.join(rel), &dst).await?;
             if sha != f.sha256 {
                 return Err(StepError::Failed(format!(
                     "{rel} changed while it was being copied; run again"
                 )));
             }
-            copied += 1;
+            written.push(dst);
             bytes += f.bytes;
         }
+        let copied = written.len() as u64;
         let manifest = Manifest {
             entries: change.manifest.clone().into_iter().collect(),
         };
         let path = self.manifest_path();
-        let (manifest, bad) = tokio::task::spawn_blocking(move || {
-            manifest.write(&path)?;
-            let bad = manifest.verify_dir(&to);
-            Ok::<_, StepError>((manifest, bad))
+        let (files, kept) = (change.files.clone(), change.kept.clone());
+        let stamped = tokio::task::spawn_blocking(move || {
+            // Durable before the commit point: every copy, then its folder, flushed once.
+            afs::sync_files(&written)?;
+            let mut stamps = kept;
+            for ((rel, f), dst) in files.into_iter().zip(&written) {
+                let stamp = Stamp {
+                    sha256: f.sha256,
+                    source: f.stat,
+                    copy: afs::stat(dst)?,
+                };
+                stamps.insert(rel, stamp);
+            }
+            // Every listed file must be there as proven (copied now, or found matching).
+            let bad: Vec<String> = manifest
+                .entries
+                .iter()
+                .filter(|(rel, sha)| match stamps.get(rel) {
+                    Some(s) => &s.sha256 != sha || afs::stat(&to.join(rel)).ok() != Some(s.copy),
+                    None => true,
+                })
+                .map(|(rel, _)| rel.clone())
+                .collect();
+            if bad.is_empty() {
+                manifest.write(&path)?;
+            }
+            Ok::<_, StepError>((manifest, stamps, bad))
         })
         .await
-        .map_err(|e| StepError::Internal(format!("writing the manifest stopped: {e}")))??;
+        .map_err(|e| StepError::Internal(format!("writing the manifest stopped: {e}")))?;
+        let (manifest, mut stamps, bad) = stamped?;
         if !bad.is_empty() {
             return Err(StepError::Failed(format!(
-                "{} file(s) at {} do not match after copying",
+                "{} file(s) at {} changed or went missing while copying ({}); run again",
                 bad.len(),
-                self.spec.to
+                self.spec.to,
+                bad.join(", ")
             )));
+        }
+        // A source that changed shortly before it was listed may change again unseen: hash it
+        // next time.
+        for s in stamps.values_mut() {
+            if s.source
+                .is_some_and(|st| st.changed_since(change.listed_at_ns - SETTLE_NS))
+            {
+                s.source = None;
+            }
         }
         Ok(Finished::new(
             format!(
@@ -300,6 +484,7 @@ impl Kind for BackupFilesStep {
                 copied,
                 bytes,
                 manifest: self.manifest_path(),
+                stamps,
             },
         ))
     }
@@ -372,14 +557,5 @@ impl BackupFilesStep {
                 changed.join(", ")
             )))
         }
-    }
-}
-
-/// The relative path a manifest mismatch is about.
-fn mismatch_path(m: &Mismatch) -> String {
-    match m {
-        Mismatch::Missing { path }
-        | Mismatch::Different { path, .. }
-        | Mismatch::Unreadable { path, .. } => path.clone(),
     }
 }
