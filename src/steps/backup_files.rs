@@ -559,3 +559,234 @@ impl BackupFilesStep {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The quick check against the full comparison, on a server that reports only size and mtime
+    //! (as Windows does: no inode, no ctime), where an edit with its mtime put back leaves the stat
+    //! as it was.
+
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::adapters::fs::FsError;
+    use crate::adapters::host::Local;
+    use crate::adapters::process::{ProcessError, ProcessOutcome, ProcessSpec};
+    use crate::adapters::secrets::Redactor;
+    use crate::steps::record::{Journal, StepRecord, StepStatus};
+    use crate::steps::{Evidence, World};
+
+    /// This machine, listing files with their size and mtime only.
+    struct SizeAndMtime;
+
+    #[async_trait]
+    impl Host for SizeAndMtime {
+        async fn run(&self, s: &ProcessSpec, r: &Redactor) -> Result<ProcessOutcome, ProcessError> {
+            Local.run(s, r).await
+        }
+        async fn exists(&self, p: &Path) -> bool {
+            Local.exists(p).await
+        }
+        async fn is_dir(&self, p: &Path) -> bool {
+            Local.is_dir(p).await
+        }
+        async fn file_size(&self, p: &Path) -> Result<u64, FsError> {
+            Local.file_size(p).await
+        }
+        async fn sha256_file(&self, p: &Path) -> Result<String, FsError> {
+            Local.sha256_file(p).await
+        }
+        async fn read_file(&self, p: &Path) -> Result<Vec<u8>, FsError> {
+            Local.read_file(p).await
+        }
+        async fn walk_files(&self, d: &Path) -> Result<Vec<String>, FsError> {
+            Local.walk_files(d).await
+        }
+        async fn walk_stats(&self, d: &Path) -> Result<Vec<(String, FileStat)>, FsError> {
+            let mut all = Local.walk_stats(d).await?;
+            for (_, s) in &mut all {
+                (s.inode, s.ctime_ns) = (None, None);
+            }
+            Ok(all)
+        }
+        async fn rename(&self, a: &Path, b: &Path) -> Result<(), FsError> {
+            Local.rename(a, b).await
+        }
+        async fn remove_if_exists(&self, p: &Path) -> Result<(), FsError> {
+            Local.remove_if_exists(p).await
+        }
+        async fn create_parent_dirs(&self, p: &Path) -> Result<(), FsError> {
+            Local.create_parent_dirs(p).await
+        }
+        async fn restrict_permissions(&self, p: &Path) -> Result<(), FsError> {
+            Local.restrict_permissions(p).await
+        }
+        async fn fetch(&self, a: &Path, b: &Path) -> Result<String, FsError> {
+            Local.fetch(a, b).await
+        }
+    }
+
+    struct Bench {
+        _dir: tempfile::TempDir,
+        from: PathBuf,
+        to: PathBuf,
+        world: World,
+        step: BackupFilesStep,
+        id: StepId,
+    }
+
+    /// A source folder of three files last written an hour ago, and a one-step plan copying it.
+    fn bench() -> Bench {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("Extensions"), dir.path().join("copy"));
+        std::fs::create_dir_all(from.join("sub")).unwrap();
+        for name in ["a.dll", "b.dll", "sub/c.dll"] {
+            std::fs::write(from.join(name), format!("rules of {name}")).unwrap();
+            set_mtime(
+                &from.join(name),
+                SystemTime::now() - Duration::from_secs(3600),
+            );
+        }
+        let text = format!(
+            "version: 1\nname: t\nserver:\n  sql: {{ host: \"(local)\", auth: windows }}\nsteps:\n  - id: ext\n    backup_files: {{ from: '{}', to: '{}' }}\n",
+            from.display(),
+            to.display()
+        );
+        let plan = crate::plan::load_str("t.yaml", &text).unwrap().plan;
+        let spec = match &plan.steps[0].kind {
+            crate::plan::StepKind::BackupFiles(s) => s.clone(),
+            _ => unreachable!("the plan has one backup_files step"),
+        };
+        let id = StepId::parse("ext").unwrap();
+        let world =
+            World::new(plan, dir.path().to_path_buf(), BTreeMap::new()).on(Arc::new(SizeAndMtime));
+        let step = BackupFilesStep::new(id.clone(), spec);
+        Bench {
+            _dir: dir,
+            from,
+            to,
+            world,
+            step,
+            id,
+        }
+    }
+
+    fn set_mtime(path: &Path, t: SystemTime) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    }
+
+    fn cx<'a>(b: &'a Bench, journal: &'a Journal, quick: bool) -> StepContext<'a> {
+        StepContext {
+            world: &b.world,
+            id: &b.id,
+            journal,
+            plan_sha256: "00",
+            quick,
+        }
+    }
+
+    /// Observes, applies what diff plans, and returns the journal recording it.
+    async fn first_copy(b: &Bench) -> Journal {
+        let mut journal = Journal::new("t");
+        let o = b.step.observe(&cx(b, &journal, true)).await.unwrap();
+        let Planned::Change { change, .. } = b.step.diff(&o, &cx(b, &journal, true)) else {
+            panic!("a fresh copy is a change");
+        };
+        let done = b.step.apply(&change, &cx(b, &journal, true)).await.unwrap();
+        journal.steps.insert(
+            "ext".into(),
+            StepRecord {
+                kind: "backup_files".into(),
+                status: StepStatus::Done,
+                at: chrono::Utc::now(),
+                evidence: Some(Evidence {
+                    summary: done.summary,
+                    details: serde_json::to_value(&done.record).unwrap(),
+                    reboot_required: false,
+                    restart_started: false,
+                }),
+                error: None,
+                plan_sha256: "00".into(),
+                began: false,
+            },
+        );
+        journal
+    }
+
+    fn planned_files(p: &Planned<BackupFilesStep>) -> Vec<String> {
+        match p {
+            Planned::Change { change, .. } => change.files.iter().map(|(r, _)| r.clone()).collect(),
+            Planned::Done { .. } => Vec::new(),
+            _ => panic!("neither done nor a change"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_re_run_hashes_only_the_files_whose_stat_changed_and_copies_those_that_differ() {
+        let b = bench();
+        let journal = first_copy(&b).await;
+
+        let o = b.step.observe(&cx(&b, &journal, true)).await.unwrap();
+        assert_eq!(o.hashed, 0, "nothing changed, yet files were hashed again");
+        assert!(matches!(
+            b.step.diff(&o, &cx(&b, &journal, true)),
+            Planned::Done { .. }
+        ));
+
+        std::fs::write(b.from.join("b.dll"), "rules of b.dll, edited").unwrap();
+        set_mtime(
+            &b.from.join("b.dll"),
+            SystemTime::now() - Duration::from_secs(60),
+        );
+        let o = b.step.observe(&cx(&b, &journal, true)).await.unwrap();
+        assert_eq!(o.hashed, 1, "only the edited file is hashed again");
+        assert_eq!(
+            planned_files(&b.step.diff(&o, &cx(&b, &journal, true))),
+            ["b.dll"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_edit_with_its_mtime_put_back_passes_the_quick_check_but_not_the_check_before_destruction(
+    ) {
+        let b = bench();
+        let journal = first_copy(&b).await;
+        let path = b.from.join("a.dll");
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let same_size = "RULES OF a.dll";
+        assert_eq!(same_size.len(), "rules of a.dll".len());
+        std::fs::write(&path, same_size).unwrap();
+        set_mtime(&path, mtime);
+
+        // What the quick check cannot see on such a server: size and mtime are as recorded.
+        let o = b.step.observe(&cx(&b, &journal, true)).await.unwrap();
+        assert!(matches!(
+            b.step.diff(&o, &cx(&b, &journal, true)),
+            Planned::Done { .. }
+        ));
+
+        // Right before the uninstall, every file is hashed: the edit is caught and named.
+        let err = b
+            .step
+            .recheck_before_destruction(&cx(&b, &journal, true))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StepError::Refused(_)), "{err}");
+        assert!(err.to_string().contains("a.dll"), "{err}");
+
+        // And the engine's second look, trusting nothing, plans the copy again.
+        let o = b.step.observe(&cx(&b, &journal, false)).await.unwrap();
+        assert_eq!(
+            planned_files(&b.step.diff(&o, &cx(&b, &journal, false))),
+            ["a.dll"]
+        );
+        assert!(b.to.join("a.dll").is_file());
+    }
+}
