@@ -153,6 +153,7 @@ pub fn copy_hashing(src: &Path, dst: &Path) -> Result<String, FsError> {
             hasher.update(&buf[..n]);
             output.write_all(&buf[..n]).map_err(io("write", &temp))?;
         }
+        start_writeback(&output);
         drop(output);
         std::fs::rename(&temp, dst).map_err(io("rename into place", dst))?;
         Ok(hex::encode(hasher.finalize()))
@@ -164,20 +165,50 @@ pub fn copy_hashing(src: &Path, dst: &Path) -> Result<String, FsError> {
     result
 }
 
+/// Linux: starts writing a file's data to disk now, without waiting (`sync_file_range` with
+/// `SYNC_FILE_RANGE_WRITE`), so that the `fsync` that makes it durable later finds little left to
+/// do. It makes nothing durable by itself (no metadata, no disk cache flush).
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on a descriptor this function borrows; a failure only means
+    // the later fsync does all the work.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File) {}
+
+/// How many files are flushed at once: waits on the disk, not on the CPU, and a journaling file
+/// system commits concurrent flushes together.
+const FLUSHERS: usize = 8;
+
 /// Flushes each file to disk, then each of their folders once (so their renames last).
 pub fn sync_files(files: &[PathBuf]) -> Result<(), FsError> {
-    let mut folders = std::collections::BTreeSet::new();
-    for f in files {
+    let flush = |f: &PathBuf| {
         // Write access: Windows flushes (FlushFileBuffers) only a handle that may write.
         std::fs::OpenOptions::new()
             .write(true)
             .open(f)
             .and_then(|file| file.sync_all())
-            .map_err(io("flush to disk", f))?;
-        folders.insert(f.parent().map(Path::to_path_buf).unwrap_or_default());
-    }
+            .map_err(io("flush to disk", f))
+    };
+    let chunk = files.len().div_ceil(FLUSHERS).max(1);
+    std::thread::scope(|scope| {
+        let flushers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().try_for_each(flush)))
+            .collect();
+        flushers
+            .into_iter()
+            .try_for_each(|f| f.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    })?;
+    let folders: std::collections::BTreeSet<&Path> =
+        files.iter().filter_map(|f| f.parent()).collect();
     for folder in folders {
-        sync_dir(&folder)?;
+        sync_dir(folder)?;
     }
     tracing::debug!(files = files.len(), "flushed to disk");
     Ok(())

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use async_trait::async_trait;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::fs::{self as afs, FileStat, Manifest};
@@ -27,6 +28,9 @@ pub const MANIFEST: &str = "SHA256SUMS";
 /// clock tick without its stat showing it: its hash is not kept for the quick check ("racy", as
 /// git says). For a remote server, this also absorbs a small skew between the two clocks.
 const SETTLE_NS: i64 = 2_000_000_000;
+
+/// How many files are copied at once.
+const COPIERS: usize = 2;
 
 pub struct BackupFilesStep {
     id: StepId,
@@ -61,10 +65,13 @@ pub struct Observed {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceFile {
-    sha256: String,
+    /// Known when the file had to be compared with a copy (or its stat is as recorded); a file
+    /// with no copy yet is hashed only while it is copied.
+    sha256: Option<String>,
     bytes: u64,
-    /// The stat read before the hash.
-    #[serde(skip)]
+    /// The stat read before any hash (part of a saved plan's fingerprint: a file touched between
+    /// plan and apply refuses the saved plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     stat: Option<FileStat>,
 }
 
@@ -120,31 +127,26 @@ impl BackupFilesStep {
     fn to_copy<'a>(&self, o: &'a Observed) -> Vec<(&'a String, &'a SourceFile)> {
         o.source
             .iter()
-            .filter(|(rel, f)| o.copies.get(*rel) != Some(&f.sha256))
+            .filter(|(rel, f)| f.sha256.is_none() || o.copies.get(*rel) != f.sha256.as_ref())
             .collect()
     }
 
-    /// The source folder on the server: each file's size and stat, and its sha256 (computed
-    /// there) unless its stat is the one `known` recorded with its sha256. Returns the number of
-    /// files hashed too.
-    async fn observe_source(
+    /// The source folder on the server: each file's size and stat, with its sha256 where its stat
+    /// is the one `known` recorded with it.
+    async fn list_source(
         &self,
         host: &dyn Host,
         known: &BTreeMap<String, Stamp>,
-    ) -> Result<(bool, BTreeMap<String, SourceFile>, usize), StepError> {
+    ) -> Result<(bool, BTreeMap<String, SourceFile>), StepError> {
         let from = self.spec.from.to_path_buf();
         let present = host.is_dir(&from).await;
         let mut source = BTreeMap::new();
-        let mut hashed = 0;
         if present {
             for (rel, stat) in host.walk_stats(&from).await? {
-                let sha256 = match known.get(&rel) {
-                    Some(k) if k.source == Some(stat) => k.sha256.clone(),
-                    _ => {
-                        hashed += 1;
-                        host.sha256_file(&from.join(&rel)).await?
-                    }
-                };
+                let sha256 = known
+                    .get(&rel)
+                    .filter(|k| k.source == Some(stat))
+                    .map(|k| k.sha256.clone());
                 let file = SourceFile {
                     sha256,
                     bytes: stat.bytes,
@@ -153,7 +155,21 @@ impl BackupFilesStep {
                 source.insert(rel, file);
             }
         }
-        Ok((present, source, hashed))
+        Ok((present, source))
+    }
+
+    /// Hashes, on the server, each source file not known yet that has a copy to compare with.
+    /// Returns the number of files hashed.
+    async fn hash_source(&self, host: &dyn Host, o: &mut Observed) -> Result<usize, StepError> {
+        let from = self.spec.from.to_path_buf();
+        let mut hashed = 0;
+        for (rel, f) in o.source.iter_mut() {
+            if f.sha256.is_none() && o.proven.contains_key(rel) {
+                f.sha256 = Some(host.sha256_file(&from.join(rel)).await?);
+                hashed += 1;
+            }
+        }
+        Ok(hashed)
     }
 
     /// The copy on this machine, against its manifest and against the source just observed. A copy
@@ -201,17 +217,13 @@ impl BackupFilesStep {
             .filter(|(rel, sha)| proven.get(*rel).map(|(s, _)| s) != Some(*sha))
             .map(|(rel, _)| rel.clone())
             .collect();
-        let copies = source
-            .keys()
-            .filter_map(|rel| proven.get(rel).map(|(sha, _)| (rel.clone(), sha.clone())))
-            .collect();
         Observed {
             source_present: false,
             source: BTreeMap::new(),
             manifest,
             mismatched,
             manifest_error,
-            copies,
+            copies: BTreeMap::new(),
             proven,
             listed_at_ns: 0,
             hashed,
@@ -231,7 +243,7 @@ impl BackupFilesStep {
                 let source = o
                     .source
                     .get(rel)
-                    .filter(|f| &f.sha256 == sha)
+                    .filter(|f| f.sha256.as_ref() == Some(sha))
                     .and_then(|f| f.stat)
                     .filter(|s| !s.changed_since(o.listed_at_ns - SETTLE_NS));
                 Some((
@@ -268,7 +280,7 @@ impl Kind for BackupFilesStep {
             false => BTreeMap::new(),
         };
         let listed_at_ns = afs::now_ns();
-        let (present, source, hashed) = self.observe_source(cx.world.host(), &known).await?;
+        let (present, source) = self.list_source(cx.world.host(), &known).await?;
         // Hashing the copy reads files: keep it off the async workers.
         let this = BackupFilesStep::at(self.id.clone(), self.spec.clone());
         let mut o = tokio::task::spawn_blocking(move || {
@@ -280,7 +292,12 @@ impl Kind for BackupFilesStep {
         .map_err(|e| StepError::Internal(format!("observing {} stopped: {e}", self.spec.from)))?;
         o.source_present = present;
         o.listed_at_ns = listed_at_ns;
-        o.hashed += hashed;
+        o.hashed += self.hash_source(cx.world.host(), &mut o).await?;
+        o.copies = o
+            .source
+            .keys()
+            .filter_map(|rel| o.proven.get(rel).map(|(sha, _)| (rel.clone(), sha.clone())))
+            .collect();
         tracing::debug!(step = %self.id, hashed = o.hashed, "observed");
         Ok(o)
     }
@@ -344,7 +361,12 @@ impl Kind for BackupFilesStep {
         }
         let bytes = copy.iter().map(|(_, f)| f.bytes).sum();
         let mut manifest: BTreeMap<String, String> = o.manifest.clone().unwrap_or_default();
-        manifest.extend(o.source.iter().map(|(r, f)| (r.clone(), f.sha256.clone())));
+        // Files not hashed yet are listed with the hash taken while copying them.
+        manifest.extend(
+            o.source
+                .iter()
+                .filter_map(|(r, f)| Some((r.clone(), f.sha256.clone()?))),
+        );
         let files: Vec<(String, SourceFile)> = copy
             .iter()
             .map(|(rel, f)| ((*rel).clone(), (*f).clone()))
@@ -407,34 +429,54 @@ impl Kind for BackupFilesStep {
         for file in folders.values() {
             afs::create_parent_dirs(file)?;
         }
-        let mut written = Vec::with_capacity(change.files.len());
-        let mut bytes = 0u64;
-        for (rel, f) in &change.files {
-            let dst = to.join(rel);
-            let sha = host.fetch(&from.join(rel), &dst).await?;
-            if sha != f.sha256 {
-                return Err(StepError::Failed(format!(
-                    "{rel} changed while it was being copied; run again"
-                )));
-            }
-            written.push(dst);
-            bytes += f.bytes;
-        }
+        // Files are copied COPIERS at a time: while one waits on the disk, another is hashed.
+        let planned: Vec<(String, Option<String>)> = change
+            .files
+            .iter()
+            .map(|(rel, f)| (rel.clone(), f.sha256.clone()))
+            .collect();
+        let written: Vec<(PathBuf, String)> = stream::iter(planned)
+            .map(|(rel, expected)| {
+                let (src, dst) = (from.join(&rel), to.join(&rel));
+                async move {
+                    let sha = host.fetch(&src, &dst).await?;
+                    if expected.is_some_and(|e| e != sha) {
+                        return Err(StepError::Failed(format!(
+                            "{rel} changed while it was being copied; run again"
+                        )));
+                    }
+                    Ok((dst, sha))
+                }
+            })
+            .buffered(COPIERS)
+            .try_collect()
+            .await?;
+        self.unchanged_while_copied(host, change).await?;
+        let bytes: u64 = change.files.iter().map(|(_, f)| f.bytes).sum();
         let copied = written.len() as u64;
+        let mut entries = change.manifest.clone();
+        entries.extend(
+            change
+                .files
+                .iter()
+                .zip(&written)
+                .map(|((rel, _), (_, sha))| (rel.clone(), sha.clone())),
+        );
         let manifest = Manifest {
-            entries: change.manifest.clone().into_iter().collect(),
+            entries: entries.into_iter().collect(),
         };
         let path = self.manifest_path();
         let (files, kept) = (change.files.clone(), change.kept.clone());
         let stamped = tokio::task::spawn_blocking(move || {
             // Durable before the commit point: every copy, then its folder, flushed once.
-            afs::sync_files(&written)?;
+            let paths: Vec<PathBuf> = written.iter().map(|(p, _)| p.clone()).collect();
+            afs::sync_files(&paths)?;
             let mut stamps = kept;
-            for ((rel, f), dst) in files.into_iter().zip(&written) {
+            for ((rel, f), (dst, sha256)) in files.into_iter().zip(written) {
                 let stamp = Stamp {
-                    sha256: f.sha256,
+                    sha256,
                     source: f.stat,
-                    copy: afs::stat(dst)?,
+                    copy: afs::stat(&dst)?,
                 };
                 stamps.insert(rel, stamp);
             }
@@ -520,6 +562,44 @@ impl Kind for BackupFilesStep {
 }
 
 impl BackupFilesStep {
+    /// The files copied without a sha256 observed before (their first copy) must still have the
+    /// stat they were listed with: one that moved may have changed while it was read.
+    async fn unchanged_while_copied(
+        &self,
+        host: &dyn Host,
+        change: &Copy,
+    ) -> Result<(), StepError> {
+        let unhashed: BTreeMap<&String, Option<FileStat>> = change
+            .files
+            .iter()
+            .filter(|(_, f)| f.sha256.is_none())
+            .map(|(rel, f)| (rel, f.stat))
+            .collect();
+        if unhashed.is_empty() {
+            return Ok(());
+        }
+        let now: BTreeMap<String, FileStat> = host
+            .walk_stats(&self.spec.from.to_path_buf())
+            .await?
+            .into_iter()
+            .collect();
+        let moved: Vec<&str> = unhashed
+            .iter()
+            .filter(|(rel, before)| now.get(**rel).copied() != **before)
+            .map(|(rel, _)| rel.as_str())
+            .collect();
+        if moved.is_empty() {
+            Ok(())
+        } else {
+            Err(StepError::Failed(format!(
+                "{} file(s) of {} changed while they were being copied ({}); run again",
+                moved.len(),
+                self.spec.from,
+                moved.join(", ")
+            )))
+        }
+    }
+
     /// The live source against the copy, right before the source is destroyed: every file of the
     /// source must have a copy with its content listed in the manifest. Names what differs.
     async fn source_matches_copy(&self, host: &dyn Host) -> Result<usize, StepError> {
@@ -578,8 +658,12 @@ mod tests {
     use crate::steps::record::{Journal, StepRecord, StepStatus};
     use crate::steps::{Evidence, World};
 
-    /// This machine, listing files with their size and mtime only.
-    struct SizeAndMtime;
+    /// This machine, listing files with their size and mtime only; it can stand in for an
+    /// administrator who edits a file right after it was read for its copy.
+    #[derive(Default)]
+    struct SizeAndMtime {
+        edited_after_read: std::sync::Mutex<Option<PathBuf>>,
+    }
 
     #[async_trait]
     impl Host for SizeAndMtime {
@@ -624,7 +708,11 @@ mod tests {
             Local.restrict_permissions(p).await
         }
         async fn fetch(&self, a: &Path, b: &Path) -> Result<String, FsError> {
-            Local.fetch(a, b).await
+            let sha = Local.fetch(a, b).await;
+            if self.edited_after_read.lock().unwrap().as_deref() == Some(a) {
+                std::fs::write(a, "edited after it was read").unwrap();
+            }
+            sha
         }
     }
 
@@ -639,6 +727,10 @@ mod tests {
 
     /// A source folder of three files last written an hour ago, and a one-step plan copying it.
     fn bench() -> Bench {
+        bench_on(Arc::new(SizeAndMtime::default()))
+    }
+
+    fn bench_on(host: Arc<SizeAndMtime>) -> Bench {
         let dir = tempfile::tempdir().unwrap();
         let (from, to) = (dir.path().join("Extensions"), dir.path().join("copy"));
         std::fs::create_dir_all(from.join("sub")).unwrap();
@@ -660,8 +752,7 @@ mod tests {
             _ => unreachable!("the plan has one backup_files step"),
         };
         let id = StepId::parse("ext").unwrap();
-        let world =
-            World::new(plan, dir.path().to_path_buf(), BTreeMap::new()).on(Arc::new(SizeAndMtime));
+        let world = World::new(plan, dir.path().to_path_buf(), BTreeMap::new()).on(host);
         let step = BackupFilesStep::new(id.clone(), spec);
         Bench {
             _dir: dir,
@@ -788,5 +879,26 @@ mod tests {
             ["a.dll"]
         );
         assert!(b.to.join("a.dll").is_file());
+    }
+
+    #[tokio::test]
+    async fn a_file_edited_while_its_first_copy_is_made_fails_the_step_and_no_manifest_is_written()
+    {
+        let host = Arc::new(SizeAndMtime::default());
+        let b = bench_on(host.clone());
+        let edited = b.from.join("b.dll");
+        let journal = Journal::new("t");
+        let o = b.step.observe(&cx(&b, &journal, true)).await.unwrap();
+        assert_eq!(o.hashed, 0, "a first copy hashes only while copying");
+        let Planned::Change { change, .. } = b.step.diff(&o, &cx(&b, &journal, true)) else {
+            panic!("a fresh copy is a change");
+        };
+        *host.edited_after_read.lock().unwrap() = Some(edited);
+        let Err(err) = b.step.apply(&change, &cx(&b, &journal, true)).await else {
+            panic!("a copy of a file edited while it was read was accepted");
+        };
+        assert!(err.to_string().contains("b.dll"), "{err}");
+        assert!(err.to_string().contains("changed while"), "{err}");
+        assert!(!b.to.join(MANIFEST).exists());
     }
 }
