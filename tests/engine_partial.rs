@@ -258,3 +258,99 @@ async fn a_backup_of_another_database_at_the_path_is_never_overwritten() {
     );
     assert_eq!(rig.installed(), ["Identity Integration Feature Pack"]);
 }
+
+/// A one-step plan copying the lab's Extensions folder; returns it with the source and the copy.
+fn extensions_only(rig: &Rig) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let from = rig.path(r"C:\Program Files\Microsoft Identity Integration Server\Extensions");
+    let to = rig.path(r"D:\Upgrade\Extensions");
+    let plan = rig.plan_with_steps(
+        "extensions-only",
+        &format!(
+            "  - id: extensions\n    backup_files:\n      from: '{}'\n      to: '{}'\n",
+            from.display(),
+            to.display()
+        ),
+    );
+    (plan, from, to)
+}
+
+/// `plan` shows one file to copy, and `apply` copies it: `copy` then holds `expected`.
+fn copies_one_file_again(rig: &Rig, plan: &str, copy: &std::path::Path, expected: &[u8]) {
+    let again = rig.upgrade(&["plan", plan]);
+    assert!(stdout(&again).contains("+ extensions"), "{}", text(&again));
+    assert!(
+        stdout(&again).contains("copy: 1 file(s)"),
+        "{}",
+        text(&again)
+    );
+    let apply = rig.upgrade(&["apply", plan, "--auto-approve"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
+    assert_eq!(std::fs::read(copy).unwrap(), expected);
+}
+
+#[test]
+fn a_copy_cut_off_before_its_manifest_is_not_trusted_and_a_damaged_file_is_copied_again() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let (plan, from, to) = extensions_only(&rig);
+    let plan = plan.to_str().unwrap();
+    // A stand-in fault: the manifest's temporary name is taken by a folder, so the run stops after
+    // every file was copied and before the manifest, the commit point, is written.
+    let blocker = to.join(".SHA256SUMS.upgrade-partial");
+    std::fs::create_dir_all(&blocker).unwrap();
+    let first = rig.upgrade(&["apply", plan, "--auto-approve"]);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first));
+    let dll = "Contoso.MVExtension.dll";
+    assert!(to.join(dll).is_file(), "the files were not copied first");
+    assert!(!to.join("SHA256SUMS").exists());
+    let journal =
+        std::fs::read_to_string(rig.state_dir().join("extensions-only.journal.json")).unwrap();
+    let journal: serde_json::Value = serde_json::from_str(&journal).unwrap();
+    assert_ne!(
+        journal["steps"]["extensions"]["status"], "done",
+        "a copy without its manifest was recorded done"
+    );
+
+    // A copied file is damaged, as an unflushed file can be after a power cut; its size and mtime
+    // stay as they were.
+    let copy = to.join(dll);
+    let mtime = std::fs::metadata(&copy).unwrap().modified().unwrap();
+    let size = std::fs::metadata(&copy).unwrap().len() as usize;
+    std::fs::write(&copy, vec![0u8; size]).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&copy)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    std::fs::remove_dir(&blocker).unwrap();
+
+    copies_one_file_again(&rig, plan, &copy, &std::fs::read(from.join(dll)).unwrap());
+    assert!(to.join("SHA256SUMS").is_file());
+    let converged = rig.upgrade(&["plan", plan, "--detailed-exitcode"]);
+    assert_eq!(converged.status.code(), Some(0), "{}", text(&converged));
+}
+
+#[test]
+fn an_extension_changed_with_a_new_mtime_after_the_copy_is_copied_again_on_the_next_run() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let (plan, from, to) = extensions_only(&rig);
+    let plan = plan.to_str().unwrap();
+    let first = rig.upgrade(&["apply", plan, "--auto-approve"]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    // Once the lab's files are older than the quick check's settling time, a converged run records
+    // their stats: from then on, a file whose stats did not move is not hashed again.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let converged = rig.upgrade(&["apply", plan, "--auto-approve"]);
+    assert_eq!(converged.status.code(), Some(0), "{}", text(&converged));
+    let journal =
+        std::fs::read_to_string(rig.state_dir().join("extensions-only.journal.json")).unwrap();
+    let journal: serde_json::Value = serde_json::from_str(&journal).unwrap();
+    let dll = "Contoso.MVExtension.dll";
+    assert!(
+        journal["steps"]["extensions"]["evidence"]["details"]["stamps"][dll]["source"].is_object(),
+        "the source's stats were not recorded: {journal}"
+    );
+
+    std::fs::write(from.join(dll), "rebuilt after the copy").unwrap();
+    copies_one_file_again(&rig, plan, &to.join(dll), b"rebuilt after the copy");
+}

@@ -43,6 +43,37 @@ fn old_product(rig: &Rig) -> upgrade_lab::state::Product {
         .unwrap()
 }
 
+/// The Extensions folder is copied before the keys are exported (a wrapper around miiskmu then
+/// acts while the run is under way, after the copy).
+fn keys_after_extensions(rig: &Rig) {
+    edit_plan(
+        rig,
+        "  - id: keys\n    export_keys:",
+        "  - id: keys\n    after: [extensions]\n    export_keys:",
+    );
+}
+
+/// The run redid the Extensions copy at the uninstall's gate, and the copy of the edited rules
+/// extension holds `edited`. Returns the copy's folder.
+fn copied_again_before_the_uninstall(
+    rig: &Rig,
+    out: &std::process::Output,
+    edited: &[u8],
+) -> PathBuf {
+    assert!(
+        stdout(out).contains("redone before `remove-iifp`"),
+        "{}",
+        text(out)
+    );
+    let copy = rig.path(r"D:\Upgrade\Extensions");
+    assert_eq!(
+        std::fs::read(copy.join("Contoso.MVExtension.dll")).unwrap(),
+        edited,
+        "the edit made before the uninstall is lost"
+    );
+    copy
+}
+
 fn converged(rig: &Rig) {
     let plan = rig.upgrade(&["plan", rig.plan_str(), "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
@@ -123,11 +154,7 @@ fn extensions_edited_after_their_copy_are_copied_again_before_the_uninstall() {
     let rig = Rig::iifp(Driver::Tds, &[]);
     // The copy is taken first; while the keys are exported, an administrator edits a rules
     // extension (the run is under way, its survey already done).
-    edit_plan(
-        &rig,
-        "  - id: keys\n    export_keys:",
-        "  - id: keys\n    after: [extensions]\n    export_keys:",
-    );
+    keys_after_extensions(&rig);
     let edited = extensions(&rig).join("Contoso.MVExtension.dll");
     let added = extensions(&rig).join("Contoso.New.dll");
     wrap_miiskmu(
@@ -141,22 +168,53 @@ fn extensions_edited_after_their_copy_are_copied_again_before_the_uninstall() {
 
     let out = apply(&rig);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        stdout(&out).contains("redone before `remove-iifp`"),
-        "{}",
-        text(&out)
-    );
-    let copy = rig.path(r"D:\Upgrade\Extensions");
-    assert_eq!(
-        std::fs::read(copy.join("Contoso.MVExtension.dll")).unwrap(),
-        b"edited during the run",
-        "the edit made before the uninstall is lost"
-    );
+    let copy = copied_again_before_the_uninstall(&rig, &out, b"edited during the run");
     assert_eq!(
         std::fs::read(copy.join("Contoso.New.dll")).unwrap(),
         b"added during the run",
         "the file added before the uninstall is lost"
     );
+    converged(&rig);
+}
+
+#[test]
+fn an_extension_edited_during_the_run_with_its_size_and_mtime_kept_is_still_caught_before_the_uninstall(
+) {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    // The copy is taken (and its files' stats recorded) first; while the keys are exported, a
+    // rules extension is edited in place, its size unchanged and its mtime put back (`touch -r`):
+    // a quick check on size and mtime sees nothing.
+    keys_after_extensions(&rig);
+    let edited = extensions(&rig).join("Contoso.MVExtension.dll");
+    let before = std::fs::read(&edited).unwrap();
+    let mtime = std::fs::metadata(&edited).unwrap().modified().unwrap();
+    let stamp = rig.tmp.path().join("mtime-of-the-dll");
+    // What the file was right after the edit (`cp -p` keeps its mtime): the uninstall removes it.
+    let seen = rig.tmp.path().join("the-dll-as-edited");
+    let mark = if before[0] == b'#' { b'!' } else { b'#' };
+    wrap_miiskmu(
+        &rig,
+        &format!(
+            "touch -r '{e}' '{s}'; printf '{m}' | dd of='{e}' bs=1 count=1 conv=notrunc 2>/dev/null; \
+             touch -r '{s}' '{e}'; [ -e '{v}' ] || cp -p '{e}' '{v}'",
+            e = edited.display(),
+            s = stamp.display(),
+            m = mark as char,
+            v = seen.display(),
+        ),
+    );
+
+    let out = apply(&rig);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut expected = before.clone();
+    expected[0] = mark;
+    assert_eq!(
+        std::fs::read(&seen).unwrap(),
+        expected,
+        "the stand-in edit did not happen"
+    );
+    assert_eq!(std::fs::metadata(&seen).unwrap().modified().unwrap(), mtime);
+    copied_again_before_the_uninstall(&rig, &out, &expected);
     converged(&rig);
 }
 

@@ -86,20 +86,25 @@ pub fn commit_temp(temp: &Path, path: &Path) -> Result<(), FsError> {
     sync_parent(path)
 }
 
-#[cfg(unix)]
 fn sync_parent(path: &Path) -> Result<(), FsError> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
+    sync_dir(path.parent().unwrap_or(Path::new("")))
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> Result<(), FsError> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
     };
-    File::open(parent)
+    File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(io("flush folder", parent))
+        .map_err(io("flush folder", dir))
 }
 
 /// Windows: a rename is made durable by the file system journal; folders cannot be opened to fsync.
 #[cfg(not(unix))]
-fn sync_parent(_path: &Path) -> Result<(), FsError> {
+fn sync_dir(_dir: &Path) -> Result<(), FsError> {
     Ok(())
 }
 
@@ -120,16 +125,26 @@ pub fn sha256_file(path: &Path) -> Result<String, FsError> {
 
 /// Copies `src` to `dst` reading it once (copy and hash in one pass) through a temp sibling of
 /// `dst`, then renames. Creates `dst`'s folder. Returns the sha256 (hex) of what was written.
+/// Durable: the file and its folder are flushed to disk before it returns.
 pub fn copy_with_sha256(src: &Path, dst: &Path) -> Result<String, FsError> {
     if let Some(parent) = dst.parent() {
         std::fs::create_dir_all(parent).map_err(io("create folder", parent))?;
     }
+    let sha = copy_hashing(src, dst)?;
+    sync_files(&[dst.to_path_buf()])?;
+    Ok(sha)
+}
+
+/// Copies `src` to `dst` (whose folder exists) reading it once, hashing what it copies, through a
+/// temp sibling of `dst` renamed into place. NOT yet durable: a caller copying many files flushes
+/// them all at once with [`sync_files`] before it writes what commits them (a manifest).
+pub fn copy_hashing(src: &Path, dst: &Path) -> Result<String, FsError> {
     let temp = temp_sibling(dst);
     let result = (|| {
         let mut input = File::open(src).map_err(io("open", src))?;
         let mut output = File::create(&temp).map_err(io("create", &temp))?;
         let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = input.read(&mut buf).map_err(io("read", src))?;
             if n == 0 {
@@ -138,16 +153,146 @@ pub fn copy_with_sha256(src: &Path, dst: &Path) -> Result<String, FsError> {
             hasher.update(&buf[..n]);
             output.write_all(&buf[..n]).map_err(io("write", &temp))?;
         }
-        output.sync_all().map_err(io("flush to disk", &temp))?;
+        start_writeback(&output);
         drop(output);
-        commit_temp(&temp, dst)?;
+        std::fs::rename(&temp, dst).map_err(io("rename into place", dst))?;
         Ok(hex::encode(hasher.finalize()))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&temp);
     }
-    tracing::debug!(src = %src.display(), dst = %dst.display(), ok = result.is_ok(), "copied");
+    tracing::trace!(src = %src.display(), dst = %dst.display(), ok = result.is_ok(), "copied");
     result
+}
+
+/// Linux: starts writing a file's data to disk now, without waiting (`sync_file_range` with
+/// `SYNC_FILE_RANGE_WRITE`), so that the `fsync` that makes it durable later finds little left to
+/// do. It makes nothing durable by itself (no metadata, no disk cache flush).
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on a descriptor this function borrows; a failure only means
+    // the later fsync does all the work.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File) {}
+
+/// How many files are flushed at once: waits on the disk, not on the CPU, and a journaling file
+/// system commits concurrent flushes together.
+const FLUSHERS: usize = 8;
+
+/// Flushes each file to disk, then each of their folders once (so their renames last).
+pub fn sync_files(files: &[PathBuf]) -> Result<(), FsError> {
+    let flush = |f: &PathBuf| {
+        // Write access: Windows flushes (FlushFileBuffers) only a handle that may write.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(f)
+            .and_then(|file| file.sync_all())
+            .map_err(io("flush to disk", f))
+    };
+    let chunk = files.len().div_ceil(FLUSHERS).max(1);
+    std::thread::scope(|scope| {
+        let flushers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().try_for_each(flush)))
+            .collect();
+        flushers
+            .into_iter()
+            .try_for_each(|f| f.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    })?;
+    let folders: std::collections::BTreeSet<&Path> =
+        files.iter().filter_map(|f| f.parent()).collect();
+    for folder in folders {
+        sync_dir(folder)?;
+    }
+    tracing::debug!(files = files.len(), "flushed to disk");
+    Ok(())
+}
+
+/// What a quick check compares (as rsync's: size and modification time; with the inode and the
+/// status-change time where the platform has them), read before a file is hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileStat {
+    pub bytes: u64,
+    /// Modification time, nanoseconds since 1970.
+    pub mtime_ns: i64,
+    /// The inode number (unix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inode: Option<u64>,
+    /// The status-change time, nanoseconds since 1970 (unix: any write, rename or `touch -r`
+    /// moves it, and no user can set it back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctime_ns: Option<i64>,
+}
+
+impl FileStat {
+    fn of(m: &std::fs::Metadata) -> FileStat {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
+            FileStat {
+                bytes: m.len(),
+                mtime_ns: ns(m.mtime(), m.mtime_nsec()),
+                inode: Some(m.ino()),
+                ctime_ns: Some(ns(m.ctime(), m.ctime_nsec())),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let mtime_ns =
+                m.modified()
+                    .ok()
+                    .map_or(0, |t| match t.duration_since(std::time::UNIX_EPOCH) {
+                        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+                        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
+                    });
+            FileStat {
+                bytes: m.len(),
+                mtime_ns,
+                inode: None,
+                ctime_ns: None,
+            }
+        }
+    }
+
+    /// Whether the file changed at `at` or later (or in the future): a write within the same clock
+    /// tick may then leave every field as it was, so a hash taken now cannot be trusted for it
+    /// later (git calls this "racy"). `at` in nanoseconds since 1970.
+    pub fn changed_since(&self, at_ns: i64) -> bool {
+        self.mtime_ns >= at_ns || self.ctime_ns.is_some_and(|c| c >= at_ns)
+    }
+}
+
+/// The size, times and inode of a file (following a symbolic link).
+pub fn stat(path: &Path) -> Result<FileStat, FsError> {
+    Ok(FileStat::of(
+        &std::fs::metadata(path).map_err(io("read the size and times of", path))?,
+    ))
+}
+
+/// Nanoseconds since 1970 on this machine's clock.
+pub fn now_ns() -> i64 {
+    match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
+}
+
+/// Every regular file under `dir` with its [`FileStat`], sorted as [`walk_files`] sorts them.
+pub fn walk_stats(dir: &Path) -> Result<Vec<(String, FileStat)>, FsError> {
+    walk_files(dir)?
+        .into_iter()
+        .map(|rel| {
+            let s = stat(&dir.join(&rel))?;
+            Ok((rel, s))
+        })
+        .collect()
 }
 
 /// Every regular file under `dir`, as sorted relative paths with `/`. Half-written artifacts

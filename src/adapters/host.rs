@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 
-use crate::adapters::fs::{self as afs, FsError};
+use crate::adapters::fs::{self as afs, FileStat, FsError};
 use crate::adapters::process::{ProcessError, ProcessOutcome, ProcessSpec};
 use crate::adapters::secrets::Redactor;
 
@@ -41,6 +41,10 @@ pub trait Host: Send + Sync {
     /// Every file under `dir`, as relative paths with `/`, sorted.
     async fn walk_files(&self, dir: &Path) -> Result<Vec<String>, FsError>;
 
+    /// Every file under `dir` with its size, times and inode (what a quick check compares), as
+    /// `walk_files` names and sorts them: one listing, not a call per file.
+    async fn walk_stats(&self, dir: &Path) -> Result<Vec<(String, FileStat)>, FsError>;
+
     async fn rename(&self, from: &Path, to: &Path) -> Result<(), FsError>;
 
     async fn remove_if_exists(&self, path: &Path) -> Result<(), FsError>;
@@ -50,8 +54,9 @@ pub trait Host: Send + Sync {
     /// Leaves a file readable by its owner only (a key file).
     async fn restrict_permissions(&self, path: &Path) -> Result<(), FsError>;
 
-    /// Copies a file of the server to `local` on this machine (through a temporary name, synced),
-    /// hashing what was copied; returns its sha256.
+    /// Copies a file of the server to `local` on this machine, whose folder exists (through a
+    /// temporary name renamed into place), hashing what was copied; returns its sha256. Not yet
+    /// durable: the caller flushes what it fetched at once (`adapters::fs::sync_files`).
     async fn fetch(&self, remote: &Path, local: &Path) -> Result<String, FsError>;
 }
 
@@ -121,6 +126,11 @@ impl Host for Local {
         blocking(dir, move || afs::walk_files(&d)).await
     }
 
+    async fn walk_stats(&self, dir: &Path) -> Result<Vec<(String, FileStat)>, FsError> {
+        let d = dir.to_path_buf();
+        blocking(dir, move || afs::walk_stats(&d)).await
+    }
+
     async fn rename(&self, from: &Path, to: &Path) -> Result<(), FsError> {
         afs::rename(from, to)
     }
@@ -139,10 +149,6 @@ impl Host for Local {
 
     async fn fetch(&self, remote: &Path, local: &Path) -> Result<String, FsError> {
         let (src, dst): (PathBuf, PathBuf) = (remote.to_path_buf(), local.to_path_buf());
-        blocking(remote, move || {
-            afs::create_parent_dirs(&dst)?;
-            afs::copy_with_sha256(&src, &dst)
-        })
-        .await
+        blocking(remote, move || afs::copy_hashing(&src, &dst)).await
     }
 }

@@ -89,6 +89,7 @@ impl Session {
             id: &self.world.plan.steps[i].id,
             journal,
             plan_sha256: &self.loaded.sha256,
+            quick: true,
         }
     }
 
@@ -100,9 +101,19 @@ impl Session {
         journal::sealed_by(&self.world.plan, &roles, journal, i)
     }
 
-    /// Observes one step (or rechecks it when sealed) and diffs it. Read-only.
-    async fn survey_one(&self, i: usize, journal: &Journal) -> (Diff, Option<Observation>) {
-        let cx = self.cx(i, journal);
+    /// Observes one step (or rechecks it when sealed) and diffs it. Read-only. Not `quick`: nothing
+    /// the step's record vouches for is taken on trust (a prerequisite that just failed its full
+    /// re-check is looked at in full).
+    async fn survey_one(
+        &self,
+        i: usize,
+        journal: &Journal,
+        quick: bool,
+    ) -> (Diff, Option<Observation>) {
+        let cx = StepContext {
+            quick,
+            ..self.cx(i, journal)
+        };
         let redact = |e: &dyn std::fmt::Display| self.world.redactor.redact(&e.to_string());
         let Some(d) = self.sealed_by(i, journal) else {
             return match self.steps[i].observe(&cx).await {
@@ -141,7 +152,7 @@ impl Session {
     /// Observes every step concurrently (read-only) and diffs each, in plan order.
     async fn survey(&self) -> Vec<(Diff, Option<Observation>)> {
         let surveyed =
-            join_all((0..self.steps.len()).map(|i| self.survey_one(i, &self.journal))).await;
+            join_all((0..self.steps.len()).map(|i| self.survey_one(i, &self.journal, true))).await;
         let mut out: Vec<(Diff, Option<Observation>)> = surveyed;
         self.refuse_undone_destruction(&mut out);
         self.refuse_late_before_steps(&mut out);
@@ -632,7 +643,7 @@ async fn turn<F: Fn(&str)>(
     // What was observed before the run is stale once a prerequisite changed the server in this
     // run (an install detected by a name the old product also had): look again.
     let diff = if deps.iter().any(|&d| run.applied[d]) {
-        match session.survey_one(i, &session.journal).await {
+        match session.survey_one(i, &session.journal, true).await {
             (d @ Diff::Done { .. }, _) => session
                 .check_again(i, "run again after this run's changes")
                 .unwrap_or(d),
@@ -770,7 +781,7 @@ async fn gate(
             Err(e) => session.world.redactor.redact(&e.to_string()),
         };
         tracing::warn!(step = %id, "does not hold before `{by}`: {why}");
-        let (diff, _) = session.survey_one(d, &session.journal).await;
+        let (diff, _) = session.survey_one(d, &session.journal, false).await;
         let evidence = match diff {
             Diff::Blocked { why: blocked } => {
                 return Err(format!(

@@ -189,6 +189,11 @@ pub struct StepContext<'a> {
     pub journal: &'a Journal,
     /// sha256 of the plan file.
     pub plan_sha256: &'a str,
+    /// Whether `observe` may skip work that this step's own record vouches for (backup_files does
+    /// not hash again a file whose size, times and inode are as recorded). False when the engine
+    /// looks again at a prerequisite that just failed its full re-check before a destructive step:
+    /// then nothing is taken on trust.
+    pub quick: bool,
 }
 
 impl<'a> StepContext<'a> {

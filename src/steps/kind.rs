@@ -340,6 +340,7 @@ mod tests {
             id: &id,
             journal: &journal,
             plan_sha256: "00",
+            quick: true,
         };
         let step = Typed(Toy::new(id.clone(), ToySpec));
         let observed = step.observe(&cx).await.unwrap();
@@ -365,6 +366,7 @@ mod tests {
             id: &id,
             journal: &journal,
             plan_sha256: "00",
+            quick: true,
         };
         let step = Typed(Toy::new(id.clone(), ToySpec));
         let foreign = Change::of(String::from("not a count"));
