@@ -177,6 +177,35 @@ fn extensions_edited_after_their_copy_are_copied_again_before_the_uninstall() {
     converged(&rig);
 }
 
+/// A rules extension added after the run listed the folder, before the copy's turn (here while
+/// the keys are exported): the copy step does not count as done without it, whether or not an
+/// uninstall comes later to catch it, and the next run copies it.
+#[test]
+fn a_file_added_to_the_source_after_the_plan_is_never_left_out_of_a_copy_recorded_done() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let added = extensions(&rig).join("Contoso.Late.dll");
+    wrap_miiskmu(
+        &rig,
+        &format!("printf 'added after the plan' > '{}'", added.display()),
+    );
+    let out = apply(&rig);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("Contoso.Late.dll"), "{}", text(&out));
+    assert!(
+        !text(&out).contains("redone before"),
+        "the copy step itself must not pass without the file:\n{}",
+        text(&out)
+    );
+    let again = apply(&rig);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    let copy = rig.path(r"D:\Upgrade\Extensions");
+    assert_eq!(
+        std::fs::read(copy.join("Contoso.Late.dll")).unwrap(),
+        b"added after the plan"
+    );
+    converged(&rig);
+}
+
 #[test]
 fn an_extension_edited_during_the_run_with_its_size_and_mtime_kept_is_still_caught_before_the_uninstall(
 ) {

@@ -457,6 +457,7 @@ impl Kind for BackupFilesStep {
             .try_collect()
             .await?;
         self.unchanged_while_copied(host, change).await?;
+        self.nothing_new_since_the_plan(host, change).await?;
         let bytes: u64 = change.files.iter().map(|(_, f)| f.bytes).sum();
         let copied = written.len() as u64;
         let mut entries = change.manifest.clone();
@@ -569,6 +570,33 @@ impl Kind for BackupFilesStep {
 impl BackupFilesStep {
     /// The files copied without a sha256 observed before (their first copy) must still have the
     /// stat they were listed with: one that moved may have changed while it was read.
+    /// Files that appeared in the source after the plan listed it are in neither this copy nor
+    /// its manifest: the step is not done without them. It fails, naming them, and the next run
+    /// plans them (a source folder gone since the plan fails here too).
+    async fn nothing_new_since_the_plan(
+        &self,
+        host: &dyn Host,
+        change: &Copy,
+    ) -> Result<(), StepError> {
+        let listed_now = host.walk_files(&self.spec.from.to_path_buf()).await?;
+        let new: Vec<String> = listed_now
+            .into_iter()
+            .filter(|rel| {
+                !change.manifest.contains_key(rel) && !change.files.iter().any(|(r, _)| r == rel)
+            })
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        Err(StepError::Failed(format!(
+            "{} file(s) appeared in {} after the plan listed it ({}); nothing is recorded: run \
+             again to copy them",
+            new.len(),
+            self.spec.from,
+            new.join(", ")
+        )))
+    }
+
     async fn unchanged_while_copied(
         &self,
         host: &dyn Host,
