@@ -330,18 +330,24 @@ mod tests {
         World::new(loaded.plan, std::env::temp_dir(), BTreeMap::new())
     }
 
-    #[tokio::test]
-    async fn apply_receives_exactly_the_change_diff_planned_and_records_it() {
-        let world = world();
-        let journal = Journal::new("toy");
-        let id = StepId::parse("toy").unwrap();
-        let cx = StepContext {
-            world: &world,
-            id: &id,
-            journal: &journal,
+    fn toy_id() -> StepId {
+        StepId::parse("toy").unwrap()
+    }
+
+    fn context<'a>(world: &'a World, journal: &'a Journal, id: &'a StepId) -> StepContext<'a> {
+        StepContext {
+            world,
+            id,
+            journal,
             plan_sha256: "00",
             quick: true,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn apply_receives_exactly_the_change_diff_planned_and_records_it() {
+        let (world, journal, id) = (world(), Journal::new("toy"), toy_id());
+        let cx = context(&world, &journal, &id);
         let step = Typed(Toy::new(id.clone(), ToySpec));
         let observed = step.observe(&cx).await.unwrap();
         assert_eq!(serde_json::to_value(&observed).unwrap()["count"], 41);
@@ -358,16 +364,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_change_this_step_did_not_plan_is_refused_and_nothing_runs() {
-        let world = world();
-        let journal = Journal::new("toy");
-        let id = StepId::parse("toy").unwrap();
-        let cx = StepContext {
-            world: &world,
-            id: &id,
-            journal: &journal,
-            plan_sha256: "00",
-            quick: true,
-        };
+        let (world, journal, id) = (world(), Journal::new("toy"), toy_id());
+        let cx = context(&world, &journal, &id);
         let step = Typed(Toy::new(id.clone(), ToySpec));
         let foreign = Change::of(String::from("not a count"));
         let err = step.apply(&foreign, &cx).await.unwrap_err();
