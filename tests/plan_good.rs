@@ -218,6 +218,52 @@ fn defaults_apply_where_the_plan_is_silent() {
     assert!(loaded.plan.tools.miiskmu.is_none());
 }
 
+#[test]
+fn a_plan_that_says_nothing_of_the_connection_acts_on_this_machine() {
+    let loaded = plan::load(&repo().join("examples/minimal.yaml")).unwrap();
+    assert!(loaded.plan.server.connect.is_local());
+    assert!(loaded.plan.server.host.is_none());
+}
+
+#[test]
+fn a_winrm_plan_says_where_and_how_to_log_on_and_keeps_its_password_a_reference() {
+    let loaded = plan::load(&repo().join("examples/winrm.yaml")).unwrap();
+    let server = &loaded.plan.server;
+    assert_eq!(server.host.as_deref(), Some("miis01.contoso.com"));
+    let w = server.connect.winrm().expect("connect: winrm");
+    assert_eq!(w.auth, plan::WinrmAuth::Ntlm);
+    assert_eq!(w.user, r"CONTOSO\upgrade-admin");
+    assert_eq!(w.password, Secret::Env("WINRM_PASSWORD".into()));
+    assert!(!w.https);
+    assert_eq!(w.timeout.map(|t| t.get().as_secs()), Some(30));
+}
+
+/// The lab's plans run `upgrade` on Linux against POSIX paths: without `server.connect: winrm`
+/// nothing changes for them. With it, the same paths on the sync server are refused.
+#[test]
+fn posix_paths_stay_valid_in_a_local_plan_and_are_refused_on_a_winrm_server() {
+    let steps = "steps:\n  - id: keys\n    export_keys:\n      to: /srv/keys.bin\n      \
+                 copy_to: /srv/copy/keys.bin\n      account: { user: svc, password: { env: P } }\n";
+    let local =
+        format!("version: 1\nname: x\nserver:\n  sql: {{ host: h, auth: windows }}\n{steps}");
+    plan::load_str("local.yaml", &local).unwrap();
+    let remote = format!(
+        "version: 1\nname: x\nserver:\n  host: miis01\n  connect:\n    winrm: {{ auth: ntlm, \
+         user: u, password: {{ env: W }} }}\n  sql: {{ host: h, auth: windows }}\n{steps}"
+    );
+    let diags = plan::load_str("remote.yaml", &remote)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        diags.contains("steps[0].export_keys.to: with `server.connect: winrm` this is a path on the sync server"),
+        "{diags}"
+    );
+    assert!(
+        !diags.contains("copy_to"),
+        "the copy is the admin host's, any absolute path: {diags}"
+    );
+}
+
 /// The waits of every kind that has one, in file order, from a plan whose steps end in `wait`.
 fn waits_of(wait: &str) -> Vec<Option<std::time::Duration>> {
     let text = [

@@ -26,6 +26,9 @@ pub fn check(plan: &Plan) -> Vec<Problem> {
     // checked too. Serializing plain data with string map keys to a `Value` cannot fail.
     let value = serde_json::to_value(plan).expect("a plan serializes to a JSON value");
     walk(&value, "", &mut out);
+    if let Some(name) = &plan.server.host {
+        host(name, "server.host", &mut out);
+    }
     let sql = &plan.server.sql;
     host(&sql.host, "server.sql.host", &mut out);
     if let Some(name) = &sql.instance {

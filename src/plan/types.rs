@@ -35,8 +35,95 @@ pub struct Plan {
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Server {
+    /// The sync server's name (computer name, DNS name or IP address). Default: this machine,
+    /// where `upgrade` runs. With `connect: winrm` and no `endpoint`, `upgrade` connects to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// How `upgrade` reaches the sync server's programs and files: `local` (the default:
+    /// `upgrade` runs on the sync server itself) or `winrm: {...}` (`upgrade` runs on an admin
+    /// host and acts on the sync server over WinRM). The SQL connection (`sql`) is direct either
+    /// way.
+    #[serde(default, skip_serializing_if = "Connect::is_local")]
+    pub connect: Connect,
     /// How to reach the SQL Server that holds the sync database.
     pub sql: SqlConnection,
+}
+
+/// How `upgrade` reaches the sync server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Connect {
+    /// `upgrade` runs on the sync server itself: its programs and files are this machine's.
+    #[default]
+    Local,
+    /// `upgrade` runs on an admin host (Windows 7 / Server 2008 R2 or later, or Linux) and acts
+    /// on the sync server over WinRM (WS-Management). The server needs WinRM listening: on by
+    /// default from Windows Server 2012; Windows Server 2003 SP2 and 2008 need Windows Management
+    /// Framework 2.0 (KB968930) and `winrm quickconfig`. Every path a step uses on the sync server
+    /// is then a Windows path on that server; backups are brought back to the admin host.
+    Winrm(WinrmConnect),
+}
+
+impl Connect {
+    pub fn is_local(&self) -> bool {
+        matches!(self, Connect::Local)
+    }
+
+    /// The WinRM settings, when the plan acts on the server over WinRM.
+    pub fn winrm(&self) -> Option<&WinrmConnect> {
+        match self {
+            Connect::Local => None,
+            Connect::Winrm(w) => Some(w),
+        }
+    }
+}
+
+/// Where and how to log on to the sync server's WinRM service.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WinrmConnect {
+    /// The WinRM listener: `server`, `server:port` or `http[s]://server[:port]/wsman`.
+    /// Default: `server.host` on WinRM's default port (5985 for HTTP, 5986 for HTTPS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// How to log on: `ntlm` (works with Windows' default listener: over HTTP every message is
+    /// encrypted), `basic` (HTTPS only: it sends the password with every request), `kerberos`
+    /// (not supported yet).
+    pub auth: WinrmAuth,
+    /// The account to log on with, an administrator of the sync server: `user` or `COMPUTER\user`
+    /// for a local account, `DOMAIN\user` for a domain account.
+    pub user: String,
+    /// That account's password: `{env: NAME}`, `{file: PATH}` or `{prompt: true}`, never a
+    /// literal. It never reaches the server's disk or a command line.
+    pub password: Secret,
+    /// Connect over HTTPS (the listener's certificate is checked) instead of HTTP. Default false.
+    #[serde(default)]
+    pub https: bool,
+    /// A PEM file on the admin host with the CA certificate (or the listener's self-signed
+    /// certificate) to trust instead of the system's roots. HTTPS only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<AbsPath>,
+    /// How long to wait for the connection, the logon and each WinRM operation (a command itself
+    /// waits as long as its step says). Default `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+}
+
+impl WinrmConnect {
+    /// Where the plan asks for the WinRM password.
+    pub const PASSWORD: &'static str = "server.connect.winrm.password";
+}
+
+/// How to log on to WinRM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WinrmAuth {
+    /// NTLM (Windows' Negotiate without Kerberos); over HTTP every message is encrypted.
+    Ntlm,
+    /// Kerberos: not supported yet (the client does not implement it); use `ntlm`.
+    Kerberos,
+    /// Basic: user and password in every request, so HTTPS only.
+    Basic,
 }
 
 /// A SQL Server connection.

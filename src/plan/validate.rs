@@ -7,8 +7,9 @@
 use std::collections::HashMap;
 
 use super::graph;
-use super::kinds::Where;
+use super::kinds::{PathOn, Where};
 use super::names;
+use super::values::AbsPath;
 
 use super::types::*;
 
@@ -55,6 +56,8 @@ pub fn check(plan: &Plan) -> Vec<Problem> {
         );
     }
     check_connection(&plan.server.sql, &mut p);
+    check_winrm(&plan.server, &mut p);
+    check_server_paths(plan, &mut p);
     p.0.extend(names::check(plan));
     if plan.steps.is_empty() {
         p.add("steps", "a plan needs at least one step");
@@ -99,6 +102,139 @@ fn check_connection(sql: &SqlConnection, p: &mut Problems) {
         p.add(
             "server.sql.odbc_driver",
             "`odbc_driver` applies only with `driver: odbc` or `driver: auto`",
+        );
+    }
+}
+
+/// The WinRM settings that cannot work, each with what to write instead.
+fn check_winrm(server: &Server, p: &mut Problems) {
+    let Some(w) = server.connect.winrm() else {
+        return;
+    };
+    let at = "server.connect.winrm";
+    match (w.auth, w.https) {
+        (WinrmAuth::Kerberos, _) => p.add(
+            format!("{at}.auth"),
+            "Kerberos is not supported yet; use ntlm (Windows' default listener takes it, and \
+             over HTTP every message is encrypted)",
+        ),
+        (WinrmAuth::Basic, false) => p.add(
+            format!("{at}.auth"),
+            "Basic over plain HTTP is refused: it sends the password in clear with every \
+             request, and Windows' WinRM service refuses it by default (AllowUnencrypted=false); \
+             use `auth: ntlm` (encrypted over HTTP), or `https: true` with an HTTPS listener",
+        ),
+        _ => {}
+    }
+    if w.ca.is_some() && !w.https {
+        p.add(
+            format!("{at}.ca"),
+            "`ca` is the certificate authority of an HTTPS listener, but `https` is false; set \
+             `https: true`, or remove `ca` (NTLM over HTTP is encrypted without a certificate)",
+        );
+    }
+    match &w.endpoint {
+        None if server.host.is_none() => p.add(
+            format!("{at}.endpoint"),
+            "no endpoint and no `server.host`: name the sync server in `server.host` (then \
+             `upgrade` connects to it on WinRM's default port), or give `endpoint`, e.g. \
+             `http://miis01:5985/wsman`",
+        ),
+        Some(e) => {
+            let scheme = e.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+            match scheme.as_deref() {
+                None => {}
+                Some("http") if w.https => p.add(
+                    format!("{at}.endpoint"),
+                    "the endpoint says http:// but `https` is true; make them agree",
+                ),
+                Some("https") if !w.https => p.add(
+                    format!("{at}.endpoint"),
+                    "the endpoint says https:// but `https` is false (the default); add \
+                     `https: true`, or write the endpoint with http://",
+                ),
+                Some("http" | "https") => {}
+                Some(_) => p.add(
+                    format!("{at}.endpoint"),
+                    "an endpoint is `server`, `server:port` or `http[s]://server[:port]/wsman`",
+                ),
+            }
+        }
+        None => {}
+    }
+    if w.timeout.is_some_and(|t| t.get().is_zero()) {
+        p.add(
+            format!("{at}.timeout"),
+            "a timeout of 0 seconds would give up on every WinRM operation at once",
+        );
+    }
+}
+
+/// With `server.connect: winrm`, `upgrade` may run on Linux while every path a step uses on the
+/// sync server is a path on a Windows server: such a path must be a Windows absolute path (a share
+/// only for installer media). Local plans keep every absolute path as it is.
+fn check_server_paths(plan: &Plan, p: &mut Problems) {
+    if plan.server.connect.is_local() {
+        return;
+    }
+    let tools = &plan.tools;
+    for (name, path) in [
+        ("miiskmu", &tools.miiskmu),
+        ("msiexec", &tools.msiexec),
+        ("reg", &tools.reg),
+        ("sc", &tools.sc),
+    ] {
+        if let Some(path) = path {
+            check_server_path(path, PathOn::Server, &format!("tools.{name}"), p);
+        }
+    }
+    for (i, step) in plan.steps.iter().enumerate() {
+        for f in step.kind.spec().paths() {
+            let at = format!("steps[{i}].{}.{}", step.kind.name(), f.field);
+            check_server_path(f.path, f.on, &at, p);
+        }
+    }
+}
+
+fn check_server_path(path: &AbsPath, on: PathOn, at: &str, p: &mut Problems) {
+    let text = path.as_str();
+    let b = text.as_bytes();
+    let drive = b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':';
+    let share = text.starts_with(r"\\");
+    let why = "with `server.connect: winrm` this is a path on the sync server, a Windows server, \
+               whatever machine `upgrade` runs on";
+    match on {
+        PathOn::Server if share => p.add(
+            at,
+            format!(
+                "{why}: expected a path on the server's own disks such as `C:\\...` (a share \
+                 `\\\\server\\share\\...` is for installer media only), found `{text}`"
+            ),
+        ),
+        PathOn::Server if !drive => p.add(
+            at,
+            format!("{why}: expected a Windows absolute path such as `C:\\...`, found `{text}`"),
+        ),
+        PathOn::ServerOrShare if !drive && !share => p.add(
+            at,
+            format!(
+                "{why}: expected a Windows absolute path such as `C:\\...`, or a share the \
+                 server reads, `\\\\server\\share\\...`, found `{text}`"
+            ),
+        ),
+        _ => {}
+    }
+}
+
+/// An installer's log is written on the sync server; its default is in the state folder, which
+/// with `server.connect: winrm` is the admin host's. Such a plan names the log on the server.
+pub(crate) fn check_remote_log(log: Option<&AbsPath>, w: &Where<'_>, p: &mut Problems) {
+    if log.is_none() && !w.plan.server.connect.is_local() {
+        p.add(
+            format!("{}.log", w.at),
+            "with `server.connect: winrm` the installer writes its log on the sync server, and \
+             the default (the state folder) is on this admin host; give `log: C:\\...`, a file \
+             on the server, e.g. `C:\\Upgrade\\install.log`",
         );
     }
 }

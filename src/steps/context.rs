@@ -12,7 +12,7 @@ use crate::adapters::host::{Host, Local};
 use crate::adapters::process::{ProcessOutcome, ProcessSpec};
 use crate::adapters::secrets::{Redactor, SecretString};
 use crate::adapters::sql::{self, SqlClient, SqlError};
-use crate::plan::{AbsPath, Plan, Secret, SqlAuth, StepId, StepKind, StepSpec};
+use crate::plan::{AbsPath, Plan, Secret, SqlAuth, StepId, StepKind, StepSpec, WinrmConnect};
 use crate::steps::record::{Journal, StepRecord};
 use crate::steps::StepError;
 
@@ -37,6 +37,9 @@ pub fn plan_secrets(plan: &Plan) -> Vec<(&Secret, String)> {
     let mut out = Vec::new();
     if let SqlAuth::Sql(login) = &plan.server.sql.auth {
         out.push((&login.password, SQL_PASSWORD.to_string()));
+    }
+    if let Some(winrm) = plan.server.connect.winrm() {
+        out.push((&winrm.password, WinrmConnect::PASSWORD.to_string()));
     }
     for s in &plan.steps {
         for f in s.kind.spec().secrets() {

@@ -260,7 +260,7 @@ mod tests {
 
     use super::*;
     use crate::plan::graph::Reference;
-    use crate::plan::kinds::{Problems, SecretField, Where};
+    use crate::plan::kinds::{PathField, Problems, SecretField, Where};
     use crate::steps::record::Journal;
     use crate::steps::World;
 
@@ -272,6 +272,9 @@ mod tests {
             Vec::new()
         }
         fn secrets(&self) -> Vec<SecretField<'_>> {
+            Vec::new()
+        }
+        fn paths(&self) -> Vec<PathField<'_>> {
             Vec::new()
         }
         fn validate(&self, _: &Where<'_>, _: &mut Problems) {}

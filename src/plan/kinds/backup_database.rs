@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{KindSpec, Problems, SecretField, Where};
+use super::{KindSpec, PathField, PathOn, Problems, SecretField, Where};
 use crate::graph::Reference;
 
 use crate::values::*;
@@ -36,6 +36,9 @@ impl KindSpec for BackupDatabase {
     }
     fn secrets(&self) -> Vec<SecretField<'_>> {
         Vec::new()
+    }
+    fn paths(&self) -> Vec<PathField<'_>> {
+        vec![PathField::new("to", &self.to, PathOn::SqlServer)]
     }
     fn validate(&self, _: &Where<'_>, _: &mut Problems) {}
 }

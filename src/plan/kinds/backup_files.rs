@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{KindSpec, Problems, SecretField, Where};
+use super::{KindSpec, PathField, PathOn, Problems, SecretField, Where};
 use crate::graph::Reference;
 
 use crate::values::*;
@@ -14,9 +14,10 @@ use crate::values::*;
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupFiles {
-    /// Folder to copy, e.g. the rules extensions folder.
+    /// Folder to copy, e.g. the rules extensions folder: a folder on the sync server.
     pub from: AbsPath,
-    /// Destination folder; a `SHA256SUMS` manifest is written into it.
+    /// Destination folder on the machine `upgrade` runs on (with `server.connect: winrm`, the
+    /// admin host: the backup then lives off the server); a `SHA256SUMS` manifest is written into it.
     pub to: AbsPath,
 }
 
@@ -26,6 +27,12 @@ impl KindSpec for BackupFiles {
     }
     fn secrets(&self) -> Vec<SecretField<'_>> {
         Vec::new()
+    }
+    fn paths(&self) -> Vec<PathField<'_>> {
+        vec![
+            PathField::new("from", &self.from, PathOn::Server),
+            PathField::new("to", &self.to, PathOn::AdminHost),
+        ]
     }
     fn validate(&self, _: &Where<'_>, _: &mut Problems) {}
 }

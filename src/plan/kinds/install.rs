@@ -5,10 +5,12 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{KindSpec, Problems, SecretField, Where};
+use super::{KindSpec, PathField, PathOn, Problems, SecretField, Where};
 use crate::graph::Reference;
 use crate::types::*;
-use crate::validate::{check_exit_codes, check_retry, check_timeout, TOOL_AT_ONCE};
+use crate::validate::{
+    check_exit_codes, check_remote_log, check_retry, check_timeout, TOOL_AT_ONCE,
+};
 use crate::values::*;
 use crate::{graph, placeholders};
 use std::collections::BTreeMap;
@@ -195,8 +197,30 @@ impl KindSpec for Install {
             })
             .collect()
     }
+    fn paths(&self) -> Vec<PathField<'_>> {
+        let mut out = vec![PathField::new(
+            "installer",
+            &self.installer,
+            PathOn::ServerOrShare,
+        )];
+        for (k, t) in self.transforms.iter().enumerate() {
+            out.push(PathField::new(
+                format!("transforms[{k}]"),
+                t,
+                PathOn::ServerOrShare,
+            ));
+        }
+        if let Some(log) = &self.log {
+            out.push(PathField::new("log", log, PathOn::Server));
+        }
+        if let Some(KeyFile::Path(key)) = &self.answers.key_file {
+            out.push(PathField::new("answers.key_file.path", key, PathOn::Server));
+        }
+        out
+    }
     fn validate(&self, w: &Where<'_>, p: &mut Problems) {
         check_install(self, w.at, p);
+        check_remote_log(self.log.as_ref(), w, p);
         check_takeover(w.plan, w.index, self, w.at, p);
     }
 }

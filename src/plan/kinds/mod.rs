@@ -4,25 +4,27 @@
 //! generated here from that list, and the executor generates its dispatch to the step
 //! implementations from the same list (the executor's `steps::build`). Adding a kind is its spec type, its
 //! `KindSpec` impl, its step implementation and one line in `step_kinds!`; a kind that does not say
-//! which steps it names or which secrets it holds does not compile:
+//! which steps it names, which secrets it holds or on which machine each of its paths is does not
+//! compile:
 //!
 //! ```compile_fail
 //! use upgrade_plan::kinds::{KindSpec, Where, Problems, SecretField};
 //! use upgrade_plan::graph::Reference;
 //! struct Toy;
 //! impl KindSpec for Toy {
-//!     // `references` and `secrets` are missing: error[E0046]
+//!     // `references`, `secrets` and `paths` are missing: error[E0046]
 //!     fn validate(&self, _: &Where<'_>, _: &mut Problems) {}
 //! }
 //! ```
 //!
 //! ```
-//! use upgrade_plan::kinds::{KindSpec, Where, Problems, SecretField};
+//! use upgrade_plan::kinds::{KindSpec, PathField, Where, Problems, SecretField};
 //! use upgrade_plan::graph::Reference;
 //! struct Toy;
 //! impl KindSpec for Toy {
 //!     fn references(&self) -> Vec<Reference<'_>> { Vec::new() }
 //!     fn secrets(&self) -> Vec<SecretField<'_>> { Vec::new() }
+//!     fn paths(&self) -> Vec<PathField<'_>> { Vec::new() }
 //!     fn validate(&self, _: &Where<'_>, _: &mut Problems) {}
 //! }
 //! ```
@@ -30,7 +32,7 @@
 use super::graph::Reference;
 use super::types::Plan;
 pub use super::validate::Problems;
-use super::values::Secret;
+use super::values::{AbsPath, Secret};
 
 pub mod backup_database;
 pub mod backup_files;
@@ -67,6 +69,39 @@ pub struct SecretField<'a> {
     pub secret: &'a Secret,
 }
 
+/// Which machine a path in a step is on. With `server.connect: local` they are all this machine;
+/// with `winrm`, `upgrade` runs on an admin host and the sync server is another (Windows) machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathOn {
+    /// The sync server: a program it runs, a file one of its programs writes or reads (the key
+    /// tool and its key file, the Extensions source, an installer's log, a key file to import).
+    Server,
+    /// The sync server, or a share it reads (installer media and transforms).
+    ServerOrShare,
+    /// The machine `upgrade` runs on (a backup's destination, the key file's copy).
+    AdminHost,
+    /// The SQL Server's machine (a database backup file): SQL Server reads and writes it.
+    SqlServer,
+}
+
+/// A path a step kind names, by its field path inside the kind (`to`, `transforms[1]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathField<'a> {
+    pub field: String,
+    pub path: &'a AbsPath,
+    pub on: PathOn,
+}
+
+impl<'a> PathField<'a> {
+    pub fn new(field: impl Into<String>, path: &'a AbsPath, on: PathOn) -> Self {
+        PathField {
+            field: field.into(),
+            path,
+            on,
+        }
+    }
+}
+
 /// Where a step sits, for checks that look at the rest of the plan.
 pub struct Where<'a> {
     pub plan: &'a Plan,
@@ -83,6 +118,9 @@ pub trait KindSpec {
     fn references(&self) -> Vec<Reference<'_>>;
     /// The secrets this kind holds.
     fn secrets(&self) -> Vec<SecretField<'_>>;
+    /// Every path this kind names, with the machine it is on (validation holds a remote plan's
+    /// server paths to Windows paths).
+    fn paths(&self) -> Vec<PathField<'_>>;
     /// Checks serde cannot express, reported by field path under `at.at`.
     fn validate(&self, at: &Where<'_>, p: &mut Problems);
 }

@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{KindSpec, Problems, SecretField, Where};
+use super::{KindSpec, PathField, Problems, SecretField, Where};
 use crate::graph::Reference;
 
 use crate::validate::check_timeout;
@@ -45,6 +45,9 @@ impl KindSpec for ServiceControl {
         Vec::new()
     }
     fn secrets(&self) -> Vec<SecretField<'_>> {
+        Vec::new()
+    }
+    fn paths(&self) -> Vec<PathField<'_>> {
         Vec::new()
     }
     fn validate(&self, w: &Where<'_>, p: &mut Problems) {

@@ -5,7 +5,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{KindSpec, Problems, SecretField, Where};
+use super::{KindSpec, PathField, Problems, SecretField, Where};
 use crate::graph::Reference;
 
 /// Record connector-space object counts per management agent, and the metaverse total.
@@ -20,6 +20,9 @@ impl KindSpec for SnapshotConnectorSpace {
         Vec::new()
     }
     fn secrets(&self) -> Vec<SecretField<'_>> {
+        Vec::new()
+    }
+    fn paths(&self) -> Vec<PathField<'_>> {
         Vec::new()
     }
     fn validate(&self, _: &Where<'_>, _: &mut Problems) {}

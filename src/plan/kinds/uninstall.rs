@@ -5,11 +5,13 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{KindSpec, Problems, SecretField, Where};
+use super::{KindSpec, PathField, PathOn, Problems, SecretField, Where};
 use crate::graph;
 use crate::graph::Reference;
 use crate::types::*;
-use crate::validate::{check_exit_codes, check_retry, check_timeout, TOOL_AT_ONCE};
+use crate::validate::{
+    check_exit_codes, check_remote_log, check_retry, check_timeout, TOOL_AT_ONCE,
+};
 use crate::values::*;
 
 /// Remove an installed product with Windows Installer. The database is never touched.
@@ -24,7 +26,9 @@ pub struct Uninstall {
     /// Exit codes that count as success (default 0, 1605, 1641, 3010).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accept_exit_codes: Option<Vec<i32>>,
-    /// Verbose Windows Installer log (`/l*v`). Default: in the state folder.
+    /// Verbose Windows Installer log (`/l*v`), a path on the sync server. Default: in the state
+    /// folder (with `server.connect: winrm` there is no default: the state folder is the admin
+    /// host's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log: Option<AbsPath>,
     /// Run without a database backup, key export and extensions backup before it.
@@ -50,8 +54,15 @@ impl KindSpec for Uninstall {
     fn secrets(&self) -> Vec<SecretField<'_>> {
         Vec::new()
     }
+    fn paths(&self) -> Vec<PathField<'_>> {
+        self.log
+            .iter()
+            .map(|log| PathField::new("log", log, PathOn::Server))
+            .collect()
+    }
     fn validate(&self, w: &Where<'_>, p: &mut Problems) {
         check_uninstall(w.plan, w.index, self, w.at, p);
+        check_remote_log(self.log.as_ref(), w, p);
     }
 }
 

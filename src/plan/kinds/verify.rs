@@ -6,7 +6,7 @@ use schemars::schema::Schema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{KindSpec, Problems, SecretField, Where};
+use super::{KindSpec, PathField, Problems, SecretField, Where};
 use crate::graph::Reference;
 use crate::types::*;
 
@@ -208,6 +208,9 @@ impl KindSpec for Verify {
             .collect()
     }
     fn secrets(&self) -> Vec<SecretField<'_>> {
+        Vec::new()
+    }
+    fn paths(&self) -> Vec<PathField<'_>> {
         Vec::new()
     }
     fn validate(&self, w: &Where<'_>, p: &mut Problems) {
