@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use upgrade_plan::{Plan, Sha256Hex};
 
 pub use facts::{init_options, plan_facts, version_for, PlanFacts};
-pub use rewrite::{destination_folders, rewrite_plan, Rewritten, Target};
+pub use rewrite::{destination_folders, rewrite_plan, Rewritten, Target, WinrmTarget};
 
 use crate::layout::Lab;
 use crate::serve::StartOptions;
@@ -28,6 +28,8 @@ use crate::LabError;
 
 /// The env var that carries the lab's SQL password to `upgrade`.
 pub const SQL_PASSWORD_ENV: &str = "UPGRADE_LAB_SQL_PASSWORD";
+/// The env var that carries the lab's WinRM administrator password to `upgrade` (remote plans).
+pub const WINRM_PASSWORD_ENV: &str = "UPGRADE_LAB_WINRM_PASSWORD";
 /// The env var that replaces `{file: ...}` and `{prompt: true}` service account secrets.
 pub const SERVICE_PASSWORD_ENV: &str = "UPGRADE_LAB_SERVICE_PASSWORD";
 /// FreeTDS's ODBC driver as Debian installs it.
@@ -140,6 +142,11 @@ fn rehearse_on(
         } else {
             "FreeTDS".into()
         },
+        winrm: WinrmTarget {
+            url: running.winrm.url.clone(),
+            user: running.winrm.user.clone(),
+        },
+        media: facts.flavour.media().to_string(),
     };
     let rewritten = rewrite_plan(plan, &target)?;
     for folder in destination_folders(&rewritten.plan, lab.dir()) {
@@ -154,14 +161,20 @@ fn rehearse_on(
         lab.dir().display()
     );
     std::fs::write(&plan_file, header + &yaml).map_err(LabError::io(&plan_file))?;
+    let remote = plan.server.connect.winrm().is_some();
     println!(
-        "rehearsing {} on the lab in {} ({}, SQL on {}:{} TDS {})",
+        "rehearsing {} on the lab in {} ({}, SQL on {}:{} TDS {}{})",
         source.display(),
         lab.dir().display(),
         facts.flavour.name(),
         running.host,
         running.port,
-        if facts.sql2000 { "7.1" } else { "7.4" }
+        if facts.sql2000 { "7.1" } else { "7.4" },
+        if remote {
+            format!(", the server over WinRM at {}", running.winrm.url)
+        } else {
+            String::new()
+        }
     );
 
     let account_password = lab.state()?.account.password;
@@ -187,7 +200,8 @@ fn rehearse_on(
         let mut cmd = Command::new(upgrade);
         cmd.args(&args)
             .current_dir(lab.dir())
-            .env(SQL_PASSWORD_ENV, &running.password);
+            .env(SQL_PASSWORD_ENV, &running.password)
+            .env(WINRM_PASSWORD_ENV, &running.winrm.password);
         for env in &rewritten.secret_envs {
             cmd.env(env, &account_password);
         }

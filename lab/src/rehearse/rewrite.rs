@@ -1,15 +1,19 @@
 //! A real plan rewritten onto a lab, as a typed `Plan`: SQL onto the TDS double with the lab's login,
 //! state into the lab, Windows drive paths into the sandbox, tools onto the stand-ins, and secrets
-//! the lab cannot supply onto the lab's env var. Pure: it reads the plan and the lab's addresses.
+//! the lab cannot supply onto the lab's env var. A plan that acts on the server over WinRM
+//! (`server.connect: winrm`) keeps its server paths as they are (the lab's WinRM shell maps them
+//! onto its drives, as the server would resolve them) and is pointed at the lab's WinRM listener;
+//! its admin-host paths (backup copies, the key file's copy) go into the lab's `admin` folder.
+//! Pure: it reads the plan and the lab's addresses.
 
 use std::path::{Path, PathBuf};
 
 use upgrade_plan::{
-    AbsPath, Encryption, KeyFile, Plan, Secret, Sha256Hex, SqlAuth, SqlConnection, SqlDriver,
-    SqlLogin, StateConfig, StepKind, Tools,
+    AbsPath, Connect, Encryption, KeyFile, Plan, Secret, Sha256Hex, SqlAuth, SqlConnection,
+    SqlDriver, SqlLogin, StateConfig, StepKind, Tools, WinrmAuth, WinrmConnect,
 };
 
-use super::{SERVICE_PASSWORD_ENV, SQL_PASSWORD_ENV};
+use super::{SERVICE_PASSWORD_ENV, SQL_PASSWORD_ENV, WINRM_PASSWORD_ENV};
 use crate::layout::{win_to_lab, ToolPaths};
 use crate::LabError;
 
@@ -25,6 +29,19 @@ pub struct Target {
     pub installer_sha256: Option<Sha256Hex>,
     /// ODBC driver for `driver: odbc` and `driver: auto` plans.
     pub odbc_driver: String,
+    /// The lab's WinRM listener, for plans with `server.connect: winrm`.
+    pub winrm: WinrmTarget,
+    /// The installer media's Windows path on the lab's E: (what a remote plan names).
+    pub media: String,
+}
+
+/// The lab's WinRM listener as a remote plan is pointed at it.
+#[derive(Debug, Clone)]
+pub struct WinrmTarget {
+    /// `http://127.0.0.1:PORT/wsman`
+    pub url: String,
+    /// The lab's local administrator.
+    pub user: String,
 }
 
 /// The rewritten plan and the env vars (secret names) to set to the service account password.
@@ -114,6 +131,9 @@ fn rewrite_kind(kind: &mut StepKind, t: &Target) -> Result<(), LabError> {
                 e.tool = Some(lab_path(&t.tools.miiskmu)?);
             }
             sandbox_path(&mut e.to, lab)?;
+            if let Some(copy) = &mut e.copy_to {
+                sandbox_path(copy, lab)?;
+            }
             lab_secret(&mut e.account.password);
         }
         StepKind::BackupFiles(f) => {
@@ -169,6 +189,73 @@ fn rewrite_kind(kind: &mut StepKind, t: &Target) -> Result<(), LabError> {
     Ok(())
 }
 
+/// A path on the admin host of a remote plan, moved into the lab's `admin` folder: a Windows drive
+/// path (`D:\\Upgrade\\x`) under `admin/D/Upgrade/x`, a POSIX one (`/srv/upgrade/x`) under
+/// `admin/srv/upgrade/x`, so a rehearsal never writes outside the lab.
+fn admin_path(path: &mut AbsPath, lab: &Path) -> Result<(), LabError> {
+    let text = path.as_str();
+    let admin = lab.join("admin");
+    let moved = match win_to_lab(&admin, text) {
+        // win_to_lab puts drive paths under `drives/`; the admin host's get their own folder.
+        Some(p) => p
+            .strip_prefix(admin.join("drives"))
+            .map(|rel| admin.join(rel))
+            .unwrap_or(p),
+        None => admin.join(text.trim_start_matches('/')),
+    };
+    *path = lab_path(&moved)?;
+    Ok(())
+}
+
+/// One step of a plan that acts on the server over WinRM, moved onto the lab: the server's paths
+/// and tools stay as written (the lab's WinRM shell finds them on its drives, as the server would);
+/// the admin host's paths go into the lab; the database backup goes where the TDS double writes;
+/// the installer media is the lab's, at its Windows path; secrets as for a local plan.
+fn rewrite_kind_remote(kind: &mut StepKind, t: &Target) -> Result<(), LabError> {
+    let lab = t.lab_dir.as_path();
+    match kind {
+        // The TDS double writes the backup on this machine: the SQL Server's disk is the sandbox.
+        StepKind::BackupDatabase(b) => sandbox_path(&mut b.to, lab)?,
+        StepKind::ExportKeys(e) => {
+            if let Some(copy) = &mut e.copy_to {
+                admin_path(copy, lab)?;
+            }
+            lab_secret(&mut e.account.password);
+        }
+        StepKind::BackupFiles(f) => admin_path(&mut f.to, lab)?,
+        StepKind::SnapshotConnectorSpace(_)
+        | StepKind::Service(_)
+        | StepKind::Uninstall(_)
+        | StepKind::Verify(_) => {}
+        StepKind::Install(i) => {
+            i.installer = AbsPath::parse(&t.media)
+                .map_err(|e| LabError::Rehearse(format!("the lab's media path: {e}")))?;
+            if i.sha256.is_some() {
+                i.sha256 = t.installer_sha256.clone();
+            }
+            if let Some(account) = &mut i.answers.service_account {
+                lab_secret(&mut account.password);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The plan's WinRM connection pointed at the lab's listener: NTLM over HTTP (Windows' default
+/// listener, and what a Windows Server 2003 server offers), the lab's administrator, its password
+/// from the lab's env var. The operation timeout stays the plan's.
+fn lab_winrm(plan: &WinrmConnect, t: &Target) -> WinrmConnect {
+    WinrmConnect {
+        endpoint: Some(t.winrm.url.clone()),
+        auth: WinrmAuth::Ntlm,
+        user: t.winrm.user.clone(),
+        password: Secret::Env(WINRM_PASSWORD_ENV.into()),
+        https: false,
+        ca: None,
+        timeout: plan.timeout.clone(),
+    }
+}
+
 /// The env vars the rewritten plan's step secrets name, in plan order. A secret the lab cannot set
 /// (a kind whose file or prompt secret `rewrite_kind` left alone) is refused here, by its place.
 fn secret_envs(plan: &Plan) -> Result<Vec<String>, LabError> {
@@ -202,6 +289,17 @@ pub fn rewrite_plan(plan: &Plan, t: &Target) -> Result<Rewritten, LabError> {
     p.state = Some(StateConfig {
         dir: lab_path(&t.lab_dir.join("state"))?,
     });
+    if let Some(winrm) = plan.server.connect.winrm() {
+        p.server.connect = Connect::Winrm(lab_winrm(winrm, t));
+        for step in &mut p.steps {
+            rewrite_kind_remote(&mut step.kind, t)?;
+        }
+        let secret_envs = secret_envs(&p)?;
+        return Ok(Rewritten {
+            plan: p,
+            secret_envs,
+        });
+    }
     p.tools = Tools {
         miiskmu: Some(lab_path(&t.tools.miiskmu)?),
         msiexec: Some(lab_path(&t.tools.msiexec)?),
@@ -223,19 +321,23 @@ pub fn rewrite_plan(plan: &Plan, t: &Target) -> Result<Rewritten, LabError> {
 pub fn destination_folders(plan: &Plan, lab_dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = Vec::new();
     for step in &plan.steps {
-        let written: Option<&AbsPath> = match &step.kind {
-            StepKind::BackupDatabase(b) => Some(&b.to),
-            StepKind::ExportKeys(e) => Some(&e.to),
-            StepKind::BackupFiles(f) => Some(&f.to),
-            StepKind::Uninstall(u) => u.log.as_ref(),
-            StepKind::Install(i) => i.log.as_ref(),
+        let written: Vec<&AbsPath> = match &step.kind {
+            StepKind::BackupDatabase(b) => vec![&b.to],
+            StepKind::ExportKeys(e) => std::iter::once(&e.to).chain(&e.copy_to).collect(),
+            StepKind::BackupFiles(f) => vec![&f.to],
+            StepKind::Uninstall(u) => u.log.iter().collect(),
+            StepKind::Install(i) => i.log.iter().collect(),
             StepKind::SnapshotConnectorSpace(_) | StepKind::Verify(_) | StepKind::Service(_) => {
-                None
+                Vec::new()
             }
         };
-        let folder = written.and_then(|p| p.to_path_buf().parent().map(Path::to_path_buf));
-        if let Some(f) = folder.filter(|f| f.starts_with(lab_dir) && !out.contains(f)) {
-            out.push(f);
+        for path in written {
+            // A remote plan's server path (`D:\\Upgrade\\x`) is the lab's drive folder.
+            let on_disk = win_to_lab(lab_dir, path.as_str()).unwrap_or_else(|| path.to_path_buf());
+            let folder = on_disk.parent().map(Path::to_path_buf);
+            if let Some(f) = folder.filter(|f| f.starts_with(lab_dir) && !out.contains(f)) {
+                out.push(f);
+            }
         }
     }
     out
@@ -245,7 +347,7 @@ pub fn destination_folders(plan: &Plan, lab_dir: &Path) -> Vec<PathBuf> {
 mod tests {
     use super::*;
     use crate::rehearse::test_plans::{self, plan_of, real_plan, real_plan_with, target};
-    use crate::rehearse::FREETDS_ODBC;
+    use crate::rehearse::{FREETDS_ODBC, WINRM_PASSWORD_ENV};
 
     fn rewritten() -> Rewritten {
         rewrite_plan(&real_plan(), &target()).unwrap()
@@ -426,6 +528,78 @@ mod tests {
             let plan = test_plans::load(name, text);
             reread(&rewrite_plan(&plan, &msi).unwrap().plan);
         }
+    }
+
+    #[test]
+    fn a_remote_plan_keeps_its_server_paths_points_at_the_labs_winrm_and_moves_admin_paths_into_the_lab(
+    ) {
+        let shipped = include_str!("../../../plans/iifp-to-miis2003-remote.yaml");
+        let plan = test_plans::load("iifp-to-miis2003-remote.yaml", shipped);
+        let r = rewrite_plan(&plan, &target()).unwrap();
+        let p = reread(&r.plan);
+        let winrm = p.server.connect.winrm().expect("still a WinRM plan");
+        assert_eq!(
+            winrm.endpoint.as_deref(),
+            Some("http://127.0.0.1:45985/wsman")
+        );
+        assert_eq!(winrm.user, "upgrade-admin");
+        assert_eq!(winrm.password, Secret::Env(WINRM_PASSWORD_ENV.into()));
+        assert_eq!(winrm.auth, WinrmAuth::Ntlm);
+        let by_id = |id: &str| &p.steps.iter().find(|s| s.id.as_str() == id).unwrap().kind;
+        let StepKind::ExportKeys(keys) = by_id("keys") else {
+            panic!()
+        };
+        assert_eq!(
+            keys.to.as_str(),
+            r"D:\Upgrade\miis-keys.bin",
+            "the server's path stays"
+        );
+        assert_eq!(
+            keys.copy_to.as_ref().map(AbsPath::as_str),
+            Some("/tmp/lab/admin/srv/upgrade/miis-keys.bin")
+        );
+        let StepKind::BackupFiles(ext) = by_id("extensions") else {
+            panic!()
+        };
+        assert_eq!(
+            ext.from.as_str(),
+            r"C:\Program Files\Microsoft Identity Integration Server\Extensions"
+        );
+        assert_eq!(ext.to.as_str(), "/tmp/lab/admin/srv/upgrade/Extensions");
+        let StepKind::Install(install) = by_id("install-miis") else {
+            panic!()
+        };
+        assert_eq!(install.installer.as_str(), r"E:\MIIS2003\Setup.exe");
+        let StepKind::BackupDatabase(db) = by_id("database") else {
+            panic!()
+        };
+        assert!(
+            db.to.as_str().starts_with("/tmp/lab/drives/D/"),
+            "{}",
+            db.to.as_str()
+        );
+        assert_eq!(p.state.unwrap().dir.as_str(), "/tmp/lab/state");
+        assert!(
+            r.secret_envs.contains(&"MIIS_SERVICE_PASSWORD".to_string()),
+            "{:?}",
+            r.secret_envs
+        );
+        let mut folders = destination_folders(&r.plan, Path::new("/tmp/lab"));
+        folders.sort();
+        assert_eq!(
+            folders,
+            vec![
+                PathBuf::from("/tmp/lab/admin/srv/upgrade"),
+                PathBuf::from("/tmp/lab/drives/D/Upgrade"),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_admin_hosts_windows_path_goes_into_the_labs_admin_folder_not_its_drives() {
+        let mut p = AbsPath::parse(r"D:\Backups\Extensions").unwrap();
+        admin_path(&mut p, Path::new("/tmp/lab")).unwrap();
+        assert_eq!(p.as_str(), "/tmp/lab/admin/D/Backups/Extensions");
     }
 
     /// Every string of a YAML value that is a whole Windows drive path.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use upgrade_plan::{Plan, Sha256Hex, StepSpec};
 
-use super::rewrite::Target;
+use super::rewrite::{Target, WinrmTarget};
 use super::FREETDS_ODBC;
 use crate::layout::ToolPaths;
 
@@ -94,5 +94,10 @@ pub fn target() -> Target {
         login: "upgrade".into(),
         installer_sha256: Some(Sha256Hex::parse(&"b".repeat(64)).unwrap()),
         odbc_driver: FREETDS_ODBC.into(),
+        winrm: WinrmTarget {
+            url: "http://127.0.0.1:45985/wsman".into(),
+            user: "upgrade-admin".into(),
+        },
+        media: r"E:\MIIS2003\Setup.exe".into(),
     }
 }
