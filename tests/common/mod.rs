@@ -13,6 +13,8 @@ use upgrade_lab::{Flavour, Lab, RunningLab, StartOptions};
 pub const SQL_PASSWORD_ENV: &str = "LAB_SQL_PASSWORD";
 /// The service account's password reaches `upgrade` through this variable.
 pub const SERVICE_PASSWORD_ENV: &str = "LAB_SERVICE_PASSWORD";
+/// The lab's WinRM administrator password reaches `upgrade` through this variable (remote plans).
+pub const WINRM_PASSWORD_ENV: &str = "LAB_WINRM_PASSWORD";
 
 pub struct Rig {
     pub tmp: tempfile::TempDir,
@@ -87,6 +89,29 @@ impl Rig {
         rig
     }
 
+    /// A fresh IIFP lab and the seed plan as an admin host runs it against the server over the
+    /// lab's WinRM listener (`server.connect: winrm`): server paths are Windows paths the lab's
+    /// shell resolves on its drives, the copies and the state are this machine's (`admin/` in the
+    /// test's folder), SQL is direct (TDS 7.4, tiberius).
+    pub fn iifp_remote(faults: &[&str]) -> Rig {
+        let rig = Rig::start(
+            Driver::Tds,
+            TdsVersion::V74,
+            faults,
+            upgrade_lab::SqlHost::SyncServer,
+            false,
+        );
+        std::fs::write(&rig.plan, remote_seed_plan(&rig.lab, &rig.admin_dir())).unwrap();
+        std::fs::create_dir_all(rig.admin_dir()).unwrap();
+        std::fs::create_dir_all(rig.path(r"D:\Upgrade")).unwrap();
+        rig
+    }
+
+    /// The admin host's folder of a remote rig: the Extensions copy, the key file's copy.
+    pub fn admin_dir(&self) -> PathBuf {
+        self.tmp.path().join("admin")
+    }
+
     fn start(
         driver: Driver,
         tds: TdsVersion,
@@ -146,6 +171,7 @@ impl Rig {
         cmd.args(args)
             .env(SQL_PASSWORD_ENV, &st.sql.password)
             .env(SERVICE_PASSWORD_ENV, &st.account.password)
+            .env(WINRM_PASSWORD_ENV, &self.lab.winrm.password)
             .env("RUST_LOG", "upgrade=debug")
             .stdin(std::process::Stdio::null());
         cmd
@@ -318,6 +344,71 @@ steps:
         setup = tools.installer.display(),
         domain = st.account.domain,
         user = st.account.user,
+    )
+}
+
+/// The seed procedure run from an admin host over WinRM: the server's paths as Windows paths (the
+/// lab's WinRM shell maps them onto its drives), tools at their default Windows places, the
+/// copies and the state in `admin`.
+pub fn remote_seed_plan(lab: &RunningLab, admin: &Path) -> String {
+    let local = seed_plan(lab, &Driver::Tds);
+    let st = lab.lab().state().unwrap();
+    let steps = local.split("steps:\n").nth(1).unwrap();
+    let p = |win: &str| lab.lab_path(win).display().to_string();
+    let steps = steps
+        .replace(&p(r"D:\Upgrade\miis-keys.bin"), r"D:\Upgrade\miis-keys.bin")
+        .replace(
+            &p(r"C:\Program Files\Microsoft Identity Integration Server\Extensions"),
+            r"C:\Program Files\Microsoft Identity Integration Server\Extensions",
+        )
+        .replace(
+            &p(r"D:\Upgrade\Extensions"),
+            &admin.join("Extensions").display().to_string(),
+        )
+        .replace(
+            &lab.lab().tools().unwrap().installer.display().to_string(),
+            upgrade_lab::layout::MIIS_SETUP,
+        )
+        .replace(
+            "      to: 'D:\\Upgrade\\miis-keys.bin'\n",
+            &format!(
+                "      to: 'D:\\Upgrade\\miis-keys.bin'\n      copy_to: '{}'\n",
+                admin.join("miis-keys.bin").display()
+            ),
+        )
+        .replace(
+            "      retry: { attempts: 4, delay: 1s }\n  - id: install-miis",
+            "      retry: { attempts: 4, delay: 1s }\n      log: 'D:\\Upgrade\\uninstall-iifp.log'\n  - id: install-miis",
+        )
+        .replace(
+            "      detect: { product: { name: Microsoft Identity Integration Server 2003 }, version: \"3.\" }\n",
+            "      detect: { product: { name: Microsoft Identity Integration Server 2003 }, version: \"3.\" }\n      log: 'D:\\Upgrade\\install-miis.log'\n",
+        );
+    format!(
+        r#"version: 1
+name: lab-iifp-to-miis2003-remote
+description: The seed procedure from an admin host over the lab's WinRM listener (TEST DOUBLE server).
+server:
+  host: 127.0.0.1
+  connect:
+    winrm:
+      endpoint: '{url}'
+      auth: ntlm
+      user: '{user}'
+      password: {{ env: {WINRM_PASSWORD_ENV} }}
+  sql:
+    host: 127.0.0.1
+    port: {port}
+    auth: {{ sql: {{ user: {login}, password: {{ env: {SQL_PASSWORD_ENV} }} }} }}
+    driver: tds
+state: {{ dir: '{state}' }}
+steps:
+{steps}"#,
+        url = lab.winrm.url,
+        user = lab.winrm.user,
+        port = lab.port,
+        login = st.sql.login,
+        state = admin.join("state").display(),
     )
 }
 
