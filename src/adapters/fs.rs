@@ -123,6 +123,16 @@ pub fn sha256_file(path: &Path) -> Result<String, FsError> {
     Ok(hex::encode(hasher.finalize()))
 }
 
+/// sha256 of a file, or `None` when nothing is there. Any other failure to read it (access
+/// denied) is an error, never "absent".
+pub fn sha256_if_exists(path: &Path) -> Result<Option<String>, FsError> {
+    match File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("open", path)(e)),
+        Ok(_) => sha256_file(path).map(Some),
+    }
+}
+
 /// Copies `src` to `dst` reading it once (copy and hash in one pass) through a temp sibling of
 /// `dst`, then renames. Creates `dst`'s folder. Returns the sha256 (hex) of what was written.
 /// Durable: the file and its folder are flushed to disk before it returns.
