@@ -7,10 +7,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Driver, Rig};
+use common::{Captured, Driver, Rig};
 use upgrade::adapters::fs as afs;
 use upgrade::adapters::host::Host;
 use upgrade::adapters::process::{ProcessError, ProcessSpec};
@@ -361,31 +360,11 @@ async fn a_connection_dropped_mid_command_may_still_be_running_and_says_the_next
     assert!(out.stdout.contains("RUNNING"));
 }
 
-/// A writer for the test's subscriber: every log line, kept.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn the_key_tools_password_goes_over_stdin_and_into_no_command_line_and_no_log() {
     use base64::Engine;
     let rig = Rig::iifp(Driver::Tds, &[]);
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start();
 
     let st = rig.lab.lab().state().unwrap();
     let password = st.account.password.clone();
@@ -412,7 +391,7 @@ async fn the_key_tools_password_goes_over_stdin_and_into_no_command_line_and_no_
         argv.contains("miiskmu"),
         "no record of the key tool:\n{argv}"
     );
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("TRACE"),
         "nothing was logged at TRACE:\n{logs}"
