@@ -31,6 +31,17 @@ pub enum FsError {
     },
     #[error("{} has no file name", path.display())]
     NoFileName { path: PathBuf },
+    /// A file operation on a remote server (`adapters::remote`): `cause` starts with what failed
+    /// (`WinRM: ...`, `PowerShell: ...`).
+    #[error("cannot {op} {path} on {server}: {cause}")]
+    Remote {
+        op: &'static str,
+        /// The Windows path on the server.
+        path: String,
+        /// The server's WinRM endpoint.
+        server: String,
+        cause: String,
+    },
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> FsError + 'a {
