@@ -565,9 +565,7 @@ fn copy_ops(from: &str, copy: &CopyObserved, recorded: Option<&Recorded>) -> Vec
 /// Where a key file this plan cannot vouch for is kept: beside it, named by its own content, so the
 /// name is known at plan time and a second run over the same file finds it already kept.
 fn aside_path(path: &std::path::Path, sha256: &str) -> std::path::PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".unproven-{}", short(sha256)));
-    path.with_file_name(name)
+    afs::renamed(path, |name| format!("{name}.unproven-{}", short(sha256)))
 }
 
 fn short(hex: &str) -> &str {
