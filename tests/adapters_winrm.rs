@@ -6,10 +6,9 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Driver, Rig};
+use common::{Captured, Driver, Rig};
 use upgrade::adapters::secrets::SecretString;
 use upgrade::adapters::winrm::{
     Auth, ConnectOptions, Interruption, RemoteCommand, RemoteOutput, Stdin, WinrmClient, WinrmError,
@@ -243,31 +242,11 @@ async fn a_command_past_its_timeout_is_terminated_and_may_still_be_running() {
     assert!(started.elapsed() < Duration::from_secs(30));
 }
 
-/// A writer for the test's subscriber: every log line, kept.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn neither_the_winrm_password_nor_a_stdin_secret_appears_in_any_log_line_at_trace() {
     use base64::Engine;
     let rig = Rig::iifp(Driver::Tds, &[]);
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::start();
 
     let canary = "Canary-7f3e-stdin-secret";
     let mut cmd = command(
@@ -282,7 +261,7 @@ async fn neither_the_winrm_password_nor_a_stdin_secret_appears_in_any_log_line_a
     wrong.password = SecretString::new("Canary-wrong-winrm-password");
     let _ = WinrmClient::connect(wrong).await.unwrap_err();
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(
         logs.contains("TRACE"),
         "nothing was logged at TRACE:\n{logs}"

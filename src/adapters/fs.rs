@@ -31,6 +31,17 @@ pub enum FsError {
     },
     #[error("{} has no file name", path.display())]
     NoFileName { path: PathBuf },
+    /// A file operation on a remote server (`adapters::remote`): `cause` starts with what failed
+    /// (`WinRM: ...`, `PowerShell: ...`).
+    #[error("cannot {op} {path} on {server}: {cause}")]
+    Remote {
+        op: &'static str,
+        /// The Windows path on the server.
+        path: String,
+        /// The server's WinRM endpoint.
+        server: String,
+        cause: String,
+    },
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> FsError + 'a {
@@ -46,11 +57,29 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Fs
 /// random as `tempfile`'s: a tool is told to write there (miiskmu), and a resumed run finds and
 /// removes what a killed run left.
 pub fn temp_sibling(path: &Path) -> PathBuf {
-    let name = path
+    renamed(path, |name| format!(".{name}{PARTIAL_SUFFIX}"))
+}
+
+/// `path` with its file name replaced by `name(old name)`. A Windows server's path (`C:\...`,
+/// `\\server\share\...`) is split at its last `\` or `/` on any machine: on a Linux admin host,
+/// where `\` is no separator, `D:\Upgrade\keys.bin` is still the file `keys.bin` in `D:\Upgrade`.
+pub fn renamed(path: &Path, name: impl FnOnce(&str) -> String) -> PathBuf {
+    let text = path.to_string_lossy();
+    let b = text.as_bytes();
+    let windows = (b.len() >= 3
+        && b[0].is_ascii_alphabetic()
+        && b[1] == b':'
+        && (b[2] == b'\\' || b[2] == b'/'))
+        || text.starts_with(r"\\");
+    if windows {
+        let at = text.rfind(['\\', '/']).map_or(0, |i| i + 1);
+        return PathBuf::from(format!("{}{}", &text[..at], name(&text[at..])));
+    }
+    let old = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}{PARTIAL_SUFFIX}"))
+    path.with_file_name(name(&old))
 }
 
 /// Whether a file name is a half-written artifact's (see [`temp_sibling`]).
@@ -121,6 +150,16 @@ pub fn sha256_file(path: &Path) -> Result<String, FsError> {
         hasher.update(&buf[..n]);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// sha256 of a file, or `None` when nothing is there. Any other failure to read it (access
+/// denied) is an error, never "absent".
+pub fn sha256_if_exists(path: &Path) -> Result<Option<String>, FsError> {
+    match File::open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("open", path)(e)),
+        Ok(_) => sha256_file(path).map(Some),
+    }
 }
 
 /// Copies `src` to `dst` reading it once (copy and hash in one pass) through a temp sibling of
@@ -584,6 +623,22 @@ pub fn create_parent_dirs(path: &Path) -> Result<(), FsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_windows_servers_path_keeps_its_folder_on_any_machine() {
+        assert_eq!(
+            temp_sibling(Path::new(r"D:\Upgrade\miis-keys.bin")),
+            Path::new(r"D:\Upgrade\.miis-keys.bin.upgrade-partial")
+        );
+        assert_eq!(
+            renamed(Path::new(r"\\srv\share\k.bin"), |n| format!("{n}.x")),
+            Path::new(r"\\srv\share\k.bin.x")
+        );
+        assert_eq!(
+            renamed(Path::new("C:/Upgrade/k.bin"), |n| format!("{n}.x")),
+            Path::new("C:/Upgrade/k.bin.x")
+        );
+    }
 
     #[test]
     fn the_partial_name_of_an_artifact_is_a_hidden_sibling() {

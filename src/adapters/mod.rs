@@ -6,6 +6,7 @@ pub mod fs;
 pub mod host;
 pub mod process;
 pub mod products;
+pub mod remote;
 pub mod secrets;
 pub mod services;
 pub mod sql;

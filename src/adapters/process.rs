@@ -67,7 +67,12 @@ pub struct ProcessSpec {
 /// A finished run. `stdout`/`stderr` are lossy UTF-8 and already redacted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProcessOutcome {
+    /// A Windows exit code above 2^31 (0xC0000005) is its bit pattern as an i32, as Rust's
+    /// `ExitStatus::code` gives it on Windows.
     pub exit_code: i32,
+    /// Whether `exit_code` is the whole 32-bit Windows code (a Windows parent, or a server over
+    /// WinRM), not a status a Unix parent saw cut to its low 8 bits.
+    pub full_exit_code: bool,
     pub stdout: String,
     pub stderr: String,
     pub duration: Duration,
@@ -105,6 +110,27 @@ pub enum ProcessError {
     Wait {
         command: String,
         source: std::io::Error,
+    },
+    /// A remote server (`adapters::remote`) cannot run this spec as written; nothing was sent.
+    #[error("cannot run {program} on {server}: {why}")]
+    Unsupported {
+        program: String,
+        server: String,
+        why: String,
+    },
+    /// The command was sent to a remote server and its outcome is unknown.
+    #[error("{command} MAY STILL BE RUNNING on {server}: {why}. Nothing was retried; the next run observes the server again before doing anything")]
+    MayStillBeRunning {
+        command: String,
+        server: String,
+        why: String,
+    },
+    /// The command could not be run on a remote server (logon, connection, a refused argument).
+    #[error("cannot run {command} on {server}: WinRM: {cause}")]
+    Remote {
+        command: String,
+        server: String,
+        cause: String,
     },
 }
 
@@ -238,6 +264,7 @@ impl ProcessSpec {
                 tracing::debug!(%command, exit_code, duration_ms = duration.as_millis() as u64, "finished");
                 Ok(ProcessOutcome {
                     exit_code,
+                    full_exit_code: cfg!(windows),
                     stdout: out,
                     stderr: err,
                     duration,

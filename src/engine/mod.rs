@@ -1,6 +1,7 @@
 //! The engine: orders steps, observes concurrently, diffs, journals, locks, renders and applies.
 //! It knows nothing about MIIS; every step kind is a `dyn Step` from `crate::steps`.
 
+pub mod connect;
 pub mod inspect;
 pub mod journal;
 pub mod lock;
@@ -34,6 +35,15 @@ pub enum EngineError {
     NotConfirmed(String),
     #[error("cannot write output: {0}")]
     Output(String),
+    #[error("wrong user or password for {endpoint}: WinRM refused the logon of `{user}` (HTTP 401). Check server.connect.winrm.user (a local account is `user` or `COMPUTER\\user`, a domain account `DOMAIN\\user`) and its password; nothing was run")]
+    WinrmLogon { endpoint: String, user: String },
+    #[error("WinRM is not listening on {endpoint}: run `winrm quickconfig` on the server (Windows Server 2003 SP2 / 2008: install Windows Management Framework 2.0, KB968930, first; the default ports are 5985 for HTTP and 5986 for HTTPS); nothing was run")]
+    WinrmNotListening { endpoint: String },
+    #[error("cannot reach the sync server over WinRM at {endpoint}: {source}; nothing was run")]
+    Winrm {
+        endpoint: String,
+        source: Box<crate::adapters::winrm::WinrmError>,
+    },
 }
 
 /// `upgrade plan`: returns the process exit code (0, or 2 with pending changes and `--detailed-exitcode`).

@@ -12,6 +12,7 @@ use futures_util::future::join_all;
 use sha2::{Digest, Sha256};
 
 use crate::adapters::secrets::{self, Redactor, SecretString};
+use crate::engine::connect;
 use crate::engine::journal::{self, Journal, RunRecord, StepRecord, StepStatus};
 use crate::engine::lock::ApplyLock;
 use crate::engine::render::{
@@ -81,6 +82,14 @@ impl Session {
             journal,
             display: render::Display::default(),
         })
+    }
+
+    /// Logs on to the sync server the plan names (nothing to do for `server.connect: local`):
+    /// once per command, before anything is observed.
+    async fn connect(&mut self) -> Result<(), EngineError> {
+        let host = connect::host(&self.world).await?;
+        self.world.set_host(host);
+        Ok(())
     }
 
     fn cx<'a>(&'a self, i: usize, journal: &'a Journal) -> StepContext<'a> {
@@ -286,7 +295,8 @@ fn load(path: &Path) -> Result<LoadedPlan, EngineError> {
 /// `upgrade plan`.
 pub async fn plan(opts: PlanOptions) -> Result<u8, EngineError> {
     let loaded = load(&opts.plan_file)?;
-    let session = Session::open(loaded, &opts.plan_file, opts.state.as_deref())?;
+    let mut session = Session::open(loaded, &opts.plan_file, opts.state.as_deref())?;
+    session.connect().await?;
     let survey = session.survey().await;
     let doc = session.document(session.planned(&survey));
     // Like Terraform with errors: a plan that cannot converge is shown but never saved.
@@ -377,6 +387,8 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
     ))?;
     // Re-read under the lock: another apply may have finished in between.
     session.journal = Journal::load(&session.journal_path, &session.world.plan.name)?;
+    // After the lock: a second apply refuses at once, without logging on to the server.
+    session.connect().await?;
     let survey = session.survey().await;
     let planned = session.planned(&survey);
     if let Some(s) = &saved {

@@ -74,8 +74,13 @@ impl World {
 
     /// The same world, acting on the sync server through `host`.
     pub fn on(mut self, host: Arc<dyn Host>) -> World {
-        self.host = host;
+        self.set_host(host);
         self
+    }
+
+    /// Acts on the sync server through `host` from now on.
+    pub fn set_host(&mut self, host: Arc<dyn Host>) {
+        self.host = host;
     }
 
     /// The sync server: its programs and its files.

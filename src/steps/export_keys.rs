@@ -1,7 +1,10 @@
 //! `export_keys`: runs `miiskmu /e TEMP /u:ACCOUNT * /q` with the password on standard input (on the
 //! command line only where the plan says `secrets_on_command_line`), judges it by its exit code and
-//! a non-empty key file, restricts and renames the key file, and records its sha256. The key file
-//! is a secret: its content never reaches output or the journal.
+//! a non-empty key file, restricts and renames the key file, and records its sha256. With
+//! `copy_to`, the key file also comes back to this machine (`Host::fetch`), owner-only and durable,
+//! its sha256 computed here equal to the server's; a copy found missing or changed later is fetched
+//! again from the server's key file while that file is still the recorded export (never a new
+//! export for it). The key file is a secret: its content never reaches output or the journal.
 
 use std::time::Duration;
 
@@ -31,23 +34,49 @@ pub struct Observed {
     key_file_sha256: Option<String>,
     #[serde(default)]
     key_file_bytes: u64,
+    /// The copy on this machine (`copy_to`), when the plan asks for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    copy: Option<CopyObserved>,
+}
+
+/// The key file's copy as found on this machine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CopyObserved {
+    path: String,
+    /// `None`: nothing there.
+    sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Recorded {
     path: String,
+    /// sha256 of the key file, computed where it is (the sync server).
     sha256: String,
     bytes: u64,
+    /// The copy on this machine, its sha256 computed here (equal to `sha256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    copy: Option<KeyCopy>,
+}
+
+/// A copy of the key file on the machine `upgrade` runs on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCopy {
+    path: String,
+    sha256: String,
 }
 
 impl CarriedOutBy for ExportKeys {
     type Step = ExportKeysStep;
 }
 
-/// What apply runs, as plan showed it: the key tool's command (its password resolved, shown as
-/// `***` or kept on standard input).
-pub struct Export {
-    command: ProcessSpec,
+/// What apply does, as plan showed it.
+pub enum Export {
+    /// Run the key tool (its password resolved, shown as `***` or kept on standard input), then
+    /// fetch the copy when the plan asks for one.
+    Run { command: ProcessSpec },
+    /// The server's key file is the recorded export; only its copy on this machine is missing or
+    /// changed, and is fetched again from it.
+    CopyAgain { recorded: Recorded },
 }
 
 impl ExportKeysStep {
@@ -143,11 +172,20 @@ impl Kind for ExportKeysStep {
         } else {
             None
         };
+        // The copy is this machine's file, read here.
+        let copy = match &self.spec.copy_to {
+            Some(copy_to) => Some(CopyObserved {
+                path: copy_to.to_string(),
+                sha256: afs::sha256_if_exists(&copy_to.to_path_buf())?,
+            }),
+            None => None,
+        };
         Ok(Observed {
             tool: tool.to_string_lossy().into_owned(),
             tool_present: cx.world.host().exists(&tool).await?,
             key_file_sha256,
             key_file_bytes,
+            copy,
         })
     }
 
@@ -155,10 +193,7 @@ impl Kind for ExportKeysStep {
         let recorded = self.recorded(cx);
         if let (Some(now), Some(r)) = (&o.key_file_sha256, &recorded) {
             if *now == r.sha256 {
-                return Planned::Done {
-                    evidence: format!("key file {} sha256 {}", self.spec.to, short(now)),
-                    record: Some(r.clone()),
-                };
+                return self.diff_copy(o, r);
             }
         }
         // A file this plan did not export (no record of it, or another content than the recorded
@@ -213,10 +248,13 @@ impl Kind for ExportKeysStep {
                 ops.push(Op::Write {
                     path: self.spec.to.to_string(),
                 });
+                if let Some(copy) = &o.copy {
+                    ops.extend(copy_ops(&self.spec.to.to_string(), copy, None));
+                }
                 Planned::Change {
                     reason,
                     ops,
-                    change: Export { command: cmd },
+                    change: Export::Run { command: cmd },
                 }
             }
             Err(e) => Planned::blocked(e.to_string()),
@@ -226,6 +264,157 @@ impl Kind for ExportKeysStep {
     async fn apply(
         &self,
         change: &Export,
+        cx: &StepContext<'_>,
+    ) -> Result<Finished<Recorded>, StepError> {
+        match change {
+            Export::Run { command } => self.export(command, cx).await,
+            Export::CopyAgain { recorded } => self.copy_again(recorded, cx).await,
+        }
+    }
+
+    async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
+        let line = self.recheck_key_file(cx).await?;
+        let Some(copy_to) = &self.spec.copy_to else {
+            return Ok(line);
+        };
+        // Only reached with a record: `recheck_key_file` refuses a key file without one.
+        let recorded = self.recorded(cx).map(|r| r.sha256).unwrap_or_default();
+        match afs::sha256_if_exists(&copy_to.to_path_buf())? {
+            Some(sha) if sha == recorded => Ok(format!("{line}, and so does its copy {copy_to}")),
+            Some(_) => Err(StepError::Refused(format!(
+                "the key file's copy {copy_to} differs from the exported key file"
+            ))),
+            None => Err(StepError::Refused(format!(
+                "the key file's copy {copy_to} is gone"
+            ))),
+        }
+    }
+}
+
+impl ExportKeysStep {
+    /// The server's key file is the recorded export: done when the copy (if any) matches it,
+    /// else the copy is fetched again, never a new export.
+    fn diff_copy(&self, o: &Observed, r: &Recorded) -> Planned<Self> {
+        let key_file = format!("key file {} sha256 {}", self.spec.to, short(&r.sha256));
+        let Some(copy) = &o.copy else {
+            return Planned::Done {
+                evidence: key_file,
+                record: Some(Recorded {
+                    copy: None,
+                    ..r.clone()
+                }),
+            };
+        };
+        if copy.sha256.as_deref() == Some(r.sha256.as_str()) {
+            return Planned::Done {
+                evidence: format!("{key_file}; its copy {} matches", copy.path),
+                record: Some(Recorded {
+                    copy: Some(KeyCopy {
+                        path: copy.path.clone(),
+                        sha256: r.sha256.clone(),
+                    }),
+                    ..r.clone()
+                }),
+            };
+        }
+        let what = match &copy.sha256 {
+            None => "is missing",
+            Some(_) => "differs from it",
+        };
+        Planned::Change {
+            reason: format!(
+                "the {key_file} is the recorded export; its copy {} {what}, so it is fetched \
+                 again from the server (the keys are not exported again)",
+                copy.path
+            ),
+            ops: copy_ops(&self.spec.to.to_string(), copy, Some(r)),
+            change: Export::CopyAgain {
+                recorded: r.clone(),
+            },
+        }
+    }
+
+    /// Fetches the copy again from a server key file that is still the recorded export.
+    async fn copy_again(
+        &self,
+        recorded: &Recorded,
+        cx: &StepContext<'_>,
+    ) -> Result<Finished<Recorded>, StepError> {
+        let path = self.spec.to.to_path_buf();
+        let now = cx.world.host().sha256_file(&path).await?;
+        if now != recorded.sha256 {
+            return Err(StepError::Refused(format!(
+                "the key file {} changed on the server since it was exported, so it is not \
+                 copied; run apply again to look at it afresh",
+                self.spec.to
+            )));
+        }
+        let copy = self.fetch_copy(&path, &recorded.sha256, cx).await?;
+        let summary = format!(
+            "key file {} copied again to {} sha256 {}",
+            self.spec.to,
+            copy.path,
+            short(&copy.sha256)
+        );
+        Ok(Finished::new(
+            summary,
+            Recorded {
+                copy: Some(copy),
+                ..recorded.clone()
+            },
+        ))
+    }
+
+    /// Brings the server's key file at `from` (whose sha256, computed on the server, is `sha256`)
+    /// to `copy_to` on this machine: a file already there that is not this key file is moved aside
+    /// (never deleted); the copy is fetched under its temporary name, made owner-only and durable,
+    /// checked against the server's sha256 with the sha256 computed here, and renamed into place.
+    async fn fetch_copy(
+        &self,
+        from: &std::path::Path,
+        sha256: &str,
+        cx: &StepContext<'_>,
+    ) -> Result<KeyCopy, StepError> {
+        let Some(copy_to) = &self.spec.copy_to else {
+            return Err(StepError::Internal(
+                "no copy_to to copy the key file to".into(),
+            ));
+        };
+        let local = copy_to.to_path_buf();
+        afs::create_parent_dirs(&local)?;
+        if let Some(found) = afs::sha256_if_exists(&local)? {
+            if found != sha256 {
+                let aside = aside_path(&local, &found);
+                afs::rename(&local, &aside)?;
+                tracing::warn!(step = %self.id, kept = %aside.display(), "a file at copy_to that is not this key file was moved aside");
+            }
+        }
+        let staging = afs::temp_sibling(&local);
+        afs::remove_if_exists(&staging)?;
+        let fetched = cx.world.host().fetch(from, &staging).await?;
+        afs::restrict_permissions(&staging)?;
+        afs::sync_files(std::slice::from_ref(&staging))?;
+        let here = afs::sha256_file(&staging)?;
+        if fetched != sha256 || here != sha256 {
+            let _ = afs::remove_if_exists(&staging);
+            return Err(StepError::Failed(format!(
+                "the copy of {} fetched to {copy_to} has sha256 {}, the key file on the server {}: \
+                 the copy is not kept; run apply again",
+                from.display(),
+                short(&here),
+                short(sha256)
+            )));
+        }
+        afs::commit_temp(&staging, &local)?;
+        Ok(KeyCopy {
+            path: copy_to.to_string(),
+            sha256: here,
+        })
+    }
+
+    async fn export(
+        &self,
+        command: &ProcessSpec,
         cx: &StepContext<'_>,
     ) -> Result<Finished<Recorded>, StepError> {
         let path = self.spec.to.to_path_buf();
@@ -241,7 +430,7 @@ impl Kind for ExportKeysStep {
                 tracing::warn!(step = %self.id, kept = %aside.display(), "a key file this plan did not export was moved aside");
             }
         }
-        let out = match cx.world.run(&change.command).await {
+        let out = match cx.world.run(command).await {
             Ok(out) => out,
             Err(StepError::Process(e @ ProcessError::Timeout { .. })) => {
                 let _ = cx.world.host().remove_if_exists(&temp).await;
@@ -286,21 +475,33 @@ impl Kind for ExportKeysStep {
         }
         cx.world.host().restrict_permissions(&temp).await?;
         let sha256 = cx.world.host().sha256_file(&temp).await?;
+        // The copy is taken from the temporary name, before the key file gets its own: a run cut
+        // off before the rename leaves only a temporary file, which the next run removes and
+        // exports again.
+        let copy = match &self.spec.copy_to {
+            Some(_) => Some(self.fetch_copy(&temp, &sha256, cx).await?),
+            None => None,
+        };
         cx.world.host().rename(&temp, &path).await?;
-        let summary = format!(
+        let mut summary = format!(
             "key file {} sha256 {} ({bytes} bytes)",
             self.spec.to,
             short(&sha256)
         );
+        if let Some(copy) = &copy {
+            summary.push_str(&format!(", copied to {}", copy.path));
+        }
         let record = Recorded {
             path: self.spec.to.to_string(),
             sha256,
             bytes,
+            copy,
         };
         Ok(Finished::new(summary, record))
     }
 
-    async fn recheck(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
+    /// The server's key file is the recorded export.
+    async fn recheck_key_file(&self, cx: &StepContext<'_>) -> Result<String, StepError> {
         let path = self.spec.to.to_path_buf();
         if !cx.world.host().exists(&path).await? {
             return Err(StepError::Refused(format!(
@@ -326,12 +527,45 @@ impl Kind for ExportKeysStep {
     }
 }
 
+/// What fetching the copy does: a file found at `copy_to` that is not the key file is kept aside,
+/// then the copy is fetched (from the recorded export, or from the export about to be made).
+fn copy_ops(from: &str, copy: &CopyObserved, recorded: Option<&Recorded>) -> Vec<Op> {
+    let mut ops = Vec::new();
+    if let Some(found) = &copy.sha256 {
+        if recorded.is_none_or(|r| &r.sha256 != found) {
+            let aside = aside_path(std::path::Path::new(&copy.path), found);
+            let unless = if recorded.is_none() {
+                ", unless it is the new key file"
+            } else {
+                ""
+            };
+            ops.push(Op::Write {
+                path: format!(
+                    "{} (the file found at {}, kept{unless})",
+                    aside.display(),
+                    copy.path
+                ),
+            });
+        }
+    }
+    ops.push(match recorded {
+        Some(r) => Op::Copy {
+            from: from.to_string(),
+            to: copy.path.clone(),
+            files: 1,
+            bytes: r.bytes,
+        },
+        None => Op::Write {
+            path: format!("{} (the key file, fetched from {from})", copy.path),
+        },
+    });
+    ops
+}
+
 /// Where a key file this plan cannot vouch for is kept: beside it, named by its own content, so the
 /// name is known at plan time and a second run over the same file finds it already kept.
 fn aside_path(path: &std::path::Path, sha256: &str) -> std::path::PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".unproven-{}", short(sha256)));
-    path.with_file_name(name)
+    afs::renamed(path, |name| format!("{name}.unproven-{}", short(sha256)))
 }
 
 fn short(hex: &str) -> &str {

@@ -15,12 +15,12 @@ use crate::plan::windows_installer::{ANOTHER_INSTALL, KNOWN};
 use crate::plan::{ProductRef, Retry};
 use crate::steps::{StepContext, StepError};
 
-/// The Windows Installer code behind an observed exit status. On Windows the status is the full
-/// code. Elsewhere (the lab's stand-ins, Wine seen from a Linux parent) a status is cut to 8 bits,
-/// so 1605 arrives as 69: a status whose low byte matches exactly one code of the plan language's
-/// table ([`KNOWN`]) is that code.
-pub fn windows_code(observed: i32) -> i32 {
-    if cfg!(windows) || !(0..=255).contains(&observed) {
+/// The Windows Installer code behind an observed exit status. On Windows, and from a server over
+/// WinRM, the status is the full code (`full`). Elsewhere (the lab's stand-ins, Wine seen from a
+/// Linux parent) a status is cut to 8 bits, so 1605 arrives as 69: a status whose low byte matches
+/// exactly one code of the plan language's table ([`KNOWN`]) is that code.
+pub fn windows_code(observed: i32, full: bool) -> i32 {
+    if full || !(0..=255).contains(&observed) {
         return observed;
     }
     let mut matches = KNOWN.iter().filter(|(k, _)| k & 0xFF == observed);
@@ -174,7 +174,7 @@ pub async fn run_with_retry(
     let mut attempt = 1;
     loop {
         let mut out = cx.world.run(spec).await?;
-        out.exit_code = windows_code(out.exit_code);
+        out.exit_code = windows_code(out.exit_code, out.full_exit_code);
         if out.exit_code != ANOTHER_INSTALL || attempt >= attempts {
             return Ok((out, attempt));
         }
@@ -246,14 +246,24 @@ mod tests {
 
     #[test]
     fn an_exit_status_cut_to_8_bits_is_read_back_as_its_windows_installer_code() {
-        if cfg!(windows) {
-            return;
-        }
-        assert_eq!(windows_code(69), UNKNOWN_PRODUCT);
-        assert_eq!(windows_code(82), ANOTHER_INSTALL);
-        assert_eq!(windows_code(67), FATAL);
-        assert_eq!(windows_code(194), REBOOT_REQUIRED);
-        assert_eq!(windows_code(0), SUCCESS);
-        assert_eq!(windows_code(1), 1, "an unknown status stays as it is");
+        assert_eq!(windows_code(69, false), UNKNOWN_PRODUCT);
+        assert_eq!(windows_code(82, false), ANOTHER_INSTALL);
+        assert_eq!(windows_code(67, false), FATAL);
+        assert_eq!(windows_code(194, false), REBOOT_REQUIRED);
+        assert_eq!(windows_code(0, false), SUCCESS);
+        assert_eq!(
+            windows_code(1, false),
+            1,
+            "an unknown status stays as it is"
+        );
+    }
+
+    #[test]
+    fn a_full_exit_code_from_a_windows_parent_or_over_winrm_is_taken_as_it_is() {
+        // 69 from a server over WinRM is 69, not 1605 (ERROR_UNKNOWN_PRODUCT) whose low byte it is.
+        assert_eq!(windows_code(69, true), 69);
+        assert_eq!(windows_code(194, true), 194);
+        assert_eq!(windows_code(1605, true), UNKNOWN_PRODUCT);
+        assert_eq!(windows_code(3010, true), REBOOT_REQUIRED);
     }
 }

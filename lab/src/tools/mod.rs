@@ -3,11 +3,13 @@
 //! dispatches, applies `slow-tools` and appends every invocation to DIR/argv.log; each tool's
 //! behaviour lives in its own module and follows /work/shared-contracts.md.
 
+pub mod icacls;
 pub mod install;
 pub mod keyfile;
 pub mod miiskmu;
 pub mod msiexec;
 pub mod package;
+pub mod powershell;
 pub mod reg;
 pub mod sc;
 pub mod setup;
@@ -21,7 +23,15 @@ use serde::{Deserialize, Serialize};
 use crate::faults;
 
 /// The stand-ins' names.
-pub const TOOLS: [&str; 5] = ["miiskmu", "msiexec", "setup", "reg", "sc"];
+pub const TOOLS: [&str; 7] = [
+    "miiskmu",
+    "msiexec",
+    "setup",
+    "reg",
+    "sc",
+    "powershell",
+    "icacls",
+];
 
 /// Standard streams of one stand-in run (real ones in the binary, buffers in tests).
 pub struct ToolIo<'a> {
@@ -68,6 +78,8 @@ fn run_inner(lab: &Path, name: &str, args: &[String], io: &mut ToolIo) -> i32 {
         "setup" => setup::run(lab, args, io),
         "reg" => reg::run(lab, args, io),
         "sc" => sc::run(lab, args, io),
+        "powershell" => powershell::run(lab, args, io),
+        "icacls" => icacls::run(lab, args, io),
         _ => {
             let _ = writeln!(
                 io.stderr,

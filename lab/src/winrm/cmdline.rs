@@ -20,8 +20,11 @@ const CMD_BUILTINS: [&str; 44] = [
 ];
 
 /// The stand-ins that live in System32 and are found by name on the default PATH.
-const SYSTEM32_TOOLS: [&str; 3] = ["reg", "sc", "msiexec"];
+const SYSTEM32_TOOLS: [&str; 5] = ["reg", "sc", "msiexec", "icacls", "powershell"];
 const SYSTEM32: &str = r"C:\Windows\System32";
+/// Where powershell.exe lives (Windows PowerShell 1.0 and 2.0 alike install to `v1.0`); cmd.exe
+/// finds it by name too, as that folder is on the default PATH.
+const POWERSHELL_FOLDER: &str = r"C:\Windows\System32\WindowsPowerShell\v1.0";
 
 /// What cmd.exe makes of a command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,11 +174,14 @@ fn find_program(lab: &Path, program: &str) -> Found {
     }
     let normal = program.replace('/', "\\");
     if let Some((folder, name)) = normal.rsplit_once('\\') {
-        if folder.eq_ignore_ascii_case(SYSTEM32) {
-            let s = stem(name);
+        let s = stem(name);
+        if folder.eq_ignore_ascii_case(SYSTEM32) && s != "powershell" {
             if let Some(t) = SYSTEM32_TOOLS.iter().find(|t| **t == s) {
                 return Found::Tool(t.to_string());
             }
+        }
+        if folder.eq_ignore_ascii_case(POWERSHELL_FOLDER) && s == "powershell" {
+            return Found::Tool(s);
         }
     }
     let Some(mapped) = win_to_lab(lab, &normal) else {

@@ -1,0 +1,463 @@
+//! The sync server reached over WinRM (issue 10): `WinrmHost` implements `Host` by running the
+//! server's programs in a WinRS cmd shell and its file operations as PowerShell 2.0 scripts
+//! (`script`), whose printed answers `output` reads. It decides nothing for the steps and never
+//! retries a command; a command whose outcome is unknown is reported as "may still be running".
+//!
+//! Files come back over the same WinRM connection, as base64 lines a script prints (`fetch`), not
+//! over SMB: an admin host on Linux has no UNC paths, and WinRM is already open to the server.
+
+mod output;
+pub mod script;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::adapters::fs::{self as afs, FileStat, FsError};
+use crate::adapters::host::Host;
+use crate::adapters::process::{Arg, ProcessError, ProcessOutcome, ProcessSpec};
+use crate::adapters::secrets::Redactor;
+use crate::adapters::winrm::{ConnectOptions, RemoteCommand, Stdin, WinrmClient, WinrmError};
+
+use output::{BadOutput, Stat, Streamed, Walked};
+
+/// Scripts that look at one path or rename one file.
+const QUICK: Duration = Duration::from_secs(120);
+/// Scripts that read a whole file or list a whole tree.
+const LONG: Duration = Duration::from_secs(3600);
+
+/// icacls.exe (Windows Server 2003 SP2 and later): a System32 tool, found by name.
+const ICACLS: &str = "icacls.exe";
+
+/// A Windows server reached over WinRM: its programs and files, as `Local` is this machine's.
+pub struct WinrmHost {
+    client: WinrmClient,
+    /// The account WinRM logs on as: `restrict_permissions` leaves a key file to it alone.
+    user: String,
+}
+
+impl std::fmt::Debug for WinrmHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WinrmHost")
+            .field("server", &self.client.url())
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+/// A path as the server's scripts see it.
+fn win(path: &Path) -> String {
+    script::windows_path(&path.to_string_lossy())
+}
+
+/// The folder above a Windows path (`C:\a\b.dll` -> `C:\a`), if it has one.
+fn windows_parent(path: &str) -> Option<&str> {
+    let trimmed = path.trim_end_matches('\\');
+    let at = trimmed.rfind('\\')?;
+    let parent = &trimmed[..at];
+    if parent.is_empty() || parent.ends_with(':') {
+        // `C:\x`: the drive's root exists.
+        return None;
+    }
+    Some(parent)
+}
+
+impl WinrmHost {
+    /// Connects and logs on to the server's WinRM endpoint (see `WinrmClient::connect`).
+    pub async fn connect(options: ConnectOptions) -> Result<WinrmHost, WinrmError> {
+        let user = options.user.clone();
+        let client = WinrmClient::connect(options).await?;
+        Ok(WinrmHost { client, user })
+    }
+
+    /// The server, as messages name it (its WinRM endpoint).
+    pub fn server(&self) -> &str {
+        self.client.url()
+    }
+
+    fn fs_error(&self, op: &'static str, path: &str, cause: String) -> FsError {
+        FsError::Remote {
+            op,
+            path: path.to_string(),
+            server: self.server().to_string(),
+            cause,
+        }
+    }
+
+    /// Runs `text` in powershell.exe and returns its stdout; a failing script is an error with
+    /// PowerShell's own message.
+    async fn script(
+        &self,
+        op: &'static str,
+        path: &str,
+        text: String,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, FsError> {
+        let command = RemoteCommand {
+            program: script::POWERSHELL.to_string(),
+            args: script::invocation(&text),
+            stdin: None,
+            timeout,
+        };
+        let out = self
+            .client
+            .run(&command)
+            .await
+            .map_err(|e| self.fs_error(op, path, format!("WinRM: {e}")))?;
+        if out.exit_code != 0 {
+            return Err(self.fs_error(op, path, failed("powershell.exe", &out)));
+        }
+        Ok(out.stdout)
+    }
+
+    fn bad_output(&self, op: &'static str, path: &str, e: BadOutput) -> FsError {
+        self.fs_error(op, path, format!("PowerShell: {e}"))
+    }
+
+    async fn stat(&self, op: &'static str, path: &Path) -> Result<(String, Stat), FsError> {
+        let p = win(path);
+        let out = self.script(op, &p, script::stat(&p), QUICK).await?;
+        let stat = output::stat(&out).map_err(|e| self.bad_output(op, &p, e))?;
+        Ok((p, stat))
+    }
+
+    /// Streams the file at `path` into `sink`; checks that what arrived hashes as the server
+    /// hashed what it read. Returns the hash and the bytes.
+    async fn stream_into(
+        &self,
+        op: &'static str,
+        path: &Path,
+        sink: impl std::io::Write + Send + 'static,
+    ) -> Result<(String, u64), FsError> {
+        let p = win(path);
+        let started = Instant::now();
+        let out = self.script(op, &p, script::stream(&p), LONG).await?;
+        let arrived = Instant::now();
+        let mut sink = sink;
+        let decoded = tokio::task::spawn_blocking(move || output::stream(&out, &mut sink))
+            .await
+            .map_err(|e| self.fs_error(op, &p, format!("decoding stopped: {e}")))?
+            .map_err(|e| self.bad_output(op, &p, e))?;
+        match decoded {
+            Streamed::Absent => Err(self.fs_error(op, &p, "it does not exist".into())),
+            Streamed::Done {
+                server_sha256,
+                local_sha256,
+                bytes,
+            } if server_sha256 == local_sha256 => {
+                tracing::debug!(
+                    path = %p,
+                    bytes,
+                    transfer_ms = (arrived - started).as_millis() as u64,
+                    decode_ms = arrived.elapsed().as_millis() as u64,
+                    "fetched over WinRM"
+                );
+                Ok((local_sha256, bytes))
+            }
+            Streamed::Done {
+                server_sha256,
+                local_sha256,
+                ..
+            } => Err(self.fs_error(
+                op,
+                &p,
+                format!(
+                    "what arrived has sha256 {local_sha256}, but the server hashed {server_sha256} as it read the file; nothing was kept"
+                ),
+            )),
+        }
+    }
+}
+
+/// A program's failure in words: its exit code and the last lines it printed. PowerShell missing
+/// on the server (cmd.exe cannot find it) gets what to install.
+fn failed(program: &str, out: &crate::adapters::winrm::RemoteOutput) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tail: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = tail[tail.len().saturating_sub(6)..].join("\n");
+    let hint = if text.contains("is not recognized as an internal or external command") {
+        " (the server needs PowerShell 2.0: Windows Management Framework 2.0, KB968930, on Windows Server 2003 SP2 / 2008)"
+    } else {
+        ""
+    };
+    format!("{program} exited with {}{hint}:\n{tail}", out.exit_code)
+}
+
+#[async_trait]
+impl Host for WinrmHost {
+    async fn run(
+        &self,
+        spec: &ProcessSpec,
+        redactor: &Redactor,
+    ) -> Result<ProcessOutcome, ProcessError> {
+        let command = spec.display();
+        let unsupported = |why: &str| ProcessError::Unsupported {
+            program: spec.program.display().to_string(),
+            server: self.server().to_string(),
+            why: why.to_string(),
+        };
+        // A WinRS command starts in the account's profile folder with its environment; cmd.exe's
+        // `cd` and `set` would set them, and no step asks for either.
+        if spec.cwd.is_some() {
+            return Err(unsupported(
+                "a working folder cannot be set for a command over WinRM",
+            ));
+        }
+        if !spec.env.is_empty() {
+            return Err(unsupported(
+                "environment variables cannot be set for a command over WinRM",
+            ));
+        }
+        // `env_remove` keeps this machine's secret variables from a local child; a remote
+        // command never inherits this machine's environment.
+        //
+        // A secret argument exists only where the plan said `secrets_on_command_line` (the steps
+        // refuse it otherwise): it goes on the command line as the plan chose, and is redacted
+        // from the output as `Local` does.
+        let redactor = spec.args.iter().fold(redactor.clone(), |r, a| match a {
+            Arg::Secret(s) => r.with_argument(s.clone()),
+            Arg::Plain(_) => r,
+        });
+        let remote = RemoteCommand {
+            program: script::windows_path(&spec.program.to_string_lossy()),
+            args: spec
+                .args
+                .iter()
+                .map(|a| match a {
+                    Arg::Plain(s) => s.clone(),
+                    Arg::Secret(s) => s.expose().to_string(),
+                })
+                .collect(),
+            stdin: spec
+                .stdin
+                .as_ref()
+                .map(|s| Stdin::new(s.expose().as_bytes().to_vec())),
+            timeout: spec.timeout,
+        };
+        tracing::debug!(%command, server = %self.server(), timeout_secs = spec.timeout.as_secs(), "running over WinRM");
+        let started = Instant::now();
+        let out = self.client.run(&remote).await.map_err(|e| match e {
+            WinrmError::MayStillBeRunning { why, .. } => ProcessError::MayStillBeRunning {
+                command: command.clone(),
+                server: self.server().to_string(),
+                why: why.to_string(),
+            },
+            other => ProcessError::Remote {
+                command: command.clone(),
+                server: self.server().to_string(),
+                cause: other.to_string(),
+            },
+        })?;
+        let duration = started.elapsed();
+        let text = |b: &[u8]| redactor.redact(&String::from_utf8_lossy(b));
+        // The 32-bit code's bit pattern: 3221225477 (0xC0000005) is -1073741819, as on Windows.
+        let exit_code = out.exit_code as i32;
+        tracing::debug!(%command, exit_code, duration_ms = duration.as_millis() as u64, "finished over WinRM");
+        Ok(ProcessOutcome {
+            exit_code,
+            full_exit_code: true,
+            stdout: text(&out.stdout),
+            stderr: text(&out.stderr),
+            duration,
+        })
+    }
+
+    async fn exists(&self, path: &Path) -> Result<bool, FsError> {
+        Ok(self.stat("look at", path).await?.1 != Stat::Absent)
+    }
+
+    async fn is_dir(&self, path: &Path) -> Result<bool, FsError> {
+        Ok(self.stat("look at", path).await?.1 == Stat::Dir)
+    }
+
+    async fn file_size(&self, path: &Path) -> Result<u64, FsError> {
+        let op = "read the size of";
+        match self.stat(op, path).await? {
+            (_, Stat::File(bytes)) => Ok(bytes),
+            (p, Stat::Dir) => Err(self.fs_error(op, &p, "it is a folder".into())),
+            (p, Stat::Absent) => Err(self.fs_error(op, &p, "it does not exist".into())),
+        }
+    }
+
+    async fn sha256_file(&self, path: &Path) -> Result<String, FsError> {
+        let op = "hash";
+        let p = win(path);
+        let out = self.script(op, &p, script::sha256(&p), LONG).await?;
+        match output::sha256(&out).map_err(|e| self.bad_output(op, &p, e))? {
+            Some(hash) => Ok(hash),
+            None => Err(self.fs_error(op, &p, "it does not exist".into())),
+        }
+    }
+
+    async fn read_file(&self, path: &Path) -> Result<Vec<u8>, FsError> {
+        let buffer = SharedBuffer::default();
+        self.stream_into("read", path, buffer.clone()).await?;
+        Ok(buffer.take())
+    }
+
+    async fn walk_files(&self, dir: &Path) -> Result<Vec<String>, FsError> {
+        Ok(self
+            .walk_stats(dir)
+            .await?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    async fn walk_stats(&self, dir: &Path) -> Result<Vec<(String, FileStat)>, FsError> {
+        let op = "list";
+        let p = win(dir);
+        let out = self.script(op, &p, script::walk(&p), LONG).await?;
+        match output::walk(&out).map_err(|e| self.bad_output(op, &p, e))? {
+            Walked::Files(files) => Ok(files),
+            Walked::Absent => Err(self.fs_error(op, &p, "it does not exist".into())),
+            Walked::NotDir => Err(self.fs_error(op, &p, "it is a file, not a folder".into())),
+        }
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> Result<(), FsError> {
+        let op = "rename";
+        let (f, t) = (win(from), win(to));
+        let what = format!("{f} to {t}");
+        let out = self
+            .script(op, &what, script::rename(&f, &t), QUICK)
+            .await?;
+        output::ok(&out).map_err(|e| self.bad_output(op, &what, e))
+    }
+
+    async fn remove_if_exists(&self, path: &Path) -> Result<(), FsError> {
+        let op = "remove";
+        let p = win(path);
+        let out = self
+            .script(op, &p, script::remove_if_exists(&p), QUICK)
+            .await?;
+        output::ok(&out).map_err(|e| self.bad_output(op, &p, e))
+    }
+
+    async fn create_parent_dirs(&self, path: &Path) -> Result<(), FsError> {
+        let op = "create the folder";
+        let p = win(path);
+        let Some(parent) = windows_parent(&p) else {
+            return Ok(());
+        };
+        let out = self
+            .script(op, parent, script::create_dir(parent), QUICK)
+            .await?;
+        output::ok(&out).map_err(|e| self.bad_output(op, parent, e))
+    }
+
+    async fn restrict_permissions(&self, path: &Path) -> Result<(), FsError> {
+        let op = "restrict permissions of";
+        let p = win(path);
+        // Inherited entries removed, and full control granted to the account WinRM logs on as,
+        // replacing what it had: nobody else can read the file.
+        let command = RemoteCommand {
+            program: ICACLS.to_string(),
+            args: vec![
+                p.clone(),
+                "/inheritance:r".into(),
+                "/grant:r".into(),
+                format!("{}:F", self.user),
+            ],
+            stdin: None,
+            timeout: QUICK,
+        };
+        let out = self
+            .client
+            .run(&command)
+            .await
+            .map_err(|e| self.fs_error(op, &p, format!("WinRM: {e}")))?;
+        if out.exit_code != 0 {
+            return Err(self.fs_error(op, &p, failed(ICACLS, &out)));
+        }
+        Ok(())
+    }
+
+    async fn fetch(&self, remote: &Path, local: &Path) -> Result<String, FsError> {
+        let op = "fetch";
+        let temp = afs::temp_sibling(local);
+        let file = std::fs::File::create(&temp).map_err(|source| FsError::Io {
+            op: "create",
+            path: temp.clone(),
+            source,
+        })?;
+        let result = self
+            .stream_into(op, remote, std::io::BufWriter::new(file))
+            .await;
+        let result = result.and_then(|(hash, _)| {
+            std::fs::rename(&temp, local)
+                .map_err(|source| FsError::Io {
+                    op: "rename into place",
+                    path: local.to_path_buf(),
+                    source,
+                })
+                .map(|()| hash)
+        });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        result
+    }
+}
+
+/// A byte buffer `stream_into` writes into while the caller keeps a handle to take it back.
+#[derive(Clone, Default)]
+struct SharedBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl SharedBuffer {
+    fn take(&self) -> Vec<u8> {
+        // A poisoned lock only means the decoder panicked; the error came back already.
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl std::io::Write for SharedBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parent_of_a_windows_path_is_found_without_the_platforms_rules() {
+        assert_eq!(
+            windows_parent(r"C:\Upgrade\keys\k.bin"),
+            Some(r"C:\Upgrade\keys")
+        );
+        assert_eq!(windows_parent(r"C:\k.bin"), None, "a drive's root exists");
+        assert_eq!(windows_parent("k.bin"), None);
+        assert_eq!(
+            windows_parent(r"\\server\share\k.bin"),
+            Some(r"\\server\share")
+        );
+    }
+
+    #[test]
+    fn a_failure_names_the_exit_code_the_last_lines_and_what_powershell_needs() {
+        let out = crate::adapters::winrm::RemoteOutput {
+            stdout: Vec::new(),
+            stderr: b"'powershell.exe' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n".to_vec(),
+            exit_code: 1,
+        };
+        let text = failed("powershell.exe", &out);
+        assert!(text.starts_with("powershell.exe exited with 1"), "{text}");
+        assert!(text.contains("KB968930"), "{text}");
+        assert!(text.contains("operable program"), "{text}");
+    }
+}

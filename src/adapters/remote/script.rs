@@ -1,0 +1,302 @@
+//! The PowerShell 2.0 text the remote host sends: a path as a single-quoted literal, the
+//! `powershell.exe -EncodedCommand` invocation, and one small function per script. Scripts stay
+//! inside the subset of /work/notes/ps-subset.md (the lab interprets only that), carry paths and
+//! never a secret, and print what may hold non-ASCII (file names) as base64 of its UTF-8 bytes,
+//! so nothing depends on the server's console code page. Builds text only; runs nothing.
+
+use base64::Engine;
+
+/// powershell.exe on every Windows that has PowerShell 2.0 (Windows Management Framework 2.0 puts
+/// it there on Windows Server 2003 SP2 too). A System32 tool, found by name.
+pub const POWERSHELL: &str = "powershell.exe";
+
+/// Bytes of a file per line of a fetch: 256 KiB makes lines of 341 KiB of base64.
+pub const CHUNK: usize = 256 * 1024;
+
+/// Every script starts here: a cmdlet error is terminating, so it stops the script (exit 1, the
+/// message on stderr) unless a `catch` says what it means.
+const PRELUDE: &str = "$ErrorActionPreference = 'Stop'\n";
+
+/// A Windows path as it reaches a script: `/` (from joining a relative path on the admin host)
+/// becomes `\`.
+pub fn windows_path(path: &str) -> String {
+    path.replace('/', "\\")
+}
+
+/// `text` as a PowerShell single-quoted string: nothing inside is expanded, and a quote is
+/// written twice (about_Quoting_Rules). PowerShell also ends such a string at the typographic
+/// single quotes (U+2018..U+201B), so those are doubled as well.
+pub fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('\'');
+    for c in text.chars() {
+        if matches!(c, '\'' | '\u{2018}' | '\u{2019}' | '\u{201A}' | '\u{201B}') {
+            out.push(c);
+        }
+        out.push(c);
+    }
+    out.push('\'');
+    out
+}
+
+/// A path as a quoted PowerShell literal, with `\`.
+fn lit(path: &str) -> String {
+    quote(&windows_path(path))
+}
+
+/// The arguments of powershell.exe that run `script`: `-EncodedCommand` takes base64 of the
+/// script's UTF-16LE bytes (`powershell.exe -?`; pywinrm's `run_ps` sends scripts the same way),
+/// which keeps quotes, `%` and line breaks away from cmd.exe's rules.
+pub fn invocation(script: &str) -> Vec<String> {
+    let utf16: Vec<u8> = script.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(utf16);
+    [
+        "-NoProfile",
+        "-NonInteractive",
+        "-ExecutionPolicy",
+        "Bypass",
+        "-EncodedCommand",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(std::iter::once(encoded))
+    .collect()
+}
+
+/// Prints `absent`, `dir`, or `file BYTES` for what is at `path`. Only "cannot find the path" is
+/// `absent`; any other error (access denied) stops the script: a path that cannot be looked at is
+/// never taken for a missing one.
+pub fn stat(path: &str) -> String {
+    format!(
+        "{PRELUDE}try {{ $i = Get-Item -LiteralPath {p} -Force }}
+catch [System.Management.Automation.ItemNotFoundException] {{ 'absent'; exit 0 }}
+if ($i.PSIsContainer) {{ 'dir' }} else {{ 'file ' + $i.Length }}
+",
+        p = lit(path)
+    )
+}
+
+/// Opens `path` for reading into `$s`, or prints `absent` and exits 0 when the file or its folder
+/// is missing. .NET's own exceptions (File.OpenRead), so access denied is still an error.
+fn open_read(path: &str) -> String {
+    format!(
+        "try {{ $s = [System.IO.File]::OpenRead({p}) }}
+catch [System.IO.FileNotFoundException] {{ 'absent'; exit 0 }}
+catch [System.IO.DirectoryNotFoundException] {{ 'absent'; exit 0 }}
+",
+        p = lit(path)
+    )
+}
+
+/// The hash object's value as `sha256 HEX` (PowerShell 2.0 has no Get-FileHash: it came with 4.0).
+const PRINT_HASH: &str =
+    "'sha256 ' + [System.BitConverter]::ToString($h.Hash).Replace('-', '').ToLowerInvariant()\n";
+
+/// Prints `sha256 HEX` of the file at `path`, hashed on the server (`absent` if it is missing).
+pub fn sha256(path: &str) -> String {
+    format!(
+        "{PRELUDE}{open}try {{
+  $h = [System.Security.Cryptography.SHA256]::Create()
+  [void]$h.ComputeHash($s)
+  {PRINT_HASH}}} finally {{ $s.Close() }}
+",
+        open = open_read(path)
+    )
+}
+
+/// Streams the file at `path`: one line of base64 per chunk of up to [`CHUNK`] bytes read with
+/// FileStream.Read, then `sha256 HEX` of the bytes read, hashed as they are read
+/// (TransformBlock / TransformFinalBlock), so the hash is of exactly what was sent. `absent` if the
+/// file is missing. Ansible's WinRM connection plugin fetches a file the same way (base64 chunks a
+/// PowerShell script writes to stdout); not SMB, which an admin host on Linux cannot reach by a UNC
+/// path and which needs a second port open, while WinRM already is.
+pub fn stream(path: &str) -> String {
+    format!(
+        "{PRELUDE}{open}try {{
+  $h = [System.Security.Cryptography.SHA256]::Create()
+  $buf = New-Object byte[] {CHUNK}
+  while ($true) {{
+    $n = $s.Read($buf, 0, {CHUNK})
+    if ($n -eq 0) {{ break }}
+    [void]$h.TransformBlock($buf, 0, $n, $null, 0)
+    [System.Convert]::ToBase64String($buf, 0, $n)
+  }}
+  [void]$h.TransformFinalBlock($buf, 0, 0)
+  {PRINT_HASH}}} finally {{ $s.Close() }}
+",
+        open = open_read(path)
+    )
+}
+
+/// Lists every file below the folder `dir`, one line per file: `f B64 BYTES TICKS`, where B64 is
+/// base64 of the UTF-8 path relative to `dir` with `/`, and TICKS the last write time in UTC
+/// (100 ns since 0001-01-01). `absent` if `dir` is missing, `notdir` if it is a file. One
+/// Get-ChildItem listing, not a command per file. (A `foreach` over an empty listing runs once
+/// with `$null` in PowerShell 2.0, hence the test of `$i`.)
+pub fn walk(dir: &str) -> String {
+    format!(
+        "{PRELUDE}try {{ $root = Get-Item -LiteralPath {p} -Force }}
+catch [System.Management.Automation.ItemNotFoundException] {{ 'absent'; exit 0 }}
+if (-not $root.PSIsContainer) {{ 'notdir'; exit 0 }}
+$n = $root.FullName.Length
+$items = Get-ChildItem -LiteralPath {p} -Recurse -Force
+foreach ($i in $items) {{
+  if ($i -ne $null -and -not $i.PSIsContainer) {{
+    $rel = $i.FullName.Substring($n).Replace('\\', '/')
+    if ($rel.StartsWith('/')) {{ $rel = $rel.Substring(1) }}
+    $b = [System.Convert]::ToBase64String([System.Text.Encoding]::UTF8.GetBytes($rel))
+    'f ' + $b + ' ' + $i.Length + ' ' + $i.LastWriteTimeUtc.Ticks
+  }}
+}}
+'end'
+",
+        p = lit(dir)
+    )
+}
+
+/// Renames `from` to `to`, replacing a file there; prints `ok`.
+pub fn rename(from: &str, to: &str) -> String {
+    format!(
+        "{PRELUDE}Move-Item -LiteralPath {f} -Destination {t} -Force\n'ok'\n",
+        f = lit(from),
+        t = lit(to)
+    )
+}
+
+/// Removes the file at `path` if it is there; prints `ok`. A folder is refused (no `-Recurse`).
+pub fn remove_if_exists(path: &str) -> String {
+    format!(
+        "{PRELUDE}try {{ Remove-Item -LiteralPath {p} -Force }}
+catch [System.Management.Automation.ItemNotFoundException] {{ }}
+'ok'
+",
+        p = lit(path)
+    )
+}
+
+/// Creates the folder `dir` and its parents (fine if it exists); prints `ok`.
+pub fn create_dir(dir: &str) -> String {
+    format!(
+        "{PRELUDE}[void][System.IO.Directory]::CreateDirectory({p})\n'ok'\n",
+        p = lit(dir)
+    )
+}
+
+/// Every script this module can produce, for a path (and a second one): what the parse test
+/// checks against the PowerShell grammar.
+#[cfg(test)]
+pub fn all(path: &str, other: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("stat", stat(path)),
+        ("sha256", sha256(path)),
+        ("stream", stream(path)),
+        ("walk", walk(path)),
+        ("rename", rename(path, other)),
+        ("remove_if_exists", remove_if_exists(path)),
+        ("create_dir", create_dir(path)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_a_single_quoted_literal_with_quotes_doubled_and_backslashes() {
+        assert_eq!(
+            lit("C:/Program Files/O'Brien's/x.dll"),
+            r"'C:\Program Files\O''Brien''s\x.dll'"
+        );
+        // Nothing in a single-quoted string expands: `$`, backquote and `%` stay as they are.
+        assert_eq!(quote("a $b `c %d%"), "'a $b `c %d%'");
+        // Non-ASCII stays as it is (the script travels as UTF-16LE).
+        assert_eq!(quote(r"D:\Ünïcødé\日本.dll"), r"'D:\Ünïcødé\日本.dll'");
+        // A typographic quote ends a PowerShell string too, so it is doubled.
+        assert_eq!(quote("a\u{2019}b"), "'a\u{2019}\u{2019}b'");
+    }
+
+    #[test]
+    fn the_encoded_command_is_base64_of_the_scripts_utf16le() {
+        let script = "'Ünï ''x''' # 日本\n";
+        let args = invocation(script);
+        assert_eq!(
+            args[..5],
+            [
+                "-NoProfile",
+                "-NonInteractive",
+                "-ExecutionPolicy",
+                "Bypass",
+                "-EncodedCommand"
+            ]
+        );
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&args[5])
+            .unwrap();
+        let units: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        assert_eq!(String::from_utf16(&units).unwrap(), script);
+        // The example of `powershell.exe -?`: 'dir "c:\program files" ' encodes to this.
+        let doc = invocation("dir \"c:\\program files\" ");
+        assert_eq!(
+            doc[5],
+            "ZABpAHIAIAAiAGMAOgBcAHAAcgBvAGcAcgBhAG0AIABmAGkAbABlAHMAIgAgAA=="
+        );
+    }
+
+    /// Every ERROR or MISSING node of `text` parsed by tree-sitter-powershell, with its position.
+    fn parse_errors(text: &str) -> Vec<String> {
+        let mut parser = tree_sitter::Parser::new();
+        parser
+            .set_language(&tree_sitter_powershell::LANGUAGE.into())
+            .unwrap();
+        let tree = parser.parse(text, None).unwrap();
+        let mut errors = Vec::new();
+        let mut stack = vec![tree.root_node()];
+        while let Some(node) = stack.pop() {
+            if node.is_error() || node.is_missing() {
+                let at = node.start_position();
+                errors.push(format!(
+                    "{} at {}:{}",
+                    node.kind(),
+                    at.row + 1,
+                    at.column + 1
+                ));
+            }
+            let mut cursor = node.walk();
+            stack.extend(node.children(&mut cursor));
+        }
+        errors
+    }
+
+    #[test]
+    fn every_script_parses_as_powershell_whatever_the_path_holds() {
+        // The grammar does find a broken script (so the check below can fail).
+        assert!(!parse_errors("try { 'a' ").is_empty());
+        assert!(!parse_errors("$x = 'unterminated").is_empty());
+        for (path, other) in [
+            (
+                r"C:\Program Files\Microsoft Identity Integration Server\Extensions",
+                r"D:\b",
+            ),
+            (r"D:\Upgrade\O'Brien's keys\k.bin", r"D:\it''s"),
+            (r"D:\Ünïcødé\日本語\файл.dll", r"E:\x y\z"),
+            (r"C:\a $b `c %d% ; & | ( ) { } # @ [x] ‘q’", r"C:\x"),
+            ("C:/Upgrade/with/slashes", "C:/x"),
+        ] {
+            for (name, text) in all(path, other) {
+                let errors = parse_errors(&text);
+                assert!(errors.is_empty(), "{name} for {path}: {errors:?}\n{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_script_holds_its_path_only_as_a_quoted_literal() {
+        for (name, text) in all(r"C:\it's", r"D:\b") {
+            assert!(text.contains(r"'C:\it''s'"), "{name}: {text}");
+            assert!(!text.contains('"'), "{name} has a double-quoted string");
+        }
+    }
+}
