@@ -99,7 +99,10 @@ fn the_remote_seed_plan_converges_and_a_second_apply_does_nothing() {
     let winrm = rig.lab.winrm.password.clone();
     for (name, secret) in [("service password", &service), ("WinRM password", &winrm)] {
         let hits = server_files_holding(&rig, secret);
-        assert!(hits.is_empty(), "the {name} is in the lab's files: {hits:?}");
+        assert!(
+            hits.is_empty(),
+            "the {name} is in the lab's files: {hits:?}"
+        );
         assert!(
             !stdout(&out).contains(secret.as_str()),
             "the {name} is in the output"

@@ -176,6 +176,8 @@ pub const MIIS_LOCATION: &str = r"C:\Program Files\Microsoft Identity Integratio
 pub const FIM_LOCATION: &str =
     r"C:\Program Files\Microsoft Forefront Identity Manager\2010\Synchronization Service\";
 /// The MIIS 2003 setup stand-in's wrapper.
+/// The server's system folder.
+pub const SYSTEM32: &str = r"C:\Windows\System32";
 pub const MIIS_SETUP: &str = r"E:\MIIS2003\Setup.exe";
 /// The MIM 2016 sync lab package.
 pub const MIM_MSI: &str = r"E:\Synchronization Service\Synchronization Service.msi";
@@ -366,6 +368,16 @@ impl Lab {
         let msi_dll = dir.join("bin").join("msi.dll");
         fs::write(&msi_dll, msi_dll_bytes(flavour.windows().installer))
             .map_err(LabError::io(&msi_dll))?;
+        // The server's own System32 on its C: drive, as a remote host sees it over WinRM: the
+        // tools under their Windows names, and msi.dll, whose version a remote plan reads there.
+        let system32 = resolve(dir, SYSTEM32);
+        mkdir(&system32)?;
+        for tool in ["msiexec", "reg", "sc", "icacls"] {
+            write_wrapper(&system32.join(format!("{tool}.exe")), exe, dir, tool)?;
+        }
+        let remote_msi_dll = system32.join("msi.dll");
+        fs::write(&remote_msi_dll, msi_dll_bytes(flavour.windows().installer))
+            .map_err(LabError::io(&remote_msi_dll))?;
 
         let mut installed = flavour.installed_product();
         if let Some(code) = &opts.installed_code {
@@ -474,6 +486,8 @@ pub fn install_files(
     mkdir(&root.join("Bin"))?;
     mkdir(&root.join("Extensions"))?;
     write_wrapper(&root.join("Bin").join("miiskmu"), exe, lab, "miiskmu")?;
+    // The name the product installs it under, which a remote host looks for over WinRM.
+    write_wrapper(&root.join("Bin").join("miiskmu.exe"), exe, lab, "miiskmu")?;
     if with_extensions {
         for (i, name) in EXTENSION_DLLS.iter().enumerate() {
             let mut bytes =

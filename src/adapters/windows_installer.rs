@@ -35,9 +35,10 @@ pub enum VersionError {
     NoVersion { path: PathBuf },
 }
 
-/// msi.dll beside the msiexec the plan runs (both live in the system folder).
+/// msi.dll beside the msiexec the plan runs (both live in the system folder). A Windows server's
+/// path keeps its `\` separators on a Linux admin host (`adapters::fs::renamed`).
 pub fn msi_dll_beside(msiexec: &Path) -> PathBuf {
-    msiexec.with_file_name("msi.dll")
+    crate::adapters::fs::renamed(msiexec, |_| "msi.dll".to_string())
 }
 
 /// The file version of `msi_dll` on the server.
@@ -89,6 +90,18 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
     use upgrade_lab::layout::msi_dll_bytes;
+
+    #[test]
+    fn msi_dll_is_found_beside_a_windows_servers_msiexec_on_any_admin_host() {
+        assert_eq!(
+            msi_dll_beside(Path::new(r"C:\Windows\System32\msiexec.exe")),
+            PathBuf::from(r"C:\Windows\System32\msi.dll")
+        );
+        assert_eq!(
+            msi_dll_beside(Path::new("/lab/bin/msiexec")),
+            PathBuf::from("/lab/bin/msi.dll")
+        );
+    }
 
     #[test]
     fn the_file_version_is_read_from_the_version_resource() {
