@@ -39,12 +39,12 @@ fn runs_of(rig: &Rig, tool: &str) -> usize {
 }
 
 /// Every file of the lab (the server's side: drives, logs, argv records) holding `needle`, except
-/// the lab's own bookkeeping of the account it made (its state file) and the key file (whose bytes
+/// the lab's own bookkeeping of the account it made (lab.json) and the key file (whose bytes
 /// the lab derives from the password, as miiskmu encrypts the export with it).
 fn server_files_holding(rig: &Rig, needle: &str) -> Vec<String> {
     let mut hits = Vec::new();
     for (rel, _) in tree(rig.lab.dir()) {
-        if rel == "state.json" || rel.ends_with("miis-keys.bin") {
+        if rel == "lab.json" || rel.ends_with("miis-keys.bin") {
             continue;
         }
         let bytes = std::fs::read(rig.lab.dir().join(&rel)).unwrap_or_default();
@@ -110,14 +110,20 @@ fn the_remote_seed_plan_converges_and_a_second_apply_does_nothing() {
     }
 }
 
-/// Starts an apply, waits until `started` says the step is under way, kills it with SIGKILL,
-/// lets what the server still runs finish, and checks that the next run converges and that no
-/// installer ran twice.
-fn kill_during(faults: &[&str], started: impl Fn(&Rig) -> bool) -> Rig {
-    let rig = Rig::iifp_remote(faults);
+/// Starts an apply; once `arm` says the run got that far, turns on `faults` (a slow tool, so the
+/// step can be caught in the middle; the stand-ins read faults at each run); waits until `started`
+/// says the step is under way; kills `upgrade` with SIGKILL; lets what the server still runs
+/// finish; and checks that the next run converges and that no installer ran twice.
+fn kill_during(arm: impl Fn(&Rig) -> bool, faults: &[&str], started: impl Fn(&Rig) -> bool) -> Rig {
+    let rig = Rig::iifp_remote(&[]);
     let mut child = rig.spawn(&["apply", rig.plan_str(), "--auto-approve"]);
     let t0 = Instant::now();
+    let mut armed = false;
     while !started(&rig) {
+        if !armed && arm(&rig) {
+            rig.faults(faults);
+            armed = true;
+        }
         assert!(
             t0.elapsed() < Duration::from_secs(90),
             "the step never started"
@@ -126,7 +132,7 @@ fn kill_during(faults: &[&str], started: impl Fn(&Rig) -> bool) -> Rig {
             child.try_wait().unwrap().is_none(),
             "apply ended before the step started"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -138,15 +144,19 @@ fn kill_during(faults: &[&str], started: impl Fn(&Rig) -> bool) -> Rig {
     rig
 }
 
+fn at_once(_: &Rig) -> bool {
+    true
+}
+
 #[test]
 fn kill_9_during_the_remote_key_export_is_resumed() {
-    kill_during(&["slow-tools=2000"], |r| runs_of(r, "miiskmu") > 0);
+    kill_during(at_once, &["slow-tools=2000"], |r| runs_of(r, "miiskmu") > 0);
 }
 
 #[test]
 fn kill_9_during_the_extensions_copy_over_winrm_is_resumed() {
     // Every WinRM operation 40 ms late: the copy takes long enough to be killed in the middle.
-    let rig = kill_during(&["winrm-slow=40"], |r| {
+    let rig = kill_during(at_once, &["winrm-slow=40"], |r| {
         let dir = r.admin_dir().join("Extensions");
         dir.is_dir() && !tree(&dir).is_empty()
     });
@@ -154,20 +164,32 @@ fn kill_9_during_the_extensions_copy_over_winrm_is_resumed() {
     assert!(copy.iter().any(|(f, _)| f == "SHA256SUMS"), "{copy:?}");
 }
 
+/// Whether the sync service was stopped (the last step before the uninstall that runs a tool).
+fn service_stopped(r: &Rig) -> bool {
+    r.argv_log().contains(r#""stop","miiserver""#)
+}
+
 #[test]
 fn kill_9_during_the_remote_uninstall_is_resumed() {
-    kill_during(&["slow-tools=2000"], |r| runs_of(r, "msiexec") > 0);
+    kill_during(service_stopped, &["slow-tools=2000"], |r| {
+        runs_of(r, "msiexec") > 0
+    });
+    // (`converges` checked the product is gone and MIIS 2003 installed once.)
 }
 
 #[test]
 fn kill_9_during_the_remote_setup_is_resumed() {
-    kill_during(&["slow-tools=2000"], |r| runs_of(r, "setup") > 0);
+    kill_during(
+        |r| runs_of(r, "msiexec") > 0,
+        &["slow-tools=2000"],
+        |r| runs_of(r, "setup") > 0,
+    );
 }
 
 /// The WinRM listener drops the connection at the `n`th Receive: the run stops (the command may
 /// still be running on the server), and the next run converges without running an installer twice.
-/// Returns the first run's output.
-fn drop_at(n: u32) -> String {
+/// Returns the first run's exit code and output.
+fn drop_at(n: u32) -> (Option<i32>, String) {
     let rig = Rig::iifp_remote(&[&format!("winrm-drop={n}")]);
     let first = apply(&rig);
     std::thread::sleep(Duration::from_millis(500));
@@ -179,13 +201,19 @@ fn drop_at(n: u32) -> String {
         "the keys were exported more than once after a drop: {}",
         rig.argv_log()
     );
-    text(&first)
+    (first.status.code(), text(&first))
 }
 
 #[test]
 fn a_connection_dropped_during_each_remote_step_converges_on_the_next_run() {
-    // Drops spread over the run's Receives; each run's output names the step it stopped in.
-    let mut hit: Vec<&str> = Vec::new();
+    // Where the apply's own work starts: the Receives of a `plan` (the survey apply repeats).
+    let probe = Rig::iifp_remote(&[]);
+    let before = probe.argv_log().lines().count();
+    let plan = probe.upgrade(&["plan", probe.plan_str()]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    let survey = probe.argv_log().lines().count() - before;
+    // Then a drop every few Receives through the apply, until a run no longer meets one. Each
+    // run's output names the step that lost its connection.
     let steps = [
         "keys",
         "extensions",
@@ -194,18 +222,35 @@ fn a_connection_dropped_during_each_remote_step_converges_on_the_next_run() {
         "install-miis",
         "verify",
     ];
-    for n in [1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144] {
-        let out = drop_at(n);
-        for s in steps {
-            if out.contains(&format!("{s}:")) && out.contains("may still be running") {
-                if !hit.contains(&s) {
+    let mut hit: Vec<&str> = Vec::new();
+    let mut n = survey as u32 + 1;
+    loop {
+        let (_, out) = drop_at(n);
+        if !out.contains("connection was lost") {
+            break; // past the run's last Receive
+        }
+        // The step that met the drop failed (`✗ id:`), or was redone by the check before the
+        // uninstall or the install (`~ id:`), which observes again after a lost connection.
+        for line in out.lines() {
+            for s in steps {
+                let failed = line.contains(&format!("✗ {s}:")) || line.contains(&format!("~ {s}:"));
+                if failed && !hit.contains(&s) {
                     hit.push(s);
                 }
             }
         }
+        n += 2;
+        assert!(n < 400, "the drops never ran out");
     }
-    assert!(!hit.is_empty(), "no drop stopped a remote step");
-    eprintln!("drops stopped: {hit:?}");
+    eprintln!(
+        "drops from Receive {} to {n}, stepped by 2, stopped {hit:?}",
+        survey + 1
+    );
+    let missed: Vec<_> = steps.iter().filter(|s| !hit.contains(s)).collect();
+    assert!(
+        missed.is_empty(),
+        "no drop fell in {missed:?} (hit {hit:?})"
+    );
 }
 
 #[test]
