@@ -139,34 +139,34 @@ impl WinrmHost {
             .await
             .map_err(|e| self.fs_error(op, &p, format!("decoding stopped: {e}")))?
             .map_err(|e| self.bad_output(op, &p, e))?;
-        match decoded {
-            Streamed::Absent => Err(self.fs_error(op, &p, "it does not exist".into())),
-            Streamed::Done {
-                server_sha256,
-                local_sha256,
-                bytes,
-            } if server_sha256 == local_sha256 => {
-                tracing::debug!(
-                    path = %p,
-                    bytes,
-                    transfer_ms = (arrived - started).as_millis() as u64,
-                    decode_ms = arrived.elapsed().as_millis() as u64,
-                    "fetched over WinRM"
-                );
-                Ok((local_sha256, bytes))
-            }
-            Streamed::Done {
-                server_sha256,
-                local_sha256,
-                ..
-            } => Err(self.fs_error(
-                op,
-                &p,
-                format!(
-                    "what arrived has sha256 {local_sha256}, but the server hashed {server_sha256} as it read the file; nothing was kept"
-                ),
-            )),
-        }
+        let (hash, bytes) = judge(decoded).map_err(|why| self.fs_error(op, &p, why))?;
+        tracing::debug!(
+            path = %p,
+            bytes,
+            transfer_ms = (arrived - started).as_millis() as u64,
+            decode_ms = arrived.elapsed().as_millis() as u64,
+            "fetched over WinRM"
+        );
+        Ok((hash, bytes))
+    }
+}
+
+/// What arrived, judged: its hash and size when it hashes as the server hashed what it read.
+fn judge(decoded: Streamed) -> Result<(String, u64), String> {
+    match decoded {
+        Streamed::Absent => Err("it does not exist".into()),
+        Streamed::Done {
+            server_sha256,
+            local_sha256,
+            bytes,
+        } if server_sha256 == local_sha256 => Ok((local_sha256, bytes)),
+        Streamed::Done {
+            server_sha256,
+            local_sha256,
+            ..
+        } => Err(format!(
+            "what arrived has sha256 {local_sha256}, but the server hashed {server_sha256} as it read the file; nothing was kept"
+        )),
     }
 }
 
@@ -446,6 +446,24 @@ mod tests {
             windows_parent(r"\\server\share\k.bin"),
             Some(r"\\server\share")
         );
+    }
+
+    #[test]
+    fn a_file_that_does_not_hash_as_the_server_hashed_it_is_refused_naming_both_hashes() {
+        let done = |server: &str, local: &str| Streamed::Done {
+            server_sha256: server.repeat(64),
+            local_sha256: local.repeat(64),
+            bytes: 7,
+        };
+        assert_eq!(judge(done("a", "a")), Ok(("a".repeat(64), 7)));
+        let why = judge(done("a", "b")).unwrap_err();
+        assert!(
+            why.contains(&"a".repeat(64)) && why.contains(&"b".repeat(64)),
+            "{why}"
+        );
+        assert!(judge(Streamed::Absent)
+            .unwrap_err()
+            .contains("does not exist"));
     }
 
     #[test]
