@@ -97,7 +97,10 @@ impl WinrmHost {
         let command = RemoteCommand {
             program: script::POWERSHELL.to_string(),
             args: script::invocation(&text),
-            stdin: None,
+            // Closed at once: a powershell.exe started without a console may wait to read its
+            // input before it exits (users of PsExec redirect `< NUL` for that); a script never
+            // reads stdin, so closing it costs one Send and risks nothing.
+            stdin: Some(Stdin::new(Vec::new())),
             timeout,
         };
         let out = self
