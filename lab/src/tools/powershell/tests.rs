@@ -489,3 +489,39 @@ fn the_command_line_takes_encoded_command_with_its_abbreviations_and_refuses_com
         assert!(err.contains(expected), "{err}");
     }
 }
+
+#[test]
+fn catch_exception_takes_every_error_the_lab_raises_including_a_null_path() {
+    let dir = lab();
+    let script = format!(
+        "{STOP}try {{ Get-Item -LiteralPath $nothing }} catch [System.Exception] {{ $_.Exception.Message }}"
+    );
+    assert_eq!(
+        lines(dir.path(), &script),
+        ["Cannot bind argument to parameter 'LiteralPath' because it is null."]
+    );
+    for t in [
+        super::value::ITEM_NOT_FOUND,
+        super::value::FILE_NOT_FOUND,
+        super::value::DIRECTORY_NOT_FOUND,
+        super::value::IO,
+        super::value::UNAUTHORIZED,
+        super::value::METHOD_INVOCATION,
+        super::value::GET_VALUE_INVOCATION,
+        super::value::RUNTIME,
+        super::value::PS_INVALID_OPERATION,
+        super::value::PARAMETER_BINDING,
+        super::value::ARGUMENT,
+        super::value::ARGUMENT_NULL,
+        super::value::ARGUMENT_OUT_OF_RANGE,
+        super::value::OBJECT_DISPOSED,
+        super::value::CRYPTO_UNEXPECTED,
+        "System.Management.Automation.MethodException",
+    ] {
+        let e = super::value::Exception::new(t, "x");
+        assert!(
+            e.is_a("System.Exception"),
+            "{t} does not derive from System.Exception"
+        );
+    }
+}
