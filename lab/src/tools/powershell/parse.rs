@@ -46,8 +46,10 @@ pub fn parse(source: &str) -> Result<Block, ParseFailure> {
         let message = if bad.is_missing() {
             format!("Missing `{}`.", bad.kind())
         } else {
-            let text: String = lower.text(bad).chars().take(40).collect();
-            format!("Unexpected token `{}`.", text.trim())
+            // The region the parser could not place, shown from its start on its first line.
+            let first_line = lower.text(bad).lines().next().unwrap_or_default();
+            let text: String = first_line.trim().chars().take(40).collect();
+            format!("Unexpected token `{text}`.")
         };
         return Err(ParseFailure::Syntax { at, message });
     }
