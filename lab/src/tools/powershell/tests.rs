@@ -525,3 +525,26 @@ fn catch_exception_takes_every_error_the_lab_raises_including_a_null_path() {
         );
     }
 }
+
+#[test]
+fn a_member_outside_the_subset_ends_the_script_and_no_catch_or_finally_runs() {
+    let dir = lab();
+    let (code, out, err) = ps(
+        dir.path(),
+        "'before'\ntry { 'abc'.Trim() } catch { 'caught' } finally { 'finally' }\n'after'",
+    );
+    assert_eq!((code, out.as_str()), (1, "before\r\n"));
+    assert_eq!(
+        err,
+        "the lab's powershell does not implement the method Trim() of System.String with 0 argument(s) (lab/README.md)\r\nAt line:2 char:7\r\n"
+    );
+}
+
+#[test]
+fn a_script_with_crlf_line_ends_runs_and_reports_lines_as_windows_counts_them() {
+    let dir = lab();
+    let script = "$ErrorActionPreference = 'Stop'\r\nif ($true) {\r\n  'a'\r\n}\r\nGet-Item -LiteralPath 'C:\\Nope'\r\n";
+    let (code, out, err) = ps(dir.path(), script);
+    assert_eq!((code, out.as_str()), (1, "a\r\n"));
+    assert!(err.ends_with("At line:5 char:1\r\n"), "{err}");
+}
