@@ -367,6 +367,21 @@ impl<'s> Lower<'s> {
                 _ => {}
             }
         }
+        // Two rules of PowerShell's own parser that the grammar does not enforce.
+        if catches.is_empty() && finally.is_none() {
+            return Err(self.unsupported(
+                node,
+                "a try without catch or finally (PowerShell's parser says: The Try statement is missing its Catch or Finally block.)",
+            ));
+        }
+        if let Some(i) = catches.iter().position(|c| c.types.is_empty()) {
+            if i + 1 < catches.len() {
+                return Err(self.unsupported(
+                    node,
+                    "a catch after an untyped catch (PowerShell's parser says: Catch block must be the last catch block.)",
+                ));
+            }
+        }
         Ok(Stmt::Try {
             body,
             catches,

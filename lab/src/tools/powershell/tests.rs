@@ -548,3 +548,18 @@ fn a_script_with_crlf_line_ends_runs_and_reports_lines_as_windows_counts_them() 
     assert_eq!((code, out.as_str()), (1, "a\r\n"));
     assert!(err.ends_with("At line:5 char:1\r\n"), "{err}");
 }
+
+#[test]
+fn a_try_that_powershells_parser_rejects_is_refused_though_the_grammar_takes_it() {
+    let dir = lab();
+    fails(
+        dir.path(),
+        "try { 'x' }",
+        "The Try statement is missing its Catch or Finally block.",
+    );
+    fails(
+        dir.path(),
+        "try { 'x' } catch { 'a' } catch [System.IO.IOException] { 'b' }",
+        "Catch block must be the last catch block.",
+    );
+}
