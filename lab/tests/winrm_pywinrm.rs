@@ -652,3 +652,32 @@ try {{
         String::from_utf8_lossy(&runs[2].2).contains("does not implement double-quoted strings")
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn icacls_over_winrm_makes_a_key_file_owner_only_as_the_remote_host_runs_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_tmp, lab) = start(&[]);
+    let key = lab.lab_path(r"D:\Upgrade\keys.bin");
+    std::fs::write(&key, b"key").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = client(
+        &lab,
+        "run",
+        json!({"commands": [
+            {"cmd": "icacls.exe", "args": [r#""D:\Upgrade\keys.bin""#, "/inheritance:r", "/grant:r", r#""LAB\svc-sync:F""#]},
+            {"cmd": "icacls", "args": [r"D:\Upgrade\none.bin", "/inheritance:r", "/grant:r", "x:F"]},
+        ]}),
+    );
+    let runs = out["runs"].as_array().unwrap();
+    assert_eq!(runs[0]["exit"], json!(0), "{out}");
+    assert_eq!(
+        String::from_utf8(bytes(&runs[0]["stdout"])).unwrap(),
+        "processed file: D:\\Upgrade\\keys.bin\r\nSuccessfully processed 1 files; Failed processing 0 files\r\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(runs[1]["exit"], json!(2), "{out}");
+}
