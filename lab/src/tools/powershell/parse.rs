@@ -526,6 +526,7 @@ impl<'s> Lower<'s> {
             "string_literal" => match kids.as_slice() {
                 [s] if s.kind() == "verbatim_string_characters" => {
                     let raw = self.text(*s);
+                    // The grammar's token is `'...'`: a quote at each end (an invariant).
                     let inner = &raw[1..raw.len() - 1];
                     mk(ExprKind::Str(inner.replace("''", "'")))
                 }
