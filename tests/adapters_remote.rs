@@ -317,6 +317,27 @@ async fn reg_and_msiexec_run_with_their_full_exit_codes() {
 }
 
 #[tokio::test]
+async fn a_tool_given_no_stdin_finds_end_of_input_as_it_would_locally() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let host = host(&rig).await;
+    let st = rig.lab.lab().state().unwrap();
+    let user_arg = format!("/u:{}\\{}", st.account.domain, st.account.user);
+    // `*`: the key tool reads the password from stdin; there is none.
+    let spec = ProcessSpec::new(
+        MIISKMU,
+        &["/e", r"D:\Upgrade\keys.bin", &user_arg, "*", "/q"],
+        Duration::from_secs(20),
+    );
+    let out = host.run(&spec, &Redactor::default()).await.unwrap();
+    assert_eq!(out.exit_code, 1);
+    assert!(
+        out.stdout.contains("No password was entered"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[tokio::test]
 async fn a_working_folder_or_environment_is_refused_naming_the_program_and_nothing_runs() {
     let rig = Rig::iifp(Driver::Tds, &[]);
     let host = host(&rig).await;

@@ -236,10 +236,13 @@ impl Host for WinrmHost {
                     Arg::Secret(s) => s.expose().to_string(),
                 })
                 .collect(),
-            stdin: spec
-                .stdin
-                .as_ref()
-                .map(|s| Stdin::new(s.expose().as_bytes().to_vec())),
+            // No stdin is an empty one, closed at once: a tool that reads finds end of input, as
+            // a local child reading the null device does, instead of waiting out its timeout.
+            stdin: Some(Stdin::new(
+                spec.stdin
+                    .as_ref()
+                    .map_or_else(Vec::new, |s| s.expose().as_bytes().to_vec()),
+            )),
             timeout: spec.timeout,
         };
         tracing::debug!(%command, server = %self.server(), timeout_secs = spec.timeout.as_secs(), "running over WinRM");
