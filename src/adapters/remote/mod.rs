@@ -173,6 +173,12 @@ fn judge(decoded: Streamed) -> Result<(String, u64), String> {
     }
 }
 
+/// A Windows exit code as `ProcessOutcome` holds it: the 32-bit code's bit pattern, as Rust's
+/// `ExitStatus::code` gives it on Windows (3221225477, 0xC0000005, is -1073741819).
+fn exit_code(code: u32) -> i32 {
+    i32::from_ne_bytes(code.to_ne_bytes())
+}
+
 /// A program's failure in words: its exit code and the last lines it printed. PowerShell missing
 /// on the server (cmd.exe cannot find it) gets what to install.
 fn failed(program: &str, out: &crate::adapters::winrm::RemoteOutput) -> String {
@@ -261,8 +267,7 @@ impl Host for WinrmHost {
         })?;
         let duration = started.elapsed();
         let text = |b: &[u8]| redactor.redact(&String::from_utf8_lossy(b));
-        // The 32-bit code's bit pattern: 3221225477 (0xC0000005) is -1073741819, as on Windows.
-        let exit_code = out.exit_code as i32;
+        let exit_code = exit_code(out.exit_code);
         tracing::debug!(%command, exit_code, duration_ms = duration.as_millis() as u64, "finished over WinRM");
         Ok(ProcessOutcome {
             exit_code,
@@ -470,6 +475,14 @@ mod tests {
         assert!(judge(Streamed::Absent)
             .unwrap_err()
             .contains("does not exist"));
+    }
+
+    #[test]
+    fn a_32_bit_exit_code_keeps_its_bits() {
+        assert_eq!(exit_code(1605), 1605);
+        assert_eq!(exit_code(3010), 3010);
+        assert_eq!(exit_code(3_221_225_477), -1_073_741_819);
+        assert_eq!(exit_code(u32::MAX), -1);
     }
 
     #[test]
