@@ -42,6 +42,12 @@ out = {}
 if scenario == "run":
     s = session(**cfg.get("session", {}))
     out["runs"] = [run(s, c["cmd"], c["args"]) for c in cfg["commands"]]
+elif scenario == "ps":
+    s = session()
+    out["runs"] = []
+    for script in cfg["scripts"]:
+        r = s.run_ps(script)
+        out["runs"].append({"exit": r.status_code, "stdout": base64.b64encode(r.std_out).decode(), "stderr": base64.b64encode(r.std_err).decode()})
 elif scenario == "refusals":
     try:
         session(password=cfg["password"] + "x").run_cmd("sc", ["query", "miiserver"])
@@ -455,4 +461,223 @@ fn a_spnego_wrapped_ntlm_logon_as_pyspnego_negotiate_sends_it_is_taken_and_its_s
     let (_, stdout, _) = local(&lab, "sc", &["query", "miiserver"]);
     assert_eq!(out["run"]["exit"], json!(0), "{out}");
     assert_eq!(bytes(&out["run"]["stdout"]), stdout);
+}
+
+/// A PowerShell single-quoted string literal of `s`.
+fn ps_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The Extensions folder of the IIFP lab, with a subfolder, a 200 kB file of varied bytes and a
+/// file whose name is not ASCII added.
+const EXTENSIONS: &str = r"C:\Program Files\Microsoft Identity Integration Server\Extensions";
+
+fn extensions_with_more_files(lab: &RunningLab) -> PathBuf {
+    let dir = lab.lab_path(EXTENSIONS);
+    std::fs::create_dir_all(dir.join("Sub dir")).unwrap();
+    let big: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(dir.join("Sub dir").join("big.bin"), big).unwrap();
+    std::fs::write(dir.join("Ünïcode O'Brien.dll"), b"named").unwrap();
+    dir
+}
+
+/// Runs each script with pywinrm's `run_ps` (powershell -encodedcommand, UTF-16LE base64):
+/// (exit, stdout, stderr) per script.
+fn run_ps(lab: &RunningLab, scripts: &[String]) -> Vec<(i64, Vec<u8>, Vec<u8>)> {
+    let out = client(lab, "ps", json!({ "scripts": scripts }));
+    out["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["exit"].as_i64().unwrap(),
+                bytes(&r["stdout"]),
+                bytes(&r["stderr"]),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_powershell_script_over_winrm_hashes_streams_and_lists_lab_files_as_sha256sum_and_find_see_them(
+) {
+    let (_tmp, lab) = start(&[]);
+    let dir = extensions_with_more_files(&lab);
+    let big = format!(r"{EXTENSIONS}\Sub dir\big.bin");
+    let hash = format!(
+        "$ErrorActionPreference = 'Stop'
+$s = [System.IO.File]::OpenRead({})
+try {{
+    $h = [System.Security.Cryptography.SHA256]::Create()
+    [System.BitConverter]::ToString($h.ComputeHash($s)).Replace('-', '').ToLowerInvariant()
+}} finally {{
+    $s.Close()
+}}",
+        ps_quote(&big)
+    );
+    let stream = format!(
+        "$ErrorActionPreference = 'Stop'
+$s = [System.IO.File]::OpenRead({})
+try {{
+    $buf = New-Object byte[] 49152
+    while ($true) {{
+        $n = $s.Read($buf, 0, $buf.Length)
+        if ($n -eq 0) {{ break }}
+        [System.Convert]::ToBase64String($buf, 0, $n)
+    }}
+}} finally {{
+    $s.Close()
+}}",
+        ps_quote(&big)
+    );
+    let list = format!(
+        "$ErrorActionPreference = 'Stop'
+foreach ($f in Get-ChildItem -LiteralPath {} -Recurse -Force) {{
+    $name = [System.Convert]::ToBase64String([System.Text.Encoding]::UTF8.GetBytes($f.FullName))
+    if ($f.PSIsContainer) {{ 'd ' + $name }} else {{ 'f ' + $name + ' ' + $f.Length }}
+}}",
+        ps_quote(EXTENSIONS)
+    );
+    let runs = run_ps(&lab, &[hash, stream, list]);
+    for (exit, _, stderr) in &runs {
+        assert_eq!(*exit, 0, "{}", String::from_utf8_lossy(stderr));
+    }
+
+    // The hash is sha256sum's.
+    let file = dir.join("Sub dir").join("big.bin");
+    let sum = Command::new("sha256sum").arg(&file).output().unwrap();
+    let sum = String::from_utf8(sum.stdout).unwrap();
+    let sum = sum.split_whitespace().next().unwrap();
+    assert_eq!(
+        String::from_utf8(runs[0].1.clone()).unwrap(),
+        format!("{sum}\r\n")
+    );
+
+    // The chunks, each a line, decode to the file's bytes.
+    use base64::Engine;
+    let text = String::from_utf8(runs[1].1.clone()).unwrap();
+    let chunks: Vec<&str> = text.split_terminator("\r\n").collect();
+    assert_eq!(chunks.len(), 5, "200,000 bytes in 49,152-byte chunks");
+    let mut decoded = Vec::new();
+    for c in chunks {
+        decoded.extend(base64::engine::general_purpose::STANDARD.decode(c).unwrap());
+    }
+    assert_eq!(decoded, std::fs::read(&file).unwrap());
+
+    // The listing names what find finds, as Windows paths, files with their sizes.
+    let found = Command::new("find")
+        .arg(&dir)
+        .args(["-mindepth", "1"])
+        .output()
+        .unwrap();
+    let mut expected: Vec<String> = String::from_utf8(found.stdout)
+        .unwrap()
+        .lines()
+        .map(|p| {
+            let path = Path::new(p);
+            let rel = path
+                .strip_prefix(&dir)
+                .unwrap()
+                .to_string_lossy()
+                .replace('/', "\\");
+            let win = format!(r"{EXTENSIONS}\{rel}");
+            match std::fs::metadata(path).unwrap() {
+                m if m.is_dir() => format!("d {win}"),
+                m => format!("f {win} {}", m.len()),
+            }
+        })
+        .collect();
+    let mut listed: Vec<String> = String::from_utf8(runs[2].1.clone())
+        .unwrap()
+        .split_terminator("\r\n")
+        .map(|line| {
+            let mut parts = line.splitn(3, ' ');
+            let kind = parts.next().unwrap();
+            let name = base64::engine::general_purpose::STANDARD
+                .decode(parts.next().unwrap())
+                .unwrap();
+            let name = String::from_utf8(name).unwrap();
+            match parts.next() {
+                Some(len) => format!("{kind} {name} {len}"),
+                None => format!("{kind} {name}"),
+            }
+        })
+        .collect();
+    expected.sort();
+    listed.sort();
+    assert!(
+        listed.iter().any(|l| l.contains("Ünïcode O'Brien.dll")),
+        "{listed:?}"
+    );
+    assert_eq!(listed, expected);
+
+    // Each script ran as powershell, recorded like any stand-in.
+    let log = tools::read_argv_log(lab.dir()).unwrap();
+    assert_eq!(log.iter().filter(|r| r.tool == "powershell").count(), 3);
+}
+
+#[test]
+fn over_winrm_a_missing_item_is_caught_as_item_not_found_and_an_uncaught_one_exits_1() {
+    let (_tmp, lab) = start(&[]);
+    let missing = ps_quote(r"C:\Program Files\Nothing Here");
+    let caught = format!(
+        "$ErrorActionPreference = 'Stop'
+try {{
+    $i = Get-Item -LiteralPath {missing} -Force
+    'found'
+}} catch [System.Management.Automation.ItemNotFoundException] {{
+    'missing'
+}}"
+    );
+    let uncaught =
+        format!("$ErrorActionPreference = 'Stop'\nGet-Item -LiteralPath {missing} -Force\n'after'");
+    let expandable = "$p = \"C:\\Windows\"".to_string();
+    let runs = run_ps(&lab, &[caught, uncaught, expandable]);
+    assert_eq!(
+        (runs[0].0, runs[0].1.as_slice()),
+        (0, b"missing\r\n".as_slice()),
+        "{}",
+        String::from_utf8_lossy(&runs[0].2)
+    );
+    assert_eq!((runs[1].0, runs[1].1.as_slice()), (1, b"".as_slice()));
+    assert_eq!(
+        String::from_utf8(runs[1].2.clone()).unwrap(),
+        "Get-Item : Cannot find path 'C:\\Program Files\\Nothing Here' because it does not exist.\r\nAt line:2 char:1\r\n"
+    );
+    assert_eq!(runs[2].0, 1);
+    assert!(
+        String::from_utf8_lossy(&runs[2].2).contains("does not implement double-quoted strings")
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn icacls_over_winrm_makes_a_key_file_owner_only_as_the_remote_host_runs_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_tmp, lab) = start(&[]);
+    let key = lab.lab_path(r"D:\Upgrade\keys.bin");
+    std::fs::write(&key, b"key").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = client(
+        &lab,
+        "run",
+        json!({"commands": [
+            {"cmd": "icacls.exe", "args": [r#""D:\Upgrade\keys.bin""#, "/inheritance:r", "/grant:r", r#""LAB\svc-sync:F""#]},
+            {"cmd": "icacls", "args": [r"D:\Upgrade\none.bin", "/inheritance:r", "/grant:r", "x:F"]},
+        ]}),
+    );
+    let runs = out["runs"].as_array().unwrap();
+    assert_eq!(runs[0]["exit"], json!(0), "{out}");
+    assert_eq!(
+        String::from_utf8(bytes(&runs[0]["stdout"])).unwrap(),
+        "processed file: D:\\Upgrade\\keys.bin\r\nSuccessfully processed 1 files; Failed processing 0 files\r\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(runs[1]["exit"], json!(2), "{out}");
 }

@@ -99,22 +99,7 @@ mod tests {
 
     fn icacls(lab: &Path, args: &[&str]) -> (i32, String, String) {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut stdin = std::io::empty();
-        let code = run(
-            lab,
-            &args,
-            &mut ToolIo {
-                stdin: &mut stdin,
-                stdout: &mut out,
-                stderr: &mut err,
-            },
-        );
-        (
-            code,
-            String::from_utf8(out).unwrap(),
-            String::from_utf8(err).unwrap(),
-        )
+        crate::tools::captured(|io| run(lab, &args, io))
     }
 
     #[cfg(unix)]

@@ -120,3 +120,20 @@ pub fn read_argv_log(lab: &Path) -> std::io::Result<Vec<ArgvRecord>> {
         .map(|l| serde_json::from_str(l).map_err(std::io::Error::other))
         .collect()
 }
+
+/// Runs a stand-in's entry with empty stdin and captured output: (exit code, stdout, stderr).
+#[cfg(test)]
+pub(crate) fn captured(run: impl FnOnce(&mut ToolIo) -> i32) -> (i32, String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut stdin = std::io::empty();
+    let code = run(&mut ToolIo {
+        stdin: &mut stdin,
+        stdout: &mut out,
+        stderr: &mut err,
+    });
+    (
+        code,
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+    )
+}

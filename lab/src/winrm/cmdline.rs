@@ -283,4 +283,24 @@ mod tests {
         };
         assert!(stderr.contains("does not simulate `echo`"), "{stderr}");
     }
+
+    #[test]
+    fn powershell_and_icacls_are_found_by_name_and_powershell_by_its_full_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = |line: &str| match resolve(dir.path(), line) {
+            Resolved::Run { tool, .. } => tool,
+            other => panic!("{line}: {other:?}"),
+        };
+        assert_eq!(tool("powershell -enc AAAA"), "powershell");
+        assert_eq!(tool("PowerShell.EXE -enc AAAA"), "powershell");
+        assert_eq!(
+            tool(r"C:\WINDOWS\system32\WindowsPowerShell\v1.0\powershell.exe -enc AAAA"),
+            "powershell"
+        );
+        assert_eq!(
+            tool(r#"icacls "D:\Upgrade\k.bin" /inheritance:r"#),
+            "icacls"
+        );
+        assert_eq!(tool(r"C:\Windows\System32\icacls.exe x"), "icacls");
+    }
 }

@@ -97,7 +97,10 @@ impl WinrmHost {
         let command = RemoteCommand {
             program: script::POWERSHELL.to_string(),
             args: script::invocation(&text),
-            stdin: None,
+            // Closed at once: a powershell.exe started without a console may wait to read its
+            // input before it exits (users of PsExec redirect `< NUL` for that); a script never
+            // reads stdin, so closing it costs one Send and risks nothing.
+            stdin: Some(Stdin::new(Vec::new())),
             timeout,
         };
         let out = self
@@ -139,35 +142,41 @@ impl WinrmHost {
             .await
             .map_err(|e| self.fs_error(op, &p, format!("decoding stopped: {e}")))?
             .map_err(|e| self.bad_output(op, &p, e))?;
-        match decoded {
-            Streamed::Absent => Err(self.fs_error(op, &p, "it does not exist".into())),
-            Streamed::Done {
-                server_sha256,
-                local_sha256,
-                bytes,
-            } if server_sha256 == local_sha256 => {
-                tracing::debug!(
-                    path = %p,
-                    bytes,
-                    transfer_ms = (arrived - started).as_millis() as u64,
-                    decode_ms = arrived.elapsed().as_millis() as u64,
-                    "fetched over WinRM"
-                );
-                Ok((local_sha256, bytes))
-            }
-            Streamed::Done {
-                server_sha256,
-                local_sha256,
-                ..
-            } => Err(self.fs_error(
-                op,
-                &p,
-                format!(
-                    "what arrived has sha256 {local_sha256}, but the server hashed {server_sha256} as it read the file; nothing was kept"
-                ),
-            )),
-        }
+        let (hash, bytes) = judge(decoded).map_err(|why| self.fs_error(op, &p, why))?;
+        tracing::debug!(
+            path = %p,
+            bytes,
+            transfer_ms = (arrived - started).as_millis() as u64,
+            decode_ms = arrived.elapsed().as_millis() as u64,
+            "fetched over WinRM"
+        );
+        Ok((hash, bytes))
     }
+}
+
+/// What arrived, judged: its hash and size when it hashes as the server hashed what it read.
+fn judge(decoded: Streamed) -> Result<(String, u64), String> {
+    match decoded {
+        Streamed::Absent => Err("it does not exist".into()),
+        Streamed::Done {
+            server_sha256,
+            local_sha256,
+            bytes,
+        } if server_sha256 == local_sha256 => Ok((local_sha256, bytes)),
+        Streamed::Done {
+            server_sha256,
+            local_sha256,
+            ..
+        } => Err(format!(
+            "what arrived has sha256 {local_sha256}, but the server hashed {server_sha256} as it read the file; nothing was kept"
+        )),
+    }
+}
+
+/// A Windows exit code as `ProcessOutcome` holds it: the 32-bit code's bit pattern, as Rust's
+/// `ExitStatus::code` gives it on Windows (3221225477, 0xC0000005, is -1073741819).
+fn exit_code(code: u32) -> i32 {
+    i32::from_ne_bytes(code.to_ne_bytes())
 }
 
 /// A program's failure in words: its exit code and the last lines it printed. PowerShell missing
@@ -233,10 +242,13 @@ impl Host for WinrmHost {
                     Arg::Secret(s) => s.expose().to_string(),
                 })
                 .collect(),
-            stdin: spec
-                .stdin
-                .as_ref()
-                .map(|s| Stdin::new(s.expose().as_bytes().to_vec())),
+            // No stdin is an empty one, closed at once: a tool that reads finds end of input, as
+            // a local child reading the null device does, instead of waiting out its timeout.
+            stdin: Some(Stdin::new(
+                spec.stdin
+                    .as_ref()
+                    .map_or_else(Vec::new, |s| s.expose().as_bytes().to_vec()),
+            )),
             timeout: spec.timeout,
         };
         tracing::debug!(%command, server = %self.server(), timeout_secs = spec.timeout.as_secs(), "running over WinRM");
@@ -255,8 +267,7 @@ impl Host for WinrmHost {
         })?;
         let duration = started.elapsed();
         let text = |b: &[u8]| redactor.redact(&String::from_utf8_lossy(b));
-        // The 32-bit code's bit pattern: 3221225477 (0xC0000005) is -1073741819, as on Windows.
-        let exit_code = out.exit_code as i32;
+        let exit_code = exit_code(out.exit_code);
         tracing::debug!(%command, exit_code, duration_ms = duration.as_millis() as u64, "finished over WinRM");
         Ok(ProcessOutcome {
             exit_code,
@@ -446,6 +457,32 @@ mod tests {
             windows_parent(r"\\server\share\k.bin"),
             Some(r"\\server\share")
         );
+    }
+
+    #[test]
+    fn a_file_that_does_not_hash_as_the_server_hashed_it_is_refused_naming_both_hashes() {
+        let done = |server: &str, local: &str| Streamed::Done {
+            server_sha256: server.repeat(64),
+            local_sha256: local.repeat(64),
+            bytes: 7,
+        };
+        assert_eq!(judge(done("a", "a")), Ok(("a".repeat(64), 7)));
+        let why = judge(done("a", "b")).unwrap_err();
+        assert!(
+            why.contains(&"a".repeat(64)) && why.contains(&"b".repeat(64)),
+            "{why}"
+        );
+        assert!(judge(Streamed::Absent)
+            .unwrap_err()
+            .contains("does not exist"));
+    }
+
+    #[test]
+    fn a_32_bit_exit_code_keeps_its_bits() {
+        assert_eq!(exit_code(1605), 1605);
+        assert_eq!(exit_code(3010), 3010);
+        assert_eq!(exit_code(3_221_225_477), -1_073_741_819);
+        assert_eq!(exit_code(u32::MAX), -1);
     }
 
     #[test]

@@ -139,6 +139,7 @@ pub fn stream(stdout: &[u8], sink: &mut impl Write) -> Result<Streamed, BadOutpu
         bytes += buf.len() as u64;
     }
     let server_sha256 = server.ok_or(BadOutput::Truncated("no sha256 line after the data"))?;
+    sink.flush().map_err(|e| BadOutput::Write(e.to_string()))?;
     Ok(Streamed::Done {
         server_sha256,
         local_sha256: hex::encode(hasher.finalize()),

@@ -293,6 +293,16 @@ mod tests {
     }
 
     #[test]
+    fn every_invocation_fits_on_a_cmd_exe_command_line_even_for_a_path_of_max_path() {
+        // cmd.exe takes at most 8191 characters (CreateProcess 32767); MAX_PATH is 260.
+        let long = format!(r"C:\{}", "ü".repeat(256));
+        for (name, text) in all(&long, &long) {
+            let line: usize = invocation(&text).iter().map(|a| a.len() + 1).sum();
+            assert!(line + POWERSHELL.len() < 8191, "{name}: {line} characters");
+        }
+    }
+
+    #[test]
     fn every_script_holds_its_path_only_as_a_quoted_literal() {
         for (name, text) in all(r"C:\it's", r"D:\b") {
             assert!(text.contains(r"'C:\it''s'"), "{name}: {text}");

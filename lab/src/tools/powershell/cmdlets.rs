@@ -284,7 +284,7 @@ impl Args<'_> {
         match self.get(name) {
             Some(Value::Str(s)) => Ok(s.clone()),
             Some(Value::Null) | None => Err(Fault::Error(Exception::new(
-                "System.Management.Automation.ParameterBindingException",
+                value::PARAMETER_BINDING,
                 format!("Cannot bind argument to parameter '{name}' because it is null."),
             ))),
             Some(other) => Err(Fault::Unsupported(format!(

@@ -315,7 +315,8 @@ pub fn property(v: &Value, name: &str) -> Net<Value> {
     Ok(match (v, lower.as_str()) {
         (Value::Null, _) => Value::Null,
         (Value::Str(s), "length") => int(s.encode_utf16().count()),
-        (Value::Bytes(b), "length") => int(b.borrow().len()),
+        // types.ps1xml gives every array a Count alias of Length.
+        (Value::Bytes(b), "length" | "count") => int(b.borrow().len()),
         (Value::List(l), "length" | "count") => int(l.len()),
         (Value::Item(i), _) => item_property(i, &lower)
             .ok_or_else(|| Fault::Unsupported(format!("the member {name} of {}", v.type_name())))?,

@@ -46,8 +46,10 @@ pub fn parse(source: &str) -> Result<Block, ParseFailure> {
         let message = if bad.is_missing() {
             format!("Missing `{}`.", bad.kind())
         } else {
-            let text: String = lower.text(bad).chars().take(40).collect();
-            format!("Unexpected token `{}`.", text.trim())
+            // The region the parser could not place, shown from its start on its first line.
+            let first_line = lower.text(bad).lines().next().unwrap_or_default();
+            let text: String = first_line.trim().chars().take(40).collect();
+            format!("Unexpected token `{text}`.")
         };
         return Err(ParseFailure::Syntax { at, message });
     }
@@ -365,6 +367,21 @@ impl<'s> Lower<'s> {
                 _ => {}
             }
         }
+        // Two rules of PowerShell's own parser that the grammar does not enforce.
+        if catches.is_empty() && finally.is_none() {
+            return Err(self.unsupported(
+                node,
+                "a try without catch or finally (PowerShell's parser says: The Try statement is missing its Catch or Finally block.)",
+            ));
+        }
+        if let Some(i) = catches.iter().position(|c| c.types.is_empty()) {
+            if i + 1 < catches.len() {
+                return Err(self.unsupported(
+                    node,
+                    "a catch after an untyped catch (PowerShell's parser says: Catch block must be the last catch block.)",
+                ));
+            }
+        }
         Ok(Stmt::Try {
             body,
             catches,
@@ -509,6 +526,7 @@ impl<'s> Lower<'s> {
             "string_literal" => match kids.as_slice() {
                 [s] if s.kind() == "verbatim_string_characters" => {
                     let raw = self.text(*s);
+                    // The grammar's token is `'...'`: a quote at each end (an invariant).
                     let inner = &raw[1..raw.len() - 1];
                     mk(ExprKind::Str(inner.replace("''", "'")))
                 }

@@ -105,6 +105,7 @@ pub const METHOD_INVOCATION: &str = "System.Management.Automation.MethodInvocati
 pub const GET_VALUE_INVOCATION: &str = "System.Management.Automation.GetValueInvocationException";
 pub const RUNTIME: &str = "System.Management.Automation.RuntimeException";
 pub const PS_INVALID_OPERATION: &str = "System.Management.Automation.PSInvalidOperationException";
+pub const PARAMETER_BINDING: &str = "System.Management.Automation.ParameterBindingException";
 pub const ARGUMENT: &str = "System.ArgumentException";
 pub const ARGUMENT_NULL: &str = "System.ArgumentNullException";
 pub const ARGUMENT_OUT_OF_RANGE: &str = "System.ArgumentOutOfRangeException";
@@ -113,7 +114,7 @@ pub const CRYPTO_UNEXPECTED: &str =
     "System.Security.Cryptography.CryptographicUnexpectedOperationException";
 
 /// Each exception type the lab raises or a script may catch, with its .NET base type.
-const TYPES: [(&str, Option<&str>); 22] = [
+const TYPES: [(&str, Option<&str>); 23] = [
     ("System.Exception", None),
     ("System.SystemException", Some("System.Exception")),
     (RUNTIME, Some("System.SystemException")),
@@ -141,6 +142,7 @@ const TYPES: [(&str, Option<&str>); 22] = [
         GET_VALUE_INVOCATION,
         Some("System.Management.Automation.GetValueException"),
     ),
+    (PARAMETER_BINDING, Some(RUNTIME)),
     (IO, Some("System.SystemException")),
     (FILE_NOT_FOUND, Some(IO)),
     (DIRECTORY_NOT_FOUND, Some(IO)),
