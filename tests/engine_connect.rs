@@ -44,19 +44,28 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-#[test]
-fn validate_never_connects_to_the_server() {
-    let dir = tempfile::tempdir().unwrap();
+/// A port that records whether anybody connected, as a WinRM endpoint.
+fn watched_port() -> (TcpListener, String) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let endpoint = format!("http://{}/wsman", listener.local_addr().unwrap());
+    (listener, endpoint)
+}
+
+fn connected(listener: &TcpListener) -> bool {
+    !matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[test]
+fn validate_never_connects_to_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (listener, endpoint) = watched_port();
     let plan = remote_plan(dir.path(), &endpoint, "admin", 1433, STOP_SYNC);
     let out = upgrade(&["validate", plan.to_str().unwrap()], "winrm-password");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let accepted = listener.accept();
     assert!(
-        matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
-        "validate connected to the WinRM endpoint: {accepted:?}"
+        !connected(&listener),
+        "validate connected to the WinRM endpoint"
     );
 }
 
@@ -78,6 +87,22 @@ fn a_server_where_nothing_listens_is_named_with_winrm_quickconfig() {
         )),
         "{}",
         text(&out)
+    );
+}
+
+/// The WinRM password is a secret like every other: read before anything is touched, and held to
+/// the same minimum length, before any logon is tried.
+#[test]
+fn a_winrm_password_too_short_to_mask_is_refused_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let (listener, endpoint) = watched_port();
+    let plan = remote_plan(dir.path(), &endpoint, "admin", 1433, STOP_SYNC);
+    let out = upgrade(&["plan", plan.to_str().unwrap()], "abc");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("at least 6"), "{}", text(&out));
+    assert!(
+        !connected(&listener),
+        "a logon was tried with a password that is refused"
     );
 }
 

@@ -190,3 +190,55 @@ fn a_run_killed_between_the_export_and_the_copy_converges_on_the_next_run() {
     );
     converged(&rig, &plan);
 }
+
+/// Right before the uninstall, the key file's copy is proven like the key file: a copy lost while
+/// the run was under way is fetched again from the server's key file, and the keys are not
+/// exported again.
+#[test]
+fn a_copy_lost_during_the_run_is_fetched_again_before_the_uninstall() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let keys = rig.path(r"D:\Upgrade\miis-keys.bin");
+    let copy = rig.tmp.path().join("admin").join("miis-keys.bin");
+    edit_plan(
+        &rig,
+        "    export_keys:\n",
+        &format!("    export_keys:\n      copy_to: '{}'\n", copy.display()),
+    );
+    // The service step's sc, which runs after the export and before the uninstall, deletes the
+    // copy once (an administrator tidying the folder while the run is under way).
+    let once = rig.tmp.path().join("deleted-once");
+    let tools = rig.lab.lab().tools().unwrap();
+    wrap_tool(
+        &rig,
+        &tools.sc,
+        "sc",
+        &format!(
+            "if [ -e '{copy}' ] && [ ! -e '{once}' ]; then rm '{copy}'; touch '{once}'; fi",
+            copy = copy.display(),
+            once = once.display()
+        ),
+    );
+    let before = rig.argv_log().len();
+    let out = rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        once.exists(),
+        "the copy was never deleted: the test proves nothing"
+    );
+    assert!(
+        stdout(&out).contains("the key file's copy")
+            && stdout(&out).contains("is gone; redone before `remove-iifp`"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        exports_since(&rig, before),
+        1,
+        "the keys were exported again"
+    );
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&keys).unwrap());
+    assert_eq!(
+        rig.installed(),
+        ["Microsoft Identity Integration Server 2003"]
+    );
+}
