@@ -241,3 +241,33 @@ fn with_secrets_on_the_command_line_miiskmu_gets_the_password_as_its_argument() 
     assert!(export.contains(&rig.service_password()), "{export}");
     assert!(!export.contains("\"*\""), "{export}");
 }
+
+#[test]
+fn an_installer_whose_change_another_installation_made_meanwhile_is_not_run_again_after_1618() {
+    // The setup installs the product but answers 1618 (another installation in progress), as when
+    // the installer of an earlier, killed run of this plan finishes while this one waits: before
+    // its retry the step looks again, finds the product installed, and does not run setup twice.
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let setup = rig.lab.lab().tools().unwrap().installer;
+    let once = rig.tmp.path().join("answered-1618");
+    common::wrap_tool_around(
+        &rig,
+        &setup,
+        "Setup.exe",
+        "",
+        &format!(
+            "if [ ! -e '{0}' ]; then touch '{0}'; exit 1618; fi",
+            once.display()
+        ),
+    );
+    let out = apply(&rig);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let setups = rig
+        .argv_log()
+        .lines()
+        .filter(|l| l.contains("\"setup\""))
+        .count();
+    assert_eq!(setups, 1, "setup ran again: {}", rig.argv_log());
+    assert_eq!(rig.installed(), [MIIS]);
+    converges(&rig);
+}

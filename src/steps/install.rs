@@ -451,43 +451,61 @@ impl Kind for InstallStep {
         }
         let spec = &change.command;
         cx.world.host().create_parent_dirs(&self.log(cx)).await?;
-        let (out, attempts) = installer::run_with_retry(cx, spec, self.spec.retry.as_ref()).await?;
-        if !self.accepted().contains(&out.exit_code) {
-            return Err(StepError::Tool {
-                tool: spec
-                    .program
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                exit_code: out.exit_code,
-                message: exit_codes::meaning(out.exit_code).to_string(),
-                log_tail: installer::log_tail(cx, &self.log(cx), 20).await,
-            });
-        }
+        let detected = move || async move {
+            Ok(matches!(
+                installer::find_product(cx, &self.spec.detect.product).await?,
+                Found::One { product } if self.version_ok(&product)
+            ))
+        };
+        let (exit_code, attempts) =
+            match installer::run_with_retry(cx, spec, self.spec.retry.as_ref(), detected).await? {
+                installer::Ran::Exited(out, attempts) => {
+                    if !self.accepted().contains(&out.exit_code) {
+                        return Err(StepError::Tool {
+                            // The file name, also of a Windows server's path on a Linux admin host.
+                            tool: spec
+                                .program
+                                .to_string_lossy()
+                                .rsplit(['\\', '/'])
+                                .next()
+                                .unwrap_or_default()
+                                .to_string(),
+                            exit_code: out.exit_code,
+                            message: exit_codes::meaning(out.exit_code).to_string(),
+                            log_tail: installer::log_tail(cx, &self.log(cx), 20).await,
+                        });
+                    }
+                    (out.exit_code, attempts)
+                }
+                // The product check below decides; the record keeps the last exit code, 1618.
+                installer::Ran::DoneMeanwhile { attempts } => {
+                    (exit_codes::ANOTHER_INSTALL, attempts)
+                }
+            };
         let product = match installer::find_product(cx, &self.spec.detect.product).await? {
             Found::One { product } if self.version_ok(&product) => product,
             _ => {
                 return Err(StepError::Failed(format!(
                     "the installer exited {} but the product is not detected afterwards; see {}",
-                    out.exit_code,
+                    exit_code,
                     self.log(cx).display()
                 )))
             }
         };
         let summary = format!(
             "installed {product}: exit {} ({})",
-            out.exit_code,
-            exit_codes::meaning(out.exit_code)
+            exit_code,
+            exit_codes::meaning(exit_code)
         );
         let record = Installed {
             product,
-            exit_code: out.exit_code,
+            exit_code,
             attempts,
             log: self.log(cx),
         };
         Ok(Finished {
-            reboot_required: exit_codes::needs_reboot(out.exit_code),
-            restart_started: out.exit_code == exit_codes::REBOOT_INITIATED,
+            reboot_required: exit_codes::needs_reboot(exit_code),
+            restart_started: exit_code == exit_codes::REBOOT_INITIATED,
             ..Finished::new(summary, record)
         })
     }

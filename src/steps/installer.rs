@@ -161,12 +161,31 @@ pub fn sets_reboot<S: AsRef<str>>(args: impl IntoIterator<Item = S>) -> bool {
     })
 }
 
-/// Runs an installer, retrying while exit 1618 says another installation is in progress.
-pub async fn run_with_retry(
+/// How `run_with_retry` ended.
+#[derive(Debug)]
+pub enum Ran {
+    /// The installer's last run ended with this outcome, after this many attempts.
+    Exited(ProcessOutcome, u32),
+    /// Before a retry, the server was found in the state the step wants: another installation
+    /// that was in progress (1618) made the change (typically the installer of an earlier run of
+    /// this plan, killed or cut off while the installer went on). Running it again would install
+    /// or remove twice.
+    DoneMeanwhile { attempts: u32 },
+}
+
+/// Runs an installer, retrying while exit 1618 says another installation is in progress. Before
+/// each retry `done_meanwhile` looks at the server again: when the change is already there, the
+/// installer is not run again.
+pub async fn run_with_retry<F, Fut>(
     cx: &StepContext<'_>,
     spec: &ProcessSpec,
     retry: Option<&Retry>,
-) -> Result<(ProcessOutcome, u32), StepError> {
+    done_meanwhile: F,
+) -> Result<Ran, StepError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, StepError>>,
+{
     let attempts = retry.map_or(5, |r| r.attempts.max(1));
     let mut delay = retry
         .and_then(|r| r.delay)
@@ -176,7 +195,7 @@ pub async fn run_with_retry(
         let mut out = cx.world.run(spec).await?;
         out.exit_code = windows_code(out.exit_code, out.full_exit_code);
         if out.exit_code != ANOTHER_INSTALL || attempt >= attempts {
-            return Ok((out, attempt));
+            return Ok(Ran::Exited(out, attempt));
         }
         tracing::warn!(
             attempt,
@@ -184,6 +203,14 @@ pub async fn run_with_retry(
             "another installation is in progress (1618); retrying"
         );
         tokio::time::sleep(delay).await;
+        if done_meanwhile().await? {
+            tracing::warn!(
+                attempt,
+                "the change is on the server already (made by the installation that was in \
+                 progress); not running the installer again"
+            );
+            return Ok(Ran::DoneMeanwhile { attempts: attempt });
+        }
         delay = delay.saturating_mul(2);
         attempt += 1;
     }

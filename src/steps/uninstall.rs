@@ -197,31 +197,46 @@ impl Kind for UninstallStep {
                 )))
             }
         }
-        let (out, attempts) = installer::run_with_retry(cx, spec, self.spec.retry.as_ref()).await?;
-        if !self.accepted().contains(&out.exit_code) {
-            return Err(StepError::Tool {
-                tool: "msiexec".into(),
-                exit_code: out.exit_code,
-                message: format!(
-                    "{} ({})",
-                    exit_codes::meaning(out.exit_code),
-                    spec.display()
-                ),
-                log_tail: installer::log_tail(cx, &self.log(cx), 20).await,
-            });
-        }
+        let gone = move || async move {
+            Ok(matches!(
+                installer::find_product(cx, &self.spec.product).await?,
+                Found::None
+            ))
+        };
+        let (exit_code, attempts) =
+            match installer::run_with_retry(cx, spec, self.spec.retry.as_ref(), gone).await? {
+                installer::Ran::Exited(out, attempts) => {
+                    if !self.accepted().contains(&out.exit_code) {
+                        return Err(StepError::Tool {
+                            tool: "msiexec".into(),
+                            exit_code: out.exit_code,
+                            message: format!(
+                                "{} ({})",
+                                exit_codes::meaning(out.exit_code),
+                                spec.display()
+                            ),
+                            log_tail: installer::log_tail(cx, &self.log(cx), 20).await,
+                        });
+                    }
+                    (out.exit_code, attempts)
+                }
+                // The product check below decides; the record keeps the last exit code, 1618.
+                installer::Ran::DoneMeanwhile { attempts } => {
+                    (exit_codes::ANOTHER_INSTALL, attempts)
+                }
+            };
         if let Found::One { product } = installer::find_product(cx, &self.spec.product).await? {
             return Err(StepError::Failed(format!(
                 "msiexec exited {} but {product} is still installed; see {}",
-                out.exit_code,
+                exit_code,
                 self.log(cx).display()
             )));
         }
-        let reboot = exit_codes::needs_reboot(out.exit_code);
+        let reboot = exit_codes::needs_reboot(exit_code);
         let summary = format!(
             "removed {product}: msiexec exit {} ({}){}",
-            out.exit_code,
-            exit_codes::meaning(out.exit_code),
+            exit_code,
+            exit_codes::meaning(exit_code),
             if attempts > 1 {
                 format!(" after {attempts} attempts")
             } else {
@@ -230,13 +245,13 @@ impl Kind for UninstallStep {
         );
         let record = Removed {
             product: product.clone(),
-            exit_code: Some(out.exit_code),
+            exit_code: Some(exit_code),
             attempts,
             log: self.log(cx),
         };
         Ok(Finished {
             reboot_required: reboot,
-            restart_started: out.exit_code == exit_codes::REBOOT_INITIATED,
+            restart_started: exit_code == exit_codes::REBOOT_INITIATED,
             ..Finished::new(summary, record)
         })
     }
