@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{edit_plan, stdout, text, Driver, Rig};
+use common::{edit_plan, stdout, text, Driver, Rig, SEED_STEPS};
 
 /// A lab whose plan names a key tool that is gone (removed with the old product?) while no key
 /// file was exported: the `keys` step cannot converge.
@@ -111,16 +111,7 @@ fn after_an_apply_the_graph_shows_which_steps_the_uninstall_sealed_and_show_prin
         )),
         "{shown}"
     );
-    for id in [
-        "database",
-        "keys",
-        "extensions",
-        "stop-sync",
-        "before",
-        "remove-iifp",
-        "install-miis",
-        "verify",
-    ] {
+    for (id, _) in SEED_STEPS {
         assert!(
             shown
                 .lines()

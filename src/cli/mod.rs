@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 
 use crate::adapters::secrets::Redactor;
+use crate::engine::progress::LogWriter;
 use crate::engine::render::{self, Display, JsonDocument};
 use crate::engine::{self, ApplyOptions, PlanOptions};
 use crate::plan;
@@ -183,11 +184,20 @@ pub fn colour_allowed(no_color: bool) -> bool {
 /// allowed, never on standard output with `--json`; `-q` keeps the summary and errors.
 fn display(cli_no_color: bool, quiet: u8, json: bool) -> Display {
     let allowed = colour_allowed(cli_no_color);
+    let terminal = !json && std::io::stdout().is_terminal();
     Display {
-        colour: allowed && !json && std::io::stdout().is_terminal(),
+        colour: allowed && terminal,
         colour_errors: allowed && std::io::stderr().is_terminal(),
         quiet: quiet > 0,
+        width: terminal.then(terminal_width).flatten(),
     }
+}
+
+/// The width of the terminal on standard output, in columns, when it tells.
+fn terminal_width() -> Option<usize> {
+    console::Term::stdout()
+        .size_checked()
+        .map(|(_rows, columns)| usize::from(columns))
 }
 
 /// Sends logs to stderr (stdout carries the command's own output), with ANSI styling only when
@@ -197,7 +207,7 @@ pub fn init_logging(verbose: u8, quiet: u8, no_color: bool) {
     // A second initialisation (tests calling in-process) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(log_filter(verbose, quiet))
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         .with_ansi(ansi)
         .try_init();
 }

@@ -5,6 +5,7 @@ pub mod inspect;
 pub mod journal;
 pub mod lock;
 pub mod options;
+pub mod progress;
 pub mod render;
 pub mod run;
 pub mod saved;

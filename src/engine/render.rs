@@ -1,7 +1,8 @@
 //! Rendering for people and for config-management tools: the plan (one line per step with its
-//! mark, reason and operations), apply progress, and the `--json` documents. Pure: takes data, returns
-//! text; never reads the world or prints by itself. Text for people comes out terminal-safe
-//! (secrets masked, control characters escaped) and, when `Display::colour` says so, coloured.
+//! mark, reason and operations), apply progress (the text; `progress` draws it), and the
+//! `--json` documents. Pure: takes data, returns text; never reads the world or prints by
+//! itself. Text for people comes out terminal-safe (secrets masked, control characters escaped)
+//! and, when `Display::colour` says so, coloured.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
@@ -9,6 +10,7 @@ use serde::Serialize;
 
 use crate::adapters::secrets::Redactor;
 use crate::plan::source::escape_for_terminal;
+use crate::steps::progress::Update;
 use crate::steps::record::{RunRecord, StepRecord, StepStatus};
 use crate::steps::{Diff, Op};
 
@@ -31,6 +33,9 @@ pub struct Display {
     pub colour_errors: bool,
     /// `-q`: only the summary and errors.
     pub quiet: bool,
+    /// The width of the terminal standard output is (in columns); `None` off a terminal and
+    /// with `--json`. Apply draws a spinner only on a terminal.
+    pub width: Option<usize>,
 }
 
 /// The colours of marks and results, as Terraform uses them.
@@ -380,6 +385,32 @@ pub fn progress_line(step: &AppliedStep, redactor: &Redactor, display: Display) 
     }
 }
 
+/// A step starting to act, off a terminal (on one, its spinner says so): `  > keys: export_keys
+/// started`. Its result line follows when it ends.
+pub fn start_line(id: &str, kind: &str, redactor: &Redactor, display: Display) -> String {
+    paint(
+        display.colour,
+        Paint::Dim,
+        &format!("  > {}: {kind} started", for_terminal(redactor, id)),
+    )
+}
+
+/// What a running step has done so far, beside its spinner: `2 of 3 files, 2.10 KiB of 3.16 KiB`.
+pub fn progress_detail(update: &Update) -> String {
+    match *update {
+        Update::Copied {
+            files,
+            of_files,
+            bytes,
+            of_bytes,
+        } => format!(
+            "{files} of {of_files} files, {} of {}",
+            indicatif::HumanBytes(bytes),
+            indicatif::HumanBytes(of_bytes)
+        ),
+    }
+}
+
 /// A prerequisite found changed right before a destructive step, and redone.
 pub fn redone_line(
     id: &str,
@@ -664,6 +695,24 @@ mod tests {
             shown,
             "agent Contoso\\u{1b}[2J AD\r\nline two\n\\u{202e}cba and ***\n"
         );
+    }
+
+    #[test]
+    fn a_running_copy_is_shown_as_files_and_bytes_of_all() {
+        let shown = progress_detail(&Update::Copied {
+            files: 2,
+            of_files: 3,
+            bytes: 2150,
+            of_bytes: 3234,
+        });
+        assert_eq!(shown, "2 of 3 files, 2.10 KiB of 3.16 KiB");
+        let started = start_line(
+            "keys\x1b[2J",
+            "export_keys",
+            &Redactor::default(),
+            Display::default(),
+        );
+        assert_eq!(started, "  > keys\\u{1b}[2J: export_keys started");
     }
 
     #[test]
