@@ -399,3 +399,75 @@ fn quiet_still_shows_the_plan_it_asks_a_person_to_approve() {
     );
     assert_eq!(rig.installed(), ["Identity Integration Feature Pack"]);
 }
+
+#[test]
+fn at_a_terminal_every_line_fits_its_width_and_long_paths_lose_their_middle_not_their_end() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let extensions = rig.path(r"C:\Program Files\Microsoft Identity Integration Server\Extensions");
+    let copy = rig.path(r"D:\Upgrade\Extensions");
+
+    // Off a terminal and in JSON, every path whole; the manifest is named once, in the copy.
+    let piped = rig.upgrade(&["plan", rig.plan_str()]);
+    let shown = stdout(&piped);
+    assert!(
+        shown.contains(&format!(
+            "copy: 3 file(s), 3234 bytes, {} -> {}\n      write: SHA256SUMS in the copy\n",
+            extensions.display(),
+            copy.display()
+        )),
+        "{shown}"
+    );
+    let json = rig.upgrade(&["plan", rig.plan_str(), "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let ops = &doc["steps"][2]["ops"];
+    assert_eq!(
+        ops[1]["path"],
+        copy.join("SHA256SUMS").display().to_string(),
+        "{ops}"
+    );
+
+    // At a terminal 80 columns wide, the plan and the apply fit.
+    let mut cmd = rig.command(&["apply", rig.plan_str(), "--auto-approve"]);
+    cmd.env_remove("RUST_LOG").env("TERM", "xterm");
+    let (code, raw) = common::run_in_pty_of_width(cmd, "", 80);
+    assert_eq!(code, Some(0), "{raw}");
+    let lines = common::screen(&raw);
+    for line in &lines {
+        assert!(
+            line.chars().count() <= 80,
+            "wider than 80: {line:?}\n{lines:#?}"
+        );
+    }
+    // The copy and the lines it goes on to, under it.
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("      copy: 3 file(s)"))
+        .expect("the copy operation");
+    let copy_op: Vec<&str> = std::iter::once(lines[at].as_str())
+        .chain(
+            lines[at + 1..]
+                .iter()
+                .take_while(|l| l.starts_with("        "))
+                .map(|l| l.trim_start()),
+        )
+        .collect();
+    let copy_op = copy_op.join(" ");
+    assert!(
+        copy_op.contains("/.../Microsoft Identity Integration Server/Extensions -> /")
+            && copy_op.ends_with("/.../Upgrade/Extensions"),
+        "the middle of each path left out, its last two names kept: {copy_op}"
+    );
+    assert!(
+        lines.contains(&"      write: SHA256SUMS in the copy".to_string()),
+        "{lines:#?}"
+    );
+    // A result too long even with short paths goes on under its step.
+    let removed = lines
+        .iter()
+        .position(|l| l.starts_with("  + remove-iifp: removed Identity Integration Feature Pack"))
+        .expect("the uninstall's result");
+    assert!(
+        lines[removed + 1].starts_with("    {6A3C2F10-"),
+        "{lines:#?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The engine: orders steps, observes concurrently, diffs, journals, locks, renders and applies.
 //! It knows nothing about MIIS; every step kind is a `dyn Step` from `crate::steps`.
 
+pub mod fit;
 pub mod inspect;
 pub mod journal;
 pub mod lock;

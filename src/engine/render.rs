@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::adapters::secrets::Redactor;
+use crate::engine::fit;
 use crate::plan::source::escape_for_terminal;
 use crate::steps::progress::Update;
 use crate::steps::record::{RunRecord, StepRecord, StepStatus};
@@ -71,6 +72,60 @@ fn paint(on: bool, paint: Paint, text: &str) -> String {
     } else {
         text.to_string()
     }
+}
+
+/// How a line of people's output is coloured.
+#[derive(Debug, Clone, Copy)]
+enum Painted {
+    /// Its mark (the first word) only.
+    Mark(Paint),
+    /// All of it.
+    Line(Paint),
+    Plain,
+}
+
+/// `  MARK rest` as people see it: on a terminal of known width, fitted to it (paths shortened
+/// in the middle, then wrapped with the lines after the first indented by `indent`); then
+/// painted. `rest` is terminal-safe already. No final newline.
+fn marked(display: Display, mark: &str, rest: &str, indent: usize, painted: Painted) -> String {
+    let line = format!("  {mark} {rest}");
+    let lines = match display.width {
+        Some(columns) => fit::fit(&line, columns, indent),
+        None => vec![line],
+    };
+    let c = display.colour;
+    lines
+        .iter()
+        .enumerate()
+        .map(|(n, l)| match painted {
+            Painted::Mark(p) if n == 0 => match l.strip_prefix(&format!("  {mark}")) {
+                Some(after) => format!("  {}{after}", paint(c, p, mark)),
+                None => l.clone(),
+            },
+            Painted::Line(p) => paint(c, p, l),
+            _ => l.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An operation as the plan shows it. A file written into the folder that a copy of the same
+/// step fills is named by its place in the copy (`write: SHA256SUMS in the copy`), not by the
+/// copy's whole path a second time; `--json` has the full path.
+fn op_text(op: &Op, ops: &[Op]) -> String {
+    if let Op::Write { path } = op {
+        let inside = ops.iter().find_map(|o| match o {
+            Op::Copy { to, .. } => path
+                .strip_prefix(to.as_str())
+                .and_then(|rest| rest.strip_prefix(['/', '\\']))
+                .filter(|rest| !rest.is_empty()),
+            _ => None,
+        });
+        if let Some(name) = inside {
+            return format!("write: {name} in the copy");
+        }
+    }
+    op.to_string()
 }
 
 /// An error line for standard error: `error: MESSAGE`, terminal-safe, `error:` red when allowed.
@@ -255,32 +310,45 @@ pub fn plan_text(doc: &PlanDocument, redactor: &Redactor, display: Display) -> S
     let kw = doc.steps.iter().map(|s| s.kind.len()).max().unwrap_or(4);
     let mut out = String::new();
     if !display.quiet {
-        out.push_str(&format!(
-            "Plan {} ({})\n\n",
-            shown(&doc.plan),
-            shown(&doc.plan_file)
-        ));
+        let header = format!("Plan {} ({})", shown(&doc.plan), shown(&doc.plan_file));
+        let header = match display.width {
+            Some(columns) => fit::fit(&header, columns, 2).join("\n"),
+            None => header,
+        };
+        out.push_str(&format!("{header}\n\n"));
     }
     for s in &doc.steps {
         if display.quiet && s.action != Action::Blocked {
             continue;
         }
-        let line = format!(
+        let rest = format!(
             "{:<idw$}  {:<kw$}  {}",
             shown(&s.id),
             s.kind,
             shown(&s.reason)
         );
-        let line = match s.action {
-            Action::Create => format!("  {} {line}", paint(display.colour, Paint::Green, "+")),
-            Action::Blocked => format!("  {} {line}", paint(display.colour, Paint::Red, "!")),
-            Action::Noop => paint(display.colour, Paint::Dim, &format!("  = {line}")),
-            Action::Check => format!("  ? {line}"),
+        let painted = match s.action {
+            Action::Create => Painted::Mark(Paint::Green),
+            Action::Blocked => Painted::Mark(Paint::Red),
+            Action::Noop => Painted::Line(Paint::Dim),
+            Action::Check => Painted::Plain,
         };
-        out.push_str(&line);
+        out.push_str(&marked(
+            display,
+            &s.action.mark().to_string(),
+            &rest,
+            6,
+            painted,
+        ));
         out.push('\n');
         for op in &s.ops {
-            out.push_str(&format!("      {}\n", shown(&op.to_string())));
+            let op = shown(&op_text(op, &s.ops));
+            let line = match display.width {
+                Some(columns) => fit::fit(&format!("      {op}"), columns, 8).join("\n"),
+                None => format!("      {op}"),
+            };
+            out.push_str(&line);
+            out.push('\n');
         }
     }
     let m = &doc.summary;
@@ -365,23 +433,54 @@ pub fn document_schema_json(document: JsonDocument) -> String {
 /// A step's line as the apply goes. A failure's message is not repeated here: the error printed
 /// at the end of the apply carries it (with the tool's log tail), once.
 pub fn progress_line(step: &AppliedStep, redactor: &Redactor, display: Display) -> String {
-    let c = display.colour;
     let id = for_terminal(redactor, &step.id);
     let summary = for_terminal(redactor, &step.summary);
     match step.result {
-        Outcome::Applied => format!("  {} {id}: {summary}", paint(c, Paint::Green, "+")),
-        Outcome::AppliedNotRecorded => format!(
-            "  {} {id}: {summary} {}",
-            paint(c, Paint::Green, "+"),
-            paint(c, Paint::Red, "(done, but NOT recorded in the journal)")
+        Outcome::Applied => marked(
+            display,
+            "+",
+            &format!("{id}: {summary}"),
+            4,
+            Painted::Mark(Paint::Green),
         ),
-        Outcome::AlreadyDone => paint(c, Paint::Dim, &format!("  = {id}: {summary}")),
-        Outcome::Failed => paint(
-            c,
-            Paint::Red,
-            &format!("  \u{2717} {id}: failed (the error is below)"),
+        Outcome::AppliedNotRecorded => {
+            const NOT_RECORDED: &str = "(done, but NOT recorded in the journal)";
+            let line = marked(
+                display,
+                "+",
+                &format!("{id}: {summary} {NOT_RECORDED}"),
+                4,
+                Painted::Mark(Paint::Green),
+            );
+            // Red where it stands whole on the last line (it may have been wrapped).
+            match line.rfind(NOT_RECORDED) {
+                Some(at) if display.colour => {
+                    format!("{}{}", &line[..at], paint(true, Paint::Red, NOT_RECORDED))
+                }
+                _ => line,
+            }
+        }
+        Outcome::AlreadyDone => marked(
+            display,
+            "=",
+            &format!("{id}: {summary}"),
+            4,
+            Painted::Line(Paint::Dim),
         ),
-        Outcome::NotRun => paint(c, Paint::Dim, &format!("  - {id}: {summary}")),
+        Outcome::Failed => marked(
+            display,
+            "\u{2717}",
+            &format!("{id}: failed (the error is below)"),
+            4,
+            Painted::Line(Paint::Red),
+        ),
+        Outcome::NotRun => marked(
+            display,
+            "-",
+            &format!("{id}: {summary}"),
+            4,
+            Painted::Line(Paint::Dim),
+        ),
     }
 }
 
@@ -420,14 +519,14 @@ pub fn redone_line(
     redactor: &Redactor,
     display: Display,
 ) -> String {
-    format!(
-        "  {} {}: {}; redone before `{}`: {}",
-        paint(display.colour, Paint::Yellow, "~"),
+    let rest = format!(
+        "{}: {}; redone before `{}`: {}",
         for_terminal(redactor, id),
         for_terminal(redactor, why),
         for_terminal(redactor, by),
         for_terminal(redactor, summary)
-    )
+    );
+    marked(display, "~", &rest, 4, Painted::Mark(Paint::Yellow))
 }
 
 /// The end of an apply: how many steps were done, and any restart the server needs.
