@@ -471,3 +471,54 @@ fn at_a_terminal_every_line_fits_its_width_and_long_paths_lose_their_middle_not_
         "{lines:#?}"
     );
 }
+
+#[test]
+fn the_manual_page_is_generated_from_the_command_line_definitions() {
+    use clap::CommandFactory;
+    let man = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_upgrade"))
+            .arg("man")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = man(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let page = stdout(&out);
+    for part in [
+        ".TH upgrade 1",
+        ".SH NAME\nupgrade \\- Declarative upgrade\\-plan executor",
+        ".SH SYNOPSIS",
+        "\\fB\\-\\-no\\-color\\fR",
+        "upgrade validate plans/iifp\\-to\\-miis2003.yaml",
+    ] {
+        assert!(page.contains(part), "no {part:?} in:\n{page}");
+    }
+    // Every command the parser knows has its line here and its own page.
+    let cli = upgrade::cli::Cli::command();
+    let commands: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+    assert!(
+        commands.contains(&"apply") && commands.contains(&"man"),
+        "{commands:?}"
+    );
+    for name in &commands {
+        assert!(
+            page.contains(&format!("upgrade\\-{name}(1)")),
+            "{name}:\n{page}"
+        );
+        let own = man(&[name]);
+        assert_eq!(own.status.code(), Some(0), "{}", text(&own));
+        assert!(
+            stdout(&own).contains(&format!(".TH upgrade-{name} 1")),
+            "{}",
+            stdout(&own)
+        );
+    }
+    let unknown = man(&["aply"]);
+    assert_eq!(unknown.status.code(), Some(1), "{}", text(&unknown));
+    assert!(
+        text(&unknown).contains("no manual page for `aply`; there is one for each of: validate,"),
+        "{}",
+        text(&unknown)
+    );
+}
