@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{edit_plan, stdout, text, Driver, Rig};
+use common::{edit_plan, stdout, text, Driver, Rig, SEED_STEPS};
 
 /// A lab whose plan names a key tool that is gone (removed with the old product?) while no key
 /// file was exported: the `keys` step cannot converge.
@@ -111,16 +111,7 @@ fn after_an_apply_the_graph_shows_which_steps_the_uninstall_sealed_and_show_prin
         )),
         "{shown}"
     );
-    for id in [
-        "database",
-        "keys",
-        "extensions",
-        "stop-sync",
-        "before",
-        "remove-iifp",
-        "install-miis",
-        "verify",
-    ] {
+    for (id, _) in SEED_STEPS {
         assert!(
             shown
                 .lines()
@@ -407,4 +398,127 @@ fn quiet_still_shows_the_plan_it_asks_a_person_to_approve() {
         "{shown}"
     );
     assert_eq!(rig.installed(), ["Identity Integration Feature Pack"]);
+}
+
+#[test]
+fn at_a_terminal_every_line_fits_its_width_and_long_paths_lose_their_middle_not_their_end() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let extensions = rig.path(r"C:\Program Files\Microsoft Identity Integration Server\Extensions");
+    let copy = rig.path(r"D:\Upgrade\Extensions");
+
+    // Off a terminal and in JSON, every path whole; the manifest is named once, in the copy.
+    let piped = rig.upgrade(&["plan", rig.plan_str()]);
+    let shown = stdout(&piped);
+    assert!(
+        shown.contains(&format!(
+            "copy: 3 file(s), 3234 bytes, {} -> {}\n      write: SHA256SUMS in the copy\n",
+            extensions.display(),
+            copy.display()
+        )),
+        "{shown}"
+    );
+    let json = rig.upgrade(&["plan", rig.plan_str(), "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let ops = &doc["steps"][2]["ops"];
+    assert_eq!(
+        ops[1]["path"],
+        copy.join("SHA256SUMS").display().to_string(),
+        "{ops}"
+    );
+
+    // At a terminal 80 columns wide, the plan and the apply fit.
+    let mut cmd = rig.command(&["apply", rig.plan_str(), "--auto-approve"]);
+    cmd.env_remove("RUST_LOG").env("TERM", "xterm");
+    let (code, raw) = common::run_in_pty_of_width(cmd, "", 80);
+    assert_eq!(code, Some(0), "{raw}");
+    let lines = common::screen(&raw);
+    for line in &lines {
+        assert!(
+            line.chars().count() <= 80,
+            "wider than 80: {line:?}\n{lines:#?}"
+        );
+    }
+    // The copy and the lines it goes on to, under it.
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("      copy: 3 file(s)"))
+        .expect("the copy operation");
+    let copy_op: Vec<&str> = std::iter::once(lines[at].as_str())
+        .chain(
+            lines[at + 1..]
+                .iter()
+                .take_while(|l| l.starts_with("        "))
+                .map(|l| l.trim_start()),
+        )
+        .collect();
+    let copy_op = copy_op.join(" ");
+    assert!(
+        copy_op.contains("/.../Microsoft Identity Integration Server/Extensions -> /")
+            && copy_op.ends_with("/.../Upgrade/Extensions"),
+        "the middle of each path left out, its last two names kept: {copy_op}"
+    );
+    assert!(
+        lines.contains(&"      write: SHA256SUMS in the copy".to_string()),
+        "{lines:#?}"
+    );
+    // A result too long even with short paths goes on under its step.
+    let removed = lines
+        .iter()
+        .position(|l| l.starts_with("  + remove-iifp: removed Identity Integration Feature Pack"))
+        .expect("the uninstall's result");
+    assert!(
+        lines[removed + 1].starts_with("    {6A3C2F10-"),
+        "{lines:#?}"
+    );
+}
+
+#[test]
+fn the_manual_page_is_generated_from_the_command_line_definitions() {
+    use clap::CommandFactory;
+    let man = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_upgrade"))
+            .arg("man")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = man(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let page = stdout(&out);
+    for part in [
+        ".TH upgrade 1",
+        ".SH NAME\nupgrade \\- Declarative upgrade\\-plan executor",
+        ".SH SYNOPSIS",
+        "\\fB\\-\\-no\\-color\\fR",
+        "upgrade validate plans/iifp\\-to\\-miis2003.yaml",
+    ] {
+        assert!(page.contains(part), "no {part:?} in:\n{page}");
+    }
+    // Every command the parser knows has its line here and its own page.
+    let cli = upgrade::cli::Cli::command();
+    let commands: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+    assert!(
+        commands.contains(&"apply") && commands.contains(&"man"),
+        "{commands:?}"
+    );
+    for name in &commands {
+        assert!(
+            page.contains(&format!("upgrade\\-{name}(1)")),
+            "{name}:\n{page}"
+        );
+        let own = man(&[name]);
+        assert_eq!(own.status.code(), Some(0), "{}", text(&own));
+        assert!(
+            stdout(&own).contains(&format!(".TH upgrade-{name} 1")),
+            "{}",
+            stdout(&own)
+        );
+    }
+    let unknown = man(&["aply"]);
+    assert_eq!(unknown.status.code(), Some(1), "{}", text(&unknown));
+    assert!(
+        text(&unknown).contains("no manual page for `aply`; there is one for each of: validate,"),
+        "{}",
+        text(&unknown)
+    );
 }

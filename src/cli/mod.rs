@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 
 use crate::adapters::secrets::Redactor;
+use crate::engine::progress::LogWriter;
 use crate::engine::render::{self, Display, JsonDocument};
 use crate::engine::{self, ApplyOptions, PlanOptions};
 use crate::plan;
@@ -116,6 +117,12 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Print the manual page upgrade(1) in roff, or a command's own page (`upgrade man apply`:
+    /// upgrade-apply(1)); e.g. `upgrade man > /usr/local/share/man/man1/upgrade.1`.
+    Man {
+        /// The command whose page to print (validate, plan, apply, ...).
+        command: Option<String>,
+    },
     /// Apply a plan file, or a plan saved by `upgrade plan --out`.
     Apply {
         /// A plan file (YAML) or a saved plan.
@@ -183,11 +190,20 @@ pub fn colour_allowed(no_color: bool) -> bool {
 /// allowed, never on standard output with `--json`; `-q` keeps the summary and errors.
 fn display(cli_no_color: bool, quiet: u8, json: bool) -> Display {
     let allowed = colour_allowed(cli_no_color);
+    let terminal = !json && std::io::stdout().is_terminal();
     Display {
-        colour: allowed && !json && std::io::stdout().is_terminal(),
+        colour: allowed && terminal,
         colour_errors: allowed && std::io::stderr().is_terminal(),
         quiet: quiet > 0,
+        width: terminal.then(terminal_width).flatten(),
     }
+}
+
+/// The width of the terminal on standard output, in columns, when it tells.
+fn terminal_width() -> Option<usize> {
+    console::Term::stdout()
+        .size_checked()
+        .map(|(_rows, columns)| usize::from(columns))
 }
 
 /// Sends logs to stderr (stdout carries the command's own output), with ANSI styling only when
@@ -197,7 +213,7 @@ pub fn init_logging(verbose: u8, quiet: u8, no_color: bool) {
     // A second initialisation (tests calling in-process) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(log_filter(verbose, quiet))
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         .with_ansi(ansi)
         .try_init();
 }
@@ -232,6 +248,16 @@ pub async fn run(cli: Cli) -> u8 {
                 0
             }))
         }
+        Command::Man { command } => match manual_page(command.as_deref()) {
+            Ok(page) => {
+                print_stdout(&page);
+                0
+            }
+            Err(e) => {
+                eprintln!("{}", render::error_line(&Redactor::default(), &e, errors));
+                1
+            }
+        },
         Command::Completions { shell } => {
             let mut text = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "upgrade", &mut text);
@@ -271,6 +297,32 @@ pub async fn run(cli: Cli) -> u8 {
             finish(engine::run_apply(opts).await)
         }
     }
+}
+
+/// The manual page of `upgrade` (upgrade(1)) or of one of its commands (upgrade-apply(1)), in
+/// roff, from the same clap definitions as `--help`.
+fn manual_page(command: Option<&str>) -> Result<String, String> {
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    // Gives each command its full name (`upgrade-apply`) as the page's title.
+    cli.build();
+    let page = match command {
+        None => cli,
+        Some(name) => match cli.find_subcommand(name) {
+            Some(sub) => sub.clone().version(env!("CARGO_PKG_VERSION")),
+            None => {
+                let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+                return Err(format!(
+                    "no manual page for `{name}`; there is one for each of: {}",
+                    names.join(", ")
+                ));
+            }
+        },
+    };
+    let mut roff = Vec::new();
+    clap_mangen::Man::new(page)
+        .render(&mut roff)
+        .map_err(|e| format!("cannot write the manual page: {e}"))?;
+    Ok(String::from_utf8_lossy(&roff).into_owned())
 }
 
 fn engine_result(result: Result<u8, engine::EngineError>, display: Display) -> u8 {

@@ -2,10 +2,12 @@
 //! It knows nothing about MIIS; every step kind is a `dyn Step` from `crate::steps`.
 
 pub mod connect;
+pub mod fit;
 pub mod inspect;
 pub mod journal;
 pub mod lock;
 pub mod options;
+pub mod progress;
 pub mod render;
 pub mod run;
 pub mod saved;

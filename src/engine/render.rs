@@ -1,14 +1,17 @@
 //! Rendering for people and for config-management tools: the plan (one line per step with its
-//! mark, reason and operations), apply progress, and the `--json` documents. Pure: takes data, returns
-//! text; never reads the world or prints by itself. Text for people comes out terminal-safe
-//! (secrets masked, control characters escaped) and, when `Display::colour` says so, coloured.
+//! mark, reason and operations), apply progress (the text; `progress` draws it), and the
+//! `--json` documents. Pure: takes data, returns text; never reads the world or prints by
+//! itself. Text for people comes out terminal-safe (secrets masked, control characters escaped)
+//! and, when `Display::colour` says so, coloured.
 
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::adapters::secrets::Redactor;
+use crate::engine::fit;
 use crate::plan::source::escape_for_terminal;
+use crate::steps::progress::Update;
 use crate::steps::record::{RunRecord, StepRecord, StepStatus};
 use crate::steps::{Diff, Op};
 
@@ -31,6 +34,9 @@ pub struct Display {
     pub colour_errors: bool,
     /// `-q`: only the summary and errors.
     pub quiet: bool,
+    /// The width of the terminal standard output is (in columns); `None` off a terminal and
+    /// with `--json`. Apply draws a spinner only on a terminal.
+    pub width: Option<usize>,
 }
 
 /// The colours of marks and results, as Terraform uses them.
@@ -66,6 +72,60 @@ fn paint(on: bool, paint: Paint, text: &str) -> String {
     } else {
         text.to_string()
     }
+}
+
+/// How a line of people's output is coloured.
+#[derive(Debug, Clone, Copy)]
+enum Painted {
+    /// Its mark (the first word) only.
+    Mark(Paint),
+    /// All of it.
+    Line(Paint),
+    Plain,
+}
+
+/// `  MARK rest` as people see it: on a terminal of known width, fitted to it (paths shortened
+/// in the middle, then wrapped with the lines after the first indented by `indent`); then
+/// painted. `rest` is terminal-safe already. No final newline.
+fn marked(display: Display, mark: &str, rest: &str, indent: usize, painted: Painted) -> String {
+    let line = format!("  {mark} {rest}");
+    let lines = match display.width {
+        Some(columns) => fit::fit(&line, columns, indent),
+        None => vec![line],
+    };
+    let c = display.colour;
+    lines
+        .iter()
+        .enumerate()
+        .map(|(n, l)| match painted {
+            Painted::Mark(p) if n == 0 => match l.strip_prefix(&format!("  {mark}")) {
+                Some(after) => format!("  {}{after}", paint(c, p, mark)),
+                None => l.clone(),
+            },
+            Painted::Line(p) => paint(c, p, l),
+            _ => l.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An operation as the plan shows it. A file written into the folder that a copy of the same
+/// step fills is named by its place in the copy (`write: SHA256SUMS in the copy`), not by the
+/// copy's whole path a second time; `--json` has the full path.
+fn op_text(op: &Op, ops: &[Op]) -> String {
+    if let Op::Write { path } = op {
+        let inside = ops.iter().find_map(|o| match o {
+            Op::Copy { to, .. } => path
+                .strip_prefix(to.as_str())
+                .and_then(|rest| rest.strip_prefix(['/', '\\']))
+                .filter(|rest| !rest.is_empty()),
+            _ => None,
+        });
+        if let Some(name) = inside {
+            return format!("write: {name} in the copy");
+        }
+    }
+    op.to_string()
 }
 
 /// An error line for standard error: `error: MESSAGE`, terminal-safe, `error:` red when allowed.
@@ -250,32 +310,45 @@ pub fn plan_text(doc: &PlanDocument, redactor: &Redactor, display: Display) -> S
     let kw = doc.steps.iter().map(|s| s.kind.len()).max().unwrap_or(4);
     let mut out = String::new();
     if !display.quiet {
-        out.push_str(&format!(
-            "Plan {} ({})\n\n",
-            shown(&doc.plan),
-            shown(&doc.plan_file)
-        ));
+        let header = format!("Plan {} ({})", shown(&doc.plan), shown(&doc.plan_file));
+        let header = match display.width {
+            Some(columns) => fit::fit(&header, columns, 2).join("\n"),
+            None => header,
+        };
+        out.push_str(&format!("{header}\n\n"));
     }
     for s in &doc.steps {
         if display.quiet && s.action != Action::Blocked {
             continue;
         }
-        let line = format!(
+        let rest = format!(
             "{:<idw$}  {:<kw$}  {}",
             shown(&s.id),
             s.kind,
             shown(&s.reason)
         );
-        let line = match s.action {
-            Action::Create => format!("  {} {line}", paint(display.colour, Paint::Green, "+")),
-            Action::Blocked => format!("  {} {line}", paint(display.colour, Paint::Red, "!")),
-            Action::Noop => paint(display.colour, Paint::Dim, &format!("  = {line}")),
-            Action::Check => format!("  ? {line}"),
+        let painted = match s.action {
+            Action::Create => Painted::Mark(Paint::Green),
+            Action::Blocked => Painted::Mark(Paint::Red),
+            Action::Noop => Painted::Line(Paint::Dim),
+            Action::Check => Painted::Plain,
         };
-        out.push_str(&line);
+        out.push_str(&marked(
+            display,
+            &s.action.mark().to_string(),
+            &rest,
+            6,
+            painted,
+        ));
         out.push('\n');
         for op in &s.ops {
-            out.push_str(&format!("      {}\n", shown(&op.to_string())));
+            let op = shown(&op_text(op, &s.ops));
+            let line = match display.width {
+                Some(columns) => fit::fit(&format!("      {op}"), columns, 8).join("\n"),
+                None => format!("      {op}"),
+            };
+            out.push_str(&line);
+            out.push('\n');
         }
     }
     let m = &doc.summary;
@@ -360,23 +433,80 @@ pub fn document_schema_json(document: JsonDocument) -> String {
 /// A step's line as the apply goes. A failure's message is not repeated here: the error printed
 /// at the end of the apply carries it (with the tool's log tail), once.
 pub fn progress_line(step: &AppliedStep, redactor: &Redactor, display: Display) -> String {
-    let c = display.colour;
     let id = for_terminal(redactor, &step.id);
     let summary = for_terminal(redactor, &step.summary);
     match step.result {
-        Outcome::Applied => format!("  {} {id}: {summary}", paint(c, Paint::Green, "+")),
-        Outcome::AppliedNotRecorded => format!(
-            "  {} {id}: {summary} {}",
-            paint(c, Paint::Green, "+"),
-            paint(c, Paint::Red, "(done, but NOT recorded in the journal)")
+        Outcome::Applied => marked(
+            display,
+            "+",
+            &format!("{id}: {summary}"),
+            4,
+            Painted::Mark(Paint::Green),
         ),
-        Outcome::AlreadyDone => paint(c, Paint::Dim, &format!("  = {id}: {summary}")),
-        Outcome::Failed => paint(
-            c,
-            Paint::Red,
-            &format!("  \u{2717} {id}: failed (the error is below)"),
+        Outcome::AppliedNotRecorded => {
+            const NOT_RECORDED: &str = "(done, but NOT recorded in the journal)";
+            let line = marked(
+                display,
+                "+",
+                &format!("{id}: {summary} {NOT_RECORDED}"),
+                4,
+                Painted::Mark(Paint::Green),
+            );
+            // Red where it stands whole on the last line (it may have been wrapped).
+            match line.rfind(NOT_RECORDED) {
+                Some(at) if display.colour => {
+                    format!("{}{}", &line[..at], paint(true, Paint::Red, NOT_RECORDED))
+                }
+                _ => line,
+            }
+        }
+        Outcome::AlreadyDone => marked(
+            display,
+            "=",
+            &format!("{id}: {summary}"),
+            4,
+            Painted::Line(Paint::Dim),
         ),
-        Outcome::NotRun => paint(c, Paint::Dim, &format!("  - {id}: {summary}")),
+        Outcome::Failed => marked(
+            display,
+            "\u{2717}",
+            &format!("{id}: failed (the error is below)"),
+            4,
+            Painted::Line(Paint::Red),
+        ),
+        Outcome::NotRun => marked(
+            display,
+            "-",
+            &format!("{id}: {summary}"),
+            4,
+            Painted::Line(Paint::Dim),
+        ),
+    }
+}
+
+/// A step starting to act, off a terminal (on one, its spinner says so): `  > keys: export_keys
+/// started`. Its result line follows when it ends.
+pub fn start_line(id: &str, kind: &str, redactor: &Redactor, display: Display) -> String {
+    paint(
+        display.colour,
+        Paint::Dim,
+        &format!("  > {}: {kind} started", for_terminal(redactor, id)),
+    )
+}
+
+/// What a running step has done so far, beside its spinner: `2 of 3 files, 2.10 KiB of 3.16 KiB`.
+pub fn progress_detail(update: &Update) -> String {
+    match *update {
+        Update::Copied {
+            files,
+            of_files,
+            bytes,
+            of_bytes,
+        } => format!(
+            "{files} of {of_files} files, {} of {}",
+            indicatif::HumanBytes(bytes),
+            indicatif::HumanBytes(of_bytes)
+        ),
     }
 }
 
@@ -389,14 +519,14 @@ pub fn redone_line(
     redactor: &Redactor,
     display: Display,
 ) -> String {
-    format!(
-        "  {} {}: {}; redone before `{}`: {}",
-        paint(display.colour, Paint::Yellow, "~"),
+    let rest = format!(
+        "{}: {}; redone before `{}`: {}",
         for_terminal(redactor, id),
         for_terminal(redactor, why),
         for_terminal(redactor, by),
         for_terminal(redactor, summary)
-    )
+    );
+    marked(display, "~", &rest, 4, Painted::Mark(Paint::Yellow))
 }
 
 /// The end of an apply: how many steps were done, and any restart the server needs.
@@ -664,6 +794,24 @@ mod tests {
             shown,
             "agent Contoso\\u{1b}[2J AD\r\nline two\n\\u{202e}cba and ***\n"
         );
+    }
+
+    #[test]
+    fn a_running_copy_is_shown_as_files_and_bytes_of_all() {
+        let shown = progress_detail(&Update::Copied {
+            files: 2,
+            of_files: 3,
+            bytes: 2150,
+            of_bytes: 3234,
+        });
+        assert_eq!(shown, "2 of 3 files, 2.10 KiB of 3.16 KiB");
+        let started = start_line(
+            "keys\x1b[2J",
+            "export_keys",
+            &Redactor::default(),
+            Display::default(),
+        );
+        assert_eq!(started, "  > keys\\u{1b}[2J: export_keys started");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::Utc;
 use futures_util::future::join_all;
@@ -15,6 +16,7 @@ use crate::adapters::secrets::{self, Redactor, SecretString};
 use crate::engine::connect;
 use crate::engine::journal::{self, Journal, RunRecord, StepRecord, StepStatus};
 use crate::engine::lock::ApplyLock;
+use crate::engine::progress::{self, Reporter};
 use crate::engine::render::{
     self, Action, AppliedStep, ApplyDocument, Outcome, PlanDocument, PlannedStep, Summary,
 };
@@ -35,6 +37,8 @@ struct Session {
     journal: Journal,
     /// How people's output is shown (apply's progress lines).
     display: render::Display,
+    /// Where apply's lines and the running step's progress go.
+    reporter: Arc<Reporter>,
 }
 
 impl Session {
@@ -81,6 +85,7 @@ impl Session {
             journal_path,
             journal,
             display: render::Display::default(),
+            reporter: Arc::new(Reporter::silent()),
         })
     }
 
@@ -99,6 +104,7 @@ impl Session {
             journal,
             plan_sha256: &self.loaded.sha256,
             quick: true,
+            progress: self.reporter.as_ref(),
         }
     }
 
@@ -381,6 +387,11 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
     };
     let mut session = Session::open(loaded, &plan_file, state.as_deref())?;
     session.display = opts.display;
+    session.reporter = Arc::new(Reporter::new(
+        progress::Mode::of(opts.display, opts.json),
+        opts.display,
+        session.world.redactor.clone(),
+    ));
     let _lock = ApplyLock::acquire(&journal::lock_path(
         session.journal_path.parent().unwrap_or(Path::new(".")),
         &session.world.plan.name,
@@ -401,14 +412,9 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
     let redactor = session.world.redactor.clone();
     let display = opts.display;
     // People's output, already terminal-safe (render masks and escapes what it shows); `-q`
-    // keeps only the summary and errors.
-    let out = |text: &str| {
-        if !opts.json && !display.quiet {
-            let mut o = std::io::stdout().lock();
-            let _ = o.write_all(text.as_bytes());
-            let _ = o.flush();
-        }
-    };
+    // keeps only the summary and errors (the reporter is silent then, and with `--json`).
+    let reporter = session.reporter.clone();
+    let out = move |text: &str| reporter.line(text);
     let asks = doc.summary.pending() && !opts.auto_approve && saved.is_none();
     if asks && display.quiet && !opts.json && doc.summary.blocked == 0 {
         // Nobody is asked to approve a plan they were not shown, `-q` or not.
@@ -525,6 +531,7 @@ struct Run<'o, F: Fn(&str)> {
     out: &'o F,
     redactor: Redactor,
     display: render::Display,
+    reporter: Arc<Reporter>,
 }
 
 /// How a step's turn ended.
@@ -549,12 +556,13 @@ impl<'o, F: Fn(&str)> Run<'o, F> {
             finished: vec![false; steps],
             applied: vec![false; steps],
             out,
+            reporter: session.reporter.clone(),
         }
     }
 
-    /// Shows a step's outcome as it happens and keeps it for the summary.
+    /// Shows a step's outcome as it happens (in place of its spinner) and keeps it for the summary.
     fn report(&mut self, step: AppliedStep) {
-        (self.out)(&format!(
+        self.reporter.end(&format!(
             "{}\n",
             render::progress_line(&step, &self.redactor, self.display)
         ));
@@ -675,6 +683,7 @@ async fn turn<F: Fn(&str)>(
         }
         Diff::Blocked { why } => Turn::Halt(format!("{id}: cannot converge: {why}")),
         Diff::Change { change, .. } | Diff::Check { change, .. } => {
+            run.reporter.begin(&id, &session.kinds[i]);
             let res = run_one(session, i, &deps, &change, run.out).await;
             record(session, i, res.as_ref().map_err(|e| e.as_str()));
             let saved = session.journal.save(&session.journal_path);

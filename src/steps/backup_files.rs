@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::adapters::fs::{self as afs, FileStat, Manifest};
 use crate::adapters::host::Host;
 use crate::plan::{BackupFiles, StepId};
+use crate::steps::progress::Update;
 use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
 
 /// The manifest's file name inside the destination folder.
@@ -435,13 +436,18 @@ impl Kind for BackupFilesStep {
             afs::create_parent_dirs(file)?;
         }
         // Files are copied COPIERS at a time: while one waits on the disk, another is hashed.
-        let planned: Vec<(String, Option<String>)> = change
+        let planned: Vec<(String, Option<String>, u64)> = change
             .files
             .iter()
-            .map(|(rel, f)| (rel.clone(), f.sha256.clone()))
+            .map(|(rel, f)| (rel.clone(), f.sha256.clone(), f.bytes))
             .collect();
+        let (of_files, of_bytes) = (
+            planned.len() as u64,
+            planned.iter().map(|(_, _, b)| b).sum::<u64>(),
+        );
+        let (mut files, mut bytes) = (0, 0);
         let written: Vec<(PathBuf, String)> = stream::iter(planned)
-            .map(|(rel, expected)| {
+            .map(|(rel, expected, size)| {
                 let (src, dst) = (from.join(&rel), to.join(&rel));
                 async move {
                     let sha = host.fetch(&src, &dst).await?;
@@ -450,10 +456,20 @@ impl Kind for BackupFilesStep {
                             "{rel} changed while it was being copied; run again"
                         )));
                     }
-                    Ok((dst, sha))
+                    Ok((dst, sha, size))
                 }
             })
             .buffered(COPIERS)
+            .map_ok(|(dst, sha, size)| {
+                (files, bytes) = (files + 1, bytes + size);
+                cx.progress.update(Update::Copied {
+                    files,
+                    of_files,
+                    bytes,
+                    of_bytes,
+                });
+                (dst, sha)
+            })
             .try_collect()
             .await?;
         self.unchanged_while_copied(host, change).await?;
@@ -813,6 +829,7 @@ mod tests {
             journal,
             plan_sha256: "00",
             quick,
+            progress: &crate::steps::progress::Silent,
         }
     }
 
@@ -842,6 +859,51 @@ mod tests {
             },
         );
         journal
+    }
+
+    /// Every update a step sends, in order.
+    #[derive(Default)]
+    struct Recorded(std::sync::Mutex<Vec<Update>>);
+
+    impl crate::steps::progress::Progress for Recorded {
+        fn update(&self, update: Update) {
+            self.0.lock().unwrap().push(update);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_copy_says_after_each_file_how_many_files_and_bytes_are_done_of_all() {
+        let b = bench();
+        let journal = Journal::new("t");
+        let o = b.step.observe(&cx(&b, &journal, true)).await.unwrap();
+        let Planned::Change { change, .. } = b.step.diff(&o, &cx(&b, &journal, true)) else {
+            panic!("a fresh copy is a change");
+        };
+        let recorded = Recorded::default();
+        let watched = StepContext {
+            progress: &recorded,
+            ..cx(&b, &journal, true)
+        };
+        b.step.apply(&change, &watched).await.unwrap();
+        let total: u64 = ["a.dll", "b.dll", "sub/c.dll"]
+            .iter()
+            .map(|n| format!("rules of {n}").len() as u64)
+            .sum();
+        let updates = recorded.0.into_inner().unwrap();
+        assert_eq!(updates.len(), 3, "{updates:?}");
+        let mut before = (0, 0);
+        for (n, u) in updates.iter().enumerate() {
+            let Update::Copied {
+                files,
+                of_files,
+                bytes,
+                of_bytes,
+            } = *u;
+            assert_eq!((files, of_files, of_bytes), (n as u64 + 1, 3, total));
+            assert!(bytes > before.1 && files > before.0, "{updates:?}");
+            before = (files, bytes);
+        }
+        assert_eq!(before.1, total, "all bytes done at the end: {updates:?}");
     }
 
     fn planned_files(p: &Planned<BackupFilesStep>) -> Vec<String> {

@@ -13,6 +13,7 @@ use crate::adapters::process::{ProcessOutcome, ProcessSpec};
 use crate::adapters::secrets::{Redactor, SecretString};
 use crate::adapters::sql::{self, SqlClient, SqlError};
 use crate::plan::{AbsPath, Plan, Secret, SqlAuth, StepId, StepKind, StepSpec, WinrmConnect};
+use crate::steps::progress::Progress;
 use crate::steps::record::{Journal, StepRecord};
 use crate::steps::StepError;
 
@@ -202,6 +203,8 @@ pub struct StepContext<'a> {
     /// looks again at a prerequisite that just failed its full re-check before a destructive step:
     /// then nothing is taken on trust.
     pub quick: bool,
+    /// Where the step says how far it has got while it applies (files copied so far).
+    pub progress: &'a dyn Progress,
 }
 
 impl<'a> StepContext<'a> {

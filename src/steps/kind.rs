@@ -344,6 +344,7 @@ mod tests {
             journal,
             plan_sha256: "00",
             quick: true,
+            progress: &crate::steps::progress::Silent,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod export_keys;
 pub mod install;
 pub mod installer;
 pub mod kind;
+pub mod progress;
 pub mod record;
 pub mod service;
 pub mod snapshot_connector_space;

@@ -431,6 +431,18 @@ pub fn tree(dir: &Path) -> Vec<(String, u64)> {
     out
 }
 
+/// The seed plan's steps (id, kind) in the order apply takes them.
+pub const SEED_STEPS: [(&str, &str); 8] = [
+    ("database", "backup_database"),
+    ("keys", "export_keys"),
+    ("extensions", "backup_files"),
+    ("stop-sync", "service"),
+    ("before", "snapshot_connector_space"),
+    ("remove-iifp", "uninstall"),
+    ("install-miis", "install"),
+    ("verify", "verify"),
+];
+
 /// Rewrites the rig's plan text; panics when `from` is not in it (the seed plan changed shape).
 pub fn edit_plan(rig: &Rig, from: &str, to: &str) {
     let plan = std::fs::read_to_string(&rig.plan).unwrap();
@@ -488,13 +500,18 @@ pub fn tool_running(lab_dir: &Path, tool: &str) -> bool {
 /// Runs `cmd` with a pseudo-terminal as its standard input, output and error, as a person at a
 /// terminal runs it, typing `typed`; returns its exit code and everything the terminal showed.
 /// A child still running after a minute is killed and the test fails.
-pub fn run_in_pty(mut cmd: Command, typed: &str) -> (Option<i32>, String) {
+pub fn run_in_pty(cmd: Command, typed: &str) -> (Option<i32>, String) {
+    run_in_pty_of_width(cmd, typed, 200)
+}
+
+/// `run_in_pty` on a terminal `columns` wide.
+pub fn run_in_pty_of_width(mut cmd: Command, typed: &str, columns: u16) -> (Option<i32>, String) {
     use std::io::{Read, Write};
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let (mut leader, mut follower) = (-1, -1);
     let size = libc::winsize {
         ws_row: 50,
-        ws_col: 200,
+        ws_col: columns,
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
@@ -588,4 +605,64 @@ impl std::io::Write for Captured {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// What a terminal shows once `raw` (as `run_in_pty` returns it) has been written to it: each
+/// line as it stands after carriage returns, line clears (`ESC[2K`, `ESC[K`), cursor moves up
+/// (`ESC[nA`) and screen clears below (`ESC[J`) have done their work; colours dropped. Enough
+/// of a terminal to see what a spinner leaves behind.
+pub fn screen(raw: &str) -> Vec<String> {
+    let mut lines: Vec<Vec<char>> = vec![Vec::new()];
+    let (mut row, mut col) = (0usize, 0usize);
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' => {
+                row += 1;
+                col = 0;
+                if row == lines.len() {
+                    lines.push(Vec::new());
+                }
+            }
+            '\r' => col = 0,
+            '\x1b' if chars.peek() == Some(&'[') => {
+                chars.next();
+                let mut params = String::new();
+                let mut action = ' ';
+                for p in chars.by_ref() {
+                    if p.is_ascii_alphabetic() {
+                        action = p;
+                        break;
+                    }
+                    params.push(p);
+                }
+                let n: usize = params.trim_start_matches('?').parse().unwrap_or(1);
+                match action {
+                    'A' => row = row.saturating_sub(n.max(1)),
+                    'K' if params == "2" => lines[row].clear(),
+                    'K' => lines[row].truncate(col),
+                    'J' => {
+                        lines[row].truncate(col);
+                        lines.truncate(row + 1);
+                    }
+                    'G' => col = n.saturating_sub(1),
+                    _ => {} // colours, cursor shown or hidden
+                }
+            }
+            c => {
+                let line = &mut lines[row];
+                if line.len() <= col {
+                    line.resize(col, ' ');
+                    line.push(c);
+                } else {
+                    line[col] = c;
+                }
+                col += 1;
+            }
+        }
+    }
+    lines
+        .into_iter()
+        .map(|l| l.into_iter().collect::<String>().trim_end().to_string())
+        .collect()
 }
