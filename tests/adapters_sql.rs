@@ -74,8 +74,8 @@ async fn connect(lab: &Lab, driver: SqlDriver) -> Box<dyn SqlClient> {
 fn require_freetds() {
     assert!(
         Path::new(FREETDS).is_file(),
-        "the FreeTDS ODBC driver {FREETDS} is missing: install the Debian packages tdsodbc and \
-         unixodbc (`.ci/run` does)"
+        "the FreeTDS ODBC driver {FREETDS} is missing: install the Debian package tdsodbc \
+         (`.ci/run` does)"
     );
 }
 
