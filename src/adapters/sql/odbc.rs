@@ -192,14 +192,17 @@ fn library_to_load(env: &odbc_api::Environment, name: &str) -> Result<String, Sq
     if !cfg!(unix) {
         return Ok(name.to_string());
     }
-    let registered = env.drivers().unwrap_or_default();
+    // A driver list that cannot be read leaves the name to the driver manager and its message.
+    let Ok(registered) = env.drivers() else {
+        return Ok(name.to_string());
+    };
     match odbc_library::lookup(name, &registered, &odbc_library::driver_folders()) {
         odbc_library::Lookup::File(path) => Ok(path.to_string_lossy().into_owned()),
         odbc_library::Lookup::AsNamed => Ok(name.to_string()),
         odbc_library::Lookup::NotRegistered => Err(SqlError::Unsupported {
             message: format!(
                 "the ODBC driver `{name}` is not registered with unixODBC (no [{name}] in {}){}",
-                odbcinst_ini(),
+                odbc_library::odbcinst_ini(),
                 if is_freetds(name) {
                     "; install the FreeTDS ODBC driver, which registers itself (Debian, Ubuntu: \
                      `apt install tdsodbc`), or name its file in `server.sql.odbc_driver`"
@@ -210,14 +213,6 @@ fn library_to_load(env: &odbc_api::Environment, name: &str) -> Result<String, Sq
             ),
         }),
     }
-}
-
-/// The odbcinst.ini unixODBC reads drivers from: `$ODBCSYSINI/$ODBCINSTINI`, by default
-/// `/etc/odbcinst.ini`.
-fn odbcinst_ini() -> String {
-    let folder = std::env::var("ODBCSYSINI").unwrap_or_else(|_| "/etc".into());
-    let file = std::env::var("ODBCINSTINI").unwrap_or_else(|_| "odbcinst.ini".into());
-    format!("{folder}/{file}")
 }
 
 /// The connection string that loads `driver` (the plan's driver, or the file it is registered as).

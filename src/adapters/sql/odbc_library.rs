@@ -3,8 +3,8 @@
 //! file name (Debian's tdsodbc: `Driver = libtdsodbc.so`) and build their own unixODBC to look in
 //! their driver folder (Debian: `/usr/lib/x86_64-linux-gnu/odbc`, unixODBC's MODULEDIR); the
 //! built-in one only asks the dynamic linker, which does not look there. This module finds the file
-//! where the system's unixODBC would. It reads what the driver manager reports and whether files
-//! exist; it changes nothing.
+//! where the system's unixODBC would, and names the file the registrations are read from. It reads
+//! what the driver manager reports and whether files exist; it changes nothing.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,14 @@ pub fn driver_folders() -> Vec<PathBuf> {
         folders.push(PathBuf::from(folder));
     }
     folders
+}
+
+/// The odbcinst.ini unixODBC reads drivers from: `$ODBCSYSINI/$ODBCINSTINI`, by default
+/// `/etc/odbcinst.ini` (the built-in one's SYSTEM_FILE_PATH is /etc, as Debian's).
+pub fn odbcinst_ini() -> String {
+    let folder = std::env::var("ODBCSYSINI").unwrap_or_else(|_| "/etc".into());
+    let file = std::env::var("ODBCINSTINI").unwrap_or_else(|_| "odbcinst.ini".into());
+    format!("{folder}/{file}")
 }
 
 /// Debian's multiarch name for this machine (`x86_64-linux-gnu`), on Linux.
