@@ -3,8 +3,11 @@
 //! probe reads the server's version; server errors keep their numbers; a wrong password is a login
 //! error; a dropped connection is a connection error; binary columns arrive as bytes.
 
-use std::path::Path;
+mod common;
+
 use std::sync::Arc;
+
+use common::{require_freetds, FREETDS_DRIVER};
 
 use upgrade::adapters::secrets::SecretString;
 use upgrade::adapters::sql::endpoint::Endpoint;
@@ -13,7 +16,6 @@ use upgrade::plan::{Encryption, Secret, SqlAuth, SqlConnection, SqlDriver, SqlLo
 use upgrade_lab::sqlmodel::{Fixture, Model};
 use upgrade_lab::tds::{serve, SqlFaults, TdsConfig, TdsServer, TdsVersion};
 
-const FREETDS: &str = "/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so";
 const DB: &str = "MicrosoftIdentityIntegrationServer";
 const PASSWORD: &str = "Lab-pa55}word";
 
@@ -56,7 +58,7 @@ fn connection(port: u16, driver: SqlDriver) -> SqlConnection {
         }),
         driver,
         database: None,
-        odbc_driver: (driver != SqlDriver::Tds).then(|| FREETDS.to_string()),
+        odbc_driver: (driver != SqlDriver::Tds).then(|| FREETDS_DRIVER.to_string()),
         encryption: Encryption::NotSupported,
         trust_server_certificate: false,
     }
@@ -67,16 +69,6 @@ async fn connect(lab: &Lab, driver: SqlDriver) -> Box<dyn SqlClient> {
     sql::connect(&conn, Some(&SecretString::new(PASSWORD)))
         .await
         .unwrap()
-}
-
-/// The FreeTDS ODBC driver these tests run through; without it they fail and say what to install
-/// (a test that returned early would pass without testing anything).
-fn require_freetds() {
-    assert!(
-        Path::new(FREETDS).is_file(),
-        "the FreeTDS ODBC driver {FREETDS} is missing: install the Debian packages tdsodbc and \
-         unixodbc (`.ci/run` does)"
-    );
 }
 
 /// The conversation every backup step has: version, existence, backup, history, header, verify.

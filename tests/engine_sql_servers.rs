@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{stdout, text, Driver, Rig};
+use common::{edit_plan, stdout, text, Driver, Rig, FREETDS_DRIVER};
 use upgrade_lab::sqlmodel::{Fixture, TdsVersion};
 
 /// The lab logs each statement with how it arrived: tiberius sends queries as `sp_executesql`
@@ -117,4 +117,61 @@ fn a_hex_prefix_in_either_case_finds_the_binary_anchor_through_tiberius() {
 #[test]
 fn a_hex_prefix_in_either_case_finds_the_binary_anchor_through_odbc() {
     a_hex_prefix_in_either_case_finds_the_binary_anchor(Driver::Odbc);
+}
+
+/// The registration Debian's tdsodbc package writes (`odbcinst -i -d -f
+/// /usr/share/tdsodbc/odbcinst.ini` in its postinst; `.ci/run` runs the same): the driver by its
+/// bare file name, which Debian's own unixODBC finds in its driver folder.
+const DEBIAN_FREETDS_REGISTRATION: &str = "[FreeTDS]\n\
+Description\t= TDS driver (Sybase/MS SQL)\n\
+Driver\t\t= libtdsodbc.so\n\
+Setup\t\t= libtdsS.so\n";
+
+#[test]
+fn a_plan_naming_no_odbc_driver_reaches_sql_server_2000_through_freetds_registered_as_debian_does()
+{
+    let rig = Rig::iifp(Driver::Odbc, &[]);
+    // The plan leaves the driver to the platform's default: FreeTDS, by its registered name.
+    edit_plan(&rig, &format!("\n    odbc_driver: {FREETDS_DRIVER}"), "");
+    let registry = rig.tmp.path().join("odbc-registry");
+    std::fs::create_dir_all(&registry).unwrap();
+    std::fs::write(registry.join("odbcinst.ini"), DEBIAN_FREETDS_REGISTRATION).unwrap();
+    let run = |args: &[&str]| {
+        rig.command(args)
+            .env("ODBCSYSINI", &registry)
+            .output()
+            .unwrap()
+    };
+    let apply = run(&["apply", rig.plan_str(), "--auto-approve"]);
+    assert_eq!(apply.status.code(), Some(0), "{}", text(&apply));
+    let again = run(&["plan", rig.plan_str(), "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", text(&again));
+    assert_eq!(
+        rpc_count(&rig),
+        0,
+        "tiberius was used: {}",
+        rig.statements()
+    );
+}
+
+#[test]
+fn an_odbc_driver_that_is_not_registered_is_named_with_the_package_that_registers_it() {
+    let rig = Rig::iifp(Driver::Odbc, &[]);
+    edit_plan(&rig, &format!("\n    odbc_driver: {FREETDS_DRIVER}"), "");
+    let nothing_registered = rig.tmp.path().join("odbc-registry");
+    std::fs::create_dir_all(&nothing_registered).unwrap();
+    let plan = rig
+        .command(&["plan", rig.plan_str()])
+        .env("ODBCSYSINI", &nothing_registered)
+        .output()
+        .unwrap();
+    assert_eq!(plan.status.code(), Some(1), "{}", text(&plan));
+    let out = stdout(&plan);
+    assert!(
+        out.contains("the ODBC driver `FreeTDS` is not registered with unixODBC")
+            && out.contains("`apt install tdsodbc`"),
+        "{}",
+        text(&plan)
+    );
+    assert!(!out.contains("cannot open shared object file"), "{out}");
 }

@@ -77,7 +77,8 @@ pub enum Command {
         /// Make the lab in DIR (kept afterwards) instead of a temporary folder.
         #[arg(long)]
         keep: Option<PathBuf>,
-        /// The `upgrade` binary (default: next to upgrade-lab).
+        /// The `upgrade` binary (default: built from this workspace's source into the target
+        /// folder upgrade-lab runs from, else next to upgrade-lab).
         #[arg(long)]
         upgrade: Option<PathBuf>,
         /// The installed old product's version on the lab (as your server's Add/Remove Programs

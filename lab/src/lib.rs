@@ -14,6 +14,7 @@ pub mod state;
 pub mod status;
 pub mod tools;
 pub mod winrm;
+pub mod workspace_bin;
 
 use std::path::{Path, PathBuf};
 
@@ -75,53 +76,16 @@ pub fn try_lab_binary() -> Result<PathBuf, LabError> {
     if let Some(p) = std::env::var_os("UPGRADE_LAB_BIN") {
         return Ok(PathBuf::from(p));
     }
-    let me = std::env::current_exe().map_err(|e| LabError::Binary(e.to_string()))?;
-    let mut dir = me
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| LabError::Binary("no parent folder".into()))?;
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir.pop();
-    }
-    let candidate = dir.join("upgrade-lab");
+    let place = workspace_bin::BuildPlace::of_this_executable().ok_or_else(|| {
+        LabError::Binary(
+            "the running executable is not in a cargo target folder; set UPGRADE_LAB_BIN".into(),
+        )
+    })?;
+    let candidate = place.binary("upgrade-lab");
     if candidate.is_file() {
         return Ok(candidate);
     }
-    // target/<profile>/ -> build into the same target folder and profile.
-    let profile = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let target = dir
-        .parent()
-        .ok_or_else(|| LabError::Binary(format!("{} has no target folder", dir.display())))?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args([
-        "build",
-        "-p",
-        "upgrade-lab",
-        "--bin",
-        "upgrade-lab",
-        "--manifest-path",
-    ])
-    .arg(&manifest)
-    .env("CARGO_TARGET_DIR", target);
-    if profile == "release" {
-        cmd.arg("--release");
-    }
-    let status = cmd
-        .status()
-        .map_err(|e| LabError::Binary(format!("running cargo: {e}")))?;
-    if status.success() && candidate.is_file() {
-        Ok(candidate)
-    } else {
-        Err(LabError::Binary(format!(
-            "`cargo build -p upgrade-lab` ended with {status}; expected {}",
-            candidate.display()
-        )))
-    }
+    workspace_bin::build(&place, "upgrade-lab", "upgrade-lab").map_err(LabError::Binary)
 }
 
 /// `try_lab_binary` for tests: panics with the reason when the binary cannot be found or built.

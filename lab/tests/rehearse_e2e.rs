@@ -13,26 +13,14 @@ fn workspace() -> PathBuf {
 
 /// The `upgrade` binary beside upgrade-lab, built when missing.
 fn upgrade_binary() -> PathBuf {
-    let lab = PathBuf::from(env!("CARGO_BIN_EXE_upgrade-lab"));
-    let upgrade = lab.with_file_name("upgrade");
-    if !upgrade.is_file() {
-        let target = lab.parent().unwrap().parent().unwrap();
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "-p",
-                "upgrade",
-                "--bin",
-                "upgrade",
-                "--manifest-path",
-            ])
-            .arg(workspace().join("Cargo.toml"))
-            .env("CARGO_TARGET_DIR", target)
-            .status()
-            .unwrap();
-        assert!(status.success(), "building upgrade: {status}");
+    let lab = Path::new(env!("CARGO_BIN_EXE_upgrade-lab"));
+    let place = upgrade_lab::workspace_bin::BuildPlace::of(lab).expect("a cargo target folder");
+    let upgrade = place.binary("upgrade");
+    if upgrade.is_file() {
+        upgrade
+    } else {
+        upgrade_lab::workspace_bin::build(&place, "upgrade", "upgrade").unwrap()
     }
-    upgrade
 }
 
 fn rehearse(plan: &str, keep: &Path) -> (i32, String) {
@@ -40,13 +28,24 @@ fn rehearse(plan: &str, keep: &Path) -> (i32, String) {
 }
 
 fn rehearse_with(plan: &str, keep: &Path, extra: &[&str]) -> (i32, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_upgrade-lab"))
+    let upgrade = upgrade_binary();
+    let mut args = vec!["--upgrade", upgrade.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run_rehearse(
+        Command::new(env!("CARGO_BIN_EXE_upgrade-lab")),
+        plan,
+        keep,
+        &args,
+    )
+}
+
+/// `upgrade-lab rehearse PLAN --keep KEEP EXTRA...`, in the environment `cmd` already has.
+fn run_rehearse(mut cmd: Command, plan: &str, keep: &Path, extra: &[&str]) -> (i32, String) {
+    let o = cmd
         .arg("rehearse")
         .arg(workspace().join(plan))
         .arg("--keep")
         .arg(keep)
-        .arg("--upgrade")
-        .arg(upgrade_binary())
         .args(extra)
         .output()
         .unwrap();
@@ -324,4 +323,92 @@ fn the_plan_written_for_the_lab_applies_on_a_lab_made_as_its_header_says() {
     );
     assert_eq!(status.backups.len(), 1);
     running.stop();
+}
+
+/// The lines of cargo's that a rehearsal's output must not hold: its build is one line.
+fn cargo_lines(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter(|l| {
+            let l = l.trim_start();
+            l.starts_with("Compiling") || l.starts_with("Finished") || l.starts_with("Blocking")
+        })
+        .collect()
+}
+
+#[test]
+fn the_readmes_first_command_builds_upgrade_from_the_same_source_in_one_line_and_converges() {
+    let t = tempfile::tempdir().unwrap();
+    let keep = t.path().join("lab");
+    // `cargo run -p upgrade-lab -- rehearse plans/iifp-to-miis2003.yaml`: no --upgrade.
+    let (code, out) = run_rehearse(
+        Command::new(env!("CARGO_BIN_EXE_upgrade-lab")),
+        "plans/iifp-to-miis2003.yaml",
+        &keep,
+        &[],
+    );
+    assert_converged(code, &out, &keep);
+    let built: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("upgrade: built in ") || l.starts_with("upgrade: up to date ("))
+        .collect();
+    assert_eq!(built.len(), 1, "one line about building upgrade:\n{out}");
+    assert!(cargo_lines(&out).is_empty(), "cargo's own lines:\n{out}");
+    assert!(!out.contains("no `upgrade` binary"), "{out}");
+}
+
+#[test]
+fn without_the_freetds_odbc_driver_sql_server_2000_is_rehearsed_by_the_nearest_path_and_one_line_says_so(
+) {
+    let t = tempfile::tempdir().unwrap();
+    let keep = t.path().join("lab");
+    // unixODBC reads the drivers registered in $ODBCSYSINI/odbcinst.ini: none here.
+    let nothing_registered = t.path().join("odbc");
+    std::fs::create_dir_all(&nothing_registered).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_upgrade-lab"));
+    cmd.env("ODBCSYSINI", &nothing_registered);
+    let upgrade = upgrade_binary();
+    let (code, out) = run_rehearse(
+        cmd,
+        "plans/iifp-to-miis2003.yaml",
+        &keep,
+        &["--upgrade", upgrade.to_str().unwrap()],
+    );
+    assert_converged(code, &out, &keep);
+    let notes: Vec<&str> = out.lines().filter(|l| l.starts_with("note: ")).collect();
+    assert_eq!(notes.len(), 1, "{out}");
+    for what in [
+        "the FreeTDS ODBC driver is not registered",
+        "built-in TDS client",
+        "SQL Server 2016 (TDS 7.4)",
+        "`apt install tdsodbc`",
+    ] {
+        assert!(
+            notes[0].contains(what),
+            "`{what}` missing from: {}",
+            notes[0]
+        );
+    }
+    let rewritten = std::fs::read_to_string(keep.join("rehearsal-plan.yaml")).unwrap();
+    assert!(rewritten.contains("driver: tds"), "{rewritten}");
+    assert!(!rewritten.contains("odbc_driver"), "{rewritten}");
+    let statements = std::fs::read_to_string(keep.join("sql/statements.log")).unwrap();
+    assert!(
+        statements.contains("\"kind\":\"rpc\""),
+        "the built-in client (sp_executesql RPCs) talked to the lab"
+    );
+}
+
+#[test]
+fn with_the_freetds_odbc_driver_registered_sql_server_2000_is_rehearsed_over_odbc_without_a_note() {
+    let t = tempfile::tempdir().unwrap();
+    let keep = t.path().join("lab");
+    let (code, out) = rehearse("plans/iifp-to-miis2003.yaml", &keep);
+    assert_converged(code, &out, &keep);
+    assert!(out.contains("TDS 7.1"), "{out}");
+    assert!(!out.lines().any(|l| l.starts_with("note: ")), "{out}");
+    let statements = std::fs::read_to_string(keep.join("sql/statements.log")).unwrap();
+    assert!(
+        !statements.contains("\"kind\":\"rpc\""),
+        "ODBC sends batches only"
+    );
 }

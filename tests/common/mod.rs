@@ -34,6 +34,16 @@ pub enum Driver {
 
 pub const FREETDS_DRIVER: &str = "/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so";
 
+/// The FreeTDS ODBC driver the ODBC tests run through; without it they fail here, naming the
+/// package (not later, with unixODBC's "Can't open lib", and never by passing untested).
+pub fn require_freetds() {
+    assert!(
+        Path::new(FREETDS_DRIVER).is_file(),
+        "the FreeTDS ODBC driver {FREETDS_DRIVER} is missing: install the Debian package tdsodbc \
+         (`.ci/run` does)"
+    );
+}
+
 impl Rig {
     /// A fresh IIFP lab with its server listening, and the seed plan written for it.
     pub fn iifp(driver: Driver, faults: &[&str]) -> Rig {
@@ -131,6 +141,11 @@ impl Rig {
         winrm_https: bool,
         init: &upgrade_lab::InitOptions,
     ) -> Rig {
+        if matches!(driver, Driver::Odbc)
+            || matches!((&driver, tds), (Driver::Auto, TdsVersion::V71))
+        {
+            require_freetds();
+        }
         let tmp = tempfile::tempdir().unwrap();
         let lab = Lab::init_with(&tmp.path().join("lab"), init).unwrap();
         let lab = lab

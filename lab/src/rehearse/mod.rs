@@ -3,10 +3,14 @@
 //! (drives into the sandbox, tools onto the stand-ins, SQL onto the TDS double, secrets onto the
 //! lab's), then runs `upgrade validate`, `plan`, `apply --auto-approve`, `plan --detailed-exitcode`.
 //! It never touches the real server or the plan's own journal: state always goes to the lab.
+//! Without `--upgrade`, it builds `upgrade` from the same source first (`workspace_bin`); where a
+//! SQL Server 2000 plan's faithful path is missing (the FreeTDS ODBC driver, `odbc`), it takes
+//! the nearest one and says so in one line.
 //! The plan is read with the plan language's own loader (`upgrade_plan::load`), so a plan that
 //! `upgrade validate` refuses is refused here with the same diagnostics, and rewritten typed.
 
 mod facts;
+pub mod odbc;
 mod rewrite;
 #[cfg(test)]
 mod test_plans;
@@ -24,6 +28,7 @@ pub use rewrite::{destination_folders, rewrite_plan, Rewritten, Target, WinrmTar
 use crate::layout::Lab;
 use crate::serve::StartOptions;
 use crate::sqlmodel::TdsVersion;
+use crate::workspace_bin::{self, workspace_manifest, BuildPlace};
 use crate::LabError;
 
 /// The env var that carries the lab's SQL password to `upgrade`.
@@ -32,8 +37,6 @@ pub const SQL_PASSWORD_ENV: &str = "UPGRADE_LAB_SQL_PASSWORD";
 pub const WINRM_PASSWORD_ENV: &str = "UPGRADE_LAB_WINRM_PASSWORD";
 /// The env var that replaces `{file: ...}` and `{prompt: true}` service account secrets.
 pub const SERVICE_PASSWORD_ENV: &str = "UPGRADE_LAB_SERVICE_PASSWORD";
-/// FreeTDS's ODBC driver as Debian installs it.
-pub const FREETDS_ODBC: &str = "/usr/lib/x86_64-linux-gnu/odbc/libtdsodbc.so";
 
 /// `upgrade-lab rehearse` options.
 #[derive(Debug, Clone)]
@@ -53,10 +56,18 @@ pub struct Phase {
     pub duration: Duration,
 }
 
-/// The `upgrade` binary: `--upgrade`, else `upgrade` beside this executable.
+/// The `upgrade` binary: `--upgrade PATH`; else, when this executable was built in a cargo target
+/// folder of the workspace, `upgrade` built there from the same source with the same profile
+/// (`cargo build` does nothing when it is up to date, so the rehearsal always runs the source's
+/// code); else `upgrade` beside this executable.
 fn upgrade_binary(given: Option<&Path>) -> Result<PathBuf, LabError> {
     if let Some(p) = given {
         return Ok(p.to_path_buf());
+    }
+    if let Some(place) = BuildPlace::of_this_executable() {
+        if workspace_manifest().is_file() {
+            return workspace_bin::build(&place, "upgrade", "upgrade").map_err(LabError::Rehearse);
+        }
     }
     let me = std::env::current_exe().map_err(|e| LabError::Rehearse(e.to_string()))?;
     let sibling = me.with_file_name("upgrade");
@@ -64,7 +75,7 @@ fn upgrade_binary(given: Option<&Path>) -> Result<PathBuf, LabError> {
         Ok(sibling)
     } else {
         Err(LabError::Rehearse(format!(
-            "no `upgrade` binary at {}; build it (`cargo build --bin upgrade`) or pass --upgrade PATH",
+            "no `upgrade` binary at {} and no source to build it from; pass --upgrade PATH",
             sibling.display()
         )))
     }
@@ -116,7 +127,17 @@ fn rehearse_on(
     source: &Path,
     upgrade: &Path,
 ) -> Result<i32, LabError> {
-    let tds = if facts.sql2000 {
+    // SQL Server 2000 is reached over ODBC; without an ODBC driver, the nearest path is the
+    // built-in client against the lab answering as SQL Server 2016.
+    let odbc_path = odbc::freetds_in(&odbc::odbcinst_ini());
+    let sql2000 = match (&odbc_path, facts.sql2000) {
+        (odbc::OdbcPath::Missing { why }, true) => {
+            println!("{}", odbc::substitute_note(why));
+            false
+        }
+        (_, sql2000) => sql2000,
+    };
+    let tds = if sql2000 {
         TdsVersion::V71
     } else {
         TdsVersion::V74
@@ -137,11 +158,7 @@ fn rehearse_on(
         login: running.login.clone(),
         installer_sha256: sha256_file(&tools.installer).ok(),
         tools,
-        odbc_driver: if Path::new(FREETDS_ODBC).exists() {
-            FREETDS_ODBC.into()
-        } else {
-            "FreeTDS".into()
-        },
+        odbc_driver: (odbc_path == odbc::OdbcPath::FreeTds).then(|| odbc::FREETDS.to_string()),
         winrm: WinrmTarget {
             url: running.winrm.url.clone(),
             user: running.winrm.user.clone(),
@@ -169,7 +186,7 @@ fn rehearse_on(
         facts.flavour.name(),
         running.host,
         running.port,
-        if facts.sql2000 { "7.1" } else { "7.4" },
+        if sql2000 { "7.1" } else { "7.4" },
         if remote {
             format!(", the server over WinRM at {}", running.winrm.url)
         } else {

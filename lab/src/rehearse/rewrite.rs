@@ -27,8 +27,10 @@ pub struct Target {
     pub tools: ToolPaths,
     /// sha256 of the lab's installer media.
     pub installer_sha256: Option<Sha256Hex>,
-    /// ODBC driver for `driver: odbc` and `driver: auto` plans.
-    pub odbc_driver: String,
+    /// ODBC driver for `driver: odbc` and `driver: auto` plans; None when this machine has none,
+    /// and such plans then use the built-in TDS client (`driver: tds`) against a lab answering as
+    /// a newer SQL Server.
+    pub odbc_driver: Option<String>,
     /// The lab's WinRM listener, for plans with `server.connect: winrm`.
     pub winrm: WinrmTarget,
     /// The installer media's Windows path on the lab's E: (what a remote plan names).
@@ -102,8 +104,14 @@ fn lab_secret(secret: &mut Secret) {
 }
 
 /// The plan's SQL connection pointed at the lab's TDS double, with the lab's SQL login. The client
-/// (`driver`) and the database to log in to stay the plan's.
+/// (`driver`) and the database to log in to stay the plan's, but `driver: odbc` on a machine
+/// without an ODBC driver (`Target::odbc_driver`) becomes the built-in client (`auto` picks it
+/// itself, the lab then answering as a newer SQL Server).
 fn lab_sql(plan: &SqlConnection, t: &Target) -> SqlConnection {
+    let driver = match (&t.odbc_driver, plan.driver) {
+        (None, SqlDriver::Odbc) => SqlDriver::Tds,
+        (_, driver) => driver,
+    };
     SqlConnection {
         host: t.host.clone(),
         instance: None,
@@ -112,9 +120,9 @@ fn lab_sql(plan: &SqlConnection, t: &Target) -> SqlConnection {
             user: t.login.clone(),
             password: Secret::Env(SQL_PASSWORD_ENV.into()),
         }),
-        driver: plan.driver,
+        driver,
         database: plan.database.clone(),
-        odbc_driver: (plan.driver != SqlDriver::Tds).then(|| t.odbc_driver.clone()),
+        odbc_driver: t.odbc_driver.clone().filter(|_| driver != SqlDriver::Tds),
         encryption: Encryption::NotSupported,
         trust_server_certificate: false,
     }
@@ -346,8 +354,9 @@ pub fn destination_folders(plan: &Plan, lab_dir: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rehearse::odbc::FREETDS;
     use crate::rehearse::test_plans::{self, plan_of, real_plan, real_plan_with, target};
-    use crate::rehearse::{FREETDS_ODBC, WINRM_PASSWORD_ENV};
+    use crate::rehearse::WINRM_PASSWORD_ENV;
 
     fn rewritten() -> Rewritten {
         rewrite_plan(&real_plan(), &target()).unwrap()
@@ -374,7 +383,7 @@ mod tests {
         assert_eq!(login.user, "upgrade");
         assert_eq!(login.password, Secret::Env(SQL_PASSWORD_ENV.into()));
         assert_eq!(sql.driver, SqlDriver::Odbc);
-        assert_eq!(sql.odbc_driver.as_deref(), Some(FREETDS_ODBC));
+        assert_eq!(sql.odbc_driver.as_deref(), Some(FREETDS));
         assert_eq!(p.state.unwrap().dir.as_str(), "/tmp/lab/state");
     }
 
@@ -384,7 +393,24 @@ mod tests {
             .unwrap()
             .plan;
         assert_eq!(p.server.sql.driver, SqlDriver::Auto);
-        assert_eq!(p.server.sql.odbc_driver.as_deref(), Some(FREETDS_ODBC));
+        assert_eq!(p.server.sql.odbc_driver.as_deref(), Some(FREETDS));
+    }
+
+    #[test]
+    fn without_an_odbc_driver_an_odbc_plan_uses_the_built_in_client_and_auto_stays_auto() {
+        let t = Target {
+            odbc_driver: None,
+            ..target()
+        };
+        for (plan, driver) in [
+            (real_plan(), SqlDriver::Tds),
+            (real_plan_with(", driver: odbc", ""), SqlDriver::Auto),
+        ] {
+            let p = rewrite_plan(&plan, &t).unwrap().plan;
+            assert_eq!(p.server.sql.driver, driver);
+            assert_eq!(p.server.sql.odbc_driver, None, "{driver:?}");
+            reread(&p);
+        }
     }
 
     #[test]

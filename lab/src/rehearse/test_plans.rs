@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use upgrade_plan::{Plan, Sha256Hex, StepSpec};
 
+use super::odbc::FREETDS;
 use super::rewrite::{Target, WinrmTarget};
-use super::FREETDS_ODBC;
 use crate::layout::ToolPaths;
 
 pub const REAL_PLAN: &str = r#"
@@ -93,7 +93,7 @@ pub fn target() -> Target {
         port: 41433,
         login: "upgrade".into(),
         installer_sha256: Some(Sha256Hex::parse(&"b".repeat(64)).unwrap()),
-        odbc_driver: FREETDS_ODBC.into(),
+        odbc_driver: Some(FREETDS.into()),
         winrm: WinrmTarget {
             url: "http://127.0.0.1:45985/wsman".into(),
             user: "upgrade-admin".into(),

@@ -6,6 +6,7 @@
 
 pub mod endpoint;
 pub mod odbc;
+pub mod odbc_library;
 pub mod prelogin;
 pub mod statements;
 pub mod tds;

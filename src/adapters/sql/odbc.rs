@@ -1,13 +1,16 @@
 //! The ODBC SQL Server client: the path to SQL Server 2000 (TDS 7.1), through Windows' "SQL Server"
-//! driver or, elsewhere, unixODBC + FreeTDS. Every statement goes out as a batch (SQLExecDirect) on
-//! a blocking thread. The connection string holds the password: it is never logged or displayed.
+//! driver or, elsewhere, FreeTDS through the unixODBC built into `upgrade`. Every statement goes out
+//! as a batch (SQLExecDirect) on a blocking thread. The connection string holds the password: it
+//! is never logged or displayed.
 
 use async_trait::async_trait;
 use odbc_api::handles::{AsStatementRef, Diagnostics, SqlChar, SqlResult, Statement};
 use odbc_api::{Connection, ConnectionOptions, Cursor, DataType};
 use std::borrow::Cow;
 
-use super::{host_address, server_label, Row, ServerMessage, SqlClient, SqlError, SqlValue};
+use super::{
+    host_address, odbc_library, server_label, Row, ServerMessage, SqlClient, SqlError, SqlValue,
+};
 use crate::adapters::secrets::SecretString;
 use crate::plan::{SqlAuth, SqlConnection};
 
@@ -44,15 +47,26 @@ impl OdbcClient {
         password: Option<&SecretString>,
     ) -> Result<OdbcClient, SqlError> {
         let server = server_label(conn);
-        let conn_string = SecretString::new(connection_string(conn, password)?);
+        // Checked before any thread starts: a value no connection string can carry.
+        connection_string(conn, password)?;
         tracing::debug!(%server, driver = "odbc", odbc_driver = %driver_name(conn), "connecting");
         let label = server.clone();
+        let conn = conn.clone();
+        let password = password.cloned();
         let connection = tokio::task::spawn_blocking(move || {
             let env = odbc_api::environment().map_err(|e| SqlError::Unsupported {
-                message: format!(
-                    "the ODBC driver manager is not usable (is unixODBC installed?): {e}"
-                ),
+                message: format!("the ODBC driver manager is not usable: {e}"),
             })?;
+            let name = driver_name(&conn);
+            let load = library_to_load(env, &name)?;
+            if load != name {
+                tracing::debug!(server = %label, odbc_driver = %name, library = %load, "registered driver found in the system's driver folder");
+            }
+            let conn_string = SecretString::new(connection_string_loading(
+                &conn,
+                &load,
+                password.as_ref(),
+            )?);
             let options = ConnectionOptions {
                 login_timeout_sec: Some(LOGIN_TIMEOUT_SECS),
                 ..Default::default()
@@ -167,8 +181,47 @@ pub fn connection_string(
     conn: &SqlConnection,
     password: Option<&SecretString>,
 ) -> Result<String, SqlError> {
-    let driver = driver_name(conn);
-    let freetds = is_freetds(&driver);
+    connection_string_loading(conn, &driver_name(conn), password)
+}
+
+/// The driver to name in the connection string: on Unix, a driver registered by bare file name is
+/// given as the file the system's unixODBC would load (`odbc_library`), since the driver manager
+/// built into `upgrade` would not find it; a name registered nowhere is an error that says how to
+/// register it; otherwise the plan's name (or path) as it is.
+fn library_to_load(env: &odbc_api::Environment, name: &str) -> Result<String, SqlError> {
+    if !cfg!(unix) {
+        return Ok(name.to_string());
+    }
+    // A driver list that cannot be read leaves the name to the driver manager and its message.
+    let Ok(registered) = env.drivers() else {
+        return Ok(name.to_string());
+    };
+    match odbc_library::lookup(name, &registered, &odbc_library::driver_folders()) {
+        odbc_library::Lookup::File(path) => Ok(path.to_string_lossy().into_owned()),
+        odbc_library::Lookup::AsNamed => Ok(name.to_string()),
+        odbc_library::Lookup::NotRegistered => Err(SqlError::Unsupported {
+            message: format!(
+                "the ODBC driver `{name}` is not registered with unixODBC (no [{name}] in {}){}",
+                odbc_library::odbcinst_ini(),
+                if is_freetds(name) {
+                    "; install the FreeTDS ODBC driver, which registers itself (Debian, Ubuntu: \
+                     `apt install tdsodbc`), or name its file in `server.sql.odbc_driver`"
+                } else {
+                    "; register it (`odbcinst -i -d -f TEMPLATE`) or name its file in \
+                     `server.sql.odbc_driver`"
+                }
+            ),
+        }),
+    }
+}
+
+/// The connection string that loads `driver` (the plan's driver, or the file it is registered as).
+fn connection_string_loading(
+    conn: &SqlConnection,
+    driver: &str,
+    password: Option<&SecretString>,
+) -> Result<String, SqlError> {
+    let freetds = is_freetds(&driver_name(conn)) || is_freetds(driver);
     let quote = |value: &str, what: &str| {
         if freetds {
             freetds_value(value, what)
@@ -181,7 +234,7 @@ pub fn connection_string(
     let mut s = if is_path && !driver.contains([';', '{', '}']) {
         format!("Driver={driver};")
     } else {
-        format!("Driver={};", braced(&driver))
+        format!("Driver={};", braced(driver))
     };
     if freetds {
         let (server, port) = match (conn.port, &conn.instance) {
