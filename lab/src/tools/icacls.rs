@@ -82,14 +82,16 @@ pub fn run(lab: &Path, args: &[String], io: &mut ToolIo) -> i32 {
     0
 }
 
+/// The file at `path` to its owner alone (chmod 600): what the lab makes of an ACL that leaves a
+/// file to one account (also powershell's `[System.IO.File]::SetAccessControl`).
 #[cfg(unix)]
-fn owner_only(path: &Path) -> std::io::Result<()> {
+pub(crate) fn owner_only(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 #[cfg(not(unix))]
-fn owner_only(path: &Path) -> std::io::Result<()> {
+pub(crate) fn owner_only(path: &Path) -> std::io::Result<()> {
     std::fs::metadata(path).map(|_| ())
 }
 
