@@ -61,6 +61,11 @@ fn put(rig: &Rig, win: &str, data: &[u8]) -> PathBuf {
     path
 }
 
+/// What the lab's tools ran, oldest first (DIR/argv.log).
+fn argv_records(rig: &Rig) -> Vec<upgrade_lab::tools::ArgvRecord> {
+    upgrade_lab::tools::read_argv_log(rig.lab.dir()).unwrap()
+}
+
 fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -243,16 +248,30 @@ async fn files_are_renamed_removed_and_restricted_and_folders_created_on_the_ser
     assert_eq!(std::fs::read(rig.path(key)).unwrap(), b"new key set");
     assert!(!rig.path(temp).exists());
 
+    // The key file is left to the WinRM account alone by a PowerShell script (.NET's
+    // FileSecurity), not by icacls: Windows Server 2003 SP2's icacls has no /inheritance.
+    let ran_before = argv_records(&rig).len();
+    host.restrict_permissions(&p(key)).await.unwrap();
+    let ran: Vec<String> = argv_records(&rig)[ran_before..]
+        .iter()
+        .map(|r| format!("{} exit {}", r.tool, r.exit))
+        .collect();
+    assert_eq!(ran, ["powershell exit 0"]);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        host.restrict_permissions(&p(key)).await.unwrap();
         let mode = std::fs::metadata(rig.path(key))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
+    // A key file that is not there is an error naming it.
+    let err = host
+        .restrict_permissions(&p(r"D:\Upgrade\new\deeper\gone.bin"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("gone.bin"), "{err}");
 
     host.remove_if_exists(&p(key)).await.unwrap();
     assert!(!rig.path(key).exists());

@@ -1,5 +1,7 @@
-//! The icacls stand-in (System32): `icacls FILE /inheritance:r /grant:r USER:F`, how the
-//! executor's remote host restricts a key file to one account, becomes chmod 600 on the lab's
+//! The icacls stand-in (System32): `icacls FILE /inheritance:r /grant:r USER:F` (restricting a
+//! file to one account; the executor's remote host no longer uses it, as Windows Server 2003
+//! SP2's icacls has no /inheritance, KB919240, and sets the ACL through PowerShell's
+//! `[System.IO.File]::SetAccessControl` instead) becomes chmod 600 on the lab's
 //! file (owner only), and prints what icacls prints: `processed file: FILE` and `Successfully
 //! processed 1 files; Failed processing 0 files`. A missing file: `FILE: The system cannot find
 //! the file specified.` (stderr), `Successfully processed 0 files; Failed processing 1 files`,
@@ -82,14 +84,16 @@ pub fn run(lab: &Path, args: &[String], io: &mut ToolIo) -> i32 {
     0
 }
 
+/// The file at `path` to its owner alone (chmod 600): what the lab makes of an ACL that leaves a
+/// file to one account (also powershell's `[System.IO.File]::SetAccessControl`).
 #[cfg(unix)]
-fn owner_only(path: &Path) -> std::io::Result<()> {
+pub(crate) fn owner_only(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
 #[cfg(not(unix))]
-fn owner_only(path: &Path) -> std::io::Result<()> {
+pub(crate) fn owner_only(path: &Path) -> std::io::Result<()> {
     std::fs::metadata(path).map(|_| ())
 }
 

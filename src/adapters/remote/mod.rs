@@ -27,13 +27,11 @@ const QUICK: Duration = Duration::from_secs(120);
 /// Scripts that read a whole file or list a whole tree.
 const LONG: Duration = Duration::from_secs(3600);
 
-/// icacls.exe (Windows Server 2003 SP2 and later): a System32 tool, found by name.
-const ICACLS: &str = "icacls.exe";
-
 /// A Windows server reached over WinRM: its programs and files, as `Local` is this machine's.
 pub struct WinrmHost {
     client: WinrmClient,
-    /// The account WinRM logs on as: `restrict_permissions` leaves a key file to it alone.
+    /// The account WinRM logs on as (scripts run as it; `restrict_permissions` leaves a key file
+    /// to it alone), for messages.
     user: String,
 }
 
@@ -365,28 +363,10 @@ impl Host for WinrmHost {
     async fn restrict_permissions(&self, path: &Path) -> Result<(), FsError> {
         let op = "restrict permissions of";
         let p = win(path);
-        // Inherited entries removed, and full control granted to the account WinRM logs on as,
-        // replacing what it had: nobody else can read the file.
-        let command = RemoteCommand {
-            program: ICACLS.to_string(),
-            args: vec![
-                p.clone(),
-                "/inheritance:r".into(),
-                "/grant:r".into(),
-                format!("{}:F", self.user),
-            ],
-            stdin: None,
-            timeout: QUICK,
-        };
-        let out = self
-            .client
-            .run(&command)
-            .await
-            .map_err(|e| self.fs_error(op, &p, format!("WinRM: {e}")))?;
-        if out.exit_code != 0 {
-            return Err(self.fs_error(op, &p, failed(ICACLS, &out)));
-        }
-        Ok(())
+        // A protected ACL giving only the account WinRM logs on as full control (`script::restrict`
+        // says why not icacls): nobody else can read the file.
+        let out = self.script(op, &p, script::restrict(&p), QUICK).await?;
+        output::ok(&out).map_err(|e| self.bad_output(op, &p, e))
     }
 
     async fn fetch(&self, remote: &Path, local: &Path) -> Result<String, FsError> {

@@ -182,6 +182,28 @@ pub fn create_dir(dir: &str) -> String {
     )
 }
 
+/// Leaves the file at `path` to the account the script runs as (the one WinRM logs on as, which
+/// also runs the setup that imports a key file) and prints `ok`: a protected ACL, so no entry is
+/// inherited from the folder, whose one entry gives that account full control; it replaces the
+/// file's DACL, so Administrators and SYSTEM lose access too. .NET 2.0's
+/// System.Security.AccessControl, not `icacls FILE /inheritance:r /grant:r USER:F`: the icacls.exe
+/// of Windows Server 2003 SP2 (KB919240, support.microsoft.com/kb/919240) has /grant[:r] but no
+/// /inheritance switch, which came with later versions.
+pub fn restrict(path: &str) -> String {
+    format!(
+        "{PRELUDE}$p = {p}
+$acl = New-Object System.Security.AccessControl.FileSecurity
+$acl.SetAccessRuleProtection($true, $false)
+$me = [System.Security.Principal.WindowsIdentity]::GetCurrent().Name
+$rule = New-Object System.Security.AccessControl.FileSystemAccessRule($me, 'FullControl', 'Allow')
+$acl.AddAccessRule($rule)
+[System.IO.File]::SetAccessControl($p, $acl)
+'ok'
+",
+        p = lit(path)
+    )
+}
+
 /// Every script this module can produce, for a path (and a second one): what the parse test
 /// checks against the PowerShell grammar.
 #[cfg(test)]
@@ -194,6 +216,7 @@ pub fn all(path: &str, other: &str) -> Vec<(&'static str, String)> {
         ("rename", rename(path, other)),
         ("remove_if_exists", remove_if_exists(path)),
         ("create_dir", create_dir(path)),
+        ("restrict", restrict(path)),
     ]
 }
 

@@ -96,6 +96,8 @@ pub enum ExprKind {
     StaticMember(super::dotnet::StaticType, String),
     StaticInvoke(super::dotnet::StaticType, String, Vec<Expr>),
     Index(Box<Expr>, Box<Expr>),
+    /// The elements of `Cmd word(a, b)`'s list: an object[] (only as a command's argument).
+    Array(Vec<Expr>),
     /// `( pipeline )`: a command's output as one value.
     Paren(Box<Pipeline>),
 }

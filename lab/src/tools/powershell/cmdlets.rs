@@ -1,6 +1,6 @@
 //! The cmdlets of the contract with the parameters it lists: Get-Item, Get-ChildItem,
 //! Remove-Item, Move-Item (each `-LiteralPath`, which never interprets wildcards), Write-Output and
-//! `New-Object byte[] N`. `bind` matches parameter names as PowerShell does (any case, a prefix
+//! `New-Object` (`byte[] N`, and the access-control objects of `security`). `bind` matches parameter names as PowerShell does (any case, a prefix
 //! that names one parameter of the real cmdlet) while the script is parsed; `run` acts on the
 //! lab's drives and raises PowerShell's errors. Anything else is refused.
 
@@ -11,6 +11,7 @@ use std::rc::Rc;
 use super::ast::{Command, Expr, Pos, RawElement, Unsupported};
 use super::drives::{self, Located};
 use super::value::{self, Exception, Value};
+use super::{dotnet, security};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cmdlet {
@@ -359,29 +360,51 @@ pub fn run(lab: &Path, cmdlet: Cmdlet, args: &Args) -> Run<Vec<Value>> {
             Some(v) => vec![v.clone()],
             None => Vec::new(),
         }),
-        Cmdlet::NewObject => {
-            let type_name = match args.get("TypeName") {
-                Some(Value::Str(s)) => s.to_ascii_lowercase(),
-                _ => String::new(),
-            };
-            if type_name != "byte[]" && type_name != "system.byte[]" {
-                return Err(Fault::Unsupported(format!(
-                    "New-Object `{type_name}` (only New-Object byte[] N)"
-                )));
-            }
-            let n = match args.get("ArgumentList") {
-                Some(Value::Int(n)) => *n,
-                Some(Value::Str(s)) => s.trim().parse().unwrap_or(-1),
-                _ => -1,
-            };
-            let Ok(n) = usize::try_from(n) else {
-                return Err(Fault::Unsupported(
-                    "New-Object byte[] without a size that is a non-negative integer".into(),
-                ));
-            };
-            Ok(vec![Value::Bytes(Rc::new(RefCell::new(vec![0; n])))])
-        }
+        Cmdlet::NewObject => new_object(args),
     }
+}
+
+/// `New-Object TYPE [ARGS]`: a byte[], or one of the access-control objects `security` makes
+/// (ARGS, an object[], are the constructor's arguments, as New-Object passes -ArgumentList).
+fn new_object(args: &Args) -> Run<Vec<Value>> {
+    let type_name = match args.get("TypeName") {
+        Some(Value::Str(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let lower = type_name.to_ascii_lowercase();
+    if lower == "byte[]" || lower == "system.byte[]" {
+        return new_bytes(args);
+    }
+    let Some(full) = security::resolve(&type_name) else {
+        return Err(Fault::Unsupported(format!(
+            "New-Object `{type_name}` (the lab makes byte[] N, FileSecurity and FileSystemAccessRule)"
+        )));
+    };
+    let arguments = match args.get("ArgumentList") {
+        None => Vec::new(),
+        Some(Value::List(items)) => items.as_ref().clone(),
+        Some(one) => vec![one.clone()],
+    };
+    match security::construct(full, &arguments) {
+        Ok(v) => Ok(vec![v]),
+        Err(dotnet::Fault::Throw(e)) => Err(Fault::Error(e)),
+        Err(dotnet::Fault::Unsupported(what)) => Err(Fault::Unsupported(what)),
+    }
+}
+
+/// `New-Object byte[] N`: N zero bytes.
+fn new_bytes(args: &Args) -> Run<Vec<Value>> {
+    let n = match args.get("ArgumentList") {
+        Some(Value::Int(n)) => *n,
+        Some(Value::Str(s)) => s.trim().parse().unwrap_or(-1),
+        _ => -1,
+    };
+    let Ok(n) = usize::try_from(n) else {
+        return Err(Fault::Unsupported(
+            "New-Object byte[] without a size that is a non-negative integer".into(),
+        ));
+    };
+    Ok(vec![Value::Bytes(Rc::new(RefCell::new(vec![0; n])))])
 }
 
 fn located(lab: &Path, given: &str) -> Run<Located> {

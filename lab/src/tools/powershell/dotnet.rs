@@ -2,7 +2,7 @@
 //! Directory.CreateDirectory, FileStream (Read, Length, Close), SHA256 (Create, ComputeHash,
 //! TransformBlock, TransformFinalBlock, Hash), BitConverter.ToString, Convert.ToBase64String,
 //! Encoding.UTF8.GetBytes, the String members, FileInfo / DirectoryInfo / DateTime / ErrorRecord /
-//! Exception properties. Exceptions carry .NET's types and messages. Any other member is refused.
+//! Exception properties; the access-control members are dispatched to `security`. Exceptions carry .NET's types and messages. Any other member is refused.
 
 use std::cell::RefCell;
 use std::fs::File;
@@ -14,6 +14,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use super::drives::{self, Located};
+use super::security;
 use super::value::{self, Exception, Item, Value};
 
 /// Why a member did not give a value.
@@ -40,6 +41,7 @@ pub enum StaticType {
     BitConverter,
     Convert,
     Encoding,
+    WindowsIdentity,
 }
 
 impl StaticType {
@@ -54,6 +56,7 @@ impl StaticType {
             "bitconverter" => StaticType::BitConverter,
             "convert" => StaticType::Convert,
             "text.encoding" => StaticType::Encoding,
+            "security.principal.windowsidentity" => StaticType::WindowsIdentity,
             _ => return None,
         })
     }
@@ -66,6 +69,7 @@ impl StaticType {
             StaticType::BitConverter => "System.BitConverter",
             StaticType::Convert => "System.Convert",
             StaticType::Encoding => "System.Text.Encoding",
+            StaticType::WindowsIdentity => security::WINDOWS_IDENTITY,
         }
     }
 }
@@ -197,6 +201,10 @@ pub fn static_call(lab: &Path, ty: StaticType, name: &str, args: &[Value]) -> Ne
                 drives::locate(lab, &p).is_ok_and(|at| at.path.is_file()),
             ))
         }
+        (StaticType::File, "setaccesscontrol", [p, acl]) => {
+            security::set_access_control(lab, &string_arg(p)?, acl)
+        }
+        (StaticType::WindowsIdentity, "getcurrent", []) => security::current(lab),
         (StaticType::Directory, "createdirectory", [p]) => create_directory(lab, &string_arg(p)?),
         (StaticType::Sha256, "create", []) => {
             Ok(Value::Sha256(Rc::new(RefCell::new(Sha256Hash::default()))))
@@ -337,6 +345,7 @@ pub fn property(v: &Value, name: &str) -> Net<Value> {
                 )
             }
         },
+        (Value::Identity(name), "name") => Value::Str(name.as_ref().clone()),
         (Value::ErrorRecord(r), "exception") => Value::Exception(r.exception.clone()),
         (Value::Exception(e), "message") => Value::Str(e.message.clone()),
         (Value::Exception(e), "innerexception") => match &e.inner {
@@ -475,6 +484,10 @@ pub fn call(v: &Value, name: &str, args: &[Value]) -> Net<Value> {
             // It returns a copy of the block.
             Ok(Value::Bytes(Rc::new(RefCell::new(block))))
         }
+        (Value::Acl(acl), "setaccessruleprotection", [protect, preserve]) => {
+            security::set_protection(acl, protect, preserve)
+        }
+        (Value::Acl(acl), "addaccessrule", [rule]) => security::add_rule(acl, rule),
         (Value::Utf8, "getbytes", [s]) => Ok(Value::Bytes(Rc::new(RefCell::new(
             string_arg(s)?.into_bytes(),
         )))),

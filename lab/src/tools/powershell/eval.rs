@@ -321,6 +321,7 @@ impl<'a> Interp<'a> {
                 let i = self.expr(index)?.to_int("System.Int32", at)?;
                 index_into(&t, i, at)
             }
+            ExprKind::Array(items) => Ok(Value::List(Rc::new(self.exprs(items)?))),
             ExprKind::Paren(p) => self.pipeline_value(p),
         }
     }

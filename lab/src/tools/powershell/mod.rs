@@ -2,8 +2,8 @@
 //! -ExecutionPolicy Bypass -EncodedCommand <base64 of UTF-16LE>` as the executor's remote host
 //! sends it (contract: /work/notes/ps-subset.md, lab/README.md). This module reads the command
 //! line and decodes the script; `parse` parses it with tree-sitter-powershell and lowers it to
-//! `ast` (refusing what is outside the subset), `eval` runs it with `value`, `dotnet`,
-//! `cmdlets` over `drives`. It never recognises a script by its text: it interprets it.
+//! `ast` (refusing what is outside the subset), `eval` runs it with `value`, `dotnet`
+//! (`security` for the access-control members), `cmdlets` over `drives`. It never recognises a script by its text: it interprets it.
 
 mod ast;
 mod cmdlets;
@@ -11,6 +11,7 @@ mod dotnet;
 mod drives;
 mod eval;
 mod parse;
+mod security;
 mod value;
 
 use std::io::Write;

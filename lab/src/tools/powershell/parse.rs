@@ -268,7 +268,9 @@ impl<'s> Lower<'s> {
         let mut raw = Vec::new();
         if let Some(elements) = node.child_by_field_name("command_elements") {
             let mut colon = false;
+            let mut after_word = false;
             for e in children(elements) {
+                let word = e.kind() == "generic_token";
                 match e.kind() {
                     "command_argument_sep" => {
                         colon = self.text(e) == ":";
@@ -288,6 +290,21 @@ impl<'s> Lower<'s> {
                     }
                     "redirection" => return Err(self.unsupported(e, "redirections")),
                     "stop_parsing" => return Err(self.unsupported(e, "--%")),
+                    // `New-Object T(a, b)`: PowerShell takes the parenthesised list after a bare
+                    // word as one more argument, the array of its elements (one element: itself),
+                    // which New-Object binds to -ArgumentList by position.
+                    "argument_list" if after_word && !colon => {
+                        let mut items = self.arguments(e)?;
+                        let arg = match items.len() {
+                            0 => return Err(self.unsupported(e, "an empty `()` after an argument")),
+                            1 => items.remove(0),
+                            _ => Expr {
+                                kind: ExprKind::Array(items),
+                                at: self.pos(e),
+                            },
+                        };
+                        raw.push(RawElement::Arg(arg));
+                    }
                     "argument_list" => {
                         return Err(self.unsupported(e, "a parenthesised list after an argument"))
                     }
@@ -299,6 +316,7 @@ impl<'s> Lower<'s> {
                     _ => return Err(self.unsupported(e, &format!("`{}` here", self.text(e)))),
                 }
                 colon = false;
+                after_word = word;
             }
         }
         cmdlets::bind(name, raw, self.pos(name_node))
@@ -593,6 +611,17 @@ impl<'s> Lower<'s> {
         }
     }
 
+    /// The expressions of an `argument_list` (`(a, b)`).
+    fn arguments(&self, list: Node) -> Lowered<Vec<Expr>> {
+        match list.child_by_field_name("argument_expression_list") {
+            Some(l) => named_children(l)
+                .into_iter()
+                .map(|a| self.expr(a))
+                .collect(),
+            None => Ok(Vec::new()),
+        }
+    }
+
     /// `x.Name`, `x.Name(args)`, `[T]::Name`, `[T]::Name(args)`.
     fn member(&self, node: Node) -> Lowered<Expr> {
         let at = self.pos(node);
@@ -612,13 +641,7 @@ impl<'s> Lower<'s> {
             }
         };
         let args = match args {
-            Some(list) => match list.child_by_field_name("argument_expression_list") {
-                Some(l) => named_children(l)
-                    .into_iter()
-                    .map(|a| self.expr(a))
-                    .collect::<Lowered<Vec<_>>>()?,
-                None => Vec::new(),
-            },
+            Some(list) => self.arguments(list)?,
             None => Vec::new(),
         };
         let is_call = all.len() == 4;

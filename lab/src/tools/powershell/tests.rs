@@ -563,3 +563,136 @@ fn a_try_that_powershells_parser_rejects_is_refused_though_the_grammar_takes_it(
         "Catch block must be the last catch block.",
     );
 }
+
+/// A lab made by `init` (lab.json with its WinRM account, the IIFP server `MIISLAB`) with
+/// D:\Upgrade\keys.bin readable by everyone.
+fn initialised_lab() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = crate::layout::InitOptions {
+        exe: Some("/bin/true".into()),
+        ..crate::layout::InitOptions::new(crate::layout::Flavour::Iifp)
+    };
+    let lab = crate::layout::Lab::init_with(dir.path(), &opts).unwrap();
+    let key = crate::layout::win_to_lab(lab.dir(), r"D:\Upgrade\keys.bin").unwrap();
+    std::fs::write(&key, b"key set").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    (dir, key)
+}
+
+/// The ACL the executor's remote host applies to a key file, with `protect` and `rights`.
+fn restrict(path: &str, protect: &str, who: &str, rights: &str) -> String {
+    format!(
+        "{STOP}$p = '{path}'
+$acl = New-Object System.Security.AccessControl.FileSecurity
+$acl.SetAccessRuleProtection({protect}, $false)
+$me = {who}
+$rule = New-Object System.Security.AccessControl.FileSystemAccessRule($me, '{rights}', 'Allow')
+$acl.AddAccessRule($rule)
+[System.IO.File]::SetAccessControl($p, $acl)
+'ok'
+"
+    )
+}
+
+const CURRENT: &str = "[System.Security.Principal.WindowsIdentity]::GetCurrent().Name";
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn the_current_identity_is_the_account_winrm_logs_on_as_on_the_lab_computer() {
+    let (dir, _) = initialised_lab();
+    assert_eq!(
+        lines(dir.path(), &format!("{STOP}{CURRENT}")),
+        [r"MIISLAB\Administrator"]
+    );
+}
+
+#[test]
+fn a_protected_acl_granting_only_the_current_account_leaves_the_key_file_to_its_owner() {
+    let (dir, key) = initialised_lab();
+    let script = restrict(r"d:\upgrade\KEYS.bin", "$true", CURRENT, "FullControl");
+    assert_eq!(lines(dir.path(), &script), ["ok"]);
+    #[cfg(unix)]
+    assert_eq!(mode(&key), 0o600);
+    // The account by its bare name, `fullcontrol` in any case: the same ACL.
+    let script = restrict(
+        r"D:\Upgrade\keys.bin",
+        "1",
+        "'administrator'",
+        "fullcontrol",
+    );
+    assert_eq!(lines(dir.path(), &script), ["ok"]);
+}
+
+#[test]
+fn an_acl_the_lab_cannot_vouch_for_is_refused_and_the_file_is_left_as_it_was() {
+    let (dir, key) = initialised_lab();
+    let path = r"D:\Upgrade\keys.bin";
+    for (script, expected) in [
+        (
+            restrict(path, "$false", CURRENT, "FullControl"),
+            "SetAccessControl with an ACL that inherits the folder's entries",
+        ),
+        (
+            restrict(path, "$true", r"'MIISLAB\Guest'", "FullControl"),
+            r"SetAccessControl granting MIISLAB\Guest",
+        ),
+        (
+            restrict(path, "$true", CURRENT, "Read"),
+            "a FileSystemAccessRule other than (identity, 'FullControl', 'Allow')",
+        ),
+        (
+            format!("{STOP}$acl = New-Object System.Security.AccessControl.FileSecurity\n$acl.SetAccessRuleProtection($true, $false)\n[System.IO.File]::SetAccessControl('{path}', $acl)"),
+            "SetAccessControl with an ACL that grants nobody access",
+        ),
+    ] {
+        let (code, out, err) = ps(dir.path(), &script);
+        assert_eq!((code, out.as_str()), (1, ""), "{script}");
+        assert!(
+            err.starts_with("the lab's powershell does not implement ") && err.contains(expected),
+            "{err}"
+        );
+        #[cfg(unix)]
+        assert_eq!(mode(&key), 0o644, "{script}");
+    }
+}
+
+#[test]
+fn set_access_control_on_a_missing_file_throws_file_not_found_with_the_full_path() {
+    let (dir, _) = initialised_lab();
+    let script = restrict(r"d:\upgrade\gone.bin", "$true", CURRENT, "FullControl");
+    fails(
+        dir.path(),
+        &script,
+        "Exception calling \"SetAccessControl\" with \"2\" argument(s): \"D:\\upgrade\\gone.bin\"",
+    );
+    let caught = format!(
+        "try {{ {} }} catch [System.IO.FileNotFoundException] {{ 'caught: ' + $_.Exception.InnerException.Message }}",
+        restrict(r"D:\Upgrade\gone.bin", "$true", CURRENT, "FullControl").replace('\n', "; ")
+    );
+    assert_eq!(lines(dir.path(), &caught), [r"caught: D:\Upgrade\gone.bin"]);
+}
+
+#[test]
+fn new_object_takes_a_parenthesised_list_after_the_type_name_as_its_argument_list() {
+    let dir = lab();
+    // One element is itself (PowerShell's parentheses), so byte[](3) is three bytes.
+    assert_eq!(
+        lines(dir.path(), "$b = New-Object byte[](3)\n$b.Length"),
+        ["3"]
+    );
+    // A list after something other than a bare word is still refused.
+    fails(
+        dir.path(),
+        "Write-Output 'a'('b', 'c')",
+        "a parenthesised list after an argument",
+    );
+}

@@ -27,6 +27,12 @@ pub enum Value {
     Sha256(Rc<RefCell<super::dotnet::Sha256Hash>>),
     /// System.Text.Encoding.UTF8.
     Utf8,
+    /// A System.Security.AccessControl.FileSecurity (a reference type: its methods change it).
+    Acl(Rc<RefCell<super::security::FileSecurity>>),
+    /// A System.Security.AccessControl.FileSystemAccessRule.
+    AccessRule(Rc<super::security::AccessRule>),
+    /// A System.Security.Principal.WindowsIdentity: its account name.
+    Identity(Rc<String>),
     /// `$_` in a catch block.
     ErrorRecord(Rc<ErrorRecord>),
     Exception(Rc<Exception>),
@@ -240,6 +246,9 @@ impl Value {
             Value::Stream(_) => "System.IO.FileStream",
             Value::Sha256(_) => "System.Security.Cryptography.SHA256Managed",
             Value::Utf8 => "System.Text.UTF8Encoding",
+            Value::Acl(_) => super::security::FILE_SECURITY,
+            Value::AccessRule(_) => super::security::ACCESS_RULE,
+            Value::Identity(_) => super::security::WINDOWS_IDENTITY,
             Value::ErrorRecord(_) => "System.Management.Automation.ErrorRecord",
             Value::Exception(e) => e.type_name,
         }
