@@ -278,7 +278,15 @@ impl WinrmClient {
             }
             tokio::time::sleep(RECONNECTS[tried]).await;
             tried += 1;
-            tracing::info!(shell = %pending.shell, command = %pending.command, attempt = tried, "WinRM: connection lost mid-command; logging on again to go on receiving");
+            tracing::warn!(
+                shell = %pending.shell,
+                command = %pending.command,
+                "WinRM: the connection to {} was lost during {} of a running command ({}); logging on again to go on receiving from it ({tried} of {})",
+                self.endpoint.url,
+                pending.operation,
+                pending.cause,
+                RECONNECTS.len()
+            );
             match self.open().await {
                 Ok(new) => {
                     session = new;
