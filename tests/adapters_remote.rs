@@ -380,8 +380,10 @@ async fn a_working_folder_or_environment_is_refused_naming_the_program_and_nothi
     assert_eq!(rig.argv_log(), before, "something ran");
 }
 
+/// A connection dropped while the command runs is resumed over a new logon: the step gets the
+/// command's real outcome, and the command ran once.
 #[tokio::test]
-async fn a_connection_dropped_mid_command_may_still_be_running_and_says_the_next_run_observes() {
+async fn a_connection_dropped_mid_command_is_resumed_and_gives_the_commands_real_outcome() {
     let rig = Rig::iifp(Driver::Tds, &[]);
     let host = host(&rig).await;
     rig.faults(&["winrm-drop=1"]);
@@ -389,6 +391,25 @@ async fn a_connection_dropped_mid_command_may_still_be_running_and_says_the_next
         r"C:\Windows\System32\sc.exe",
         &["query", "miiserver"],
         Duration::from_secs(60),
+    );
+    let out = host.run(&spec, &Redactor::default()).await.unwrap();
+    assert_eq!(out.exit_code, 0);
+    assert!(out.stdout.contains("RUNNING"));
+    assert_eq!(rig.argv_log().lines().count(), 1, "sc ran twice");
+}
+
+/// Dropped, resumed, and still without an exit code when the command's own timeout passes: the
+/// outcome is unknown, said so, and the command is left to finish its change.
+#[tokio::test]
+async fn a_dropped_command_still_running_at_its_timeout_may_still_be_running_and_says_the_next_run_observes(
+) {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let host = host(&rig).await;
+    rig.faults(&["winrm-drop=1", "slow-tools=4000"]);
+    let spec = ProcessSpec::new(
+        r"C:\Windows\System32\sc.exe",
+        &["stop", "miiserver"],
+        Duration::from_secs(2),
     );
     let err = host.run(&spec, &Redactor::default()).await.unwrap_err();
     assert!(
@@ -402,9 +423,18 @@ async fn a_connection_dropped_mid_command_may_still_be_running_and_says_the_next
             && text.contains("observes"),
         "{text}"
     );
-    rig.faults(&[]);
-    let out = host.run(&spec, &Redactor::default()).await.unwrap();
-    assert!(out.stdout.contains("RUNNING"));
+    let stopped = || {
+        let st = rig.lab.lab().state().unwrap();
+        st.services.iter().all(|s| !s.running)
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    while !stopped() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        stopped(),
+        "the command was ended: sc stop never stopped the service"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]

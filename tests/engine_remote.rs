@@ -186,9 +186,9 @@ fn kill_9_during_the_remote_setup_is_resumed() {
     );
 }
 
-/// The WinRM listener drops the connection at the `n`th Receive: the run stops (the command may
-/// still be running on the server), and the next run converges without running an installer twice.
-/// Returns the first run's exit code and output.
+/// The WinRM listener drops the connection at the `n`th Receive: the client logs on again and
+/// goes on receiving from the same command, so the run carries on; either way the next run
+/// converges without running an installer twice. Returns the first run's exit code and output.
 fn drop_at(n: u32) -> (Option<i32>, String) {
     let rig = Rig::iifp_remote(&[&format!("winrm-drop={n}")]);
     let first = apply(&rig);
@@ -204,53 +204,39 @@ fn drop_at(n: u32) -> (Option<i32>, String) {
     (first.status.code(), text(&first))
 }
 
+/// A drop every few Receives through the apply, until a run no longer meets one: each run that
+/// met one logged on again, resumed the command it was receiving from, and finished the apply
+/// (before resuming, each such run stopped the step with "may still be running").
 #[test]
-fn a_connection_dropped_during_each_remote_step_converges_on_the_next_run() {
+fn a_connection_dropped_during_the_remote_apply_is_resumed_and_the_apply_completes() {
     // Where the apply's own work starts: the Receives of a `plan` (the survey apply repeats).
     let probe = Rig::iifp_remote(&[]);
     let before = probe.argv_log().lines().count();
     let plan = probe.upgrade(&["plan", probe.plan_str()]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
     let survey = probe.argv_log().lines().count() - before;
-    // Then a drop every few Receives through the apply, until a run no longer meets one. Each
-    // run's output names the step that lost its connection.
-    let steps = [
-        "keys",
-        "extensions",
-        "stop-sync",
-        "remove-iifp",
-        "install-miis",
-        "verify",
-    ];
-    let mut hit: Vec<&str> = Vec::new();
     let mut n = survey as u32 + 1;
+    let mut resumed = 0;
     loop {
-        let (_, out) = drop_at(n);
-        if !out.contains("connection was lost") {
+        let (code, out) = drop_at(n);
+        if !out.contains("connection to") || !out.contains("logging on again") {
             break; // past the run's last Receive
         }
-        // The step that met the drop failed (`✗ id:`), or was redone by the check before the
-        // uninstall or the install (`~ id:`), which observes again after a lost connection.
-        for line in out.lines() {
-            for s in steps {
-                let failed = line.contains(&format!("✗ {s}:")) || line.contains(&format!("~ {s}:"));
-                if failed && !hit.contains(&s) {
-                    hit.push(s);
-                }
-            }
-        }
+        assert_eq!(
+            code,
+            Some(0),
+            "the apply did not complete after a drop at Receive {n}: {out}"
+        );
+        assert!(!out.contains("MAY STILL BE RUNNING"), "{out}");
+        resumed += 1;
         n += 2;
         assert!(n < 400, "the drops never ran out");
     }
     eprintln!(
-        "drops from Receive {} to {n}, stepped by 2, stopped {hit:?}",
+        "drops from Receive {} to {n}, stepped by 2: {resumed} resumed",
         survey + 1
     );
-    let missed: Vec<_> = steps.iter().filter(|s| !hit.contains(s)).collect();
-    assert!(
-        missed.is_empty(),
-        "no drop fell in {missed:?} (hit {hit:?})"
-    );
+    assert!(resumed >= 6, "only {resumed} drops fell in the apply");
 }
 
 #[test]

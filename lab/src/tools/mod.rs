@@ -17,6 +17,8 @@ pub mod setup;
 use std::fs::OpenOptions;
 use std::io::{BufRead, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -50,10 +52,28 @@ pub struct ArgvRecord {
     pub at: String,
 }
 
+/// The exit code argv.log records for a stand-in ended during its `slow-tools` sleep (the code a
+/// terminated process gets is its terminator's choice; the lab records 1).
+pub const ENDED_EARLY: i32 = 1;
+
 /// Runs stand-in `name` with `args` against the lab in `lab`; returns its exit code.
 /// (On Unix the parent sees only the low 8 bits, e.g. 1605 as 69; argv.log keeps the full code.)
 pub fn run(lab: &Path, name: &str, args: &[String], io: &mut ToolIo) -> i32 {
-    let code = run_inner(lab, name, args, io);
+    run_cancellable(lab, name, args, io, &AtomicBool::new(false))
+}
+
+/// `run`, for a stand-in that can be ended from outside (the WinRM shell's Delete and Signal):
+/// once `cancel` is set during the `slow-tools` sleep, the stand-in stops there without making
+/// its change, as a process killed before it acted. Past the sleep its change takes milliseconds
+/// and is made whole.
+pub fn run_cancellable(
+    lab: &Path,
+    name: &str,
+    args: &[String],
+    io: &mut ToolIo,
+    cancel: &AtomicBool,
+) -> i32 {
+    let code = run_inner(lab, name, args, io, cancel);
     if let Err(e) = append_argv(lab, name, args, code) {
         let _ = writeln!(io.stderr, "upgrade-lab: cannot append to argv.log: {e}");
     }
@@ -61,7 +81,7 @@ pub fn run(lab: &Path, name: &str, args: &[String], io: &mut ToolIo) -> i32 {
     code
 }
 
-fn run_inner(lab: &Path, name: &str, args: &[String], io: &mut ToolIo) -> i32 {
+fn run_inner(lab: &Path, name: &str, args: &[String], io: &mut ToolIo, cancel: &AtomicBool) -> i32 {
     let faults = match faults::load(lab) {
         Ok(f) => f,
         Err(e) => {
@@ -70,7 +90,9 @@ fn run_inner(lab: &Path, name: &str, args: &[String], io: &mut ToolIo) -> i32 {
         }
     };
     if let Some(ms) = faults.slow_tools_ms {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
+        if !sleep_unless_cancelled(Duration::from_millis(ms), cancel) {
+            return ENDED_EARLY;
+        }
     }
     match name {
         "miiskmu" => miiskmu::run(lab, args, io),
@@ -88,6 +110,22 @@ fn run_inner(lab: &Path, name: &str, args: &[String], io: &mut ToolIo) -> i32 {
             );
             1
         }
+    }
+}
+
+/// Sleeps `total` in short steps; false as soon as `cancel` is set.
+fn sleep_unless_cancelled(total: Duration, cancel: &AtomicBool) -> bool {
+    const STEP: Duration = Duration::from_millis(20);
+    let until = Instant::now() + total;
+    loop {
+        if cancel.load(Ordering::SeqCst) {
+            return false;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(STEP));
     }
 }
 

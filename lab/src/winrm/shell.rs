@@ -2,12 +2,18 @@
 //! commands; a command runs one stand-in (`tools::run`, the same entry the wrapper scripts use, so
 //! the lab's drives and argv.log apply) on a thread of its own, with stdin fed by Send and
 //! stdout/stderr collected for Receive. Exit codes stay full 32-bit Windows codes.
-//! TEST DOUBLE: a stand-in already running cannot be stopped; terminate and ctrl_c end the command
-//! for the client (closing its stdin) while the stand-in finishes on its own (lab/README.md).
+//! TEST DOUBLE. Delete and Signal end a running command as Windows does: [MS-WSMV] 3.1.4.4.1 says
+//! that on a shell's Delete "any commands in progress SHOULD be immediately terminated", and
+//! 3.1.4.12 (Signal) that terminate ends the command. The lab closes the command's stdin and sets
+//! its cancel flag: a stand-in still in its `slow-tools` sleep stops there without making its
+//! change (a stand-in past it makes its change whole: it takes milliseconds). Shells live in the
+//! listener, not in a connection, so a client that logs on again over a new connection goes on
+//! receiving from a command it started (lab/README.md).
 
 use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -58,6 +64,8 @@ struct Command {
     stdin: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
     out: Mutex<Chunk>,
     notify: tokio::sync::Notify,
+    /// Set by Delete and Signal: the stand-in stops if it has not acted yet.
+    cancel: AtomicBool,
 }
 
 impl Command {
@@ -95,14 +103,15 @@ impl Shells {
         Ok(id)
     }
 
-    /// Deletes a shell, ending its commands for the client.
+    /// Deletes a shell, ending its commands ([MS-WSMV] 3.1.4.4.1: "any commands in progress
+    /// SHOULD be immediately terminated").
     pub fn delete(&self, shell: &str) -> Result<(), ShellError> {
         let commands = self
             .lock()
             .remove(shell)
             .ok_or_else(|| ShellError::ShellNotFound(shell.to_string()))?;
         for c in commands.values() {
-            close_stdin(c);
+            end(c);
         }
         Ok(())
     }
@@ -115,6 +124,7 @@ impl Shells {
             stdin: Mutex::new(Some(tx)),
             out: Mutex::new(Chunk::default()),
             notify: tokio::sync::Notify::new(),
+            cancel: AtomicBool::new(false),
         });
         {
             let mut shells = self.lock();
@@ -209,10 +219,11 @@ impl Shells {
         }
     }
 
-    /// Ends a command for the client (see the module comment for what the lab cannot do).
+    /// Ends a command ([MS-WSMV] 3.1.4.12): terminate removes it, ctrl_c gives the client
+    /// STATUS_CONTROL_C_EXIT, as a console program's default Ctrl+C handler ends it.
     pub fn signal(&self, shell: &str, command: &str, signal: Signal) -> Result<(), ShellError> {
         let c = self.get(shell, command)?;
-        close_stdin(&c);
+        end(&c);
         match signal {
             Signal::CtrlC => c.finish(STATUS_CONTROL_C_EXIT),
             Signal::Terminate => {
@@ -225,7 +236,9 @@ impl Shells {
     }
 }
 
-fn close_stdin(c: &Command) {
+/// Ends a command: its stdin closed, its stand-in cancelled if it has not acted yet.
+fn end(c: &Command) {
+    c.cancel.store(true, Ordering::SeqCst);
     *c.stdin.lock().unwrap_or_else(|p| p.into_inner()) = None;
 }
 
@@ -262,7 +275,7 @@ fn run_stand_in(
         stdout: &mut stdout,
         stderr: &mut stderr,
     };
-    let code = tools::run(lab, tool, args, &mut io);
+    let code = tools::run_cancellable(lab, tool, args, &mut io, &command.cancel);
     // Windows exit codes are DWORDs: the stand-in's i32 is that DWORD's bit pattern.
     command.finish(code as u32);
 }
@@ -325,5 +338,72 @@ impl Write for OutWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{InitOptions, Lab};
+    use crate::Flavour;
+
+    fn lab() -> (tempfile::TempDir, Lab) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut o = InitOptions::new(Flavour::Iifp);
+        // The shell runs stand-ins in-process; the wrapper scripts are not used here.
+        o.exe = Some(tmp.path().join("upgrade-lab"));
+        let lab = Lab::init_with(&tmp.path().join("lab"), &o).unwrap();
+        (tmp, lab)
+    }
+
+    fn running(lab: &Lab) -> bool {
+        lab.state().unwrap().services.iter().any(|s| s.running)
+    }
+
+    async fn exit_of(shells: &Shells, shell: &str, command: &str) -> Option<u32> {
+        let mut exit = None;
+        while exit.is_none() {
+            let chunk = shells.receive(shell, command, Duration::from_secs(5)).await;
+            exit = chunk.ok()??.exit;
+        }
+        exit
+    }
+
+    /// [MS-WSMV] 3.1.4.4.1: Delete ends the commands in progress. A `sc stop` still in its
+    /// `slow-tools` sleep when its shell is deleted never stops the service; the same command left
+    /// alone does.
+    #[tokio::test]
+    async fn deleting_a_shell_whose_stand_in_is_sleeping_cancels_its_change() {
+        let (_t, lab) = lab();
+        lab.set_faults(&["slow-tools=600"]).unwrap();
+        let shells = Shells::new(lab.dir().to_path_buf());
+        let shell = shells.create().unwrap();
+        shells.command(&shell, "sc stop miiserver").unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        shells.delete(&shell).unwrap();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(
+            running(&lab),
+            "the deleted shell's sc stop stopped the service"
+        );
+
+        let shell = shells.create().unwrap();
+        let id = shells.command(&shell, "sc stop miiserver").unwrap();
+        assert_eq!(exit_of(&shells, &shell, &id).await, Some(0));
+        assert!(!running(&lab));
+    }
+
+    /// [MS-WSMV] 3.1.4.12: the terminate signal ends the command the same way.
+    #[tokio::test]
+    async fn the_terminate_signal_cancels_a_sleeping_stand_in() {
+        let (_t, lab) = lab();
+        lab.set_faults(&["slow-tools=600"]).unwrap();
+        let shells = Shells::new(lab.dir().to_path_buf());
+        let shell = shells.create().unwrap();
+        let id = shells.command(&shell, "sc stop miiserver").unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        shells.signal(&shell, &id, Signal::Terminate).unwrap();
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(running(&lab), "the terminated sc stop stopped the service");
     }
 }

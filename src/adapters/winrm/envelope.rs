@@ -16,8 +16,6 @@ const RESOURCE_CMD: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/sh
 const ACTION_CREATE: &str = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Create";
 const ACTION_DELETE: &str = "http://schemas.xmlsoap.org/ws/2004/09/transfer/Delete";
 const ACTION_SHELL: &str = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/";
-const SIGNAL_TERMINATE: &str =
-    "http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/terminate";
 /// WinRM's default MaxEnvelopeSize (150 KiB); a Send carries at most `STDIN_CHUNK` bytes of stdin.
 const MAX_ENVELOPE: u32 = 153_600;
 /// Stdin bytes per Send: base64 makes 4/3 of it, well inside MaxEnvelopeSize.
@@ -41,9 +39,6 @@ pub enum Operation<'a> {
     Receive {
         command: &'a str,
     },
-    Terminate {
-        command: &'a str,
-    },
     Delete,
 }
 
@@ -55,7 +50,6 @@ impl Operation<'_> {
             Operation::Command { .. } => "Command",
             Operation::Send { .. } => "Send",
             Operation::Receive { .. } => "Receive",
-            Operation::Terminate { .. } => "Signal",
             Operation::Delete => "Delete",
         }
     }
@@ -127,10 +121,6 @@ fn body(op: &Operation<'_>) -> String {
             "<rsp:Receive><rsp:DesiredStream CommandId=\"{}\">stdout stderr</rsp:DesiredStream></rsp:Receive>",
             escape(*command)
         ),
-        Operation::Terminate { command } => format!(
-            "<rsp:Signal CommandId=\"{}\"><rsp:Code>{SIGNAL_TERMINATE}</rsp:Code></rsp:Signal>",
-            escape(*command)
-        ),
         Operation::Delete => String::new(),
     }
 }
@@ -196,8 +186,6 @@ mod tests {
             x.contains("<rsp:DesiredStream CommandId=\"C-1\">stdout stderr</rsp:DesiredStream>")
         );
         assert!(x.contains("/windows/shell/Receive</a:Action>"));
-        let x = req(Operation::Terminate { command: "C-1" }, Some("S-1"));
-        assert!(x.contains("<rsp:Code>http://schemas.microsoft.com/wbem/wsman/1/windows/shell/signal/terminate</rsp:Code>"));
         let x = req(Operation::Delete, Some("S-1"));
         assert!(x.contains("/transfer/Delete</a:Action>") && x.contains("<s:Body></s:Body>"));
     }

@@ -11,10 +11,15 @@ use super::response::Fault;
 /// Why a command's outcome is unknown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Interruption {
-    /// No exit code within the command's timeout; the terminate signal was sent.
+    /// No exit code within the command's timeout; the command was left running.
     TimedOut(Duration),
     /// The connection broke (or the server stopped answering) during this operation.
     Dropped {
+        operation: &'static str,
+        cause: String,
+    },
+    /// The server answered this operation with an error before the command reported its end.
+    Failed {
         operation: &'static str,
         cause: String,
     },
@@ -25,8 +30,12 @@ impl std::fmt::Display for Interruption {
         match self {
             Interruption::TimedOut(after) => write!(
                 f,
-                "it gave no exit code within {}s and was sent the terminate signal",
+                "it gave no exit code within {}s and was left running (it was not terminated, so an installer is not cut off half-way; the server's shell idle timeout reclaims its shell)",
                 after.as_secs()
+            ),
+            Interruption::Failed { operation, cause } => write!(
+                f,
+                "{operation} failed before the command reported its end ({cause}); its shell was left alone"
             ),
             Interruption::Dropped { operation, cause } => {
                 write!(f, "the connection was lost during {operation} ({cause})")
@@ -98,8 +107,7 @@ pub enum WinrmError {
 
 impl WinrmError {
     /// Can the connection this error happened on not carry another request? Only a fault the
-    /// server answered in order, a refused argument and a command timeout (terminated and answered)
-    /// leave it usable; anything else (lost, unanswered, unreadable, a signature that did not
+    /// server answered in order, a refused argument and a command timeout leave it usable; anything else (lost, unanswered, unreadable, a signature that did not
     /// verify, which leaves the RC4 streams out of step) ends it.
     pub(super) fn ends_session(&self) -> bool {
         !matches!(
@@ -127,7 +135,7 @@ mod tests {
     }
 
     /// A connection lost during Create (no command yet) must not be kept for the next command:
-    /// only answered faults and a terminated, answered timeout leave the connection in step.
+    /// only answered faults and a timeout leave the connection in step.
     #[test]
     fn only_an_answered_fault_or_timeout_leaves_the_connection_usable() {
         let may_run = |why| WinrmError::MayStillBeRunning {

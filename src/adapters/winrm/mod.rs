@@ -1,7 +1,8 @@
 //! The executor's WinRM (WS-Management) client: runs a program on a remote Windows server in a
 //! WinRS cmd shell, with stdin sent over the shell's stdin stream, and brings back its output and
 //! full 32-bit exit code. It is the transport under the remote host (issue 10); it decides nothing
-//! about what to run, and it never retries a command by itself.
+//! about what to run, and it never runs a command twice: after a lost connection it logs on again
+//! and goes on receiving from the command already running.
 //!
 //! Modules, one job each: `cmdline` (quoting for cmd.exe), `envelope` (request XML), `response`
 //! (response XML), `ntlm` (NTLMv2 logon messages), `seal` (NTLM session security), `encrypted`
@@ -26,7 +27,7 @@
 //! rustls-native-certs), so 0 new crates; the `upgrade` crate builds from clean in 13.2 s with it
 //! and 15.1 s without (dependencies cached; the difference is noise). What it supports is exactly what the executor needs: NTLMv2 with message
 //! encryption over HTTP, Basic or NTLM over HTTPS with certificate validation and a CA option,
-//! Send, Signal terminate, timeouts per operation and per command, 32-bit exit codes, and logs
+//! Send, timeouts per operation and per command, resuming a command's Receive over a new logon, 32-bit exit codes, and logs
 //! that hold no password, header or body. Kerberos is not implemented (an explicit error).
 
 mod cmdline;
@@ -49,6 +50,15 @@ pub use error::{Interruption, WinrmError};
 pub use response::Fault;
 
 use crate::adapters::secrets::SecretString;
+use shell::Step;
+
+/// The pauses before each new logon after a connection lost mid-command (three at most): a short
+/// network break or a listener restart is waited out; a server gone for longer is reported.
+const RECONNECTS: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+    Duration::from_secs(5),
+];
 
 /// How the client logs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,7 +191,7 @@ pub struct RemoteCommand {
     pub args: Vec<String>,
     /// Sent over the shell's stdin stream, then closed. `None` leaves stdin open and empty.
     pub stdin: Option<Stdin>,
-    /// Past this the command gets the terminate signal and the run is `MayStillBeRunning`.
+    /// Past this the run is `MayStillBeRunning`; the command is left running (not terminated).
     pub timeout: Duration,
 }
 
@@ -233,26 +243,62 @@ impl WinrmClient {
         &self.endpoint.url
     }
 
-    /// Runs `command` in a new shell and deletes the shell afterwards. Never retries: a timeout or
-    /// a lost connection once the command was sent is `WinrmError::MayStillBeRunning`.
+    /// Runs `command` in a new shell and deletes the shell once the command is done. Never runs
+    /// a command twice. After a connection lost while receiving it logs on again (a new
+    /// connection, the same user) and goes on receiving from the same ShellId/CommandId, up to
+    /// `RECONNECTS` times, so a drop mid-command still brings the command's real exit code and
+    /// output. Whatever leaves the outcome unknown (the reconnects used up, the command's own
+    /// timeout, a failure before Done) is `WinrmError::MayStillBeRunning`, with the shell left
+    /// alone: deleting it would end the command ([MS-WSMV] 3.1.4.4.1).
     pub async fn run(&self, command: &RemoteCommand) -> Result<RemoteOutput, WinrmError> {
         let mut guard = self.session.lock().await;
-        let session = match guard.take() {
+        let mut session = match guard.take() {
             Some(s) => s,
             None => self.open().await?,
         };
-        let mut session = session;
-        let mut run = self.over(&mut session);
-        let outcome = run.run(command).await;
-        let leftover = run.leftover.take();
-        match &outcome {
-            Err(e) if e.ends_session() => drop(session),
-            _ => *guard = Some(session),
+        let mut step = self.over(&mut session).run(command).await;
+        let mut tried = 0;
+        let mut last = String::new();
+        loop {
+            let pending = match step {
+                Step::Finished(outcome) => {
+                    if !matches!(&outcome, Err(e) if e.ends_session()) {
+                        *guard = Some(session);
+                    }
+                    return outcome;
+                }
+                Step::Lost(pending) => pending,
+            };
+            if pending.past_deadline() {
+                return Err(pending.timed_out(&self.endpoint.url));
+            }
+            if tried == RECONNECTS.len() {
+                let after = format!("logged on again {tried} times without its exit code ({last})");
+                return Err(pending.unresolved(&self.endpoint.url, &after));
+            }
+            tokio::time::sleep(RECONNECTS[tried]).await;
+            tried += 1;
+            tracing::warn!(
+                shell = %pending.shell,
+                command = %pending.command,
+                "WinRM: the connection to {} was lost during {} of a running command ({}); logging on again to go on receiving from it ({tried} of {})",
+                self.endpoint.url,
+                pending.operation,
+                pending.cause,
+                RECONNECTS.len()
+            );
+            match self.open().await {
+                Ok(new) => {
+                    session = new;
+                    step = self.over(&mut session).resume(pending).await;
+                    last = "the new connection was lost too".into();
+                }
+                Err(e) => {
+                    last = format!("the last logon failed: {e}");
+                    step = Step::Lost(pending);
+                }
+            }
         }
-        if let Some(shell) = leftover {
-            self.delete_over_new_session(&shell).await;
-        }
-        outcome
     }
 
     /// A run of this client's options over `session`.
@@ -262,7 +308,6 @@ impl WinrmClient {
             url: &self.endpoint.url,
             user: &self.options.user,
             operation_timeout: self.options.operation_timeout,
-            leftover: None,
         }
     }
 
@@ -273,17 +318,6 @@ impl WinrmClient {
             self.options.operation_timeout,
         )
         .await
-    }
-
-    /// After a lost connection: logs on again and deletes the shell left behind (which ends what
-    /// still runs in it). Failures are logged; the run's own error says what the caller must do.
-    async fn delete_over_new_session(&self, shell: &str) {
-        match self.open().await {
-            Ok(mut session) => self.over(&mut session).delete(shell).await,
-            Err(e) => {
-                tracing::warn!(shell = %shell, "WinRM: cannot log on again to delete the shell: {e}")
-            }
-        }
     }
 }
 
