@@ -253,7 +253,10 @@ pub fn walk(stdout: &[u8]) -> Result<Walked, BadOutput> {
                 .split('/')
                 .any(|s| s.is_empty() || s == "." || s == ".." || s.contains(['\\', ':', '\0']))
         {
-            return Err(bad(n, format!("`{name}` is not a relative path below the folder")));
+            return Err(bad(
+                n,
+                format!("`{name}` is not a relative path below the folder"),
+            ));
         }
         let leaf = name.rsplit('/').next().unwrap_or(&name);
         if is_partial_name(leaf) {
@@ -431,12 +434,7 @@ mod tests {
                 .collect::<String>()
         };
         assert!(b64(a).ends_with('='), "the first chunk's base64 is padded");
-        let out = format!(
-            "{}{}sha256 {}\r\n",
-            wrap(b64(a)),
-            wrap(b64(b)),
-            sha(&data)
-        );
+        let out = format!("{}{}sha256 {}\r\n", wrap(b64(a)), wrap(b64(b)), sha(&data));
         let mut got = Vec::new();
         let streamed = stream(out.as_bytes(), &mut got).unwrap();
         assert_eq!(got, data);
