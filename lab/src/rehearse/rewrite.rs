@@ -252,7 +252,7 @@ fn lab_winrm(plan: &WinrmConnect, t: &Target) -> WinrmConnect {
         password: Secret::Env(WINRM_PASSWORD_ENV.into()),
         https: false,
         ca: None,
-        timeout: plan.timeout.clone(),
+        timeout: plan.timeout,
     }
 }
 
