@@ -244,6 +244,16 @@ async fn files_are_renamed_removed_and_restricted_and_folders_created_on_the_ser
 
     put(&rig, temp, b"new key set");
     put(&rig, key, b"old key set");
+    // A file at the target is never replaced (the steps move one aside first): both stay.
+    let err = host
+        .rename(&p(temp), &p(key))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(key) && err.contains("already exists"), "{err}");
+    assert_eq!(std::fs::read(rig.path(key)).unwrap(), b"old key set");
+    assert_eq!(std::fs::read(rig.path(temp)).unwrap(), b"new key set");
+    std::fs::remove_file(rig.path(key)).unwrap();
     host.rename(&p(temp), &p(key)).await.unwrap();
     assert_eq!(std::fs::read(rig.path(key)).unwrap(), b"new key set");
     assert!(!rig.path(temp).exists());
@@ -276,6 +286,11 @@ async fn files_are_renamed_removed_and_restricted_and_folders_created_on_the_ser
     host.remove_if_exists(&p(key)).await.unwrap();
     assert!(!rig.path(key).exists());
     host.remove_if_exists(&p(key)).await.unwrap();
+    // No folder, no file: nothing to remove (a step removes its temporary file before it
+    // creates the folder).
+    host.remove_if_exists(&p(r"D:\No Such Folder\k.bin"))
+        .await
+        .unwrap();
     // A folder is not a file to remove.
     let err = host
         .remove_if_exists(&p(r"D:\Upgrade\new"))

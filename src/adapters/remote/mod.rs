@@ -107,7 +107,7 @@ impl WinrmHost {
             .await
             .map_err(|e| self.fs_error(op, path, format!("WinRM: {e}")))?;
         if out.exit_code != 0 {
-            return Err(self.fs_error(op, path, failed("powershell.exe", &out)));
+            return Err(self.fs_error(op, path, script_failed(&out)));
         }
         Ok(out.stdout)
     }
@@ -177,22 +177,36 @@ fn exit_code(code: u32) -> i32 {
     i32::from_ne_bytes(code.to_ne_bytes())
 }
 
-/// A program's failure in words: its exit code and the last lines it printed. PowerShell missing
-/// on the server (cmd.exe cannot find it) gets what to install.
-fn failed(program: &str, out: &crate::adapters::winrm::RemoteOutput) -> String {
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tail: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+/// A script's failure in words: its exit code and the last lines of its stderr only. What a
+/// script prints to stdout is its answer, which for a fetch is the file itself (base64 of a key
+/// file): it never goes into an error.
+fn script_failed(out: &crate::adapters::winrm::RemoteOutput) -> String {
+    describe_failure(
+        script::POWERSHELL,
+        out.exit_code,
+        &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Longest line of a tool's output an error quotes, in characters.
+const LINE_CAP: usize = 300;
+
+fn describe_failure(program: &str, exit_code: u32, text: &str) -> String {
+    let tail: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| match l.char_indices().nth(LINE_CAP) {
+            Some((at, _)) => format!("{}...", &l[..at]),
+            None => l.to_string(),
+        })
+        .collect();
     let tail = tail[tail.len().saturating_sub(6)..].join("\n");
     let hint = if text.contains("is not recognized as an internal or external command") {
         " (the server needs PowerShell 2.0: Windows Management Framework 2.0, KB968930, on Windows Server 2003 SP2 / 2008)"
     } else {
         ""
     };
-    format!("{program} exited with {}{hint}:\n{tail}", out.exit_code)
+    format!("{program} exited with {exit_code}{hint}:\n{tail}")
 }
 
 #[async_trait]
@@ -458,6 +472,31 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_script_is_told_by_its_stderr_never_by_the_file_it_was_sending() {
+        let key = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            b"secret key material of the key set",
+        );
+        let out = crate::adapters::winrm::RemoteOutput {
+            stdout: format!("{key}\r\n").into_bytes(),
+            stderr: format!(
+                "Exception calling \"Read\" with \"3\" argument(s): \"The device is not ready.\"\r\n{}\r\n",
+                "x".repeat(5000)
+            )
+            .into_bytes(),
+            exit_code: 1,
+        };
+        let text = script_failed(&out);
+        assert!(!text.contains(&key[..12]), "{text}");
+        assert!(text.contains("The device is not ready."), "{text}");
+        assert!(
+            text.lines().all(|l| l.chars().count() <= LINE_CAP + 3),
+            "a line is not capped: {} characters",
+            text.len()
+        );
+    }
+
+    #[test]
     fn a_32_bit_exit_code_keeps_its_bits() {
         assert_eq!(exit_code(1605), 1605);
         assert_eq!(exit_code(3010), 3010);
@@ -472,7 +511,7 @@ mod tests {
             stderr: b"'powershell.exe' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n".to_vec(),
             exit_code: 1,
         };
-        let text = failed("powershell.exe", &out);
+        let text = script_failed(&out);
         assert!(text.starts_with("powershell.exe exited with 1"), "{text}");
         assert!(text.contains("KB968930"), "{text}");
         assert!(text.contains("operable program"), "{text}");

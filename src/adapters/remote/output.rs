@@ -110,33 +110,43 @@ pub enum Streamed {
     },
 }
 
-/// Decodes a `stream` script's output into `sink`, hashing what it writes. The last line must be
-/// the server's `sha256` line: without it the stream was cut short. Whether the two hashes agree
-/// is the caller's to judge (it names the file).
+/// Decodes a `stream` script's output into `sink`, hashing what it writes. The base64 is taken
+/// without regard to where the lines break (a console host may wrap a long line anywhere): the
+/// text is decoded in 4-character quads as it arrives, each chunk's padding ending a piece. The
+/// last line must be the server's `sha256 HEX` line (base64 has no space, so `sha256 ` cannot
+/// start a data line): without it the stream was cut short. Whether the two hashes agree is the
+/// caller's to judge (it names the file).
 pub fn stream(stdout: &[u8], sink: &mut impl Write) -> Result<Streamed, BadOutput> {
-    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut decoder = QuadDecoder::default();
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
     let mut server = None;
-    let mut buf = Vec::new();
+    let mut first = true;
     for (n, line) in lines(stdout) {
         if server.is_some() {
             return Err(bad(n, "output after the sha256 line"));
         }
-        if line == b"absent" && bytes == 0 {
-            return Ok(Streamed::Absent);
+        if line == b"absent" && first {
+            return match lines(stdout).nth(1) {
+                None => Ok(Streamed::Absent),
+                Some((m, _)) => Err(bad(m, "output after `absent`")),
+            };
         }
-        if line.starts_with(b"sha256") {
+        first = false;
+        if line.starts_with(b"sha256 ") {
+            if !decoder.pending.is_empty() {
+                return Err(bad(n, "the base64 before it ends inside a quad"));
+            }
             server = Some(hash_line(n, text(n, line)?)?);
             continue;
         }
-        buf.clear();
-        b64.decode_vec(line, &mut buf)
+        let decoded = decoder
+            .push(line)
             .map_err(|e| bad(n, format!("not base64: {e}")))?;
-        hasher.update(&buf);
-        sink.write_all(&buf)
+        hasher.update(&decoded);
+        sink.write_all(&decoded)
             .map_err(|e| BadOutput::Write(e.to_string()))?;
-        bytes += buf.len() as u64;
+        bytes += decoded.len() as u64;
     }
     let server_sha256 = server.ok_or(BadOutput::Truncated("no sha256 line after the data"))?;
     sink.flush().map_err(|e| BadOutput::Write(e.to_string()))?;
@@ -145,6 +155,35 @@ pub fn stream(stdout: &[u8], sink: &mut impl Write) -> Result<Streamed, BadOutpu
         local_sha256: hex::encode(hasher.finalize()),
         bytes,
     })
+}
+
+/// Base64 text fed in pieces that may break anywhere: decodes every whole quad (4 characters)
+/// as it comes, keeping the rest for the next piece. A quad with padding ends one chunk's base64
+/// (each line the script prints is a whole `ToBase64String`), so it is decoded on its own.
+#[derive(Default)]
+struct QuadDecoder {
+    pending: Vec<u8>,
+}
+
+impl QuadDecoder {
+    fn push(&mut self, text: &[u8]) -> Result<Vec<u8>, base64::DecodeError> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        self.pending.extend_from_slice(text);
+        let whole = self.pending.len() / 4 * 4;
+        let mut out = Vec::with_capacity(whole / 4 * 3);
+        let mut from = 0;
+        while from < whole {
+            // Up to the end of the first quad holding padding, or all the whole quads.
+            let to = self.pending[from..whole]
+                .iter()
+                .position(|b| *b == b'=')
+                .map_or(whole, |at| (from + at) / 4 * 4 + 4);
+            b64.decode_vec(&self.pending[from..to], &mut out)?;
+            from = to;
+        }
+        self.pending.drain(..whole);
+        Ok(out)
+    }
 }
 
 /// What a `walk` script's output held.
@@ -207,8 +246,17 @@ pub fn walk(stdout: &[u8]) -> Result<Walked, BadOutput> {
         let ticks: i64 = ticks
             .parse()
             .map_err(|_| bad(n, format!("`{ticks}` is not a tick count")))?;
-        if name.is_empty() || name.split('/').any(str::is_empty) {
-            return Err(bad(n, format!("`{name}` is not a relative path")));
+        // Joined onto a folder on the admin host: a name that climbs out of it (`..`), names a
+        // drive or stream (`:`) or hides a separator (`\\`) is refused, whatever the server sent.
+        if name.is_empty()
+            || name
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == ".." || s.contains(['\\', ':', '\0']))
+        {
+            return Err(bad(
+                n,
+                format!("`{name}` is not a relative path below the folder"),
+            ));
         }
         let leaf = name.rsplit('/').next().unwrap_or(&name);
         if is_partial_name(leaf) {
@@ -297,11 +345,18 @@ mod tests {
             stream(out.as_bytes(), &mut Vec::new()),
             Err(BadOutput::Truncated("no sha256 line after the data"))
         );
-        // Cut inside a line: the base64 does not decode.
+        // Cut inside a quad, then the hash line: the base64 does not end where it should.
         let cut = &b64(b"a chunk of bytes")[..7];
-        let err = stream(format!("{cut}\r\n").as_bytes(), &mut Vec::new()).unwrap_err();
+        let out = format!("{cut}\r\nsha256 {}\r\n", sha(b"a chunk of bytes"));
+        let err = stream(out.as_bytes(), &mut Vec::new()).unwrap_err();
         assert!(
-            err.to_string().contains("line 1") && err.to_string().contains("base64"),
+            err.to_string().contains("line 2") && err.to_string().contains("quad"),
+            "{err}"
+        );
+        // A character base64 does not have names its line.
+        let err = stream(b"QUJD\r\nnot*base64\r\n", &mut Vec::new()).unwrap_err();
+        assert!(
+            err.to_string().contains("line 2") && err.to_string().contains("base64"),
             "{err}"
         );
     }
@@ -312,7 +367,7 @@ mod tests {
         for out in [
             format!("{data}\r\nsha256 abc\r\n"),
             format!("{data}\r\nsha256 {}\r\n", "g".repeat(64)),
-            format!("{data}\r\nsha256\r\n"),
+            format!("{data}\r\nsha256 \r\n"),
             format!("{data}\r\nsha256 {}\r\n{data}\r\n", sha(b"x")),
         ] {
             let err = stream(out.as_bytes(), &mut Vec::new()).unwrap_err();
@@ -363,6 +418,58 @@ mod tests {
         let err = walk(format!("f {} 1 2\r\nend\r\n", b64(b"a//b")).as_bytes()).unwrap_err();
         assert!(err.to_string().contains("relative path"), "{err}");
         assert!(walk(b"f x 1\r\nend\r\n").is_err());
+    }
+
+    #[test]
+    fn a_stream_rewrapped_at_79_columns_decodes_to_the_same_bytes_and_hash() {
+        // Two chunks as the script prints them (the first ends in padding), then a console host
+        // that wraps every line at 79 columns.
+        let data: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (a, b) = data.split_at(40_001);
+        let wrap = |text: String| {
+            let chars: Vec<char> = text.chars().collect();
+            chars
+                .chunks(79)
+                .map(|c| c.iter().collect::<String>() + "\r\n")
+                .collect::<String>()
+        };
+        assert!(b64(a).ends_with('='), "the first chunk's base64 is padded");
+        let out = format!("{}{}sha256 {}\r\n", wrap(b64(a)), wrap(b64(b)), sha(&data));
+        let mut got = Vec::new();
+        let streamed = stream(out.as_bytes(), &mut got).unwrap();
+        assert_eq!(got, data);
+        assert_eq!(
+            streamed,
+            Streamed::Done {
+                server_sha256: sha(&data),
+                local_sha256: sha(&data),
+                bytes: 70_000
+            }
+        );
+        // Cut inside a quad before the hash line: an error, not a shorter file.
+        let cut = format!("{}\r\nsha256 {}\r\n", &b64(b"abcdef")[..6], sha(b"abcdef"));
+        assert!(stream(cut.as_bytes(), &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn a_listed_name_that_would_leave_the_folder_is_refused() {
+        for name in [
+            "../outside.dll",
+            "sub/../../x",
+            "./a",
+            "..",
+            r"sub\..\..\x",
+            "C:/Windows/x.dll",
+            "a:stream",
+            "nul\0byte",
+        ] {
+            let out = format!("f {} 1 {UNIX_EPOCH_TICKS}\r\nend\r\n", b64(name.as_bytes()));
+            let err = walk(out.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("relative path"), "{name}: {err}");
+        }
+        // A dot inside a name is only a name.
+        let out = format!("f {} 1 0\r\nend\r\n", b64(b"a..b/.hidden.dll"));
+        assert!(walk(out.as_bytes()).is_ok());
     }
 
     #[test]

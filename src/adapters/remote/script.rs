@@ -63,29 +63,48 @@ pub fn invocation(script: &str) -> Vec<String> {
     .collect()
 }
 
-/// Prints `absent`, `dir`, or `file BYTES` for what is at `path`. Only "cannot find the path" is
-/// `absent`; any other error (access denied) stops the script: a path that cannot be looked at is
-/// never taken for a missing one.
+/// `statement` in a `try` whose only way to `absent` (printed, exit 0) is .NET's "not found":
+/// FileNotFoundException or DirectoryNotFoundException, which `File.GetAttributes` and
+/// `File.OpenRead` throw for a missing file or folder (.NET 2.0 documents both). Access denied
+/// (UnauthorizedAccessException) and every other error stop the script: a path that cannot be
+/// looked at is never taken for a missing one. (Get-Item cannot tell: PowerShell 2.0's file
+/// system provider decides existence with FileInfo.Exists / DirectoryInfo.Exists, which are false
+/// on access denied too, so its ItemNotFoundException is no proof of absence.)
+fn absent_if_missing(statement: &str) -> String {
+    format!(
+        "try {{ {statement} }}
+catch [System.IO.FileNotFoundException] {{ 'absent'; exit 0 }}
+catch [System.IO.DirectoryNotFoundException] {{ 'absent'; exit 0 }}
+"
+    )
+}
+
+/// Stats `path` with `File.GetAttributes` (works for files and folders alike): `absent` when
+/// missing, as [`absent_if_missing`] decides.
+fn absent_unless_there(path: &str) -> String {
+    absent_if_missing(&format!(
+        "[void][System.IO.File]::GetAttributes({})",
+        lit(path)
+    ))
+}
+
+/// Prints `absent`, `dir`, or `file BYTES` for what is at `path`. Existence is decided by
+/// [`absent_unless_there`]; Get-Item then only describes what is known to be there (it failing
+/// now is an error, never `absent`).
 pub fn stat(path: &str) -> String {
     format!(
-        "{PRELUDE}try {{ $i = Get-Item -LiteralPath {p} -Force }}
-catch [System.Management.Automation.ItemNotFoundException] {{ 'absent'; exit 0 }}
+        "{PRELUDE}{there}$i = Get-Item -LiteralPath {p} -Force
 if ($i.PSIsContainer) {{ 'dir' }} else {{ 'file ' + $i.Length }}
 ",
+        there = absent_unless_there(path),
         p = lit(path)
     )
 }
 
 /// Opens `path` for reading into `$s`, or prints `absent` and exits 0 when the file or its folder
-/// is missing. .NET's own exceptions (File.OpenRead), so access denied is still an error.
+/// is missing; access denied is an error.
 fn open_read(path: &str) -> String {
-    format!(
-        "try {{ $s = [System.IO.File]::OpenRead({p}) }}
-catch [System.IO.FileNotFoundException] {{ 'absent'; exit 0 }}
-catch [System.IO.DirectoryNotFoundException] {{ 'absent'; exit 0 }}
-",
-        p = lit(path)
-    )
+    absent_if_missing(&format!("$s = [System.IO.File]::OpenRead({})", lit(path)))
 }
 
 /// The hash object's value as `sha256 HEX` (PowerShell 2.0 has no Get-FileHash: it came with 4.0).
@@ -118,7 +137,7 @@ pub fn stream(path: &str) -> String {
   while ($true) {{
     $n = $s.Read($buf, 0, {CHUNK})
     if ($n -eq 0) {{ break }}
-    [void]$h.TransformBlock($buf, 0, $n, $null, 0)
+    [void]$h.TransformBlock($buf, 0, $n, $buf, 0)
     [System.Convert]::ToBase64String($buf, 0, $n)
   }}
   [void]$h.TransformFinalBlock($buf, 0, 0)
@@ -135,8 +154,7 @@ pub fn stream(path: &str) -> String {
 /// with `$null` in PowerShell 2.0, hence the test of `$i`.)
 pub fn walk(dir: &str) -> String {
     format!(
-        "{PRELUDE}try {{ $root = Get-Item -LiteralPath {p} -Force }}
-catch [System.Management.Automation.ItemNotFoundException] {{ 'absent'; exit 0 }}
+        "{PRELUDE}{there}$root = Get-Item -LiteralPath {p} -Force
 if (-not $root.PSIsContainer) {{ 'notdir'; exit 0 }}
 $n = $root.FullName.Length
 $items = Get-ChildItem -LiteralPath {p} -Recurse -Force
@@ -150,24 +168,29 @@ foreach ($i in $items) {{
 }}
 'end'
 ",
+        there = absent_unless_there(dir),
         p = lit(dir)
     )
 }
 
-/// Renames `from` to `to`, replacing a file there; prints `ok`.
+/// Renames the file `from` to `to`; prints `ok`. `File.Move` fails when `to` exists (.NET 2.0
+/// documents IOException for it): the steps move an existing target aside first, and replacing a
+/// file silently is never wanted.
 pub fn rename(from: &str, to: &str) -> String {
     format!(
-        "{PRELUDE}Move-Item -LiteralPath {f} -Destination {t} -Force\n'ok'\n",
+        "{PRELUDE}[System.IO.File]::Move({f}, {t})\n'ok'\n",
         f = lit(from),
         t = lit(to)
     )
 }
 
-/// Removes the file at `path` if it is there; prints `ok`. A folder is refused (no `-Recurse`).
+/// Removes the file at `path` if it is there; prints `ok`. `File.Delete` does not throw for a
+/// missing file (documented); a missing folder above it (DirectoryNotFoundException) means no
+/// file either. A folder, access denied or a read-only file is an error.
 pub fn remove_if_exists(path: &str) -> String {
     format!(
-        "{PRELUDE}try {{ Remove-Item -LiteralPath {p} -Force }}
-catch [System.Management.Automation.ItemNotFoundException] {{ }}
+        "{PRELUDE}try {{ [System.IO.File]::Delete({p}) }}
+catch [System.IO.DirectoryNotFoundException] {{ }}
 'ok'
 ",
         p = lit(path)
@@ -323,6 +346,44 @@ mod tests {
             let line: usize = invocation(&text).iter().map(|a| a.len() + 1).sum();
             assert!(line + POWERSHELL.len() < 8191, "{name}: {line} characters");
         }
+    }
+
+    #[test]
+    fn only_dotnets_not_found_makes_a_path_absent_never_get_items_or_a_denial() {
+        // PowerShell 2.0's Get-Item says ItemNotFound for a path it may not read (FileInfo.Exists
+        // is false on access denied): no script may take that for "absent".
+        for (name, text) in all(r"C:\k.bin", r"D:\b") {
+            assert!(!text.contains("ItemNotFoundException"), "{name}: {text}");
+            assert!(!text.contains("UnauthorizedAccess"), "{name}: {text}");
+            for line in text.lines().filter(|l| l.starts_with("catch")) {
+                assert!(
+                    line.starts_with("catch [System.IO.FileNotFoundException]")
+                        || line.starts_with("catch [System.IO.DirectoryNotFoundException]"),
+                    "{name} catches more than not found: {line}"
+                );
+            }
+        }
+        // Those that look at a path decide by a .NET call that throws on denial.
+        for text in [stat("C:\\x"), walk("C:\\x")] {
+            assert!(
+                text.contains("[System.IO.File]::GetAttributes('C:\\x')"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_rename_never_replaces_a_file_and_hashing_passes_an_output_buffer() {
+        let text = rename(r"C:\a", r"C:\b");
+        assert!(
+            text.contains(r"[System.IO.File]::Move('C:\a', 'C:\b')"),
+            "{text}"
+        );
+        assert!(!text.contains("-Force"), "{text}");
+        assert!(
+            !stream(r"C:\a").contains("$null"),
+            "TransformBlock given $null"
+        );
     }
 
     #[test]

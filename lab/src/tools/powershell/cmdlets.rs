@@ -412,6 +412,10 @@ fn located(lab: &Path, given: &str) -> Run<Located> {
 }
 
 /// `-name`'s path, which must exist: ItemNotFoundException with PowerShell's message if not.
+/// Every error looking at it counts as "not there", on purpose: PowerShell 2.0's file system
+/// provider decides existence with FileInfo.Exists / DirectoryInfo.Exists, which are false when
+/// the path cannot be read (access denied) too, so its cmdlets say ItemNotFound for a denied path.
+/// The .NET members (`dotnet.rs`) are the ones that tell UnauthorizedAccessException apart.
 fn existing(lab: &Path, args: &Args, name: &str) -> Run<(String, Located)> {
     let given = args.path(name)?;
     let at = located(lab, &given)?;

@@ -1,4 +1,5 @@
-//! The .NET members of the contract, over the lab's drives: System.IO.File (OpenRead, Exists),
+//! The .NET members of the contract, over the lab's drives: System.IO.File (OpenRead, Exists,
+//! GetAttributes, Delete, Move),
 //! Directory.CreateDirectory, FileStream (Read, Length, Close), SHA256 (Create, ComputeHash,
 //! TransformBlock, TransformFinalBlock, Hash), BitConverter.ToString, Convert.ToBase64String,
 //! Encoding.UTF8.GetBytes, the String members, FileInfo / DirectoryInfo / DateTime / ErrorRecord /
@@ -205,6 +206,11 @@ pub fn static_call(lab: &Path, ty: StaticType, name: &str, args: &[Value]) -> Ne
             security::set_access_control(lab, &string_arg(p)?, acl)
         }
         (StaticType::WindowsIdentity, "getcurrent", []) => security::current(lab),
+        (StaticType::File, "getattributes", [p]) => get_attributes(lab, &string_arg(p)?),
+        (StaticType::File, "delete", [p]) => delete(lab, &string_arg(p)?),
+        (StaticType::File, "move", [from, to]) => {
+            move_file(lab, &string_arg(from)?, &string_arg(to)?)
+        }
         (StaticType::Directory, "createdirectory", [p]) => create_directory(lab, &string_arg(p)?),
         (StaticType::Sha256, "create", []) => {
             Ok(Value::Sha256(Rc::new(RefCell::new(Sha256Hash::default()))))
@@ -244,44 +250,108 @@ fn unknown_static(ty: StaticType, name: &str, n: usize) -> Fault {
     Fault::Unsupported(format!("[{}]::{name}() with {n} argument(s)", ty.name()))
 }
 
-fn open_read(lab: &Path, path: &str) -> Net<Value> {
-    let at = located(lab, path)?;
-    let denied = || {
-        Fault::Throw(Exception::new(
+/// The exception .NET throws for an OS error at `at` (the Win32 error as .NET's __Error.WinIOError
+/// maps it): a missing file FileNotFoundException "Could not find file 'P'." (ERROR_FILE_NOT_FOUND),
+/// a missing folder on the way DirectoryNotFoundException "Could not find a part of the path 'P'."
+/// (ERROR_PATH_NOT_FOUND; also a file where a folder should be), access denied
+/// UnauthorizedAccessException "Access to the path 'P' is denied.", anything else IOException.
+/// The lab tells denial from the OS's own answer only: run as root, the lab's drives deny nothing.
+fn os_error(e: &std::io::Error, at: &Located) -> Fault {
+    let (type_name, message) = match e.kind() {
+        ErrorKind::NotFound if at.path.parent().is_some_and(Path::is_dir) => (
+            value::FILE_NOT_FOUND,
+            format!("Could not find file '{}'.", at.full_name),
+        ),
+        ErrorKind::NotFound | ErrorKind::NotADirectory => (
+            value::DIRECTORY_NOT_FOUND,
+            format!("Could not find a part of the path '{}'.", at.full_name),
+        ),
+        ErrorKind::PermissionDenied => (
             value::UNAUTHORIZED,
             format!("Access to the path '{}' is denied.", at.full_name),
-        ))
+        ),
+        _ => (value::IO, e.to_string()),
     };
+    Fault::Throw(Exception::new(type_name, message))
+}
+
+fn denied(at: &Located) -> Fault {
+    Fault::Throw(Exception::new(
+        value::UNAUTHORIZED,
+        format!("Access to the path '{}' is denied.", at.full_name),
+    ))
+}
+
+fn open_read(lab: &Path, path: &str) -> Net<Value> {
+    let at = located(lab, path)?;
     if at.path.is_dir() {
-        return Err(denied());
+        return Err(denied(&at));
     }
-    match File::open(&at.path) {
-        Ok(file) => {
-            let length = file
-                .metadata()
-                .map(|m| i64::try_from(m.len()).unwrap_or(i64::MAX))
-                .map_err(|e| Fault::Throw(Exception::new(value::IO, e.to_string())))?;
-            Ok(Value::Stream(Rc::new(RefCell::new(FileStream {
-                file: Some(file),
-                length,
-            }))))
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound => {
-            if at.path.parent().is_some_and(Path::is_dir) {
-                throw(
-                    value::FILE_NOT_FOUND,
-                    format!("Could not find file '{}'.", at.full_name),
-                )
-            } else {
-                throw(
-                    value::DIRECTORY_NOT_FOUND,
-                    format!("Could not find a part of the path '{}'.", at.full_name),
-                )
-            }
-        }
-        Err(e) if e.kind() == ErrorKind::PermissionDenied => Err(denied()),
-        Err(e) => throw(value::IO, e.to_string()),
+    let file = File::open(&at.path).map_err(|e| os_error(&e, &at))?;
+    let length = file
+        .metadata()
+        .map(|m| i64::try_from(m.len()).unwrap_or(i64::MAX))
+        .map_err(|e| Fault::Throw(Exception::new(value::IO, e.to_string())))?;
+    Ok(Value::Stream(Rc::new(RefCell::new(FileStream {
+        file: Some(file),
+        length,
+    }))))
+}
+
+/// File.GetAttributes (.NET 2.0): the attributes of a file or folder; a missing one throws
+/// FileNotFoundException or DirectoryNotFoundException, a denied one UnauthorizedAccessException
+/// (documented). The lab's items have Directory (16) or Archive (32), plus ReadOnly (1) for a file
+/// nobody may write.
+fn get_attributes(lab: &Path, path: &str) -> Net<Value> {
+    let at = located(lab, path)?;
+    let meta = std::fs::metadata(&at.path).map_err(|e| os_error(&e, &at))?;
+    let mut bits = if meta.is_dir() { 16 } else { 32 };
+    if !meta.is_dir() && meta.permissions().readonly() {
+        bits |= 1;
     }
+    Ok(Value::Attributes(bits))
+}
+
+/// File.Delete (.NET 2.0): "If the file to be deleted does not exist, no exception is thrown"
+/// (documented; only ERROR_FILE_NOT_FOUND is ignored, so a missing folder on the way is still
+/// DirectoryNotFoundException); a folder is UnauthorizedAccessException (DeleteFile on a folder is
+/// ERROR_ACCESS_DENIED), as is a read-only file.
+fn delete(lab: &Path, path: &str) -> Net<Value> {
+    let at = located(lab, path)?;
+    match std::fs::metadata(&at.path) {
+        Err(e) if e.kind() == ErrorKind::NotFound && at.path.parent().is_some_and(Path::is_dir) => {
+            Ok(Value::Null)
+        }
+        Err(e) => Err(os_error(&e, &at)),
+        Ok(m) if m.is_dir() || m.permissions().readonly() => Err(denied(&at)),
+        Ok(_) => std::fs::remove_file(&at.path)
+            .map(|()| Value::Null)
+            .map_err(|e| os_error(&e, &at)),
+    }
+}
+
+/// File.Move (.NET 2.0): the source must be a file (else FileNotFoundException "Could not find
+/// file 'P'."); an existing destination, file or folder, is IOException "Cannot create a file when
+/// that file already exists." (MoveFile's ERROR_ALREADY_EXISTS; documented: "The destination file
+/// already exists"); a missing destination folder DirectoryNotFoundException.
+fn move_file(lab: &Path, from: &str, to: &str) -> Net<Value> {
+    let src = located(lab, from)?;
+    let dst = located(lab, to)?;
+    if !src.path.is_file() {
+        return throw(
+            value::FILE_NOT_FOUND,
+            format!("Could not find file '{}'.", src.full_name),
+        );
+    }
+    if dst.path.symlink_metadata().is_ok() {
+        return throw(
+            value::IO,
+            "Cannot create a file when that file already exists.",
+        );
+    }
+    std::fs::rename(&src.path, &dst.path)
+        .map(|()| Value::Null)
+        .map_err(|e| os_error(&e, &dst))
 }
 
 fn create_directory(lab: &Path, path: &str) -> Net<Value> {
@@ -465,12 +535,20 @@ pub fn call(v: &Value, name: &str, args: &[Value]) -> Net<Value> {
             Ok(Value::Bytes(Rc::new(RefCell::new(hash))))
         }
         (Value::Sha256(h), "transformblock", [input, off, count, output, out_off]) => {
-            if !matches!(output, Value::Null) || int_arg(out_off)? != 0 {
-                return Err(Fault::Unsupported(
-                    "TransformBlock with an output buffer (pass $null, 0)".into(),
-                ));
-            }
             let block = input_block(input, off, count)?;
+            // HashAlgorithm.TransformBlock copies the block to outputBuffer at outputOffset when
+            // one is given (after checking the range), and then hashes it.
+            if let Some(output) = bytes_arg(output)? {
+                let mut output = output.borrow_mut();
+                let n = i32::try_from(block.len()).unwrap_or(i32::MAX);
+                let (at, n) = check_range(
+                    output.len(),
+                    int_arg(out_off)?,
+                    n,
+                    ["outputOffset", "inputCount"],
+                )?;
+                output[at..at + n].copy_from_slice(&block);
+            }
             h.borrow_mut().running.update(&block);
             Ok(Value::Int(block.len() as i64))
         }

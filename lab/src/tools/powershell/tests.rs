@@ -696,3 +696,97 @@ fn new_object_takes_a_parenthesised_list_after_the_type_name_as_its_argument_lis
         "a parenthesised list after an argument",
     );
 }
+
+#[test]
+fn get_attributes_names_a_file_or_folder_and_throws_not_found_for_a_missing_one() {
+    let dir = lab();
+    let script = format!(
+        "{STOP}[System.IO.File]::GetAttributes('C:\\Data')
+[System.IO.File]::GetAttributes('c:\\data\\A.TXT')
+try {{ [System.IO.File]::GetAttributes('C:\\Data\\nope.txt') }} catch [System.IO.FileNotFoundException] {{ 'file: ' + $_.Exception.InnerException.Message }}
+try {{ [System.IO.File]::GetAttributes('C:\\Nope\\x.txt') }} catch [System.IO.FileNotFoundException] {{ 'wrong' }} catch [System.IO.DirectoryNotFoundException] {{ 'dir: ' + $_.Exception.InnerException.Message }}
+try {{ [System.IO.File]::GetAttributes('C:\\Data\\a.txt\\x') }} catch [System.IO.DirectoryNotFoundException] {{ 'under a file' }}"
+    );
+    assert_eq!(
+        lines(dir.path(), &script),
+        [
+            "Directory",
+            "Archive",
+            "file: Could not find file 'C:\\Data\\nope.txt'.",
+            "dir: Could not find a part of the path 'C:\\Nope\\x.txt'.",
+            "under a file"
+        ]
+    );
+}
+
+#[test]
+fn file_delete_ignores_a_missing_file_but_not_a_missing_folder_or_a_folder() {
+    let dir = lab();
+    let script = format!(
+        "{STOP}[System.IO.File]::Delete('C:\\Data\\a.txt')
+[System.IO.File]::Delete('C:\\Data\\a.txt')
+[System.IO.File]::Exists('C:\\Data\\a.txt')
+try {{ [System.IO.File]::Delete('C:\\Nope\\a.txt') }} catch [System.IO.DirectoryNotFoundException] {{ 'no folder' }}
+try {{ [System.IO.File]::Delete('C:\\Data\\Sub') }} catch [System.UnauthorizedAccessException] {{ $_.Exception.InnerException.Message }}"
+    );
+    assert_eq!(
+        lines(dir.path(), &script),
+        [
+            "False",
+            "no folder",
+            "Access to the path 'C:\\Data\\Sub' is denied."
+        ]
+    );
+    assert!(dir.path().join("drives/C/Data/Sub/b.bin").exists());
+}
+
+#[test]
+fn file_move_renames_but_never_onto_an_existing_file() {
+    let dir = lab();
+    let script = format!(
+        "{STOP}try {{ [System.IO.File]::Move('C:\\Data\\a.txt', 'C:\\Data\\Sub\\b.bin') }} catch [System.IO.IOException] {{ $_.Exception.InnerException.Message }}
+[System.IO.File]::Move('C:\\Data\\a.txt', 'C:\\Data\\c.txt')
+[System.IO.File]::Exists('C:\\Data\\a.txt'); [System.IO.File]::Exists('C:\\Data\\c.txt')
+try {{ [System.IO.File]::Move('C:\\Data\\a.txt', 'C:\\Data\\d.txt') }} catch [System.IO.FileNotFoundException] {{ 'no source' }}"
+    );
+    assert_eq!(
+        lines(dir.path(), &script),
+        [
+            "Cannot create a file when that file already exists.",
+            "False",
+            "True",
+            "no source"
+        ]
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("drives/C/Data/Sub/b.bin")).unwrap(),
+        [1, 2, 3]
+    );
+}
+
+#[test]
+fn transform_block_copies_the_block_to_an_output_buffer_when_given_one() {
+    let dir = lab();
+    let script = format!(
+        "{STOP}$in = [System.Text.Encoding]::UTF8.GetBytes('hello')
+$out = New-Object byte[] 7
+$h = [System.Security.Cryptography.SHA256]::Create()
+$h.TransformBlock($in, 1, 3, $out, 2)
+[void]$h.TransformBlock($in, 0, 5, $in, 0)
+[void]$h.TransformFinalBlock($in, 0, 0)
+[System.Convert]::ToBase64String($out)
+[System.BitConverter]::ToString($h.Hash).Replace('-', '').ToLowerInvariant()
+try {{ [void]$h.TransformBlock($in, 0, 5, $out, 3) }} catch [System.ArgumentException] {{ 'out of bounds' }}"
+    );
+    use base64::Engine;
+    use sha2::Digest;
+    assert_eq!(
+        lines(dir.path(), &script),
+        [
+            "3".to_string(),
+            base64::engine::general_purpose::STANDARD.encode([0, 0, b'e', b'l', b'l', 0, 0]),
+            hex::encode(sha2::Sha256::digest(b"ellhello")),
+            "out of bounds".to_string()
+        ]
+    );
+}

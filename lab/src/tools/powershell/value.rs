@@ -33,6 +33,8 @@ pub enum Value {
     AccessRule(Rc<super::security::AccessRule>),
     /// A System.Security.Principal.WindowsIdentity: its account name.
     Identity(Rc<String>),
+    /// A System.IO.FileAttributes (File.GetAttributes), its flag bits.
+    Attributes(u32),
     /// `$_` in a catch block.
     ErrorRecord(Rc<ErrorRecord>),
     Exception(Rc<Exception>),
@@ -230,6 +232,17 @@ pub fn runtime_error<T>(type_name: &'static str, message: impl Into<String>, at:
     })))
 }
 
+/// A [Flags] enum's ToString: the names of its set flags in ascending value, joined by ", ".
+fn attribute_names(bits: u32) -> String {
+    const NAMES: [(u32, &str); 3] = [(1, "ReadOnly"), (16, "Directory"), (32, "Archive")];
+    let names: Vec<&str> = NAMES
+        .iter()
+        .filter(|(bit, _)| bits & bit != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    names.join(", ")
+}
+
 impl Value {
     /// The .NET type name, for messages.
     pub fn type_name(&self) -> &'static str {
@@ -249,6 +262,7 @@ impl Value {
             Value::Acl(_) => super::security::FILE_SECURITY,
             Value::AccessRule(_) => super::security::ACCESS_RULE,
             Value::Identity(_) => super::security::WINDOWS_IDENTITY,
+            Value::Attributes(_) => "System.IO.FileAttributes",
             Value::ErrorRecord(_) => "System.Management.Automation.ErrorRecord",
             Value::Exception(e) => e.type_name,
         }
@@ -286,6 +300,7 @@ impl Value {
             Value::Bool(false) => Ok("False".into()),
             Value::Int(n) => Ok(n.to_string()),
             Value::Str(s) => Ok(s.clone()),
+            Value::Attributes(bits) => Ok(attribute_names(*bits)),
             other => unsupported(
                 format!(
                     "converting a {} to a string (use one of its string members)",
@@ -323,7 +338,9 @@ impl Value {
     pub fn output_lines(&self, at: Pos) -> Eval<Vec<String>> {
         match self {
             Value::Null => Ok(Vec::new()),
-            Value::Bool(_) | Value::Int(_) | Value::Str(_) => Ok(vec![self.to_text(at)?]),
+            Value::Bool(_) | Value::Int(_) | Value::Str(_) | Value::Attributes(_) => {
+                Ok(vec![self.to_text(at)?])
+            }
             Value::Bytes(b) => Ok(b.borrow().iter().map(|x| x.to_string()).collect()),
             Value::List(items) => {
                 let mut lines = Vec::new();
