@@ -87,6 +87,26 @@ pub fn is_partial_name(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(PARTIAL_SUFFIX)
 }
 
+/// Creates (or empties) `path` for writing, readable by its owner only from its first byte on: a
+/// fetched copy may be a key file, which must never sit readable by others under its temporary
+/// name while it is written (unix: mode 0600 also when a leftover file had another mode).
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        Ok(file)
+    }
+    #[cfg(not(unix))]
+    {
+        options.open(path)
+    }
+}
+
 /// Writes `bytes` to `path` so that a reader sees the old content or the new, never a mix:
 /// temp sibling, fsync, rename, fsync of the folder (unix). Not `tempfile`'s `persist`: that is the
 /// rename alone (its documentation: neither the content nor the folder is synchronised), so both
@@ -181,7 +201,7 @@ pub fn copy_hashing(src: &Path, dst: &Path) -> Result<String, FsError> {
     let temp = temp_sibling(dst);
     let result = (|| {
         let mut input = File::open(src).map_err(io("open", src))?;
-        let mut output = File::create(&temp).map_err(io("create", &temp))?;
+        let mut output = create_private(&temp).map_err(io("create", &temp))?;
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
         loop {
@@ -798,5 +818,22 @@ mod tests {
         let text = format!("{}  ok.dll\nnot a line\n", "a".repeat(64));
         let err = Manifest::parse(&text, Path::new("/b/SHA256SUMS")).unwrap_err();
         assert!(err.to_string().starts_with("/b/SHA256SUMS:2:"), "{err}");
+    }
+    #[cfg(unix)]
+    #[test]
+    fn a_private_file_is_owner_only_from_the_start_even_over_a_leftover_readable_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".keys.bin.upgrade-partial");
+        std::fs::write(&path, "left by a killed run").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let file = create_private(&path).unwrap();
+        let mode = file.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "not emptied");
+        let fresh = dir.path().join("fresh");
+        create_private(&fresh).unwrap();
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

@@ -386,7 +386,7 @@ impl Host for WinrmHost {
     async fn fetch(&self, remote: &Path, local: &Path) -> Result<String, FsError> {
         let op = "fetch";
         let temp = afs::temp_sibling(local);
-        let file = std::fs::File::create(&temp).map_err(|source| FsError::Io {
+        let file = afs::create_private(&temp).map_err(|source| FsError::Io {
             op: "create",
             path: temp.clone(),
             source,
