@@ -46,6 +46,22 @@ pub struct Chunk {
     pub exit: Option<u32>,
 }
 
+/// The most output bytes one Receive answer carries. WinRM keeps every answer within the
+/// MaxEnvelopeSize the client asked for (WinRM 2.0's default MaxEnvelopeSizekb is 150) and gives
+/// the rest in the next Receives; stream data travels base64-encoded, so 150 KiB of envelope holds
+/// a little under 112 KiB of output. An answer with everything at once would let a client pass the
+/// lab that a real server would split.
+pub const RECEIVE_MAX: usize = 96 * 1024;
+
+fn take_at_most(buf: &mut Vec<u8>, n: usize) -> Vec<u8> {
+    if buf.len() <= n {
+        std::mem::take(buf)
+    } else {
+        let rest = buf.split_off(n);
+        std::mem::replace(buf, rest)
+    }
+}
+
 /// How a Signal asks a command to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Signal {
@@ -202,10 +218,16 @@ impl Shells {
             {
                 let mut out = c.out();
                 if !out.stdout.is_empty() || !out.stderr.is_empty() || out.exit.is_some() {
+                    // One answer holds at most RECEIVE_MAX bytes of output, as WinRM keeps each
+                    // answer within MaxEnvelopeSize; the end of the command is told only with
+                    // its last output.
+                    let stdout = take_at_most(&mut out.stdout, RECEIVE_MAX);
+                    let stderr = take_at_most(&mut out.stderr, RECEIVE_MAX - stdout.len());
+                    let drained = out.stdout.is_empty() && out.stderr.is_empty();
                     let chunk = Chunk {
-                        stdout: std::mem::take(&mut out.stdout),
-                        stderr: std::mem::take(&mut out.stderr),
-                        exit: out.exit,
+                        stdout,
+                        stderr,
+                        exit: if drained { out.exit } else { None },
                     };
                     return Ok(Some(chunk));
                 }
@@ -367,6 +389,44 @@ mod tests {
             exit = chunk.ok()??.exit;
         }
         exit
+    }
+
+    /// WinRM splits a command's output over Receive answers that each fit MaxEnvelopeSize, and
+    /// tells the end of the command only with the last of them.
+    #[tokio::test]
+    async fn a_large_output_comes_in_answers_of_at_most_receive_max_bytes_and_the_end_comes_last() {
+        use base64::Engine as _;
+        let (_t, lab) = lab();
+        let shells = Shells::new(lab.dir().to_path_buf());
+        let shell = shells.create().unwrap();
+        let script = "$ErrorActionPreference = 'Stop'\n$b = New-Object byte[] 300000\n[System.Convert]::ToBase64String($b)\n";
+        let utf16: Vec<u8> = script.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let line = format!(
+            "powershell -NoProfile -NonInteractive -EncodedCommand {}",
+            base64::engine::general_purpose::STANDARD.encode(utf16)
+        );
+        let id = shells.command(&shell, &line).unwrap();
+        let (mut total, mut answers) = (0usize, 0usize);
+        loop {
+            let chunk = shells
+                .receive(&shell, &id, Duration::from_secs(10))
+                .await
+                .unwrap()
+                .expect("an answer in time");
+            assert!(chunk.stdout.len() + chunk.stderr.len() <= RECEIVE_MAX);
+            total += chunk.stdout.len();
+            answers += 1;
+            if let Some(exit) = chunk.exit {
+                assert_eq!(exit, 0);
+                break;
+            }
+        }
+        assert_eq!(
+            total,
+            400_000 + 2,
+            "the base64 of 300,000 bytes and its line end"
+        );
+        assert!(answers >= 5, "{answers} answers");
     }
 
     /// [MS-WSMV] 3.1.4.4.1: Delete ends the commands in progress. A `sc stop` still in its
