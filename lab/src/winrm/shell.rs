@@ -344,8 +344,24 @@ struct OutWriter {
     stderr: bool,
 }
 
+/// How much output waits for Receive before a writing stand-in waits too, as a program waits on
+/// a full pipe while the service holds output no client has received (it also keeps the lab's
+/// backlog, which each Receive answer is taken from the front of, small).
+const PIPE_BUFFER: usize = 1024 * 1024;
+
 impl Write for OutWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        loop {
+            if self.command.cancel.load(Ordering::SeqCst) {
+                return Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+            }
+            let out = self.command.out();
+            if out.stdout.len() + out.stderr.len() < PIPE_BUFFER {
+                break;
+            }
+            drop(out);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         {
             let mut out = self.command.out();
             if self.stderr {
