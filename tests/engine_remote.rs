@@ -8,27 +8,10 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{stdout, text, tree, Rig};
+use common::{apply, converges, stdout, text, tree, Rig};
 
 const IIFP: &str = "Identity Integration Feature Pack";
 const MIIS: &str = "Microsoft Identity Integration Server 2003";
-
-fn apply(rig: &Rig) -> std::process::Output {
-    rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"])
-}
-
-fn converges(rig: &Rig) {
-    let out = apply(rig);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "the next run must converge: {}",
-        text(&out)
-    );
-    let plan = rig.upgrade(&["plan", rig.plan_str(), "--detailed-exitcode"]);
-    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
-    assert_eq!(rig.installed(), [MIIS]);
-}
 
 /// How many times the lab ran stand-in `tool` (its argv records).
 fn runs_of(rig: &Rig, tool: &str) -> usize {

@@ -244,6 +244,29 @@ impl Rig {
     }
 }
 
+/// `upgrade apply PLAN --auto-approve`.
+pub fn apply(rig: &Rig) -> Output {
+    rig.upgrade(&["apply", rig.plan_str(), "--auto-approve"])
+}
+
+/// The next run converges: apply exits 0, a plan after it finds nothing to do, and MIIS 2003 is
+/// the one product installed.
+pub fn converges(rig: &Rig) {
+    let out = apply(rig);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the next run must converge: {}",
+        text(&out)
+    );
+    let plan = rig.upgrade(&["plan", rig.plan_str(), "--detailed-exitcode"]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    assert_eq!(
+        rig.installed(),
+        ["Microsoft Identity Integration Server 2003"]
+    );
+}
+
 pub fn text(o: &Output) -> String {
     format!(
         "exit {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
