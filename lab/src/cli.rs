@@ -59,6 +59,11 @@ pub enum Command {
         /// out of the executor's reach (MIIS 2003 and MIM support a remote store).
         #[arg(long)]
         separate_sql_host: bool,
+        /// Also Kerberos on the WinRM listener: starts a KDC for the realm LAB.TEST in DIR/kdc
+        /// (needs MIT Kerberos: Debian krb5-kdc, krb5-admin-server) and adds
+        /// `"kerberos": {"realm", "krb5_conf", "user", "password", "url"}` to the ready line.
+        #[arg(long)]
+        kerberos: bool,
     },
     /// Show installed products, services, key set, backups taken, key files exported, tool runs.
     Status {
@@ -116,6 +121,7 @@ pub fn run(cli: Cli) -> Result<i32, LabError> {
             tds,
             faults,
             separate_sql_host,
+            kerberos,
         } => {
             let lab = Lab::open(&dir)?;
             let opts = StartOptions {
@@ -129,6 +135,7 @@ pub fn run(cli: Cli) -> Result<i32, LabError> {
                 } else {
                     SqlHost::SyncServer
                 },
+                kerberos,
             };
             crate::serve::serve_until_signal(&lab, opts)?;
             Ok(0)

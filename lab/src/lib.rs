@@ -6,6 +6,7 @@ pub mod tds;
 
 pub mod cli;
 pub mod faults;
+pub mod kdc;
 pub mod layout;
 pub mod listener;
 pub mod rehearse;

@@ -11,9 +11,11 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::faults::{self, Faults};
+use crate::kdc::{Kdc, KerberosLogon};
 use crate::layout::{Lab, ToolPaths};
 use crate::sqlmodel::{Model, SqlFaults, TdsVersion};
 use crate::tds;
+use crate::winrm::kerberos::KerberosConfig;
 use crate::winrm::{self, Identity, WinrmConfig};
 use crate::LabError;
 
@@ -53,6 +55,9 @@ pub struct StartOptions {
     pub faults: Option<Vec<String>>,
     /// Whether SQL Server runs on the sync server itself or on a machine of its own.
     pub sql_host: SqlHost,
+    /// Also Kerberos on the WinRM listener: a KDC of the lab's own (`kdc`, MIT's krb5kdc) in
+    /// DIR/kdc, and the listener's `HTTP/localhost` key in its keytab.
+    pub kerberos: bool,
 }
 
 /// Where the lab's SQL Server runs. MIIS 2003 and MIM can keep their database on another SQL
@@ -81,6 +86,9 @@ pub struct Ready {
     pub drives: BTreeMap<String, PathBuf>,
     pub tools: ToolPaths,
     pub winrm: WinrmEndpoint,
+    /// With `serve --kerberos`: the realm, its krb5.conf and the principal to log on with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kerberos: Option<KerberosLogon>,
 }
 
 /// The lab's WinRM listener: where it is and the local administrator it accepts (NTLM).
@@ -106,9 +114,13 @@ pub struct RunningLab {
     pub password: String,
     pub tds: TdsVersion,
     pub winrm: WinrmEndpoint,
+    /// With `StartOptions::kerberos`: how to log on with Kerberos.
+    pub kerberos: Option<KerberosLogon>,
     lab: Lab,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The KDC process, ended with the lab (after the listener).
+    kdc: Option<Kdc>,
 }
 
 impl RunningLab {
@@ -146,6 +158,7 @@ impl RunningLab {
             drives,
             tools: self.lab.tools()?,
             winrm: self.winrm.clone(),
+            kerberos: self.kerberos.clone(),
         })
     }
 
@@ -161,6 +174,7 @@ impl RunningLab {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.kdc.take();
     }
 }
 
@@ -200,6 +214,19 @@ impl Lab {
                 os_version: st.flavour.windows().version,
             },
             tls: None,
+            kerberos: None,
+        };
+        let kdc = if opts.kerberos {
+            Some(Kdc::start(&dir.join("kdc")).map_err(|e| LabError::Server(e.to_string()))?)
+        } else {
+            None
+        };
+        let winrm_config = WinrmConfig {
+            kerberos: kdc.as_ref().map(|k| KerberosConfig {
+                keytab: k.keytab.clone(),
+                admin: k.logon.user.clone(),
+            }),
+            ..winrm_config
         };
         let https_config = if opts.winrm_https {
             let tls = winrm::tls::server_config(&dir, st.flavour.computer_name())
@@ -247,6 +274,10 @@ impl Lab {
             login: st.sql.login,
             password: st.sql.password,
             tds: opts.tds,
+            kerberos: kdc.as_ref().map(|k| KerberosLogon {
+                url: Some(winrm_url.replace("127.0.0.1", crate::kdc::SERVICE_HOST)),
+                ..k.logon.clone()
+            }),
             winrm: WinrmEndpoint {
                 url: winrm_url,
                 user: admin.user,
@@ -259,6 +290,7 @@ impl Lab {
             lab: self.clone(),
             stop: Some(stop_tx),
             thread: Some(thread),
+            kdc,
         })
     }
 }

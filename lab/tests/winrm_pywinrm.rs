@@ -2,8 +2,10 @@
 //! (`winrm.Session(url, auth=(user, password), transport='ntlm')`, which logs on with NTLM through
 //! requests-ntlm / pyspnego and, over plain HTTP, encrypts every message as MS-WSMV 2.2.9.1
 //! describes). The test setup makes a virtual environment under the target folder once
-//! (`python3 -m venv`, `pip install pywinrm`) and reuses it; if it cannot, the tests FAIL and say
-//! what is missing.
+//! (`python3 -m venv`, `pip install pywinrm[kerberos]`, whose pykerberos builds against MIT
+//! Kerberos' headers: Debian libkrb5-dev) and reuses it; if it cannot, the tests FAIL and say what
+//! is missing. The Kerberos test also needs the lab's KDC (Debian krb5-kdc, krb5-admin-server)
+//! and `kinit` (krb5-user).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,8 +17,8 @@ use serde_json::{json, Value};
 use upgrade_lab::tools::{self, ToolIo};
 use upgrade_lab::{Flavour, Lab, RunningLab, StartOptions};
 
-/// The pywinrm release the tests were written against.
-const PYWINRM: &str = "pywinrm==0.5.0";
+/// The pywinrm release the tests were written against, with its Kerberos extra (pykerberos).
+const PYWINRM: &str = "pywinrm[kerberos]==0.5.0";
 
 /// The IIFP lab's installed product (layout's `Flavour::Iifp.installed_product()`).
 const OLD_PRODUCT_KEY: &str = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\{6A3C2F10-5B8E-4C1D-9E7A-0D1F2B3C4A51}";
@@ -59,6 +61,12 @@ elif scenario == "refusals":
         out["unencrypted"] = "accepted"
     except WinRMTransportError as e:
         out["unencrypted"] = "WinRMTransportError %s" % e.code
+elif scenario == "kerberos":
+    # pywinrm's kerberos transport: the ticket cache kinit filled (KRB5CCNAME), the service
+    # HTTP@<URL host>, Negotiate with a raw Kerberos token, mutual authentication, and over HTTP
+    # every message encrypted with the Kerberos context.
+    s = winrm.Session(cfg["kerberos"]["url"], auth=(cfg["kerberos"]["user"], None), transport="kerberos", message_encryption="always")
+    out["runs"] = [run(s, c["cmd"], c["args"]) for c in cfg["commands"]]
 elif scenario == "stdin":
     p = winrm.Protocol(cfg["url"], transport="ntlm", username=cfg["user"], password=cfg["password"])
     shell = p.open_shell()
@@ -146,7 +154,7 @@ fn venv_python() -> PathBuf {
     let python = dir.join("bin").join("python");
     let importable = |python: &Path| {
         Command::new(python)
-            .args(["-c", "import winrm"])
+            .args(["-c", "import winrm, kerberos"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -173,7 +181,7 @@ fn venv_python() -> PathBuf {
             .unwrap_or_else(|e| panic!("cannot run the venv's pip: {e}"));
         assert!(
             pip.status.success(),
-            "`pip install {PYWINRM}` failed: the pywinrm tests need network access to PyPI once (the venv in {} is kept afterwards)\n{}",
+            "`pip install {PYWINRM}` failed: the pywinrm tests need network access to PyPI once (the venv in {} is kept afterwards), and pykerberos builds with a C compiler against MIT Kerberos' headers (Debian: apt-get install libkrb5-dev)\n{}",
             dir.display(),
             String::from_utf8_lossy(&pip.stderr)
         );
@@ -188,7 +196,17 @@ fn venv_python() -> PathBuf {
 }
 
 /// Runs the client's `scenario` with `cfg` (url, user, password added) against `lab`.
-fn client(lab: &RunningLab, scenario: &str, mut cfg: Value) -> Value {
+fn client(lab: &RunningLab, scenario: &str, cfg: Value) -> Value {
+    client_with_env(lab, scenario, cfg, &[])
+}
+
+/// `client` with these environment variables (the Kerberos configuration and ticket cache).
+fn client_with_env(
+    lab: &RunningLab,
+    scenario: &str,
+    mut cfg: Value,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> Value {
     let python = venv_python();
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("client.py");
@@ -201,6 +219,7 @@ fn client(lab: &RunningLab, scenario: &str, mut cfg: Value) -> Value {
     let mut child = Command::new(python)
         .arg(&script)
         .arg(scenario)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -294,6 +313,67 @@ fn pywinrm_reads_the_labs_reg_and_sc_over_ntlm_with_message_encryption() {
     let log = tools::read_argv_log(lab.dir()).unwrap();
     let count = |tool: &str| log.iter().filter(|r| r.tool == tool).count();
     assert_eq!((count("reg"), count("sc")), (2, 2));
+}
+
+/// `kinit PRINCIPAL` into a new ticket cache in `dir`, the password on stdin (as a user types it).
+fn kinit(krb5_conf: &Path, principal: &str, password: &str, dir: &Path) -> PathBuf {
+    let cache = dir.join("ccache");
+    let mut child = Command::new("kinit")
+        .arg(principal)
+        .env("KRB5_CONFIG", krb5_conf)
+        .env("KRB5CCNAME", format!("FILE:{}", cache.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot run kinit ({e}): the Kerberos tests need MIT Kerberos' kinit (Debian: apt-get install krb5-user)")
+        });
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{password}").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kinit {principal} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cache
+}
+
+#[test]
+fn pywinrm_reads_the_labs_reg_over_kerberos_with_a_kinit_ticket_and_message_encryption() {
+    let (_tmp, lab) = start_with(StartOptions {
+        kerberos: true,
+        ..StartOptions::default()
+    });
+    let krb = lab.kerberos.clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = kinit(&krb.krb5_conf, &krb.user, &krb.password, dir.path());
+    let ccname = format!("FILE:{}", cache.display());
+    let env = [
+        ("KRB5_CONFIG", krb.krb5_conf.as_os_str()),
+        ("KRB5CCNAME", std::ffi::OsStr::new(&ccname)),
+    ];
+    let out = client_with_env(
+        &lab,
+        "kerberos",
+        json!({
+            "kerberos": krb,
+            "commands": [{"cmd": "reg", "args": ["query", OLD_PRODUCT_KEY]}],
+        }),
+        &env,
+    );
+    let run = &out["runs"][0];
+    let (code, stdout, stderr) = local(&lab, "reg", &["query", OLD_PRODUCT_KEY]);
+    assert_eq!(run["exit"], json!(code), "{out}");
+    assert_eq!(bytes(&run["stdout"]), stdout);
+    assert_eq!(bytes(&run["stderr"]), stderr);
+    assert!(String::from_utf8(stdout)
+        .unwrap()
+        .contains("DisplayName\tREG_SZ\tIdentity Integration Feature Pack\r\n"));
+    let log = tools::read_argv_log(lab.dir()).unwrap();
+    assert_eq!(log.iter().filter(|r| r.tool == "reg").count(), 2);
 }
 
 #[test]

@@ -156,6 +156,7 @@ impl Rig {
                 tds,
                 faults: Some(faults.iter().map(|s| s.to_string()).collect()),
                 sql_host,
+                kerberos: false,
             })
             .unwrap();
         let plan = tmp.path().join("plan.yaml");

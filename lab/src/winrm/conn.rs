@@ -5,7 +5,8 @@
 //! logon gets HTTP 500 (what Windows answers when AllowUnencrypted is false), a bad or missing
 //! logon 401 with `WWW-Authenticate: Negotiate`. Over the optional HTTPS listener (a listener with
 //! Basic enabled) TLS protects the traffic: plain SOAP bodies are taken, and so is Basic, which
-//! authenticates each request that carries it.
+//! authenticates each request that carries it. With a keytab (`serve --kerberos`) Kerberos logs on
+//! too (`kerberos`), and its messages are encrypted with the Kerberos context in the same form.
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use super::dispatch::{Outcome, Service};
 use super::encrypted;
 use super::http::{self, Request, Response};
+use super::kerberos::{self, KerberosConfig};
 use super::ntlm::{self, Identity};
 use super::seal::SessionSecurity;
 use super::spnego;
@@ -23,6 +25,8 @@ use super::spnego;
 pub struct Shared {
     pub identity: Identity,
     pub service: Service,
+    /// Kerberos is taken when the listener has a keytab.
+    pub kerberos: Option<KerberosConfig>,
 }
 
 /// The Content-Type of a plain SOAP message.
@@ -42,6 +46,8 @@ enum Logon {
         spnego: Option<Vec<u8>>,
     },
     Done(Box<SessionSecurity>),
+    /// A Kerberos context.
+    Kerberos(Box<kerberos::Session>),
 }
 
 /// A request's authorization that lets it through.
@@ -81,9 +87,12 @@ where
     }
 }
 
-/// 401 with the schemes the listener takes (Basic only over HTTPS, where the lab enables it).
+/// 401 with the schemes the listener takes, as Windows' listener offers them: Negotiate, then
+/// Kerberos, and Basic only over HTTPS, where the lab enables it.
 fn unauthorized(https: bool) -> Response {
-    let r = Response::new(401).header("WWW-Authenticate", "Negotiate");
+    let r = Response::new(401)
+        .header("WWW-Authenticate", "Negotiate")
+        .header("WWW-Authenticate", "Kerberos");
     if https {
         r.header("WWW-Authenticate", "Basic realm=\"WSMAN\"")
     } else {
@@ -124,24 +133,17 @@ async fn answer_body(
     https: bool,
     basic: bool,
 ) -> Option<Response> {
-    let security = match logon {
-        Logon::Done(s) => Some(s),
-        _ if basic => None,
-        _ => return Some(unauthorized(https)),
-    };
+    let logged_on = matches!(logon, Logon::Done(_) | Logon::Kerberos(_));
+    if !logged_on && !basic {
+        return Some(unauthorized(https));
+    }
     if req.body.is_empty() {
         return Some(Response::new(200));
     }
     let content_type = req.header("Content-Type").unwrap_or_default();
-    match (encrypted::is_encrypted(content_type), security) {
-        (true, Some(security)) => {
-            let plain = match encrypted::parse(&req.body)
-                .map_err(|e| e.to_string())
-                .and_then(|p| {
-                    security
-                        .unseal(p.signature, p.sealed)
-                        .map_err(|e| e.to_string())
-                }) {
+    match (encrypted::protocol(content_type), logged_on) {
+        (Some(protocol), true) => {
+            let plain = match unseal(logon, &req.body) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::info!("WinRM: {e}");
@@ -149,21 +151,64 @@ async fn answer_body(
                 }
             };
             let (status, xml) = answer(shared, &plain).await?;
-            let (signature, sealed) = security.seal(&xml);
+            let (signature, sealed) = match seal(logon, &xml) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::info!("WinRM: {e}");
+                    return Some(Response::new(500));
+                }
+            };
             Some(Response::new(status).body(
-                encrypted::CONTENT_TYPE,
-                encrypted::build(xml.len(), &signature, &sealed),
+                &encrypted::content_type(protocol),
+                encrypted::build(protocol, xml.len(), &signature, &sealed),
             ))
         }
-        (false, _) if https => {
+        (None, _) if https => {
             let (status, xml) = answer(shared, &req.body).await?;
             Some(Response::new(status).body(SOAP, xml))
         }
-        (true, None) => Some(Response::new(400)),
-        (false, _) => {
+        (Some(_), false) => Some(Response::new(400)),
+        (None, _) => {
             tracing::info!("WinRM: unencrypted request refused (AllowUnencrypted=false)");
             Some(Response::new(500))
         }
+    }
+}
+
+/// A request's encrypted body, decrypted with the connection's NTLM or Kerberos context.
+fn unseal(logon: &mut Logon, body: &[u8]) -> Result<Vec<u8>, String> {
+    let p = encrypted::parse(body).map_err(|e| e.to_string())?;
+    match logon {
+        Logon::Done(security) if p.sealed.len() == p.length => security
+            .unseal(p.signature, p.sealed)
+            .map_err(|e| e.to_string()),
+        Logon::Done(_) => Err("NTLM sealed data longer than its Length".into()),
+        Logon::Kerberos(session) => {
+            let plain = session
+                .unseal(p.signature, p.sealed)
+                .map_err(|e| e.to_string())?;
+            if plain.len() != p.length {
+                return Err(format!(
+                    "a message of {} bytes whose OriginalContent Length says {}",
+                    plain.len(),
+                    p.length
+                ));
+            }
+            Ok(plain)
+        }
+        _ => Err("an encrypted message before any logon".into()),
+    }
+}
+
+/// An answer encrypted with the connection's context: (signature or header, sealed data).
+fn seal(logon: &mut Logon, xml: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String> {
+    match logon {
+        Logon::Done(security) => {
+            let (signature, sealed) = security.seal(xml);
+            Ok((signature.to_vec(), sealed))
+        }
+        Logon::Kerberos(session) => session.seal(xml).map_err(|e| e.to_string()),
+        _ => Err("no logon to encrypt with".into()),
     }
 }
 
@@ -195,21 +240,26 @@ fn authorize(
     if https && scheme.eq_ignore_ascii_case("Basic") && basic_ok(&shared.identity, token) {
         return Ok(through(true));
     }
+    let kerberos_scheme = scheme.eq_ignore_ascii_case("Kerberos");
     let ntlm_scheme =
         scheme.eq_ignore_ascii_case("Negotiate") || scheme.eq_ignore_ascii_case("NTLM");
     let token = base64::engine::general_purpose::STANDARD.decode(token.trim());
-    let (true, Ok(token)) = (ntlm_scheme, token) else {
-        // Basic over plain HTTP (off by default on Windows), a bad Basic password, Kerberos,
-        // anything else.
-        return Err(refuse(logon, "not an NTLM or Negotiate logon", https));
+    let (true, Ok(token)) = (ntlm_scheme || kerberos_scheme, token) else {
+        // Basic over plain HTTP (off by default on Windows), a bad Basic password, anything else.
+        return Err(refuse(
+            logon,
+            "not an NTLM, Kerberos or Negotiate logon",
+            https,
+        ));
     };
+    if kerberos_scheme || kerberos::is_kerberos_token(&token) {
+        return kerberos_logon(shared, logon, scheme, &token, https);
+    }
     let (inner, wrapped) = if spnego::is_spnego(&token) {
         match spnego::parse(&token) {
             Ok(w) if w.offers_ntlm => (w.token.clone().unwrap_or_default(), Some(w)),
-            Ok(_) => {
-                let why = "SPNEGO without NTLM (the lab has no Kerberos)";
-                return Err(refuse(logon, why, https));
-            }
+            // SPNEGO offering Kerberos only: GSSAPI's SPNEGO takes it.
+            Ok(_) => return kerberos_logon(shared, logon, scheme, &token, https),
             Err(e) => return Err(refuse(logon, &e.to_string(), https)),
         }
     } else {
@@ -293,6 +343,35 @@ fn authorize(
             Err(Response::new(401).header("WWW-Authenticate", header))
         }
         _ => Err(refuse(logon, "not an NTLM token", https)),
+    }
+}
+
+/// A Kerberos logon in one round trip: through with the AP-REP for the answer's
+/// `WWW-Authenticate` (under the scheme the client used), or 401.
+fn kerberos_logon(
+    shared: &Shared,
+    logon: &mut Logon,
+    scheme: &str,
+    token: &[u8],
+    https: bool,
+) -> Result<Authorized, Response> {
+    let Some(config) = &shared.kerberos else {
+        return Err(refuse(
+            logon,
+            "a Kerberos logon, but this listener has no keytab (serve --kerberos)",
+            https,
+        ));
+    };
+    match kerberos::logon(config, token) {
+        Ok((session, reply)) => {
+            *logon = Logon::Kerberos(Box::new(session));
+            let b64 = base64::engine::general_purpose::STANDARD;
+            Ok(Authorized {
+                basic: false,
+                final_token: Some(format!("{scheme} {}", b64.encode(reply))),
+            })
+        }
+        Err(e) => Err(refuse(logon, &e.to_string(), https)),
     }
 }
 

@@ -4,13 +4,16 @@
 //! `ntlm` (NTLMv2 acceptor), `spnego` (SPNEGO around it), `seal` (session security), `encrypted`
 //! (the MS-WSMV encrypted body), `conn` (one connection: logon and encryption), `soap` (XML), `dispatch` (the shell operations),
 //! `shell` (shells and commands), `cmdline` (what cmd.exe does with a command line), `tls` (the
-//! optional HTTPS listener's self-signed certificate).
+//! optional HTTPS listener's self-signed certificate), `kerberos` (Kerberos logon, with a keytab)
+//! over `gssapi` (the platform's GSSAPI, loaded at run time).
 
 mod cmdline;
 mod conn;
 mod dispatch;
 mod encrypted;
+mod gssapi;
 mod http;
+pub mod kerberos;
 pub mod ntlm;
 mod seal;
 mod shell;
@@ -39,6 +42,8 @@ pub struct WinrmConfig {
     pub identity: Identity,
     /// HTTPS with this TLS configuration (`tls::server_config`) instead of plain HTTP.
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// Also Kerberos logons, with this keytab and administrator principal.
+    pub kerberos: Option<kerberos::KerberosConfig>,
 }
 
 impl std::fmt::Debug for WinrmConfig {
@@ -50,6 +55,7 @@ impl std::fmt::Debug for WinrmConfig {
             .field("user", &self.identity.user)
             .field("password", &"<redacted>")
             .field("https", &self.tls.is_some())
+            .field("kerberos", &self.kerberos)
             .finish()
     }
 }
@@ -95,6 +101,7 @@ pub async fn serve(config: WinrmConfig) -> std::io::Result<WinrmServer> {
             endpoint(local_addr, https),
         ),
         identity: config.identity,
+        kerberos: config.kerberos,
     });
     let acceptor = config.tls.map(tokio_rustls::TlsAcceptor::from);
     let listening = Listening::start(listener, move |stream, peer| {

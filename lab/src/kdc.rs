@@ -1,0 +1,194 @@
+//! A throwaway MIT Kerberos KDC for the lab's WinRM listener (`serve --kerberos`): the realm
+//! LAB.TEST in DIR/kdc (its own kdc.conf and krb5.conf, a free port on 127.0.0.1), with the
+//! principal `admin@LAB.TEST` (a random password) and the service principal `HTTP/localhost` in a
+//! keytab, as a domain controller holds the WinRM server's `HTTP/<host>` key. TEST DOUBLE: it runs
+//! Debian's `krb5kdc`, `kdb5_util` and `kadmin.local` (packages krb5-kdc, krb5-admin-server); it
+//! builds nothing and links nothing. The KDC process ends when the `Kdc` is dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// The lab's realm.
+pub const REALM: &str = "LAB.TEST";
+/// The account clients log on with (an administrator of the lab's server).
+pub const USER: &str = "admin";
+/// The host name in the listener's service principal `HTTP/localhost`: clients reach the lab as
+/// `http://localhost:PORT/wsman` (Kerberos needs a name, not an address, as on Windows).
+pub const SERVICE_HOST: &str = "localhost";
+
+/// A KDC that cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum KdcError {
+    #[error("the lab's Kerberos KDC needs MIT Kerberos' `{tool}`, which is not installed (Debian: apt-get install krb5-kdc krb5-admin-server krb5-user): {cause}")]
+    Missing { tool: &'static str, cause: String },
+    #[error("the lab's Kerberos KDC: `{step}` failed: {output}")]
+    Step { step: String, output: String },
+    #[error("the lab's Kerberos KDC: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(
+        "the lab's Kerberos KDC did not listen on 127.0.0.1:{port} within 10 s; its log: {log}"
+    )]
+    NotListening { port: u16, log: String },
+}
+
+/// What a client needs to log on: the ready line's `kerberos` member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KerberosLogon {
+    pub realm: String,
+    /// The krb5.conf to give clients (`KRB5_CONFIG`): the realm's KDC, no DNS canonicalization.
+    pub krb5_conf: PathBuf,
+    /// `admin@LAB.TEST`.
+    pub user: String,
+    pub password: String,
+    /// The WinRM URL by the service principal's host name (`http://localhost:PORT/wsman`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// A running KDC.
+#[derive(Debug)]
+pub struct Kdc {
+    child: Child,
+    pub logon: KerberosLogon,
+    /// The keytab with `HTTP/localhost@LAB.TEST`, for the listener (the acceptor).
+    pub keytab: PathBuf,
+}
+
+impl Drop for Kdc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Kdc {
+    /// Makes the realm's database in `dir` (replacing one left there) and starts `krb5kdc`.
+    pub fn start(dir: &Path) -> Result<Kdc, KdcError> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)?;
+        }
+        std::fs::create_dir_all(dir)?;
+        let dir = dir.canonicalize()?;
+        let port = free_port()?;
+        let krb5_conf = dir.join("krb5.conf");
+        let kdc_conf = dir.join("kdc.conf");
+        std::fs::write(&krb5_conf, krb5_conf_text(port))?;
+        std::fs::write(&kdc_conf, kdc_conf_text(&dir, port))?;
+        std::fs::write(dir.join("kadm5.acl"), "")?;
+        let env = [("KRB5_CONFIG", &krb5_conf), ("KRB5_KDC_PROFILE", &kdc_conf)];
+        let password = crate::state::random_bytes(16).map(hex::encode)?;
+        let master = crate::state::random_bytes(16).map(hex::encode)?;
+        let keytab = dir.join("http.keytab");
+        run(
+            "kdb5_util",
+            &["create", "-s", "-r", REALM, "-P", &master],
+            &env,
+        )?;
+        let principal = format!("{USER}@{REALM}");
+        let service = format!("HTTP/{SERVICE_HOST}@{REALM}");
+        // kadmin.local reads its queries from -q; the password is the lab's own throwaway one.
+        let queries = [
+            format!("addprinc -pw {password} {principal}"),
+            format!("addprinc -randkey {service}"),
+            format!("ktadd -k {} {service}", keytab.display()),
+        ];
+        for q in &queries {
+            run("kadmin.local", &["-r", REALM, "-q", q], &env)?;
+        }
+        let log = dir.join("krb5kdc.log");
+        let child = Command::new("krb5kdc")
+            .args(["-n", "-r", REALM])
+            .envs(env)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .map_err(|e| missing("krb5kdc", e))?;
+        let mut kdc = Kdc {
+            child,
+            logon: KerberosLogon {
+                realm: REALM.into(),
+                krb5_conf,
+                user: principal,
+                password,
+                url: None,
+            },
+            keytab,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let ended = kdc.child.try_wait()?.is_some();
+            if ended || Instant::now() > deadline {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(KdcError::NotListening { port, log });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(kdc)
+    }
+}
+
+fn missing(tool: &'static str, e: std::io::Error) -> KdcError {
+    KdcError::Missing {
+        tool,
+        cause: e.to_string(),
+    }
+}
+
+/// Runs one setup tool with the realm's configuration; its output is the error when it fails.
+fn run(tool: &'static str, args: &[&str], env: &[(&str, &PathBuf)]) -> Result<(), KdcError> {
+    let out = Command::new(tool)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| missing(tool, e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    // Never echo a query: one carries the throwaway password.
+    Err(KdcError::Step {
+        step: format!("{tool} {}", args.first().copied().unwrap_or_default()),
+        output: format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    })
+}
+
+/// A port free on 127.0.0.1 for both TCP and UDP (the KDC listens on both).
+fn free_port() -> std::io::Result<u16> {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = tcp.local_addr()?.port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+}
+
+/// The clients' krb5.conf: the realm's KDC, host names taken as written (no DNS, no reverse DNS),
+/// as MIT's documentation advises where DNS cannot be trusted.
+fn krb5_conf_text(port: u16) -> String {
+    format!(
+        "[libdefaults]\n default_realm = {REALM}\n dns_lookup_kdc = false\n dns_lookup_realm = false\n \
+         dns_canonicalize_hostname = false\n rdns = false\n udp_preference_limit = 1\n\n\
+         [realms]\n {REALM} = {{\n  kdc = 127.0.0.1:{port}\n }}\n\n\
+         [domain_realm]\n {SERVICE_HOST} = {REALM}\n"
+    )
+}
+
+fn kdc_conf_text(dir: &Path, port: u16) -> String {
+    let d = dir.display();
+    format!(
+        "[kdcdefaults]\n kdc_ports = {port}\n kdc_tcp_ports = {port}\n\n\
+         [realms]\n {REALM} = {{\n  database_name = {d}/principal\n  key_stash_file = {d}/stash\n  \
+         acl_file = {d}/kadm5.acl\n  kdc_ports = {port}\n  kdc_tcp_ports = {port}\n  \
+         supported_enctypes = aes256-cts-hmac-sha1-96:normal aes128-cts-hmac-sha1-96:normal\n }}\n\n\
+         [logging]\n kdc = FILE:{d}/kdc.log\n"
+    )
+}
