@@ -26,7 +26,7 @@ async fn host(rig: &Rig) -> WinrmHost {
         endpoint: w.url.clone(),
         auth: Auth::Ntlm,
         user: w.user.clone(),
-        password: SecretString::new(w.password.clone()),
+        password: Some(SecretString::new(w.password.clone())),
         https: false,
         ca: None,
         operation_timeout: Duration::from_secs(20),

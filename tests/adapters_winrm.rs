@@ -20,7 +20,7 @@ fn options(rig: &Rig) -> ConnectOptions {
         endpoint: w.url.clone(),
         auth: Auth::Ntlm,
         user: w.user.clone(),
-        password: SecretString::new(w.password.clone()),
+        password: Some(SecretString::new(w.password.clone())),
         https: false,
         ca: None,
         operation_timeout: Duration::from_secs(20),
@@ -33,7 +33,7 @@ fn options_at(endpoint: String, auth: Auth) -> ConnectOptions {
         endpoint,
         auth,
         user: "Administrator".into(),
-        password: SecretString::new("pw"),
+        password: Some(SecretString::new("pw")),
         https: false,
         ca: None,
         operation_timeout: Duration::from_secs(5),
@@ -152,7 +152,7 @@ async fn an_installer_exit_code_of_1605_arrives_as_1605() {
 async fn a_wrong_password_is_the_401_error_that_says_so() {
     let rig = Rig::iifp(Driver::Tds, &[]);
     let mut opts = options(&rig);
-    opts.password = SecretString::new("not-the-password");
+    opts.password = Some(SecretString::new("not-the-password"));
     let err = WinrmClient::connect(opts).await.unwrap_err();
     assert!(matches!(err, WinrmError::Unauthorized { .. }), "{err:?}");
     let text = err.to_string();
@@ -281,7 +281,7 @@ async fn neither_the_winrm_password_nor_a_stdin_secret_appears_in_any_log_line_a
     let out = client.run(&cmd).await.unwrap();
     assert_eq!(out.exit_code, 1, "the account is wrong on purpose");
     let mut wrong = options(&rig);
-    wrong.password = SecretString::new("Canary-wrong-winrm-password");
+    wrong.password = Some(SecretString::new("Canary-wrong-winrm-password"));
     let _ = WinrmClient::connect(wrong).await.unwrap_err();
 
     let logs = captured.text();
@@ -326,7 +326,7 @@ async fn over_https_the_listeners_certificate_is_trusted_only_when_given_as_the_
     }
 
     // A wrong password under Basic: the error names Basic's server setting too.
-    opts.password = SecretString::new("not-the-password");
+    opts.password = Some(SecretString::new("not-the-password"));
     let client = WinrmClient::connect(opts.clone()).await.unwrap();
     let err = client
         .run(&command("sc", &["query", "miiserver"]))

@@ -21,10 +21,16 @@ pub async fn host(world: &World) -> Result<Arc<dyn Host>, EngineError> {
     let Some(winrm) = world.plan.server.connect.winrm() else {
         return Ok(Arc::new(Local));
     };
-    let password = world
-        .secret(&winrm.password, WinrmConnect::PASSWORD)
-        .map_err(|e| EngineError::Secret(e.to_string()))?
-        .clone();
+    // Kerberos without a password uses the ticket cache.
+    let password = match &winrm.password {
+        Some(secret) => Some(
+            world
+                .secret(secret, WinrmConnect::PASSWORD)
+                .map_err(|e| EngineError::Secret(e.to_string()))?
+                .clone(),
+        ),
+        None => None,
+    };
     let options = options(&world.plan, winrm, password)?;
     let endpoint = options.endpoint.clone();
     let host = WinrmHost::connect(options)
@@ -38,7 +44,7 @@ pub async fn host(world: &World) -> Result<Arc<dyn Host>, EngineError> {
 pub fn options(
     plan: &Plan,
     winrm: &WinrmConnect,
-    password: SecretString,
+    password: Option<SecretString>,
 ) -> Result<ConnectOptions, EngineError> {
     // Validation requires one of them; a plan that reached here without either is a bug.
     let endpoint = winrm
@@ -98,7 +104,7 @@ mod tests {
             "  host: miis01\n  connect:\n    winrm: { auth: ntlm, user: 'C\\u', password: { env: W } }",
         );
         let w = p.server.connect.winrm().unwrap();
-        let o = options(&p, w, SecretString::new("secret-pw")).unwrap();
+        let o = options(&p, w, Some(SecretString::new("secret-pw"))).unwrap();
         assert_eq!(o.endpoint, "miis01");
         assert_eq!(o.auth, Auth::Ntlm);
         assert_eq!(o.user, r"C\u");
@@ -113,7 +119,7 @@ mod tests {
              auth: basic, https: true, ca: /etc/ca.pem, timeout: 2m, user: u, password: { env: W } }",
         );
         let w = p.server.connect.winrm().unwrap();
-        let o = options(&p, w, SecretString::new("secret-pw")).unwrap();
+        let o = options(&p, w, Some(SecretString::new("secret-pw"))).unwrap();
         assert_eq!(o.endpoint, "https://10.0.0.5:5986/wsman");
         assert_eq!(o.auth, Auth::Basic);
         assert!(o.https);

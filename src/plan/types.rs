@@ -87,15 +87,21 @@ pub struct WinrmConnect {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// How to log on: `ntlm` (works with Windows' default listener: over HTTP every message is
-    /// encrypted), `basic` (HTTPS only: it sends the password with every request), `kerberos`
-    /// (not supported yet).
+    /// encrypted), `kerberos` (a domain account; over HTTP every message is encrypted; needs the
+    /// admin host's GSSAPI, MIT Kerberos' libgssapi-krb5-2, and is not available in the Windows
+    /// build), `basic` (HTTPS only: it sends the password with every request).
     pub auth: WinrmAuth,
     /// The account to log on with, an administrator of the sync server: `user` or `COMPUTER\user`
-    /// for a local account, `DOMAIN\user` for a domain account.
+    /// for a local account, `DOMAIN\user` for a domain account. Kerberos: `user@REALM`, the realm
+    /// being the domain's DNS name in capitals (`admin@CORP.EXAMPLE.COM`), or `user` in the
+    /// default realm of the admin host's krb5.conf.
     pub user: String,
     /// That account's password: `{env: NAME}`, `{file: PATH}` or `{prompt: true}`, never a
-    /// literal. It never reaches the server's disk or a command line.
-    pub password: Secret,
+    /// literal. It never reaches the server's disk or a command line. Needed by `ntlm` and
+    /// `basic`; `kerberos` without it uses the ticket cache of the person running `upgrade`
+    /// (after `kinit user@REALM`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
     /// Connect over HTTPS (the listener's certificate is checked) instead of HTTP. Default false.
     #[serde(default)]
     pub https: bool,
@@ -120,7 +126,8 @@ impl WinrmConnect {
 pub enum WinrmAuth {
     /// NTLM (Windows' Negotiate without Kerberos); over HTTP every message is encrypted.
     Ntlm,
-    /// Kerberos: not supported yet (the client does not implement it); use `ntlm`.
+    /// Kerberos, through the admin host's GSSAPI (Linux and other Unix admin hosts); over HTTP
+    /// every message is encrypted. With the password, or from the user's ticket cache.
     Kerberos,
     /// Basic: user and password in every request, so HTTPS only.
     Basic,

@@ -113,10 +113,23 @@ fn check_winrm(server: &Server, p: &mut Problems) {
     };
     let at = "server.connect.winrm";
     match (w.auth, w.https) {
-        (WinrmAuth::Kerberos, _) => p.add(
+        (WinrmAuth::Kerberos, _) if cfg!(windows) => p.add(
             format!("{at}.auth"),
-            "Kerberos is not supported yet; use ntlm (Windows' default listener takes it, and \
-             over HTTP every message is encrypted)",
+            "Kerberos is not available in the Windows build of upgrade (it goes through GSSAPI \
+             on a Linux or other Unix admin host); use ntlm (Windows' default listener takes it, \
+             and over HTTP every message is encrypted)",
+        ),
+        (WinrmAuth::Kerberos, _) if w.user.contains('\\') => p.add(
+            format!("{at}.user"),
+            "Kerberos names an account `user@REALM`, the realm being the domain's DNS name in \
+             capitals (e.g. `admin@CORP.EXAMPLE.COM`), not `DOMAIN\\user`: the NetBIOS domain \
+             name is not the realm",
+        ),
+        (WinrmAuth::Ntlm | WinrmAuth::Basic, _) if w.password.is_none() => p.add(
+            format!("{at}.password"),
+            "NTLM and Basic need the account's password: `{env: NAME}`, `{file: PATH}` or \
+             `{prompt: true}` (only `auth: kerberos` can do without one: it then uses the \
+             ticket cache)",
         ),
         (WinrmAuth::Basic, false) => p.add(
             format!("{at}.auth"),

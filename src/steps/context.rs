@@ -39,8 +39,13 @@ pub fn plan_secrets(plan: &Plan) -> Vec<(&Secret, String)> {
     if let SqlAuth::Sql(login) = &plan.server.sql.auth {
         out.push((&login.password, SQL_PASSWORD.to_string()));
     }
-    if let Some(winrm) = plan.server.connect.winrm() {
-        out.push((&winrm.password, WinrmConnect::PASSWORD.to_string()));
+    if let Some(password) = plan
+        .server
+        .connect
+        .winrm()
+        .and_then(|w| w.password.as_ref())
+    {
+        out.push((password, WinrmConnect::PASSWORD.to_string()));
     }
     for s in &plan.steps {
         for f in s.kind.spec().secrets() {

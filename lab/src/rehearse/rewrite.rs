@@ -257,7 +257,7 @@ fn lab_winrm(plan: &WinrmConnect, t: &Target) -> WinrmConnect {
         endpoint: Some(t.winrm.url.clone()),
         auth: WinrmAuth::Ntlm,
         user: t.winrm.user.clone(),
-        password: Secret::Env(WINRM_PASSWORD_ENV.into()),
+        password: Some(Secret::Env(WINRM_PASSWORD_ENV.into())),
         https: false,
         ca: None,
         timeout: plan.timeout,

@@ -48,8 +48,22 @@ impl std::fmt::Display for Interruption {
 pub enum WinrmError {
     #[error("Basic authentication over plain HTTP is refused before connecting: it would send the password in clear, and Windows refuses it by default (service settings AllowUnencrypted=false, Basic=false). Use auth: ntlm (encrypted over HTTP), or https: true")]
     BasicOverHttp,
-    #[error("Kerberos is not implemented by this WinRM client; use auth: ntlm (encrypted over HTTP, Windows' default listener), or basic with https: true")]
+    #[error("Kerberos is not available in the Windows build of this WinRM client; use auth: ntlm (encrypted over HTTP, Windows' default listener), or basic with https: true")]
     KerberosUnsupported,
+    #[error("NTLM and Basic need the account's password; only Kerberos can do without one (it then uses the ticket cache)")]
+    NoPassword,
+    #[error("{endpoint}: Kerberos logon of `{user}`: {cause}")]
+    Kerberos {
+        endpoint: String,
+        user: String,
+        cause: String,
+    },
+    #[error("{endpoint} refused the Kerberos logon of `{user}` (HTTP 401): the account is not allowed to use WinRM there (it must be an administrator of the server), or the server's key for HTTP/{host} does not match the realm's (check `setspn -L` for the server's account)")]
+    KerberosRefused {
+        endpoint: String,
+        user: String,
+        host: String,
+    },
     #[error("the WinRM endpoint `{endpoint}` is not usable: {why} (expected e.g. http://server:5985/wsman or https://server:5986/wsman)")]
     BadEndpoint { endpoint: String, why: String },
     #[error("the CA certificate file {}: {why}", path.display())]

@@ -1,8 +1,10 @@
 //! One authenticated connection to a WinRM endpoint: TCP (and TLS for https), the logon, and the
 //! exchange of one SOAP request for one SOAP response. NTLM logs on with empty bodies and then
 //! seals every message over HTTP ([MS-WSMV] 2.2.9.1, what Windows' default HTTP listener requires;
-//! over HTTPS TLS protects the bodies); Basic (https only) sends its header with every request. HTTP statuses become errors a user can act
-//! on. Logs name operations and sizes only, never a header or a body.
+//! over HTTPS TLS protects the bodies); Basic (https only) sends its header with every request.
+//! Kerberos (`kerberos`) logs on in one round trip and encrypts over HTTP as NTLM does. HTTP
+//! statuses become errors a user can act on. Logs name operations and sizes only, never a header
+//! or a body.
 
 use std::time::Duration;
 
@@ -29,6 +31,9 @@ enum Logon {
     Tls,
     /// Basic over TLS: this Authorization header value on every request.
     Basic(SecretString),
+    /// Kerberos over HTTP: every body encrypted with this context.
+    #[cfg(unix)]
+    Kerberos(Box<super::kerberos::Kerberos>),
 }
 
 /// An authenticated connection.
@@ -49,12 +54,13 @@ impl Session {
         let logon = match options.auth {
             Auth::Ntlm => {
                 let account = Account::parse(&options.user);
+                let password = options.password.as_ref().ok_or(WinrmError::NoPassword)?;
                 let security = ntlm_logon(
                     &mut conn,
                     endpoint,
                     &options.user,
                     &account,
-                    &options.password,
+                    password,
                     timeout,
                 )
                 .await?;
@@ -65,14 +71,27 @@ impl Session {
                 }
             }
             Auth::Basic => {
-                let pair =
-                    SecretString::new(format!("{}:{}", options.user, options.password.expose()));
+                let password = options.password.as_ref().ok_or(WinrmError::NoPassword)?;
+                let pair = SecretString::new(format!("{}:{}", options.user, password.expose()));
                 Logon::Basic(SecretString::new(format!(
                     "Basic {}",
                     B64.encode(pair.expose())
                 )))
             }
+            #[cfg(unix)]
+            Auth::Kerberos => {
+                let password = options.password.as_ref();
+                let context =
+                    super::kerberos::logon(&mut conn, endpoint, &options.user, password, timeout)
+                        .await?;
+                if endpoint.https {
+                    Logon::Tls
+                } else {
+                    Logon::Kerberos(Box::new(context))
+                }
+            }
             // Refused by `ConnectOptions::check` before anything is sent.
+            #[cfg(not(unix))]
             Auth::Kerberos => return Err(WinrmError::KerberosUnsupported),
         };
         tracing::debug!(endpoint = %endpoint.url, user = %options.user, "WinRM: logged on");
@@ -103,7 +122,17 @@ impl Session {
                 let (sig, sealed) = security.seal(soap);
                 (
                     encrypted::CONTENT_TYPE,
-                    encrypted::frame(soap.len(), &sig, &sealed),
+                    encrypted::frame(encrypted::PROTOCOL, soap.len(), &sig, &sealed),
+                )
+            }
+            #[cfg(unix)]
+            Logon::Kerberos(context) => {
+                let (header, sealed) = context
+                    .seal(soap)
+                    .map_err(|e| self_protocol(&self.endpoint, operation, e))?;
+                (
+                    encrypted::KERBEROS_CONTENT_TYPE,
+                    encrypted::frame(encrypted::KERBEROS_PROTOCOL, soap.len(), &header, &sealed),
                 )
             }
             Logon::Tls | Logon::Basic(_) => ("application/soap+xml;charset=UTF-8", soap.to_vec()),
@@ -146,6 +175,11 @@ impl Session {
     ) -> Result<Vec<u8>, WinrmError> {
         if resp.status == 401 {
             return Err(match self.logon {
+                #[cfg(unix)]
+                Logon::Kerberos(_) => WinrmError::Unauthorized {
+                    endpoint: self.endpoint.clone(),
+                    user: user.to_string(),
+                },
                 Logon::Sealed(_) | Logon::Tls => WinrmError::Unauthorized {
                     endpoint: self.endpoint.clone(),
                     user: user.to_string(),
@@ -165,12 +199,35 @@ impl Session {
         };
         match &mut self.logon {
             Logon::Sealed(security) => {
-                if !encrypted::is_encrypted(content_type) {
+                if !encrypted::is_encrypted(content_type, encrypted::PROTOCOL) {
                     return Err(refused(endpoint, operation, resp.status, true));
                 }
                 let parts = encrypted::parts(&resp.body).map_err(|e| protocol(e.to_string()))?;
+                if parts.sealed.len() != parts.length {
+                    return Err(protocol(
+                        "the NTLM-sealed data is longer than its Length".into(),
+                    ));
+                }
                 let plain = security.unseal(parts.signature, parts.sealed);
                 plain.map_err(|e| protocol(e.to_string()))
+            }
+            #[cfg(unix)]
+            Logon::Kerberos(context) => {
+                if !encrypted::is_encrypted(content_type, encrypted::KERBEROS_PROTOCOL) {
+                    return Err(refused(endpoint, operation, resp.status, true));
+                }
+                let parts = encrypted::parts(&resp.body).map_err(|e| protocol(e.to_string()))?;
+                let plain = context
+                    .unseal(parts.signature, parts.sealed)
+                    .map_err(|e| protocol(e.to_string()))?;
+                if plain.len() != parts.length {
+                    return Err(protocol(format!(
+                        "the decrypted message has {} bytes where its Length says {}",
+                        plain.len(),
+                        parts.length
+                    )));
+                }
+                Ok(plain)
             }
             Logon::Tls | Logon::Basic(_) => {
                 if resp.body.is_empty() {
@@ -187,6 +244,20 @@ impl Session {
             operation,
             cause: cause.to_string(),
         }
+    }
+}
+
+/// A message that could not be encrypted, as a protocol error of `operation`.
+#[cfg(unix)]
+fn self_protocol(
+    endpoint: &str,
+    operation: &'static str,
+    cause: impl std::fmt::Display,
+) -> WinrmError {
+    WinrmError::Protocol {
+        endpoint: endpoint.to_string(),
+        operation,
+        cause: cause.to_string(),
     }
 }
 
@@ -338,7 +409,7 @@ async fn ntlm_logon(
     }
 }
 
-async fn round_trip(
+pub(super) async fn round_trip(
     conn: &mut Connection,
     authorization: &str,
     timeout: Duration,

@@ -1,0 +1,116 @@
+//! Kerberos logon to a WinRM listener ([MS-WSMV] 2.2.9.1.2), client side: a ticket for the service
+//! `HTTP@<server>` (from the password, or from the user's ticket cache after `kinit`), the AP-REQ
+//! in `Authorization: Kerberos` on an empty request, and the server's AP-REP from the 200 answer's
+//! `WWW-Authenticate` checked (mutual authentication: a server that cannot prove it holds the
+//! service key is refused). The context then encrypts every message over HTTP. No password,
+//! token or header reaches a log.
+
+use std::time::Duration;
+
+use base64::Engine;
+
+use super::error::WinrmError;
+use super::gssapi::{Context, Credentials, GssError};
+use super::http::Connection;
+use super::session::round_trip;
+use super::Endpoint;
+use crate::adapters::secrets::SecretString;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// A connection's Kerberos security context, complete.
+pub struct Kerberos {
+    context: Context,
+}
+
+/// The GSSAPI service name of a WinRM listener: `HTTP@host` (service principal `HTTP/host`).
+fn target(endpoint: &Endpoint) -> String {
+    format!("HTTP@{}", endpoint.host.trim_matches(['[', ']']))
+}
+
+/// Logs on over `conn` in one round trip.
+pub async fn logon(
+    conn: &mut Connection,
+    endpoint: &Endpoint,
+    user: &str,
+    password: Option<&SecretString>,
+    timeout: Duration,
+) -> Result<Kerberos, WinrmError> {
+    let failed = |cause: String| WinrmError::Kerberos {
+        endpoint: endpoint.url.clone(),
+        user: user.to_string(),
+        cause,
+    };
+    let gss = |e: GssError| failed(e.to_string());
+    let credentials = match password {
+        Some(p) => Credentials::Password(user, p.expose().as_bytes()),
+        None => Credentials::Cache(user),
+    };
+    let mut context = Context::new(credentials, &target(endpoint)).map_err(gss)?;
+    let (token, _) = context.step(None).map_err(gss)?;
+    let header = format!("Kerberos {}", B64.encode(&token));
+    let resp = round_trip(conn, &header, timeout)
+        .await
+        .map_err(|cause| WinrmError::Lost {
+            endpoint: endpoint.url.clone(),
+            operation: "logon",
+            cause,
+        })?;
+    match resp.status {
+        200..=299 => {}
+        401 => {
+            return Err(WinrmError::KerberosRefused {
+                endpoint: endpoint.url.clone(),
+                user: user.to_string(),
+                host: endpoint.host.clone(),
+            })
+        }
+        status => {
+            return Err(failed(format!(
+                "the server answered the logon with HTTP {status}"
+            )))
+        }
+    }
+    let reply = resp
+        .headers_named("WWW-Authenticate")
+        .find_map(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            (scheme.eq_ignore_ascii_case("Kerberos") || scheme.eq_ignore_ascii_case("Negotiate"))
+                .then(|| token.trim().to_string())
+        })
+        .ok_or_else(|| {
+            failed("the server's answer carries no Kerberos reply, so it did not prove who it is (mutual authentication)".into())
+        })?;
+    let reply = B64
+        .decode(reply)
+        .map_err(|e| failed(format!("the server's reply is not base64: {e}")))?;
+    match context.step(Some(&reply)).map_err(gss)? {
+        (_, true) => Ok(Kerberos { context }),
+        (_, false) => Err(failed(
+            "the server's reply did not complete the logon (mutual authentication)".into(),
+        )),
+    }
+}
+
+impl Kerberos {
+    /// Encrypts a SOAP message: (wrap header, encrypted data).
+    pub fn seal(&mut self, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), GssError> {
+        self.context.wrap(plain)
+    }
+
+    /// Decrypts the server's message.
+    pub fn unseal(&mut self, header: &[u8], data: &[u8]) -> Result<Vec<u8>, GssError> {
+        self.context.unwrap(header, data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_is_http_at_the_endpoints_host() {
+        let e = Endpoint::parse("http://miis01.corp.example.com:5985/wsman", false).unwrap();
+        assert_eq!(target(&e), "HTTP@miis01.corp.example.com");
+    }
+}
