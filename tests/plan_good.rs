@@ -233,7 +233,7 @@ fn a_winrm_plan_says_where_and_how_to_log_on_and_keeps_its_password_a_reference(
     let w = server.connect.winrm().expect("connect: winrm");
     assert_eq!(w.auth, plan::WinrmAuth::Ntlm);
     assert_eq!(w.user, r"CONTOSO\upgrade-admin");
-    assert_eq!(w.password, Secret::Env("WINRM_PASSWORD".into()));
+    assert_eq!(w.password, Some(Secret::Env("WINRM_PASSWORD".into())));
     assert!(!w.https);
     assert_eq!(w.timeout.map(|t| t.get().as_secs()), Some(30));
 }

@@ -569,7 +569,7 @@ mod tests {
             Some("http://127.0.0.1:45985/wsman")
         );
         assert_eq!(winrm.user, "upgrade-admin");
-        assert_eq!(winrm.password, Secret::Env(WINRM_PASSWORD_ENV.into()));
+        assert_eq!(winrm.password, Some(Secret::Env(WINRM_PASSWORD_ENV.into())));
         assert_eq!(winrm.auth, WinrmAuth::Ntlm);
         let by_id = |id: &str| &p.steps.iter().find(|s| s.id.as_str() == id).unwrap().kind;
         let StepKind::ExportKeys(keys) = by_id("keys") else {

@@ -176,7 +176,10 @@ impl Table {
         let mut words = Vec::new();
         for (code, kind) in [(major, 1), (minor, 2)] {
             let mut more: Om = 0;
-            while code != 0 {
+            if code == 0 {
+                continue;
+            }
+            loop {
                 let (mut m, mut text) = (0, NO_BUF);
                 let null = std::ptr::null_mut();
                 // SAFETY: valid out-pointers; the text is released by `copy`.
