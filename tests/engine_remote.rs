@@ -41,9 +41,26 @@ fn server_files_holding(rig: &Rig, needle: &str) -> Vec<String> {
 #[test]
 fn the_remote_seed_plan_converges_and_a_second_apply_does_nothing() {
     let rig = Rig::iifp_remote(&[]);
+    let winrm = rig.lab.winrm.password.clone();
+    converges_once_and_stays(&rig, &winrm);
+}
+
+#[test]
+fn the_remote_seed_plan_logging_on_with_kerberos_converges_and_a_second_apply_does_nothing() {
+    let rig = Rig::iifp_remote_kerberos();
+    let plan = std::fs::read_to_string(&rig.plan).unwrap();
+    assert!(plan.contains("auth: kerberos"), "{plan}");
+    let krb = rig.lab.kerberos.clone().unwrap();
+    converges_once_and_stays(&rig, &krb.password);
+}
+
+/// The remote seed plan converges in one apply with the copies on the admin host; a second apply
+/// runs no tool that changes anything; no secret (the service password, `logon_password`) is in
+/// the lab's files or the output.
+fn converges_once_and_stays(rig: &Rig, logon_password: &str) {
     let plan = rig.upgrade(&["plan", rig.plan_str()]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
-    let out = apply(&rig);
+    let out = apply(rig);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(rig.installed(), [MIIS]);
 
@@ -63,7 +80,7 @@ fn the_remote_seed_plan_converges_and_a_second_apply_does_nothing() {
 
     // A second apply changes nothing and runs no tool that changes anything.
     let before = rig.argv_log();
-    let again = apply(&rig);
+    let again = apply(rig);
     assert_eq!(again.status.code(), Some(0), "{}", text(&again));
     let after = rig.argv_log();
     let new_runs = &after[before.len()..];
@@ -77,17 +94,19 @@ fn the_remote_seed_plan_converges_and_a_second_apply_does_nothing() {
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
 
     // No secret on the server's side: the service password went to miiskmu and setup over the
-    // shell's stdin stream, the WinRM password only into NTLM.
+    // shell's stdin stream, the WinRM password only into the logon (NTLM or Kerberos).
     let service = rig.service_password();
-    let winrm = rig.lab.winrm.password.clone();
-    for (name, secret) in [("service password", &service), ("WinRM password", &winrm)] {
-        let hits = server_files_holding(&rig, secret);
+    for (name, secret) in [
+        ("service password", service.as_str()),
+        ("WinRM password", logon_password),
+    ] {
+        let hits = server_files_holding(rig, secret);
         assert!(
             hits.is_empty(),
             "the {name} is in the lab's files: {hits:?}"
         );
         assert!(
-            !stdout(&out).contains(secret.as_str()),
+            !stdout(&out).contains(secret),
             "the {name} is in the output"
         );
     }

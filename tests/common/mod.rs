@@ -16,6 +16,17 @@ pub const SERVICE_PASSWORD_ENV: &str = "LAB_SERVICE_PASSWORD";
 /// The lab's WinRM administrator password reaches `upgrade` through this variable (remote plans).
 pub const WINRM_PASSWORD_ENV: &str = "LAB_WINRM_PASSWORD";
 
+/// Which WinRM listener a rig's lab serves besides plain HTTP with NTLM.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Listener {
+    /// NTLM over HTTP with message encryption (Windows' default listener).
+    Http,
+    /// Also an HTTPS listener with a self-signed certificate.
+    Https,
+    /// A Kerberos acceptor with a KDC of the lab's own (realm LAB.TEST).
+    Kerberos,
+}
+
 pub struct Rig {
     pub tmp: tempfile::TempDir,
     pub lab: RunningLab,
@@ -60,7 +71,13 @@ impl Rig {
 
     /// The same, with the lab's SQL Server answering as `tds` says (7.4: 2016, 7.1: 2000).
     pub fn iifp_on(driver: Driver, tds: TdsVersion, faults: &[&str]) -> Rig {
-        Rig::start(driver, tds, faults, upgrade_lab::SqlHost::SyncServer, false)
+        Rig::start(
+            driver,
+            tds,
+            faults,
+            upgrade_lab::SqlHost::SyncServer,
+            Listener::Http,
+        )
     }
 
     /// An IIFP lab whose directory agent (Contoso AD) holds `objects` connector-space objects
@@ -74,7 +91,7 @@ impl Rig {
             tds,
             &[],
             upgrade_lab::SqlHost::SyncServer,
-            false,
+            Listener::Http,
             &init,
         )
     }
@@ -82,7 +99,13 @@ impl Rig {
     /// The IIFP lab with its WinRM HTTPS listener too (`lab.winrm.https_url`, `https_cert`).
     pub fn iifp_with_winrm_https() -> Rig {
         let (driver, tds) = (Driver::Tds, TdsVersion::V74);
-        Rig::start(driver, tds, &[], upgrade_lab::SqlHost::SyncServer, true)
+        Rig::start(
+            driver,
+            tds,
+            &[],
+            upgrade_lab::SqlHost::SyncServer,
+            Listener::Https,
+        )
     }
 
     /// The seed plan against a lab whose SQL Server is a machine of its own: the plan's backup
@@ -90,7 +113,13 @@ impl Rig {
     /// executor's reach.
     pub fn iifp_separate_sql_host(driver: Driver) -> Rig {
         let tds = Rig::tds_for(&driver);
-        let rig = Rig::start(driver, tds, &[], upgrade_lab::SqlHost::Separate, false);
+        let rig = Rig::start(
+            driver,
+            tds,
+            &[],
+            upgrade_lab::SqlHost::Separate,
+            Listener::Http,
+        );
         let local = rig.path(r"D:\Upgrade\miis.bak").display().to_string();
         let plan = std::fs::read_to_string(&rig.plan).unwrap();
         assert!(plan.contains(&local), "the seed plan's backup line changed");
@@ -104,12 +133,25 @@ impl Rig {
     /// shell resolves on its drives, the copies and the state are this machine's (`admin/` in the
     /// test's folder), SQL is direct (TDS 7.4, tiberius).
     pub fn iifp_remote(faults: &[&str]) -> Rig {
+        Rig::remote_over(Listener::Http, faults)
+    }
+
+    /// The same, logging on with Kerberos (`auth: kerberos`, `admin@LAB.TEST`) to a lab whose
+    /// listener is a Kerberos acceptor with a KDC of its own (`StartOptions::kerberos`); `upgrade`
+    /// runs with the lab realm's krb5.conf (`KRB5_CONFIG`) and no ticket cache, so the plan's
+    /// password is what logs on. Needs MIT Kerberos (Debian krb5-kdc, krb5-admin-server,
+    /// krb5-user); without it the lab fails to start, naming them.
+    pub fn iifp_remote_kerberos() -> Rig {
+        Rig::remote_over(Listener::Kerberos, &[])
+    }
+
+    fn remote_over(listener: Listener, faults: &[&str]) -> Rig {
         let rig = Rig::start(
             Driver::Tds,
             TdsVersion::V74,
             faults,
             upgrade_lab::SqlHost::SyncServer,
-            false,
+            listener,
         );
         std::fs::write(&rig.plan, remote_seed_plan(&rig.lab, &rig.admin_dir())).unwrap();
         std::fs::create_dir_all(rig.admin_dir()).unwrap();
@@ -127,10 +169,10 @@ impl Rig {
         tds: TdsVersion,
         faults: &[&str],
         sql_host: upgrade_lab::SqlHost,
-        winrm_https: bool,
+        listener: Listener,
     ) -> Rig {
         let init = upgrade_lab::InitOptions::new(Flavour::Iifp);
-        Rig::start_with(driver, tds, faults, sql_host, winrm_https, &init)
+        Rig::start_with(driver, tds, faults, sql_host, listener, &init)
     }
 
     fn start_with(
@@ -138,7 +180,7 @@ impl Rig {
         tds: TdsVersion,
         faults: &[&str],
         sql_host: upgrade_lab::SqlHost,
-        winrm_https: bool,
+        listener: Listener,
         init: &upgrade_lab::InitOptions,
     ) -> Rig {
         if matches!(driver, Driver::Odbc)
@@ -152,13 +194,13 @@ impl Rig {
             .start(StartOptions {
                 port: 0,
                 winrm_port: 0,
-                winrm_https,
+                winrm_https: listener == Listener::Https,
                 tds,
                 faults: Some(faults.iter().map(|s| s.to_string()).collect()),
                 sql_host,
-                kerberos: false,
+                kerberos: listener == Listener::Kerberos,
             })
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{e}"));
         let plan = tmp.path().join("plan.yaml");
         std::fs::write(&plan, seed_plan(&lab, &driver)).unwrap();
         Rig { tmp, lab, plan }
@@ -190,6 +232,16 @@ impl Rig {
             .env(WINRM_PASSWORD_ENV, &self.lab.winrm.password)
             .env("RUST_LOG", "upgrade=debug")
             .stdin(std::process::Stdio::null());
+        if let Some(krb) = &self.lab.kerberos {
+            // MIT Kerberos reads the realm from KRB5_CONFIG; an empty ticket cache of the test's
+            // own, so that the plan's password (not a ticket of the machine's) logs on.
+            cmd.env(WINRM_PASSWORD_ENV, &krb.password)
+                .env("KRB5_CONFIG", &krb.krb5_conf)
+                .env(
+                    "KRB5CCNAME",
+                    format!("FILE:{}", self.tmp.path().join("no-ccache").display()),
+                );
+        }
         cmd
     }
 
@@ -393,6 +445,11 @@ pub fn remote_seed_plan(lab: &RunningLab, admin: &Path) -> String {
     let local = seed_plan(lab, &Driver::Tds);
     let st = lab.lab().state().unwrap();
     let steps = local.split("steps:\n").nth(1).unwrap();
+    // Kerberos needs the listener by its service principal's host name (`localhost`).
+    let logon = match &lab.kerberos {
+        Some(krb) => (krb.url.clone().unwrap(), "kerberos", krb.user.clone()),
+        None => (lab.winrm.url.clone(), "ntlm", lab.winrm.user.clone()),
+    };
     let p = |win: &str| lab.lab_path(win).display().to_string();
     let steps = steps
         .replace(&p(r"D:\Upgrade\miis-keys.bin"), r"D:\Upgrade\miis-keys.bin")
@@ -432,7 +489,7 @@ server:
   connect:
     winrm:
       endpoint: '{url}'
-      auth: ntlm
+      auth: {auth}
       user: '{user}'
       password: {{ env: {WINRM_PASSWORD_ENV} }}
   sql:
@@ -443,8 +500,9 @@ server:
 state: {{ dir: '{state}' }}
 steps:
 {steps}"#,
-        url = lab.winrm.url,
-        user = lab.winrm.user,
+        url = logon.0,
+        auth = logon.1,
+        user = logon.2,
         port = lab.port,
         login = st.sql.login,
         state = admin.join("state").display(),
