@@ -204,3 +204,48 @@ async fn tsql_with_a_wrong_password_gets_login_failed() {
         "{out}\n{err}"
     );
 }
+
+/// BACKUP ... WITH STATS through a client independent of `upgrade`: FreeTDS prints every INFO
+/// message the double sends, with its number and severity. SQL Server 2000 sends 3211 "n percent
+/// processed." each n percent while the backup is written, then 4035 "Processed ... pages" per
+/// file and 3014 with the total; RESTORE VERIFYONLY sends 3262. All severity 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn tsql_sees_a_backups_percentages_pages_and_verification_as_sql_server_2000_words_them() {
+    let lab = start(TdsVersion::V71, SqlFaults::default()).await;
+    let device = lab
+        .backup_dir()
+        .join("stats.bak")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let port = lab.addr().port();
+    let input = format!(
+        "BACKUP DATABASE [{DB}] TO DISK = {} WITH INIT, NAME = N'stats', STATS = 25\ngo\nRESTORE VERIFYONLY FROM DISK = {}\ngo\nexit\n",
+        lit(&device),
+        lit(&device)
+    );
+    let (_, out, err) = tokio::task::spawn_blocking(move || tsql(port, "7.1", PASSWORD, &input))
+        .await
+        .unwrap();
+    let said = format!("{out}\n{err}");
+    let at = |text: &str| {
+        said.find(text)
+            .unwrap_or_else(|| panic!("{text:?} missing:\n{said}"))
+    };
+    let order = [
+        at("25 percent processed."),
+        at("50 percent processed."),
+        at("75 percent processed."),
+        at("100 percent processed."),
+        at(&format!(
+            "pages for database '{DB}', file '{DB}' on file 1."
+        )),
+        at(&format!("file '{DB}_log' on file 1.")),
+        at("BACKUP DATABASE successfully processed "),
+        at("The backup set on file 1 is valid."),
+    ];
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{said}");
+    for number in ["3211", "4035", "3014", "3262"] {
+        assert!(said.contains(&format!("Msg {number}")), "{number}:\n{said}");
+    }
+}

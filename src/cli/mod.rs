@@ -187,8 +187,9 @@ pub fn colour_allowed(no_color: bool) -> bool {
 }
 
 /// How people's output is shown: colour on a stream only where it is a terminal and colour is
-/// allowed, never on standard output with `--json`; `-q` keeps the summary and errors.
-fn display(cli_no_color: bool, quiet: u8, json: bool) -> Display {
+/// allowed, never on standard output with `--json`; `-q` keeps the summary and errors; `-v`
+/// adds each step's detail.
+fn display(cli_no_color: bool, verbose: u8, quiet: u8, json: bool) -> Display {
     let allowed = colour_allowed(cli_no_color);
     let terminal = !json && std::io::stdout().is_terminal();
     Display {
@@ -196,6 +197,7 @@ fn display(cli_no_color: bool, quiet: u8, json: bool) -> Display {
         colour_errors: allowed && std::io::stderr().is_terminal(),
         quiet: quiet > 0,
         width: terminal.then(terminal_width).flatten(),
+        verbose: verbose > quiet,
     }
 }
 
@@ -220,7 +222,7 @@ pub fn init_logging(verbose: u8, quiet: u8, no_color: bool) {
 
 /// Runs one command and returns the process exit code.
 pub async fn run(cli: Cli) -> u8 {
-    let errors = display(cli.no_color, cli.quiet, true);
+    let errors = display(cli.no_color, cli.verbose, cli.quiet, true);
     let finish = |result| engine_result(result, errors);
     match cli.command {
         Command::Validate { plan, json } => validate(&plan, json, cli.quiet > 0),
@@ -277,7 +279,7 @@ pub async fn run(cli: Cli) -> u8 {
                 json,
                 detailed_exitcode,
                 state,
-                display: display(cli.no_color, cli.quiet, json),
+                display: display(cli.no_color, cli.verbose, cli.quiet, json),
             };
             finish(engine::run_plan(opts).await)
         }
@@ -292,7 +294,7 @@ pub async fn run(cli: Cli) -> u8 {
                 auto_approve,
                 json,
                 state,
-                display: display(cli.no_color, cli.quiet, json),
+                display: display(cli.no_color, cli.verbose, cli.quiet, json),
             };
             finish(engine::run_apply(opts).await)
         }

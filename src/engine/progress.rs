@@ -2,7 +2,8 @@
 //! spinner with its id, what it has done so far and the time it has taken, replaced by its
 //! result when it ends; off a terminal, one line when a step starts and one when it ends;
 //! nothing with `--json` or `-q`. Steps send `steps::progress::Update`s; the text is
-//! `render`'s. The only module that draws on the terminal while a step runs.
+//! `render`'s. It also keeps what the server said to the running step (its detail), in every
+//! mode, for the step's result. The only module that draws on the terminal while a step runs.
 
 use std::io::Write;
 use std::sync::Mutex;
@@ -50,6 +51,8 @@ pub struct Reporter {
     display: Display,
     redactor: Redactor,
     running: Mutex<Option<ProgressBar>>,
+    /// What the server said to the steps since the last `take_detail`.
+    detail: Mutex<Vec<String>>,
 }
 
 impl Reporter {
@@ -59,6 +62,7 @@ impl Reporter {
             display,
             redactor,
             running: Mutex::new(None),
+            detail: Mutex::new(Vec::new()),
         }
     }
 
@@ -85,6 +89,7 @@ impl Reporter {
 
     /// Step `id` of kind `kind` starts to act.
     pub fn begin(&self, id: &str, kind: &str) {
+        self.take_detail();
         match self.mode {
             Mode::Silent => {}
             Mode::Lines => self.line(&format!(
@@ -110,6 +115,14 @@ impl Reporter {
         self.line(line);
     }
 
+    /// What the server said to the steps since the last call (the step just ended), in order.
+    pub fn take_detail(&self) -> Vec<String> {
+        self.detail
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default()
+    }
+
     fn bar(&self) -> Option<ProgressBar> {
         self.running.lock().ok().and_then(|b| b.clone())
     }
@@ -130,6 +143,18 @@ impl Progress for Reporter {
     fn update(&self, update: Update) {
         if let Some(bar) = self.bar() {
             bar.set_message(render::progress_detail(&update));
+        }
+    }
+
+    fn percent(&self, percent: u8) {
+        if let Some(bar) = self.bar() {
+            bar.set_message(render::percent_detail(percent));
+        }
+    }
+
+    fn detail(&self, message: &str) {
+        if let Ok(mut detail) = self.detail.lock() {
+            detail.push(message.to_string());
         }
     }
 }

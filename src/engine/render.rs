@@ -37,6 +37,8 @@ pub struct Display {
     /// The width of the terminal standard output is (in columns); `None` off a terminal and
     /// with `--json`. Apply draws a spinner only on a terminal.
     pub width: Option<usize>,
+    /// `-v`: each step's detail (what the server said) under its result.
+    pub verbose: bool,
 }
 
 /// The colours of marks and results, as Terraform uses them.
@@ -383,6 +385,11 @@ pub struct AppliedStep {
     pub summary: String,
     /// Windows Installer asked for a restart (3010 or 1641); upgrade never restarts by itself.
     pub reboot_required: bool,
+    /// What the server said about the step's work while it ran, in order (SQL Server's messages:
+    /// "Processed 138 pages for database ...", "BACKUP DATABASE successfully processed ...",
+    /// "The backup set on file 1 is valid."); empty when it said nothing. The text output shows
+    /// it under the step's line with `-v`.
+    pub detail: Vec<String>,
 }
 
 /// The document `upgrade apply --json` prints: each step's outcome in the order they were taken.
@@ -433,6 +440,32 @@ pub fn document_schema_json(document: JsonDocument) -> String {
 /// A step's line as the apply goes. A failure's message is not repeated here: the error printed
 /// at the end of the apply carries it (with the tool's log tail), once.
 pub fn progress_line(step: &AppliedStep, redactor: &Redactor, display: Display) -> String {
+    let line = result_line(step, redactor, display);
+    if display.verbose && !step.detail.is_empty() {
+        format!("{line}\n{}", detail_lines(&step.detail, redactor, display))
+    } else {
+        line
+    }
+}
+
+/// A step's detail under its line (`-v`): each message indented, fitted to the terminal.
+pub fn detail_lines(detail: &[String], redactor: &Redactor, display: Display) -> String {
+    detail
+        .iter()
+        .map(|m| {
+            let line = format!("      {}", for_terminal(redactor, m));
+            let line = match display.width {
+                Some(columns) => fit::fit(&line, columns, 8).join("\n"),
+                None => line,
+            };
+            paint(display.colour, Paint::Dim, &line)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The step's own line: its mark, id and summary (or why it failed or did not run).
+fn result_line(step: &AppliedStep, redactor: &Redactor, display: Display) -> String {
     let id = for_terminal(redactor, &step.id);
     let summary = for_terminal(redactor, &step.summary);
     match step.result {
@@ -508,6 +541,11 @@ pub fn progress_detail(update: &Update) -> String {
             indicatif::HumanBytes(of_bytes)
         ),
     }
+}
+
+/// How far a running database backup has got, beside its spinner: `40%`.
+pub fn percent_detail(percent: u8) -> String {
+    format!("{percent}%")
 }
 
 /// A prerequisite found changed right before a destructive step, and redone.

@@ -598,6 +598,7 @@ fn applied_step(
         result,
         summary,
         reboot_required,
+        detail: Vec::new(),
     }
 }
 
@@ -685,31 +686,41 @@ async fn turn<F: Fn(&str)>(
         Diff::Change { change, .. } | Diff::Check { change, .. } => {
             run.reporter.begin(&id, &session.kinds[i]);
             let res = run_one(session, i, &deps, &change, run.out).await;
+            // What the server said while the step ran, success or not.
+            let detail = run.reporter.take_detail();
             record(session, i, res.as_ref().map_err(|e| e.as_str()));
             let saved = session.journal.save(&session.journal_path);
             match (res, saved) {
                 (Ok(ev), Ok(())) => {
                     run.applied[i] = true;
                     run.restart_started |= ev.restart_started;
-                    let done =
-                        applied_step(session, i, Outcome::Applied, ev.summary, ev.reboot_required);
+                    let done = AppliedStep {
+                        detail,
+                        ..applied_step(session, i, Outcome::Applied, ev.summary, ev.reboot_required)
+                    };
                     run.report(done);
                     Turn::Next
                 }
                 (Ok(ev), Err(e)) => {
                     let error = not_recorded(&id, &ev.summary, &e);
-                    let done = applied_step(
-                        session,
-                        i,
-                        Outcome::AppliedNotRecorded,
-                        ev.summary,
-                        ev.reboot_required,
-                    );
+                    let done = AppliedStep {
+                        detail,
+                        ..applied_step(
+                            session,
+                            i,
+                            Outcome::AppliedNotRecorded,
+                            ev.summary,
+                            ev.reboot_required,
+                        )
+                    };
                     run.report(done);
                     Turn::Halt(error)
                 }
                 (Err(e), _) => {
-                    let failed = applied_step(session, i, Outcome::Failed, e.clone(), false);
+                    let failed = AppliedStep {
+                        detail,
+                        ..applied_step(session, i, Outcome::Failed, e.clone(), false)
+                    };
                     run.report(failed);
                     Turn::Failed(format!("step `{id}` failed: {e}"))
                 }
@@ -857,6 +868,14 @@ async fn gate(
                 session.display
             )
         ));
+        // What the server said while the prerequisite was redone is its detail, not `by`'s.
+        let detail = session.reporter.take_detail();
+        if session.display.verbose && !detail.is_empty() {
+            out(&format!(
+                "{}\n",
+                render::detail_lines(&detail, &session.world.redactor, session.display)
+            ));
+        }
         match prove(session, d).await {
             Ok(line) => tracing::info!(step = %id, "{line}"),
             Err(e) => return Err(refused(&e)),

@@ -3,13 +3,16 @@
 //! keep their database on another server), so the executor never looks for the file itself.
 //! Done means: the file's header names the database, msdb records that backup as complete (or this
 //! plan recorded it), it is fresh enough, and it verifies. Observation runs only read-only statements.
+//! While it applies, the backup's `WITH STATS` percentages are its progress, and SQL Server's other
+//! messages (pages processed, the backup set is valid) its detail.
 
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::sql::{statements as q, SqlClient, SqlError};
+use crate::adapters::sql::{statements as q, InfoMessage, SqlClient, SqlError};
 use crate::plan::{BackupDatabase, StepId};
+use crate::steps::progress::Progress;
 use crate::steps::sqlrow::{int, text, time};
 use crate::steps::{CarriedOutBy, Finished, Kind, Op, Planned, Role, StepContext, StepError};
 
@@ -394,9 +397,9 @@ impl Kind for BackupDatabaseStep {
         // Straight to the final name, on the server (no rename exists in T-SQL, and the file may be
         // on another machine). A backup cut short there is never trusted: msdb records a backup set
         // only once it is complete, and it would not verify.
-        sql.execute(&change.backup).await?;
+        run_telling(sql.as_mut(), &change.backup, cx.progress).await?;
         if let Some(verify) = &change.verify {
-            sql.execute(verify).await?;
+            run_telling(sql.as_mut(), verify, cx.progress).await?;
         }
         let header = read_header(sql.as_mut(), &path).await?;
         let set_id = history(sql.as_mut(), &self.spec.database, &path)
@@ -459,6 +462,20 @@ impl Kind for BackupDatabaseStep {
             header.finish
         ))
     }
+}
+
+/// Runs a BACKUP or RESTORE and tells `progress` what the server says as it says it: a
+/// percentage (`WITH STATS`) as how far it has got, any other message as the step's detail.
+async fn run_telling(
+    sql: &mut dyn SqlClient,
+    statement: &str,
+    progress: &dyn Progress,
+) -> Result<(), SqlError> {
+    sql.execute_each(statement, &mut |m: InfoMessage| match m.percent() {
+        Some(p) => progress.percent(p),
+        None => progress.detail(&m.text),
+    })
+    .await
 }
 
 fn backup_name(id: &StepId) -> String {

@@ -578,7 +578,11 @@ mod tests {
             Ok(self.0.len() as u64)
         }
 
-        async fn execute(&mut self, sql: &str) -> Result<Vec<String>, SqlError> {
+        async fn execute_each(
+            &mut self,
+            sql: &str,
+            _each: &mut (dyn FnMut(crate::adapters::sql::InfoMessage) + Send),
+        ) -> Result<(), SqlError> {
             panic!("a search sent a batch: {sql}")
         }
     }

@@ -147,6 +147,10 @@ pub struct BackupJob {
     pub body: Vec<u8>,
     pub delay: Duration,
     pub fault: Option<BackupFault>,
+    /// `WITH STATS [= n]`: a "n percent processed." message (3211) each n percent of the file
+    /// written, as SQL Server sends them while the backup runs (default 10: SQL Server 2000 Books
+    /// Online, BACKUP, `STATS [= percentage]`).
+    pub stats: Option<u32>,
 }
 
 impl BackupJob {
@@ -172,6 +176,7 @@ impl BackupJob {
             body,
             delay: Duration::ZERO,
             fault: None,
+            stats: None,
         }
     }
 
@@ -192,6 +197,25 @@ impl BackupJob {
     /// The size of the complete file (the trailer has a fixed width).
     pub fn total_len(&self) -> u64 {
         (self.body.len() + self.trailer(&NaiveDateTime::default()).len()) as u64
+    }
+
+    /// Where the job stops to report, as percentages of the body written: each `stats` percent up
+    /// to 100 with `WITH STATS`, else once, halfway (where `delay` is spent when there are no
+    /// percentages to spread it over).
+    pub fn stops(&self) -> Vec<u32> {
+        match self.stats {
+            Some(n) => {
+                let n = n.clamp(1, 100);
+                (1..=100 / n).map(|k| k * n).collect()
+            }
+            None => vec![50],
+        }
+    }
+
+    /// The message SQL Server sends at each `STATS` step: 3211, "%d percent processed." (SQL
+    /// Server 2000's text), class 0.
+    pub fn percent_processed(percent: u32) -> crate::sqlmodel::Message {
+        crate::sqlmodel::Message::info(3211, format!("{percent} percent processed."))
     }
 
     /// Data pages the "Processed N pages" message reports (8 KB pages).

@@ -22,6 +22,14 @@ use super::state::{self, BackupSetRow, MediaFamilyRow, RequestKind};
 use super::value::{Column, Message, Outcome, ResultSet, SqlType, Value};
 use super::{Execution, Model, TdsVersion};
 
+/// A BACKUP's `STATS` option: absent, `STATS` alone (every 10 percent), or `STATS = n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stats {
+    No,
+    Default,
+    Every,
+}
+
 /// The statement shapes the double understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shape {
@@ -32,7 +40,7 @@ enum Shape {
     LatestBackup,
     HeaderOnly,
     VerifyOnly { checksum: bool },
-    Backup { checksum: bool },
+    Backup { checksum: bool, stats: Stats },
     ConnectorSpaceCounts,
     ManagementAgents,
     Count,
@@ -63,8 +71,12 @@ const SHAPES: &[(&str, Shape)] = &[
     ("RESTORE HEADERONLY FROM DISK = $S", Shape::HeaderOnly),
     ("RESTORE VERIFYONLY FROM DISK = $S", Shape::VerifyOnly { checksum: false }),
     ("RESTORE VERIFYONLY FROM DISK = $S WITH CHECKSUM", Shape::VerifyOnly { checksum: true }),
-    ("BACKUP DATABASE $N TO DISK = $S WITH INIT, NAME = $S", Shape::Backup { checksum: false }),
-    ("BACKUP DATABASE $N TO DISK = $S WITH INIT, CHECKSUM, NAME = $S", Shape::Backup { checksum: true }),
+    ("BACKUP DATABASE $N TO DISK = $S WITH INIT, NAME = $S", Shape::Backup { checksum: false, stats: Stats::No }),
+    ("BACKUP DATABASE $N TO DISK = $S WITH INIT, CHECKSUM, NAME = $S", Shape::Backup { checksum: true, stats: Stats::No }),
+    ("BACKUP DATABASE $N TO DISK = $S WITH INIT, NAME = $S, STATS", Shape::Backup { checksum: false, stats: Stats::Default }),
+    ("BACKUP DATABASE $N TO DISK = $S WITH INIT, CHECKSUM, NAME = $S, STATS", Shape::Backup { checksum: true, stats: Stats::Default }),
+    ("BACKUP DATABASE $N TO DISK = $S WITH INIT, NAME = $S, STATS = $I", Shape::Backup { checksum: false, stats: Stats::Every }),
+    ("BACKUP DATABASE $N TO DISK = $S WITH INIT, CHECKSUM, NAME = $S, STATS = $I", Shape::Backup { checksum: true, stats: Stats::Every }),
     (
         "SELECT ma.ma_name, COUNT(*) AS objects FROM $N.dbo.mms_connectorspace cs \
          JOIN $N.dbo.mms_management_agent ma ON cs.ma_id = ma.ma_id GROUP BY ma.ma_name",
@@ -298,7 +310,15 @@ impl Model {
             Shape::LatestBackup => done(Outcome::rows(self.latest_backup(&cap(0), &cap(1)))),
             Shape::HeaderOnly => done(self.header_only(&cap(0))),
             Shape::VerifyOnly { checksum } => done(self.verify_only(&cap(0), checksum)),
-            Shape::Backup { checksum } => self.backup(&cap(0), &cap(1), &cap(2), checksum),
+            Shape::Backup { checksum, stats } => {
+                // STATS alone reports every 10 percent (SQL Server 2000 Books Online, BACKUP).
+                let stats = match stats {
+                    Stats::No => None,
+                    Stats::Default => Some(10),
+                    Stats::Every => Some(cap(3).parse().unwrap_or(10)),
+                };
+                self.backup(&cap(0), &cap(1), &cap(2), checksum, stats)
+            }
             Shape::ConnectorSpaceCounts => {
                 let (db, db2) = (cap(0), cap(1));
                 if let Err(m) = self
@@ -701,7 +721,14 @@ impl Model {
         })
     }
 
-    fn backup(&mut self, database: &str, device: &str, name: &str, checksum: bool) -> Execution {
+    fn backup(
+        &mut self,
+        database: &str,
+        device: &str,
+        name: &str,
+        checksum: bool,
+        stats: Option<u32>,
+    ) -> Execution {
         let fail = |m: Message| Execution::Finished(Outcome::abnormal(m, "BACKUP DATABASE"));
         if checksum && self.version == TdsVersion::V71 {
             return Execution::Finished(self.unrecognized_option("BACKUP"));
@@ -775,6 +802,7 @@ impl Model {
         };
         let mut job = BackupJob::new(header, &self.database_content(&db), &db, device, path);
         job.delay = Duration::from_millis(faults.slow_backup_ms.unwrap_or(0));
+        job.stats = stats;
         if faults.backup_drop_at == Some(n) {
             tracing::info!("fault backup-drop={n}: this BACKUP drops the connection halfway");
             job.fault = Some(BackupFault::DropHalfway);

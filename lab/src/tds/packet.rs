@@ -62,28 +62,31 @@ pub async fn read_message<R: AsyncRead + Unpin>(rd: &mut R) -> std::io::Result<O
     }
 }
 
-/// Writes `payload` as a message of `ty`, split into packets of at most `packet_size` bytes,
-/// packet ids counting from 1, EOM on the last one.
-pub async fn write_message<W: AsyncWrite + Unpin>(
+/// Writes `payload` as a message of `ty` (or part of one), split into packets of at most
+/// `packet_size` bytes, ids counting from `first_id`; EOM on the last one only when `last`. A server sends the start of a message this way when it
+/// must reach the client before the statement ends (SQL Server's BACKUP ... WITH STATS progress
+/// messages, which SSMS shows as the backup goes): such a packet is shorter than the packet size
+/// and not the end of the message. Returns the id of the packet that would come next.
+pub async fn write_packets<W: AsyncWrite + Unpin>(
     wr: &mut W,
     ty: u8,
     payload: &[u8],
     packet_size: usize,
     spid: u16,
-) -> std::io::Result<()> {
+    first_id: u8,
+    last: bool,
+) -> std::io::Result<u8> {
     let chunk = packet_size.saturating_sub(HEADER).max(1);
     let mut out = Vec::with_capacity(payload.len() + HEADER * (payload.len() / chunk + 1));
     let mut chunks = payload.chunks(chunk).peekable();
-    let mut id: u8 = 1;
+    let mut id = first_id;
+    let eom = if last { STATUS_EOM } else { 0 };
     if payload.is_empty() {
-        out.extend_from_slice(&[ty, STATUS_EOM, 0, HEADER as u8, 0, 0, 1, 0]);
+        out.extend_from_slice(&[ty, eom, 0, HEADER as u8, 0, 0, id, 0]);
+        id = id.wrapping_add(1);
     }
     while let Some(part) = chunks.next() {
-        let status = if chunks.peek().is_none() {
-            STATUS_EOM
-        } else {
-            0
-        };
+        let status = if chunks.peek().is_none() { eom } else { 0 };
         let len = (part.len() + HEADER) as u16;
         out.push(ty);
         out.push(status);
@@ -95,7 +98,8 @@ pub async fn write_message<W: AsyncWrite + Unpin>(
         id = id.wrapping_add(1);
     }
     wr.write_all(&out).await?;
-    wr.flush().await
+    wr.flush().await?;
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -106,7 +110,7 @@ mod tests {
     async fn a_long_message_is_split_at_the_packet_size_and_read_back_whole() {
         let payload: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
         let mut wire = Vec::new();
-        write_message(&mut wire, TABULAR_RESULT, &payload, 512, 51)
+        write_packets(&mut wire, TABULAR_RESULT, &payload, 512, 51, 1, true)
             .await
             .unwrap();
         let packets = payload.len().div_ceil(504);
@@ -120,5 +124,32 @@ mod tests {
         let msg = read_message(&mut rd).await.unwrap().unwrap();
         assert_eq!(msg.payload, payload);
         assert!(read_message(&mut rd).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_message_sent_in_parts_reads_back_whole_with_ids_running_on() {
+        let mut wire = Vec::new();
+        let next = write_packets(&mut wire, TABULAR_RESULT, b"early", 4096, 51, 1, false)
+            .await
+            .unwrap();
+        assert_eq!(next, 2);
+        // The early part is a short packet without EOM.
+        assert_eq!(&wire[..4], &[TABULAR_RESULT, 0, 0, 13]);
+        write_packets(
+            &mut wire,
+            TABULAR_RESULT,
+            b" and late",
+            4096,
+            51,
+            next,
+            true,
+        )
+        .await
+        .unwrap();
+        assert_eq!(wire[13 + 1], STATUS_EOM);
+        assert_eq!(wire[13 + 6], 2);
+        let mut rd = &wire[..];
+        let msg = read_message(&mut rd).await.unwrap().unwrap();
+        assert_eq!(msg.payload, b"early and late");
     }
 }

@@ -4,13 +4,14 @@
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Mutex};
 
 use super::login::{parse_login7, prelogin_answer};
-use super::packet::{self, read_message, write_message, Message as Packet};
+use super::packet::{self, read_message, write_packets, Message as Packet};
 use super::request::{decode_batch, decode_rpc, Request};
 use super::tokens::{self, Tokens};
 use crate::sqlmodel::{
@@ -37,6 +38,8 @@ struct Session {
     server_name: String,
     wr: OwnedWriteHalf,
     rx: mpsc::Receiver<Packet>,
+    /// The id of the next packet of an answer whose start was already sent (`send_early`).
+    continuing: Option<u8>,
 }
 
 /// How a BACKUP job ended.
@@ -78,6 +81,7 @@ pub(crate) async fn run(stream: TcpStream, shared: Arc<Shared>, spid: u16) {
         server_name,
         wr,
         rx,
+        continuing: None,
     };
     if let Err(e) = s.serve().await {
         tracing::debug!("TDS session {spid} ended: {e}");
@@ -86,15 +90,38 @@ pub(crate) async fn run(stream: TcpStream, shared: Arc<Shared>, spid: u16) {
 }
 
 impl Session {
+    /// Sends the (rest of the) answer to a request, ending it (EOM).
     async fn send(&mut self, payload: &[u8]) -> std::io::Result<()> {
-        write_message(
+        let first = self.continuing.take().unwrap_or(1);
+        write_packets(
             &mut self.wr,
             packet::TABULAR_RESULT,
             payload,
             self.packet_size,
             self.spid,
+            first,
+            true,
         )
         .await
+        .map(|_| ())
+    }
+
+    /// Sends the start of an answer now, while the statement still runs (a packet without EOM),
+    /// as SQL Server flushes BACKUP's `STATS` messages to the client as they happen.
+    async fn send_early(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        let first = self.continuing.unwrap_or(1);
+        let next = write_packets(
+            &mut self.wr,
+            packet::TABULAR_RESULT,
+            payload,
+            self.packet_size,
+            self.spid,
+            first,
+            false,
+        )
+        .await?;
+        self.continuing = Some(next);
+        Ok(())
     }
 
     /// The product version in PRELOGIN's VERSION and LOGINACK's ProgVersion: major, minor, build
@@ -288,13 +315,13 @@ impl Session {
         }
     }
 
-    /// Waits `job.delay` unless the client sends an attention or goes away first.
-    async fn wait(&mut self, job: &BackupJob) -> Option<BackupEnd> {
-        if job.delay.is_zero() {
+    /// Waits `delay` unless the client sends an attention or goes away first.
+    async fn wait(&mut self, delay: Duration) -> Option<BackupEnd> {
+        if delay.is_zero() {
             return None;
         }
         tokio::select! {
-            _ = tokio::time::sleep(job.delay) => None,
+            _ = tokio::time::sleep(delay) => None,
             m = self.rx.recv() => Some(match m {
                 Some(p) if p.ty == packet::ATTENTION => BackupEnd::Attention,
                 _ => BackupEnd::ClientGone,
@@ -303,6 +330,9 @@ impl Session {
     }
 
     /// Writes the backup file in place (like SQL Server: no temporary name), applying faults.
+    /// The body goes out in steps (`BackupJob::stops`): with `WITH STATS`, each step ends with its
+    /// "n percent processed." message sent to the client at once, as SQL Server sends them while
+    /// the backup runs; `job.delay` is spread over the pauses between steps.
     async fn run_backup(&mut self, job: &BackupJob) -> BackupEnd {
         let model = self.shared.model.clone();
         let failed = |e: std::io::Error| async move {
@@ -312,45 +342,56 @@ impl Session {
             Ok(f) => f,
             Err(e) => return failed(e).await,
         };
-        let half = job.body.len() / 2;
-        match job.fault {
-            Some(BackupFault::DropHalfway) => {
-                let _ = file
-                    .write_all(&job.body[..half])
-                    .and_then(|_| file.sync_all());
-                BackupEnd::Drop
-            }
+        let len = job.body.len();
+        let cap = match job.fault {
+            Some(BackupFault::DropHalfway) => len / 2,
             Some(BackupFault::DiskFull { allowed }) => {
-                let n = (allowed as usize).min(job.body.len());
-                if let Err(e) = file.write_all(&job.body[..n]).and_then(|_| file.sync_all()) {
-                    return failed(e).await;
-                }
-                if let Some(end) = self.wait(job).await {
-                    return end;
-                }
-                BackupEnd::Answer(self.shared.model.lock().await.backup_disk_full(job))
+                usize::try_from(allowed).unwrap_or(len).min(len)
             }
-            None => {
-                if let Err(e) = file
-                    .write_all(&job.body[..half])
-                    .and_then(|_| file.sync_all())
-                {
-                    return failed(e).await;
+            None => len,
+        };
+        let stops = job.stops();
+        let pause = job.delay / u32::try_from(stops.len()).unwrap_or(1).max(1);
+        let mut written = 0;
+        for percent in stops {
+            let to = (len * percent as usize / 100).min(cap);
+            if let Err(e) = file
+                .write_all(&job.body[written..to])
+                .and_then(|_| file.sync_all())
+            {
+                return failed(e).await;
+            }
+            written = to;
+            if to < len * percent as usize / 100 {
+                break;
+            }
+            if job.stats.is_some() {
+                let mut t = Tokens::new(self.tds71);
+                t.info(&BackupJob::percent_processed(percent), &self.server_name);
+                if self.send_early(&t.buf).await.is_err() {
+                    return BackupEnd::ClientGone;
                 }
-                if let Some(end) = self.wait(job).await {
-                    return end;
-                }
-                let finish = sqlmodel::now();
-                let rest = file
-                    .write_all(&job.body[half..])
-                    .and_then(|_| file.write_all(&job.trailer(&finish)))
-                    .and_then(|_| file.sync_all());
-                if let Err(e) = rest {
-                    return failed(e).await;
-                }
-                BackupEnd::Answer(self.shared.model.lock().await.finish_backup(job, finish))
+            }
+            if let Some(end) = self.wait(pause).await {
+                return end;
             }
         }
+        match job.fault {
+            Some(BackupFault::DropHalfway) => return BackupEnd::Drop,
+            Some(BackupFault::DiskFull { .. }) => {
+                return BackupEnd::Answer(self.shared.model.lock().await.backup_disk_full(job))
+            }
+            _ => {}
+        }
+        let finish = sqlmodel::now();
+        let rest = file
+            .write_all(&job.body[written..])
+            .and_then(|_| file.write_all(&job.trailer(&finish)))
+            .and_then(|_| file.sync_all());
+        if let Err(e) = rest {
+            return failed(e).await;
+        }
+        BackupEnd::Answer(self.shared.model.lock().await.finish_backup(job, finish))
     }
 
     /// Encodes an outcome: result sets (COLMETADATA, ROW, DONE/DONEINPROC), messages, final DONE.

@@ -10,6 +10,7 @@ pub mod odbc_library;
 pub mod prelogin;
 pub mod statements;
 pub mod tds;
+mod tds_info;
 
 use std::time::Duration;
 
@@ -128,6 +129,34 @@ impl std::fmt::Display for ServerMessage {
     }
 }
 
+/// An informational message the server sent while a statement ran (severity 10 or less: an INFO
+/// token, an ODBC `SQL_SUCCESS_WITH_INFO` diagnostic), e.g. 3014 "BACKUP DATABASE successfully
+/// processed 138 pages in 0.050 seconds (21.1 MB/sec)." or 3262 "The backup set on file 1 is
+/// valid.".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InfoMessage {
+    /// The message number; `None` where the client does not tell it (tiberius passes on only the
+    /// text).
+    pub number: Option<i32>,
+    pub text: String,
+}
+
+/// The message of BACKUP and RESTORE `WITH STATS`: 3211, "%d percent processed." (SQL Server
+/// 2000's text).
+pub const PERCENT_PROCESSED: i32 = 3211;
+
+impl InfoMessage {
+    /// How far a BACKUP or RESTORE `WITH STATS` has got, when this is its progress message
+    /// (3211 "42 percent processed."). Read from the text, which is all tiberius gives.
+    pub fn percent(&self) -> Option<u8> {
+        if self.number.is_some_and(|n| n != PERCENT_PROCESSED) {
+            return None;
+        }
+        let n = self.text.trim().strip_suffix(" percent processed.")?;
+        n.parse::<u8>().ok().filter(|p| *p <= 100)
+    }
+}
+
 /// What went wrong talking to SQL Server. Nothing is retried automatically.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SqlError {
@@ -198,9 +227,20 @@ pub trait SqlClient: Send {
         sql: &str,
         each: &mut (dyn FnMut(Row) + Send),
     ) -> Result<u64, SqlError>;
-    /// Runs a batch (BACKUP, RESTORE VERIFYONLY) and returns the informational messages the client
-    /// could read (the tds client cannot read any and returns none).
-    async fn execute(&mut self, sql: &str) -> Result<Vec<String>, SqlError>;
+    /// Runs a batch (BACKUP, RESTORE VERIFYONLY) and returns the informational messages the
+    /// server sent, in order.
+    async fn execute(&mut self, sql: &str) -> Result<Vec<InfoMessage>, SqlError> {
+        let mut messages = Vec::new();
+        self.execute_each(sql, &mut |m| messages.push(m)).await?;
+        Ok(messages)
+    }
+    /// Runs a batch and hands each informational message to `each` as soon as the client reads
+    /// it, while the batch still runs (a backup's `WITH STATS` percentages). A plain SQL batch.
+    async fn execute_each(
+        &mut self,
+        sql: &str,
+        each: &mut (dyn FnMut(InfoMessage) + Send),
+    ) -> Result<(), SqlError>;
 }
 
 /// Connects with the plan's driver. `password` is required for SQL authentication.
@@ -306,6 +346,29 @@ mod tests {
             text.contains("3201") && text.contains("3013") && text.contains("severity 16"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_backups_progress_is_read_from_its_percent_message_only() {
+        let message = |number, text: &str| InfoMessage {
+            number,
+            text: text.into(),
+        };
+        assert_eq!(
+            message(Some(3211), "40 percent processed.").percent(),
+            Some(40)
+        );
+        assert_eq!(message(None, "100 percent processed.").percent(), Some(100));
+        assert_eq!(message(Some(3014), "40 percent processed.").percent(), None);
+        assert_eq!(
+            message(
+                None,
+                "Processed 138 pages for database 'x', file 'x' on file 1."
+            )
+            .percent(),
+            None
+        );
+        assert_eq!(message(None, "140 percent processed.").percent(), None);
     }
 
     #[test]

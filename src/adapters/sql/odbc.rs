@@ -4,18 +4,24 @@
 //! is never logged or displayed.
 
 use async_trait::async_trait;
-use odbc_api::handles::{AsStatementRef, Diagnostics, SqlChar, SqlResult, Statement};
+use odbc_api::handles::{
+    AsStatementRef, Diagnostics, SqlChar, SqlResult, SqlText, Statement, StatementRef,
+};
 use odbc_api::{Connection, ConnectionOptions, Cursor, DataType};
 use std::borrow::Cow;
 
 use super::{
-    host_address, odbc_library, server_label, Row, ServerMessage, SqlClient, SqlError, SqlValue,
+    host_address, odbc_library, server_label, InfoMessage, Row, ServerMessage, SqlClient, SqlError,
+    SqlValue,
 };
 use crate::adapters::secrets::SecretString;
 use crate::plan::{SqlAuth, SqlConnection};
 
 /// Seconds the driver waits for the login.
 const LOGIN_TIMEOUT_SECS: u32 = 30;
+
+/// The most diagnostic records read after one call.
+const MAX_RECORDS: i16 = 50;
 
 /// Rows read ahead of the caller of `query_each`.
 const ROWS_IN_FLIGHT: usize = 256;
@@ -134,11 +140,28 @@ impl SqlClient for OdbcClient {
         read.map(|()| count)
     }
 
-    async fn execute(&mut self, sql: &str) -> Result<Vec<String>, SqlError> {
+    async fn execute_each(
+        &mut self,
+        sql: &str,
+        each: &mut (dyn FnMut(InfoMessage) + Send),
+    ) -> Result<(), SqlError> {
         tracing::debug!(server = %self.server, %sql, "execute (odbc batch)");
         let sql = sql.to_string();
-        self.with_conn(move |conn, server| run_batch(conn, server, &sql))
-            .await
+        // The messages cross from the blocking thread as the driver hands them over.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<InfoMessage>();
+        let run = self.with_conn(move |conn, server| {
+            run_batch(conn, server, &sql, &mut |m| {
+                // The reader is gone only once the batch ended.
+                let _ = tx.send(m);
+            })
+        });
+        let hand_on = async {
+            while let Some(m) = rx.recv().await {
+                each(m);
+            }
+        };
+        let (run, ()) = tokio::join!(run, hand_on);
+        run
     }
 }
 
@@ -306,38 +329,32 @@ fn drain(cursor: impl Cursor, server: &str) -> Result<(), SqlError> {
     Ok(())
 }
 
-fn run_batch(conn: &Connection<'static>, server: &str, sql: &str) -> Result<Vec<String>, SqlError> {
+/// Runs a batch (BACKUP, RESTORE VERIFYONLY) to its end, handing each informational message to
+/// `info` as the driver gives it. SQL Server's ODBC drivers return from SQLExecDirect with the
+/// first messages (SQL_SUCCESS_WITH_INFO, the messages as the statement's diagnostic records);
+/// the rest of the batch, its further messages and its errors (3202, 3013) come only through
+/// SQLMoreResults, and freeing the statement before then cancels the batch. The calls are made
+/// on the statement handle itself: odbc-api's own would log each message as a WARN line.
+fn run_batch(
+    conn: &Connection<'static>,
+    server: &str,
+    sql: &str,
+    info: &mut dyn FnMut(InfoMessage),
+) -> Result<(), SqlError> {
     let mut stmt = conn.preallocate().map_err(|e| map_error(e, server))?;
-    let failure = match stmt.execute(sql, ()) {
-        Ok(None) => None,
-        Ok(Some(cursor)) => return drain(cursor, server).map(|()| Vec::new()),
-        Err(e) => Some(e),
-    };
-    match failure {
-        None => finish_results(&mut stmt, server).map(|()| Vec::new()),
-        Some(e) => Err(statement_error(&mut stmt, e, server)),
-    }
-}
-
-/// Reads every remaining result of a statement that returned no result set (BACKUP, RESTORE
-/// VERIFYONLY). SQL Server's ODBC drivers return from SQLExecDirect at the first informational
-/// message ("Processed N pages ..."); the rest of the batch, and its errors (3202, 3013), arrive
-/// only through SQLMoreResults, and freeing the statement before then cancels the batch.
-fn finish_results(stmt: &mut impl AsStatementRef, server: &str) -> Result<(), SqlError> {
+    let text = SqlText::new(sql);
+    let mut handle = stmt.as_stmt_ref();
+    // SAFETY: no parameters and no column buffers are bound to this freshly allocated statement,
+    // so executing it cannot read or write through a stale binding.
+    let mut result = unsafe { handle.exec_direct(&text) };
     loop {
-        let mut handle = stmt.as_stmt_ref();
-        // SAFETY: no buffers are bound to this statement (it was executed without parameters
-        // and no cursor was bound), so moving to the next result cannot write through a stale
-        // binding.
-        let result = unsafe { handle.more_results() };
         match result {
             SqlResult::NoData => return Ok(()),
-            SqlResult::Success(()) | SqlResult::SuccessWithInfo(()) => continue,
-            SqlResult::Error { .. } => {
-                let first = result.into_result(&handle).err().unwrap_or(odbc_api::Error::NoDiagnostics {
-                    function: "SQLMoreResults",
-                });
-                return Err(statement_error(stmt, first, server));
+            SqlResult::Success(()) => {}
+            SqlResult::SuccessWithInfo(()) => messages(&handle, info),
+            SqlResult::Error { function } => {
+                let first = odbc_api::Error::NoDiagnostics { function };
+                return Err(statement_error(&mut handle, first, server));
             }
             SqlResult::NeedData | SqlResult::StillExecuting => {
                 return Err(SqlError::Protocol {
@@ -345,6 +362,24 @@ fn finish_results(stmt: &mut impl AsStatementRef, server: &str) -> Result<(), Sq
                 })
             }
         }
+        // SAFETY: as above, nothing is bound: moving to the next result (which also discards any
+        // rows of this one) cannot write through a stale binding.
+        result = unsafe { handle.more_results() };
+    }
+}
+
+/// The informational messages on a statement after a call that returned SQL_SUCCESS_WITH_INFO.
+fn messages(handle: &StatementRef<'_>, info: &mut dyn FnMut(InfoMessage)) {
+    let mut buf: Vec<SqlChar> = Vec::with_capacity(512);
+    // SQLGetDiagRec numbers records from 1; a driver keeps a bounded number of them.
+    for n in 1..=MAX_RECORDS {
+        let Some(record) = handle.diagnostic_record_vec(n, &mut buf) else {
+            break;
+        };
+        info(InfoMessage {
+            number: (record.native_error != 0).then_some(record.native_error),
+            text: strip_vendor_prefix(&to_text(&buf)),
+        });
     }
 }
 
@@ -365,7 +400,7 @@ fn statement_error(
             to_text(&buf).into_owned(),
         ));
         n += 1;
-        if n > 50 {
+        if n > MAX_RECORDS {
             break;
         }
     }

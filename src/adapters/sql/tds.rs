@@ -1,5 +1,6 @@
 //! The built-in SQL Server client (tiberius): TDS 7.2+ servers, SQL Server 2005 and later.
-//! `query` goes out as an `sp_executesql` RPC, `execute` as a plain SQL batch. It cannot read
+//! `query` goes out as an `sp_executesql` RPC, `execute` as a plain SQL batch, whose INFO
+//! messages `tds_info` catches. It cannot read
 //! SQL Server 2000's (TDS 7.1) result sets: `connect` (mod.rs) sends that server to `odbc`.
 
 use async_trait::async_trait;
@@ -8,8 +9,13 @@ use tiberius::{AuthMethod, Client, ColumnData, Config, EncryptionLevel, QueryIte
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
+use tracing::instrument::WithSubscriber;
+
 use super::endpoint::Endpoint;
-use super::{server_label, Row, ServerMessage, SqlClient, SqlError, SqlValue, CONNECT_TIMEOUT};
+use super::tds_info::Collector;
+use super::{
+    server_label, InfoMessage, Row, ServerMessage, SqlClient, SqlError, SqlValue, CONNECT_TIMEOUT,
+};
 use crate::adapters::secrets::SecretString;
 use crate::plan::{Encryption, SqlAuth, SqlConnection};
 
@@ -176,22 +182,46 @@ impl SqlClient for TdsClient {
         Ok(count)
     }
 
-    async fn execute(&mut self, sql: &str) -> Result<Vec<String>, SqlError> {
+    async fn execute_each(
+        &mut self,
+        sql: &str,
+        each: &mut (dyn FnMut(InfoMessage) + Send),
+    ) -> Result<(), SqlError> {
         tracing::debug!(server = %self.server, %sql, "execute (batch)");
-        let mut stream = self
-            .client
-            .simple_query(sql)
-            .await
-            .map_err(|e| map_error(e, &self.server))?;
-        // Drain every result so errors late in the batch surface; info messages are not exposed
-        // by tiberius.
-        while stream
-            .try_next()
-            .await
-            .map_err(|e| map_error(e, &self.server))?
-            .is_some()
-        {}
-        Ok(Vec::new())
+        let server = self.server.clone();
+        let client = &mut self.client;
+        // Drains every result so errors late in the batch surface.
+        let batch = async move {
+            let mut stream = client
+                .simple_query(sql)
+                .await
+                .map_err(|e| map_error(e, &server))?;
+            while stream
+                .try_next()
+                .await
+                .map_err(|e| map_error(e, &server))?
+                .is_some()
+            {}
+            Ok::<(), SqlError>(())
+        };
+        // tiberius reports each INFO token only as a tracing event, as it decodes it: the batch
+        // runs under a subscriber that catches those (`tds_info`) and hands them on here as they
+        // come, while the batch still runs.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let batch = batch.with_subscriber(Collector::new(tx));
+        tokio::pin!(batch);
+        let hand_on = |text| InfoMessage { number: None, text };
+        let result = loop {
+            tokio::select! {
+                biased;
+                Some(text) = rx.recv() => each(hand_on(text)),
+                result = &mut batch => break result,
+            }
+        };
+        while let Ok(text) = rx.try_recv() {
+            each(hand_on(text));
+        }
+        result
     }
 }
 
