@@ -247,10 +247,10 @@ fn still_busy(
     let program = program.rsplit(['\\', '/']).next().unwrap_or_default();
     StepError::Refused(format!(
         "another Windows Installer installation is in progress on {server} (its _MSIExecute \
-         mutex was still set at each of {attempts} looks over {waited:?}), and the change this \
-         step makes is not on the server yet; {program} was not started. It may be the installer \
-         of an earlier run of this plan that was cut off, still working; run again when it has \
-         finished (a longer `retry` waits longer)",
+         mutex was still set at the last of {attempts} attempts, after waiting {waited:?}), and \
+         the change this step makes was not on the server when last looked at; {program} was \
+         not started. It may be the installer of an earlier run of this plan that was cut off, \
+         still working; run again when it has finished (a longer `retry` waits longer)",
         server = cx.world.server_name(),
     ))
 }
