@@ -6,7 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{apply, converges, stdout, text, tool_running, Driver, Rig};
+use common::{
+    apply, converges, kill_while_the_uninstall_executes, stdout, text,
+    the_next_apply_waits_for_that_installer_and_never_runs_it_twice, tool_running, Driver, Rig,
+};
 
 const IIFP: &str = "Identity Integration Feature Pack";
 const MIIS: &str = "Microsoft Identity Integration Server 2003";
@@ -252,5 +255,39 @@ fn an_installer_whose_change_another_installation_made_meanwhile_is_not_run_agai
         .count();
     assert_eq!(setups, 1, "setup ran again: {}", rig.argv_log());
     assert_eq!(rig.installed(), [MIIS]);
+    converges(&rig);
+}
+
+#[test]
+fn an_installer_of_a_killed_run_still_executing_is_waited_for_and_never_run_twice() {
+    // The uninstall's msiexec spends 3 s in its execute phase. The run that started it is killed;
+    // the next run finds the installation in progress, starts no second msiexec, waits with the
+    // step's retry, sees the product removed, and goes on to converge.
+    let rig = Rig::iifp(Driver::Tds, &["slow-execute=3000"]);
+    kill_while_the_uninstall_executes(&rig);
+    the_next_apply_waits_for_that_installer_and_never_runs_it_twice(&rig);
+}
+
+#[test]
+fn an_installation_in_progress_through_every_attempt_refuses_the_step_and_starts_nothing() {
+    // Another installer holds the server through the uninstall's every attempt (4, 1 s doubling).
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let held = upgrade_lab::tools::msiexec::installer_lock(rig.lab.dir()).unwrap();
+    let out = apply(&rig);
+    drop(held);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("another Windows Installer installation is in progress on this machine")
+            && all.contains("msiexec was not started")
+            && all.contains("run again when it has finished"),
+        "{all}"
+    );
+    assert!(
+        !rig.argv_log().contains("\"msiexec\""),
+        "{}",
+        rig.argv_log()
+    );
+    assert_eq!(rig.installed(), [IIFP]);
     converges(&rig);
 }

@@ -251,3 +251,34 @@ fn the_remote_plan_never_runs_the_uninstall_before_the_copies_are_on_the_admin_h
     rig.faults(&[]);
     converges(&rig);
 }
+
+#[test]
+fn an_installer_of_a_killed_remote_run_still_executing_is_waited_for_and_never_run_twice() {
+    // The same over WinRM: the next run asks the server for its _MSIExecute mutex (PowerShell's
+    // Mutex.OpenExisting) before it starts msiexec, and starts none while it is set.
+    let rig = Rig::iifp_remote(&["slow-execute=3000"]);
+    common::kill_while_the_uninstall_executes(&rig);
+    common::the_next_apply_waits_for_that_installer_and_never_runs_it_twice(&rig);
+}
+
+#[test]
+fn a_server_whose_windows_is_in_c_winnt_converges_with_a_plan_naming_no_tool_paths() {
+    // A Windows Server 2003 upgraded in place from Windows 2000 keeps C:\WINNT: msiexec, reg and
+    // sc are in C:\WINNT\System32, and there is no C:\Windows. The remote seed plan names no tool
+    // paths; the server's %SystemRoot%, read once at logon, says where they are.
+    let mut init = upgrade_lab::InitOptions::new(upgrade_lab::Flavour::Iifp);
+    init.system_root = Some(r"C:\WINNT".into());
+    let rig = Rig::iifp_remote_with(&[], &init);
+    assert!(!std::fs::read_to_string(&rig.plan)
+        .unwrap()
+        .contains("\ntools:"));
+    let plan = rig.upgrade(&["plan", rig.plan_str()]);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+    assert!(
+        stdout(&plan).contains(r"C:\WINNT\System32\msiexec.exe /x"),
+        "{}",
+        text(&plan)
+    );
+    converges(&rig);
+    assert_eq!(runs_of(&rig, "msiexec"), 1, "{}", rig.argv_log());
+}

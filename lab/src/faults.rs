@@ -13,7 +13,7 @@ use crate::state::write_atomic;
 /// A fault spec that does not parse, or faults.json that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
-    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-tools=MS, winrm-drop=N, winrm-slow=MS")]
+    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-execute=MS, slow-tools=MS, winrm-drop=N, winrm-slow=MS")]
     Unknown(String),
     #[error("fault `{spec}`: {why}")]
     BadValue { spec: String, why: String },
@@ -41,6 +41,10 @@ pub struct Faults {
     pub msiexec_1603: bool,
     pub msiexec_3010: bool,
     pub slow_tools_ms: Option<u64>,
+    /// The lab's installers (msiexec, setup) spend MS milliseconds in their execute phase, holding
+    /// the lab's `_MSIExecute`, before they make their change.
+    #[serde(default)]
+    pub slow_execute_ms: Option<u64>,
     /// The WinRM listener drops the connection during the Nth Receive since it saw this value.
     #[serde(default)]
     pub winrm_drop_at: Option<u32>,
@@ -113,6 +117,7 @@ impl Faults {
                 self.msiexec_3010 = true
             }
             "slow-tools" => self.slow_tools_ms = Some(number("MS")?),
+            "slow-execute" => self.slow_execute_ms = Some(number("MS")?),
             "winrm-drop" => self.winrm_drop_at = Some(positive("N")?),
             "winrm-slow" => self.winrm_slow_ms = Some(number("MS")?),
             _ => return Err(FaultError::Unknown(spec.to_string())),
@@ -185,6 +190,7 @@ mod tests {
             "msiexec-1603",
             "msiexec-3010",
             "slow-tools=40",
+            "slow-execute=300",
             "winrm-drop=2",
             "winrm-slow=30",
         ])
@@ -201,9 +207,10 @@ mod tests {
         assert!(f.miiskmu_fail && f.msiexec_1603 && f.msiexec_3010);
         assert_eq!(f.msiexec_1618_remaining, 3);
         assert_eq!(f.slow_tools_ms, Some(40));
+        assert_eq!(f.slow_execute_ms, Some(300));
         assert_eq!(f.winrm_drop_at, Some(2));
         assert_eq!(f.winrm_slow_ms, Some(30));
-        assert_eq!(f.specs.len(), 11);
+        assert_eq!(f.specs.len(), 12);
     }
 
     #[test]

@@ -175,9 +175,16 @@ pub struct Windows {
 pub const MIIS_LOCATION: &str = r"C:\Program Files\Microsoft Identity Integration Server\";
 pub const FIM_LOCATION: &str =
     r"C:\Program Files\Microsoft Forefront Identity Manager\2010\Synchronization Service\";
+/// The server's Windows folder (`%SystemRoot%`) unless `InitOptions::system_root` says otherwise.
+pub const DEFAULT_SYSTEM_ROOT: &str = r"C:\Windows";
+/// The lab's Windows Installer mutex (Microsoft, "_MSIExecute Mutex": set only while an installer
+/// processes its execute sequence): the lab's installers hold an exclusive lock on DIR/[`INSTALLER_LOCK`]
+/// through their execute phase, and a file of this name beside each msiexec stand-in (DIR/bin,
+/// the server's System32) is a link to it, where `upgrade` on Linux looks (lab/README.md).
+pub const MSIEXECUTE: &str = "_MSIExecute";
+/// The file the lab's installers lock while in their execute phase.
+pub const INSTALLER_LOCK: &str = "installer.lock";
 /// The MIIS 2003 setup stand-in's wrapper.
-/// The server's system folder.
-pub const SYSTEM32: &str = r"C:\Windows\System32";
 pub const MIIS_SETUP: &str = r"E:\MIIS2003\Setup.exe";
 /// The MIM 2016 sync lab package.
 pub const MIM_MSI: &str = r"E:\Synchronization Service\Synchronization Service.msi";
@@ -257,6 +264,9 @@ pub struct InitOptions {
     /// How many connector-space objects the directory agent (`Contoso AD` on IIFP, the same
     /// agent on FIM) holds: a size knob to measure searches at scale. Default: the fixture's own.
     pub objects: Option<u32>,
+    /// The server's `%SystemRoot%` (default [`DEFAULT_SYSTEM_ROOT`]); `C:\WINNT` is a Windows
+    /// Server 2003 upgraded in place from Windows 2000, which kept Windows 2000's folder.
+    pub system_root: Option<String>,
 }
 
 impl InitOptions {
@@ -272,6 +282,7 @@ impl InitOptions {
             new_version: None,
             exe: None,
             objects: None,
+            system_root: None,
         }
     }
 }
@@ -364,17 +375,25 @@ impl Lab {
         for tool in ["msiexec", "reg", "sc"] {
             write_wrapper(&dir.join("bin").join(tool), exe, dir, tool)?;
         }
+        let lock = dir.join(INSTALLER_LOCK);
+        fs::write(&lock, b"").map_err(LabError::io(&lock))?;
+        link_mutex(dir, &dir.join("bin"))?;
         // msi.dll beside msiexec, as in System32: its file version is the Windows Installer's.
         let msi_dll = dir.join("bin").join("msi.dll");
         fs::write(&msi_dll, msi_dll_bytes(flavour.windows().installer))
             .map_err(LabError::io(&msi_dll))?;
         // The server's own System32 on its C: drive, as a remote host sees it over WinRM: the
         // tools under their Windows names, and msi.dll, whose version a remote plan reads there.
-        let system32 = resolve(dir, SYSTEM32);
+        let system_root = opts
+            .system_root
+            .clone()
+            .unwrap_or_else(state::default_system_root);
+        let system32 = resolve(dir, &format!(r"{system_root}\System32"));
         mkdir(&system32)?;
         for tool in ["msiexec", "reg", "sc", "icacls"] {
             write_wrapper(&system32.join(format!("{tool}.exe")), exe, dir, tool)?;
         }
+        link_mutex(dir, &system32)?;
         let remote_msi_dll = system32.join("msi.dll");
         fs::write(&remote_msi_dll, msi_dll_bytes(flavour.windows().installer))
             .map_err(LabError::io(&remote_msi_dll))?;
@@ -452,6 +471,7 @@ impl Lab {
             installs: Vec::new(),
             key_exports: Vec::new(),
             winrm: Some(winrm_login()?),
+            system_root,
         };
         faults::store(dir, &Faults::default())?;
         seed_sql(dir, flavour, opts.objects)?;
@@ -539,6 +559,13 @@ pub fn msi_dll_bytes(version: [u16; 4]) -> Vec<u8> {
         b.extend(u32::to_le_bytes(dword));
     }
     b
+}
+
+/// Puts the lab's `_MSIExecute` in `folder`: a link to DIR/installer.lock, which an installer of the
+/// lab locks through its execute phase.
+fn link_mutex(lab: &Path, folder: &Path) -> Result<(), LabError> {
+    let link = folder.join(MSIEXECUTE);
+    std::os::unix::fs::symlink(lab.join(INSTALLER_LOCK), &link).map_err(LabError::io(&link))
 }
 
 /// `#!/bin/sh` wrapper that runs `upgrade-lab tool --lab DIR NAME "$@"`.

@@ -144,9 +144,24 @@ pub struct LabState {
     /// Absent in labs made before the WinRM listener: `serve` adds it.
     #[serde(default)]
     pub winrm: Option<WinrmLogin>,
+    /// The server's `%SystemRoot%` (its Windows folder: `C:\WINDOWS`, or `C:\WINNT` on a
+    /// Windows Server 2003 upgraded from Windows 2000), which the lab's powershell and cmd.exe
+    /// report and whose System32 holds the stand-ins. Absent in older labs: `C:\Windows`.
+    #[serde(default = "default_system_root")]
+    pub system_root: String,
+}
+
+/// The Windows folder of a lab made before `system_root` existed.
+pub fn default_system_root() -> String {
+    crate::layout::DEFAULT_SYSTEM_ROOT.to_string()
 }
 
 impl LabState {
+    /// The server's System32 folder, a Windows path (`%SystemRoot%\System32`).
+    pub fn system32(&self) -> String {
+        format!(r"{}\System32", self.system_root.trim_end_matches('\\'))
+    }
+
     pub fn product(&self, code: &str) -> Option<&Product> {
         self.products
             .iter()

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use crate::adapters::fs::{self as afs, FileStat, FsError};
+use crate::adapters::installer_mutex;
 use crate::adapters::process::{ProcessError, ProcessOutcome, ProcessSpec};
 use crate::adapters::secrets::Redactor;
 
@@ -53,6 +54,17 @@ pub trait Host: Send + Sync {
 
     /// Leaves a file readable by its owner only (a key file).
     async fn restrict_permissions(&self, path: &Path) -> Result<(), FsError>;
+
+    /// Whether a Windows Installer installation is in progress on the server now: its
+    /// `_MSIExecute` mutex exists (`adapters::installer_mutex`). `msiexec` is the plan's msiexec
+    /// (beside which the lab keeps its stand-in for the mutex). An answer that cannot be had is an
+    /// error, never "none": none lets an installer start.
+    async fn installation_in_progress(&self, msiexec: &Path) -> Result<bool, FsError>;
+
+    /// The server's `%SystemRoot%` (`C:\WINDOWS`; `C:\WINNT` on a server upgraded from Windows
+    /// 2000), where its System32 tools are; `None` when the server is this machine and this
+    /// machine is not Windows (the lab on Linux, whose plans name their tools).
+    async fn system_root(&self) -> Result<Option<String>, FsError>;
 
     /// Copies a file of the server to `local` on this machine, whose folder exists (through a
     /// temporary name renamed into place), hashing what was copied; returns its sha256. Not yet
@@ -145,6 +157,22 @@ impl Host for Local {
 
     async fn restrict_permissions(&self, path: &Path) -> Result<(), FsError> {
         afs::restrict_permissions(path)
+    }
+
+    async fn installation_in_progress(&self, msiexec: &Path) -> Result<bool, FsError> {
+        installer_mutex::in_progress(msiexec).map_err(|source| FsError::Io {
+            op: "look for an installation in progress:",
+            path: PathBuf::from(installer_mutex::NAME),
+            source,
+        })
+    }
+
+    async fn system_root(&self) -> Result<Option<String>, FsError> {
+        Ok(if cfg!(windows) {
+            std::env::var("SystemRoot").ok().filter(|s| !s.is_empty())
+        } else {
+            None
+        })
     }
 
     async fn fetch(&self, remote: &Path, local: &Path) -> Result<String, FsError> {

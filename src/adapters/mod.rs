@@ -4,6 +4,7 @@
 
 pub mod fs;
 pub mod host;
+pub mod installer_mutex;
 pub mod process;
 pub mod products;
 pub mod remote;

@@ -40,6 +40,19 @@ pub async fn host(world: &World) -> Result<Arc<dyn Host>, EngineError> {
     Ok(Arc::new(host))
 }
 
+/// The server's `%SystemRoot%` (`Host::system_root`): one PowerShell call over WinRM, the
+/// environment on Windows, none on Linux.
+pub async fn system_root(host: &dyn Host) -> Result<Option<String>, EngineError> {
+    let root = host
+        .system_root()
+        .await
+        .map_err(|e| EngineError::Server(e.to_string()))?;
+    if let Some(r) = &root {
+        tracing::debug!(system_root = %r, "the server's Windows folder");
+    }
+    Ok(root)
+}
+
 /// The WinRM client's options for `winrm`: the endpoint defaults to `server.host`.
 pub fn options(
     plan: &Plan,

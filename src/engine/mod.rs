@@ -41,6 +41,10 @@ pub enum EngineError {
     WinrmLogon { endpoint: String, user: String },
     #[error("WinRM is not listening on {endpoint}: run `winrm quickconfig` on the server (Windows Server 2003 SP2 / 2008: install Windows Management Framework 2.0, KB968930, first; the default ports are 5985 for HTTP and 5986 for HTTPS); nothing was run")]
     WinrmNotListening { endpoint: String },
+    /// The server answered the logon but not a question asked before any step (its
+    /// `%SystemRoot%`).
+    #[error("{0}; nothing was run")]
+    Server(String),
     #[error("cannot reach the sync server over WinRM at {endpoint}: {source}; nothing was run")]
     Winrm {
         endpoint: String,

@@ -89,11 +89,14 @@ impl Session {
         })
     }
 
-    /// Logs on to the sync server the plan names (nothing to do for `server.connect: local`):
-    /// once per command, before anything is observed.
+    /// Logs on to the sync server the plan names (nothing to do for `server.connect: local`) and
+    /// reads where its Windows is (`%SystemRoot%`, for the tools the plan does not name): once per
+    /// command, before anything is observed.
     async fn connect(&mut self) -> Result<(), EngineError> {
         let host = connect::host(&self.world).await?;
+        let root = connect::system_root(host.as_ref()).await?;
         self.world.set_host(host);
+        self.world.set_system_root(root);
         Ok(())
     }
 

@@ -230,13 +230,13 @@ pub struct Tools {
     /// `C:\Program Files\Microsoft Identity Integration Server\Bin\miiskmu.exe`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub miiskmu: Option<AbsPath>,
-    /// Windows Installer. Default: `C:\Windows\System32\msiexec.exe`.
+    /// Windows Installer. Default: `%SystemRoot%\System32\msiexec.exe` (the server's `%SystemRoot%`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub msiexec: Option<AbsPath>,
-    /// Registry query tool used to find installed products. Default: `C:\Windows\System32\reg.exe`.
+    /// Registry query tool used to find installed products. Default: `%SystemRoot%\System32\reg.exe`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reg: Option<AbsPath>,
-    /// Service control tool. Default: `C:\Windows\System32\sc.exe`.
+    /// Service control tool. Default: `%SystemRoot%\System32\sc.exe`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sc: Option<AbsPath>,
 }

@@ -756,6 +756,12 @@ mod tests {
         async fn restrict_permissions(&self, p: &Path) -> Result<(), FsError> {
             Local.restrict_permissions(p).await
         }
+        async fn installation_in_progress(&self, msiexec: &Path) -> Result<bool, FsError> {
+            Local.installation_in_progress(msiexec).await
+        }
+        async fn system_root(&self) -> Result<Option<String>, FsError> {
+            Local.system_root().await
+        }
         async fn fetch(&self, a: &Path, b: &Path) -> Result<String, FsError> {
             let sha = Local.fetch(a, b).await;
             if self.edited_after_read.lock().unwrap().as_deref() == Some(a) {

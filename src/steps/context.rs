@@ -17,12 +17,13 @@ use crate::steps::progress::Progress;
 use crate::steps::record::{Journal, StepRecord};
 use crate::steps::StepError;
 
-/// Windows defaults for the tools, used when the plan names none.
+/// Windows defaults for the tools, used when the plan names none: the key tool where the product
+/// installs it, and msiexec, reg and sc in the server's `%SystemRoot%\System32`.
 pub const DEFAULT_MIISKMU: &str =
     r"C:\Program Files\Microsoft Identity Integration Server\Bin\miiskmu.exe";
-pub const DEFAULT_MSIEXEC: &str = r"C:\Windows\System32\msiexec.exe";
-pub const DEFAULT_REG: &str = r"C:\Windows\System32\reg.exe";
-pub const DEFAULT_SC: &str = r"C:\Windows\System32\sc.exe";
+/// The `%SystemRoot%` the System32 tools' defaults assume when the server's is not known (this
+/// machine is not Windows: the lab on Linux, whose plans name their tools).
+pub const DEFAULT_SYSTEM_ROOT: &str = r"C:\Windows";
 
 /// Where the plan asks for the SQL login's password.
 pub const SQL_PASSWORD: &str = "server.sql.auth.sql.password";
@@ -63,6 +64,8 @@ pub struct World {
     pub state_dir: PathBuf,
     pub redactor: Redactor,
     secrets: BTreeMap<String, SecretString>,
+    /// The server's `%SystemRoot%`, read once when the host is set (`None`: not Windows).
+    system_root: Option<String>,
 }
 
 impl World {
@@ -75,6 +78,7 @@ impl World {
             state_dir,
             redactor,
             secrets,
+            system_root: None,
         }
     }
 
@@ -87,6 +91,23 @@ impl World {
     /// Acts on the sync server through `host` from now on.
     pub fn set_host(&mut self, host: Arc<dyn Host>) {
         self.host = host;
+    }
+
+    /// Where the server's Windows is (`%SystemRoot%`, as its host read it once after logon): the
+    /// System32 tools the plan does not name are looked for there.
+    pub fn set_system_root(&mut self, root: Option<String>) {
+        self.system_root = root;
+    }
+
+    /// The sync server as messages name it: its WinRM endpoint or `server.host`, or this machine.
+    pub fn server_name(&self) -> String {
+        let server = &self.plan.server;
+        server
+            .connect
+            .winrm()
+            .and_then(|w| w.endpoint.clone())
+            .or_else(|| server.host.clone())
+            .unwrap_or_else(|| "this machine".to_string())
     }
 
     /// The sync server: its programs and its files.
@@ -141,13 +162,20 @@ impl World {
         tool(&self.plan.tools.miiskmu, DEFAULT_MIISKMU)
     }
     pub fn msiexec(&self) -> PathBuf {
-        tool(&self.plan.tools.msiexec, DEFAULT_MSIEXEC)
+        tool(&self.plan.tools.msiexec, &self.system32("msiexec.exe"))
     }
     pub fn reg(&self) -> PathBuf {
-        tool(&self.plan.tools.reg, DEFAULT_REG)
+        tool(&self.plan.tools.reg, &self.system32("reg.exe"))
     }
     pub fn sc(&self) -> PathBuf {
-        tool(&self.plan.tools.sc, DEFAULT_SC)
+        tool(&self.plan.tools.sc, &self.system32("sc.exe"))
+    }
+
+    /// `%SystemRoot%\System32\NAME` on the server (`C:\WINNT\System32\...` on a Windows Server
+    /// 2003 upgraded from Windows 2000; `C:\Windows` when the server's is not known).
+    fn system32(&self, name: &str) -> String {
+        let root = self.system_root.as_deref().unwrap_or(DEFAULT_SYSTEM_ROOT);
+        format!(r"{}\System32\{name}", root.trim_end_matches('\\'))
     }
 
     /// Runs a process with this plan's redaction; the child does not inherit the environment

@@ -167,15 +167,20 @@ pub enum Ran {
     /// The installer's last run ended with this outcome, after this many attempts.
     Exited(ProcessOutcome, u32),
     /// Before a retry, the server was found in the state the step wants: another installation
-    /// that was in progress (1618) made the change (typically the installer of an earlier run of
-    /// this plan, killed or cut off while the installer went on). Running it again would install
-    /// or remove twice.
+    /// that was in progress (1618, or the `_MSIExecute` mutex set) made the change (typically the
+    /// installer of an earlier run of this plan, killed or cut off while the installer went on).
+    /// Running it again would install or remove twice.
     DoneMeanwhile { attempts: u32 },
 }
 
-/// Runs an installer, retrying while exit 1618 says another installation is in progress. Before
-/// each retry `done_meanwhile` looks at the server again: when the change is already there, the
-/// installer is not run again.
+/// Runs an installer, never while another installation is in progress: before each attempt it
+/// asks the server whether an installer is in its execute phase (the `_MSIExecute` mutex, which
+/// Windows Installer sets "only while processing the InstallExecuteSequence table, ...", and
+/// while it is set the installer answers 1618). While one is, or when the installer answers 1618
+/// all the same, it waits with the step's `retry` (attempts, doubling delay) and, before the next
+/// attempt, `done_meanwhile` looks at the server again: when the change is already there, the
+/// installer is not run (again). Each look and each run is one attempt; with every attempt spent
+/// while the server stays busy, nothing was started and the step is refused.
 pub async fn run_with_retry<F, Fut>(
     cx: &StepContext<'_>,
     spec: &ProcessSpec,
@@ -190,30 +195,64 @@ where
     let mut delay = retry
         .and_then(|r| r.delay)
         .map_or(Duration::from_secs(30), |d| d.get());
+    let mut waited = Duration::ZERO;
     let mut attempt = 1;
     loop {
-        let mut out = cx.world.run(spec).await?;
-        out.exit_code = windows_code(out.exit_code, out.full_exit_code);
-        if out.exit_code != ANOTHER_INSTALL || attempt >= attempts {
-            return Ok(Ran::Exited(out, attempt));
+        let host = cx.world.host();
+        if host.installation_in_progress(&cx.world.msiexec()).await? {
+            if attempt >= attempts {
+                return Err(still_busy(cx, spec, attempts, waited));
+            }
+            tracing::warn!(
+                attempt,
+                ?delay,
+                "another Windows Installer installation is in progress on the server (its \
+                 _MSIExecute mutex is set); waiting before starting the installer"
+            );
+        } else {
+            let mut out = cx.world.run(spec).await?;
+            out.exit_code = windows_code(out.exit_code, out.full_exit_code);
+            if out.exit_code != ANOTHER_INSTALL || attempt >= attempts {
+                return Ok(Ran::Exited(out, attempt));
+            }
+            tracing::warn!(
+                attempt,
+                ?delay,
+                "another installation is in progress (1618); retrying"
+            );
         }
-        tracing::warn!(
-            attempt,
-            ?delay,
-            "another installation is in progress (1618); retrying"
-        );
         tokio::time::sleep(delay).await;
+        waited += delay;
         if done_meanwhile().await? {
             tracing::warn!(
                 attempt,
                 "the change is on the server already (made by the installation that was in \
-                 progress); not running the installer again"
+                 progress); not running the installer"
             );
             return Ok(Ran::DoneMeanwhile { attempts: attempt });
         }
         delay = delay.saturating_mul(2);
         attempt += 1;
     }
+}
+
+/// The step's refusal when the server stayed busy through every attempt.
+fn still_busy(
+    cx: &StepContext<'_>,
+    spec: &ProcessSpec,
+    attempts: u32,
+    waited: Duration,
+) -> StepError {
+    let program = spec.program.to_string_lossy();
+    let program = program.rsplit(['\\', '/']).next().unwrap_or_default();
+    StepError::Refused(format!(
+        "another Windows Installer installation is in progress on {server} (its _MSIExecute \
+         mutex was still set at the last of {attempts} attempts, after waiting {waited:?}), and \
+         the change this step makes was not on the server when last looked at; {program} was \
+         not started. It may be the installer of an earlier run of this plan that was cut off, \
+         still working; run again when it has finished (a longer `retry` waits longer)",
+        server = cx.world.server_name(),
+    ))
 }
 
 /// The last lines of an installer log (Windows Installer writes UTF-16 logs), redacted.

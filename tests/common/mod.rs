@@ -133,7 +133,16 @@ impl Rig {
     /// shell resolves on its drives, the copies and the state are this machine's (`admin/` in the
     /// test's folder), SQL is direct (TDS 7.4, tiberius).
     pub fn iifp_remote(faults: &[&str]) -> Rig {
-        Rig::remote_over(Listener::Http, faults)
+        Rig::remote_over(
+            Listener::Http,
+            faults,
+            &upgrade_lab::InitOptions::new(Flavour::Iifp),
+        )
+    }
+
+    /// `iifp_remote` against a lab server laid out as `init` says (its `%SystemRoot%`, ...).
+    pub fn iifp_remote_with(faults: &[&str], init: &upgrade_lab::InitOptions) -> Rig {
+        Rig::remote_over(Listener::Http, faults, init)
     }
 
     /// The same, logging on with Kerberos (`auth: kerberos`, `admin@LAB.TEST`) to a lab whose
@@ -142,16 +151,21 @@ impl Rig {
     /// password is what logs on. Needs MIT Kerberos (Debian krb5-kdc, krb5-admin-server,
     /// krb5-user); without it the lab fails to start, naming them.
     pub fn iifp_remote_kerberos() -> Rig {
-        Rig::remote_over(Listener::Kerberos, &[])
+        Rig::remote_over(
+            Listener::Kerberos,
+            &[],
+            &upgrade_lab::InitOptions::new(Flavour::Iifp),
+        )
     }
 
-    fn remote_over(listener: Listener, faults: &[&str]) -> Rig {
-        let rig = Rig::start(
+    fn remote_over(listener: Listener, faults: &[&str], init: &upgrade_lab::InitOptions) -> Rig {
+        let rig = Rig::start_with(
             Driver::Tds,
             TdsVersion::V74,
             faults,
             upgrade_lab::SqlHost::SyncServer,
             listener,
+            init,
         );
         std::fs::write(&rig.plan, remote_seed_plan(&rig.lab, &rig.admin_dir())).unwrap();
         std::fs::create_dir_all(rig.admin_dir()).unwrap();
@@ -581,6 +595,57 @@ pub fn files_named_like(dir: &Path, prefix: &str) -> Vec<PathBuf> {
         .map(|e| e.path())
         .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
         .collect()
+}
+
+/// Starts an apply, waits until the lab's installer is in its execute phase (its `_MSIExecute`
+/// held) after the key export, and kills the apply with SIGKILL: the installer goes on alone, as
+/// Windows Installer does. Returns when the kill is done, the installer still at work.
+pub fn kill_while_the_uninstall_executes(rig: &Rig) {
+    let mut child = rig.spawn(&["apply", rig.plan_str(), "--auto-approve"]);
+    let t0 = std::time::Instant::now();
+    let executing = || {
+        rig.argv_log().contains("\"miiskmu\"")
+            && upgrade_lab::tools::msiexec::installer_busy(rig.lab.dir()).unwrap()
+    };
+    while !executing() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(60),
+            "the uninstall never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "apply ended before the uninstall started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+/// The apply after `kill_while_the_uninstall_executes`: it finds the installation in progress,
+/// starts no second msiexec (the lab's argv records hold the one removal, exit 0), waits with
+/// the step's retry, sees the product removed, and converges.
+pub fn the_next_apply_waits_for_that_installer_and_never_runs_it_twice(rig: &Rig) {
+    let out = apply(rig);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let argv = rig.argv_log();
+    let removals: Vec<&str> = argv
+        .lines()
+        .filter(|l| l.contains("\"msiexec\"") && l.contains("\"/x\""))
+        .collect();
+    assert_eq!(
+        removals.len(),
+        1,
+        "a second msiexec was started: {removals:#?}"
+    );
+    assert!(removals[0].contains("\"exit\":0"), "{removals:?}");
+    let all = text(&out);
+    assert!(all.contains("_MSIExecute mutex is set"), "{all}");
+    assert_eq!(
+        rig.installed(),
+        ["Microsoft Identity Integration Server 2003"]
+    );
+    converges(rig);
 }
 
 /// Whether a stand-in `tool` of this lab is running right now (Linux: scans /proc).

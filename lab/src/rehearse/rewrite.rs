@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use upgrade_plan::kinds::PathOn;
 use upgrade_plan::{
     AbsPath, Connect, Encryption, KeyFile, Plan, Secret, Sha256Hex, SqlAuth, SqlConnection,
     SqlDriver, SqlLogin, StateConfig, StepKind, Tools, WinrmAuth, WinrmConnect,
@@ -215,26 +216,27 @@ fn admin_path(path: &mut AbsPath, lab: &Path) -> Result<(), LabError> {
     Ok(())
 }
 
-/// One step of a plan that acts on the server over WinRM, moved onto the lab: the server's paths
-/// and tools stay as written (the lab's WinRM shell finds them on its drives, as the server would);
-/// the admin host's paths go into the lab; the database backup goes where the TDS double writes;
-/// the installer media is the lab's, at its Windows path; secrets as for a local plan.
+/// One step of a plan that acts on the server over WinRM, moved onto the lab: every path the kind
+/// names (`KindSpec::paths`, so a new kind's paths are moved without being listed here) by the
+/// machine it is on: the server's paths and tools stay as written (the lab's WinRM shell finds
+/// them on its drives, as the server would), the admin host's go into the lab, the database
+/// backup goes where the TDS double writes. Then the installer media is the lab's, at its Windows
+/// path, and secrets as for a local plan.
 fn rewrite_kind_remote(kind: &mut StepKind, t: &Target) -> Result<(), LabError> {
     let lab = t.lab_dir.as_path();
-    match kind {
-        // The TDS double writes the backup on this machine: the SQL Server's disk is the sandbox.
-        StepKind::BackupDatabase(b) => sandbox_path(&mut b.to, lab)?,
-        StepKind::ExportKeys(e) => {
-            if let Some(copy) = &mut e.copy_to {
-                admin_path(copy, lab)?;
-            }
-            lab_secret(&mut e.account.password);
+    move_paths(kind, |on, path| {
+        let mut moved = path.clone();
+        match on {
+            PathOn::Server | PathOn::ServerOrShare => return Ok(None),
+            PathOn::AdminHost => admin_path(&mut moved, lab)?,
+            // The TDS double writes the backup on this machine: the SQL Server's disk is the
+            // sandbox.
+            PathOn::SqlServer => sandbox_path(&mut moved, lab)?,
         }
-        StepKind::BackupFiles(f) => admin_path(&mut f.to, lab)?,
-        StepKind::SnapshotConnectorSpace(_)
-        | StepKind::Service(_)
-        | StepKind::Uninstall(_)
-        | StepKind::Verify(_) => {}
+        Ok(Some(moved))
+    })?;
+    match kind {
+        StepKind::ExportKeys(e) => lab_secret(&mut e.account.password),
         StepKind::Install(i) => {
             i.installer = AbsPath::parse(&t.media)
                 .map_err(|e| LabError::Rehearse(format!("the lab's media path: {e}")))?;
@@ -245,8 +247,66 @@ fn rewrite_kind_remote(kind: &mut StepKind, t: &Target) -> Result<(), LabError> 
                 lab_secret(&mut account.password);
             }
         }
+        StepKind::BackupDatabase(_)
+        | StepKind::BackupFiles(_)
+        | StepKind::SnapshotConnectorSpace(_)
+        | StepKind::Service(_)
+        | StepKind::Uninstall(_)
+        | StepKind::Verify(_) => {}
     }
     Ok(())
+}
+
+/// Replaces each path `kind` names (`KindSpec::paths`) for which `moved` gives a new one, at the
+/// field path the kind gives it (`copy_to`, `answers.key_file.path`, `transforms[1]`): through
+/// the kind's serialized form, so it reaches every field `paths` names, whatever the kind.
+fn move_paths(
+    kind: &mut StepKind,
+    mut moved: impl FnMut(PathOn, &AbsPath) -> Result<Option<AbsPath>, LabError>,
+) -> Result<(), LabError> {
+    let mut moves = Vec::new();
+    for f in kind.spec().paths() {
+        if let Some(to) = moved(f.on, f.path)? {
+            moves.push((f.field, to));
+        }
+    }
+    if moves.is_empty() {
+        return Ok(());
+    }
+    let bad = |why: String| {
+        LabError::Rehearse(format!(
+            "moving the paths of a `{}` step: {why}",
+            kind.name()
+        ))
+    };
+    let mut value = serde_json::to_value(&*kind).map_err(|e| bad(e.to_string()))?;
+    for (field, to) in moves {
+        let slot = value
+            .pointer_mut(&json_pointer(kind.name(), &field))
+            .ok_or_else(|| bad(format!("no field `{field}` in its settings")))?;
+        *slot = serde_json::Value::String(to.as_str().to_string());
+    }
+    *kind = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+    Ok(())
+}
+
+/// The JSON pointer of a kind's field path (`transforms[1]` -> `/install/transforms/1`) in the
+/// serialized `StepKind`, which is a map from the kind's name to its settings.
+fn json_pointer(kind: &str, field: &str) -> String {
+    let mut pointer = format!("/{kind}");
+    for part in field.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((name, rest)) => (name, Some(rest.trim_end_matches(']'))),
+            None => (part, None),
+        };
+        pointer.push('/');
+        pointer.push_str(&name.replace('~', "~0").replace('/', "~1"));
+        if let Some(i) = index {
+            pointer.push('/');
+            pointer.push_str(i);
+        }
+    }
+    pointer
 }
 
 /// The plan's WinRM connection pointed at the lab's listener: NTLM over HTTP (Windows' default
@@ -554,6 +614,69 @@ mod tests {
             let plan = test_plans::load(name, text);
             reread(&rewrite_plan(&plan, &msi).unwrap().plan);
         }
+    }
+
+    #[test]
+    fn every_path_a_kind_names_is_moved_by_the_field_path_it_gives() {
+        // Every kind of the shipped plans, and an install naming transforms and a key file: each
+        // path `paths()` lists is found at its field path and replaced, nothing else changes.
+        let mut plans: Vec<Plan> = [
+            (
+                "a.yaml",
+                include_str!("../../../plans/iifp-to-miis2003.yaml"),
+            ),
+            (
+                "b.yaml",
+                include_str!("../../../plans/iifp-to-miis2003-remote.yaml"),
+            ),
+            (
+                "c.yaml",
+                include_str!("../../../plans/fim2010r2-to-mim2016.yaml"),
+            ),
+        ]
+        .iter()
+        .map(|(name, text)| test_plans::load(name, text))
+        .collect();
+        plans.push(plan_of(&[
+            "{ id: i, install: { installer: 'E:\\m.msi', detect: { product: { name: M } }, \
+             transforms: ['E:\\a.mst', 'E:\\b.mst'], log: 'D:\\i.log', \
+             answers: { key_file: { path: 'D:\\k.bin' } } } }",
+        ]));
+        let mut fields = 0;
+        for plan in plans {
+            for step in plan.steps {
+                let mut kind = step.kind.clone();
+                move_paths(&mut kind, |on, path| {
+                    Ok(Some(
+                        AbsPath::parse(&format!("/moved/{on:?}/{}", path.as_str().len())).unwrap(),
+                    ))
+                })
+                .unwrap();
+                let before = step.kind.spec().paths();
+                let after = kind.spec().paths();
+                assert_eq!(before.len(), after.len(), "{}", step.id);
+                for (b, a) in before.iter().zip(&after) {
+                    assert_eq!(a.field, b.field);
+                    assert_eq!(
+                        a.path.as_str(),
+                        format!("/moved/{:?}/{}", b.on, b.path.as_str().len()),
+                        "{}.{}",
+                        step.id,
+                        b.field
+                    );
+                    fields += 1;
+                }
+            }
+        }
+        assert!(fields >= 12, "only {fields} paths were looked at");
+        assert_eq!(
+            json_pointer("install", "transforms[1]"),
+            "/install/transforms/1"
+        );
+        assert_eq!(
+            json_pointer("install", "answers.key_file.path"),
+            "/install/answers/key_file/path"
+        );
     }
 
     #[test]

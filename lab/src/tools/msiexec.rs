@@ -14,7 +14,7 @@ use upgrade_plan::windows_installer::{
 };
 
 use crate::faults;
-use crate::layout::resolve;
+use crate::layout::{resolve, INSTALLER_LOCK};
 use crate::state;
 use crate::tools::install::{self, log_property, InstallRequest, StoreRequest};
 use crate::tools::package::Package;
@@ -170,16 +170,41 @@ pub fn fault_code(lab: &Path) -> Option<i32> {
     .unwrap_or(Some(FATAL))
 }
 
-/// DIR/installer.lock, held for the run; `None` when another installer holds it.
+/// The lab's `_MSIExecute` (DIR/installer.lock, see `layout::MSIEXECUTE`), held from here to the
+/// end of the run: the installer's execute phase. `None` when another installer holds it. Under
+/// the `slow-execute` fault the phase lasts that long before the change is made, as a real
+/// installer's execute sequence takes its time; it is not cut short when the command is ended
+/// (the Windows Installer service, not msiexec.exe, carries out the execute sequence).
 pub fn installer_lock(lab: &Path) -> Option<std::fs::File> {
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
-        .open(lab.join("installer.lock"))
+        .open(lab.join(INSTALLER_LOCK))
         .ok()?;
     f.try_lock().ok()?;
+    if let Some(ms) = faults::load(lab).ok().and_then(|f| f.slow_execute_ms) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
     Some(f)
+}
+
+/// Whether an installer of the lab is in its execute phase now: what the lab's powershell
+/// answers for `[Threading.Mutex]::OpenExisting('Global\_MSIExecute')`. Looking takes the lock
+/// shared for an instant; an installer starting in that instant answers 1618, as one does that
+/// starts while another installation is in progress.
+pub fn installer_busy(lab: &Path) -> std::io::Result<bool> {
+    let f = match std::fs::File::open(lab.join(INSTALLER_LOCK)) {
+        Ok(f) => f,
+        // No installer of this lab has run yet.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    match f.try_lock_shared() {
+        Ok(()) => Ok(false),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
 }
 
 fn redacted_command_line(cmd: &Command) -> String {

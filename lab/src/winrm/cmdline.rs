@@ -21,10 +21,9 @@ const CMD_BUILTINS: [&str; 44] = [
 
 /// The stand-ins that live in System32 and are found by name on the default PATH.
 const SYSTEM32_TOOLS: [&str; 5] = ["reg", "sc", "msiexec", "icacls", "powershell"];
-const SYSTEM32: &str = r"C:\Windows\System32";
-/// Where powershell.exe lives (Windows PowerShell 1.0 and 2.0 alike install to `v1.0`); cmd.exe
-/// finds it by name too, as that folder is on the default PATH.
-const POWERSHELL_FOLDER: &str = r"C:\Windows\System32\WindowsPowerShell\v1.0";
+/// Where powershell.exe lives under System32 (Windows PowerShell 1.0 and 2.0 alike install to
+/// `v1.0`); cmd.exe finds it by name too, as that folder is on the default PATH.
+const POWERSHELL_FOLDER: &str = r"WindowsPowerShell\v1.0";
 
 /// What cmd.exe makes of a command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,14 +172,21 @@ fn find_program(lab: &Path, program: &str) -> Found {
         };
     }
     let normal = program.replace('/', "\\");
+    // The server's System32 is under its %SystemRoot% (C:\WINNT on a server upgraded from
+    // Windows 2000): a tool is there, not at C:\Windows\System32.
+    let system32 = crate::state::load(lab)
+        .map(|st| st.system32())
+        .unwrap_or_else(|_| format!(r"{}\System32", crate::layout::DEFAULT_SYSTEM_ROOT));
     if let Some((folder, name)) = normal.rsplit_once('\\') {
         let s = stem(name);
-        if folder.eq_ignore_ascii_case(SYSTEM32) && s != "powershell" {
+        if folder.eq_ignore_ascii_case(&system32) && s != "powershell" {
             if let Some(t) = SYSTEM32_TOOLS.iter().find(|t| **t == s) {
                 return Found::Tool(t.to_string());
             }
         }
-        if folder.eq_ignore_ascii_case(POWERSHELL_FOLDER) && s == "powershell" {
+        if folder.eq_ignore_ascii_case(&format!(r"{system32}\{POWERSHELL_FOLDER}"))
+            && s == "powershell"
+        {
             return Found::Tool(s);
         }
     }

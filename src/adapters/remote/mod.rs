@@ -383,6 +383,21 @@ impl Host for WinrmHost {
         output::ok(&out).map_err(|e| self.bad_output(op, &p, e))
     }
 
+    async fn installation_in_progress(&self, _msiexec: &Path) -> Result<bool, FsError> {
+        let op = "look for an installation in progress:";
+        let name = crate::adapters::installer_mutex::NAME;
+        let text = script::installation_in_progress(name);
+        let out = self.script(op, name, text, QUICK).await?;
+        output::in_progress(&out).map_err(|e| self.bad_output(op, name, e))
+    }
+
+    async fn system_root(&self) -> Result<Option<String>, FsError> {
+        let op = "read";
+        let what = "%SystemRoot%";
+        let out = self.script(op, what, script::system_root(), QUICK).await?;
+        output::system_root(&out).map_err(|e| self.bad_output(op, what, e))
+    }
+
     async fn fetch(&self, remote: &Path, local: &Path) -> Result<String, FsError> {
         let op = "fetch";
         let temp = afs::temp_sibling(local);

@@ -285,6 +285,29 @@ pub fn ok(stdout: &[u8]) -> Result<(), BadOutput> {
     }
 }
 
+/// The `installation_in_progress` script's answer: true for `busy`, false for `idle`.
+pub fn in_progress(stdout: &[u8]) -> Result<bool, BadOutput> {
+    match single(stdout)? {
+        (_, "busy") => Ok(true),
+        (_, "idle") => Ok(false),
+        (n, other) => Err(bad(n, format!("expected `busy` or `idle`, got `{other}`"))),
+    }
+}
+
+/// The `system_root` script's answer (`root B64`): the folder, `None` when it is not set.
+pub fn system_root(stdout: &[u8]) -> Result<Option<String>, BadOutput> {
+    let (n, line) = single(stdout)?;
+    let b64 = match line.strip_prefix("root") {
+        Some(rest) => rest.trim(),
+        None => return Err(bad(n, format!("expected `root BASE64`, got `{line}`"))),
+    };
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| bad(n, format!("not base64: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| bad(n, "not UTF-8"))?;
+    Ok(Some(text).filter(|t| !t.trim().is_empty()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,6 +318,21 @@ mod tests {
 
     fn sha(bytes: &[u8]) -> String {
         hex::encode(Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn the_probes_answers_are_read_and_anything_else_is_refused() {
+        assert!(in_progress(b"busy\r\n").unwrap());
+        assert!(!in_progress(b"idle\r\n").unwrap());
+        assert!(in_progress(b"maybe\r\n").is_err());
+        assert!(in_progress(b"").is_err());
+        let root = format!("root {}\r\n", b64(r"C:\WINNT".as_bytes()));
+        assert_eq!(
+            system_root(root.as_bytes()).unwrap().as_deref(),
+            Some(r"C:\WINNT")
+        );
+        assert_eq!(system_root(b"root \r\n").unwrap(), None, "not set");
+        assert!(system_root(b"C:\\WINNT\r\n").is_err());
     }
 
     #[test]

@@ -227,6 +227,32 @@ $acl.AddAccessRule($rule)
     )
 }
 
+/// Prints `busy` while a Windows Installer installation is in progress on the server, else `idle`:
+/// whether the `_MSIExecute` mutex, which the installer sets "only while processing the
+/// InstallExecuteSequence table, AdminExecuteSequence table, or AdvtExecuteSequence table"
+/// (Microsoft, "_MSIExecute Mutex"), exists. Mutex.OpenExisting (.NET 2.0) opens it (exists),
+/// throws UnauthorizedAccessException (exists, kept from this account) or
+/// WaitHandleCannotBeOpenedException (does not exist); any other error stops the script. The
+/// handle opened is closed when powershell.exe ends, a moment later.
+pub fn installation_in_progress(name: &str) -> String {
+    format!(
+        "{PRELUDE}try {{ [void][System.Threading.Mutex]::OpenExisting({n}); 'busy' }}
+catch [System.Threading.WaitHandleCannotBeOpenedException] {{ 'idle' }}
+catch [System.UnauthorizedAccessException] {{ 'busy' }}
+",
+        n = quote(name)
+    )
+}
+
+/// Prints `root B64`: base64 of the UTF-8 bytes of the server's `%SystemRoot%` (its Windows
+/// folder), empty when it is not set.
+pub fn system_root() -> String {
+    format!(
+        "{PRELUDE}'root ' + [System.Convert]::ToBase64String([System.Text.Encoding]::UTF8.GetBytes($env:SystemRoot))
+"
+    )
+}
+
 /// Every script this module can produce, for a path (and a second one): what the parse test
 /// checks against the PowerShell grammar.
 #[cfg(test)]
@@ -384,6 +410,32 @@ mod tests {
             !stream(r"C:\a").contains("$null"),
             "TransformBlock given $null"
         );
+    }
+
+    #[test]
+    fn the_probes_of_the_server_parse_and_tell_a_missing_mutex_from_one_kept_from_us() {
+        let probe = installation_in_progress(r"Global\_MSIExecute");
+        let root = system_root();
+        for text in [&probe, &root] {
+            let errors = parse_errors(text);
+            assert!(errors.is_empty(), "{errors:?}\n{text}");
+        }
+        assert!(
+            probe.contains(r"[System.Threading.Mutex]::OpenExisting('Global\_MSIExecute')"),
+            "{probe}"
+        );
+        // Only "no handle of that name" is idle; access denied means it exists.
+        let idle: Vec<&str> = probe.lines().filter(|l| l.contains("'idle'")).collect();
+        assert_eq!(
+            idle,
+            ["catch [System.Threading.WaitHandleCannotBeOpenedException] { 'idle' }"],
+            "{probe}"
+        );
+        assert!(
+            probe.contains("catch [System.UnauthorizedAccessException] { 'busy' }"),
+            "{probe}"
+        );
+        assert!(root.contains("$env:SystemRoot"), "{root}");
     }
 
     #[test]

@@ -87,6 +87,8 @@ pub enum ExprKind {
     Null,
     /// Lower-case name without `$`.
     Var(String),
+    /// `$env:NAME`: the lower-case NAME of an environment variable.
+    Env(String),
     Binary(BinOp, Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
     Negate(Box<Expr>),

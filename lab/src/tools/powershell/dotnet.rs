@@ -43,6 +43,7 @@ pub enum StaticType {
     Convert,
     Encoding,
     WindowsIdentity,
+    Mutex,
 }
 
 impl StaticType {
@@ -58,6 +59,7 @@ impl StaticType {
             "convert" => StaticType::Convert,
             "text.encoding" => StaticType::Encoding,
             "security.principal.windowsidentity" => StaticType::WindowsIdentity,
+            "threading.mutex" => StaticType::Mutex,
             _ => return None,
         })
     }
@@ -71,6 +73,7 @@ impl StaticType {
             StaticType::Convert => "System.Convert",
             StaticType::Encoding => "System.Text.Encoding",
             StaticType::WindowsIdentity => security::WINDOWS_IDENTITY,
+            StaticType::Mutex => "System.Threading.Mutex",
         }
     }
 }
@@ -206,6 +209,7 @@ pub fn static_call(lab: &Path, ty: StaticType, name: &str, args: &[Value]) -> Ne
             security::set_access_control(lab, &string_arg(p)?, acl)
         }
         (StaticType::WindowsIdentity, "getcurrent", []) => security::current(lab),
+        (StaticType::Mutex, "openexisting", [name]) => open_existing_mutex(lab, &string_arg(name)?),
         (StaticType::File, "getattributes", [p]) => get_attributes(lab, &string_arg(p)?),
         (StaticType::File, "delete", [p]) => delete(lab, &string_arg(p)?),
         (StaticType::File, "move", [from, to]) => {
@@ -243,6 +247,31 @@ pub fn static_call(lab: &Path, ty: StaticType, name: &str, args: &[Value]) -> Ne
             ))
         }
         _ => Err(unknown_static(ty, name, args.len())),
+    }
+}
+
+/// The one named mutex of the lab's Windows: the Windows Installer's `Global\_MSIExecute`, which
+/// exists "only while processing the InstallExecuteSequence table, AdminExecuteSequence table, or
+/// AdvtExecuteSequence table" (Microsoft, "_MSIExecute Mutex"): while a lab installer is in its
+/// execute phase (`msiexec::installer_busy`). Opening it then is UnauthorizedAccessException in
+/// the lab: what access the real mutex grants an administrator is not documented in what the lab
+/// cites, and a real server may open it instead; either way it exists. Otherwise, and for every other
+/// name (kernel object names are case-sensitive), Mutex.OpenExisting throws
+/// WaitHandleCannotBeOpenedException, "No handle of the given name exists." (.NET 2.0).
+fn open_existing_mutex(lab: &Path, name: &str) -> Net<Value> {
+    let busy = name == r"Global\_MSIExecute"
+        && crate::tools::msiexec::installer_busy(lab)
+            .map_err(|e| Fault::Throw(Exception::new(value::IO, e.to_string())))?;
+    if busy {
+        throw(
+            value::UNAUTHORIZED,
+            format!("Access to the path '{name}' is denied."),
+        )
+    } else {
+        throw(
+            value::WAIT_HANDLE_CANNOT_BE_OPENED,
+            "No handle of the given name exists.",
+        )
     }
 }
 

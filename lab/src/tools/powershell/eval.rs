@@ -36,6 +36,26 @@ impl<'a> Interp<'a> {
         }
     }
 
+    /// `$env:NAME` from the lab server's environment, which holds what the scripts read:
+    /// `SystemRoot` and `windir` (both the Windows folder, lab.json's `system_root`). The lab
+    /// refuses any other name rather than answer `$null` for a variable a real server may have.
+    fn env(&self, name: &str, at: Pos) -> Eval<Value> {
+        match name {
+            "systemroot" | "windir" => match crate::state::load(self.lab) {
+                Ok(st) => Ok(Value::Str(st.system_root)),
+                Err(e) => Err(Flow::Error(Rc::new(ErrorRecord {
+                    exception: Rc::new(Exception::new(value::IO, e.to_string())),
+                    command: None,
+                    at,
+                }))),
+            },
+            other => unsupported(
+                format!("$env:{other} (the lab's environment has SystemRoot and windir)"),
+                at,
+            ),
+        }
+    }
+
     /// Runs the script to its end, an `exit`, or an error.
     pub fn run(&mut self, script: &Block) -> Eval<()> {
         let r = self.block(script);
@@ -254,6 +274,7 @@ impl<'a> Interp<'a> {
             ExprKind::Bool(b) => Ok(Value::Bool(*b)),
             ExprKind::Null => Ok(Value::Null),
             ExprKind::Var(name) => Ok(self.vars.get(name).cloned().unwrap_or(Value::Null)),
+            ExprKind::Env(name) => self.env(name, at),
             ExprKind::Binary(BinOp::And, l, r) => Ok(Value::Bool(
                 self.expr(l)?.truthy() && self.expr(r)?.truthy(),
             )),

@@ -572,6 +572,14 @@ impl<'s> Lower<'s> {
                 let Some(name) = t.strip_prefix('$') else {
                     return Err(self.unsupported(node, "splatting (`@name`)"));
                 };
+                if let Some(var) = name
+                    .get(..4)
+                    .filter(|p| p.eq_ignore_ascii_case("env:"))
+                    .map(|_| &name[4..])
+                    .filter(|v| !v.is_empty() && !v.contains(':'))
+                {
+                    return mk(ExprKind::Env(var.to_ascii_lowercase()));
+                }
                 if name.starts_with('{')
                     || name.contains(':')
                     || name == "$"

@@ -790,3 +790,53 @@ try {{ [void]$h.TransformBlock($in, 0, 5, $out, 3) }} catch [System.ArgumentExce
         ]
     );
 }
+
+/// The executor's probe (src/adapters/remote/script.rs `installation_in_progress`), as written.
+const MSIEXECUTE_PROBE: &str = "$ErrorActionPreference = 'Stop'
+try { [void][System.Threading.Mutex]::OpenExisting('Global\\_MSIExecute'); 'busy' }
+catch [System.Threading.WaitHandleCannotBeOpenedException] { 'idle' }
+catch [System.UnauthorizedAccessException] { 'busy' }
+";
+
+#[test]
+fn the_msiexecute_mutex_exists_only_while_an_installer_of_the_lab_is_in_its_execute_phase() {
+    let (dir, _) = initialised_lab();
+    assert_eq!(lines(dir.path(), MSIEXECUTE_PROBE), ["idle"]);
+    // An installer in its execute phase holds the lab's _MSIExecute.
+    let held = crate::tools::msiexec::installer_lock(dir.path()).unwrap();
+    assert_eq!(lines(dir.path(), MSIEXECUTE_PROBE), ["busy"]);
+    fails(
+        dir.path(),
+        "[void][System.Threading.Mutex]::OpenExisting('Global\\_MSIExecute')",
+        "Access to the path 'Global\\_MSIExecute' is denied.",
+    );
+    // Kernel object names are case-sensitive; no other mutex exists in the lab.
+    fails(
+        dir.path(),
+        "[void][Threading.Mutex]::OpenExisting('Global\\_msiexecute')",
+        "No handle of the given name exists.",
+    );
+    drop(held);
+    assert_eq!(lines(dir.path(), MSIEXECUTE_PROBE), ["idle"]);
+}
+
+#[test]
+fn env_systemroot_is_the_labs_windows_folder_and_other_variables_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = crate::layout::InitOptions {
+        exe: Some("/bin/true".into()),
+        system_root: Some(r"C:\WINNT".into()),
+        ..crate::layout::InitOptions::new(crate::layout::Flavour::Iifp)
+    };
+    let lab = crate::layout::Lab::init_with(dir.path(), &opts).unwrap();
+    assert_eq!(
+        lines(lab.dir(), "$env:SystemRoot; $ENV:windir"),
+        [r"C:\WINNT", r"C:\WINNT"]
+    );
+    fails(lab.dir(), "$env:PATH", "$env:path");
+    // Its System32 holds the tools and the mutex's stand-in, C:\Windows nothing.
+    let system32 = lab.lab_path(r"C:\WINNT\System32");
+    assert!(system32.join("msiexec.exe").is_file());
+    assert!(system32.join("_MSIExecute").exists());
+    assert!(!lab.lab_path(r"C:\Windows").exists());
+}

@@ -118,13 +118,20 @@ pub const ARGUMENT: &str = "System.ArgumentException";
 pub const ARGUMENT_NULL: &str = "System.ArgumentNullException";
 pub const ARGUMENT_OUT_OF_RANGE: &str = "System.ArgumentOutOfRangeException";
 pub const OBJECT_DISPOSED: &str = "System.ObjectDisposedException";
+pub const WAIT_HANDLE_CANNOT_BE_OPENED: &str = "System.Threading.WaitHandleCannotBeOpenedException";
 pub const CRYPTO_UNEXPECTED: &str =
     "System.Security.Cryptography.CryptographicUnexpectedOperationException";
 
 /// Each exception type the lab raises or a script may catch, with its .NET base type.
-const TYPES: [(&str, Option<&str>); 23] = [
+const TYPES: [(&str, Option<&str>); 25] = [
     ("System.Exception", None),
     ("System.SystemException", Some("System.Exception")),
+    ("System.ApplicationException", Some("System.Exception")),
+    // .NET 2.0's WaitHandleCannotBeOpenedException derives from ApplicationException.
+    (
+        WAIT_HANDLE_CANNOT_BE_OPENED,
+        Some("System.ApplicationException"),
+    ),
     (RUNTIME, Some("System.SystemException")),
     (
         "System.Management.Automation.SessionStateException",
