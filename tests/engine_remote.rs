@@ -282,3 +282,41 @@ fn a_server_whose_windows_is_in_c_winnt_converges_with_a_plan_naming_no_tool_pat
     converges(&rig);
     assert_eq!(runs_of(&rig, "msiexec"), 1, "{}", rig.argv_log());
 }
+
+#[test]
+fn a_reg_the_server_cannot_run_stops_the_run_and_never_reads_as_nothing_installed() {
+    // Over WinRS, cmd.exe answers a reg it cannot find with exit 1 ("The system cannot find the
+    // path specified."), reg's own code for a missing key: read as "no such key", every product
+    // would look uninstalled and the uninstall "already done".
+    let rig = Rig::iifp_remote(&[]);
+    let plan = std::fs::read_to_string(&rig.plan).unwrap();
+    let plan = plan.replacen(
+        "\nsteps:\n",
+        "\ntools:\n  reg: 'C:\\Windows\\System32\\missing\\reg.exe'\nsteps:\n",
+        1,
+    );
+    std::fs::write(&rig.plan, plan).unwrap();
+
+    let out = rig.upgrade(&["plan", rig.plan_str()]);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    for step in ["remove-iifp", "install-miis"] {
+        assert!(
+            stdout(&out)
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("! {step} "))
+                    && l.contains("cannot observe")),
+            "{step} was read without a readable registry: {}",
+            text(&out)
+        );
+    }
+    assert!(
+        text(&out).contains("The system cannot find the path specified."),
+        "{}",
+        text(&out)
+    );
+    let out = apply(&rig);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(runs_of(&rig, "msiexec"), 0, "{}", rig.argv_log());
+    assert_eq!(runs_of(&rig, "setup"), 0, "{}", rig.argv_log());
+    assert_eq!(rig.installed(), [IIFP]);
+}

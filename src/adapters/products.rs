@@ -25,6 +25,12 @@ pub const VIEW_64: &str = "/reg:64";
 
 const REG_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// What reg.exe prints (on stderr, exit 1) for a key that does not exist, in English.
+const REG_ABSENT: &str = "unable to find the specified registry key";
+
+/// A key every Windows has (it holds the Uninstall key): reg reading it proves reg runs.
+pub const CURRENT_VERSION_KEY: &str = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion";
+
 /// Which registry view an entry was found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RegistryView {
@@ -74,6 +80,29 @@ pub enum Lookup {
     Ambiguous(Vec<InstalledProduct>),
 }
 
+/// Whether `reg query CURRENT_VERSION_KEY` works (exit 0): then reg runs and reads the registry,
+/// and its exit 1 for an Uninstall key means the key is absent.
+async fn reg_reads_a_key_every_windows_has(
+    host: &dyn Host,
+    reg: &Path,
+    view_64: bool,
+    redactor: &Redactor,
+    env_remove: &[String],
+) -> Result<bool, ProductError> {
+    let mut args = vec!["query", CURRENT_VERSION_KEY];
+    if view_64 {
+        args.push(VIEW_64);
+    }
+    let mut spec = ProcessSpec::new(reg, &args, REG_TIMEOUT);
+    spec.env_remove = env_remove.to_vec();
+    let out = host.run(&spec, redactor).await?;
+    tracing::debug!(
+        exit_code = out.exit_code,
+        "reg asked for a key every Windows has"
+    );
+    Ok(out.exit_code == 0)
+}
+
 /// Every Uninstall entry of both views. A view that does not exist (32-bit Windows has no
 /// WOW6432Node) contributes nothing. Each query asks for the 64-bit view (`/reg:64`) until reg
 /// refuses the switch (reg.exe 3.0), then goes without it.
@@ -121,8 +150,16 @@ pub async fn installed_products(
                     unreadable = Some((spec.display(), line));
                 }
             }
-            // reg.exe: 1 = the key does not exist.
-            1 if out.stderr.contains("unable to find") || out.stdout.trim().is_empty() => {
+            // reg.exe: 1 = the key does not exist; but 1 is also what cmd.exe answers over a
+            // remote shell when reg itself cannot be run ("The system cannot find the path
+            // specified."), and reading that as "no key" would make every product look
+            // uninstalled. So exit 1 is an absent key only in reg's own words, or (other
+            // wording: a localized Windows) once reg has shown it can read a key every Windows
+            // has.
+            1 if out.stderr.contains(REG_ABSENT)
+                || reg_reads_a_key_every_windows_has(host, reg, view_64, redactor, env_remove)
+                    .await? =>
+            {
                 tracing::debug!(root, "no such key");
             }
             code => {
@@ -638,6 +675,49 @@ mod tests {
                 format!("query {UNINSTALL_KEY_WOW64} /s"),
             ],
             "refused once, then never passed again"
+        );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_reg_that_cannot_be_run_is_an_error_never_no_products() {
+        // Over a remote shell cmd.exe answers a reg it cannot find with exit 1 and this text on
+        // stderr, stdout empty: the same exit code as reg's "no such key".
+        let dir = tempfile::tempdir().unwrap();
+        let reg = scripted_reg(
+            dir.path(),
+            "echo 'The system cannot find the path specified.' >&2; exit 1",
+        );
+        let err = installed_products(&Local, &reg, &Redactor::default(), &[])
+            .await
+            .expect_err("a reg that does not run must not read as `nothing installed`");
+        assert!(
+            err.to_string()
+                .contains("The system cannot find the path specified."),
+            "{err}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn an_absent_key_in_another_language_is_absent_once_reg_reads_a_key_every_windows_has() {
+        // A German reg.exe: "FEHLER: Der angegebene Registrierungsschluessel bzw. Wert wurde
+        // nicht gefunden." for the missing WOW6432Node key of a 32-bit Windows.
+        let dir = tempfile::tempdir().unwrap();
+        let german = "echo 'FEHLER: Der angegebene Registrierungsschluessel bzw. Wert wurde nicht gefunden.' >&2; exit 1";
+        let reg = reg_listing(
+            dir.path(),
+            &reg_output(),
+            &format!("*WOW6432Node*) {german};; *'CurrentVersion /reg:64') printf '\\n';;"),
+        );
+        let products = installed_products(&Local, &reg, &Redactor::default(), &[])
+            .await
+            .unwrap();
+        assert!(finds_iifp(&products), "{products:#?}");
+        assert!(
+            calls(dir.path()).contains(&format!("query {CURRENT_VERSION_KEY} /reg:64")),
+            "{:?}",
+            calls(dir.path())
         );
     }
 
