@@ -13,31 +13,6 @@ use common::{apply, converges, stdout, text, tree, Rig};
 const IIFP: &str = "Identity Integration Feature Pack";
 const MIIS: &str = "Microsoft Identity Integration Server 2003";
 
-/// How many times the lab ran stand-in `tool` (its argv records).
-fn runs_of(rig: &Rig, tool: &str) -> usize {
-    rig.argv_log()
-        .lines()
-        .filter(|l| l.contains(&format!("\"{tool}\"")))
-        .count()
-}
-
-/// Every file of the lab (the server's side: drives, logs, argv records) holding `needle`, except
-/// the lab's own bookkeeping of the account it made (lab.json) and the key file (whose bytes
-/// the lab derives from the password, as miiskmu encrypts the export with it).
-fn server_files_holding(rig: &Rig, needle: &str) -> Vec<String> {
-    let mut hits = Vec::new();
-    for (rel, _) in tree(rig.lab.dir()) {
-        if rel == "lab.json" || rel.ends_with("miis-keys.bin") {
-            continue;
-        }
-        let bytes = std::fs::read(rig.lab.dir().join(&rel)).unwrap_or_default();
-        if String::from_utf8_lossy(&bytes).contains(needle) {
-            hits.push(rel);
-        }
-    }
-    hits
-}
-
 #[test]
 fn the_remote_seed_plan_converges_and_a_second_apply_does_nothing() {
     let rig = Rig::iifp_remote(&[]);
@@ -81,7 +56,7 @@ fn the_remote_seed_plan_converges_and_a_second_apply_does_nothing() {
     let service = rig.service_password();
     let winrm = rig.lab.winrm.password.clone();
     for (name, secret) in [("service password", &service), ("WinRM password", &winrm)] {
-        let hits = server_files_holding(&rig, secret);
+        let hits = rig.server_files_holding(secret);
         assert!(
             hits.is_empty(),
             "the {name} is in the lab's files: {hits:?}"
@@ -123,7 +98,7 @@ fn kill_during(arm: impl Fn(&Rig) -> bool, faults: &[&str], started: impl Fn(&Ri
     std::thread::sleep(Duration::from_millis(2500));
     rig.faults(&[]);
     converges(&rig);
-    assert!(runs_of(&rig, "setup") <= 1, "{}", rig.argv_log());
+    assert!(rig.runs_of("setup") <= 1, "{}", rig.argv_log());
     rig
 }
 
@@ -133,7 +108,7 @@ fn at_once(_: &Rig) -> bool {
 
 #[test]
 fn kill_9_during_the_remote_key_export_is_resumed() {
-    kill_during(at_once, &["slow-tools=2000"], |r| runs_of(r, "miiskmu") > 0);
+    kill_during(at_once, &["slow-tools=2000"], |r| r.runs_of("miiskmu") > 0);
 }
 
 #[test]
@@ -155,7 +130,7 @@ fn service_stopped(r: &Rig) -> bool {
 #[test]
 fn kill_9_during_the_remote_uninstall_is_resumed() {
     kill_during(service_stopped, &["slow-tools=2000"], |r| {
-        runs_of(r, "msiexec") > 0
+        r.runs_of("msiexec") > 0
     });
     // (`converges` checked the product is gone and MIIS 2003 installed once.)
 }
@@ -163,9 +138,9 @@ fn kill_9_during_the_remote_uninstall_is_resumed() {
 #[test]
 fn kill_9_during_the_remote_setup_is_resumed() {
     kill_during(
-        |r| runs_of(r, "msiexec") > 0,
+        |r| r.runs_of("msiexec") > 0,
         &["slow-tools=2000"],
-        |r| runs_of(r, "setup") > 0,
+        |r| r.runs_of("setup") > 0,
     );
 }
 
@@ -178,9 +153,9 @@ fn drop_at(n: u32) -> (Option<i32>, String) {
     std::thread::sleep(Duration::from_millis(500));
     rig.faults(&[]);
     converges(&rig);
-    assert!(runs_of(&rig, "setup") <= 1, "{}", rig.argv_log());
+    assert!(rig.runs_of("setup") <= 1, "{}", rig.argv_log());
     assert!(
-        runs_of(&rig, "miiskmu") <= 2,
+        rig.runs_of("miiskmu") <= 2,
         "the keys were exported more than once after a drop: {}",
         rig.argv_log()
     );
