@@ -13,31 +13,6 @@ use common::{apply, converges, stdout, text, tree, Rig};
 const IIFP: &str = "Identity Integration Feature Pack";
 const MIIS: &str = "Microsoft Identity Integration Server 2003";
 
-/// How many times the lab ran stand-in `tool` (its argv records).
-fn runs_of(rig: &Rig, tool: &str) -> usize {
-    rig.argv_log()
-        .lines()
-        .filter(|l| l.contains(&format!("\"{tool}\"")))
-        .count()
-}
-
-/// Every file of the lab (the server's side: drives, logs, argv records) holding `needle`, except
-/// the lab's own bookkeeping of the account it made (lab.json) and the key file (whose bytes
-/// the lab derives from the password, as miiskmu encrypts the export with it).
-fn server_files_holding(rig: &Rig, needle: &str) -> Vec<String> {
-    let mut hits = Vec::new();
-    for (rel, _) in tree(rig.lab.dir()) {
-        if rel == "lab.json" || rel.ends_with("miis-keys.bin") {
-            continue;
-        }
-        let bytes = std::fs::read(rig.lab.dir().join(&rel)).unwrap_or_default();
-        if String::from_utf8_lossy(&bytes).contains(needle) {
-            hits.push(rel);
-        }
-    }
-    hits
-}
-
 #[test]
 fn the_remote_seed_plan_converges_and_a_second_apply_does_nothing() {
     let rig = Rig::iifp_remote(&[]);
@@ -100,7 +75,7 @@ fn converges_once_and_stays(rig: &Rig, logon_password: &str) {
         ("service password", service.as_str()),
         ("WinRM password", logon_password),
     ] {
-        let hits = server_files_holding(rig, secret);
+        let hits = rig.server_files_holding(secret);
         assert!(
             hits.is_empty(),
             "the {name} is in the lab's files: {hits:?}"
@@ -142,7 +117,7 @@ fn kill_during(arm: impl Fn(&Rig) -> bool, faults: &[&str], started: impl Fn(&Ri
     std::thread::sleep(Duration::from_millis(2500));
     rig.faults(&[]);
     converges(&rig);
-    assert!(runs_of(&rig, "setup") <= 1, "{}", rig.argv_log());
+    assert!(rig.runs_of("setup") <= 1, "{}", rig.argv_log());
     rig
 }
 
@@ -152,7 +127,7 @@ fn at_once(_: &Rig) -> bool {
 
 #[test]
 fn kill_9_during_the_remote_key_export_is_resumed() {
-    kill_during(at_once, &["slow-tools=2000"], |r| runs_of(r, "miiskmu") > 0);
+    kill_during(at_once, &["slow-tools=2000"], |r| r.runs_of("miiskmu") > 0);
 }
 
 #[test]
@@ -174,7 +149,7 @@ fn service_stopped(r: &Rig) -> bool {
 #[test]
 fn kill_9_during_the_remote_uninstall_is_resumed() {
     kill_during(service_stopped, &["slow-tools=2000"], |r| {
-        runs_of(r, "msiexec") > 0
+        r.runs_of("msiexec") > 0
     });
     // (`converges` checked the product is gone and MIIS 2003 installed once.)
 }
@@ -182,9 +157,9 @@ fn kill_9_during_the_remote_uninstall_is_resumed() {
 #[test]
 fn kill_9_during_the_remote_setup_is_resumed() {
     kill_during(
-        |r| runs_of(r, "msiexec") > 0,
+        |r| r.runs_of("msiexec") > 0,
         &["slow-tools=2000"],
-        |r| runs_of(r, "setup") > 0,
+        |r| r.runs_of("setup") > 0,
     );
 }
 
@@ -197,9 +172,9 @@ fn drop_at(n: u32) -> (Option<i32>, String) {
     std::thread::sleep(Duration::from_millis(500));
     rig.faults(&[]);
     converges(&rig);
-    assert!(runs_of(&rig, "setup") <= 1, "{}", rig.argv_log());
+    assert!(rig.runs_of("setup") <= 1, "{}", rig.argv_log());
     assert!(
-        runs_of(&rig, "miiskmu") <= 2,
+        rig.runs_of("miiskmu") <= 2,
         "the keys were exported more than once after a drop: {}",
         rig.argv_log()
     );
@@ -280,7 +255,7 @@ fn a_server_whose_windows_is_in_c_winnt_converges_with_a_plan_naming_no_tool_pat
         text(&plan)
     );
     converges(&rig);
-    assert_eq!(runs_of(&rig, "msiexec"), 1, "{}", rig.argv_log());
+    assert_eq!(rig.runs_of("msiexec"), 1, "{}", rig.argv_log());
 }
 
 #[test]
@@ -316,7 +291,7 @@ fn a_reg_the_server_cannot_run_stops_the_run_and_never_reads_as_nothing_installe
     );
     let out = apply(&rig);
     assert_ne!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(runs_of(&rig, "msiexec"), 0, "{}", rig.argv_log());
-    assert_eq!(runs_of(&rig, "setup"), 0, "{}", rig.argv_log());
+    assert_eq!(rig.runs_of("msiexec"), 0, "{}", rig.argv_log());
+    assert_eq!(rig.runs_of("setup"), 0, "{}", rig.argv_log());
     assert_eq!(rig.installed(), [IIFP]);
 }

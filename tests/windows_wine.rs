@@ -7,98 +7,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
 use common::text;
+use common::wine::{need, windows_exe, z, Wine};
 
-const TARGET: &str = "x86_64-win7-windows-gnu";
 const OLD_CODE: &str = "{6A3C2F10-5B8E-4C1D-9E7A-0D1F2B3C4A51}";
 const NEW_CODE: &str = "{9D4E1A37-2C6F-4B8D-A5E3-1F7C9B2D6E84}";
-
-fn need(program: &str, packages: &str) {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output();
-    assert!(
-        found.is_ok_and(|o| o.status.success()),
-        "`{program}` is missing: install {packages} (Debian), as .ci/run does"
-    );
-}
-
-/// Builds upgrade.exe with Debian's rustc-web and mingw (std built for the win7 target, which
-/// needs no bcryptprimitives.dll, absent from Wine 8), into its own target folder.
-fn windows_exe() -> PathBuf {
-    need("x86_64-w64-mingw32-gcc", "gcc-mingw-w64-x86-64");
-    assert!(
-        Path::new("/usr/bin/cargo").exists(),
-        "Debian's cargo is missing: install cargo-web"
-    );
-    assert!(
-        Path::new("/usr/bin/rustc").exists() && Path::new("/usr/lib/rustlib/src/rust/library").exists(),
-        "Debian's rustc-web with its std sources is missing: install rustc-web rust-web-src libstd-rust-web-dev"
-    );
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target_dir = root.join("target").join("windows");
-    let out = Command::new("/usr/bin/cargo")
-        .current_dir(root)
-        .args([
-            "build",
-            "-p",
-            "upgrade",
-            "--bin",
-            "upgrade",
-            "-Zbuild-std=std,panic_abort",
-            "--target",
-            TARGET,
-        ])
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env("RUSTC", "/usr/bin/rustc")
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env(
-            "CARGO_TARGET_X86_64_WIN7_WINDOWS_GNU_LINKER",
-            "x86_64-w64-mingw32-gcc",
-        )
-        .env("CC_x86_64_win7_windows_gnu", "x86_64-w64-mingw32-gcc")
-        .env("AR_x86_64_win7_windows_gnu", "x86_64-w64-mingw32-ar")
-        .env_remove("RUSTFLAGS")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the Windows build failed: {}",
-        text(&out)
-    );
-    target_dir.join(TARGET).join("debug").join("upgrade.exe")
-}
-
-/// A Wine "server" in its own prefix.
-struct Wine {
-    prefix: PathBuf,
-}
-
-impl Wine {
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_with(args, &[])
-    }
-
-    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        Command::new("wine")
-            .args(args)
-            .envs(env.iter().copied())
-            .env("WINEPREFIX", &self.prefix)
-            .env("WINEDEBUG", "-all")
-            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    }
-}
-
-/// `Z:\...`: how a Windows program under Wine names a Linux path.
-fn z(path: &Path) -> String {
-    format!("Z:{}", path.display()).replace('/', "\\")
-}
 
 #[test]
 fn the_windows_build_upgrades_a_product_with_wines_real_msiexec_and_converges() {

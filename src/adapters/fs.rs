@@ -89,7 +89,8 @@ pub fn is_partial_name(name: &str) -> bool {
 
 /// Creates (or empties) `path` for writing, readable by its owner only from its first byte on: a
 /// fetched copy may be a key file, which must never sit readable by others under its temporary
-/// name while it is written (unix: mode 0600 also when a leftover file had another mode).
+/// name while it is written (unix: mode 0600 also when a leftover file had another mode; Windows:
+/// the owner-only DACL of [`restrict_permissions`], set while the file is still empty).
 pub fn create_private(path: &Path) -> std::io::Result<File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -101,9 +102,11 @@ pub fn create_private(path: &Path) -> std::io::Result<File> {
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         Ok(file)
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
     {
-        options.open(path)
+        let file = options.open(path)?;
+        crate::adapters::windows_acl::owner_only(path)?;
+        Ok(file)
     }
 }
 
@@ -408,11 +411,11 @@ pub fn restrict_permissions(path: &Path) -> Result<(), FsError> {
         .map_err(io("restrict permissions of", path))
 }
 
-/// Windows: a no-op. The file keeps the ACL inherited from its folder; keep key files in a folder
-/// only administrators can read (the plan says so).
-#[cfg(not(unix))]
-pub fn restrict_permissions(_path: &Path) -> Result<(), FsError> {
-    Ok(())
+/// Windows: a protected DACL granting full control to the file's owner, SYSTEM and
+/// Administrators only (`adapters::windows_acl`): nothing inherited from the folder lets others in.
+#[cfg(windows)]
+pub fn restrict_permissions(path: &Path) -> Result<(), FsError> {
+    crate::adapters::windows_acl::owner_only(path).map_err(io("restrict permissions of", path))
 }
 
 /// A sha256sum-compatible manifest: `HEX  RELATIVE/PATH` lines.

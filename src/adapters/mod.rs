@@ -11,5 +11,7 @@ pub mod remote;
 pub mod secrets;
 pub mod services;
 pub mod sql;
+#[cfg(windows)]
+pub mod windows_acl;
 pub mod windows_installer;
 pub mod winrm;

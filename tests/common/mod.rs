@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 use upgrade_lab::sqlmodel::TdsVersion;
 use upgrade_lab::{Flavour, Lab, RunningLab, StartOptions};
 
+pub mod wine;
+
 /// The SQL login's password reaches `upgrade` through this variable.
 pub const SQL_PASSWORD_ENV: &str = "LAB_SQL_PASSWORD";
 /// The service account's password reaches `upgrade` through this variable.
@@ -133,16 +135,21 @@ impl Rig {
     /// shell resolves on its drives, the copies and the state are this machine's (`admin/` in the
     /// test's folder), SQL is direct (TDS 7.4, tiberius).
     pub fn iifp_remote(faults: &[&str]) -> Rig {
-        Rig::remote_over(
-            Listener::Http,
-            faults,
-            &upgrade_lab::InitOptions::new(Flavour::Iifp),
-        )
+        Rig::iifp_remote_naming(faults, |path| path.display().to_string())
+    }
+
+    /// The same, with the admin host naming its own files (the copies, the state folder) as
+    /// `admin_name` says: a Windows admin host under Wine names `/tmp/x` `Z:\tmp\x`.
+    pub fn iifp_remote_naming(faults: &[&str], admin_name: impl Fn(&Path) -> String) -> Rig {
+        let init = upgrade_lab::InitOptions::new(Flavour::Iifp);
+        Rig::remote_over(Listener::Http, faults, &init, &admin_name)
     }
 
     /// `iifp_remote` against a lab server laid out as `init` says (its `%SystemRoot%`, ...).
     pub fn iifp_remote_with(faults: &[&str], init: &upgrade_lab::InitOptions) -> Rig {
-        Rig::remote_over(Listener::Http, faults, init)
+        Rig::remote_over(Listener::Http, faults, init, &|path| {
+            path.display().to_string()
+        })
     }
 
     /// The same, logging on with Kerberos (`auth: kerberos`, `admin@LAB.TEST`) to a lab whose
@@ -151,14 +158,18 @@ impl Rig {
     /// password is what logs on. Needs MIT Kerberos (Debian krb5-kdc, krb5-admin-server,
     /// krb5-user); without it the lab fails to start, naming them.
     pub fn iifp_remote_kerberos() -> Rig {
-        Rig::remote_over(
-            Listener::Kerberos,
-            &[],
-            &upgrade_lab::InitOptions::new(Flavour::Iifp),
-        )
+        let init = upgrade_lab::InitOptions::new(Flavour::Iifp);
+        Rig::remote_over(Listener::Kerberos, &[], &init, &|path| {
+            path.display().to_string()
+        })
     }
 
-    fn remote_over(listener: Listener, faults: &[&str], init: &upgrade_lab::InitOptions) -> Rig {
+    fn remote_over(
+        listener: Listener,
+        faults: &[&str],
+        init: &upgrade_lab::InitOptions,
+        admin_name: &dyn Fn(&Path) -> String,
+    ) -> Rig {
         let rig = Rig::start_with(
             Driver::Tds,
             TdsVersion::V74,
@@ -167,7 +178,8 @@ impl Rig {
             listener,
             init,
         );
-        std::fs::write(&rig.plan, remote_seed_plan(&rig.lab, &rig.admin_dir())).unwrap();
+        let admin = |name: &str| admin_name(&rig.admin_dir().join(name));
+        std::fs::write(&rig.plan, remote_seed_plan(&rig.lab, &admin)).unwrap();
         std::fs::create_dir_all(rig.admin_dir()).unwrap();
         std::fs::create_dir_all(rig.path(r"D:\Upgrade")).unwrap();
         rig
@@ -237,13 +249,20 @@ impl Rig {
         self.command(args).output().unwrap()
     }
 
-    pub fn command(&self, args: &[&str]) -> Command {
+    /// The plan's secrets as `upgrade` reads them: (variable, value).
+    pub fn secrets_env(&self) -> [(&'static str, String); 3] {
         let st = self.lab.lab().state().unwrap();
+        [
+            (SQL_PASSWORD_ENV, st.sql.password),
+            (SERVICE_PASSWORD_ENV, st.account.password),
+            (WINRM_PASSWORD_ENV, self.lab.winrm.password.clone()),
+        ]
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_upgrade"));
         cmd.args(args)
-            .env(SQL_PASSWORD_ENV, &st.sql.password)
-            .env(SERVICE_PASSWORD_ENV, &st.account.password)
-            .env(WINRM_PASSWORD_ENV, &self.lab.winrm.password)
+            .envs(self.secrets_env())
             .env("RUST_LOG", "upgrade=debug")
             .stdin(std::process::Stdio::null());
         if let Some(krb) = &self.lab.kerberos {
@@ -309,6 +328,36 @@ impl Rig {
     pub fn argv_log(&self) -> String {
         std::fs::read_to_string(self.lab.dir().join("argv.log")).unwrap_or_default()
     }
+
+    /// How many times the lab ran stand-in `tool` (its argv records).
+    pub fn runs_of(&self, tool: &str) -> usize {
+        self.argv_log()
+            .lines()
+            .filter(|l| l.contains(&format!("\"{tool}\"")))
+            .count()
+    }
+
+    /// Every file of the lab (the server's side: drives, logs, argv records) holding `needle`,
+    /// except the lab's own bookkeeping of the account it made (lab.json) and the key file (whose
+    /// bytes the lab derives from the password, as miiskmu encrypts the export with it).
+    pub fn server_files_holding(&self, needle: &str) -> Vec<String> {
+        files_holding(self.lab.dir(), needle)
+            .into_iter()
+            .filter(|rel| rel != "lab.json" && !rel.ends_with("miis-keys.bin"))
+            .collect()
+    }
+}
+
+/// Every file under `dir` (relative paths) whose bytes hold `needle`.
+pub fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
+    tree(dir)
+        .into_iter()
+        .map(|(rel, _)| rel)
+        .filter(|rel| {
+            let bytes = std::fs::read(dir.join(rel)).unwrap_or_default();
+            String::from_utf8_lossy(&bytes).contains(needle)
+        })
+        .collect()
 }
 
 /// `upgrade apply PLAN --auto-approve`.
@@ -453,9 +502,10 @@ steps:
 }
 
 /// The seed procedure run from an admin host over WinRM: the server's paths as Windows paths (the
-/// lab's WinRM shell maps them onto its drives), tools at their default Windows places, the
-/// copies and the state in `admin`.
-pub fn remote_seed_plan(lab: &RunningLab, admin: &Path) -> String {
+/// lab's WinRM shell and its SQL Server map them onto its drives), tools at their default Windows
+/// places, the copies and the state in the admin host's folder, whose file NAME the admin host
+/// names `admin(NAME)`.
+pub fn remote_seed_plan(lab: &RunningLab, admin: &dyn Fn(&str) -> String) -> String {
     let local = seed_plan(lab, &Driver::Tds);
     let st = lab.lab().state().unwrap();
     let steps = local.split("steps:\n").nth(1).unwrap();
@@ -466,6 +516,7 @@ pub fn remote_seed_plan(lab: &RunningLab, admin: &Path) -> String {
     };
     let p = |win: &str| lab.lab_path(win).display().to_string();
     let steps = steps
+        .replace(&p(r"D:\Upgrade\miis.bak"), r"D:\Upgrade\miis.bak")
         .replace(&p(r"D:\Upgrade\miis-keys.bin"), r"D:\Upgrade\miis-keys.bin")
         .replace(
             &p(r"C:\Program Files\Microsoft Identity Integration Server\Extensions"),
@@ -473,7 +524,7 @@ pub fn remote_seed_plan(lab: &RunningLab, admin: &Path) -> String {
         )
         .replace(
             &p(r"D:\Upgrade\Extensions"),
-            &admin.join("Extensions").display().to_string(),
+            &admin("Extensions"),
         )
         .replace(
             &lab.lab().tools().unwrap().installer.display().to_string(),
@@ -483,7 +534,7 @@ pub fn remote_seed_plan(lab: &RunningLab, admin: &Path) -> String {
             "      to: 'D:\\Upgrade\\miis-keys.bin'\n",
             &format!(
                 "      to: 'D:\\Upgrade\\miis-keys.bin'\n      copy_to: '{}'\n",
-                admin.join("miis-keys.bin").display()
+                admin("miis-keys.bin")
             ),
         )
         .replace(
@@ -519,7 +570,7 @@ steps:
         user = logon.2,
         port = lab.port,
         login = st.sql.login,
-        state = admin.join("state").display(),
+        state = admin("state"),
     )
 }
 
