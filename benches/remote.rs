@@ -42,8 +42,12 @@ fn seed_times(rig: &Rig) -> [Duration; 3] {
 /// started by `posix_spawn` shares this process's memory until it execs, and Linux counts the
 /// peak of that memory in the child's `ru_maxrss` (`exec_mmap`: `setmax_mm_hiwater_rss`), so
 /// without the reset the bench's own peak (the big file it wrote) would show as the child's.
-/// Writing 5 to `/proc/self/clear_refs` resets the peak (proc(5), Linux 4.0+).
+/// Writing 5 to `/proc/self/clear_refs` resets the peak (proc(5), Linux 4.0+); free heap memory
+/// is given back first.
 fn reset_own_peak() -> u64 {
+    // SAFETY: malloc_trim only gives free heap memory back to the system. It lowers the floor:
+    // freed memory glibc kept (the big file's bytes among it) would count as resident.
+    unsafe { libc::malloc_trim(0) };
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     status
