@@ -265,6 +265,89 @@ async fn a_command_past_its_timeout_is_left_running_and_may_still_be_running() {
     );
 }
 
+/// Stdout reaches the caller's writer while the command still runs, not after it ends: the script
+/// prints a line, then waits until a file exists on the server, which the writer creates when it
+/// is given that line; only then does the script print its last line and end. A client that held
+/// the output until the end would never create the file, and the command would never end.
+#[tokio::test]
+async fn stdout_reaches_the_writer_before_the_command_ends() {
+    struct Signalling {
+        go: std::path::PathBuf,
+        pieces: Vec<Vec<u8>>,
+    }
+    impl std::io::Write for Signalling {
+        fn write(&mut self, piece: &[u8]) -> std::io::Result<usize> {
+            if self.pieces.is_empty() {
+                std::fs::write(&self.go, b"go")?;
+            }
+            self.pieces.push(piece.to_vec());
+            Ok(piece.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let go = r"C:\Upgrade\go.txt";
+    std::fs::create_dir_all(rig.path(r"C:\Upgrade")).unwrap();
+    let script =
+        format!("'first'\nwhile (-not [System.IO.File]::Exists('{go}')) {{ }}\n'second'\n");
+    let mut cmd = command("powershell.exe", &[]);
+    cmd.args = upgrade::adapters::remote::script::invocation(&script);
+    cmd.stdin = Some(Stdin::new(Vec::new()));
+    cmd.timeout = Duration::from_secs(20);
+    let mut writer = Signalling {
+        go: rig.path(go),
+        pieces: Vec::new(),
+    };
+    let client = WinrmClient::connect(options(&rig)).await.unwrap();
+    let exit = client.run_streaming(&cmd, &mut writer).await.unwrap();
+    assert_eq!(
+        exit.exit_code,
+        0,
+        "{}",
+        String::from_utf8_lossy(&exit.stderr)
+    );
+    assert_eq!(writer.pieces[0], b"first\r\n", "{:?}", writer.pieces);
+    assert_eq!(writer.pieces.concat(), b"first\r\nsecond\r\n");
+}
+
+/// A writer that refuses the output does not end the command: the client receives the rest
+/// until the command ends (its change is made), deletes its shell, and reports the writer's error
+/// with the exit code; the connection serves the next command.
+#[tokio::test]
+async fn a_writer_that_fails_leaves_the_command_to_finish_and_its_error_is_the_outcome() {
+    struct Refusing;
+    impl std::io::Write for Refusing {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("No space left on device"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let client = WinrmClient::connect(options(&rig)).await.unwrap();
+    let err = client
+        .run_streaming(&command("sc", &["stop", "miiserver"]), &mut Refusing)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, WinrmError::StdoutRefused { exit_code: 0, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("No space left on device"), "{err}");
+    assert!(
+        !service_running(&rig),
+        "sc stop was ended before its change"
+    );
+    let out = client
+        .run(&command("sc", &["query", "miiserver"]))
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("STOPPED"));
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn neither_the_winrm_password_nor_a_stdin_secret_appears_in_any_log_line_at_trace() {
     use base64::Engine;

@@ -191,6 +191,29 @@ fn a_run_killed_between_the_export_and_the_copy_converges_on_the_next_run() {
     converged(&rig, &plan);
 }
 
+/// A run killed while it fetched the key file's copy left the copy's half-written file. Earlier
+/// versions wrote it as `..NAME.upgrade-partial.upgrade-partial` (the temporary name of the
+/// staging name), which no run looked for: key material left behind for good. The next key copy
+/// removes it, and a copy made now is written under the staging name alone.
+#[test]
+fn a_partial_of_a_partial_left_by_a_killed_copy_is_removed_by_the_next_copy() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let (plan, _keys, copy) = keys_with_copy(&rig);
+    let dir = copy.parent().unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let leftover = dir.join("..miis-keys.bin.upgrade-partial.upgrade-partial");
+    std::fs::write(&leftover, "half a key set").unwrap();
+
+    let run = apply(&rig, &plan);
+    assert_eq!(run.status.code(), Some(0), "{}", text(&run));
+    assert!(copy.is_file());
+    assert!(
+        files_named_like(dir, ".").is_empty(),
+        "a half-written file is left: {:?}",
+        files_named_like(dir, ".")
+    );
+}
+
 /// Right before the uninstall, the key file's copy is proven like the key file: a copy lost while
 /// the run was under way is fetched again from the server's key file, and the keys are not
 /// exported again.

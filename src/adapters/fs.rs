@@ -55,9 +55,27 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Fs
 /// The temporary name an artifact is written under before it is renamed to `path`:
 /// `DIR/.NAME.upgrade-partial`. A file with this name is never complete. The name is fixed, not
 /// random as `tempfile`'s: a tool is told to write there (miiskmu), and a resumed run finds and
-/// removes what a killed run left.
+/// removes what a killed run left. A path that already has a partial name is its own temporary
+/// name: a caller that writes to a temporary name and hands it to code that writes through a
+/// temporary name (a key file's copy fetched to its staging name) gets one half-written file that
+/// the next run finds, never `..NAME.upgrade-partial.upgrade-partial`, which no run looks for.
 pub fn temp_sibling(path: &Path) -> PathBuf {
-    renamed(path, |name| format!(".{name}{PARTIAL_SUFFIX}"))
+    renamed(path, |name| {
+        if is_partial_name(name) {
+            name.to_string()
+        } else {
+            format!(".{name}{PARTIAL_SUFFIX}")
+        }
+    })
+}
+
+/// Renames the temporary file `temp` to `path` (nothing to do when `path` is itself the
+/// temporary name, see [`temp_sibling`]). Not yet durable (see [`commit_temp`]).
+pub fn into_place(temp: &Path, path: &Path) -> Result<(), FsError> {
+    if temp == path {
+        return Ok(());
+    }
+    std::fs::rename(temp, path).map_err(io("rename into place", path))
 }
 
 /// `path` with its file name replaced by `name(old name)`. A Windows server's path (`C:\...`,
@@ -217,7 +235,7 @@ pub fn copy_hashing(src: &Path, dst: &Path) -> Result<String, FsError> {
         }
         start_writeback(&output);
         drop(output);
-        std::fs::rename(&temp, dst).map_err(io("rename into place", dst))?;
+        into_place(&temp, dst)?;
         Ok(hex::encode(hasher.finalize()))
     })();
     if result.is_err() {
@@ -669,6 +687,31 @@ mod tests {
         assert_eq!(t, Path::new("/backups/.keys.bin.upgrade-partial"));
         assert!(is_partial_name(".keys.bin.upgrade-partial"));
         assert!(!is_partial_name("keys.bin"));
+    }
+
+    /// A key copy is fetched to its staging name through the fetch's temporary name: that must be
+    /// the staging name itself, which the next run removes, not a partial of a partial.
+    #[test]
+    fn the_temporary_name_of_a_partial_name_is_itself() {
+        let staging = temp_sibling(Path::new("/admin/keys/k.bin"));
+        assert_eq!(temp_sibling(&staging), staging);
+        let remote = temp_sibling(Path::new(r"D:\Upgrade\k.bin"));
+        assert_eq!(temp_sibling(&remote), remote);
+    }
+
+    #[test]
+    fn a_copy_to_a_partial_name_writes_that_file_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("k.bin");
+        std::fs::write(&src, "key set").unwrap();
+        std::fs::create_dir(dir.path().join("copy")).unwrap();
+        let staging = temp_sibling(&dir.path().join("copy/k.bin"));
+        copy_hashing(&src, &staging).unwrap();
+        assert_eq!(std::fs::read(&staging).unwrap(), b"key set");
+        assert_eq!(
+            partial_files(&dir.path().join("copy")).unwrap(),
+            vec![staging]
+        );
     }
 
     #[test]

@@ -391,6 +391,11 @@ impl ExportKeysStep {
         }
         let staging = afs::temp_sibling(&local);
         afs::remove_if_exists(&staging)?;
+        // Before `temp_sibling` kept a partial name as its own, the fetch to `staging` wrote
+        // through `..NAME.upgrade-partial.upgrade-partial`: a run killed then left that, key
+        // material no run looked for. Now the fetch writes `staging` itself; the old name goes.
+        let older = afs::renamed(&staging, |name| format!(".{name}{}", afs::PARTIAL_SUFFIX));
+        afs::remove_if_exists(&older)?;
         let fetched = cx.world.host().fetch(from, &staging).await?;
         afs::restrict_permissions(&staging)?;
         afs::sync_files(std::slice::from_ref(&staging))?;

@@ -5,9 +5,11 @@
 //!
 //! Files come back over the same WinRM connection, as base64 lines a script prints (`fetch`), not
 //! over SMB: an admin host on Linux has no UNC paths, and WinRM is already open to the server.
+//! They are decoded (`stream`) as the WinRM answers arrive, so a file is never held whole here.
 
 mod output;
 pub mod script;
+mod stream;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -20,7 +22,8 @@ use crate::adapters::process::{Arg, ProcessError, ProcessOutcome, ProcessSpec};
 use crate::adapters::secrets::Redactor;
 use crate::adapters::winrm::{ConnectOptions, RemoteCommand, Stdin, WinrmClient, WinrmError};
 
-use output::{BadOutput, Stat, Streamed, Walked};
+use output::{BadOutput, Stat, Walked};
+use stream::{Decoder, Streamed};
 
 /// Scripts that look at one path or rename one file.
 const QUICK: Duration = Duration::from_secs(120);
@@ -92,22 +95,13 @@ impl WinrmHost {
         text: String,
         timeout: Duration,
     ) -> Result<Vec<u8>, FsError> {
-        let command = RemoteCommand {
-            program: script::POWERSHELL.to_string(),
-            args: script::invocation(&text),
-            // Closed at once: a powershell.exe started without a console may wait to read its
-            // input before it exits (users of PsExec redirect `< NUL` for that); a script never
-            // reads stdin, so closing it costs one Send and risks nothing.
-            stdin: Some(Stdin::new(Vec::new())),
-            timeout,
-        };
         let out = self
             .client
-            .run(&command)
+            .run(&script_command(&text, timeout))
             .await
             .map_err(|e| self.fs_error(op, path, format!("WinRM: {e}")))?;
         if out.exit_code != 0 {
-            return Err(self.fs_error(op, path, script_failed(&out)));
+            return Err(self.fs_error(op, path, script_failed(out.exit_code, &out.stderr)));
         }
         Ok(out.stdout)
     }
@@ -123,32 +117,56 @@ impl WinrmHost {
         Ok((p, stat))
     }
 
-    /// Streams the file at `path` into `sink`; checks that what arrived hashes as the server
-    /// hashed what it read. Returns the hash and the bytes.
-    async fn stream_into(
+    /// Streams the file at `path` into `sink` as it arrives; checks that what arrived hashes as
+    /// the server hashed what it read. Returns the hash, the bytes and the sink.
+    async fn stream_into<W: std::io::Write + Send>(
         &self,
         op: &'static str,
         path: &Path,
-        sink: impl std::io::Write + Send + 'static,
-    ) -> Result<(String, u64), FsError> {
+        sink: W,
+    ) -> Result<(String, u64, W), FsError> {
         let p = win(path);
         let started = Instant::now();
-        let out = self.script(op, &p, script::stream(&p), LONG).await?;
-        let arrived = Instant::now();
-        let mut sink = sink;
-        let decoded = tokio::task::spawn_blocking(move || output::stream(&out, &mut sink))
-            .await
-            .map_err(|e| self.fs_error(op, &p, format!("decoding stopped: {e}")))?
-            .map_err(|e| self.bad_output(op, &p, e))?;
+        let mut decoder = Decoder::new(sink);
+        let command = script_command(&script::stream(&p), LONG);
+        let ran = self.client.run_streaming(&command, &mut decoder).await;
+        let exit = match ran {
+            Ok(exit) => exit,
+            // The decoder refused a piece of the output (or could not write it): its own error
+            // names the line and why.
+            Err(WinrmError::StdoutRefused { .. }) => {
+                let why = match decoder.finish() {
+                    Err(e) => e,
+                    Ok(_) => BadOutput::Write("the output was refused".into()),
+                };
+                return Err(self.bad_output(op, &p, why));
+            }
+            Err(e) => return Err(self.fs_error(op, &p, format!("WinRM: {e}"))),
+        };
+        if exit.exit_code != 0 {
+            return Err(self.fs_error(op, &p, script_failed(exit.exit_code, &exit.stderr)));
+        }
+        let (decoded, sink) = decoder.finish().map_err(|e| self.bad_output(op, &p, e))?;
         let (hash, bytes) = judge(decoded).map_err(|why| self.fs_error(op, &p, why))?;
         tracing::debug!(
             path = %p,
             bytes,
-            transfer_ms = (arrived - started).as_millis() as u64,
-            decode_ms = arrived.elapsed().as_millis() as u64,
+            ms = started.elapsed().as_millis() as u64,
             "fetched over WinRM"
         );
-        Ok((hash, bytes))
+        Ok((hash, bytes, sink))
+    }
+}
+
+/// powershell.exe running `text`, its stdin closed at once: a powershell.exe started without a
+/// console may wait to read its input before it exits (users of PsExec redirect `< NUL` for
+/// that); a script never reads stdin, so closing it costs one Send and risks nothing.
+fn script_command(text: &str, timeout: Duration) -> RemoteCommand {
+    RemoteCommand {
+        program: script::POWERSHELL.to_string(),
+        args: script::invocation(text),
+        stdin: Some(Stdin::new(Vec::new())),
+        timeout,
     }
 }
 
@@ -179,12 +197,12 @@ fn exit_code(code: u32) -> i32 {
 
 /// A script's failure in words: its exit code and the last lines of its stderr only. What a
 /// script prints to stdout is its answer, which for a fetch is the file itself (base64 of a key
-/// file): it never goes into an error.
-fn script_failed(out: &crate::adapters::winrm::RemoteOutput) -> String {
+/// file): it never goes into an error (this is not even given it).
+fn script_failed(exit_code: u32, stderr: &[u8]) -> String {
     describe_failure(
         script::POWERSHELL,
-        out.exit_code,
-        &String::from_utf8_lossy(&out.stderr),
+        exit_code,
+        &String::from_utf8_lossy(stderr),
     )
 }
 
@@ -318,9 +336,8 @@ impl Host for WinrmHost {
     }
 
     async fn read_file(&self, path: &Path) -> Result<Vec<u8>, FsError> {
-        let buffer = SharedBuffer::default();
-        self.stream_into("read", path, buffer.clone()).await?;
-        Ok(buffer.take())
+        let (_, _, bytes) = self.stream_into("read", path, Vec::new()).await?;
+        Ok(bytes)
     }
 
     async fn walk_files(&self, dir: &Path) -> Result<Vec<String>, FsError> {
@@ -406,47 +423,19 @@ impl Host for WinrmHost {
             path: temp.clone(),
             source,
         })?;
+        // The file is written as the answers arrive, in bounded memory; a fetch that fails
+        // midway removes it, and a killed one leaves it under its partial name for the next run.
         let result = self
             .stream_into(op, remote, std::io::BufWriter::new(file))
             .await;
-        let result = result.and_then(|(hash, _)| {
-            std::fs::rename(&temp, local)
-                .map_err(|source| FsError::Io {
-                    op: "rename into place",
-                    path: local.to_path_buf(),
-                    source,
-                })
-                .map(|()| hash)
+        let result = result.and_then(|(hash, _, file)| {
+            drop(file);
+            afs::into_place(&temp, local).map(|()| hash)
         });
         if result.is_err() {
             let _ = std::fs::remove_file(&temp);
         }
         result
-    }
-}
-
-/// A byte buffer `stream_into` writes into while the caller keeps a handle to take it back.
-#[derive(Clone, Default)]
-struct SharedBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl SharedBuffer {
-    fn take(&self) -> Vec<u8> {
-        // A poisoned lock only means the decoder panicked; the error came back already.
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
-impl std::io::Write for SharedBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -486,23 +475,15 @@ mod tests {
             .contains("does not exist"));
     }
 
+    /// The file a fetch was sending is not even given to `script_failed`: only the exit code
+    /// and stderr, whose lines are capped.
     #[test]
-    fn a_failed_script_is_told_by_its_stderr_never_by_the_file_it_was_sending() {
-        let key = base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            b"secret key material of the key set",
+    fn a_failed_script_is_told_by_the_last_lines_of_its_stderr_each_capped() {
+        let stderr = format!(
+            "Exception calling \"Read\" with \"3\" argument(s): \"The device is not ready.\"\r\n{}\r\n",
+            "x".repeat(5000)
         );
-        let out = crate::adapters::winrm::RemoteOutput {
-            stdout: format!("{key}\r\n").into_bytes(),
-            stderr: format!(
-                "Exception calling \"Read\" with \"3\" argument(s): \"The device is not ready.\"\r\n{}\r\n",
-                "x".repeat(5000)
-            )
-            .into_bytes(),
-            exit_code: 1,
-        };
-        let text = script_failed(&out);
-        assert!(!text.contains(&key[..12]), "{text}");
+        let text = script_failed(1, stderr.as_bytes());
         assert!(text.contains("The device is not ready."), "{text}");
         assert!(
             text.lines().all(|l| l.chars().count() <= LINE_CAP + 3),
@@ -521,12 +502,8 @@ mod tests {
 
     #[test]
     fn a_failure_names_the_exit_code_the_last_lines_and_what_powershell_needs() {
-        let out = crate::adapters::winrm::RemoteOutput {
-            stdout: Vec::new(),
-            stderr: b"'powershell.exe' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n".to_vec(),
-            exit_code: 1,
-        };
-        let text = script_failed(&out);
+        let stderr = b"'powershell.exe' is not recognized as an internal or external command,\r\noperable program or batch file.\r\n";
+        let text = script_failed(1, stderr);
         assert!(text.starts_with("powershell.exe exited with 1"), "{text}");
         assert!(text.contains("KB968930"), "{text}");
         assert!(text.contains("operable program"), "{text}");

@@ -2,15 +2,12 @@
 //! strictly. A stream cut short, a line that is not what the script prints, a bad base64 or hash
 //! line is an error naming the line, never a shorter file or a shorter listing.
 
-use std::io::Write;
-
 use base64::Engine;
-use sha2::{Digest, Sha256};
 
 use crate::adapters::fs::{is_partial_name, FileStat};
 
 /// Output that is not what the script prints.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum BadOutput {
     #[error("line {line} of its output: {why}")]
     Line { line: usize, why: String },
@@ -20,7 +17,7 @@ pub enum BadOutput {
     Write(String),
 }
 
-fn bad(line: usize, why: impl Into<String>) -> BadOutput {
+pub(super) fn bad(line: usize, why: impl Into<String>) -> BadOutput {
     BadOutput::Line {
         line,
         why: why.into(),
@@ -76,7 +73,7 @@ pub fn stat(stdout: &[u8]) -> Result<Stat, BadOutput> {
 }
 
 /// A `sha256 HEX` line's hash, lowercase.
-fn hash_line(n: usize, line: &str) -> Result<String, BadOutput> {
+pub(super) fn hash_line(n: usize, line: &str) -> Result<String, BadOutput> {
     match line.strip_prefix("sha256 ") {
         Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
             Ok(hex.to_ascii_lowercase())
@@ -95,95 +92,6 @@ pub fn sha256(stdout: &[u8]) -> Result<Option<String>, BadOutput> {
         return Ok(None);
     }
     hash_line(n, line).map(Some)
-}
-
-/// What a `stream` script's output held.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Streamed {
-    Absent,
-    Done {
-        /// What the server hashed as it read.
-        server_sha256: String,
-        /// What arrived here, hashed as it was decoded.
-        local_sha256: String,
-        bytes: u64,
-    },
-}
-
-/// Decodes a `stream` script's output into `sink`, hashing what it writes. The base64 is taken
-/// without regard to where the lines break (a console host may wrap a long line anywhere): the
-/// text is decoded in 4-character quads as it arrives, each chunk's padding ending a piece. The
-/// last line must be the server's `sha256 HEX` line (base64 has no space, so `sha256 ` cannot
-/// start a data line): without it the stream was cut short. Whether the two hashes agree is the
-/// caller's to judge (it names the file).
-pub fn stream(stdout: &[u8], sink: &mut impl Write) -> Result<Streamed, BadOutput> {
-    let mut decoder = QuadDecoder::default();
-    let mut hasher = Sha256::new();
-    let mut bytes = 0u64;
-    let mut server = None;
-    let mut first = true;
-    for (n, line) in lines(stdout) {
-        if server.is_some() {
-            return Err(bad(n, "output after the sha256 line"));
-        }
-        if line == b"absent" && first {
-            return match lines(stdout).nth(1) {
-                None => Ok(Streamed::Absent),
-                Some((m, _)) => Err(bad(m, "output after `absent`")),
-            };
-        }
-        first = false;
-        if line.starts_with(b"sha256 ") {
-            if !decoder.pending.is_empty() {
-                return Err(bad(n, "the base64 before it ends inside a quad"));
-            }
-            server = Some(hash_line(n, text(n, line)?)?);
-            continue;
-        }
-        let decoded = decoder
-            .push(line)
-            .map_err(|e| bad(n, format!("not base64: {e}")))?;
-        hasher.update(&decoded);
-        sink.write_all(&decoded)
-            .map_err(|e| BadOutput::Write(e.to_string()))?;
-        bytes += decoded.len() as u64;
-    }
-    let server_sha256 = server.ok_or(BadOutput::Truncated("no sha256 line after the data"))?;
-    sink.flush().map_err(|e| BadOutput::Write(e.to_string()))?;
-    Ok(Streamed::Done {
-        server_sha256,
-        local_sha256: hex::encode(hasher.finalize()),
-        bytes,
-    })
-}
-
-/// Base64 text fed in pieces that may break anywhere: decodes every whole quad (4 characters)
-/// as it comes, keeping the rest for the next piece. A quad with padding ends one chunk's base64
-/// (each line the script prints is a whole `ToBase64String`), so it is decoded on its own.
-#[derive(Default)]
-struct QuadDecoder {
-    pending: Vec<u8>,
-}
-
-impl QuadDecoder {
-    fn push(&mut self, text: &[u8]) -> Result<Vec<u8>, base64::DecodeError> {
-        let b64 = base64::engine::general_purpose::STANDARD;
-        self.pending.extend_from_slice(text);
-        let whole = self.pending.len() / 4 * 4;
-        let mut out = Vec::with_capacity(whole / 4 * 3);
-        let mut from = 0;
-        while from < whole {
-            // Up to the end of the first quad holding padding, or all the whole quads.
-            let to = self.pending[from..whole]
-                .iter()
-                .position(|b| *b == b'=')
-                .map_or(whole, |at| (from + at) / 4 * 4 + 4);
-            b64.decode_vec(&self.pending[from..to], &mut out)?;
-            from = to;
-        }
-        self.pending.drain(..whole);
-        Ok(out)
-    }
 }
 
 /// What a `walk` script's output held.
@@ -316,10 +224,6 @@ mod tests {
         base64::engine::general_purpose::STANDARD.encode(bytes)
     }
 
-    fn sha(bytes: &[u8]) -> String {
-        hex::encode(Sha256::digest(bytes))
-    }
-
     #[test]
     fn the_probes_answers_are_read_and_anything_else_is_refused() {
         assert!(in_progress(b"busy\r\n").unwrap());
@@ -344,82 +248,6 @@ mod tests {
         assert!(stat(b"file many\r\n").is_err());
         assert!(stat(b"dir\r\ndir\r\n").is_err());
         assert!(stat(b"Absent-ish\r\n").is_err());
-    }
-
-    #[test]
-    fn a_streamed_file_is_decoded_and_hashed_as_it_arrives() {
-        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
-        let (a, b) = data.split_at(60_000);
-        let out = format!(
-            "{}\r\n{}\r\nsha256 {}\r\n",
-            b64(a),
-            b64(b),
-            sha(&data).to_uppercase()
-        );
-        let mut got = Vec::new();
-        let streamed = stream(out.as_bytes(), &mut got).unwrap();
-        assert_eq!(got, data);
-        assert_eq!(
-            streamed,
-            Streamed::Done {
-                server_sha256: sha(&data),
-                local_sha256: sha(&data),
-                bytes: 100_000
-            }
-        );
-        // An empty file: the hash line alone.
-        let empty = format!("sha256 {}\r\n", sha(b""));
-        assert!(matches!(
-            stream(empty.as_bytes(), &mut Vec::new()),
-            Ok(Streamed::Done { bytes: 0, .. })
-        ));
-        assert_eq!(stream(b"absent\r\n", &mut Vec::new()), Ok(Streamed::Absent));
-    }
-
-    #[test]
-    fn a_stream_cut_short_is_an_error_not_a_shorter_file() {
-        let out = format!("{}\r\n{}\r\n", b64(b"first chunk"), b64(b"second"));
-        assert_eq!(
-            stream(out.as_bytes(), &mut Vec::new()),
-            Err(BadOutput::Truncated("no sha256 line after the data"))
-        );
-        // Cut inside a quad, then the hash line: the base64 does not end where it should.
-        let cut = &b64(b"a chunk of bytes")[..7];
-        let out = format!("{cut}\r\nsha256 {}\r\n", sha(b"a chunk of bytes"));
-        let err = stream(out.as_bytes(), &mut Vec::new()).unwrap_err();
-        assert!(
-            err.to_string().contains("line 2") && err.to_string().contains("quad"),
-            "{err}"
-        );
-        // A character base64 does not have names its line.
-        let err = stream(b"QUJD\r\nnot*base64\r\n", &mut Vec::new()).unwrap_err();
-        assert!(
-            err.to_string().contains("line 2") && err.to_string().contains("base64"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn a_bad_hash_line_or_a_line_after_it_is_an_error() {
-        let data = b64(b"x");
-        for out in [
-            format!("{data}\r\nsha256 abc\r\n"),
-            format!("{data}\r\nsha256 {}\r\n", "g".repeat(64)),
-            format!("{data}\r\nsha256 \r\n"),
-            format!("{data}\r\nsha256 {}\r\n{data}\r\n", sha(b"x")),
-        ] {
-            let err = stream(out.as_bytes(), &mut Vec::new()).unwrap_err();
-            assert!(
-                matches!(err, BadOutput::Line { line: 2 | 3, .. }),
-                "{out}: {err}"
-            );
-        }
-        assert!(sha256(b"sha256 12\r\n").is_err());
-        assert_eq!(sha256(b"absent\r\n"), Ok(None));
-        assert_eq!(
-            sha256(format!("sha256 {}\r\n", sha(b"k")).as_bytes()),
-            Ok(Some(sha(b"k")))
-        );
     }
 
     #[test]
@@ -456,37 +284,6 @@ mod tests {
         let err = walk(format!("f {} 1 2\r\nend\r\n", b64(b"a//b")).as_bytes()).unwrap_err();
         assert!(err.to_string().contains("relative path"), "{err}");
         assert!(walk(b"f x 1\r\nend\r\n").is_err());
-    }
-
-    #[test]
-    fn a_stream_rewrapped_at_79_columns_decodes_to_the_same_bytes_and_hash() {
-        // Two chunks as the script prints them (the first ends in padding), then a console host
-        // that wraps every line at 79 columns.
-        let data: Vec<u8> = (0..70_000u32).map(|i| (i * 7 % 251) as u8).collect();
-        let (a, b) = data.split_at(40_001);
-        let wrap = |text: String| {
-            let chars: Vec<char> = text.chars().collect();
-            chars
-                .chunks(79)
-                .map(|c| c.iter().collect::<String>() + "\r\n")
-                .collect::<String>()
-        };
-        assert!(b64(a).ends_with('='), "the first chunk's base64 is padded");
-        let out = format!("{}{}sha256 {}\r\n", wrap(b64(a)), wrap(b64(b)), sha(&data));
-        let mut got = Vec::new();
-        let streamed = stream(out.as_bytes(), &mut got).unwrap();
-        assert_eq!(got, data);
-        assert_eq!(
-            streamed,
-            Streamed::Done {
-                server_sha256: sha(&data),
-                local_sha256: sha(&data),
-                bytes: 70_000
-            }
-        );
-        // Cut inside a quad before the hash line: an error, not a shorter file.
-        let cut = format!("{}\r\nsha256 {}\r\n", &b64(b"abcdef")[..6], sha(b"abcdef"));
-        assert!(stream(cut.as_bytes(), &mut Vec::new()).is_err());
     }
 
     #[test]

@@ -113,6 +113,13 @@ pub enum WinrmError {
         endpoint: String,
         why: Interruption,
     },
+    #[error("`{program}` on {endpoint} ended with exit code {exit_code}, but its output could not be taken here: {source}")]
+    StdoutRefused {
+        program: String,
+        endpoint: String,
+        exit_code: u32,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     UnsafeArgument(#[from] UnsafeArgument),
     #[error("no secure random numbers for the NTLM logon: {0}")]
@@ -121,13 +128,15 @@ pub enum WinrmError {
 
 impl WinrmError {
     /// Can the connection this error happened on not carry another request? Only a fault the
-    /// server answered in order, a refused argument and a command timeout leave it usable; anything else (lost, unanswered, unreadable, a signature that did not
+    /// server answered in order, a refused argument, output refused here (the command ran to its
+    /// end) and a command timeout leave it usable; anything else (lost, unanswered, unreadable, a signature that did not
     /// verify, which leaves the RC4 streams out of step) ends it.
     pub(super) fn ends_session(&self) -> bool {
         !matches!(
             self,
             WinrmError::Fault { .. }
                 | WinrmError::UnsafeArgument(_)
+                | WinrmError::StdoutRefused { .. }
                 | WinrmError::MayStillBeRunning {
                     why: Interruption::TimedOut(_),
                     ..

@@ -207,6 +207,16 @@ pub struct RemoteCommand {
     pub timeout: Duration,
 }
 
+/// What a command whose stdout went to the caller's writer gave back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteExit {
+    /// Its last 64 KiB of stderr (`shell::STDERR_CAP`), after a line saying how much was left
+    /// out when there was more.
+    pub stderr: Vec<u8>,
+    /// The full 32-bit Windows exit code (1605 is 1605).
+    pub exit_code: u32,
+}
+
 /// What a command gave back.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemoteOutput {
@@ -263,12 +273,33 @@ impl WinrmClient {
     /// timeout, a failure before Done) is `WinrmError::MayStillBeRunning`, with the shell left
     /// alone: deleting it would end the command ([MS-WSMV] 3.1.4.4.1).
     pub async fn run(&self, command: &RemoteCommand) -> Result<RemoteOutput, WinrmError> {
+        let mut stdout = Vec::new();
+        let exit = self.run_streaming(command, &mut stdout).await?;
+        Ok(RemoteOutput {
+            stdout,
+            stderr: exit.stderr,
+            exit_code: exit.exit_code,
+        })
+    }
+
+    /// Runs `command` as [`WinrmClient::run`] does, writing its stdout to `stdout` piece by piece
+    /// as the Receive answers bring it (each before the next Receive is sent), so that a command
+    /// printing a whole file is never held whole here. After a lost connection the pieces go on
+    /// from the resumed command (what a lost answer held is gone, as in `run`). A write that fails
+    /// does not end the command: the rest of its output is received and dropped until it ends,
+    /// its shell is deleted, and the outcome is `WinrmError::StdoutRefused` with the writer's
+    /// error.
+    pub async fn run_streaming(
+        &self,
+        command: &RemoteCommand,
+        stdout: &mut (dyn std::io::Write + Send),
+    ) -> Result<RemoteExit, WinrmError> {
         let mut guard = self.session.lock().await;
         let mut session = match guard.take() {
             Some(s) => s,
             None => self.open().await?,
         };
-        let mut step = self.over(&mut session).run(command).await;
+        let mut step = self.over(&mut session).run(command, stdout).await;
         let mut tried = 0;
         let mut last = String::new();
         loop {
@@ -302,7 +333,7 @@ impl WinrmClient {
             match self.open().await {
                 Ok(new) => {
                     session = new;
-                    step = self.over(&mut session).resume(pending).await;
+                    step = self.over(&mut session).resume(pending, stdout).await;
                     last = "the new connection was lost too".into();
                 }
                 Err(e) => {

@@ -1,6 +1,8 @@
 //! Running one command in a WinRS cmd shell ([MS-WSMV] 3.1.4.1, 3.1.4.11-13, 3.1.4.2): create the
 //! shell, start the command, send its stdin over the stdin stream (never on the command line),
-//! receive output until the command reports Done, then delete the shell.
+//! receive output until the command reports Done, then delete the shell. Stdout goes to the
+//! caller's writer as each Receive answer brings it (a fetched file is never held whole here);
+//! stderr is kept, its last `STDERR_CAP` bytes.
 //!
 //! Once the Command request was sent, nothing here ends the command: on a shell's Delete "any
 //! commands in progress SHOULD be immediately terminated" ([MS-WSMV] 3.1.4.4.1), and a terminate
@@ -8,8 +10,10 @@
 //! Done (or when the server refused the Command, so nothing started). A connection lost while
 //! receiving hands back a `Pending` for the client to resume over a new logon; any other trouble
 //! before Done, and the command's own timeout, leave the shell alone and are `MayStillBeRunning`.
-//! Nothing is ever sent twice.
+//! Nothing is ever sent twice. A writer that fails does not end the command either: the rest of
+//! its output is received and dropped until Done, and the writer's error is the outcome.
 
+use std::io::Write;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -18,13 +22,47 @@ use super::envelope::{self, Operation};
 use super::error::{Interruption, WinrmError};
 use super::response;
 use super::session::{message_id, Session};
-use super::{RemoteCommand, RemoteOutput};
+use super::{RemoteCommand, RemoteExit};
 
 /// The longest a single Receive waits on the server for output (its OperationTimeout); the
 /// command's own timeout is enforced across as many Receives as it takes.
 const RECEIVE_POLL: Duration = Duration::from_secs(20);
 /// Extra time the HTTP round trip of a Receive may take beyond its OperationTimeout.
 const GRACE: Duration = Duration::from_secs(10);
+/// The most stderr kept of a command: its last bytes, where a failing program says why.
+pub const STDERR_CAP: usize = 64 * 1024;
+
+/// A command's stderr: its last `STDERR_CAP` bytes and how many came before them.
+#[derive(Debug, Default)]
+struct Stderr {
+    tail: Vec<u8>,
+    dropped: u64,
+}
+
+impl Stderr {
+    fn push(&mut self, bytes: &[u8]) {
+        self.tail.extend_from_slice(bytes);
+        if self.tail.len() > STDERR_CAP {
+            let cut = self.tail.len() - STDERR_CAP;
+            self.tail.drain(..cut);
+            self.dropped += cut as u64;
+        }
+    }
+
+    /// The bytes kept, after a line that says how many were left out.
+    fn into_bytes(self) -> Vec<u8> {
+        if self.dropped == 0 {
+            return self.tail;
+        }
+        let mut out = format!(
+            "[the first {} bytes of stderr were left out]\r\n",
+            self.dropped
+        )
+        .into_bytes();
+        out.extend_from_slice(&self.tail);
+        out
+    }
+}
 
 /// One command's run over one session.
 pub struct Run<'a> {
@@ -44,8 +82,10 @@ pub struct Pending {
     program: String,
     timeout: Duration,
     deadline: Instant,
-    /// Output received before the loss (output in an answer that was lost is gone with it).
-    out: RemoteOutput,
+    /// Stderr received before the loss (output in an answer that was lost is gone with it).
+    stderr: Stderr,
+    /// Why the caller's stdout writer refused a piece: the rest is received and dropped.
+    refused: Option<std::io::Error>,
     /// The first loss: the operation and its cause.
     pub operation: &'static str,
     pub cause: String,
@@ -83,7 +123,7 @@ impl Pending {
 #[derive(Debug)]
 pub enum Step {
     /// The command's result, or an error that needs no new logon.
-    Finished(Result<RemoteOutput, WinrmError>),
+    Finished(Result<RemoteExit, WinrmError>),
     /// The connection was lost while receiving: resume with `Run::resume` over a new session.
     Lost(Pending),
 }
@@ -111,10 +151,11 @@ impl Run<'_> {
         self.call(op, shell, t, t + GRACE).await
     }
 
-    /// Creates a shell, starts the command in it, and receives until it is done.
-    pub async fn run(&mut self, command: &RemoteCommand) -> Step {
+    /// Creates a shell, starts the command in it, and receives until it is done, writing its
+    /// stdout to `stdout` as it arrives.
+    pub async fn run(&mut self, command: &RemoteCommand, stdout: &mut (dyn Write + Send)) -> Step {
         match self.start(command).await {
-            Ok(pending) => self.resume(pending).await,
+            Ok(pending) => self.resume(pending, stdout).await,
             Err(e) => Step::Finished(Err(e)),
         }
     }
@@ -197,7 +238,8 @@ impl Run<'_> {
             program: command.program.clone(),
             timeout: command.timeout,
             deadline,
-            out: RemoteOutput::default(),
+            stderr: Stderr::default(),
+            refused: None,
             operation: "Receive",
             cause: String::new(),
         })
@@ -205,7 +247,8 @@ impl Run<'_> {
 
     /// Receives from a started command until it reports Done (then deletes its shell), its own
     /// timeout passes, or the connection is lost (`Step::Lost`, to resume over a new session).
-    pub async fn resume(&mut self, mut pending: Pending) -> Step {
+    /// Each answer's stdout is written to `stdout` before the next Receive is sent.
+    pub async fn resume(&mut self, mut pending: Pending, stdout: &mut (dyn Write + Send)) -> Step {
         let (shell, id) = (pending.shell.clone(), pending.command.clone());
         loop {
             let left = pending.deadline.saturating_duration_since(Instant::now());
@@ -259,13 +302,28 @@ impl Run<'_> {
                     return lost(pending, cause);
                 }
             };
-            pending.out.stdout.extend_from_slice(&got.stdout);
-            pending.out.stderr.extend_from_slice(&got.stderr);
+            if pending.refused.is_none() && !got.stdout.is_empty() {
+                if let Err(e) = stdout.write_all(&got.stdout) {
+                    tracing::debug!(command = %id, "WinRM: the command's stdout was refused here ({e}); receiving the rest until it ends, without ending it");
+                    pending.refused = Some(e);
+                }
+            }
+            pending.stderr.push(&got.stderr);
             if let Some(code) = got.done {
-                pending.out.exit_code = code;
                 tracing::debug!(command = %id, exit_code = code, "WinRM: command done");
                 self.delete(&shell).await;
-                return Step::Finished(Ok(pending.out));
+                return Step::Finished(match pending.refused {
+                    None => Ok(RemoteExit {
+                        stderr: pending.stderr.into_bytes(),
+                        exit_code: code,
+                    }),
+                    Some(source) => Err(WinrmError::StdoutRefused {
+                        program: pending.program,
+                        endpoint: self.url.to_string(),
+                        exit_code: code,
+                        source,
+                    }),
+                });
             }
         }
     }
@@ -284,5 +342,31 @@ impl Run<'_> {
             operation,
             cause: e.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_stderr_keeps_its_last_bytes_and_says_how_many_came_before() {
+        let mut e = Stderr::default();
+        e.push(b"short\r\n");
+        assert_eq!(e.into_bytes(), b"short\r\n");
+        let mut e = Stderr::default();
+        e.push(&vec![b'a'; STDERR_CAP]);
+        e.push(b"the last line\r\n");
+        let kept = String::from_utf8(e.into_bytes()).unwrap();
+        assert!(
+            kept.starts_with("[the first 15 bytes of stderr were left out]\r\n"),
+            "{}",
+            &kept[..60]
+        );
+        assert!(kept.ends_with("aaathe last line\r\n"));
+        assert_eq!(
+            kept.len(),
+            STDERR_CAP + "[the first 15 bytes of stderr were left out]\r\n".len()
+        );
     }
 }
