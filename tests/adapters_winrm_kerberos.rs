@@ -19,7 +19,7 @@ use upgrade::adapters::secrets::SecretString;
 use upgrade::adapters::winrm::{
     Auth, ConnectOptions, RemoteCommand, Stdin, WinrmClient, WinrmError,
 };
-use upgrade_lab::kdc::KerberosLogon;
+use upgrade_lab::kdc::{Enctypes, KerberosLogon};
 use upgrade_lab::{Flavour, Lab, RunningLab, StartOptions};
 
 mod common;
@@ -27,22 +27,28 @@ mod common;
 /// One Kerberos lab at a time in this process (see the module comment).
 static TURN: Mutex<()> = Mutex::new(());
 
+/// Fields drop in order: the lab (and its KDC) before the folder they live in.
 struct KerberosLab {
-    _tmp: tempfile::TempDir,
     lab: RunningLab,
     krb: KerberosLogon,
+    tmp: tempfile::TempDir,
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 /// A lab with its KDC, and this process' Kerberos configuration pointing at it (no ticket cache
 /// unless a test makes one).
 fn kerberos_lab() -> KerberosLab {
+    kerberos_lab_with(Enctypes::Aes)
+}
+
+/// The same with a realm of these enctypes.
+fn kerberos_lab_with(enctypes: Enctypes) -> KerberosLab {
     let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let lab = Lab::init(&tmp.path().join("lab"), Flavour::Iifp).unwrap();
     let lab = lab
         .start(StartOptions {
-            kerberos: true,
+            kerberos: Some(enctypes),
             ..StartOptions::default()
         })
         .unwrap_or_else(|e| panic!("{e}"));
@@ -54,9 +60,9 @@ fn kerberos_lab() -> KerberosLab {
         format!("FILE:{}", tmp.path().join("no-ccache").display()),
     );
     KerberosLab {
-        _tmp: tmp,
         lab,
         krb,
+        tmp,
         _turn: turn,
     }
 }
@@ -106,8 +112,21 @@ fn kinit(krb: &KerberosLogon, dir: &Path) -> PathBuf {
 }
 
 #[tokio::test]
-async fn a_command_runs_over_kerberos_with_the_password_and_every_message_encrypted() {
-    let k = kerberos_lab();
+async fn a_command_runs_over_kerberos_aes_with_the_password_and_every_message_encrypted() {
+    two_commands_run_over(Enctypes::Aes, "aes256-cts-hmac-sha1-96").await;
+}
+
+/// A Windows Server 2003 server's ticket and session key are RC4-HMAC (its only enctype): the
+/// wrap tokens are RFC 4757's, with a padding buffer the client sends after its data and the
+/// server's answers carry past their Length.
+#[tokio::test]
+async fn a_command_runs_over_kerberos_rc4_as_with_a_2003_server_and_every_message_encrypted() {
+    two_commands_run_over(Enctypes::Rc4, "arcfour-hmac").await;
+}
+
+/// Two commands on one logon, in a realm of `enctypes`, whose session key was `session_key`.
+async fn two_commands_run_over(enctypes: Enctypes, session_key: &str) {
+    let k = kerberos_lab_with(enctypes);
     let client = WinrmClient::connect(k.options(Some(&k.krb.password)))
         .await
         .unwrap();
@@ -132,6 +151,11 @@ async fn a_command_runs_over_kerberos_with_the_password_and_every_message_encryp
     assert!(String::from_utf8_lossy(&out.stdout).contains("Identity Integration Feature Pack"));
     let log = upgrade_lab::tools::read_argv_log(k.lab.dir()).unwrap();
     assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(
+        upgrade_lab::kdc::service_session_enctypes(k.lab.dir()),
+        [session_key],
+        "the session key of the WinRM service's ticket"
+    );
 }
 
 #[tokio::test]
@@ -142,7 +166,7 @@ async fn without_a_password_the_ticket_cache_from_kinit_logs_on_and_an_empty_cac
     assert!(matches!(err, WinrmError::Kerberos { .. }), "{err:?}");
     assert!(err.to_string().contains("kinit admin@LAB.TEST"), "{err}");
 
-    let cache = kinit(&k.krb, k._tmp.path());
+    let cache = kinit(&k.krb, k.tmp.path());
     std::env::set_var("KRB5CCNAME", format!("FILE:{}", cache.display()));
     let client = WinrmClient::connect(k.options(None)).await.unwrap();
     let out = client

@@ -149,7 +149,7 @@ fn rehearse_on(
         tds,
         faults: None,
         sql_host: crate::serve::SqlHost::SyncServer,
-        kerberos: false,
+        kerberos: None,
     })?;
     let tools = lab.tools()?;
     let target = Target {
