@@ -228,3 +228,53 @@ async fn neither_the_kerberos_password_nor_a_stdin_secret_appears_in_any_log_lin
         );
     }
 }
+
+/// Connects with the password to a listener under the lab fault `fault` and runs `sc query`;
+/// the error, and whether the command ran on the server.
+async fn under_fault(fault: &str) -> (WinrmError, bool) {
+    let k = kerberos_lab();
+    k.lab.lab().set_faults(&[fault]).unwrap();
+    let result = match WinrmClient::connect(k.options(Some(&k.krb.password))).await {
+        Ok(client) => client.run(&command("sc", &["query", "miiserver"])).await,
+        Err(e) => Err(e),
+    };
+    let ran = !upgrade_lab::tools::read_argv_log(k.lab.dir())
+        .unwrap()
+        .is_empty();
+    (result.unwrap_err(), ran)
+}
+
+#[tokio::test]
+async fn a_logon_answered_200_without_an_ap_rep_is_refused_as_no_mutual_authentication() {
+    let (err, ran) = under_fault("kerberos-no-ap-rep").await;
+    assert!(matches!(err, WinrmError::Kerberos { .. }), "{err:?}");
+    assert!(err.to_string().contains("mutual authentication"), "{err}");
+    assert!(!ran);
+}
+
+#[tokio::test]
+async fn a_logon_answered_with_bytes_that_are_not_the_ap_rep_is_refused() {
+    let (err, ran) = under_fault("kerberos-bad-ap-rep").await;
+    assert!(matches!(err, WinrmError::Kerberos { .. }), "{err:?}");
+    assert!(!ran);
+}
+
+/// After a Kerberos logon over HTTP an answer must come encrypted: a plain SOAP answer (what a
+/// path stripping the protection would deliver) is not taken, though the command did run.
+#[tokio::test]
+async fn a_plain_soap_answer_after_a_kerberos_logon_over_http_is_refused() {
+    let (err, _) = under_fault("kerberos-plain-answer").await;
+    let text = err.to_string();
+    assert!(
+        text.contains("without message encryption") && text.contains("Kerberos"),
+        "{text}"
+    );
+}
+
+/// An answer wrapped with integrity only (conf_state 0) verifies but was readable on the wire:
+/// refused.
+#[tokio::test]
+async fn an_answer_signed_but_not_encrypted_is_refused() {
+    let (err, _) = under_fault("kerberos-sign-only").await;
+    assert!(err.to_string().contains("was not encrypted"), "{err}");
+}

@@ -13,7 +13,7 @@ use crate::state::write_atomic;
 /// A fault spec that does not parse, or faults.json that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
-    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-tools=MS, winrm-drop=N, winrm-slow=MS")]
+    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-tools=MS, winrm-drop=N, winrm-slow=MS, kerberos-no-ap-rep, kerberos-bad-ap-rep, kerberos-plain-answer, kerberos-sign-only")]
     Unknown(String),
     #[error("fault `{spec}`: {why}")]
     BadValue { spec: String, why: String },
@@ -47,6 +47,24 @@ pub struct Faults {
     /// The WinRM listener answers every shell operation MS milliseconds late.
     #[serde(default)]
     pub winrm_slow_ms: Option<u64>,
+    /// The WinRM listener's Kerberos side misbehaves this way (a server that is not who it says,
+    /// or a path that strips the protection), for the client's refusals to be tested.
+    #[serde(default)]
+    pub kerberos: Option<KerberosFault>,
+}
+
+/// How the listener's Kerberos side misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KerberosFault {
+    /// `kerberos-no-ap-rep`: the logon's 200 carries no AP-REP (no mutual authentication).
+    NoApRep,
+    /// `kerberos-bad-ap-rep`: the logon's 200 carries bytes that are not this logon's AP-REP.
+    BadApRep,
+    /// `kerberos-plain-answer`: answers after a Kerberos logon over HTTP come as plain SOAP.
+    PlainAnswer,
+    /// `kerberos-sign-only`: answers are wrapped with integrity only (conf_state 0).
+    SignOnly,
 }
 
 impl Faults {
@@ -115,6 +133,18 @@ impl Faults {
             "slow-tools" => self.slow_tools_ms = Some(number("MS")?),
             "winrm-drop" => self.winrm_drop_at = Some(positive("N")?),
             "winrm-slow" => self.winrm_slow_ms = Some(number("MS")?),
+            "kerberos-no-ap-rep"
+            | "kerberos-bad-ap-rep"
+            | "kerberos-plain-answer"
+            | "kerberos-sign-only" => {
+                flag()?;
+                self.kerberos = Some(match name {
+                    "kerberos-no-ap-rep" => KerberosFault::NoApRep,
+                    "kerberos-bad-ap-rep" => KerberosFault::BadApRep,
+                    "kerberos-plain-answer" => KerberosFault::PlainAnswer,
+                    _ => KerberosFault::SignOnly,
+                })
+            }
             _ => return Err(FaultError::Unknown(spec.to_string())),
         }
         self.specs.push(spec.to_string());
@@ -187,6 +217,7 @@ mod tests {
             "slow-tools=40",
             "winrm-drop=2",
             "winrm-slow=30",
+            "kerberos-sign-only",
         ])
         .unwrap();
         assert_eq!(
@@ -203,7 +234,8 @@ mod tests {
         assert_eq!(f.slow_tools_ms, Some(40));
         assert_eq!(f.winrm_drop_at, Some(2));
         assert_eq!(f.winrm_slow_ms, Some(30));
-        assert_eq!(f.specs.len(), 11);
+        assert_eq!(f.kerberos, Some(KerberosFault::SignOnly));
+        assert_eq!(f.specs.len(), 12);
     }
 
     #[test]

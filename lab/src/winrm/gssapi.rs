@@ -214,7 +214,6 @@ pub struct Acceptor {
 // SAFETY: the context is used by one connection's task at a time (`&mut self`); MIT's contexts
 // may move between threads.
 unsafe impl Send for Acceptor {}
-unsafe impl Sync for Acceptor {}
 
 impl Drop for Acceptor {
     fn drop(&mut self) {
@@ -318,8 +317,10 @@ impl Acceptor {
     }
 
     /// Encrypts `plain` as the WinRM encrypted body carries it: (header, encrypted data with its
-    /// padding), by gss_wrap_iov with [HEADER, DATA, PADDING] ([MS-WSMV] 2.2.9.1.2).
-    pub fn wrap(&mut self, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), GssError> {
+    /// padding), by gss_wrap_iov with [HEADER, DATA, PADDING] ([MS-WSMV] 2.2.9.1.2); with
+    /// `encrypt` false, integrity only (the lab's `kerberos-sign-only` fault).
+    pub fn wrap(&mut self, plain: &[u8], encrypt: bool) -> Result<(Vec<u8>, Vec<u8>), GssError> {
+        let conf_req = c_int::from(encrypt);
         let g = gss()?;
         let mut data = plain.to_vec();
         let mut iov = [
@@ -339,7 +340,15 @@ impl Acceptor {
         let (mut minor, mut conf) = (0, 0);
         // SAFETY: the IOV array is valid for the call; only lengths are written.
         let major = unsafe {
-            (g.wrap_iov_length)(&mut minor, self.ctx, 1, 0, &mut conf, iov.as_mut_ptr(), 3)
+            (g.wrap_iov_length)(
+                &mut minor,
+                self.ctx,
+                conf_req,
+                0,
+                &mut conf,
+                iov.as_mut_ptr(),
+                3,
+            )
         };
         if major != 0 {
             return Err(g.error("sizing an encrypted message", major, minor));
@@ -353,10 +362,22 @@ impl Acceptor {
         iov[1].buffer.value = data.as_mut_ptr().cast();
         iov[2].buffer.value = padding.as_mut_ptr().cast();
         // SAFETY: every buffer points at memory we own, of the length given; GSSAPI writes in place.
-        let major =
-            unsafe { (g.wrap_iov)(&mut minor, self.ctx, 1, 0, &mut conf, iov.as_mut_ptr(), 3) };
+        let major = unsafe {
+            (g.wrap_iov)(
+                &mut minor,
+                self.ctx,
+                conf_req,
+                0,
+                &mut conf,
+                iov.as_mut_ptr(),
+                3,
+            )
+        };
         if major != 0 {
             return Err(g.error("encrypting a message", major, minor));
+        }
+        if encrypt && conf == 0 {
+            return Err(GssError("the context did not encrypt the message".into()));
         }
         padding.truncate(iov[2].buffer.length);
         data.extend_from_slice(&padding);

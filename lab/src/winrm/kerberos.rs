@@ -69,9 +69,10 @@ impl Session {
         self.acceptor.unwrap(header, data)
     }
 
-    /// Encrypts an answer: (header, data with padding).
-    pub fn seal(&mut self, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), GssError> {
-        self.acceptor.wrap(plain)
+    /// Wraps an answer, encrypted when `encrypt` (else integrity only, for the
+    /// `kerberos-sign-only` fault): (header, data with padding).
+    pub fn seal(&mut self, plain: &[u8], encrypt: bool) -> Result<(Vec<u8>, Vec<u8>), GssError> {
+        self.acceptor.wrap(plain, encrypt)
     }
 }
 
