@@ -278,3 +278,33 @@ async fn an_answer_signed_but_not_encrypted_is_refused() {
     let (err, _) = under_fault("kerberos-sign-only").await;
     assert!(err.to_string().contains("was not encrypted"), "{err}");
 }
+
+/// A server whose key for HTTP/host is not the realm's answers 401 with a KRB-ERROR; the error
+/// gives MIT's own reason for it besides what to check (clocks, setspn, Kerberos=false).
+#[tokio::test]
+async fn a_refused_logon_names_the_servers_own_reason_from_its_krb_error() {
+    let (err, ran) = under_fault("kerberos-stale-key").await;
+    assert!(matches!(err, WinrmError::KerberosRefused { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("(HTTP 401): the logon: "), "{text}");
+    assert!(text.to_lowercase().contains("key"), "{text}");
+    assert!(
+        text.contains("more than 5 minutes apart") && text.contains("Kerberos=false"),
+        "{text}"
+    );
+    assert!(!ran);
+}
+
+/// A 401 after the Kerberos logon succeeded is an expired session, not a wrong password (which
+/// the logon would have met) nor a DOMAIN\user hint (which kerberos refuses).
+#[tokio::test]
+async fn a_401_after_the_kerberos_logon_says_the_session_expired_and_to_log_on_again() {
+    let (err, ran) = under_fault("kerberos-expired").await;
+    assert!(matches!(err, WinrmError::KerberosExpired { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("expired") && !text.contains("wrong user name or password"),
+        "{text}"
+    );
+    assert!(!ran);
+}

@@ -13,7 +13,7 @@ use crate::state::write_atomic;
 /// A fault spec that does not parse, or faults.json that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
-    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-tools=MS, winrm-drop=N, winrm-slow=MS, kerberos-no-ap-rep, kerberos-bad-ap-rep, kerberos-plain-answer, kerberos-sign-only")]
+    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-tools=MS, winrm-drop=N, winrm-slow=MS, kerberos-no-ap-rep, kerberos-bad-ap-rep, kerberos-plain-answer, kerberos-sign-only, kerberos-stale-key, kerberos-expired")]
     Unknown(String),
     #[error("fault `{spec}`: {why}")]
     BadValue { spec: String, why: String },
@@ -65,6 +65,12 @@ pub enum KerberosFault {
     PlainAnswer,
     /// `kerberos-sign-only`: answers are wrapped with integrity only (conf_state 0).
     SignOnly,
+    /// `kerberos-stale-key`: the listener holds the service's previous key (a server whose
+    /// account's key changed without it), so the client's ticket does not decrypt.
+    StaleKey,
+    /// `kerberos-expired`: the first encrypted request after the logon gets 401 and the logon
+    /// is forgotten, as when the session's ticket or context expires.
+    Expired,
 }
 
 impl Faults {
@@ -136,12 +142,16 @@ impl Faults {
             "kerberos-no-ap-rep"
             | "kerberos-bad-ap-rep"
             | "kerberos-plain-answer"
-            | "kerberos-sign-only" => {
+            | "kerberos-sign-only"
+            | "kerberos-stale-key"
+            | "kerberos-expired" => {
                 flag()?;
                 self.kerberos = Some(match name {
                     "kerberos-no-ap-rep" => KerberosFault::NoApRep,
                     "kerberos-bad-ap-rep" => KerberosFault::BadApRep,
                     "kerberos-plain-answer" => KerberosFault::PlainAnswer,
+                    "kerberos-stale-key" => KerberosFault::StaleKey,
+                    "kerberos-expired" => KerberosFault::Expired,
                     _ => KerberosFault::SignOnly,
                 })
             }

@@ -52,6 +52,9 @@ impl Enctypes {
     }
 }
 
+/// The keytab beside `Kdc::keytab` holding the service's previous key.
+pub const STALE_KEYTAB: &str = "stale-http.keytab";
+
 /// A KDC that cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum KdcError {
@@ -140,6 +143,10 @@ impl Kdc {
                 kadmin(&format!("setstr {p} session_enctypes arcfour-hmac"), None)?;
             }
         }
+        // The service's key before its last change (ktadd sets a new random key each time), for
+        // the `kerberos-stale-key` fault: a server whose account's key moved on without it.
+        let stale = dir.join(STALE_KEYTAB);
+        kadmin(&format!("ktadd -k {} {service}", stale.display()), None)?;
         kadmin(&format!("ktadd -k {} {service}", keytab.display()), None)?;
         let log = dir.join("krb5kdc.log");
         let child = Command::new("krb5kdc")

@@ -144,6 +144,17 @@ async fn answer_body(
     let content_type = req.header("Content-Type").unwrap_or_default();
     match (encrypted::protocol(content_type), logged_on) {
         (Some(protocol), true) => {
+            let fault = faults::load(shared.service.lab())
+                .unwrap_or_default()
+                .kerberos;
+            if let (Logon::Kerberos(..), Some(KerberosFault::Expired)) = (&logon, fault) {
+                faults::update(shared.service.lab(), |f| f.kerberos = None).ok()?;
+                return Some(refuse(
+                    logon,
+                    "kerberos-expired: the session expired",
+                    https,
+                ));
+            }
             if let Err(why) = pairs(logon, protocol) {
                 tracing::info!("WinRM: {why}");
                 return Some(Response::new(400));
@@ -156,9 +167,6 @@ async fn answer_body(
                 }
             };
             let (status, xml) = answer(shared, &plain).await?;
-            let fault = faults::load(shared.service.lab())
-                .unwrap_or_default()
-                .kerberos;
             if let (Logon::Kerberos(..), Some(KerberosFault::PlainAnswer)) = (&logon, fault) {
                 tracing::info!("kerberos-plain-answer: answering with plain SOAP");
                 return Some(Response::new(status).body(SOAP, xml));
@@ -408,14 +416,14 @@ fn kerberos_logon(
             https,
         ));
     };
-    match kerberos::logon(config, token) {
+    let fault = faults::load(shared.service.lab())
+        .unwrap_or_default()
+        .kerberos;
+    match kerberos::logon(config, token, fault == Some(KerberosFault::StaleKey)) {
         Ok((session, reply)) => {
             *logon = Logon::Kerberos(Box::new(session), kerberos_protocol(scheme));
             let b64 = base64::engine::general_purpose::STANDARD;
-            let final_token = match faults::load(shared.service.lab())
-                .unwrap_or_default()
-                .kerberos
-            {
+            let final_token = match fault {
                 Some(KerberosFault::NoApRep) => None,
                 // An AP-REP's outer form around bytes that are no key's encryption.
                 Some(KerberosFault::BadApRep) => {
@@ -427,6 +435,13 @@ fn kerberos_logon(
                 basic: false,
                 final_token,
             })
+        }
+        Err(kerberos::Refused::WithError(e, krb_error)) => {
+            // As Windows answers a Kerberos failure: the KRB-ERROR in the 401's
+            // WWW-Authenticate, under the client's scheme, for the client to read its reason.
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let header = format!("{scheme} {}", b64.encode(krb_error));
+            Err(refuse(logon, &e.to_string(), https).header("WWW-Authenticate", header))
         }
         Err(e) => Err(refuse(logon, &e.to_string(), https)),
     }

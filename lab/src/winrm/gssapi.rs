@@ -241,7 +241,11 @@ pub struct Accepted {
 impl Acceptor {
     /// Accepts the client's first token with the keys in `keytab`. The exchange takes one token
     /// (an AP-REQ); a token that needs more is refused.
-    pub fn accept(keytab: &Path, token: &[u8]) -> Result<(Acceptor, Accepted), GssError> {
+    /// A refusal may carry GSSAPI's KRB-ERROR token for the client.
+    pub fn accept(
+        keytab: &Path,
+        token: &[u8],
+    ) -> Result<(Acceptor, Accepted), super::kerberos::Refused> {
         let g = gss()?;
         let kt = CString::new(keytab.to_string_lossy().as_bytes())
             .map_err(|_| GssError("a keytab path with a NUL".into()))?;
@@ -274,7 +278,7 @@ impl Acceptor {
             )
         };
         if major != 0 {
-            return Err(g.error("the service key", major, minor));
+            return Err(g.error("the service key", major, minor).into());
         }
         let mut input = Buffer::of(token);
         let (mut output, mut name) = (Buffer::empty(), std::ptr::null_mut());
@@ -296,10 +300,14 @@ impl Acceptor {
         };
         let reply = g.take_bytes(&mut output);
         if major == CONTINUE_NEEDED {
-            return Err(GssError("a logon that needs more than one token".into()));
+            return Err(GssError("a logon that needs more than one token".into()).into());
         }
         if major != 0 {
-            return Err(g.error("accepting the logon", major, minor));
+            let error = g.error("accepting the logon", major, minor);
+            return Err(match reply.is_empty() {
+                true => error.into(),
+                false => super::kerberos::Refused::WithError(error, reply),
+            });
         }
         let mut text = Buffer::empty();
         // SAFETY: `name` came from accept; both are released here.

@@ -176,7 +176,7 @@ impl Session {
         if resp.status == 401 {
             return Err(match self.logon {
                 #[cfg(unix)]
-                Logon::Kerberos(_) => WinrmError::Unauthorized {
+                Logon::Kerberos(_) => WinrmError::KerberosExpired {
                     endpoint: self.endpoint.clone(),
                     user: user.to_string(),
                 },
