@@ -10,9 +10,12 @@ use std::sync::OnceLock;
 type Om = u32;
 type Handle = *mut c_void;
 
-/// The shared library and the Debian package that ships it.
+/// The shared library, and how to install it on this system.
 const LIBRARY: &str = "libgssapi_krb5.so.2";
-const PACKAGE: &str = "libgssapi-krb5-2";
+#[cfg(target_os = "freebsd")]
+const INSTALL: &str = "FreeBSD: pkg install krb5";
+#[cfg(not(target_os = "freebsd"))]
+const INSTALL: &str = "Debian/Ubuntu: apt-get install libgssapi-krb5-2; RHEL: krb5-libs";
 
 #[repr(C)]
 struct Buf {
@@ -130,7 +133,7 @@ struct Table {
 /// GSSAPI could not be used, or a call failed; the text is GSSAPI's own (never a password).
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum GssError {
-    #[error("Kerberos needs the system's GSSAPI library {LIBRARY} (Debian/Ubuntu: apt-get install {PACKAGE}; RHEL: krb5-libs), which could not be loaded: {0}")]
+    #[error("Kerberos needs the system's GSSAPI library {LIBRARY} ({INSTALL}), which could not be loaded: {0}")]
     Missing(String),
     #[error("{0}")]
     Call(String),
