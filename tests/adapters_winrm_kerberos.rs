@@ -19,7 +19,7 @@ use upgrade::adapters::secrets::SecretString;
 use upgrade::adapters::winrm::{
     Auth, ConnectOptions, RemoteCommand, Stdin, WinrmClient, WinrmError,
 };
-use upgrade_lab::kdc::KerberosLogon;
+use upgrade_lab::kdc::{Enctypes, KerberosLogon};
 use upgrade_lab::{Flavour, Lab, RunningLab, StartOptions};
 
 mod common;
@@ -27,22 +27,28 @@ mod common;
 /// One Kerberos lab at a time in this process (see the module comment).
 static TURN: Mutex<()> = Mutex::new(());
 
+/// Fields drop in order: the lab (and its KDC) before the folder they live in.
 struct KerberosLab {
-    _tmp: tempfile::TempDir,
     lab: RunningLab,
     krb: KerberosLogon,
+    tmp: tempfile::TempDir,
     _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 /// A lab with its KDC, and this process' Kerberos configuration pointing at it (no ticket cache
 /// unless a test makes one).
 fn kerberos_lab() -> KerberosLab {
+    kerberos_lab_with(Enctypes::Aes)
+}
+
+/// The same with a realm of these enctypes.
+fn kerberos_lab_with(enctypes: Enctypes) -> KerberosLab {
     let turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let lab = Lab::init(&tmp.path().join("lab"), Flavour::Iifp).unwrap();
     let lab = lab
         .start(StartOptions {
-            kerberos: true,
+            kerberos: Some(enctypes),
             ..StartOptions::default()
         })
         .unwrap_or_else(|e| panic!("{e}"));
@@ -54,9 +60,9 @@ fn kerberos_lab() -> KerberosLab {
         format!("FILE:{}", tmp.path().join("no-ccache").display()),
     );
     KerberosLab {
-        _tmp: tmp,
         lab,
         krb,
+        tmp,
         _turn: turn,
     }
 }
@@ -106,8 +112,21 @@ fn kinit(krb: &KerberosLogon, dir: &Path) -> PathBuf {
 }
 
 #[tokio::test]
-async fn a_command_runs_over_kerberos_with_the_password_and_every_message_encrypted() {
-    let k = kerberos_lab();
+async fn a_command_runs_over_kerberos_aes_with_the_password_and_every_message_encrypted() {
+    two_commands_run_over(Enctypes::Aes, "aes256-cts-hmac-sha1-96").await;
+}
+
+/// A Windows Server 2003 server's ticket and session key are RC4-HMAC (its only enctype): the
+/// wrap tokens are RFC 4757's, with a padding buffer the client sends after its data and the
+/// server's answers carry past their Length.
+#[tokio::test]
+async fn a_command_runs_over_kerberos_rc4_as_with_a_2003_server_and_every_message_encrypted() {
+    two_commands_run_over(Enctypes::Rc4, "arcfour-hmac").await;
+}
+
+/// Two commands on one logon, in a realm of `enctypes`, whose session key was `session_key`.
+async fn two_commands_run_over(enctypes: Enctypes, session_key: &str) {
+    let k = kerberos_lab_with(enctypes);
     let client = WinrmClient::connect(k.options(Some(&k.krb.password)))
         .await
         .unwrap();
@@ -132,6 +151,11 @@ async fn a_command_runs_over_kerberos_with_the_password_and_every_message_encryp
     assert!(String::from_utf8_lossy(&out.stdout).contains("Identity Integration Feature Pack"));
     let log = upgrade_lab::tools::read_argv_log(k.lab.dir()).unwrap();
     assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(
+        upgrade_lab::kdc::service_session_enctypes(k.lab.dir()),
+        [session_key],
+        "the session key of the WinRM service's ticket"
+    );
 }
 
 #[tokio::test]
@@ -142,7 +166,7 @@ async fn without_a_password_the_ticket_cache_from_kinit_logs_on_and_an_empty_cac
     assert!(matches!(err, WinrmError::Kerberos { .. }), "{err:?}");
     assert!(err.to_string().contains("kinit admin@LAB.TEST"), "{err}");
 
-    let cache = kinit(&k.krb, k._tmp.path());
+    let cache = kinit(&k.krb, k.tmp.path());
     std::env::set_var("KRB5CCNAME", format!("FILE:{}", cache.display()));
     let client = WinrmClient::connect(k.options(None)).await.unwrap();
     let out = client
@@ -203,4 +227,84 @@ async fn neither_the_kerberos_password_nor_a_stdin_secret_appears_in_any_log_lin
             "a secret's base64 is in the logs:\n{logs}"
         );
     }
+}
+
+/// Connects with the password to a listener under the lab fault `fault` and runs `sc query`;
+/// the error, and whether the command ran on the server.
+async fn under_fault(fault: &str) -> (WinrmError, bool) {
+    let k = kerberos_lab();
+    k.lab.lab().set_faults(&[fault]).unwrap();
+    let result = match WinrmClient::connect(k.options(Some(&k.krb.password))).await {
+        Ok(client) => client.run(&command("sc", &["query", "miiserver"])).await,
+        Err(e) => Err(e),
+    };
+    let ran = !upgrade_lab::tools::read_argv_log(k.lab.dir())
+        .unwrap()
+        .is_empty();
+    (result.unwrap_err(), ran)
+}
+
+#[tokio::test]
+async fn a_logon_answered_200_without_an_ap_rep_is_refused_as_no_mutual_authentication() {
+    let (err, ran) = under_fault("kerberos-no-ap-rep").await;
+    assert!(matches!(err, WinrmError::Kerberos { .. }), "{err:?}");
+    assert!(err.to_string().contains("mutual authentication"), "{err}");
+    assert!(!ran);
+}
+
+#[tokio::test]
+async fn a_logon_answered_with_bytes_that_are_not_the_ap_rep_is_refused() {
+    let (err, ran) = under_fault("kerberos-bad-ap-rep").await;
+    assert!(matches!(err, WinrmError::Kerberos { .. }), "{err:?}");
+    assert!(!ran);
+}
+
+/// After a Kerberos logon over HTTP an answer must come encrypted: a plain SOAP answer (what a
+/// path stripping the protection would deliver) is not taken, though the command did run.
+#[tokio::test]
+async fn a_plain_soap_answer_after_a_kerberos_logon_over_http_is_refused() {
+    let (err, _) = under_fault("kerberos-plain-answer").await;
+    let text = err.to_string();
+    assert!(
+        text.contains("without message encryption") && text.contains("Kerberos"),
+        "{text}"
+    );
+}
+
+/// An answer wrapped with integrity only (conf_state 0) verifies but was readable on the wire:
+/// refused.
+#[tokio::test]
+async fn an_answer_signed_but_not_encrypted_is_refused() {
+    let (err, _) = under_fault("kerberos-sign-only").await;
+    assert!(err.to_string().contains("was not encrypted"), "{err}");
+}
+
+/// A server whose key for HTTP/host is not the realm's answers 401 with a KRB-ERROR; the error
+/// gives MIT's own reason for it besides what to check (clocks, setspn, Kerberos=false).
+#[tokio::test]
+async fn a_refused_logon_names_the_servers_own_reason_from_its_krb_error() {
+    let (err, ran) = under_fault("kerberos-stale-key").await;
+    assert!(matches!(err, WinrmError::KerberosRefused { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("(HTTP 401): the logon: "), "{text}");
+    assert!(text.to_lowercase().contains("key"), "{text}");
+    assert!(
+        text.contains("more than 5 minutes apart") && text.contains("Kerberos=false"),
+        "{text}"
+    );
+    assert!(!ran);
+}
+
+/// A 401 after the Kerberos logon succeeded is an expired session, not a wrong password (which
+/// the logon would have met) nor a DOMAIN\user hint (which kerberos refuses).
+#[tokio::test]
+async fn a_401_after_the_kerberos_logon_says_the_session_expired_and_to_log_on_again() {
+    let (err, ran) = under_fault("kerberos-expired").await;
+    assert!(matches!(err, WinrmError::KerberosExpired { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("expired") && !text.contains("wrong user name or password"),
+        "{text}"
+    );
+    assert!(!ran);
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::kdc::Enctypes;
 use crate::layout::{Flavour, InitOptions, Lab};
 use crate::serve::{parse_tds, SqlHost, StartOptions};
 use crate::LabError;
@@ -64,6 +65,10 @@ pub enum Command {
         /// `"kerberos": {"realm", "krb5_conf", "user", "password", "url"}` to the ready line.
         #[arg(long)]
         kerberos: bool,
+        /// The Kerberos realm's enctypes: `aes` (a 2008-or-later domain) or `rc4` (RC4-HMAC
+        /// only, what a Windows Server 2003 domain and server have). Needs --kerberos.
+        #[arg(long, default_value = "aes", requires = "kerberos")]
+        kerberos_enctypes: String,
     },
     /// Show installed products, services, key set, backups taken, key files exported, tool runs.
     Status {
@@ -122,7 +127,13 @@ pub fn run(cli: Cli) -> Result<i32, LabError> {
             faults,
             separate_sql_host,
             kerberos,
+            kerberos_enctypes,
         } => {
+            let enctypes = Enctypes::parse(&kerberos_enctypes).ok_or_else(|| {
+                LabError::Usage(format!(
+                    "--kerberos-enctypes {kerberos_enctypes}: expected aes or rc4"
+                ))
+            })?;
             let lab = Lab::open(&dir)?;
             let opts = StartOptions {
                 port,
@@ -135,7 +146,7 @@ pub fn run(cli: Cli) -> Result<i32, LabError> {
                 } else {
                     SqlHost::SyncServer
                 },
-                kerberos,
+                kerberos: kerberos.then_some(enctypes),
             };
             crate::serve::serve_until_signal(&lab, opts)?;
             Ok(0)

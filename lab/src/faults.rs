@@ -13,7 +13,7 @@ use crate::state::write_atomic;
 /// A fault spec that does not parse, or faults.json that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
-    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-execute=MS, slow-tools=MS, winrm-drop=N, winrm-slow=MS")]
+    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-execute=MS, slow-tools=MS, winrm-drop=N, winrm-slow=MS, kerberos-no-ap-rep, kerberos-bad-ap-rep, kerberos-plain-answer, kerberos-sign-only, kerberos-stale-key, kerberos-expired")]
     Unknown(String),
     #[error("fault `{spec}`: {why}")]
     BadValue { spec: String, why: String },
@@ -51,6 +51,30 @@ pub struct Faults {
     /// The WinRM listener answers every shell operation MS milliseconds late.
     #[serde(default)]
     pub winrm_slow_ms: Option<u64>,
+    /// The WinRM listener's Kerberos side misbehaves this way (a server that is not who it says,
+    /// or a path that strips the protection), for the client's refusals to be tested.
+    #[serde(default)]
+    pub kerberos: Option<KerberosFault>,
+}
+
+/// How the listener's Kerberos side misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KerberosFault {
+    /// `kerberos-no-ap-rep`: the logon's 200 carries no AP-REP (no mutual authentication).
+    NoApRep,
+    /// `kerberos-bad-ap-rep`: the logon's 200 carries bytes that are not this logon's AP-REP.
+    BadApRep,
+    /// `kerberos-plain-answer`: answers after a Kerberos logon over HTTP come as plain SOAP.
+    PlainAnswer,
+    /// `kerberos-sign-only`: answers are wrapped with integrity only (conf_state 0).
+    SignOnly,
+    /// `kerberos-stale-key`: the listener holds the service's previous key (a server whose
+    /// account's key changed without it), so the client's ticket does not decrypt.
+    StaleKey,
+    /// `kerberos-expired`: the first encrypted request after the logon gets 401 and the logon
+    /// is forgotten, as when the session's ticket or context expires.
+    Expired,
 }
 
 impl Faults {
@@ -120,6 +144,22 @@ impl Faults {
             "slow-execute" => self.slow_execute_ms = Some(number("MS")?),
             "winrm-drop" => self.winrm_drop_at = Some(positive("N")?),
             "winrm-slow" => self.winrm_slow_ms = Some(number("MS")?),
+            "kerberos-no-ap-rep"
+            | "kerberos-bad-ap-rep"
+            | "kerberos-plain-answer"
+            | "kerberos-sign-only"
+            | "kerberos-stale-key"
+            | "kerberos-expired" => {
+                flag()?;
+                self.kerberos = Some(match name {
+                    "kerberos-no-ap-rep" => KerberosFault::NoApRep,
+                    "kerberos-bad-ap-rep" => KerberosFault::BadApRep,
+                    "kerberos-plain-answer" => KerberosFault::PlainAnswer,
+                    "kerberos-stale-key" => KerberosFault::StaleKey,
+                    "kerberos-expired" => KerberosFault::Expired,
+                    _ => KerberosFault::SignOnly,
+                })
+            }
             _ => return Err(FaultError::Unknown(spec.to_string())),
         }
         self.specs.push(spec.to_string());
@@ -193,6 +233,7 @@ mod tests {
             "slow-execute=300",
             "winrm-drop=2",
             "winrm-slow=30",
+            "kerberos-sign-only",
         ])
         .unwrap();
         assert_eq!(
@@ -210,7 +251,8 @@ mod tests {
         assert_eq!(f.slow_execute_ms, Some(300));
         assert_eq!(f.winrm_drop_at, Some(2));
         assert_eq!(f.winrm_slow_ms, Some(30));
-        assert_eq!(f.specs.len(), 12);
+        assert_eq!(f.kerberos, Some(KerberosFault::SignOnly));
+        assert_eq!(f.specs.len(), 13);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::faults::{self, Faults};
-use crate::kdc::{Kdc, KerberosLogon};
+use crate::kdc::{Enctypes, Kdc, KerberosLogon};
 use crate::layout::{Lab, ToolPaths};
 use crate::sqlmodel::{Model, SqlFaults, TdsVersion};
 use crate::tds;
@@ -56,8 +56,9 @@ pub struct StartOptions {
     /// Whether SQL Server runs on the sync server itself or on a machine of its own.
     pub sql_host: SqlHost,
     /// Also Kerberos on the WinRM listener: a KDC of the lab's own (`kdc`, MIT's krb5kdc) in
-    /// DIR/kdc, and the listener's `HTTP/localhost` key in its keytab.
-    pub kerberos: bool,
+    /// DIR/kdc whose realm has keys of these enctypes, and the listener's `HTTP/localhost` key
+    /// in its keytab.
+    pub kerberos: Option<Enctypes>,
 }
 
 /// Where the lab's SQL Server runs. MIIS 2003 and MIM can keep their database on another SQL
@@ -216,10 +217,12 @@ impl Lab {
             tls: None,
             kerberos: None,
         };
-        let kdc = if opts.kerberos {
-            Some(Kdc::start(&dir.join("kdc")).map_err(|e| LabError::Server(e.to_string()))?)
-        } else {
-            None
+        let kdc = match opts.kerberos {
+            Some(enctypes) => Some(
+                Kdc::start(&dir.join("kdc"), enctypes)
+                    .map_err(|e| LabError::Server(e.to_string()))?,
+            ),
+            None => None,
         };
         let winrm_config = WinrmConfig {
             kerberos: kdc.as_ref().map(|k| KerberosConfig {

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use upgrade_lab::kdc::Enctypes;
 use upgrade_lab::tools::{self, ToolIo};
 use upgrade_lab::{Flavour, Lab, RunningLab, StartOptions};
 
@@ -342,9 +343,20 @@ fn kinit(krb5_conf: &Path, principal: &str, password: &str, dir: &Path) -> PathB
 }
 
 #[test]
-fn pywinrm_reads_the_labs_reg_over_kerberos_with_a_kinit_ticket_and_message_encryption() {
+fn pywinrm_reads_the_labs_reg_over_kerberos_aes_with_a_kinit_ticket_and_message_encryption() {
+    pywinrm_reads_reg_over_kerberos(Enctypes::Aes, "aes256-cts-hmac-sha1-96");
+}
+
+/// RC4-HMAC, a Windows Server 2003 realm's one enctype: pyspnego's wrap_winrm with the padding
+/// buffer RFC 4757 tokens have.
+#[test]
+fn pywinrm_reads_the_labs_reg_over_kerberos_rc4_with_a_kinit_ticket_and_message_encryption() {
+    pywinrm_reads_reg_over_kerberos(Enctypes::Rc4, "arcfour-hmac");
+}
+
+fn pywinrm_reads_reg_over_kerberos(enctypes: Enctypes, session_key: &str) {
     let (_tmp, lab) = start_with(StartOptions {
-        kerberos: true,
+        kerberos: Some(enctypes),
         ..StartOptions::default()
     });
     let krb = lab.kerberos.clone().unwrap();
@@ -374,6 +386,10 @@ fn pywinrm_reads_the_labs_reg_over_kerberos_with_a_kinit_ticket_and_message_encr
         .contains("DisplayName\tREG_SZ\tIdentity Integration Feature Pack\r\n"));
     let log = tools::read_argv_log(lab.dir()).unwrap();
     assert_eq!(log.iter().filter(|r| r.tool == "reg").count(), 2);
+    assert_eq!(
+        upgrade_lab::kdc::service_session_enctypes(lab.dir()),
+        [session_key]
+    );
 }
 
 #[test]

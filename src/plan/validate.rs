@@ -106,38 +106,81 @@ fn check_connection(sql: &SqlConnection, p: &mut Problems) {
     }
 }
 
+/// The host part of an endpoint (`server`, `server:port`, `http[s]://server[:port]/path`, an
+/// IPv6 address in brackets).
+fn endpoint_host(endpoint: &str) -> &str {
+    let rest = endpoint.split_once("://").map_or(endpoint, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    }
+}
+
 /// The WinRM settings that cannot work, each with what to write instead.
 fn check_winrm(server: &Server, p: &mut Problems) {
     let Some(w) = server.connect.winrm() else {
         return;
     };
     let at = "server.connect.winrm";
-    match (w.auth, w.https) {
-        (WinrmAuth::Kerberos, _) if cfg!(windows) => p.add(
+    let kerberos = w.auth == WinrmAuth::Kerberos;
+    // Kerberos goes through MIT's libgssapi_krb5.so.2, which Linux and FreeBSD (MIT krb5
+    // package) have; Windows has SSPI instead and macOS its own GSS framework.
+    if kerberos && !cfg!(any(target_os = "linux", target_os = "freebsd")) {
+        p.add(
             format!("{at}.auth"),
-            "Kerberos is not available in the Windows build of upgrade (it goes through GSSAPI \
-             on a Linux or other Unix admin host); use ntlm (Windows' default listener takes it, \
-             and over HTTP every message is encrypted)",
-        ),
-        (WinrmAuth::Kerberos, _) if w.user.contains('\\') => p.add(
+            "Kerberos is available in the Linux and FreeBSD builds of upgrade only (it goes \
+             through MIT Kerberos' GSSAPI on the admin host); use ntlm (Windows' default \
+             listener takes it, and over HTTP every message is encrypted)",
+        );
+    }
+    if kerberos && w.user.contains('\\') {
+        p.add(
             format!("{at}.user"),
             "Kerberos names an account `user@REALM`, the realm being the domain's DNS name in \
              capitals (e.g. `admin@CORP.EXAMPLE.COM`), not `DOMAIN\\user`: the NetBIOS domain \
              name is not the realm",
-        ),
-        (WinrmAuth::Ntlm | WinrmAuth::Basic, _) if w.password.is_none() => p.add(
+        );
+    }
+    if kerberos {
+        let (field, host) = match &w.endpoint {
+            Some(e) => ("endpoint", endpoint_host(e)),
+            None => ("host", server.host.as_deref().unwrap_or_default()),
+        };
+        if host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok()
+        {
+            let path = match field {
+                "endpoint" => format!("{at}.endpoint"),
+                _ => "server.host".to_string(),
+            };
+            p.add(
+                path,
+                format!(
+                    "Kerberos needs the server's name, not the address `{host}`: the ticket is \
+                     for the service principal HTTP/<name> the server's account holds (e.g. \
+                     `miis01.corp.example.com`); use the name, or auth: ntlm"
+                ),
+            );
+        }
+    }
+    if matches!(w.auth, WinrmAuth::Ntlm | WinrmAuth::Basic) && w.password.is_none() {
+        p.add(
             format!("{at}.password"),
             "NTLM and Basic need the account's password: `{env: NAME}`, `{file: PATH}` or \
              `{prompt: true}` (only `auth: kerberos` can do without one: it then uses the \
              ticket cache)",
-        ),
-        (WinrmAuth::Basic, false) => p.add(
+        );
+    }
+    if w.auth == WinrmAuth::Basic && !w.https {
+        p.add(
             format!("{at}.auth"),
             "Basic over plain HTTP is refused: it sends the password in clear with every \
              request, and Windows' WinRM service refuses it by default (AllowUnencrypted=false); \
              use `auth: ntlm` (encrypted over HTTP), or `https: true` with an HTTPS listener",
-        ),
-        _ => {}
+        );
     }
     if w.ca.is_some() && !w.https {
         p.add(

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use upgrade_lab::kdc::Enctypes;
 use upgrade_lab::sqlmodel::TdsVersion;
 use upgrade_lab::{Flavour, Lab, RunningLab, StartOptions};
 
@@ -25,8 +26,9 @@ pub enum Listener {
     Http,
     /// Also an HTTPS listener with a self-signed certificate.
     Https,
-    /// A Kerberos acceptor with a KDC of the lab's own (realm LAB.TEST).
-    Kerberos,
+    /// A Kerberos acceptor with a KDC of the lab's own (realm LAB.TEST) with keys of these
+    /// enctypes.
+    Kerberos(Enctypes),
 }
 
 pub struct Rig {
@@ -157,9 +159,9 @@ impl Rig {
     /// runs with the lab realm's krb5.conf (`KRB5_CONFIG`) and no ticket cache, so the plan's
     /// password is what logs on. Needs MIT Kerberos (Debian krb5-kdc, krb5-admin-server,
     /// krb5-user); without it the lab fails to start, naming them.
-    pub fn iifp_remote_kerberos() -> Rig {
+    pub fn iifp_remote_kerberos(enctypes: Enctypes) -> Rig {
         let init = upgrade_lab::InitOptions::new(Flavour::Iifp);
-        Rig::remote_over(Listener::Kerberos, &[], &init, &|path| {
+        Rig::remote_over(Listener::Kerberos(enctypes), &[], &init, &|path| {
             path.display().to_string()
         })
     }
@@ -224,7 +226,10 @@ impl Rig {
                 tds,
                 faults: Some(faults.iter().map(|s| s.to_string()).collect()),
                 sql_host,
-                kerberos: listener == Listener::Kerberos,
+                kerberos: match listener {
+                    Listener::Kerberos(enctypes) => Some(enctypes),
+                    _ => None,
+                },
             })
             .unwrap_or_else(|e| panic!("{e}"));
         let plan = tmp.path().join("plan.yaml");

@@ -23,9 +23,12 @@ use sha2::{Digest, Sha256};
 use upgrade_plan::{Plan, Sha256Hex};
 
 pub use facts::{init_options, plan_facts, version_for, PlanFacts};
-pub use rewrite::{destination_folders, rewrite_plan, Rewritten, Target, WinrmTarget};
+pub use rewrite::{
+    destination_folders, rewrite_plan, KerberosTarget, Rewritten, Target, WinrmTarget,
+};
 
-use crate::layout::Lab;
+use crate::kdc::Enctypes;
+use crate::layout::{Flavour, Lab};
 use crate::serve::StartOptions;
 use crate::sqlmodel::TdsVersion;
 use crate::workspace_bin::{self, workspace_manifest, BuildPlace};
@@ -142,6 +145,17 @@ fn rehearse_on(
     } else {
         TdsVersion::V74
     };
+    // A plan that logs on with Kerberos is rehearsed with Kerberos against the lab's own KDC,
+    // of RC4 keys for a Windows Server 2003 server (its domain's only enctype), else AES.
+    let kerberos = plan
+        .server
+        .connect
+        .winrm()
+        .is_some_and(|w| w.auth == upgrade_plan::types::WinrmAuth::Kerberos)
+        .then_some(match facts.flavour {
+            Flavour::Iifp => Enctypes::Rc4,
+            _ => Enctypes::Aes,
+        });
     let running = lab.start(StartOptions {
         port: 0,
         winrm_port: 0,
@@ -149,7 +163,7 @@ fn rehearse_on(
         tds,
         faults: None,
         sql_host: crate::serve::SqlHost::SyncServer,
-        kerberos: false,
+        kerberos,
     })?;
     let tools = lab.tools()?;
     let target = Target {
@@ -163,6 +177,10 @@ fn rehearse_on(
         winrm: WinrmTarget {
             url: running.winrm.url.clone(),
             user: running.winrm.user.clone(),
+            kerberos: running.kerberos.as_ref().map(|k| KerberosTarget {
+                url: k.url.clone().unwrap_or_default(),
+                user: k.user.clone(),
+            }),
         },
         media: facts.flavour.media().to_string(),
     };
@@ -188,10 +206,14 @@ fn rehearse_on(
         running.host,
         running.port,
         if sql2000 { "7.1" } else { "7.4" },
-        if remote {
-            format!(", the server over WinRM at {}", running.winrm.url)
-        } else {
-            String::new()
+        match (&running.kerberos, remote) {
+            (Some(k), _) => format!(
+                ", the server over WinRM at {} with Kerberos as {} (the lab's own KDC)",
+                k.url.as_deref().unwrap_or_default(),
+                k.user
+            ),
+            (None, true) => format!(", the server over WinRM at {}", running.winrm.url),
+            (None, false) => String::new(),
         }
     );
 
@@ -218,8 +240,18 @@ fn rehearse_on(
         let mut cmd = Command::new(upgrade);
         cmd.args(&args)
             .current_dir(lab.dir())
-            .env(SQL_PASSWORD_ENV, &running.password)
-            .env(WINRM_PASSWORD_ENV, &running.winrm.password);
+            .env(SQL_PASSWORD_ENV, &running.password);
+        match &running.kerberos {
+            // The realm's krb5.conf, and an empty ticket cache: the password logs on.
+            Some(k) => cmd
+                .env(WINRM_PASSWORD_ENV, &k.password)
+                .env("KRB5_CONFIG", &k.krb5_conf)
+                .env(
+                    "KRB5CCNAME",
+                    format!("FILE:{}", lab.dir().join("kdc").join("no-ccache").display()),
+                ),
+            None => cmd.env(WINRM_PASSWORD_ENV, &running.winrm.password),
+        };
         for env in &rewritten.secret_envs {
             cmd.env(env, &account_password);
         }

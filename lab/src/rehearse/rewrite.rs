@@ -45,6 +45,18 @@ pub struct WinrmTarget {
     pub url: String,
     /// The lab's local administrator.
     pub user: String,
+    /// With the lab's KDC (a plan that logs on with Kerberos): its URL by the service's host
+    /// name and its principal.
+    pub kerberos: Option<KerberosTarget>,
+}
+
+/// Where and as whom a Kerberos plan logs on to the lab.
+#[derive(Debug, Clone)]
+pub struct KerberosTarget {
+    /// `http://localhost:PORT/wsman`
+    pub url: String,
+    /// `admin@LAB.TEST`
+    pub user: String,
 }
 
 /// The rewritten plan and the env vars (secret names) to set to the service account password.
@@ -309,14 +321,19 @@ fn json_pointer(kind: &str, field: &str) -> String {
     pointer
 }
 
-/// The plan's WinRM connection pointed at the lab's listener: NTLM over HTTP (Windows' default
-/// listener, and what a Windows Server 2003 server offers), the lab's administrator, its password
-/// from the lab's env var. The operation timeout stays the plan's.
+/// The plan's WinRM connection pointed at the lab's listener over HTTP, its password from the
+/// lab's env var: a Kerberos plan logs on with Kerberos to the lab's KDC's realm when the lab has
+/// one, any other plan with NTLM as the lab's administrator (Windows' default listener, and what a
+/// Windows Server 2003 server offers). The operation timeout stays the plan's.
 fn lab_winrm(plan: &WinrmConnect, t: &Target) -> WinrmConnect {
+    let (endpoint, auth, user) = match (&t.winrm.kerberos, plan.auth) {
+        (Some(k), WinrmAuth::Kerberos) => (k.url.clone(), WinrmAuth::Kerberos, k.user.clone()),
+        _ => (t.winrm.url.clone(), WinrmAuth::Ntlm, t.winrm.user.clone()),
+    };
     WinrmConnect {
-        endpoint: Some(t.winrm.url.clone()),
-        auth: WinrmAuth::Ntlm,
-        user: t.winrm.user.clone(),
+        endpoint: Some(endpoint),
+        auth,
+        user,
         password: Some(Secret::Env(WINRM_PASSWORD_ENV.into())),
         https: false,
         ca: None,
@@ -694,6 +711,24 @@ mod tests {
         assert_eq!(winrm.user, "upgrade-admin");
         assert_eq!(winrm.password, Some(Secret::Env(WINRM_PASSWORD_ENV.into())));
         assert_eq!(winrm.auth, WinrmAuth::Ntlm);
+        // The same plan logging on with Kerberos keeps Kerberos, to the lab's KDC's realm.
+        let kerberos = shipped.replace("auth: ntlm", "auth: kerberos").replace(
+            r"user: 'CONTOSO\upgrade-admin'",
+            "user: 'upgrade-admin@CORP.EXAMPLE.COM'",
+        );
+        let kerberos = test_plans::load("kerberos.yaml", &kerberos);
+        let mut with_kdc = target();
+        with_kdc.winrm.kerberos = Some(KerberosTarget {
+            url: "http://localhost:45985/wsman".into(),
+            user: "admin@LAB.TEST".into(),
+        });
+        let p = reread(&rewrite_plan(&kerberos, &with_kdc).unwrap().plan);
+        let winrm = p.server.connect.winrm().unwrap();
+        assert_eq!(winrm.auth, WinrmAuth::Kerberos);
+        assert_eq!(
+            (winrm.endpoint.as_deref(), winrm.user.as_str()),
+            (Some("http://localhost:45985/wsman"), "admin@LAB.TEST")
+        );
         let by_id = |id: &str| &p.steps.iter().find(|s| s.id.as_str() == id).unwrap().kind;
         let StepKind::ExportKeys(keys) = by_id("keys") else {
             panic!()

@@ -97,6 +97,7 @@ pub fn target() -> Target {
         winrm: WinrmTarget {
             url: "http://127.0.0.1:45985/wsman".into(),
             user: "upgrade-admin".into(),
+            kerberos: None,
         },
         media: r"E:\MIIS2003\Setup.exe".into(),
     }

@@ -20,6 +20,7 @@ use super::kerberos::{self, KerberosConfig};
 use super::ntlm::{self, Identity};
 use super::seal::SessionSecurity;
 use super::spnego;
+use crate::faults::{self, KerberosFault};
 
 /// What every connection of one listener shares.
 pub struct Shared {
@@ -46,8 +47,8 @@ enum Logon {
         spnego: Option<Vec<u8>>,
     },
     Done(Box<SessionSecurity>),
-    /// A Kerberos context.
-    Kerberos(Box<kerberos::Session>),
+    /// A Kerberos context, and the encrypted body's protocol its logon scheme pairs with.
+    Kerberos(Box<kerberos::Session>, &'static str),
 }
 
 /// A request's authorization that lets it through.
@@ -133,7 +134,7 @@ async fn answer_body(
     https: bool,
     basic: bool,
 ) -> Option<Response> {
-    let logged_on = matches!(logon, Logon::Done(_) | Logon::Kerberos(_));
+    let logged_on = matches!(logon, Logon::Done(_) | Logon::Kerberos(..));
     if !logged_on && !basic {
         return Some(unauthorized(https));
     }
@@ -143,6 +144,21 @@ async fn answer_body(
     let content_type = req.header("Content-Type").unwrap_or_default();
     match (encrypted::protocol(content_type), logged_on) {
         (Some(protocol), true) => {
+            let fault = faults::load(shared.service.lab())
+                .unwrap_or_default()
+                .kerberos;
+            if let (Logon::Kerberos(..), Some(KerberosFault::Expired)) = (&logon, fault) {
+                faults::update(shared.service.lab(), |f| f.kerberos = None).ok()?;
+                return Some(refuse(
+                    logon,
+                    "kerberos-expired: the session expired",
+                    https,
+                ));
+            }
+            if let Err(why) = pairs(logon, protocol) {
+                tracing::info!("WinRM: {why}");
+                return Some(Response::new(400));
+            }
             let plain = match unseal(logon, &req.body) {
                 Ok(p) => p,
                 Err(e) => {
@@ -151,7 +167,12 @@ async fn answer_body(
                 }
             };
             let (status, xml) = answer(shared, &plain).await?;
-            let (signature, sealed) = match seal(logon, &xml) {
+            if let (Logon::Kerberos(..), Some(KerberosFault::PlainAnswer)) = (&logon, fault) {
+                tracing::info!("kerberos-plain-answer: answering with plain SOAP");
+                return Some(Response::new(status).body(SOAP, xml));
+            }
+            let sign_only = fault == Some(KerberosFault::SignOnly);
+            let (signature, sealed) = match seal(logon, &xml, sign_only) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::info!("WinRM: {e}");
@@ -175,6 +196,38 @@ async fn answer_body(
     }
 }
 
+/// Does the encrypted body's protocol go with the connection's logon? [MS-WSMV] 2.2.9.1.1 gives
+/// `application/HTTP-SPNEGO-session-encrypted` for a Negotiate (SPNEGO) logon, NTLM or Kerberos
+/// (pywinrm's kerberos transport logs on with Negotiate and sends this label), and 2.2.9.1.2
+/// `application/HTTP-Kerberos-session-encrypted` for the `Kerberos` scheme; the lab answers a
+/// mismatch with 400, as it answers a body it cannot decrypt.
+fn pairs(logon: &Logon, protocol: &str) -> Result<(), String> {
+    let expected = match logon {
+        Logon::Kerberos(_, expected) => *expected,
+        _ => encrypted::PROTOCOL,
+    };
+    pairing(expected, protocol)
+}
+
+fn pairing(expected: &str, protocol: &str) -> Result<(), String> {
+    if protocol == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "an encrypted body labelled {protocol} on a logon whose label is {expected}"
+        ))
+    }
+}
+
+/// The encrypted body's protocol a Kerberos logon under `scheme` pairs with.
+fn kerberos_protocol(scheme: &str) -> &'static str {
+    if scheme.eq_ignore_ascii_case("Kerberos") {
+        encrypted::KERBEROS_PROTOCOL
+    } else {
+        encrypted::PROTOCOL
+    }
+}
+
 /// A request's encrypted body, decrypted with the connection's NTLM or Kerberos context.
 fn unseal(logon: &mut Logon, body: &[u8]) -> Result<Vec<u8>, String> {
     let p = encrypted::parse(body).map_err(|e| e.to_string())?;
@@ -183,7 +236,7 @@ fn unseal(logon: &mut Logon, body: &[u8]) -> Result<Vec<u8>, String> {
             .unseal(p.signature, p.sealed)
             .map_err(|e| e.to_string()),
         Logon::Done(_) => Err("NTLM sealed data longer than its Length".into()),
-        Logon::Kerberos(session) => {
+        Logon::Kerberos(session, _) => {
             let plain = session
                 .unseal(p.signature, p.sealed)
                 .map_err(|e| e.to_string())?;
@@ -200,14 +253,15 @@ fn unseal(logon: &mut Logon, body: &[u8]) -> Result<Vec<u8>, String> {
     }
 }
 
-/// An answer encrypted with the connection's context: (signature or header, sealed data).
-fn seal(logon: &mut Logon, xml: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String> {
+/// An answer encrypted with the connection's context: (signature or header, sealed data);
+/// `sign_only` (the `kerberos-sign-only` fault): a Kerberos answer with integrity only.
+fn seal(logon: &mut Logon, xml: &[u8], sign_only: bool) -> Result<(Vec<u8>, Vec<u8>), String> {
     match logon {
         Logon::Done(security) => {
             let (signature, sealed) = security.seal(xml);
             Ok((signature.to_vec(), sealed))
         }
-        Logon::Kerberos(session) => session.seal(xml).map_err(|e| e.to_string()),
+        Logon::Kerberos(session, _) => session.seal(xml, !sign_only).map_err(|e| e.to_string()),
         _ => Err("no logon to encrypt with".into()),
     }
 }
@@ -362,18 +416,43 @@ fn kerberos_logon(
             https,
         ));
     };
-    match kerberos::logon(config, token) {
+    let fault = faults::load(shared.service.lab())
+        .unwrap_or_default()
+        .kerberos;
+    match kerberos::logon(config, token, fault == Some(KerberosFault::StaleKey)) {
         Ok((session, reply)) => {
-            *logon = Logon::Kerberos(Box::new(session));
+            *logon = Logon::Kerberos(Box::new(session), kerberos_protocol(scheme));
             let b64 = base64::engine::general_purpose::STANDARD;
+            let final_token = match fault {
+                Some(KerberosFault::NoApRep) => None,
+                // An AP-REP's outer form around bytes that are no key's encryption.
+                Some(KerberosFault::BadApRep) => {
+                    Some(format!("{scheme} {}", b64.encode(BAD_AP_REP)))
+                }
+                _ => Some(format!("{scheme} {}", b64.encode(reply))),
+            };
             Ok(Authorized {
                 basic: false,
-                final_token: Some(format!("{scheme} {}", b64.encode(reply))),
+                final_token,
             })
+        }
+        Err(kerberos::Refused::WithError(e, krb_error)) => {
+            // As Windows answers a Kerberos failure: the KRB-ERROR in the 401's
+            // WWW-Authenticate, under the client's scheme, for the client to read its reason.
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let header = format!("{scheme} {}", b64.encode(krb_error));
+            Err(refuse(logon, &e.to_string(), https).header("WWW-Authenticate", header))
         }
         Err(e) => Err(refuse(logon, &e.to_string(), https)),
     }
 }
+
+/// What `kerberos-bad-ap-rep` sends in the AP-REP's place: a GSS-API krb5 token (OID, token id
+/// 02 00 for an AP-REP, RFC 4121 4.1) around bytes that are no AP-REP.
+const BAD_AP_REP: &[u8] = &[
+    0x60, 0x13, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x12, 0x01, 0x02, 0x02, 0x02, 0x00, 0x6f,
+    0x04, 0x30, 0x02, 0x05, 0x00,
+];
 
 /// Forgets the connection's logon and answers 401.
 fn refuse(logon: &mut Logon, why: &str, https: bool) -> Response {
@@ -405,4 +484,26 @@ fn filetime_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
     (unix.as_secs() + 11_644_473_600) * 10_000_000 + u64::from(unix.subsec_nanos() / 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// [MS-WSMV] 2.2.9.1.1 / 2.2.9.1.2: the `Kerberos` scheme goes with the Kerberos label,
+    /// `Negotiate` (SPNEGO, as pywinrm's kerberos transport logs on) with the SPNEGO one; a body
+    /// under the other label is refused.
+    #[test]
+    fn a_kerberos_logon_takes_only_the_encrypted_label_its_scheme_pairs_with() {
+        let kerberos = kerberos_protocol("Kerberos");
+        let negotiate = kerberos_protocol("Negotiate");
+        assert_eq!(kerberos, encrypted::KERBEROS_PROTOCOL);
+        assert_eq!(negotiate, encrypted::PROTOCOL);
+        assert!(pairing(kerberos, encrypted::KERBEROS_PROTOCOL).is_ok());
+        assert!(pairing(kerberos, encrypted::PROTOCOL).is_err());
+        assert!(pairing(negotiate, encrypted::KERBEROS_PROTOCOL).is_err());
+        assert!(pairing(negotiate, encrypted::PROTOCOL).is_ok());
+        // NTLM: the SPNEGO label only.
+        assert!(pairs(&Logon::None, encrypted::KERBEROS_PROTOCOL).is_err());
+    }
 }

@@ -61,6 +61,11 @@ impl Service {
         }
     }
 
+    /// The lab folder (its faults).
+    pub fn lab(&self) -> &std::path::Path {
+        &self.lab
+    }
+
     /// Answers one decrypted SOAP request.
     pub async fn handle(&self, xml: &[u8]) -> Outcome {
         let env = match soap::envelope(xml) {

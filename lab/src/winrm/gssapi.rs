@@ -214,7 +214,6 @@ pub struct Acceptor {
 // SAFETY: the context is used by one connection's task at a time (`&mut self`); MIT's contexts
 // may move between threads.
 unsafe impl Send for Acceptor {}
-unsafe impl Sync for Acceptor {}
 
 impl Drop for Acceptor {
     fn drop(&mut self) {
@@ -242,7 +241,11 @@ pub struct Accepted {
 impl Acceptor {
     /// Accepts the client's first token with the keys in `keytab`. The exchange takes one token
     /// (an AP-REQ); a token that needs more is refused.
-    pub fn accept(keytab: &Path, token: &[u8]) -> Result<(Acceptor, Accepted), GssError> {
+    /// A refusal may carry GSSAPI's KRB-ERROR token for the client.
+    pub fn accept(
+        keytab: &Path,
+        token: &[u8],
+    ) -> Result<(Acceptor, Accepted), super::kerberos::Refused> {
         let g = gss()?;
         let kt = CString::new(keytab.to_string_lossy().as_bytes())
             .map_err(|_| GssError("a keytab path with a NUL".into()))?;
@@ -275,7 +278,7 @@ impl Acceptor {
             )
         };
         if major != 0 {
-            return Err(g.error("the service key", major, minor));
+            return Err(g.error("the service key", major, minor).into());
         }
         let mut input = Buffer::of(token);
         let (mut output, mut name) = (Buffer::empty(), std::ptr::null_mut());
@@ -297,10 +300,14 @@ impl Acceptor {
         };
         let reply = g.take_bytes(&mut output);
         if major == CONTINUE_NEEDED {
-            return Err(GssError("a logon that needs more than one token".into()));
+            return Err(GssError("a logon that needs more than one token".into()).into());
         }
         if major != 0 {
-            return Err(g.error("accepting the logon", major, minor));
+            let error = g.error("accepting the logon", major, minor);
+            return Err(match reply.is_empty() {
+                true => error.into(),
+                false => super::kerberos::Refused::WithError(error, reply),
+            });
         }
         let mut text = Buffer::empty();
         // SAFETY: `name` came from accept; both are released here.
@@ -318,8 +325,10 @@ impl Acceptor {
     }
 
     /// Encrypts `plain` as the WinRM encrypted body carries it: (header, encrypted data with its
-    /// padding), by gss_wrap_iov with [HEADER, DATA, PADDING] ([MS-WSMV] 2.2.9.1.2).
-    pub fn wrap(&mut self, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), GssError> {
+    /// padding), by gss_wrap_iov with [HEADER, DATA, PADDING] ([MS-WSMV] 2.2.9.1.2); with
+    /// `encrypt` false, integrity only (the lab's `kerberos-sign-only` fault).
+    pub fn wrap(&mut self, plain: &[u8], encrypt: bool) -> Result<(Vec<u8>, Vec<u8>), GssError> {
+        let conf_req = c_int::from(encrypt);
         let g = gss()?;
         let mut data = plain.to_vec();
         let mut iov = [
@@ -339,7 +348,15 @@ impl Acceptor {
         let (mut minor, mut conf) = (0, 0);
         // SAFETY: the IOV array is valid for the call; only lengths are written.
         let major = unsafe {
-            (g.wrap_iov_length)(&mut minor, self.ctx, 1, 0, &mut conf, iov.as_mut_ptr(), 3)
+            (g.wrap_iov_length)(
+                &mut minor,
+                self.ctx,
+                conf_req,
+                0,
+                &mut conf,
+                iov.as_mut_ptr(),
+                3,
+            )
         };
         if major != 0 {
             return Err(g.error("sizing an encrypted message", major, minor));
@@ -353,10 +370,22 @@ impl Acceptor {
         iov[1].buffer.value = data.as_mut_ptr().cast();
         iov[2].buffer.value = padding.as_mut_ptr().cast();
         // SAFETY: every buffer points at memory we own, of the length given; GSSAPI writes in place.
-        let major =
-            unsafe { (g.wrap_iov)(&mut minor, self.ctx, 1, 0, &mut conf, iov.as_mut_ptr(), 3) };
+        let major = unsafe {
+            (g.wrap_iov)(
+                &mut minor,
+                self.ctx,
+                conf_req,
+                0,
+                &mut conf,
+                iov.as_mut_ptr(),
+                3,
+            )
+        };
         if major != 0 {
             return Err(g.error("encrypting a message", major, minor));
+        }
+        if encrypt && conf == 0 {
+            return Err(GssError("the context did not encrypt the message".into()));
         }
         padding.truncate(iov[2].buffer.length);
         data.extend_from_slice(&padding);

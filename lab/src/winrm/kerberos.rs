@@ -49,13 +49,25 @@ pub struct Session {
 pub enum Refused {
     #[error(transparent)]
     Gss(#[from] GssError),
+    /// GSSAPI refused it and made a KRB-ERROR for the client (the 401 carries it).
+    #[error("{0}")]
+    WithError(GssError, Vec<u8>),
     #[error("{0} is not an administrator of the lab's server")]
     NotAdmin(String),
 }
 
 /// Accepts `token`: the session and the AP-REP to send back.
-pub fn logon(config: &KerberosConfig, token: &[u8]) -> Result<(Session, Vec<u8>), Refused> {
-    let (acceptor, accepted) = Acceptor::accept(&config.keytab, token)?;
+/// `stale_key` (the `kerberos-stale-key` fault): with the service's previous key instead.
+pub fn logon(
+    config: &KerberosConfig,
+    token: &[u8],
+    stale_key: bool,
+) -> Result<(Session, Vec<u8>), Refused> {
+    let keytab = match stale_key {
+        true => config.keytab.with_file_name(crate::kdc::STALE_KEYTAB),
+        false => config.keytab.clone(),
+    };
+    let (acceptor, accepted) = Acceptor::accept(&keytab, token)?;
     if !accepted.client.eq_ignore_ascii_case(&config.admin) {
         return Err(Refused::NotAdmin(accepted.client));
     }
@@ -69,9 +81,10 @@ impl Session {
         self.acceptor.unwrap(header, data)
     }
 
-    /// Encrypts an answer: (header, data with padding).
-    pub fn seal(&mut self, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), GssError> {
-        self.acceptor.wrap(plain)
+    /// Wraps an answer, encrypted when `encrypt` (else integrity only, for the
+    /// `kerberos-sign-only` fault): (header, data with padding).
+    pub fn seal(&mut self, plain: &[u8], encrypt: bool) -> Result<(Vec<u8>, Vec<u8>), GssError> {
+        self.acceptor.wrap(plain, encrypt)
     }
 }
 

@@ -48,7 +48,7 @@ impl std::fmt::Display for Interruption {
 pub enum WinrmError {
     #[error("Basic authentication over plain HTTP is refused before connecting: it would send the password in clear, and Windows refuses it by default (service settings AllowUnencrypted=false, Basic=false). Use auth: ntlm (encrypted over HTTP), or https: true")]
     BasicOverHttp,
-    #[error("Kerberos is not available in the Windows build of this WinRM client; use auth: ntlm (encrypted over HTTP, Windows' default listener), or basic with https: true")]
+    #[error("Kerberos is available in the Linux and FreeBSD builds of this WinRM client only (through MIT Kerberos' GSSAPI); use auth: ntlm (encrypted over HTTP, Windows' default listener), or basic with https: true")]
     KerberosUnsupported,
     #[error("NTLM and Basic need the account's password; only Kerberos can do without one (it then uses the ticket cache)")]
     NoPassword,
@@ -58,12 +58,17 @@ pub enum WinrmError {
         user: String,
         cause: String,
     },
-    #[error("{endpoint} refused the Kerberos logon of `{user}` (HTTP 401): the account is not allowed to use WinRM there (it must be an administrator of the server), or the server's key for HTTP/{host} does not match the realm's (check `setspn -L` for the server's account)")]
+    #[error("{endpoint} refused the Kerberos logon of `{user}` (HTTP 401){why}: the account is not allowed to use WinRM there (it must be an administrator of the server), the server's key for HTTP/{host} does not match the realm's (check `setspn -L` for the server's account), this machine's clock and the server's or the domain controller's are more than 5 minutes apart (Kerberos' default tolerance), or Kerberos is off on the server (`winrm get winrm/config/service/auth`: Kerberos=false)")]
     KerberosRefused {
         endpoint: String,
         user: String,
         host: String,
+        /// The server's own reason (its KRB-ERROR, as GSSAPI words it, e.g. ": Clock skew too
+        /// great"), or empty.
+        why: String,
     },
+    #[error("{endpoint} refused a request of the Kerberos session of `{user}` (HTTP 401) after the logon had succeeded: the session's ticket or security context has expired or was dropped by the server; run again to log on afresh (with a ticket cache, renew it with `kinit {user}` first)")]
+    KerberosExpired { endpoint: String, user: String },
     #[error("the WinRM endpoint `{endpoint}` is not usable: {why} (expected e.g. http://server:5985/wsman or https://server:5986/wsman)")]
     BadEndpoint { endpoint: String, why: String },
     #[error("the CA certificate file {}: {why}", path.display())]

@@ -10,9 +10,12 @@ use std::sync::OnceLock;
 type Om = u32;
 type Handle = *mut c_void;
 
-/// The shared library and the Debian package that ships it.
+/// The shared library, and how to install it on this system.
 const LIBRARY: &str = "libgssapi_krb5.so.2";
-const PACKAGE: &str = "libgssapi-krb5-2";
+#[cfg(target_os = "freebsd")]
+const INSTALL: &str = "FreeBSD: pkg install krb5";
+#[cfg(not(target_os = "freebsd"))]
+const INSTALL: &str = "Debian/Ubuntu: apt-get install libgssapi-krb5-2; RHEL: krb5-libs";
 
 #[repr(C)]
 struct Buf {
@@ -56,8 +59,15 @@ const IOV_HEADER: Om = 2;
 const IOV_PADDING: Om = 9;
 const INITIATE: c_int = 1;
 const CONTINUE_NEEDED: Om = 1;
-/// Mutual authentication, sequencing, confidentiality and integrity.
-const FLAGS: Om = 2 | 8 | 16 | 32;
+const MUTUAL: Om = 2;
+const REPLAY: Om = 4;
+const SEQUENCE: Om = 8;
+const CONF: Om = 16;
+const INTEG: Om = 32;
+/// Asked for: mutual authentication, replay detection, sequencing, confidentiality, integrity.
+const FLAGS: Om = MUTUAL | REPLAY | SEQUENCE | CONF | INTEG;
+/// What a complete context must give, else it is not used.
+const REQUIRED: Om = MUTUAL | CONF | INTEG;
 
 type ImportName = unsafe extern "C" fn(*mut Om, *mut Buf, *const Oid, *mut Handle) -> Om;
 type AcquireCred = unsafe extern "C" fn(
@@ -123,7 +133,7 @@ struct Table {
 /// GSSAPI could not be used, or a call failed; the text is GSSAPI's own (never a password).
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum GssError {
-    #[error("Kerberos needs the system's GSSAPI library {LIBRARY} (Debian/Ubuntu: apt-get install {PACKAGE}; RHEL: krb5-libs), which could not be loaded: {0}")]
+    #[error("Kerberos needs the system's GSSAPI library {LIBRARY} ({INSTALL}), which could not be loaded: {0}")]
     Missing(String),
     #[error("{0}")]
     Call(String),
@@ -271,14 +281,22 @@ impl Drop for Context {
             if !self.handle.is_null() {
                 (self.table.delete_context)(&mut m, &mut self.handle, std::ptr::null_mut());
             }
-            if !self.cred.is_null() {
-                (self.table.release_cred)(&mut m, &mut self.cred);
-            }
         }
+        self.release_credentials();
     }
 }
 
 impl Context {
+    /// Releases the credentials (and so the password MIT keeps in them); idempotent.
+    fn release_credentials(&mut self) {
+        if !self.cred.is_null() {
+            let mut m = 0;
+            // SAFETY: the handle is ours; GSSAPI nulls it.
+            unsafe { (self.table.release_cred)(&mut m, &mut self.cred) };
+            self.cred = std::ptr::null_mut();
+        }
+    }
+
     /// Credentials for `credentials` and a context for the service `service@host` (e.g.
     /// `HTTP@miis01.corp.example.com`); nothing is sent yet.
     pub fn new(credentials: Credentials<'_>, target: &str) -> Result<Context, GssError> {
@@ -350,6 +368,7 @@ impl Context {
             .as_mut()
             .map_or(std::ptr::null_mut(), |b| b as *mut Buf);
         let (mut minor, mut output, null) = (0, NO_BUF, std::ptr::null_mut());
+        let mut granted: Om = 0;
         // SAFETY: every pointer is valid for the call; the output is released by `copy`.
         let major = unsafe {
             (t.init_sec_context)(
@@ -364,13 +383,23 @@ impl Context {
                 input_ptr,
                 null.cast(),
                 &mut output,
-                null.cast(),
+                &mut granted,
                 null.cast(),
             )
         };
         let token = t.copy(&mut output);
         match major {
-            0 => Ok((token, true)),
+            0 => {
+                // MIT keeps a copy of the password in a credential from one: not needed once
+                // the context is complete, so it goes now rather than with the session.
+                self.release_credentials();
+                if granted & REQUIRED != REQUIRED {
+                    return Err(GssError::Call(format!(
+                        "the context lacks mutual authentication, confidentiality or integrity (flags {granted:#x})"
+                    )));
+                }
+                Ok((token, true))
+            }
             CONTINUE_NEEDED => Ok((token, false)),
             _ => Err(t.failed("the logon", major, minor)),
         }

@@ -59,11 +59,18 @@ pub async fn logon(
     match resp.status {
         200..=299 => {}
         401 => {
+            // A KRB-ERROR in the 401's WWW-Authenticate: GSSAPI words the server's reason.
+            let why = server_token(&resp)
+                .and_then(|t| B64.decode(t).ok())
+                .and_then(|t| context.step(Some(&t)).err())
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
             return Err(WinrmError::KerberosRefused {
                 endpoint: endpoint.url.clone(),
                 user: user.to_string(),
                 host: endpoint.host.clone(),
-            })
+                why,
+            });
         }
         status => {
             return Err(failed(format!(
@@ -71,14 +78,7 @@ pub async fn logon(
             )))
         }
     }
-    let reply = resp
-        .headers_named("WWW-Authenticate")
-        .find_map(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            (scheme.eq_ignore_ascii_case("Kerberos") || scheme.eq_ignore_ascii_case("Negotiate"))
-                .then(|| token.trim().to_string())
-        })
-        .ok_or_else(|| {
+    let reply = server_token(&resp).ok_or_else(|| {
             failed("the server's answer carries no Kerberos reply, so it did not prove who it is (mutual authentication)".into())
         })?;
     let reply = B64
@@ -90,6 +90,15 @@ pub async fn logon(
             "the server's reply did not complete the logon (mutual authentication)".into(),
         )),
     }
+}
+
+/// The Kerberos token of an answer's `WWW-Authenticate` (under `Kerberos` or `Negotiate`).
+fn server_token(resp: &super::http::Response) -> Option<String> {
+    resp.headers_named("WWW-Authenticate").find_map(|v| {
+        let (scheme, token) = v.trim().split_once(' ')?;
+        (scheme.eq_ignore_ascii_case("Kerberos") || scheme.eq_ignore_ascii_case("Negotiate"))
+            .then(|| token.trim().to_string())
+    })
 }
 
 impl Kerberos {

@@ -164,13 +164,24 @@ impl ConnectOptions {
     fn check(&self) -> Result<Endpoint, WinrmError> {
         match (self.auth, self.https) {
             (Auth::Basic, false) => return Err(WinrmError::BasicOverHttp),
-            (Auth::Kerberos, _) if cfg!(windows) => return Err(WinrmError::KerberosUnsupported),
+            // MIT's libgssapi_krb5.so.2: Linux, and FreeBSD's MIT krb5 package.
+            (Auth::Kerberos, _) if !cfg!(any(target_os = "linux", target_os = "freebsd")) => {
+                return Err(WinrmError::KerberosUnsupported)
+            }
             (Auth::Ntlm | Auth::Basic, _) if self.password.is_none() => {
                 return Err(WinrmError::NoPassword)
             }
             _ => {}
         }
-        Endpoint::parse(&self.endpoint, self.https)
+        let endpoint = Endpoint::parse(&self.endpoint, self.https)?;
+        let host = endpoint.host.trim_matches(['[', ']']);
+        if self.auth == Auth::Kerberos && host.parse::<std::net::IpAddr>().is_ok() {
+            return Err(WinrmError::BadEndpoint {
+                endpoint: endpoint.url.clone(),
+                why: format!("Kerberos needs the server's name, not the address `{host}`: the ticket is for the service principal HTTP/<name> the server's account holds"),
+            });
+        }
+        Ok(endpoint)
     }
 }
 
@@ -409,9 +420,26 @@ mod tests {
             password: None,
             ..options(Auth::Kerberos, false)
         };
-        assert_eq!(ticket_cache.check().is_ok(), cfg!(unix));
+        let kerberos_here = cfg!(any(target_os = "linux", target_os = "freebsd"));
+        assert_eq!(ticket_cache.check().is_ok(), kerberos_here);
         assert!(options(Auth::Basic, true).check().is_ok());
         assert!(options(Auth::Ntlm, false).check().is_ok());
+    }
+
+    /// The ticket is for HTTP/<name>: an address cannot name the service principal.
+    #[test]
+    fn kerberos_to_an_ip_address_is_refused_by_the_check_with_why() {
+        for endpoint in ["10.0.0.5", "http://[fe80::1]:5985/wsman"] {
+            let by_address = ConnectOptions {
+                endpoint: endpoint.into(),
+                ..options(Auth::Kerberos, false)
+            };
+            let err = by_address.check().unwrap_err();
+            assert!(err.to_string().contains("needs the server's name"), "{err}");
+        }
+        assert!(options(Auth::Ntlm, false)
+            .check()
+            .is_ok_and(|e| e.host == "server"));
     }
 
     #[test]

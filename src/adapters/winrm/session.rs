@@ -176,7 +176,7 @@ impl Session {
         if resp.status == 401 {
             return Err(match self.logon {
                 #[cfg(unix)]
-                Logon::Kerberos(_) => WinrmError::Unauthorized {
+                Logon::Kerberos(_) => WinrmError::KerberosExpired {
                     endpoint: self.endpoint.clone(),
                     user: user.to_string(),
                 },
@@ -264,7 +264,7 @@ fn self_protocol(
 fn refused(endpoint: &str, operation: &'static str, status: u16, unencrypted: bool) -> WinrmError {
     {
         let hint = if unencrypted {
-            ": the server answered without message encryption, which an NTLM session over HTTP must use; check the listener with `winrm enumerate winrm/config/listener` and the service with `winrm get winrm/config/service` (AllowUnencrypted should stay false)"
+            ": the server answered without message encryption, which an NTLM or Kerberos session over HTTP must use (an answer that is not encrypted is not taken); check the listener with `winrm enumerate winrm/config/listener` and the service with `winrm get winrm/config/service` (AllowUnencrypted should stay false)"
         } else {
             match status {
                 404 => ": no WinRM service at this path (the default is /wsman)",
