@@ -58,6 +58,9 @@ pub struct World {
     pub state_dir: PathBuf,
     pub redactor: Redactor,
     secrets: BTreeMap<String, SecretString>,
+    /// How the plan's SQL Server is reached, asked once per run (with `driver: auto`, a PRELOGIN
+    /// exchange); every later connection (a verify's checks each open one) reuses it.
+    sql_route: tokio::sync::OnceCell<sql::Route>,
 }
 
 impl World {
@@ -70,6 +73,7 @@ impl World {
             state_dir,
             redactor,
             secrets,
+            sql_route: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -129,7 +133,11 @@ impl World {
                 .get(&Self::secret_key(&login.password, SQL_PASSWORD)),
             SqlAuth::Windows => None,
         };
-        sql::connect(conn, password).await
+        sql::password_at_hand(conn, password)?;
+        // The server is the plan's for every database: its route holds for all. A failed probe
+        // is not kept (the next connection asks again).
+        let way = self.sql_route.get_or_try_init(|| sql::route(conn)).await?;
+        sql::connect_by(way, conn, password).await
     }
 
     pub fn miiskmu(&self) -> PathBuf {
