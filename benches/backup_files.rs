@@ -1,7 +1,8 @@
 //! Figures for issue 11: a one-step `backup_files` plan against the tools an administrator would
 //! compare it with, side by side in the same run, as ratios. Run with
 //! `cargo bench --bench backup_files`; knobs: `BENCH_MIB` (default 1024), `BENCH_FILES` (2000),
-//! `BENCH_RUNS` (3, medians), `BENCH_PLAN_FILES` (50000). It prints figures and asserts nothing about
+//! `BENCH_RUNS` (3, medians), `BENCH_PLAN_FILES` (50000), `BENCH_BEFORE` (another `upgrade`
+//! binary, e.g. built from the commit before a change, measured in the same runs). It prints figures and asserts nothing about
 //! speed. Everything it writes lives in one temporary folder (next to the system's temp folder, or
 //! `BENCH_DIR`), and each tree is removed as soon as it has been measured.
 
@@ -100,7 +101,11 @@ fn write_plan(path: &Path, state: &Path, from: &Path, to: &Path) {
 }
 
 fn upgrade(args: &[&str]) -> Command {
-    let mut c = Command::new(UPGRADE);
+    upgrade_of(UPGRADE, args)
+}
+
+fn upgrade_of(binary: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(binary);
     c.args(args).env("RUST_LOG", "warn");
     c
 }
@@ -179,6 +184,8 @@ fn main() {
 
     let (mut cp_sync, mut cp, mut first, mut again, mut rsync_q) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let before = std::env::var("BENCH_BEFORE").ok();
+    let (mut first_before, mut again_before) = (Vec::new(), Vec::new());
     let rsync = has("rsync");
     let (s, d) = (src.display(), dst.display());
     for _ in 0..runs {
@@ -193,6 +200,19 @@ fn main() {
         again.push(run(&mut upgrade(&["apply", plan_s, "--auto-approve"])));
         remove(&dst);
         sync();
+        if let Some(b) = &before {
+            let _ = std::fs::remove_file(state.join("bench-backup-files.journal.json"));
+            first_before.push(run(&mut upgrade_of(
+                b,
+                &["apply", plan_s, "--auto-approve"],
+            )));
+            again_before.push(run(&mut upgrade_of(
+                b,
+                &["apply", plan_s, "--auto-approve"],
+            )));
+            remove(&dst);
+            sync();
+        }
         if rsync {
             sh(&format!("rsync -a '{s}/' '{d}/'"));
             rsync_q.push(sh(&format!("rsync -a '{s}/' '{d}/'")));
@@ -219,6 +239,23 @@ fn main() {
         secs(again),
         secs(again) / secs(first)
     );
+    if let Some(b) = &before {
+        let (f, a) = (median(first_before), median(again_before));
+        println!("  BENCH_BEFORE = {b}");
+        println!(
+            "  {:<44} {:>8.3} s  {:>6.2}x cp -r && sync  {:>6.2}x cp -r",
+            "  before: first run",
+            secs(f),
+            secs(f) / secs(cp_sync),
+            secs(f) / secs(cp)
+        );
+        println!(
+            "  {:<44} {:>8.3} s  {:>6.3}x its first run",
+            "  before: converged re-run",
+            secs(a),
+            secs(a) / secs(f)
+        );
+    }
     if rsync {
         let q = median(rsync_q);
         println!(
@@ -249,6 +286,15 @@ fn main() {
         }
         let (status, kib) = peak_rss_kib(upgrade(&["plan", plan_s]));
         assert_eq!(status, 0, "upgrade plan of {plan_files} files failed");
+        if let Some(b) = &before {
+            let (status, kib) = peak_rss_kib(upgrade_of(b, &["plan", plan_s]));
+            assert_eq!(status, 0, "BENCH_BEFORE plan of {plan_files} files failed");
+            println!(
+                "  {:<44} {:>8.1} MiB",
+                format!("before: upgrade plan, {plan_files} files: peak RSS"),
+                kib as f64 / 1024.0
+            );
+        }
         let (_, validate) = peak_rss_kib(upgrade(&["validate", plan_s]));
         println!(
             "  {:<44} {:>8.1} MiB  (validate: {:.1} MiB)",

@@ -354,3 +354,80 @@ fn an_extension_changed_with_a_new_mtime_after_the_copy_is_copied_again_on_the_n
     std::fs::write(from.join(dll), "rebuilt after the copy").unwrap();
     copies_one_file_again(&rig, plan, &to.join(dll), b"rebuilt after the copy");
 }
+
+/// The file-system calls of one run, as `strace -f -y` logs them (each descriptor with its path).
+fn traced_calls(rig: &Rig, args: &[&str]) -> (std::process::Output, Vec<String>) {
+    let log = rig.tmp.path().join("strace.log");
+    let upgrade = rig.command(args);
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args(["-f", "-y", "-qq", "-s", "4096", "-o"])
+        .arg(&log)
+        .args([
+            "-e",
+            "trace=syncfs,fsync,fdatasync,sync,rename,renameat,renameat2",
+        ])
+        .arg(upgrade.get_program())
+        .args(upgrade.get_args())
+        .stdin(std::process::Stdio::null());
+    for (k, v) in upgrade.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("strace (Debian package strace) is needed here: {e}"));
+    let calls = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            l.split_once(' ')
+                .map_or(l, |(_, call)| call)
+                .trim()
+                .to_string()
+        })
+        .collect();
+    (out, calls)
+}
+
+#[test]
+fn every_copied_file_is_on_disk_before_the_manifest_that_commits_the_copy_is_written() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let (plan, from, to) = extensions_only(&rig);
+    let (out, calls) = traced_calls(&rig, &["apply", plan.to_str().unwrap(), "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let to = to.to_string_lossy().into_owned();
+    let manifest = format!("{to}/SHA256SUMS\"");
+    let commit = calls
+        .iter()
+        .position(|c| c.starts_with("rename") && c.contains(&manifest))
+        .unwrap_or_else(|| panic!("the manifest was never renamed into place: {calls:#?}"));
+    let files: Vec<String> = common::tree(&from)
+        .into_iter()
+        .map(|(rel, _)| format!("{to}/{rel}"))
+        .collect();
+    assert!(!files.is_empty());
+    // Each copy: renamed into place, then flushed (its own fsync), all before the manifest's
+    // rename.
+    for file in &files {
+        let placed = calls[..commit]
+            .iter()
+            .rposition(|c| c.starts_with("rename") && c.contains(&format!("{file}\"")))
+            .unwrap_or_else(|| panic!("{file} was not renamed into place first: {calls:#?}"));
+        let flushed = calls[placed..commit].iter().any(|c| {
+            let held = |call: &str| {
+                c.strip_prefix(call)
+                    .and_then(|rest| rest.split_once('<'))
+                    .and_then(|(_, p)| p.split_once('>'))
+                    .map(|(path, _)| path.to_string())
+            };
+            held("fsync(").is_some_and(|f| f == *file)
+                || held("fdatasync(").is_some_and(|f| f == *file)
+                || c.starts_with("sync(")
+        });
+        assert!(
+            flushed,
+            "{file} was not flushed before the manifest: {calls:#?}"
+        );
+    }
+}

@@ -287,6 +287,25 @@ fn a_journal_that_cannot_be_written_after_a_step_says_which_step_is_done_but_not
 }
 
 #[test]
+fn a_run_with_steps_to_do_and_a_journal_that_cannot_be_written_stops_before_its_first_step() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    // A folder stands where the journal's temporary file goes, as a full disk would refuse it.
+    let blocker = rig
+        .state_dir()
+        .join(".lab-iifp-to-miis2003.journal.json.upgrade-partial");
+    std::fs::create_dir_all(blocker.join("x")).unwrap();
+    let out = apply(&rig);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("journal"), "{}", text(&out));
+    assert!(!keys(&rig).exists(), "the keys were exported unrecorded");
+    assert!(
+        !rig.statements().contains("BACKUP DATABASE"),
+        "the database was backed up unrecorded"
+    );
+    assert_eq!(rig.installed(), [IIFP]);
+}
+
+#[test]
 fn a_setup_that_failed_after_laying_down_the_new_extensions_folder_does_not_block_the_next_run() {
     let rig = Rig::iifp(Driver::Tds, &[]);
     // The new product's setup fails once, after creating its own (different) Extensions folder.

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::{text, Driver, Rig};
-use upgrade_lab::sqlmodel::Fixture;
+use upgrade_lab::sqlmodel::{Fixture, TdsVersion};
 
 /// Nanosecond stamps `start.N` / `end.N` written by the checks into `dir`.
 fn stamps(dir: &Path, kind: &str) -> Vec<(String, u128)> {
@@ -145,4 +145,27 @@ fn searches_count_every_object_of_the_agent_through_tiberius() {
 #[test]
 fn searches_count_every_object_of_the_agent_through_odbc() {
     searches_count_every_object_of_the_agent(Driver::Odbc);
+}
+
+#[test]
+fn a_verify_of_many_sql_checks_asks_the_servers_version_once() {
+    let rig = Rig::iifp_on(Driver::Auto, TdsVersion::V74, &[]);
+    let count = rig.lab.lab().status().unwrap().databases.len();
+    let mut steps = String::from("  - id: checks\n    verify:\n      sql:\n");
+    for _ in 0..6 {
+        steps.push_str(&format!(
+            "        - {{ database: MicrosoftIdentityIntegrationServer, query: \"SELECT COUNT(*) FROM master.dbo.sysdatabases\", expect: \"{count}\" }}\n"
+        ));
+    }
+    let plan = rig.plan_with_steps("many-sql", &steps);
+    let log_path = rig.lab.dir().join("sql/connections.log");
+    let _ = std::fs::remove_file(&log_path);
+    let out = rig.upgrade(&["apply", plan.to_str().unwrap(), "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Each check logs in on a connection of its own; with `driver: auto` one connection before
+    // them only asked the server's version (PRELOGIN, no login): once for the whole run.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let n = |what: &str| log.lines().filter(|l| *l == what).count();
+    assert!(n("login7") >= 6, "{log}");
+    assert_eq!(n("prelogin") - n("login7"), 1, "{log}");
 }

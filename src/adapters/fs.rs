@@ -160,8 +160,9 @@ fn sync_parent(path: &Path) -> Result<(), FsError> {
     sync_dir(path.parent().unwrap_or(Path::new("")))
 }
 
+/// Flushes a folder, so that the names in it (renames, new files) last.
 #[cfg(unix)]
-fn sync_dir(dir: &Path) -> Result<(), FsError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), FsError> {
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
@@ -174,7 +175,7 @@ fn sync_dir(dir: &Path) -> Result<(), FsError> {
 
 /// Windows: a rename is made durable by the file system journal; folders cannot be opened to fsync.
 #[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> Result<(), FsError> {
+pub(crate) fn sync_dir(_dir: &Path) -> Result<(), FsError> {
     Ok(())
 }
 

@@ -68,7 +68,7 @@ pub trait Host: Send + Sync {
 
     /// Copies a file of the server to `local` on this machine, whose folder exists (through a
     /// temporary name renamed into place), hashing what was copied; returns its sha256. Not yet
-    /// durable: the caller flushes what it fetched at once (`adapters::fs::sync_files`).
+    /// durable: the caller flushes what it fetched at once (`adapters::flush::Batch`).
     async fn fetch(&self, remote: &Path, local: &Path) -> Result<String, FsError>;
 }
 

@@ -2,6 +2,7 @@
 //! products, services, the Windows Installer version). Steps reach the world only through these;
 //! nothing here decides what a step should do.
 
+pub mod flush;
 pub mod fs;
 pub mod host;
 pub mod installer_mutex;

@@ -450,8 +450,11 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
         pid,
         outcome: None,
     });
-    session.journal.save(&session.journal_path)?;
     if doc.summary.pending() {
+        // Before anything changes: the run is on record, and a journal that cannot be written
+        // stops it here rather than after its first step. A converged run (nothing to do) writes
+        // the journal once, at its end (with 2,000 copied files it weighs ~1 MB).
+        session.journal.save(&session.journal_path)?;
         out("\nApplying:\n");
     }
     let result = execute(&mut session, &survey, &out).await;

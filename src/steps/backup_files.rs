@@ -4,7 +4,8 @@
 //! that still matches its manifest counts as done.
 //!
 //! Durability is batched: every file is copied and renamed into place, then all are flushed to
-//! disk with their folders once, then the manifest is written (the commit point). Re-runs use a
+//! disk with their folders at once (`adapters::flush`), then
+//! the manifest is written (the commit point). Re-runs use a
 //! quick check as rsync's: the record keeps, per file, its sha256 with the size, mtime, inode and
 //! ctime of the source file and of the copy it was proven for; a file whose stat is unchanged is
 //! not hashed again. The comparison right before a destructive step hashes everything.
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
+use crate::adapters::flush::Batch;
 use crate::adapters::fs::{self as afs, FileStat, Manifest};
 use crate::adapters::host::Host;
 use crate::plan::{BackupFiles, StepId};
@@ -432,6 +434,8 @@ impl Kind for BackupFilesStep {
             .map(|(rel, _)| to.join(rel))
             .filter_map(|p| p.parent().map(|d| (d.to_path_buf(), p.clone())))
             .collect();
+        // Opened before the first copy, so that the flush below hears of any failed write-back.
+        let batch = Batch::begin(&to)?;
         for file in folders.values() {
             afs::create_parent_dirs(file)?;
         }
@@ -490,9 +494,10 @@ impl Kind for BackupFilesStep {
         let path = self.manifest_path();
         let (files, kept) = (change.files.clone(), change.kept.clone());
         let stamped = tokio::task::spawn_blocking(move || {
-            // Durable before the commit point: every copy, then its folder, flushed once.
+            // Durable before the commit point: every copy and folder, flushed at once.
             let paths: Vec<PathBuf> = written.iter().map(|(p, _)| p.clone()).collect();
-            afs::sync_files(&paths)?;
+            batch.finish(&paths)?;
+            tracing::debug!(files = paths.len(), "copies durable");
             let mut stamps = kept;
             for ((rel, f), (dst, sha256)) in files.into_iter().zip(written) {
                 let stamp = Stamp {

@@ -66,6 +66,9 @@ pub struct World {
     secrets: BTreeMap<String, SecretString>,
     /// The server's `%SystemRoot%`, read once when the host is set (`None`: not Windows).
     system_root: Option<String>,
+    /// How the plan's SQL Server is reached, asked once per run (with `driver: auto`, a PRELOGIN
+    /// exchange); every later connection (a verify's checks each open one) reuses it.
+    sql_route: tokio::sync::OnceCell<sql::Route>,
 }
 
 impl World {
@@ -79,6 +82,7 @@ impl World {
             redactor,
             secrets,
             system_root: None,
+            sql_route: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -155,7 +159,11 @@ impl World {
                 .get(&Self::secret_key(&login.password, SQL_PASSWORD)),
             SqlAuth::Windows => None,
         };
-        sql::connect(conn, password).await
+        sql::password_at_hand(conn, password)?;
+        // The server is the plan's for every database: its route holds for all. A failed probe
+        // is not kept (the next connection asks again).
+        let way = self.sql_route.get_or_try_init(|| sql::route(conn)).await?;
+        sql::connect_by(way, conn, password).await
     }
 
     pub fn miiskmu(&self) -> PathBuf {

@@ -177,6 +177,20 @@ pub enum RequestKind {
     Rpc,
 }
 
+/// Appends one line to DIR/sql/connections.log for each PRELOGIN and each LOGIN7 a client sends
+/// (`prelogin`, `login7`), so that tests can count the connections that only asked the server's
+/// version. TEST DOUBLE bookkeeping: SQL Server keeps no such log.
+pub fn log_handshake(lab: &Path, packet: &str) -> Result<(), ModelError> {
+    let path = sql_dir(lab).join("connections.log");
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    f.write_all(format!("{packet}\n").as_bytes())
+        .map_err(io(&path))
+}
+
 /// Appends `{"kind":..,"sql":..}` to DIR/sql/statements.log.
 pub fn log_statement(lab: &Path, kind: RequestKind, sql: &str) -> Result<(), ModelError> {
     #[derive(Serialize)]

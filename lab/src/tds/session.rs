@@ -179,12 +179,21 @@ impl Session {
         Ok(())
     }
 
+    /// Notes a handshake packet in DIR/sql/connections.log (see `sqlmodel::log_handshake`).
+    async fn log_handshake(&self, packet: &str) {
+        let dir = self.shared.model.lock().await.dir().to_path_buf();
+        if let Err(e) = sqlmodel::state::log_handshake(&dir, packet) {
+            tracing::warn!("{e}");
+        }
+    }
+
     /// PRELOGIN then LOGIN7. `Ok(false)` when the login was refused (the connection then closes).
     async fn handshake(&mut self) -> std::io::Result<bool> {
         let Some(mut msg) = self.rx.recv().await else {
             return Ok(false);
         };
         if msg.ty == packet::PRELOGIN {
+            self.log_handshake("prelogin").await;
             self.send(&prelogin_answer(self.prog_version())).await?;
             let Some(next) = self.rx.recv().await else {
                 return Ok(false);
@@ -195,6 +204,7 @@ impl Session {
             tracing::warn!("expected LOGIN7, got packet type {}", msg.ty);
             return Ok(false);
         }
+        self.log_handshake("login7").await;
         let Some(login) = parse_login7(&msg.payload) else {
             tracing::warn!("malformed LOGIN7");
             return Ok(false);

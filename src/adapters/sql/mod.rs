@@ -243,34 +243,57 @@ pub trait SqlClient: Send {
     ) -> Result<(), SqlError>;
 }
 
+/// Which client a server is reached with: decided once per server (a PRELOGIN exchange for
+/// `auto` and `tds`), then used for every connection to it (see [`route`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// The built-in client (tiberius), at this address.
+    Tds(endpoint::Endpoint),
+    /// ODBC (the plan says `driver: odbc`, or the server speaks only TDS 7.1).
+    Odbc,
+}
+
 /// Connects with the plan's driver. `password` is required for SQL authentication.
-///
-/// `odbc` connects through ODBC. `auto` and `tds` first read the server's version (a PRELOGIN
-/// exchange, no login): SQL Server 2000 speaks only TDS 7.1, whose result sets tiberius cannot
-/// read, so `auto` takes ODBC for it and `tds` refuses it before any statement, saying why.
 pub async fn connect(
     conn: &SqlConnection,
     password: Option<&SecretString>,
 ) -> Result<Box<dyn SqlClient>, SqlError> {
-    if let (SqlAuth::Sql(login), None) = (&conn.auth, password) {
-        return Err(SqlError::Unsupported {
+    password_at_hand(conn, password)?;
+    let way = route(conn).await?;
+    connect_by(&way, conn, password).await
+}
+
+/// SQL authentication without a password is refused before anything goes out.
+pub fn password_at_hand(
+    conn: &SqlConnection,
+    password: Option<&SecretString>,
+) -> Result<(), SqlError> {
+    match (&conn.auth, password) {
+        (SqlAuth::Sql(login), None) => Err(SqlError::Unsupported {
             message: format!(
                 "SQL authentication as {} needs a password, and none was resolved",
                 login.user
             ),
-        });
+        }),
+        _ => Ok(()),
     }
+}
+
+/// Which client `conn`'s server takes. `odbc` connects through ODBC. `auto` and `tds` first read
+/// the server's version (a PRELOGIN exchange, no login): SQL Server 2000 speaks only TDS 7.1,
+/// whose result sets tiberius cannot read, so `auto` takes ODBC for it and `tds` refuses it before
+/// any statement, saying why. The answer holds for every database of that server: a caller that
+/// connects many times keeps it (`World` does, once per run).
+pub async fn route(conn: &SqlConnection) -> Result<Route, SqlError> {
     if conn.driver == SqlDriver::Odbc {
-        return Ok(Box::new(odbc::OdbcClient::connect(conn, password).await?));
+        return Ok(Route::Odbc);
     }
     let server = server_label(conn);
     let at = endpoint::resolve(conn, &server).await?;
     let version = prelogin::server_version(&at, &server).await?;
     if !version.speaks_tds71_at_most() {
         tracing::debug!(%server, %version, "the built-in client (tiberius) for this server");
-        return Ok(Box::new(
-            tds::TdsClient::connect(conn, &at, password).await?,
-        ));
+        return Ok(Route::Tds(at));
     }
     if conn.driver == SqlDriver::Tds {
         return Err(SqlError::Unsupported {
@@ -284,7 +307,20 @@ pub async fn connect(
         });
     }
     tracing::debug!(%server, %version, "ODBC for this server (TDS 7.1)");
-    Ok(Box::new(odbc::OdbcClient::connect(conn, password).await?))
+    Ok(Route::Odbc)
+}
+
+/// Connects to `conn` (any database of the server `way` was decided for) the way [`route`] said.
+pub async fn connect_by(
+    way: &Route,
+    conn: &SqlConnection,
+    password: Option<&SecretString>,
+) -> Result<Box<dyn SqlClient>, SqlError> {
+    password_at_hand(conn, password)?;
+    match way {
+        Route::Tds(at) => Ok(Box::new(tds::TdsClient::connect(conn, at, password).await?)),
+        Route::Odbc => Ok(Box::new(odbc::OdbcClient::connect(conn, password).await?)),
+    }
 }
 
 /// `(local)` and `.` mean this machine.
