@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -119,7 +120,7 @@ fn kill_during(faults: &[&str], started: impl Fn(&Rig) -> bool) {
     let t0 = Instant::now();
     while !started(&rig) {
         assert!(
-            t0.elapsed() < Duration::from_secs(60),
+            t0.elapsed() < Duration::from_secs(180),
             "the step never started"
         );
         assert!(
@@ -289,5 +290,70 @@ fn an_installation_in_progress_through_every_attempt_refuses_the_step_and_starts
         rig.argv_log()
     );
     assert_eq!(rig.installed(), [IIFP]);
+    converges(&rig);
+}
+
+#[test]
+fn a_product_a_cut_off_run_finished_installing_after_the_survey_is_not_installed_again() {
+    // The first run is killed while MIIS's setup executes (3 s); the next run surveys the server
+    // while that setup still works (MIIS not installed yet), waits at its prompt until the setup
+    // has finished, then applies: at its turn the install step finds the server idle and MIIS
+    // installed, and must not start setup a second time.
+    let rig = Rig::iifp(Driver::Tds, &["slow-execute=3000"]);
+    let mut first = rig.spawn(&["apply", rig.plan_str(), "--auto-approve"]);
+    let t0 = std::time::Instant::now();
+    // IIFP gone (its removal made its change) and an installer in its execute phase: setup.
+    let setup_executing = || {
+        !rig.installed().iter().any(|p| p == IIFP)
+            && upgrade_lab::tools::msiexec::installer_busy(rig.lab.dir()).unwrap()
+    };
+    while !setup_executing() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "setup never started"
+        );
+        assert!(first.try_wait().unwrap().is_none(), "apply ended first");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+
+    // `apply` asks only at a terminal: util-linux `script` gives it one, fed from our pipe.
+    let asking = rig.command(&["apply", rig.plan_str()]);
+    let line = format!(
+        "'{}' apply '{}'",
+        env!("CARGO_BIN_EXE_upgrade"),
+        rig.plan_str()
+    );
+    let mut next = std::process::Command::new("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .envs(asking.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    while upgrade_lab::tools::msiexec::installer_busy(rig.lab.dir()).unwrap() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "setup never finished"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        rig.installed(),
+        [MIIS],
+        "the cut-off setup did not finish: {}",
+        rig.argv_log()
+    );
+    let _ = next.stdin.take().unwrap().write_all(b"yes\n");
+    let out = next.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let setups = rig
+        .argv_log()
+        .lines()
+        .filter(|l| l.contains("\"setup\""))
+        .count();
+    assert_eq!(setups, 1, "setup ran again: {}", rig.argv_log());
     converges(&rig);
 }

@@ -173,14 +173,17 @@ pub enum Ran {
     DoneMeanwhile { attempts: u32 },
 }
 
-/// Runs an installer, never while another installation is in progress: before each attempt it
-/// asks the server whether an installer is in its execute phase (the `_MSIExecute` mutex, which
-/// Windows Installer sets "only while processing the InstallExecuteSequence table, ...", and
-/// while it is set the installer answers 1618). While one is, or when the installer answers 1618
-/// all the same, it waits with the step's `retry` (attempts, doubling delay) and, before the next
-/// attempt, `done_meanwhile` looks at the server again: when the change is already there, the
-/// installer is not run (again). Each look and each run is one attempt; with every attempt spent
-/// while the server stays busy, nothing was started and the step is refused.
+/// Runs an installer, never while another installation is in progress, and never when the change
+/// is already on the server. Each attempt first asks the server whether an installer is in its
+/// execute phase (the `_MSIExecute` mutex, which Windows Installer sets "only while processing
+/// the InstallExecuteSequence table, ..."; while it is set the installer answers 1618). While one
+/// is, it waits with the step's `retry` (attempts, doubling delay) and asks again; the server's
+/// products are not looked at then (an installation half-way, or rolling back, shows a state that
+/// does not last). Once the server is idle, `done_meanwhile` looks at it: when the change is
+/// already there (typically made by the installer of an earlier, cut-off run of this plan), the
+/// installer is not run. Otherwise it runs; if it answers 1618 all the same, the attempt is spent
+/// and the next one starts over with the probe. With every attempt spent while the server stays
+/// busy, nothing was started and the step is refused.
 pub async fn run_with_retry<F, Fut>(
     cx: &StepContext<'_>,
     spec: &ProcessSpec,
@@ -209,6 +212,13 @@ where
                 "another Windows Installer installation is in progress on the server (its \
                  _MSIExecute mutex is set); waiting before starting the installer"
             );
+        } else if done_meanwhile().await? {
+            tracing::warn!(
+                attempt,
+                "the change is on the server already (made by an installation that was in \
+                 progress, or since the plan was made); not running the installer"
+            );
+            return Ok(Ran::DoneMeanwhile { attempts: attempt });
         } else {
             let mut out = cx.world.run(spec).await?;
             out.exit_code = windows_code(out.exit_code, out.full_exit_code);
@@ -223,14 +233,6 @@ where
         }
         tokio::time::sleep(delay).await;
         waited += delay;
-        if done_meanwhile().await? {
-            tracing::warn!(
-                attempt,
-                "the change is on the server already (made by the installation that was in \
-                 progress); not running the installer"
-            );
-            return Ok(Ran::DoneMeanwhile { attempts: attempt });
-        }
         delay = delay.saturating_mul(2);
         attempt += 1;
     }

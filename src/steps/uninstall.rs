@@ -170,19 +170,11 @@ impl Kind for UninstallStep {
         } = change;
         // The server may have moved on since the plan (another administrator, another run): look
         // once more, so that msiexec runs only for the very product the plan showed.
+        // Absent now is decided only once the server is idle (`run_with_retry` asks the
+        // `_MSIExecute` mutex first): an installation half-way, or rolling back, shows an
+        // Uninstall entry gone that may come back.
         match installer::find_product(cx, &self.spec.product).await? {
-            Found::None => {
-                let record = Removed {
-                    product: product.clone(),
-                    exit_code: None,
-                    attempts: 0,
-                    log: self.log(cx),
-                };
-                return Ok(Finished::new(
-                    format!("{} was already not installed", self.describe()),
-                    record,
-                ));
-            }
+            Found::None => {}
             Found::One { product: now } if now.code == product.code => {}
             Found::One { product: now } => {
                 return Err(StepError::Refused(format!(
@@ -205,6 +197,19 @@ impl Kind for UninstallStep {
         };
         let (exit_code, attempts) =
             match installer::run_with_retry(cx, spec, self.spec.retry.as_ref(), gone).await? {
+                // Nothing was run: the product was found removed with the server idle.
+                installer::Ran::DoneMeanwhile { .. } => {
+                    let record = Removed {
+                        product: product.clone(),
+                        exit_code: None,
+                        attempts: 0,
+                        log: self.log(cx),
+                    };
+                    return Ok(Finished::new(
+                        format!("{} was already not installed", self.describe()),
+                        record,
+                    ));
+                }
                 installer::Ran::Exited(out, attempts) => {
                     if !self.accepted().contains(&out.exit_code) {
                         return Err(StepError::Tool {
@@ -219,10 +224,6 @@ impl Kind for UninstallStep {
                         });
                     }
                     (out.exit_code, attempts)
-                }
-                // The product check below decides; the record keeps the last exit code, 1618.
-                installer::Ran::DoneMeanwhile { attempts } => {
-                    (exit_codes::ANOTHER_INSTALL, attempts)
                 }
             };
         if let Found::One { product } = installer::find_product(cx, &self.spec.product).await? {
