@@ -28,8 +28,8 @@ const REG_TIMEOUT: Duration = Duration::from_secs(120);
 /// What reg.exe prints (on stderr, exit 1) for a key that does not exist, in English.
 const REG_ABSENT: &str = "unable to find the specified registry key";
 
-/// A key every Windows has (it holds the Uninstall key): reg reading it proves reg runs.
-pub const CURRENT_VERSION_KEY: &str = r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion";
+/// The key that holds `WOW6432Node` on 64-bit Windows (listed without `/s`: its subkeys).
+pub const SOFTWARE_KEY: &str = r"HKLM\SOFTWARE";
 
 /// Which registry view an entry was found in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,27 +80,35 @@ pub enum Lookup {
     Ambiguous(Vec<InstalledProduct>),
 }
 
-/// Whether `reg query CURRENT_VERSION_KEY` works (exit 0): then reg runs and reads the registry,
-/// and its exit 1 for an Uninstall key means the key is absent.
-async fn reg_reads_a_key_every_windows_has(
+/// Whether `reg query HKLM\SOFTWARE` lists a `WOW6432Node` subkey. Reg failing to list
+/// `HKLM\SOFTWARE` at all is an error: nothing can then be told about the other key.
+async fn software_lists_wow6432node(
     host: &dyn Host,
     reg: &Path,
     view_64: bool,
     redactor: &Redactor,
     env_remove: &[String],
 ) -> Result<bool, ProductError> {
-    let mut args = vec!["query", CURRENT_VERSION_KEY];
+    let mut args = vec!["query", SOFTWARE_KEY];
     if view_64 {
         args.push(VIEW_64);
     }
     let mut spec = ProcessSpec::new(reg, &args, REG_TIMEOUT);
     spec.env_remove = env_remove.to_vec();
     let out = host.run(&spec, redactor).await?;
-    tracing::debug!(
-        exit_code = out.exit_code,
-        "reg asked for a key every Windows has"
-    );
-    Ok(out.exit_code == 0)
+    if out.exit_code != 0 {
+        return Err(ProductError::Reg {
+            command: spec.display(),
+            exit_code: out.exit_code,
+            message: format!("{}{}", out.stderr.trim(), out.stdout.trim()),
+        });
+    }
+    Ok(out.stdout.lines().any(|l| {
+        l.trim_end()
+            .rsplit('\\')
+            .next()
+            .is_some_and(|name| name.eq_ignore_ascii_case("WOW6432Node"))
+    }))
 }
 
 /// Every Uninstall entry of both views. A view that does not exist (32-bit Windows has no
@@ -152,13 +160,16 @@ pub async fn installed_products(
             }
             // reg.exe: 1 = the key does not exist; but 1 is also what cmd.exe answers over a
             // remote shell when reg itself cannot be run ("The system cannot find the path
-            // specified."), and reading that as "no key" would make every product look
-            // uninstalled. So exit 1 is an absent key only in reg's own words, or (other
-            // wording: a localized Windows) once reg has shown it can read a key every Windows
-            // has.
-            1 if out.stderr.contains(REG_ABSENT)
-                || reg_reads_a_key_every_windows_has(host, reg, view_64, redactor, env_remove)
-                    .await? =>
+            // specified."), what reg answers for a key it may not read ("Access is denied."), and
+            // how a `/s` listing ends that stopped at an unreadable subkey: read as "no such key",
+            // every product would look uninstalled. The native Uninstall key exists on every
+            // Windows, so its exit 1 is always an error. WOW6432Node exists only on 64-bit
+            // Windows: absent in reg's own (English) words, or when `reg query HKLM\SOFTWARE`
+            // works and does not list it (any language).
+            1 if view == RegistryView::Wow6432Node
+                && (out.stderr.contains(REG_ABSENT)
+                    || !software_lists_wow6432node(host, reg, view_64, redactor, env_remove)
+                        .await?) =>
             {
                 tracing::debug!(root, "no such key");
             }
@@ -700,7 +711,8 @@ mod tests {
 
     #[cfg(unix)]
     #[tokio::test]
-    async fn an_absent_key_in_another_language_is_absent_once_reg_reads_a_key_every_windows_has() {
+    async fn an_absent_wow6432node_in_another_language_is_absent_when_hklm_software_does_not_list_it(
+    ) {
         // A German reg.exe: "FEHLER: Der angegebene Registrierungsschluessel bzw. Wert wurde
         // nicht gefunden." for the missing WOW6432Node key of a 32-bit Windows.
         let dir = tempfile::tempdir().unwrap();
@@ -708,17 +720,49 @@ mod tests {
         let reg = reg_listing(
             dir.path(),
             &reg_output(),
-            &format!("*WOW6432Node*) {german};; *'CurrentVersion /reg:64') printf '\\n';;"),
+            &format!(
+                "*WOW6432Node*) {german};; *'SOFTWARE /reg:64') printf '\\r\\nHKEY_LOCAL_MACHINE\\\\SOFTWARE\\\\Microsoft\\r\\n';;"
+            ),
         );
         let products = installed_products(&Local, &reg, &Redactor::default(), &[])
             .await
             .unwrap();
         assert!(finds_iifp(&products), "{products:#?}");
         assert!(
-            calls(dir.path()).contains(&format!("query {CURRENT_VERSION_KEY} /reg:64")),
+            calls(dir.path()).contains(&format!("query {SOFTWARE_KEY} /reg:64")),
             "{:?}",
             calls(dir.path())
         );
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_key_reg_may_not_read_is_an_error_in_either_view_never_no_products() {
+        let denied = "echo 'ERROR: Access is denied.' >&2; exit 1";
+        // The native key: exit 1 is never "absent" there.
+        let dir = tempfile::tempdir().unwrap();
+        let reg = reg_listing(
+            dir.path(),
+            &reg_output(),
+            &format!("*'Uninstall /s'*) {denied};;"),
+        );
+        let err = installed_products(&Local, &reg, &Redactor::default(), &[])
+            .await
+            .expect_err("an unreadable Uninstall key must not read as `nothing installed`");
+        assert!(err.to_string().contains("Access is denied"), "{err}");
+        // WOW6432Node, which HKLM\SOFTWARE lists: there, so exit 1 is not "absent" either.
+        let dir = tempfile::tempdir().unwrap();
+        let reg = reg_listing(
+            dir.path(),
+            &reg_output(),
+            &format!(
+                "*WOW6432Node*) {denied};; *'SOFTWARE /reg:64') printf '\\r\\nHKEY_LOCAL_MACHINE\\\\SOFTWARE\\\\WOW6432Node\\r\\n';;"
+            ),
+        );
+        let err = installed_products(&Local, &reg, &Redactor::default(), &[])
+            .await
+            .expect_err("an unreadable WOW6432Node must not read as `nothing installed there`");
+        assert!(err.to_string().contains("Access is denied"), "{err}");
     }
 
     #[cfg(unix)]
