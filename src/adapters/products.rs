@@ -709,6 +709,19 @@ mod tests {
         );
     }
 
+    /// A scripted reg whose WOW6432Node queries run `wow` and whose `HKLM\SOFTWARE` lists the
+    /// one subkey `subkey`; the native view lists IIFP.
+    #[cfg(unix)]
+    fn wow_answering(dir: &Path, wow: &str, subkey: &str) -> std::path::PathBuf {
+        reg_listing(
+            dir,
+            &reg_output(),
+            &format!(
+                "*WOW6432Node*) {wow};; *'SOFTWARE /reg:64') printf '\\r\\nHKEY_LOCAL_MACHINE\\\\SOFTWARE\\\\{subkey}\\r\\n';;"
+            ),
+        )
+    }
+
     #[cfg(unix)]
     #[tokio::test]
     async fn an_absent_wow6432node_in_another_language_is_absent_when_hklm_software_does_not_list_it(
@@ -717,13 +730,7 @@ mod tests {
         // nicht gefunden." for the missing WOW6432Node key of a 32-bit Windows.
         let dir = tempfile::tempdir().unwrap();
         let german = "echo 'FEHLER: Der angegebene Registrierungsschluessel bzw. Wert wurde nicht gefunden.' >&2; exit 1";
-        let reg = reg_listing(
-            dir.path(),
-            &reg_output(),
-            &format!(
-                "*WOW6432Node*) {german};; *'SOFTWARE /reg:64') printf '\\r\\nHKEY_LOCAL_MACHINE\\\\SOFTWARE\\\\Microsoft\\r\\n';;"
-            ),
-        );
+        let reg = wow_answering(dir.path(), german, "Microsoft");
         let products = installed_products(&Local, &reg, &Redactor::default(), &[])
             .await
             .unwrap();
@@ -752,13 +759,7 @@ mod tests {
         assert!(err.to_string().contains("Access is denied"), "{err}");
         // WOW6432Node, which HKLM\SOFTWARE lists: there, so exit 1 is not "absent" either.
         let dir = tempfile::tempdir().unwrap();
-        let reg = reg_listing(
-            dir.path(),
-            &reg_output(),
-            &format!(
-                "*WOW6432Node*) {denied};; *'SOFTWARE /reg:64') printf '\\r\\nHKEY_LOCAL_MACHINE\\\\SOFTWARE\\\\WOW6432Node\\r\\n';;"
-            ),
-        );
+        let reg = wow_answering(dir.path(), denied, "WOW6432Node");
         let err = installed_products(&Local, &reg, &Redactor::default(), &[])
             .await
             .expect_err("an unreadable WOW6432Node must not read as `nothing installed there`");
