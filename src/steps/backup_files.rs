@@ -434,7 +434,7 @@ impl Kind for BackupFilesStep {
             .map(|(rel, _)| to.join(rel))
             .filter_map(|p| p.parent().map(|d| (d.to_path_buf(), p.clone())))
             .collect();
-        // Opened before the first copy, so that the flush below hears of any failed write-back.
+        // The destination folder, made before the first copy; the batch flushes every copy and folder.
         let batch = Batch::begin(&to)?;
         for file in folders.values() {
             afs::create_parent_dirs(file)?;
