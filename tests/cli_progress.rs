@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{screen, stdout, text, wrap_tool, Driver, Rig, SEED_STEPS};
+use common::{screen, spinner_frames, stdout, text, wrap_tool, Driver, Rig, SEED_STEPS};
 
 /// The seed plan's rig whose key export takes `seconds`.
 fn rig_with_slow_key_export(seconds: &str) -> Rig {
@@ -23,20 +23,6 @@ fn at_terminal(rig: &Rig, args: &[&str]) -> (Option<i32>, String) {
         .env_remove("NO_COLOR")
         .env("TERM", "xterm");
     common::run_in_pty(cmd, "")
-}
-
-/// Braille spinner frames (indicatif's default spinner).
-fn spinner_frames(shown: &str, id: &str) -> Vec<String> {
-    shown
-        .split(['\r', '\n'])
-        .map(|l| l.trim_start_matches("\x1b[2K").to_string())
-        .filter(|l| {
-            let mut cs = l.trim_start().chars();
-            cs.next()
-                .is_some_and(|c| ('\u{2800}'..='\u{28ff}').contains(&c))
-                && cs.as_str().starts_with(&format!(" {id}: "))
-        })
-        .collect()
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{require_freetds, screen, stdout, text, Driver, Rig};
+use common::{require_freetds, screen, spinner_frames, stdout, text, Driver, Rig};
 
 const DB: &str = "MicrosoftIdentityIntegrationServer";
 
@@ -119,20 +119,6 @@ fn json_carries_each_steps_detail() {
     // A step the server said nothing to has an empty detail.
     let keys = steps.iter().find(|s| s["id"] == "keys").expect("keys");
     assert_eq!(keys["detail"], serde_json::json!([]), "{keys}");
-}
-
-/// Spinner lines of step `id` (indicatif's braille frames) in a pty's raw output.
-fn spinner_frames(shown: &str, id: &str) -> Vec<String> {
-    shown
-        .split(['\r', '\n'])
-        .map(|l| l.trim_start_matches("\x1b[2K").to_string())
-        .filter(|l| {
-            let mut cs = l.trim_start().chars();
-            cs.next()
-                .is_some_and(|c| ('\u{2800}'..='\u{28ff}').contains(&c))
-                && cs.as_str().starts_with(&format!(" {id}: "))
-        })
-        .collect()
 }
 
 #[test]

@@ -249,12 +249,12 @@ fn an_installer_whose_change_another_installation_made_meanwhile_is_not_run_agai
     );
     let out = apply(&rig);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let setups = rig
-        .argv_log()
-        .lines()
-        .filter(|l| l.contains("\"setup\""))
-        .count();
-    assert_eq!(setups, 1, "setup ran again: {}", rig.argv_log());
+    assert_eq!(
+        rig.runs_of("setup"),
+        1,
+        "setup ran again: {}",
+        rig.argv_log()
+    );
     assert_eq!(rig.installed(), [MIIS]);
     converges(&rig);
 }
@@ -349,11 +349,11 @@ fn a_product_a_cut_off_run_finished_installing_after_the_survey_is_not_installed
     let _ = next.stdin.take().unwrap().write_all(b"yes\n");
     let out = next.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let setups = rig
-        .argv_log()
-        .lines()
-        .filter(|l| l.contains("\"setup\""))
-        .count();
-    assert_eq!(setups, 1, "setup ran again: {}", rig.argv_log());
+    assert_eq!(
+        rig.runs_of("setup"),
+        1,
+        "setup ran again: {}",
+        rig.argv_log()
+    );
     converges(&rig);
 }

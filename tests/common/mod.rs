@@ -825,6 +825,20 @@ impl std::io::Write for Captured {
     }
 }
 
+/// Spinner lines of step `id` (indicatif's braille frames) in a pty's raw output.
+pub fn spinner_frames(shown: &str, id: &str) -> Vec<String> {
+    shown
+        .split(['\r', '\n'])
+        .map(|l| l.trim_start_matches("\x1b[2K").to_string())
+        .filter(|l| {
+            let mut cs = l.trim_start().chars();
+            cs.next()
+                .is_some_and(|c| ('\u{2800}'..='\u{28ff}').contains(&c))
+                && cs.as_str().starts_with(&format!(" {id}: "))
+        })
+        .collect()
+}
+
 /// What a terminal shows once `raw` (as `run_in_pty` returns it) has been written to it: each
 /// line as it stands after carriage returns, line clears (`ESC[2K`, `ESC[K`), cursor moves up
 /// (`ESC[nA`) and screen clears below (`ESC[J`) have done their work; colours dropped. Enough
