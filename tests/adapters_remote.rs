@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use common::{Captured, Driver, Rig};
 use upgrade::adapters::fs as afs;
 use upgrade::adapters::host::Host;
-use upgrade::adapters::process::{ProcessError, ProcessSpec};
+use upgrade::adapters::process::{Effect, ProcessError, ProcessSpec};
 use upgrade::adapters::remote::WinrmHost;
 use upgrade::adapters::secrets::{Redactor, SecretString};
 use upgrade::adapters::winrm::{Auth, ConnectOptions};
@@ -33,6 +33,22 @@ async fn host(rig: &Rig) -> WinrmHost {
     })
     .await
     .unwrap()
+}
+
+const IIFP_NAME: &str = "Identity Integration Feature Pack";
+
+/// `reg query` of the native Uninstall key with its subkeys, as the product survey asks it.
+fn uninstall_listing() -> ProcessSpec {
+    ProcessSpec::new(
+        r"C:\Windows\System32\reg.exe",
+        &[
+            "query",
+            r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall",
+            "/s",
+        ],
+        Duration::from_secs(60),
+    )
+    .read_only()
 }
 
 /// A Windows path as a step hands it to the host.
@@ -395,22 +411,96 @@ async fn a_working_folder_or_environment_is_refused_naming_the_program_and_nothi
     assert_eq!(rig.argv_log(), before, "something ran");
 }
 
-/// A connection dropped while the command runs is resumed over a new logon: the step gets the
-/// command's real outcome, and the command ran once.
+/// A connection dropped while receiving from a command that only reads: the client logs on
+/// again and resumes it, but the lost Receive may have held output, so the query is run again
+/// (it changes nothing) and its whole output is what the step gets.
 #[tokio::test]
-async fn a_connection_dropped_mid_command_is_resumed_and_gives_the_commands_real_outcome() {
+async fn a_read_only_query_that_lost_a_receive_is_run_again_and_gives_its_whole_output() {
     let rig = Rig::iifp(Driver::Tds, &[]);
     let host = host(&rig).await;
-    rig.faults(&["winrm-drop=1"]);
+    for fault in ["winrm-drop=1", "winrm-drop-answered=1"] {
+        rig.faults(&[fault]);
+        let before = rig.argv_log().lines().count();
+        let out = host.run(&uninstall_listing(), &Redactor::default()).await;
+        let out = out.unwrap_or_else(|e| panic!("{fault}: {e}"));
+        assert_eq!(out.exit_code, 0);
+        assert!(out.stdout.contains(IIFP_NAME), "{fault}: {}", out.stdout);
+        assert_eq!(
+            rig.argv_log().lines().count() - before,
+            2,
+            "{fault}: the query ran once (its gapped output was used) or more than twice"
+        );
+        rig.faults(&[]);
+    }
+}
+
+/// The hole this closes: the server took the Receive's answer (with reg's whole listing) and the
+/// connection dropped before it arrived. Resumed, the command reports Done with no more output;
+/// taken as it was, that empty listing reads as "nothing installed".
+#[tokio::test]
+async fn a_lost_answer_never_passes_for_an_empty_listing() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let host = host(&rig).await;
+    rig.faults(&["winrm-drop-answered=1"]);
+    let mut spec = uninstall_listing();
+    spec.effect = Effect::Changes;
+    let err = host
+        .run(&spec, &Redactor::default())
+        .await
+        .expect_err("a listing whose answer was lost must not be taken as the listing");
+    assert!(
+        matches!(err, ProcessError::OutputLost { exit_code: 0, .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("part of its output was lost")
+            && text.contains("not run again")
+            && text.contains(host.server()),
+        "{text}"
+    );
+    assert_eq!(
+        rig.argv_log().lines().count(),
+        1,
+        "a changing command ran twice"
+    );
+}
+
+/// A command that changes the server is never run again for its output: `sc stop` whose
+/// answer was lost stopped the service once, and the outcome says the output was lost.
+#[tokio::test]
+async fn a_changing_command_that_lost_its_answer_ran_once_and_is_not_taken_as_succeeded() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let host = host(&rig).await;
+    rig.faults(&["winrm-drop-answered=1"]);
     let spec = ProcessSpec::new(
         r"C:\Windows\System32\sc.exe",
-        &["query", "miiserver"],
+        &["stop", "miiserver"],
         Duration::from_secs(60),
     );
-    let out = host.run(&spec, &Redactor::default()).await.unwrap();
-    assert_eq!(out.exit_code, 0);
-    assert!(out.stdout.contains("RUNNING"));
-    assert_eq!(rig.argv_log().lines().count(), 1, "sc ran twice");
+    let err = host.run(&spec, &Redactor::default()).await.unwrap_err();
+    assert!(
+        matches!(err, ProcessError::OutputLost { exit_code: 0, .. }),
+        "{err:?}"
+    );
+    assert_eq!(rig.argv_log().lines().count(), 1, "sc stop ran twice");
+    let st = rig.lab.lab().state().unwrap();
+    assert!(
+        st.services.iter().all(|s| !s.running),
+        "sc stop did not run"
+    );
+}
+
+/// A read-only script (here: a folder's listing) that lost an answer is run again as well.
+#[tokio::test]
+async fn a_listing_script_that_lost_an_answer_is_run_again_and_lists_everything() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let host = host(&rig).await;
+    let whole = host.walk_files(&p(EXTENSIONS)).await.unwrap();
+    assert!(!whole.is_empty());
+    rig.faults(&["winrm-drop-answered=1"]);
+    let again = host.walk_files(&p(EXTENSIONS)).await.unwrap();
+    assert_eq!(again, whole);
 }
 
 /// Dropped, resumed, and still without an exit code when the command's own timeout passes: the

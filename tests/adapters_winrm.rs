@@ -191,25 +191,61 @@ fn service_running(rig: &Rig) -> bool {
     st.services.iter().any(|s| s.running)
 }
 
-/// The lab drops the connection at the first Receive; the client logs on again and receives
-/// from the same command, which gives its real output and exit code, and the next run works.
+/// A connection dropped while receiving: the client logs on again and goes on receiving from
+/// the same command, which gives its real exit code. A Receive was sent whose answer never
+/// arrived, so the output is not whole as far as the client can tell: the outcome says so
+/// (`OutputLost`) instead of passing off what arrived as all of it. The command ran once, and the
+/// next run works.
 #[tokio::test]
-async fn a_connection_dropped_while_receiving_is_resumed_over_a_new_logon_with_the_real_output() {
+async fn a_connection_dropped_while_receiving_is_resumed_and_the_real_exit_code_arrives_with_the_output_marked_lost(
+) {
     let rig = Rig::iifp(Driver::Tds, &[]);
     let client = WinrmClient::connect(options(&rig)).await.unwrap();
     rig.faults(&["winrm-drop=1"]);
-    let out = client
+    let err = client
         .run(&command("sc", &["query", "miiserver"]))
         .await
-        .unwrap();
-    assert_eq!(out.exit_code, 0);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("RUNNING"));
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WinrmError::OutputLost {
+                exit_code: 0,
+                lost_answers: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let out = client
         .run(&command("sc", &["query", "miiserver"]))
         .await
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("RUNNING"));
     assert_eq!(rig.argv_log().lines().count(), 2, "a command ran twice");
+}
+
+/// The server took the command's whole output into an answer and the connection dropped before
+/// it arrived: resumed, the command reports Done with nothing more. Before this was caught, that
+/// ended as success with an empty stdout.
+#[tokio::test]
+async fn an_answer_lost_in_transit_is_never_an_empty_output() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let client = WinrmClient::connect(options(&rig)).await.unwrap();
+    rig.faults(&["winrm-drop-answered=1"]);
+    let err = client
+        .run(&command("sc", &["query", "miiserver"]))
+        .await
+        .expect_err("the output was lost, not empty");
+    assert!(
+        matches!(err, WinrmError::OutputLost { exit_code: 0, .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("its output is incomplete"),
+        "{err}"
+    );
+    assert_eq!(rig.argv_log().lines().count(), 1, "sc ran twice");
 }
 
 /// An uninstall still running when the connection drops must not be ended by the client: on a
@@ -222,11 +258,15 @@ async fn an_installer_running_when_the_connection_drops_finishes_and_its_exit_co
     let code = rig.lab.lab().state().unwrap().products[0].code.clone();
     let client = WinrmClient::connect(options(&rig)).await.unwrap();
     rig.faults(&["winrm-drop=1", "slow-tools=1500"]);
-    let out = client
+    let err = client
         .run(&command("msiexec", &["/x", &code, "/qn"]))
         .await
-        .unwrap();
-    assert_eq!(out.exit_code, 0, "{}", String::from_utf8_lossy(&out.stderr));
+        .unwrap_err();
+    // Its exit code arrives; what a lost Receive held does not.
+    assert!(
+        matches!(err, WinrmError::OutputLost { exit_code: 0, .. }),
+        "{err:?}"
+    );
     assert!(rig.installed().is_empty(), "{:?}", rig.installed());
     assert_eq!(rig.argv_log().matches("\"msiexec\"").count(), 1);
 }

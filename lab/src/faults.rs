@@ -13,7 +13,7 @@ use crate::state::write_atomic;
 /// A fault spec that does not parse, or faults.json that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
-    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-execute=MS, slow-tools=MS, winrm-drop=N, winrm-slow=MS, kerberos-no-ap-rep, kerberos-bad-ap-rep, kerberos-plain-answer, kerberos-sign-only, kerberos-stale-key, kerberos-expired")]
+    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-execute=MS, slow-tools=MS, winrm-drop=N, winrm-drop-answered=N, winrm-slow=MS, kerberos-no-ap-rep, kerberos-bad-ap-rep, kerberos-plain-answer, kerberos-sign-only, kerberos-stale-key, kerberos-expired")]
     Unknown(String),
     #[error("fault `{spec}`: {why}")]
     BadValue { spec: String, why: String },
@@ -48,6 +48,11 @@ pub struct Faults {
     /// The WinRM listener drops the connection during the Nth Receive since it saw this value.
     #[serde(default)]
     pub winrm_drop_at: Option<u32>,
+    /// The WinRM listener takes the Nth Receive's answer from the command (as the server does
+    /// once it has sent it) and then drops the connection instead of sending it: the answer,
+    /// and whatever output it held, is lost in transit.
+    #[serde(default)]
+    pub winrm_drop_answered_at: Option<u32>,
     /// The WinRM listener answers every shell operation MS milliseconds late.
     #[serde(default)]
     pub winrm_slow_ms: Option<u64>,
@@ -143,6 +148,7 @@ impl Faults {
             "slow-tools" => self.slow_tools_ms = Some(number("MS")?),
             "slow-execute" => self.slow_execute_ms = Some(number("MS")?),
             "winrm-drop" => self.winrm_drop_at = Some(positive("N")?),
+            "winrm-drop-answered" => self.winrm_drop_answered_at = Some(positive("N")?),
             "winrm-slow" => self.winrm_slow_ms = Some(number("MS")?),
             "kerberos-no-ap-rep"
             | "kerberos-bad-ap-rep"
@@ -232,6 +238,7 @@ mod tests {
             "slow-tools=40",
             "slow-execute=300",
             "winrm-drop=2",
+            "winrm-drop-answered=3",
             "winrm-slow=30",
             "kerberos-sign-only",
         ])
@@ -250,9 +257,10 @@ mod tests {
         assert_eq!(f.slow_tools_ms, Some(40));
         assert_eq!(f.slow_execute_ms, Some(300));
         assert_eq!(f.winrm_drop_at, Some(2));
+        assert_eq!(f.winrm_drop_answered_at, Some(3));
         assert_eq!(f.winrm_slow_ms, Some(30));
         assert_eq!(f.kerberos, Some(KerberosFault::SignOnly));
-        assert_eq!(f.specs.len(), 13);
+        assert_eq!(f.specs.len(), 14);
     }
 
     #[test]
@@ -263,6 +271,7 @@ mod tests {
         assert!(msg("disk-cap=lots").contains("expected BYTES as a whole number, found `lots`"));
         assert!(msg("msiexec-1603=2").contains("takes no value"));
         assert!(msg("winrm-drop=0").contains("counts from 1"));
+        assert!(msg("winrm-drop-answered=0").contains("counts from 1"));
         assert!(msg("winrm-slow").contains("expected `winrm-slow=MS`"));
         assert!(msg("explode").starts_with("unknown fault `explode`"));
     }

@@ -49,6 +49,18 @@ impl From<String> for Arg {
     }
 }
 
+/// Whether running a command changes anything on the machine it runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Effect {
+    /// It changes something (an installer, a key export, a service control): it is run once,
+    /// and an outcome lost in transit is an error, never a reason to run it again.
+    #[default]
+    Changes,
+    /// It only reads (a registry or service query, a verify check): when its output may have
+    /// lost a piece in transit (`adapters::remote`), it is run again rather than trusted.
+    ReadOnly,
+}
+
 /// What to run. `stdin` is always treated as secret: it is written to the child and then closed,
 /// and never shown (plain text can be wrapped with `SecretString::new`).
 #[derive(Debug, Clone)]
@@ -62,6 +74,7 @@ pub struct ProcessSpec {
     pub env: Vec<(String, String)>,
     /// Inherited variables the child must not see (those that hold the plan's secrets).
     pub env_remove: Vec<String>,
+    pub effect: Effect,
 }
 
 /// A finished run. `stdout`/`stderr` are lossy UTF-8 and already redacted.
@@ -125,6 +138,16 @@ pub enum ProcessError {
         server: String,
         why: String,
     },
+    /// The command ran to its end on a remote server, but part of its output was lost in
+    /// transit, and running it again did not (or could not) bring it whole.
+    #[error("{command} ended on {server} with exit code {exit_code}, but part of its output was lost with a dropped connection ({why}), so its outcome was not used. The next run observes the server again before doing anything")]
+    OutputLost {
+        command: String,
+        server: String,
+        exit_code: i32,
+        /// Why it was not (or no longer) run again.
+        why: String,
+    },
     /// The command could not be run on a remote server (logon, connection, a refused argument).
     #[error("cannot run {command} on {server}: WinRM: {cause}")]
     Remote {
@@ -150,6 +173,15 @@ impl ProcessSpec {
             cwd: None,
             env: Vec::new(),
             env_remove: Vec::new(),
+            effect: Effect::Changes,
+        }
+    }
+
+    /// The same spec, marked as only reading (`Effect::ReadOnly`).
+    pub fn read_only(self) -> ProcessSpec {
+        ProcessSpec {
+            effect: Effect::ReadOnly,
+            ..self
         }
     }
 

@@ -93,7 +93,7 @@ async fn software_lists_wow6432node(
     if view_64 {
         args.push(VIEW_64);
     }
-    let mut spec = ProcessSpec::new(reg, &args, REG_TIMEOUT);
+    let mut spec = ProcessSpec::new(reg, &args, REG_TIMEOUT).read_only();
     spec.env_remove = env_remove.to_vec();
     let out = host.run(&spec, redactor).await?;
     if out.exit_code != 0 {
@@ -126,7 +126,7 @@ pub async fn installed_products(
         if view_64 {
             args.push(VIEW_64);
         }
-        let mut spec = ProcessSpec::new(reg, &args, REG_TIMEOUT);
+        let mut spec = ProcessSpec::new(reg, &args, REG_TIMEOUT).read_only();
         spec.env_remove = env_remove.to_vec();
         spec
     };

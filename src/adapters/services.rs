@@ -160,7 +160,7 @@ pub async fn service_state(
     name: &str,
     env_remove: &[String],
 ) -> Result<Option<ServiceState>, ServiceError> {
-    let spec = ProcessSpec::new(sc, &["query", name], SC_TIMEOUT);
+    let spec = ProcessSpec::new(sc, &["query", name], SC_TIMEOUT).read_only();
     let (exit_code, text) = run_sc(host, &spec, name, env_remove).await?;
     // 1060 = ERROR_SERVICE_DOES_NOT_EXIST. A Linux parent (Wine) sees the exit code cut to 8 bits
     // (36), so the message decides too.

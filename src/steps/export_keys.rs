@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::fs as afs;
-use crate::adapters::process::{Arg, ProcessError, ProcessSpec};
+use crate::adapters::process::{Arg, Effect, ProcessError, ProcessSpec};
 use crate::adapters::secrets::SecretString;
 use crate::plan::{ExportKeys, StepId, Timeout};
 use crate::steps::context::secret_place;
@@ -129,6 +129,7 @@ impl ExportKeysStep {
             cwd: None,
             env: Vec::new(),
             env_remove: Vec::new(),
+            effect: Effect::Changes,
         })
     }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::process::{Arg, ProcessSpec};
+use crate::adapters::process::{Arg, Effect, ProcessSpec};
 use crate::adapters::secrets::SecretString;
 use crate::plan::placeholders;
 use crate::plan::windows_installer as exit_codes;
@@ -262,6 +262,7 @@ impl InstallStep {
             cwd: None,
             env: Vec::new(),
             env_remove: Vec::new(),
+            effect: Effect::Changes,
         })
     }
 

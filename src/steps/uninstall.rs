@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::process::{Arg, ProcessSpec};
+use crate::adapters::process::{Arg, Effect, ProcessSpec};
 use crate::plan::windows_installer as exit_codes;
 use crate::plan::{ProductRef, StepId, Timeout, Uninstall};
 use crate::steps::installer::{self, Found, Product, WindowsInstaller};
@@ -79,6 +79,7 @@ impl UninstallStep {
             cwd: None,
             env: Vec::new(),
             env_remove: Vec::new(),
+            effect: Effect::Changes,
         }
     }
 

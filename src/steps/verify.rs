@@ -189,11 +189,13 @@ async fn command_check(
         return Ok(Vec::new());
     };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // A check reads; it is run on every apply anyway.
     let spec = ProcessSpec::new(
         std::path::Path::new(program),
         &args,
         Duration::from_secs(300),
-    );
+    )
+    .read_only();
     let out = cx.world.run(&spec).await?;
     let pattern_ok = match &c.output_matches {
         Some(p) => regex::Regex::new(p)

@@ -1,6 +1,7 @@
 //! The WS-Management operations of the cmd shell ([MS-WSMV] 3.1.4.1 Create, 3.1.4.11 Command,
 //! 3.1.4.12 Send, 3.1.4.13 Receive, 3.1.4.14 Signal, 3.1.4.2 Delete): one decrypted SOAP request in,
-//! one SOAP response or fault out, with the lab's `winrm-drop` and `winrm-slow` faults applied.
+//! one SOAP response or fault out, with the lab's `winrm-drop`, `winrm-drop-answered` and
+//! `winrm-slow` faults applied.
 //! It neither authenticates nor encrypts (`conn` does); the shells themselves are `shell`'s.
 
 use std::path::PathBuf;
@@ -34,7 +35,8 @@ pub enum Outcome {
     Reply(Vec<u8>),
     /// HTTP 500 with this SOAP fault, as Windows answers a fault.
     Fault(Vec<u8>),
-    /// Close the connection without answering (the `winrm-drop` fault).
+    /// Close the connection without answering (the `winrm-drop` and `winrm-drop-answered`
+    /// faults).
     Drop,
 }
 
@@ -48,6 +50,8 @@ pub struct Service {
     address: String,
     /// (the `winrm-drop` value last seen, Receives counted since then)
     drop_count: Mutex<(Option<u32>, u32)>,
+    /// The same for `winrm-drop-answered`.
+    drop_answered_count: Mutex<(Option<u32>, u32)>,
 }
 
 impl Service {
@@ -58,6 +62,7 @@ impl Service {
             machine,
             address,
             drop_count: Mutex::new((None, 0)),
+            drop_answered_count: Mutex::new((None, 0)),
         }
     }
 
@@ -76,15 +81,24 @@ impl Service {
             }
         };
         let faults = faults::load(&self.lab).unwrap_or_default();
-        if env.action == format!("{SHELL_ACTIONS}Receive") && self.drop_now(faults.winrm_drop_at) {
+        let receive = env.action == format!("{SHELL_ACTIONS}Receive");
+        if receive && count(&self.drop_count, faults.winrm_drop_at) {
             tracing::info!("winrm-drop: dropping the connection during this Receive");
             return Outcome::Drop;
         }
         if let Some(ms) = faults.winrm_slow_ms {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
+        let answered = self.operate(&env).await;
+        if receive && count(&self.drop_answered_count, faults.winrm_drop_answered_at) {
+            // The output this answer took from the command is gone with it: WinRM 2.0 keeps no
+            // copy of an answer it has sent ([MS-WSMV] 3.1.4.1.39, Robust Connection Support,
+            // is for clients that ask with wsmv:OperationID, and came later).
+            tracing::info!("winrm-drop-answered: dropping the connection instead of sending this Receive's answer");
+            return Outcome::Drop;
+        }
         let message_id = uuid_urn();
-        match self.operate(&env).await {
+        match answered {
             Ok((action, body)) => {
                 Outcome::Reply(soap::response(&action, &message_id, &env.message_id, body))
             }
@@ -92,16 +106,6 @@ impl Service {
                 Outcome::Fault(fault.envelope(&message_id, &env.message_id, &self.machine))
             }
         }
-    }
-
-    /// Counts this Receive; true when it is the one `winrm-drop=N` names.
-    fn drop_now(&self, drop_at: Option<u32>) -> bool {
-        let mut count = self.drop_count.lock().unwrap_or_else(|p| p.into_inner());
-        if count.0 != drop_at {
-            *count = (drop_at, 0);
-        }
-        count.1 += 1;
-        drop_at == Some(count.1)
     }
 
     async fn operate(&self, env: &Envelope) -> Result<(String, Option<Node>), Fault> {
@@ -202,6 +206,17 @@ impl Service {
 }
 
 /// The command line WinRS runs: Command, then each Arguments, separated by spaces.
+/// Counts a Receive against a drop fault's `counter`; true when it is the one the fault's N
+/// (`at`) names. A new value of the fault starts the count again.
+fn count(counter: &Mutex<(Option<u32>, u32)>, at: Option<u32>) -> bool {
+    let mut count = counter.lock().unwrap_or_else(|p| p.into_inner());
+    if count.0 != at {
+        *count = (at, 0);
+    }
+    count.1 += 1;
+    at == Some(count.1)
+}
+
 fn command_line(body: &Element) -> Result<String, Fault> {
     if !body.is(NS_SHELL, "CommandLine") {
         return Err(invalid("Command needs an rsp:CommandLine body"));

@@ -1,7 +1,10 @@
 //! The sync server reached over WinRM (issue 10): `WinrmHost` implements `Host` by running the
 //! server's programs in a WinRS cmd shell and its file operations as PowerShell 2.0 scripts
 //! (`script`), whose printed answers `output` reads. It decides nothing for the steps and never
-//! retries a command; a command whose outcome is unknown is reported as "may still be running".
+//! retries a command that changes anything; a command whose outcome is unknown is reported as
+//! "may still be running". A command that only reads (`Effect::ReadOnly`) and lost part of its
+//! output with a dropped connection is run again, up to `RERUNS` more times: its outcome is never
+//! judged from what a lost answer left out.
 //!
 //! Files come back over the same WinRM connection, as base64 lines a script prints (`fetch`), not
 //! over SMB: an admin host on Linux has no UNC paths, and WinRM is already open to the server.
@@ -18,13 +21,17 @@ use async_trait::async_trait;
 
 use crate::adapters::fs::{self as afs, FileStat, FsError};
 use crate::adapters::host::Host;
-use crate::adapters::process::{Arg, ProcessError, ProcessOutcome, ProcessSpec};
+use crate::adapters::process::{Arg, Effect, ProcessError, ProcessOutcome, ProcessSpec};
 use crate::adapters::secrets::Redactor;
-use crate::adapters::winrm::{ConnectOptions, RemoteCommand, Stdin, WinrmClient, WinrmError};
+use crate::adapters::winrm::{
+    ConnectOptions, RemoteCommand, RemoteOutput, Stdin, WinrmClient, WinrmError,
+};
 
 use output::{BadOutput, Stat, Walked};
 use stream::{Decoder, Streamed};
 
+/// How many more times a read-only command that lost part of its output is run.
+const RERUNS: u32 = 2;
 /// Scripts that look at one path or rename one file.
 const QUICK: Duration = Duration::from_secs(120);
 /// Scripts that read a whole file or list a whole tree.
@@ -86,19 +93,41 @@ impl WinrmHost {
         }
     }
 
+    /// Runs `command` once, or, when it only reads and lost part of its output with a dropped
+    /// connection, up to `RERUNS` more times. Returns the output and how many runs it took.
+    async fn run_command(
+        &self,
+        command: &RemoteCommand,
+        effect: Effect,
+    ) -> (Result<RemoteOutput, WinrmError>, u32) {
+        let mut runs = 1;
+        loop {
+            match self.client.run(command).await {
+                Err(e @ WinrmError::OutputLost { .. })
+                    if effect == Effect::ReadOnly && runs <= RERUNS =>
+                {
+                    tracing::warn!(program = %command.program, "{e}; it only reads, so it is run again ({runs} of {RERUNS})");
+                    runs += 1;
+                }
+                outcome => return (outcome, runs),
+            }
+        }
+    }
+
     /// Runs `text` in powershell.exe and returns its stdout; a failing script is an error with
-    /// PowerShell's own message.
+    /// PowerShell's own message. `effect`: whether the script changes anything on the server.
     async fn script(
         &self,
         op: &'static str,
         path: &str,
         text: String,
         timeout: Duration,
+        effect: Effect,
     ) -> Result<Vec<u8>, FsError> {
         let out = self
-            .client
-            .run(&script_command(&text, timeout))
+            .run_command(&script_command(&text, timeout), effect)
             .await
+            .0
             .map_err(|e| self.fs_error(op, path, format!("WinRM: {e}")))?;
         if out.exit_code != 0 {
             return Err(self.fs_error(op, path, script_failed(out.exit_code, &out.stderr)));
@@ -112,36 +141,46 @@ impl WinrmHost {
 
     async fn stat(&self, op: &'static str, path: &Path) -> Result<(String, Stat), FsError> {
         let p = win(path);
-        let out = self.script(op, &p, script::stat(&p), QUICK).await?;
+        let out = self
+            .script(op, &p, script::stat(&p), QUICK, Effect::ReadOnly)
+            .await?;
         let stat = output::stat(&out).map_err(|e| self.bad_output(op, &p, e))?;
         Ok((p, stat))
     }
 
-    /// Streams the file at `path` into `sink` as it arrives; checks that what arrived hashes as
-    /// the server hashed what it read. Returns the hash, the bytes and the sink.
+    /// Streams the file at `path` into a sink from `sink` as it arrives; checks that what
+    /// arrived hashes as the server hashed what it read. Returns the hash, the bytes and the
+    /// sink. Reading changes nothing: when an answer was lost in transit (the stream has a gap),
+    /// it starts again into a fresh sink, up to `RERUNS` more times.
     async fn stream_into<W: std::io::Write + Send>(
         &self,
         op: &'static str,
         path: &Path,
-        sink: W,
+        mut sink: impl FnMut() -> Result<W, FsError>,
     ) -> Result<(String, u64, W), FsError> {
         let p = win(path);
         let started = Instant::now();
-        let mut decoder = Decoder::new(sink);
         let command = script_command(&script::stream(&p), LONG);
-        let ran = self.client.run_streaming(&command, &mut decoder).await;
-        let exit = match ran {
-            Ok(exit) => exit,
-            // The decoder refused a piece of the output (or could not write it): its own error
-            // names the line and why.
-            Err(WinrmError::StdoutRefused { .. }) => {
-                let why = match decoder.finish() {
-                    Err(e) => e,
-                    Ok(_) => BadOutput::Write("the output was refused".into()),
-                };
-                return Err(self.bad_output(op, &p, why));
+        let mut runs = 1;
+        let (exit, decoder) = loop {
+            let mut decoder = Decoder::new(sink()?);
+            match self.client.run_streaming(&command, &mut decoder).await {
+                Ok(exit) => break (exit, decoder),
+                // The decoder refused a piece of the output (or could not write it): its own
+                // error names the line and why.
+                Err(WinrmError::StdoutRefused { .. }) => {
+                    let why = match decoder.finish() {
+                        Err(e) => e,
+                        Ok(_) => BadOutput::Write("the output was refused".into()),
+                    };
+                    return Err(self.bad_output(op, &p, why));
+                }
+                Err(e @ WinrmError::OutputLost { .. }) if runs <= RERUNS => {
+                    tracing::warn!(path = %p, "{e}; it only reads, so it is run again from the start ({runs} of {RERUNS})");
+                    runs += 1;
+                }
+                Err(e) => return Err(self.fs_error(op, &p, format!("WinRM: {e}"))),
             }
-            Err(e) => return Err(self.fs_error(op, &p, format!("WinRM: {e}"))),
         };
         if exit.exit_code != 0 {
             return Err(self.fs_error(op, &p, script_failed(exit.exit_code, &exit.stderr)));
@@ -283,11 +322,23 @@ impl Host for WinrmHost {
         };
         tracing::debug!(%command, server = %self.server(), timeout_secs = spec.timeout.as_secs(), "running over WinRM");
         let started = Instant::now();
-        let out = self.client.run(&remote).await.map_err(|e| match e {
+        let (outcome, runs) = self.run_command(&remote, spec.effect).await;
+        let out = outcome.map_err(|e| match e {
             WinrmError::MayStillBeRunning { why, .. } => ProcessError::MayStillBeRunning {
                 command: command.clone(),
                 server: self.server().to_string(),
                 why: why.to_string(),
+            },
+            WinrmError::OutputLost {
+                exit_code: code, ..
+            } => ProcessError::OutputLost {
+                command: command.clone(),
+                server: self.server().to_string(),
+                exit_code: exit_code(code),
+                why: match spec.effect {
+                    Effect::Changes => "it changes the server, so it was not run again".to_string(),
+                    Effect::ReadOnly => format!("on each of {runs} runs"),
+                },
             },
             other => ProcessError::Remote {
                 command: command.clone(),
@@ -328,7 +379,9 @@ impl Host for WinrmHost {
     async fn sha256_file(&self, path: &Path) -> Result<String, FsError> {
         let op = "hash";
         let p = win(path);
-        let out = self.script(op, &p, script::sha256(&p), LONG).await?;
+        let out = self
+            .script(op, &p, script::sha256(&p), LONG, Effect::ReadOnly)
+            .await?;
         match output::sha256(&out).map_err(|e| self.bad_output(op, &p, e))? {
             Some(hash) => Ok(hash),
             None => Err(self.fs_error(op, &p, "it does not exist".into())),
@@ -336,7 +389,7 @@ impl Host for WinrmHost {
     }
 
     async fn read_file(&self, path: &Path) -> Result<Vec<u8>, FsError> {
-        let (_, _, bytes) = self.stream_into("read", path, Vec::new()).await?;
+        let (_, _, bytes) = self.stream_into("read", path, || Ok(Vec::new())).await?;
         Ok(bytes)
     }
 
@@ -352,7 +405,9 @@ impl Host for WinrmHost {
     async fn walk_stats(&self, dir: &Path) -> Result<Vec<(String, FileStat)>, FsError> {
         let op = "list";
         let p = win(dir);
-        let out = self.script(op, &p, script::walk(&p), LONG).await?;
+        let out = self
+            .script(op, &p, script::walk(&p), LONG, Effect::ReadOnly)
+            .await?;
         match output::walk(&out).map_err(|e| self.bad_output(op, &p, e))? {
             Walked::Files(files) => Ok(files),
             Walked::Absent => Err(self.fs_error(op, &p, "it does not exist".into())),
@@ -365,7 +420,7 @@ impl Host for WinrmHost {
         let (f, t) = (win(from), win(to));
         let what = format!("{f} to {t}");
         let out = self
-            .script(op, &what, script::rename(&f, &t), QUICK)
+            .script(op, &what, script::rename(&f, &t), QUICK, Effect::Changes)
             .await?;
         output::ok(&out).map_err(|e| self.bad_output(op, &what, e))
     }
@@ -374,7 +429,7 @@ impl Host for WinrmHost {
         let op = "remove";
         let p = win(path);
         let out = self
-            .script(op, &p, script::remove_if_exists(&p), QUICK)
+            .script(op, &p, script::remove_if_exists(&p), QUICK, Effect::Changes)
             .await?;
         output::ok(&out).map_err(|e| self.bad_output(op, &p, e))
     }
@@ -386,7 +441,13 @@ impl Host for WinrmHost {
             return Ok(());
         };
         let out = self
-            .script(op, parent, script::create_dir(parent), QUICK)
+            .script(
+                op,
+                parent,
+                script::create_dir(parent),
+                QUICK,
+                Effect::Changes,
+            )
             .await?;
         output::ok(&out).map_err(|e| self.bad_output(op, parent, e))
     }
@@ -396,7 +457,9 @@ impl Host for WinrmHost {
         let p = win(path);
         // A protected ACL giving only the account WinRM logs on as full control (`script::restrict`
         // says why not icacls): nobody else can read the file.
-        let out = self.script(op, &p, script::restrict(&p), QUICK).await?;
+        let out = self
+            .script(op, &p, script::restrict(&p), QUICK, Effect::Changes)
+            .await?;
         output::ok(&out).map_err(|e| self.bad_output(op, &p, e))
     }
 
@@ -404,30 +467,35 @@ impl Host for WinrmHost {
         let op = "look for an installation in progress:";
         let name = crate::adapters::installer_mutex::NAME;
         let text = script::installation_in_progress(name);
-        let out = self.script(op, name, text, QUICK).await?;
+        let out = self.script(op, name, text, QUICK, Effect::ReadOnly).await?;
         output::in_progress(&out).map_err(|e| self.bad_output(op, name, e))
     }
 
     async fn system_root(&self) -> Result<Option<String>, FsError> {
         let op = "read";
         let what = "%SystemRoot%";
-        let out = self.script(op, what, script::system_root(), QUICK).await?;
+        let out = self
+            .script(op, what, script::system_root(), QUICK, Effect::ReadOnly)
+            .await?;
         output::system_root(&out).map_err(|e| self.bad_output(op, what, e))
     }
 
     async fn fetch(&self, remote: &Path, local: &Path) -> Result<String, FsError> {
         let op = "fetch";
         let temp = afs::temp_sibling(local);
-        let file = afs::create_private(&temp).map_err(|source| FsError::Io {
-            op: "create",
-            path: temp.clone(),
-            source,
-        })?;
-        // The file is written as the answers arrive, in bounded memory; a fetch that fails
-        // midway removes it, and a killed one leaves it under its partial name for the next run.
-        let result = self
-            .stream_into(op, remote, std::io::BufWriter::new(file))
-            .await;
+        // The file is written as the answers arrive, in bounded memory (made afresh, empty, for
+        // each read); a fetch that fails midway removes it, and a killed one leaves it under its
+        // partial name for the next run.
+        let create = || {
+            afs::create_private(&temp)
+                .map(std::io::BufWriter::new)
+                .map_err(|source| FsError::Io {
+                    op: "create",
+                    path: temp.clone(),
+                    source,
+                })
+        };
+        let result = self.stream_into(op, remote, create).await;
         let result = result.and_then(|(hash, _, file)| {
             drop(file);
             afs::into_place(&temp, local).map(|()| hash)

@@ -125,6 +125,15 @@ pub enum WinrmError {
         exit_code: u32,
         source: std::io::Error,
     },
+    /// The command ran to its end, but answers that may have held some of its output were lost
+    /// with a dropped connection: what arrived is not all it printed.
+    #[error("`{program}` on {endpoint} ended with exit code {exit_code}, but the connection dropped while its output was being received and {lost_answers} answer(s) that may have held some of it were lost (the server does not send an answer twice): its output is incomplete and was not used")]
+    OutputLost {
+        program: String,
+        endpoint: String,
+        exit_code: u32,
+        lost_answers: u32,
+    },
     #[error(transparent)]
     UnsafeArgument(#[from] UnsafeArgument),
     #[error("no secure random numbers for the NTLM logon: {0}")]
@@ -133,15 +142,17 @@ pub enum WinrmError {
 
 impl WinrmError {
     /// Can the connection this error happened on not carry another request? Only a fault the
-    /// server answered in order, a refused argument, output refused here (the command ran to its
-    /// end) and a command timeout leave it usable; anything else (lost, unanswered, unreadable, a signature that did not
-    /// verify, which leaves the RC4 streams out of step) ends it.
+    /// server answered in order, a refused argument, output refused here or lost on an earlier
+    /// connection (the command ran to its end) and a command timeout leave it usable; anything
+    /// else (lost, unanswered, unreadable, a signature that did not verify, which leaves the RC4
+    /// streams out of step) ends it.
     pub(super) fn ends_session(&self) -> bool {
         !matches!(
             self,
             WinrmError::Fault { .. }
                 | WinrmError::UnsafeArgument(_)
                 | WinrmError::StdoutRefused { .. }
+                | WinrmError::OutputLost { .. }
                 | WinrmError::MayStillBeRunning {
                     why: Interruption::TimedOut(_),
                     ..

@@ -279,8 +279,9 @@ impl WinrmClient {
     /// Runs `command` in a new shell and deletes the shell once the command is done. Never runs
     /// a command twice. After a connection lost while receiving it logs on again (a new
     /// connection, the same user) and goes on receiving from the same ShellId/CommandId, up to
-    /// `RECONNECTS` times, so a drop mid-command still brings the command's real exit code and
-    /// output. Whatever leaves the outcome unknown (the reconnects used up, the command's own
+    /// `RECONNECTS` times, so a drop mid-command still brings the command's real exit code. A
+    /// Receive whose answer was lost may have held output: such a command ends with
+    /// `WinrmError::OutputLost` (its exit code, its output not given). Whatever leaves the outcome unknown (the reconnects used up, the command's own
     /// timeout, a failure before Done) is `WinrmError::MayStillBeRunning`, with the shell left
     /// alone: deleting it would end the command ([MS-WSMV] 3.1.4.4.1).
     pub async fn run(&self, command: &RemoteCommand) -> Result<RemoteOutput, WinrmError> {
@@ -296,7 +297,8 @@ impl WinrmClient {
     /// Runs `command` as [`WinrmClient::run`] does, writing its stdout to `stdout` piece by piece
     /// as the Receive answers bring it (each before the next Receive is sent), so that a command
     /// printing a whole file is never held whole here. After a lost connection the pieces go on
-    /// from the resumed command (what a lost answer held is gone, as in `run`). A write that fails
+    /// from the resumed command, and the outcome is `WinrmError::OutputLost` (what a lost answer
+    /// held is gone, and the writer got the rest without it). A write that fails
     /// does not end the command: the rest of its output is received and dropped until it ends,
     /// its shell is deleted, and the outcome is `WinrmError::StdoutRefused` with the writer's
     /// error.

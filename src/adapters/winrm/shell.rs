@@ -12,6 +12,13 @@
 //! before Done, and the command's own timeout, leave the shell alone and are `MayStillBeRunning`.
 //! Nothing is ever sent twice. A writer that fails does not end the command either: the rest of
 //! its output is received and dropped until Done, and the writer's error is the outcome.
+//!
+//! A Receive whose answer was lost may have carried output, and that output is gone: a server
+//! keeps an answer for the client to fetch again only under Robust Connection Support, which a
+//! client asks for with `wsmv:OperationID` ([MS-WSMV] 3.1.4.1.39; this client does not, and
+//! WinRM 2.0 on Windows Server 2003 has no such cache). So a resumed command that reaches Done
+//! ends with `WinrmError::OutputLost` (its exit code and how many answers were lost), never with
+//! an output that silently misses a piece.
 
 use std::io::Write;
 use std::time::Duration;
@@ -86,6 +93,8 @@ pub struct Pending {
     stderr: Stderr,
     /// Why the caller's stdout writer refused a piece: the rest is received and dropped.
     refused: Option<std::io::Error>,
+    /// Receives sent whose answers were lost (or unreadable): each may have held output.
+    lost_answers: u32,
     /// The first loss: the operation and its cause.
     pub operation: &'static str,
     pub cause: String,
@@ -240,6 +249,7 @@ impl Run<'_> {
             deadline,
             stderr: Stderr::default(),
             refused: None,
+            lost_answers: 0,
             operation: "Receive",
             cause: String::new(),
         })
@@ -270,6 +280,7 @@ impl Run<'_> {
             let lost = |pending: Pending, cause: String| {
                 Step::Lost(Pending {
                     operation: "Receive",
+                    lost_answers: pending.lost_answers + 1,
                     // The first loss is the one reported; later ones are the resumes' story.
                     cause: if pending.cause.is_empty() {
                         cause
@@ -313,15 +324,21 @@ impl Run<'_> {
                 tracing::debug!(command = %id, exit_code = code, "WinRM: command done");
                 self.delete(&shell).await;
                 return Step::Finished(match pending.refused {
-                    None => Ok(RemoteExit {
-                        stderr: pending.stderr.into_bytes(),
-                        exit_code: code,
-                    }),
                     Some(source) => Err(WinrmError::StdoutRefused {
                         program: pending.program,
                         endpoint: self.url.to_string(),
                         exit_code: code,
                         source,
+                    }),
+                    None if pending.lost_answers > 0 => Err(WinrmError::OutputLost {
+                        program: pending.program,
+                        endpoint: self.url.to_string(),
+                        exit_code: code,
+                        lost_answers: pending.lost_answers,
+                    }),
+                    None => Ok(RemoteExit {
+                        stderr: pending.stderr.into_bytes(),
+                        exit_code: code,
                     }),
                 });
             }
