@@ -322,6 +322,51 @@ async fn a_failed_backup_keeps_every_error_number_through_odbc() {
     );
 }
 
+/// A backup that runs out of room after its first percentages: SQL Server sends the "N percent
+/// processed." messages (3211, severity 0, SQLSTATE 01000 through the ODBC drivers) as it goes,
+/// then error 3202 (severity 16) and 3013 in the same answer. FreeTDS returns SQL_ERROR with all
+/// of them as the statement's records, errors first. By ODBC's rule (class 01 is a warning, any
+/// other class an error) the percentages are messages, and the error is 3202 and 3013 alone.
+#[tokio::test]
+async fn percentages_before_a_failure_stay_messages_and_are_not_taken_into_the_error_through_odbc()
+{
+    require_freetds();
+    let lab = lab(
+        TdsVersion::V71,
+        SqlFaults {
+            // The lab's MIIS backup is about 1.1 MB: room for its first few percentages.
+            disk_cap: Some(400_000),
+            ..SqlFaults::default()
+        },
+    )
+    .await;
+    let mut client = connect(&lab, SqlDriver::Odbc).await;
+    let mut said = Vec::new();
+    let err = client
+        .execute_each(
+            &statements::backup_database(DB, r"E:\Backups\MIIS.bak", "upgrade", false),
+            &mut |m| said.push(m),
+        )
+        .await
+        .unwrap_err();
+    let SqlError::Server {
+        number, messages, ..
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*number, 3202, "{err}");
+    let numbers: Vec<i32> = messages.iter().map(|m| m.number).collect();
+    assert_eq!(numbers, [3202, 3013], "{err}");
+    assert!(!err.to_string().contains("percent processed"), "{err}");
+    let mut percents: Vec<u8> = said.iter().filter_map(sql::InfoMessage::percent).collect();
+    percents.sort_unstable();
+    assert!(
+        !percents.is_empty() && percents.len() < 10 && percents[0] == 10,
+        "{said:?}"
+    );
+}
+
 #[tokio::test]
 async fn an_unknown_table_is_a_server_error_208() {
     let lab = lab(TdsVersion::V74, SqlFaults::default()).await;

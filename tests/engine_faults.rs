@@ -261,10 +261,11 @@ fn an_installer_whose_change_another_installation_made_meanwhile_is_not_run_agai
 
 #[test]
 fn an_installer_of_a_killed_run_still_executing_is_waited_for_and_never_run_twice() {
-    // The uninstall's msiexec spends 3 s in its execute phase. The run that started it is killed;
-    // the next run finds the installation in progress, starts no second msiexec, waits with the
-    // step's retry, sees the product removed, and goes on to converge.
-    let rig = Rig::iifp(Driver::Tds, &["slow-execute=3000"]);
+    // The uninstall's msiexec stays in its execute phase until the test lets it go. The run that
+    // started it is killed; the next run finds the installation in progress, starts no second
+    // msiexec, waits with the step's retry, sees the product removed once the installer is let
+    // go, and goes on to converge.
+    let rig = Rig::iifp(Driver::Tds, &["hold-execute"]);
     kill_while_the_uninstall_executes(&rig);
     the_next_apply_waits_for_that_installer_and_never_runs_it_twice(&rig);
 }

@@ -261,8 +261,16 @@ async fn a_backup_of_another_database_at_the_path_is_never_overwritten() {
 
 /// A one-step plan copying the lab's Extensions folder; returns it with the source and the copy.
 fn extensions_only(rig: &Rig) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    extensions_to(rig, r"D:\Upgrade\Extensions")
+}
+
+/// A plan of one step that copies the extensions to `to` (a path on the server).
+fn extensions_to(
+    rig: &Rig,
+    to: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let from = rig.path(r"C:\Program Files\Microsoft Identity Integration Server\Extensions");
-    let to = rig.path(r"D:\Upgrade\Extensions");
+    let to = rig.path(to);
     let plan = rig.plan_with_steps(
         "extensions-only",
         &format!(
@@ -364,7 +372,7 @@ fn traced_calls(rig: &Rig, args: &[&str]) -> (std::process::Output, Vec<String>)
         .arg(&log)
         .args([
             "-e",
-            "trace=syncfs,fsync,fdatasync,sync,rename,renameat,renameat2",
+            "trace=syncfs,fsync,fdatasync,sync,rename,renameat,renameat2,mkdir,mkdirat",
         ])
         .arg(upgrade.get_program())
         .args(upgrade.get_args())
@@ -414,20 +422,70 @@ fn every_copied_file_is_on_disk_before_the_manifest_that_commits_the_copy_is_wri
             .iter()
             .rposition(|c| c.starts_with("rename") && c.contains(&format!("{file}\"")))
             .unwrap_or_else(|| panic!("{file} was not renamed into place first: {calls:#?}"));
-        let flushed = calls[placed..commit].iter().any(|c| {
-            let held = |call: &str| {
-                c.strip_prefix(call)
-                    .and_then(|rest| rest.split_once('<'))
-                    .and_then(|(_, p)| p.split_once('>'))
-                    .map(|(path, _)| path.to_string())
-            };
-            held("fsync(").is_some_and(|f| f == *file)
-                || held("fdatasync(").is_some_and(|f| f == *file)
-                || c.starts_with("sync(")
-        });
         assert!(
-            flushed,
+            flushed(&calls[placed..commit], file),
             "{file} was not flushed before the manifest: {calls:#?}"
+        );
+    }
+}
+
+/// Whether one of `calls` flushes `path` (an fsync or fdatasync of a descriptor `strace -y` shows
+/// as `path`, or a sync of everything).
+fn flushed(calls: &[String], path: &str) -> bool {
+    calls.iter().any(|c| {
+        let held = |call: &str| {
+            c.strip_prefix(call)
+                .and_then(|rest| rest.split_once('<'))
+                .and_then(|(_, p)| p.split_once('>'))
+                .map(|(held, _)| held == path)
+        };
+        held("fsync(") == Some(true) || held("fdatasync(") == Some(true) || c.starts_with("sync(")
+    })
+}
+
+/// The folder a call made a new name in: a mkdir's folder, or the folder a rename's new name is in.
+fn new_name_in(call: &str) -> Option<std::path::PathBuf> {
+    let quoted: Vec<&str> = call.split('"').skip(1).step_by(2).collect();
+    let name = if call.starts_with("mkdir") {
+        quoted.first()
+    } else if call.starts_with("rename") {
+        quoted.last()
+    } else {
+        None
+    }?;
+    std::path::Path::new(name)
+        .parent()
+        .map(std::path::Path::to_path_buf)
+}
+
+#[test]
+fn folders_made_for_a_copy_are_on_disk_before_its_manifest_up_to_the_folder_that_was_there() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let (plan, _, to) = extensions_to(&rig, r"D:\Upgrade\Staged\Release 2\Extensions");
+    let there = to.ancestors().find(|d| d.is_dir()).unwrap().to_path_buf();
+    let made: Vec<std::path::PathBuf> = to
+        .ancestors()
+        .take_while(|d| *d != there)
+        .map(std::path::Path::to_path_buf)
+        .collect();
+    assert!(made.len() >= 3, "{there:?} already holds {made:?}");
+    let (out, calls) = traced_calls(&rig, &["apply", plan.to_str().unwrap(), "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let manifest = format!("{}/SHA256SUMS\"", to.display());
+    let commit = calls
+        .iter()
+        .position(|c| c.starts_with("rename") && c.contains(&manifest))
+        .unwrap_or_else(|| panic!("the manifest was never renamed into place: {calls:#?}"));
+    // Each folder made, and the one that was there, flushed after its last new name (a folder
+    // made in it, a copy renamed into it) and before the manifest's rename.
+    for dir in made.iter().chain([&there]) {
+        let named = calls[..commit]
+            .iter()
+            .rposition(|c| new_name_in(c).as_deref() == Some(dir.as_path()))
+            .unwrap_or_else(|| panic!("nothing new was named in {dir:?}: {calls:#?}"));
+        assert!(
+            flushed(&calls[named..commit], &dir.to_string_lossy()),
+            "{dir:?} was not flushed after its new name and before the manifest: {calls:#?}"
         );
     }
 }

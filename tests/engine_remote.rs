@@ -286,7 +286,7 @@ fn the_remote_plan_never_runs_the_uninstall_before_the_copies_are_on_the_admin_h
 fn an_installer_of_a_killed_remote_run_still_executing_is_waited_for_and_never_run_twice() {
     // The same over WinRM: the next run asks the server for its _MSIExecute mutex (PowerShell's
     // Mutex.OpenExisting) before it starts msiexec, and starts none while it is set.
-    let rig = Rig::iifp_remote(&["slow-execute=3000"]);
+    let rig = Rig::iifp_remote(&["hold-execute"]);
     common::kill_while_the_uninstall_executes(&rig);
     common::the_next_apply_waits_for_that_installer_and_never_runs_it_twice(&rig);
 }

@@ -13,7 +13,7 @@ use crate::state::write_atomic;
 /// A fault spec that does not parse, or faults.json that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
-    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-execute=MS, slow-tools=MS, winrm-drop=N, winrm-drop-answered=N, winrm-slow=MS, kerberos-no-ap-rep, kerberos-bad-ap-rep, kerberos-plain-answer, kerberos-sign-only, kerberos-stale-key, kerberos-expired")]
+    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-execute=MS, hold-execute, slow-tools=MS, winrm-drop=N, winrm-drop-answered=N, winrm-slow=MS, kerberos-no-ap-rep, kerberos-bad-ap-rep, kerberos-plain-answer, kerberos-sign-only, kerberos-stale-key, kerberos-expired")]
     Unknown(String),
     #[error("fault `{spec}`: {why}")]
     BadValue { spec: String, why: String },
@@ -45,6 +45,10 @@ pub struct Faults {
     /// the lab's `_MSIExecute`, before they make their change.
     #[serde(default)]
     pub slow_execute_ms: Option<u64>,
+    /// The lab's installers stay in their execute phase, holding the lab's `_MSIExecute`, for as
+    /// long as this fault is set: lifting it lets them make their change and end.
+    #[serde(default)]
+    pub hold_execute: bool,
     /// The WinRM listener drops the connection during the Nth Receive since it saw this value.
     #[serde(default)]
     pub winrm_drop_at: Option<u32>,
@@ -147,6 +151,10 @@ impl Faults {
             }
             "slow-tools" => self.slow_tools_ms = Some(number("MS")?),
             "slow-execute" => self.slow_execute_ms = Some(number("MS")?),
+            "hold-execute" => {
+                flag()?;
+                self.hold_execute = true
+            }
             "winrm-drop" => self.winrm_drop_at = Some(positive("N")?),
             "winrm-drop-answered" => self.winrm_drop_answered_at = Some(positive("N")?),
             "winrm-slow" => self.winrm_slow_ms = Some(number("MS")?),
@@ -237,6 +245,7 @@ mod tests {
             "msiexec-3010",
             "slow-tools=40",
             "slow-execute=300",
+            "hold-execute",
             "winrm-drop=2",
             "winrm-drop-answered=3",
             "winrm-slow=30",
@@ -256,11 +265,12 @@ mod tests {
         assert_eq!(f.msiexec_1618_remaining, 3);
         assert_eq!(f.slow_tools_ms, Some(40));
         assert_eq!(f.slow_execute_ms, Some(300));
+        assert!(f.hold_execute);
         assert_eq!(f.winrm_drop_at, Some(2));
         assert_eq!(f.winrm_drop_answered_at, Some(3));
         assert_eq!(f.winrm_slow_ms, Some(30));
         assert_eq!(f.kerberos, Some(KerberosFault::SignOnly));
-        assert_eq!(f.specs.len(), 14);
+        assert_eq!(f.specs.len(), 15);
     }
 
     #[test]

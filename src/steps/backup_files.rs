@@ -434,7 +434,8 @@ impl Kind for BackupFilesStep {
             .map(|(rel, _)| to.join(rel))
             .filter_map(|p| p.parent().map(|d| (d.to_path_buf(), p.clone())))
             .collect();
-        // The destination folder, made before the first copy; the batch flushes every copy and folder.
+        // The destination folder (and any missing above it), made before the first copy; the
+        // batch flushes every copy, every folder it made and the folder that got the highest.
         let batch = Batch::begin(&to)?;
         for file in folders.values() {
             afs::create_parent_dirs(file)?;

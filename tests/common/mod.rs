@@ -653,37 +653,107 @@ pub fn files_named_like(dir: &Path, prefix: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// Starts an apply, waits until the lab's installer is in its execute phase (its `_MSIExecute`
-/// held) after the key export, and kills the apply with SIGKILL: the installer goes on alone, as
-/// Windows Installer does. Returns when the kill is done, the installer still at work.
+/// How long a test waits for a run to get somewhere before it calls the run hung.
+const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Starts `upgrade ARGS` with its output going to files under the rig's folder named `name`;
+/// returns the child and those two files (standard output, standard error).
+fn spawn_recorded(rig: &Rig, args: &[&str], name: &str) -> (std::process::Child, [PathBuf; 2]) {
+    let files = [
+        rig.tmp.path().join(format!("{name}.out")),
+        rig.tmp.path().join(format!("{name}.err")),
+    ];
+    let child = rig
+        .command(args)
+        .stdout(std::fs::File::create(&files[0]).unwrap())
+        .stderr(std::fs::File::create(&files[1]).unwrap())
+        .spawn()
+        .unwrap();
+    (child, files)
+}
+
+/// What a run spawned by `spawn_recorded` has written so far, with the lab's argv records.
+fn recorded(rig: &Rig, files: &[PathBuf; 2]) -> String {
+    let read = |f: &PathBuf| std::fs::read_to_string(f).unwrap_or_default();
+    format!(
+        "--- stdout ---\n{}\n--- stderr ---\n{}\n--- argv ---\n{}",
+        read(&files[0]),
+        read(&files[1]),
+        rig.argv_log()
+    )
+}
+
+/// For a rig whose lab holds its installers in their execute phase (the `hold-execute` fault):
+/// starts an apply, waits until the uninstall's msiexec is in that phase (its `_MSIExecute` held,
+/// after the key export) and kills the apply with SIGKILL. The installer goes on alone, as Windows
+/// Installer does, and stays at work until the test lifts the fault: each wait here is for a state
+/// that lasts until the test acts, so a loaded machine that runs the test late cannot make it miss
+/// one. The uninstall's retry is raised to 8 attempts (1 s doubling, over two minutes in all), so
+/// that the next apply does not run out of attempts while a loaded machine lets the lifted
+/// installer end.
 pub fn kill_while_the_uninstall_executes(rig: &Rig) {
-    let mut child = rig.spawn(&["apply", rig.plan_str(), "--auto-approve"]);
+    let faults = upgrade_lab::faults::load(rig.lab.dir()).unwrap();
+    assert!(faults.hold_execute, "the rig needs the hold-execute fault");
+    edit_plan(
+        rig,
+        "      retry: { attempts: 4, delay: 1s }\n",
+        "      retry: { attempts: 8, delay: 1s }\n",
+    );
+    let (mut child, said) = spawn_recorded(
+        rig,
+        &["apply", rig.plan_str(), "--auto-approve"],
+        "killed-apply",
+    );
     let t0 = std::time::Instant::now();
     let executing = || {
         rig.argv_log().contains("\"miiskmu\"")
             && upgrade_lab::tools::msiexec::installer_busy(rig.lab.dir()).unwrap()
     };
     while !executing() {
-        assert!(
-            t0.elapsed() < std::time::Duration::from_secs(60),
-            "the uninstall never started"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "apply ended before the uninstall started"
-        );
+        assert!(t0.elapsed() < HANG_GUARD, "the uninstall never started");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "apply ended ({status}) before the uninstall started:\n{}",
+                recorded(rig, &said)
+            );
+        }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 }
 
-/// The apply after `kill_while_the_uninstall_executes`: it finds the installation in progress,
-/// starts no second msiexec (the lab's argv records hold the one removal, exit 0), waits with
-/// the step's retry, sees the product removed, and converges.
+/// The apply after `kill_while_the_uninstall_executes`: it finds the installation in progress
+/// (and says so) while the installer is held at work, and starts no second msiexec; only then is
+/// the installer let go. The apply waits with the step's retry, sees the product removed, and
+/// converges; the lab's argv records hold the one removal, exit 0.
 pub fn the_next_apply_waits_for_that_installer_and_never_runs_it_twice(rig: &Rig) {
-    let out = apply(rig);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let (mut next, said) = spawn_recorded(
+        rig,
+        &["apply", rig.plan_str(), "--auto-approve"],
+        "next-apply",
+    );
+    let t0 = std::time::Instant::now();
+    while !std::fs::read_to_string(&said[1])
+        .unwrap_or_default()
+        .contains("_MSIExecute mutex is set")
+    {
+        assert!(
+            t0.elapsed() < HANG_GUARD,
+            "the next apply never got to the uninstall"
+        );
+        if let Some(status) = next.try_wait().unwrap() {
+            panic!(
+                "the next apply ended ({status}) without finding the installer at work:\n{}",
+                recorded(rig, &said)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    rig.faults(&[]);
+    let status = next.wait().unwrap();
+    let all = recorded(rig, &said);
+    assert_eq!(status.code(), Some(0), "{all}");
     let argv = rig.argv_log();
     let removals: Vec<&str> = argv
         .lines()
@@ -695,8 +765,6 @@ pub fn the_next_apply_waits_for_that_installer_and_never_runs_it_twice(rig: &Rig
         "a second msiexec was started: {removals:#?}"
     );
     assert!(removals[0].contains("\"exit\":0"), "{removals:?}");
-    let all = text(&out);
-    assert!(all.contains("_MSIExecute mutex is set"), "{all}");
     assert_eq!(
         rig.installed(),
         ["Microsoft Identity Integration Server 2003"]

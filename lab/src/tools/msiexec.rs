@@ -171,10 +171,13 @@ pub fn fault_code(lab: &Path) -> Option<i32> {
 }
 
 /// The lab's `_MSIExecute` (DIR/installer.lock, see `layout::MSIEXECUTE`), held from here to the
-/// end of the run: the installer's execute phase. `None` when another installer holds it. Under
-/// the `slow-execute` fault the phase lasts that long before the change is made, as a real
-/// installer's execute sequence takes its time; it is not cut short when the command is ended
-/// (the Windows Installer service, not msiexec.exe, carries out the execute sequence).
+/// end of the run: the installer's execute phase. `None` when another installer holds it. Someone
+/// only looking at the mutex (`installer_busy`, a shared lock for an instant) is waited out: on
+/// Windows, opening `_MSIExecute` to see whether it exists makes no installer answer 1618. Under
+/// the `slow-execute` fault the phase lasts that long before the change is made, and under
+/// `hold-execute` for as long as that fault is set, as a real installer's execute sequence takes
+/// its time; it is not cut short when the command is ended (the Windows Installer service, not
+/// msiexec.exe, carries out the execute sequence).
 pub fn installer_lock(lab: &Path) -> Option<std::fs::File> {
     let f = OpenOptions::new()
         .create(true)
@@ -182,17 +185,29 @@ pub fn installer_lock(lab: &Path) -> Option<std::fs::File> {
         .write(true)
         .open(lab.join(INSTALLER_LOCK))
         .ok()?;
-    f.try_lock().ok()?;
-    if let Some(ms) = faults::load(lab).ok().and_then(|f| f.slow_execute_ms) {
+    while !matches!(f.try_lock(), Ok(())) {
+        // Held: exclusively by another installer (then a shared lock is refused too), or shared
+        // by someone looking, who lets go at once.
+        f.try_lock_shared().ok()?;
+        f.unlock().ok()?;
+        std::thread::yield_now();
+    }
+    let faults = faults::load(lab).unwrap_or_default();
+    if let Some(ms) = faults.slow_execute_ms {
         std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+    if faults.hold_execute {
+        // Until the fault is lifted (or the lab is gone: no faults file, no faults).
+        while faults::load(lab).is_ok_and(|f| f.hold_execute) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
     Some(f)
 }
 
 /// Whether an installer of the lab is in its execute phase now: what the lab's powershell
 /// answers for `[Threading.Mutex]::OpenExisting('Global\_MSIExecute')`. Looking takes the lock
-/// shared for an instant; an installer starting in that instant answers 1618, as one does that
-/// starts while another installation is in progress.
+/// shared for an instant; an installer starting in that instant waits for it (`installer_lock`).
 pub fn installer_busy(lab: &Path) -> std::io::Result<bool> {
     let f = match std::fs::File::open(lab.join(INSTALLER_LOCK)) {
         Ok(f) => f,
@@ -387,6 +402,37 @@ mod tests {
         assert!(parse(&args(&["/i"]), WI5)
             .unwrap_err()
             .contains("needs a package path"));
+    }
+
+    #[test]
+    fn someone_looking_at_the_mutex_makes_no_installer_answer_1618_and_another_installer_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let look = std::fs::File::create(dir.path().join(INSTALLER_LOCK)).unwrap();
+        // A look (`installer_busy`, powershell's Mutex.OpenExisting) caught in its instant.
+        look.try_lock_shared().unwrap();
+        let lab = dir.path().to_path_buf();
+        let installer = std::thread::spawn(move || installer_lock(&lab).is_some());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        look.unlock().unwrap();
+        assert!(installer.join().unwrap(), "the installer answered 1618");
+        let held = installer_lock(dir.path()).unwrap();
+        assert!(installer_lock(dir.path()).is_none());
+        drop(held);
+    }
+
+    #[test]
+    fn under_hold_execute_an_installer_executes_until_the_fault_is_lifted() {
+        let dir = tempfile::tempdir().unwrap();
+        let hold = faults::Faults::from_specs(&["hold-execute"]).unwrap();
+        faults::store(dir.path(), &hold).unwrap();
+        let lab = dir.path().to_path_buf();
+        let installer = std::thread::spawn(move || installer_lock(&lab).is_some());
+        while !installer_busy(dir.path()).unwrap() {
+            std::thread::yield_now();
+        }
+        assert!(!installer.is_finished());
+        faults::store(dir.path(), &faults::Faults::default()).unwrap();
+        assert!(installer.join().unwrap());
     }
 
     #[test]

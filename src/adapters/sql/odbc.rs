@@ -347,76 +347,142 @@ fn run_batch(
     // SAFETY: no parameters and no column buffers are bound to this freshly allocated statement,
     // so executing it cannot read or write through a stale binding.
     let mut result = unsafe { handle.exec_direct(&text) };
-    loop {
-        match result {
-            SqlResult::NoData => return Ok(()),
-            SqlResult::Success(()) => {}
-            SqlResult::SuccessWithInfo(()) => messages(&handle, info),
-            SqlResult::Error { function } => {
-                let first = odbc_api::Error::NoDiagnostics { function };
-                return Err(statement_error(&mut handle, first, server));
-            }
-            SqlResult::NeedData | SqlResult::StillExecuting => {
-                return Err(SqlError::Protocol {
-                    message: format!("{server}: the driver asked for data or went asynchronous while reading a batch's results"),
-                })
-            }
-        }
+    while after_call(result, || records(&handle), info, server)? == Batch::Goes {
         // SAFETY: as above, nothing is bound: moving to the next result (which also discards any
         // rows of this one) cannot write through a stale binding.
         result = unsafe { handle.more_results() };
     }
+    Ok(())
 }
 
-/// The informational messages on a statement after a call that returned SQL_SUCCESS_WITH_INFO.
-fn messages(handle: &StatementRef<'_>, info: &mut dyn FnMut(InfoMessage)) {
+/// Whether a batch goes on to its next result after a call, or has ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Batch {
+    Goes,
+    Ended,
+}
+
+/// What a call on a batch (SQLExecDirect, SQLMoreResults) returned, with the statement's
+/// diagnostic records (`records`, read only when the call left some): the batch goes on, it
+/// ended, or it failed. ODBC's rule (Microsoft, ODBC Appendix A "ODBC Error Codes"): a SQLSTATE of
+/// class 01 is a warning, any other class an error. SQL Server's informational messages (severity
+/// 10 or less: 3211 "N percent processed.", 4035, 3014) come as 01000 and go to `info`; an error
+/// record fails the batch whatever the call returned: some drivers return SQL_SUCCESS_WITH_INFO
+/// for a batch whose BACKUP failed among such messages, and SQL_ERROR comes with the messages
+/// said before the error.
+fn after_call(
+    result: SqlResult<()>,
+    records: impl FnOnce() -> Vec<Record>,
+    info: &mut dyn FnMut(InfoMessage),
+    server: &str,
+) -> Result<Batch, SqlError> {
+    match result {
+        SqlResult::NoData => Ok(Batch::Ended),
+        SqlResult::Success(()) => Ok(Batch::Goes),
+        SqlResult::SuccessWithInfo(()) => {
+            let errors = hand_on_warnings(records(), info);
+            if errors.is_empty() {
+                Ok(Batch::Goes)
+            } else {
+                Err(classify(errors, server))
+            }
+        }
+        SqlResult::Error { function } => {
+            let records = records();
+            if records.is_empty() {
+                let first = odbc_api::Error::NoDiagnostics { function };
+                return Err(map_error(first, server));
+            }
+            Err(failure(records, info, server))
+        }
+        SqlResult::NeedData | SqlResult::StillExecuting => Err(SqlError::Protocol {
+            message: format!("{server}: the driver asked for data or went asynchronous while reading a batch's results"),
+        }),
+    }
+}
+
+/// One diagnostic record: its SQLSTATE, the server's message number (0 for the driver's own
+/// records) and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    state: String,
+    native: i32,
+    text: String,
+}
+
+impl Record {
+    /// SQLSTATE class 01: a warning (SQL Server's informational messages come as 01000).
+    fn is_warning(&self) -> bool {
+        self.state.starts_with("01")
+    }
+}
+
+/// The diagnostic records a call left on the statement (SQLGetDiagRec numbers them from 1; a
+/// driver keeps a bounded number of them).
+fn records(handle: &StatementRef<'_>) -> Vec<Record> {
+    let mut records = Vec::new();
     let mut buf: Vec<SqlChar> = Vec::with_capacity(512);
-    // SQLGetDiagRec numbers records from 1; a driver keeps a bounded number of them.
     for n in 1..=MAX_RECORDS {
         let Some(record) = handle.diagnostic_record_vec(n, &mut buf) else {
             break;
         };
-        info(InfoMessage {
-            number: (record.native_error != 0).then_some(record.native_error),
-            text: strip_vendor_prefix(&to_text(&buf)),
+        records.push(Record {
+            state: record.state.as_str().to_string(),
+            native: record.native_error,
+            text: to_text(&buf).into_owned(),
         });
     }
+    records
 }
 
-/// Every diagnostic record left on the statement after a failed SQLExecDirect.
+/// Hands the warnings among `records` to `info`, in the driver's order, and returns the errors.
+fn hand_on_warnings(records: Vec<Record>, info: &mut dyn FnMut(InfoMessage)) -> Vec<Record> {
+    let (warnings, errors): (Vec<Record>, Vec<Record>) =
+        records.into_iter().partition(Record::is_warning);
+    for w in warnings {
+        info(InfoMessage {
+            number: (w.native != 0).then_some(w.native),
+            text: strip_vendor_prefix(&w.text),
+        });
+    }
+    errors
+}
+
+/// The error of a call that failed, from the records it left (at least one). Warnings among them
+/// (messages said before the failure) go to `info`, not into the error; a failure told only in
+/// warnings is still a failure, and they are its reason.
+fn failure(records: Vec<Record>, info: &mut dyn FnMut(InfoMessage), server: &str) -> SqlError {
+    if records.iter().all(Record::is_warning) {
+        return classify(records, server);
+    }
+    classify(hand_on_warnings(records, info), server)
+}
+
+/// The error a failed SQLExecDirect of a query left on the statement; the messages before it are
+/// only logged (a query has no one to tell them to).
 fn statement_error(
     stmt: &mut impl AsStatementRef,
     first: odbc_api::Error,
     server: &str,
 ) -> SqlError {
-    let handle = stmt.as_stmt_ref();
-    let mut records = Vec::new();
-    let mut buf: Vec<SqlChar> = Vec::with_capacity(512);
-    let mut n = 1;
-    while let Some(result) = handle.diagnostic_record_vec(n, &mut buf) {
-        records.push((
-            result.state.as_str().to_string(),
-            result.native_error,
-            to_text(&buf).into_owned(),
-        ));
-        n += 1;
-        if n > MAX_RECORDS {
-            break;
-        }
-    }
+    let records = records(&stmt.as_stmt_ref());
     if records.is_empty() {
         return map_error(first, server);
     }
-    classify(records, server)
+    failure(
+        records,
+        &mut |m| tracing::debug!(%server, number = ?m.number, text = %m.text, "said before the error"),
+        server,
+    )
 }
 
-/// Turns (SQLSTATE, native error, text) records into the right `SqlError`.
-fn classify(records: Vec<(String, i32, String)>, server: &str) -> SqlError {
+/// Turns diagnostic records (at least one) into the right `SqlError`.
+fn classify(records: Vec<Record>, server: &str) -> SqlError {
     let first = &records[0];
-    let (state, native) = (first.0.as_str(), first.1);
+    let (state, native) = (first.state.as_str(), first.native);
     let text = records
         .iter()
-        .map(|r| strip_vendor_prefix(&r.2))
+        .map(|r| strip_vendor_prefix(&r.text))
         .collect::<Vec<_>>()
         .join("; ");
     if state == "28000" || native == 18456 || native == 4060 {
@@ -430,12 +496,12 @@ fn classify(records: Vec<(String, i32, String)>, server: &str) -> SqlError {
         state.starts_with("08") || state.starts_with("HYT") || (20002..=20020).contains(&native);
     let server_messages: Vec<ServerMessage> = records
         .iter()
-        .filter(|r| r.1 != 0 && !(20002..=20020).contains(&r.1))
+        .filter(|r| r.native != 0 && !(20002..=20020).contains(&r.native))
         .map(|r| ServerMessage {
-            number: r.1,
+            number: r.native,
             class: 0,
             state: 0,
-            message: strip_vendor_prefix(&r.2),
+            message: strip_vendor_prefix(&r.text),
         })
         .collect();
     if net || server_messages.is_empty() {
@@ -473,11 +539,11 @@ fn map_connect_error(e: odbc_api::Error, server: &str) -> SqlError {
 fn map_error(e: odbc_api::Error, server: &str) -> SqlError {
     match e {
         odbc_api::Error::Diagnostics { record, .. } => classify(
-            vec![(
-                record.state.as_str().to_string(),
-                record.native_error,
-                to_text(&record.message).into_owned(),
-            )],
+            vec![Record {
+                state: record.state.as_str().to_string(),
+                native: record.native_error,
+                text: to_text(&record.message).into_owned(),
+            }],
             server,
         ),
         other => SqlError::Protocol {
@@ -771,19 +837,27 @@ mod tests {
         assert_eq!(value("Database").as_deref(), Some("d}b"));
     }
 
+    fn record(state: &str, native: i32, text: &str) -> Record {
+        Record {
+            state: state.into(),
+            native,
+            text: text.into(),
+        }
+    }
+
     #[test]
     fn diagnostics_become_server_login_or_connection_errors() {
         let backup = classify(
             vec![
-                (
-                    "42000".into(),
+                record(
+                    "42000",
                     3201,
-                    "[FreeTDS][SQL Server]Cannot open backup device 'E:\\x.bak'.".into(),
+                    "[FreeTDS][SQL Server]Cannot open backup device 'E:\\x.bak'.",
                 ),
-                (
-                    "42000".into(),
+                record(
+                    "42000",
                     3013,
-                    "[FreeTDS][SQL Server]BACKUP DATABASE is terminating abnormally.".into(),
+                    "[FreeTDS][SQL Server]BACKUP DATABASE is terminating abnormally.",
                 ),
             ],
             "s",
@@ -802,21 +876,84 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let login = classify(
-            vec![("28000".into(), 18456, "Login failed for user 'x'.".into())],
+            vec![record("28000", 18456, "Login failed for user 'x'.")],
             "s",
         );
         assert!(matches!(login, SqlError::Login { .. }), "{login:?}");
         let dropped = classify(
-            vec![(
-                "08S01".into(),
+            vec![record(
+                "08S01",
                 20004,
-                "[FreeTDS]Read from the server failed".into(),
+                "[FreeTDS]Read from the server failed",
             )],
             "s",
         );
         assert!(
             matches!(dropped, SqlError::Connection { .. }),
             "{dropped:?}"
+        );
+    }
+
+    /// The records a driver may leave after SQL_SUCCESS_WITH_INFO for a batch whose BACKUP failed
+    /// after its first percentages (SQL Server: info tokens, then error 3201 of severity 16).
+    fn percentages_then_3201() -> Vec<Record> {
+        vec![
+            record("01000", 3211, "[Microsoft][ODBC SQL Server Driver][SQL Server]10 percent processed."),
+            record("42000", 3201, "[Microsoft][ODBC SQL Server Driver][SQL Server]Cannot open backup device 'E:\\x.bak'. Operating system error 5(Access is denied.)."),
+            record("01000", 3211, "[Microsoft][ODBC SQL Server Driver][SQL Server]20 percent processed."),
+            record("42000", 3013, "[Microsoft][ODBC SQL Server Driver][SQL Server]BACKUP DATABASE is terminating abnormally."),
+        ]
+    }
+
+    #[test]
+    fn an_error_record_after_success_with_info_fails_the_batch_and_the_percentages_stay_messages() {
+        let mut said = Vec::new();
+        let err = after_call(
+            SqlResult::SuccessWithInfo(()),
+            percentages_then_3201,
+            &mut |m| said.push(m),
+            "s",
+        )
+        .unwrap_err();
+        match &err {
+            SqlError::Server {
+                number, messages, ..
+            } => {
+                assert_eq!(*number, 3201, "{err}");
+                let numbers: Vec<i32> = messages.iter().map(|m| m.number).collect();
+                assert_eq!(numbers, [3201, 3013], "{err}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let percents: Vec<Option<u8>> = said.iter().map(InfoMessage::percent).collect();
+        assert_eq!(percents, [Some(10), Some(20)], "{said:?}");
+    }
+
+    #[test]
+    fn success_with_info_of_warnings_only_goes_on_and_a_failure_told_in_warnings_is_still_one() {
+        let warnings = || vec![record("01000", 4035, "Processed 2 pages for database 'x'.")];
+        let mut said = Vec::new();
+        let goes = after_call(
+            SqlResult::SuccessWithInfo(()),
+            warnings,
+            &mut |m| said.push(m),
+            "s",
+        );
+        assert_eq!(goes.unwrap(), Batch::Goes);
+        assert_eq!(said.len(), 1);
+        let failed = after_call(
+            SqlResult::Error {
+                function: "SQLMoreResults",
+            },
+            warnings,
+            &mut |m| said.push(m),
+            "s",
+        );
+        assert!(failed.unwrap_err().has_number(4035));
+        assert_eq!(
+            said.len(),
+            1,
+            "the reason of the failure is not also a message"
         );
     }
 
