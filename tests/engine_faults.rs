@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::{
     apply, converges, kill_while_the_uninstall_executes, stdout, text,
     the_next_apply_waits_for_that_installer_and_never_runs_it_twice, tool_running, Driver, Rig,
+    HANG_GUARD,
 };
 
 const IIFP: &str = "Identity Integration Feature Pack";
@@ -274,7 +275,11 @@ fn an_installer_of_a_killed_run_still_executing_is_waited_for_and_never_run_twic
 fn an_installation_in_progress_through_every_attempt_refuses_the_step_and_starts_nothing() {
     // Another installer holds the server through the uninstall's every attempt (4, 1 s doubling).
     let rig = Rig::iifp(Driver::Tds, &[]);
-    let held = upgrade_lab::tools::msiexec::installer_lock(rig.lab.dir()).unwrap();
+    let held = upgrade_lab::tools::msiexec::installer_lock(
+        rig.lab.dir(),
+        upgrade_lab::tools::msiexec::Installer::Msiexec,
+    )
+    .unwrap();
     let out = apply(&rig);
     drop(held);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -296,11 +301,13 @@ fn an_installation_in_progress_through_every_attempt_refuses_the_step_and_starts
 
 #[test]
 fn a_product_a_cut_off_run_finished_installing_after_the_survey_is_not_installed_again() {
-    // The first run is killed while MIIS's setup executes (3 s); the next run surveys the server
-    // while that setup still works (MIIS not installed yet), waits at its prompt until the setup
-    // has finished, then applies: at its turn the install step finds the server idle and MIIS
-    // installed, and must not start setup a second time.
-    let rig = Rig::iifp(Driver::Tds, &["slow-execute=3000"]);
+    // The first run is killed while MIIS's setup executes (held there by the lab until the test
+    // lets it go); the next run surveys the server while that setup still works (MIIS not
+    // installed yet) and asks at its prompt; only then is setup let go, and only once it has
+    // finished is the prompt answered: at its turn the install step finds the server idle and
+    // MIIS installed, and must not start setup a second time. Every wait is for a state that
+    // lasts until the test acts, so a loaded machine cannot make the test miss one.
+    let rig = Rig::iifp(Driver::Tds, &["hold-setup"]);
     let mut first = rig.spawn(&["apply", rig.plan_str(), "--auto-approve"]);
     let t0 = std::time::Instant::now();
     // IIFP gone (its removal made its change) and an installer in its execute phase: setup.
@@ -309,36 +316,49 @@ fn a_product_a_cut_off_run_finished_installing_after_the_survey_is_not_installed
             && upgrade_lab::tools::msiexec::installer_busy(rig.lab.dir()).unwrap()
     };
     while !setup_executing() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "setup never started"
-        );
+        assert!(t0.elapsed() < HANG_GUARD, "setup never started");
         assert!(first.try_wait().unwrap().is_none(), "apply ended first");
         std::thread::sleep(Duration::from_millis(20));
     }
     first.kill().unwrap(); // SIGKILL
     first.wait().unwrap();
 
-    // `apply` asks only at a terminal: util-linux `script` gives it one, fed from our pipe.
+    // `apply` asks only at a terminal: util-linux `script` gives it one, fed from our pipe; what
+    // the terminal shows goes to a file the test reads as it grows.
     let asking = rig.command(&["apply", rig.plan_str()]);
     let line = format!(
         "'{}' apply '{}'",
         env!("CARGO_BIN_EXE_upgrade"),
         rig.plan_str()
     );
+    let shown = rig.tmp.path().join("next-apply.out");
     let mut next = std::process::Command::new("script")
         .args(["-qfec", &line, "/dev/null"])
         .envs(asking.get_envs().filter_map(|(k, v)| Some((k, v?))))
         .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stdout(std::fs::File::create(&shown).unwrap())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let terminal = || std::fs::read_to_string(&shown).unwrap_or_default();
+    while !terminal().contains("Only 'yes' will be accepted") {
+        assert!(t0.elapsed() < HANG_GUARD, "the next apply never asked");
+        if let Some(status) = next.try_wait().unwrap() {
+            panic!(
+                "the next apply ended ({status}) without asking:\n{}",
+                terminal()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        terminal().contains("the product is not installed"),
+        "the survey did not see setup still at work: {}",
+        terminal()
+    );
+    rig.faults(&[]);
     while upgrade_lab::tools::msiexec::installer_busy(rig.lab.dir()).unwrap() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "setup never finished"
-        );
+        assert!(t0.elapsed() < HANG_GUARD, "setup never finished");
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(
@@ -348,8 +368,8 @@ fn a_product_a_cut_off_run_finished_installing_after_the_survey_is_not_installed
         rig.argv_log()
     );
     let _ = next.stdin.take().unwrap().write_all(b"yes\n");
-    let out = next.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let status = next.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", terminal());
     assert_eq!(
         rig.runs_of("setup"),
         1,

@@ -13,7 +13,7 @@ use crate::state::write_atomic;
 /// A fault spec that does not parse, or faults.json that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
-    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-execute=MS, hold-execute, slow-tools=MS, winrm-drop=N, winrm-drop-answered=N, winrm-slow=MS, kerberos-no-ap-rep, kerberos-bad-ap-rep, kerberos-plain-answer, kerberos-sign-only, kerberos-stale-key, kerberos-expired")]
+    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-execute=MS, hold-execute, hold-setup, slow-tools=MS, winrm-drop=N, winrm-drop-answered=N, winrm-slow=MS, kerberos-no-ap-rep, kerberos-bad-ap-rep, kerberos-plain-answer, kerberos-sign-only, kerberos-stale-key, kerberos-expired")]
     Unknown(String),
     #[error("fault `{spec}`: {why}")]
     BadValue { spec: String, why: String },
@@ -49,6 +49,9 @@ pub struct Faults {
     /// long as this fault is set: lifting it lets them make their change and end.
     #[serde(default)]
     pub hold_execute: bool,
+    /// As `hold_execute`, for the MIIS setup stand-in only (an uninstall before it goes through).
+    #[serde(default)]
+    pub hold_setup: bool,
     /// The WinRM listener drops the connection during the Nth Receive since it saw this value.
     #[serde(default)]
     pub winrm_drop_at: Option<u32>,
@@ -155,6 +158,10 @@ impl Faults {
                 flag()?;
                 self.hold_execute = true
             }
+            "hold-setup" => {
+                flag()?;
+                self.hold_setup = true
+            }
             "winrm-drop" => self.winrm_drop_at = Some(positive("N")?),
             "winrm-drop-answered" => self.winrm_drop_answered_at = Some(positive("N")?),
             "winrm-slow" => self.winrm_slow_ms = Some(number("MS")?),
@@ -246,6 +253,7 @@ mod tests {
             "slow-tools=40",
             "slow-execute=300",
             "hold-execute",
+            "hold-setup",
             "winrm-drop=2",
             "winrm-drop-answered=3",
             "winrm-slow=30",
@@ -265,12 +273,12 @@ mod tests {
         assert_eq!(f.msiexec_1618_remaining, 3);
         assert_eq!(f.slow_tools_ms, Some(40));
         assert_eq!(f.slow_execute_ms, Some(300));
-        assert!(f.hold_execute);
+        assert!(f.hold_execute && f.hold_setup);
         assert_eq!(f.winrm_drop_at, Some(2));
         assert_eq!(f.winrm_drop_answered_at, Some(3));
         assert_eq!(f.winrm_slow_ms, Some(30));
         assert_eq!(f.kerberos, Some(KerberosFault::SignOnly));
-        assert_eq!(f.specs.len(), 15);
+        assert_eq!(f.specs.len(), 16);
     }
 
     #[test]

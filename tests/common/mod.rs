@@ -654,7 +654,7 @@ pub fn files_named_like(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 }
 
 /// How long a test waits for a run to get somewhere before it calls the run hung.
-const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(180);
+pub const HANG_GUARD: std::time::Duration = std::time::Duration::from_secs(180);
 
 /// Starts `upgrade ARGS` with its output going to files under the rig's folder named `name`;
 /// returns the child and those two files (standard output, standard error).

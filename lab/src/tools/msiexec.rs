@@ -109,7 +109,7 @@ pub fn run(lab: &Path, args: &[String], io: &mut ToolIo) -> i32 {
         }
     };
     // Another msiexec (or setup) holding the installer lock is "another installation in progress".
-    let Some(_guard) = installer_lock(lab) else {
+    let Some(_guard) = installer_lock(lab, Installer::Msiexec) else {
         let _ = writeln!(
             io.stderr,
             "msiexec: Another installation is already in progress."
@@ -170,15 +170,23 @@ pub fn fault_code(lab: &Path) -> Option<i32> {
     .unwrap_or(Some(FATAL))
 }
 
+/// Which of the lab's installers takes `_MSIExecute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installer {
+    Msiexec,
+    /// The MIIS 2003 setup stand-in (`tools::setup`).
+    Setup,
+}
+
 /// The lab's `_MSIExecute` (DIR/installer.lock, see `layout::MSIEXECUTE`), held from here to the
 /// end of the run: the installer's execute phase. `None` when another installer holds it. Someone
 /// only looking at the mutex (`installer_busy`, a shared lock for an instant) is waited out: on
 /// Windows, opening `_MSIExecute` to see whether it exists makes no installer answer 1618. Under
 /// the `slow-execute` fault the phase lasts that long before the change is made, and under
 /// `hold-execute` for as long as that fault is set, as a real installer's execute sequence takes
-/// its time; it is not cut short when the command is ended (the Windows Installer service, not
-/// msiexec.exe, carries out the execute sequence).
-pub fn installer_lock(lab: &Path) -> Option<std::fs::File> {
+/// its time (`hold-setup`: the setup stand-in only); it is not cut short when the command is
+/// ended (the Windows Installer service, not msiexec.exe, carries out the execute sequence).
+pub fn installer_lock(lab: &Path, installer: Installer) -> Option<std::fs::File> {
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -196,9 +204,11 @@ pub fn installer_lock(lab: &Path) -> Option<std::fs::File> {
     if let Some(ms) = faults.slow_execute_ms {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
-    if faults.hold_execute {
+    let held =
+        |f: &faults::Faults| f.hold_execute || (installer == Installer::Setup && f.hold_setup);
+    if held(&faults) {
         // Until the fault is lifted (or the lab is gone: no faults file, no faults).
-        while faults::load(lab).is_ok_and(|f| f.hold_execute) {
+        while faults::load(lab).is_ok_and(|f| held(&f)) {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
     }
@@ -411,12 +421,13 @@ mod tests {
         // A look (`installer_busy`, powershell's Mutex.OpenExisting) caught in its instant.
         look.try_lock_shared().unwrap();
         let lab = dir.path().to_path_buf();
-        let installer = std::thread::spawn(move || installer_lock(&lab).is_some());
+        let installer =
+            std::thread::spawn(move || installer_lock(&lab, Installer::Msiexec).is_some());
         std::thread::sleep(std::time::Duration::from_millis(100));
         look.unlock().unwrap();
         assert!(installer.join().unwrap(), "the installer answered 1618");
-        let held = installer_lock(dir.path()).unwrap();
-        assert!(installer_lock(dir.path()).is_none());
+        let held = installer_lock(dir.path(), Installer::Msiexec).unwrap();
+        assert!(installer_lock(dir.path(), Installer::Msiexec).is_none());
         drop(held);
     }
 
@@ -426,7 +437,8 @@ mod tests {
         let hold = faults::Faults::from_specs(&["hold-execute"]).unwrap();
         faults::store(dir.path(), &hold).unwrap();
         let lab = dir.path().to_path_buf();
-        let installer = std::thread::spawn(move || installer_lock(&lab).is_some());
+        let installer =
+            std::thread::spawn(move || installer_lock(&lab, Installer::Msiexec).is_some());
         while !installer_busy(dir.path()).unwrap() {
             std::thread::yield_now();
         }

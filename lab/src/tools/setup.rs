@@ -142,7 +142,7 @@ fn setup(
         }
         p => Some(p.to_string()),
     };
-    let Some(_guard) = msiexec::installer_lock(lab) else {
+    let Some(_guard) = msiexec::installer_lock(lab, msiexec::Installer::Setup) else {
         log.push("Another installation is already in progress.".into());
         return ANOTHER_INSTALL;
     };

@@ -803,7 +803,11 @@ fn the_msiexecute_mutex_exists_only_while_an_installer_of_the_lab_is_in_its_exec
     let (dir, _) = initialised_lab();
     assert_eq!(lines(dir.path(), MSIEXECUTE_PROBE), ["idle"]);
     // An installer in its execute phase holds the lab's _MSIExecute.
-    let held = crate::tools::msiexec::installer_lock(dir.path()).unwrap();
+    let held = crate::tools::msiexec::installer_lock(
+        dir.path(),
+        crate::tools::msiexec::Installer::Msiexec,
+    )
+    .unwrap();
     assert_eq!(lines(dir.path(), MSIEXECUTE_PROBE), ["busy"]);
     fails(
         dir.path(),
