@@ -77,10 +77,12 @@ async fn on_windows_server_2003_reg_3_0_refuses_reg_64_once_and_is_queried_witho
             Lookup::Found(_)
         ));
     }
+    // The lab's Windows Server 2003 is x86: no WOW6432Node, which reg reports in its own words
+    // (exit 1), read as "nothing installed there", with no further query.
     let once = [
         format!("query {} /s /reg:64 -> 1", products::UNINSTALL_KEY),
         format!("query {} /s -> 0", products::UNINSTALL_KEY),
-        format!("query {} /s -> 0", products::UNINSTALL_KEY_WOW64),
+        format!("query {} /s -> 1", products::UNINSTALL_KEY_WOW64),
     ];
     assert_eq!(reg_calls(&lab), [once.clone(), once].concat());
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::kdc::Enctypes;
-use crate::layout::{Flavour, InitOptions, Lab};
+use crate::layout::{Arch, Flavour, InitOptions, Lab};
 use crate::serve::{parse_tds, SqlHost, StartOptions};
 use crate::LabError;
 
@@ -35,6 +35,10 @@ pub enum Command {
         /// scale (default: the fixture's 1,800). Root components and containers count among them.
         #[arg(long, value_name = "N")]
         objects: Option<u32>,
+        /// The server's architecture: x86 or x64 (default: x86 for iifp, whose Windows Server
+        /// 2003 has no WOW6432Node then; x64 for fim2010r2, the only one it runs on).
+        #[arg(long, value_name = "ARCH")]
+        arch: Option<String>,
     },
     /// Run the TDS server double and the WinRM listener on 127.0.0.1 until SIGTERM/SIGINT; prints
     /// one JSON line when ready.
@@ -106,9 +110,11 @@ pub fn run(cli: Cli) -> Result<i32, LabError> {
             dir,
             product,
             objects,
+            arch,
         } => {
             let mut opts = InitOptions::new(Flavour::parse(&product)?);
             opts.objects = objects;
+            opts.arch = arch.as_deref().map(Arch::parse).transpose()?;
             let lab = Lab::init_with(&dir, &opts)?;
             let _ = writeln!(
                 out,

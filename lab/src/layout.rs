@@ -143,12 +143,50 @@ impl Flavour {
         }
     }
 
+    /// The architecture the flavour's server has unless `InitOptions::arch` says otherwise:
+    /// IIFP's Windows Server 2003 ran as 32-bit x86 or x64, the seed's is x86; the FIM 2010 R2 /
+    /// MIM 2016 Synchronization Service runs only on 64-bit Windows Server.
+    pub fn default_arch(self) -> Arch {
+        match self {
+            Flavour::Iifp => Arch::X86,
+            Flavour::Fim2010r2 => Arch::X64,
+        }
+    }
+
     /// Windows path of the installer media on E:.
     pub fn media(self) -> &'static str {
         match self {
             Flavour::Iifp => MIIS_SETUP,
             Flavour::Fim2010r2 => MIM_MSI,
         }
+    }
+}
+
+/// The processor architecture of the server's Windows. Only 64-bit Windows has WOW64, the layer
+/// that runs 32-bit programs, and with it the registry's `SOFTWARE\WOW6432Node`, where 32-bit
+/// programs' keys go (Microsoft, "Registry Redirector" and "32-bit and 64-bit Application Data in
+/// the Registry"): on 32-bit Windows that key does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    X86,
+    X64,
+}
+
+impl Arch {
+    pub fn parse(raw: &str) -> Result<Arch, LabError> {
+        match raw.to_ascii_lowercase().as_str() {
+            "x86" => Ok(Arch::X86),
+            "x64" => Ok(Arch::X64),
+            _ => Err(LabError::Usage(format!(
+                "unknown architecture `{raw}`; expected x86 or x64"
+            ))),
+        }
+    }
+
+    /// Whether the registry has `HKLM\SOFTWARE\WOW6432Node` (64-bit Windows only).
+    pub fn has_wow6432node(self) -> bool {
+        self == Arch::X64
     }
 }
 
@@ -267,6 +305,9 @@ pub struct InitOptions {
     /// The server's `%SystemRoot%` (default [`DEFAULT_SYSTEM_ROOT`]); `C:\WINNT` is a Windows
     /// Server 2003 upgraded in place from Windows 2000, which kept Windows 2000's folder.
     pub system_root: Option<String>,
+    /// The server's architecture (default: the flavour's, [`Flavour::default_arch`]); FIM's
+    /// server cannot be x86.
+    pub arch: Option<Arch>,
 }
 
 impl InitOptions {
@@ -283,6 +324,7 @@ impl InitOptions {
             exe: None,
             objects: None,
             system_root: None,
+            arch: None,
         }
     }
 }
@@ -301,6 +343,12 @@ impl Lab {
 
     /// `init` with overrides.
     pub fn init_with(dir: &Path, opts: &InitOptions) -> Result<Lab, LabError> {
+        if opts.flavour.default_arch() == Arch::X64 && opts.arch == Some(Arch::X86) {
+            return Err(LabError::Usage(format!(
+                "a {} server cannot be x86: its Synchronization Service runs only on 64-bit Windows Server",
+                opts.flavour.name()
+            )));
+        }
         fs::create_dir_all(dir).map_err(LabError::io(dir))?;
         let dir = dir.canonicalize().map_err(LabError::io(dir))?;
         if state::state_path(&dir).exists() {
@@ -366,6 +414,7 @@ impl Lab {
     fn lay_out(&self, opts: &InitOptions, exe: &Path) -> Result<(), LabError> {
         let dir = &self.dir;
         let flavour = opts.flavour;
+        let arch = opts.arch.unwrap_or(flavour.default_arch());
         for d in ["C", "D", "E"] {
             mkdir(&dir.join("drives").join(d))?;
         }
@@ -472,6 +521,7 @@ impl Lab {
             key_exports: Vec::new(),
             winrm: Some(winrm_login()?),
             system_root,
+            arch: Some(arch),
         };
         faults::store(dir, &Faults::default())?;
         seed_sql(dir, flavour, opts.objects)?;

@@ -149,6 +149,10 @@ pub struct LabState {
     /// report and whose System32 holds the stand-ins. Absent in older labs: `C:\Windows`.
     #[serde(default = "default_system_root")]
     pub system_root: String,
+    /// The server's architecture; absent in labs made before it was recorded: the flavour's
+    /// (`LabState::arch`).
+    #[serde(default)]
+    pub arch: Option<crate::layout::Arch>,
 }
 
 /// The Windows folder of a lab made before `system_root` existed.
@@ -157,6 +161,11 @@ pub fn default_system_root() -> String {
 }
 
 impl LabState {
+    /// The server's architecture: as recorded, else the flavour's.
+    pub fn arch(&self) -> crate::layout::Arch {
+        self.arch.unwrap_or(self.flavour.default_arch())
+    }
+
     /// The server's System32 folder, a Windows path (`%SystemRoot%\System32`).
     pub fn system32(&self) -> String {
         format!(r"{}\System32", self.system_root.trim_end_matches('\\'))

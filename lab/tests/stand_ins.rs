@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use upgrade_lab::layout::{InitOptions, MIIS_LOCATION};
+use upgrade_lab::layout::{Arch, InitOptions, MIIS_LOCATION};
 use upgrade_lab::tools::{keyfile, read_argv_log};
 use upgrade_lab::{Flavour, Lab};
 
@@ -373,6 +373,86 @@ fn reg_on_the_fim_lab_prints_the_later_layout_takes_reg_64_and_reports_an_absent
     assert_eq!(
         r.err.trim(),
         "ERROR: The system was unable to find the specified registry key or value."
+    );
+}
+
+const WOW_UNINSTALL: &str = r"HKLM\SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall";
+
+/// Windows Server 2003 x86 (the IIFP lab's default) has no WOW6432Node: 32-bit Windows has no
+/// WOW64 and no registry redirection (Microsoft, "Registry Redirector"). reg says the key is not
+/// there, as for any absent key, and HKLM\SOFTWARE lists its subkeys without it.
+#[test]
+fn reg_on_an_x86_server_finds_no_wow6432node_and_lists_software_without_it() {
+    let (_t, lab) = lab(Flavour::Iifp);
+    let reg = lab.tools().unwrap().reg;
+    for args in [
+        &["query", WOW_UNINSTALL, "/s"][..],
+        &["query", WOW_UNINSTALL],
+        &["query", r"HKLM\SOFTWARE\WOW6432Node"],
+    ] {
+        let r = run(&reg, args, "");
+        assert_eq!(r.code, 1, "{args:?}: {}", r.out);
+        assert_eq!(
+            r.err,
+            "ERROR: The system was unable to find the specified registry key or value.\r\n"
+        );
+    }
+    let r = run(&reg, &["query", r"HKLM\SOFTWARE"], "");
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(
+        r.out,
+        "\r\n! REG.EXE VERSION 3.0\r\n\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\r\n    <NO NAME>\tREG_SZ\t\r\n\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Classes\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Clients\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\ODBC\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Policies\r\n\r\n"
+    );
+    let r = run(&reg, &["query", r"HKLM\SOFTWARE", "/s"], "");
+    assert_eq!(r.code, 1);
+    assert!(r.err.contains("does not list"), "{}", r.err);
+}
+
+/// The same Windows Server 2003 as x64 (`init --arch x64`) has WOW6432Node, empty of products
+/// here, and lists it under SOFTWARE.
+#[test]
+fn reg_on_an_x64_server_has_wow6432node_and_lists_it_under_software() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = InitOptions::new(Flavour::Iifp);
+    o.exe = Some(PathBuf::from(env!("CARGO_BIN_EXE_upgrade-lab")));
+    o.arch = Some(Arch::X64);
+    let x64 = Lab::init_with(&tmp.path().join("lab"), &o).unwrap();
+    let reg = x64.tools().unwrap().reg;
+    let r = run(&reg, &["query", WOW_UNINSTALL, "/s"], "");
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(!r.out.contains("Identity"), "{}", r.out);
+    let r = run(&reg, &["query", r"HKLM\SOFTWARE"], "");
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(
+        r.out.ends_with("HKEY_LOCAL_MACHINE\\SOFTWARE\\Policies\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\WOW6432Node\r\n\r\n"),
+        "{:?}",
+        r.out
+    );
+    // The FIM lab (Windows Server 2008 R2, x64 only): the 32-bit view has no WOW6432Node.
+    let (_t, fim) = lab(Flavour::Fim2010r2);
+    let reg = fim.tools().unwrap().reg;
+    let r = run(&reg, &["query", r"HKLM\SOFTWARE", "/reg:64"], "");
+    assert!(
+        r.out
+            .contains("\nHKEY_LOCAL_MACHINE\\SOFTWARE\\WOW6432Node\n"),
+        "{:?}",
+        r.out
+    );
+    let r = run(&reg, &["query", r"HKLM\SOFTWARE", "/reg:32"], "");
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(!r.out.contains("WOW6432Node"), "{:?}", r.out);
+}
+
+#[test]
+fn a_fim_server_cannot_be_laid_out_as_x86() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut o = InitOptions::new(Flavour::Fim2010r2);
+    o.exe = Some(PathBuf::from(env!("CARGO_BIN_EXE_upgrade-lab")));
+    o.arch = Some(Arch::X86);
+    let err = Lab::init_with(&tmp.path().join("lab"), &o).unwrap_err();
+    assert!(
+        err.to_string().contains("only on 64-bit Windows Server"),
+        "{err}"
     );
 }
 

@@ -1,7 +1,10 @@
 //! The reg stand-in: `reg query KEY [/s] [/reg:32|/reg:64]` for the Uninstall keys (64-bit view
 //! and WOW6432Node) and their product subkeys, printed the way the flavour's reg.exe prints them:
 //! reg.exe 3.0 for IIFP's Windows Server 2003 (no `/reg:*` switches), a later reg.exe for FIM.
-//! TEST DOUBLE: the lab's "registry" is only the products in lab.json; any other key is absent.
+//! `reg query HKLM\SOFTWARE` lists SOFTWARE's subkeys, with `WOW6432Node` only on an x64 server:
+//! on x86 Windows that key and everything below it is absent (`layout::Arch`).
+//! TEST DOUBLE: the lab's "registry" is only the products in lab.json and SOFTWARE's usual
+//! subkeys; any other key is absent.
 
 use std::path::Path;
 
@@ -11,6 +14,10 @@ use crate::tools::ToolIo;
 
 const UNINSTALL: &str = r"SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall";
 const UNINSTALL_WOW: &str = r"SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall";
+const WOW6432NODE: &str = r"SOFTWARE\WOW6432Node";
+/// SOFTWARE's subkeys on a fresh Windows Server, in reg's (alphabetical) order; an x64 server's
+/// 64-bit view adds WOW6432Node after them.
+const SOFTWARE_SUBKEYS: [&str; 5] = ["Classes", "Clients", "Microsoft", "ODBC", "Policies"];
 const ABSENT: &str = "ERROR: The system was unable to find the specified registry key or value.";
 const INVALID: &str = "ERROR: Invalid syntax.";
 
@@ -58,7 +65,32 @@ pub fn run(lab: &Path, args: &[String], io: &mut ToolIo) -> i32 {
     let Some(key) = key else {
         return invalid(io, "REG QUERY");
     };
-    match query(&st.products, &key, recurse, view32, version) {
+    let below = below_hklm(&key).unwrap_or_default();
+    let arch = st.arch();
+    if below.eq_ignore_ascii_case("SOFTWARE") {
+        if recurse {
+            let _ = writeln!(
+                io.stderr,
+                r"ERROR: the lab's reg does not list HKLM\SOFTWARE with /s (only its subkeys)"
+            );
+            return 1;
+        }
+        let wow = arch.has_wow6432node() && !view32;
+        let _ = io.stdout.write_all(software(version, wow).as_bytes());
+        return 0;
+    }
+    let in_wow = below.len() >= WOW6432NODE.len()
+        && below[..WOW6432NODE.len()].eq_ignore_ascii_case(WOW6432NODE)
+        && below[WOW6432NODE.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| c == '\\');
+    let found = if in_wow && !arch.has_wow6432node() {
+        None
+    } else {
+        query(&st.products, &key, recurse, view32, version)
+    };
+    match found {
         Some(text) => {
             let _ = io.stdout.write_all(text.as_bytes());
             0
@@ -117,6 +149,30 @@ impl RegVersion {
     }
 }
 
+/// `reg query HKLM\SOFTWARE`: the key, then its subkeys, WOW6432Node among them when `wow`.
+fn software(version: RegVersion, wow: bool) -> String {
+    let root = r"HKEY_LOCAL_MACHINE\SOFTWARE";
+    let names = SOFTWARE_SUBKEYS
+        .iter()
+        .copied()
+        .chain(wow.then_some("WOW6432Node"));
+    version.print(&version.listing(root, names))
+}
+
+impl RegVersion {
+    /// A key listed without /s: reg.exe 3.0 shows the key itself first, then one line per
+    /// subkey, `KEY\NAME`.
+    fn listing<'a>(self, root: &str, names: impl Iterator<Item = &'a str>) -> Vec<String> {
+        let mut blocks = Vec::new();
+        if self == RegVersion::V3_0 {
+            blocks.push(self.key(root, &[]));
+        }
+        let eol = self.line_end();
+        blocks.push(names.map(|n| format!(r"{root}\{n}{eol}")).collect());
+        blocks
+    }
+}
+
 /// Splits `HKLM\...` / `HKEY_LOCAL_MACHINE\...` into the path below the hive.
 fn below_hklm(key: &str) -> Option<&str> {
     let (hive, rest) = key.trim_end_matches('\\').split_once('\\')?;
@@ -150,21 +206,15 @@ fn query(
     let entry = |p: &Product| version.key(&format!(r"{root}\{}", p.code), &values(p));
     let mut blocks = Vec::new();
     match base.strip_prefix('\\') {
-        None if base.is_empty() => {
+        None if base.is_empty() && recurse => {
             // reg.exe 3.0 shows the queried key itself first.
             if version == RegVersion::V3_0 {
                 blocks.push(version.key(&root, &[]));
             }
-            if recurse {
-                blocks.extend(in_view.map(entry));
-            } else {
-                let eol = version.line_end();
-                blocks.push(
-                    in_view
-                        .map(|p| format!(r"{root}\{}{eol}", p.code))
-                        .collect(),
-                );
-            }
+            blocks.extend(in_view.map(entry));
+        }
+        None if base.is_empty() => {
+            blocks = version.listing(&root, in_view.map(|p| p.code.as_str()));
         }
         Some(code) => blocks.push(entry(in_view.find(|p| p.code.eq_ignore_ascii_case(code))?)),
         None => return None,
