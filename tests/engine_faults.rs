@@ -376,5 +376,12 @@ fn a_product_a_cut_off_run_finished_installing_after_the_survey_is_not_installed
         "setup ran again: {}",
         rig.argv_log()
     );
+    // The step says what happened, and claims no exit code of an installer it did not run.
+    let said = terminal();
+    assert!(
+        said.contains("another installation finished it while this run waited")
+            && !said.contains("1618"),
+        "{said}"
+    );
     converges(&rig);
 }

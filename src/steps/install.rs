@@ -318,7 +318,9 @@ pub struct Setup {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Installed {
     product: Product,
-    exit_code: i32,
+    /// `None`: the product was found installed, with the server idle, when an attempt's turn
+    /// came (made meanwhile by another installation); this run did not finish an installer.
+    exit_code: Option<i32>,
     attempts: u32,
     log: PathBuf,
 }
@@ -476,28 +478,33 @@ impl Kind for InstallStep {
                             log_tail: installer::log_tail(cx, &self.log(cx), 20).await,
                         });
                     }
-                    (out.exit_code, attempts)
+                    (Some(out.exit_code), attempts)
                 }
-                // The product check below decides; the record keeps the last exit code, 1618.
-                installer::Ran::DoneMeanwhile { attempts } => {
-                    (exit_codes::ANOTHER_INSTALL, attempts)
-                }
+                // The product check below decides; no exit code of this run's is the outcome.
+                installer::Ran::DoneMeanwhile { attempts } => (None, attempts),
             };
         let product = match installer::find_product(cx, &self.spec.detect.product).await? {
             Found::One { product } if self.version_ok(&product) => product,
             _ => {
+                let ended = match exit_code {
+                    Some(code) => format!("the installer exited {code}"),
+                    None => "the product was found installed before the installer ran".into(),
+                };
                 return Err(StepError::Failed(format!(
-                    "the installer exited {} but the product is not detected afterwards; see {}",
-                    exit_code,
+                    "{ended} but the product is not detected afterwards; see {}",
                     self.log(cx).display()
-                )))
+                )));
             }
         };
-        let summary = format!(
-            "installed {product}: exit {} ({})",
-            exit_code,
-            exit_codes::meaning(exit_code)
-        );
+        let summary = match exit_code {
+            Some(code) => format!(
+                "installed {product}: exit {code} ({})",
+                exit_codes::meaning(code)
+            ),
+            None => format!(
+                "{product} is installed: another installation finished it while this run waited; the installer was not run again"
+            ),
+        };
         let record = Installed {
             product,
             exit_code,
@@ -505,8 +512,8 @@ impl Kind for InstallStep {
             log: self.log(cx),
         };
         Ok(Finished {
-            reboot_required: exit_codes::needs_reboot(exit_code),
-            restart_started: exit_code == exit_codes::REBOOT_INITIATED,
+            reboot_required: exit_code.is_some_and(exit_codes::needs_reboot),
+            restart_started: exit_code == Some(exit_codes::REBOOT_INITIATED),
             ..Finished::new(summary, record)
         })
     }
