@@ -239,6 +239,31 @@ fn a_connection_dropped_during_the_remote_apply_is_resumed_and_the_next_run_conv
     );
 }
 
+/// The key export's answer lost in transit: miiskmu's output decides nothing (success is its exit
+/// code and the key file), so the step goes on from its exit code, protects and fetches the key
+/// file, and the apply completes; miiskmu ran once. Before, the step failed and left the whole
+/// exported key set on the server under its partial name, with the folder's permissions.
+#[test]
+fn the_key_exports_answer_lost_in_transit_still_completes_the_export_once() {
+    let rig = Rig::iifp_remote(&["winrm-drop-of=miiskmu.exe", "winrm-drop-answered=1"]);
+    let out = apply(&rig);
+    let said = text(&out);
+    assert!(
+        said.contains("logging on again"),
+        "the fault missed miiskmu: {said}"
+    );
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert_eq!(rig.runs_of("miiskmu"), 1, "{}", rig.argv_log());
+    assert!(rig.admin_dir().join("miis-keys.bin").is_file());
+    assert!(
+        !rig.path(r"D:\Upgrade\.miis-keys.bin.upgrade-partial")
+            .exists(),
+        "the exported keys were left under their partial name"
+    );
+    rig.faults(&[]);
+    converges(&rig);
+}
+
 /// A Receive's answer lost in transit (the server took the output into it, the connection
 /// dropped before it arrived) at each Receive of `plan` in turn: whichever query it was (the
 /// Uninstall listing, a service, a file's stat or hash), the plan shows exactly what it shows

@@ -13,7 +13,7 @@ use crate::state::write_atomic;
 /// A fault spec that does not parse, or faults.json that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
-    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-execute=MS, hold-execute, hold-setup, slow-tools=MS, winrm-drop=N, winrm-drop-answered=N, winrm-slow=MS, kerberos-no-ap-rep, kerberos-bad-ap-rep, kerberos-plain-answer, kerberos-sign-only, kerberos-stale-key, kerberos-expired")]
+    #[error("unknown fault `{0}`; known: backup-3201=N, backup-drop=N, disk-cap=BYTES, slow-backup=MS, miiskmu-fail, msiexec-1618=K, msiexec-1603, msiexec-3010, slow-execute=MS, hold-execute, hold-setup, slow-tools=MS, winrm-drop=N, winrm-drop-answered=N, winrm-drop-of=PROGRAM, winrm-slow=MS, kerberos-no-ap-rep, kerberos-bad-ap-rep, kerberos-plain-answer, kerberos-sign-only, kerberos-stale-key, kerberos-expired")]
     Unknown(String),
     #[error("fault `{spec}`: {why}")]
     BadValue { spec: String, why: String },
@@ -60,6 +60,10 @@ pub struct Faults {
     /// and whatever output it held, is lost in transit.
     #[serde(default)]
     pub winrm_drop_answered_at: Option<u32>,
+    /// `winrm-drop-answered` counts only the Receives of commands whose program's file name is
+    /// this (e.g. `miiskmu.exe`).
+    #[serde(default)]
+    pub winrm_drop_of: Option<String>,
     /// The WinRM listener answers every shell operation MS milliseconds late.
     #[serde(default)]
     pub winrm_slow_ms: Option<u64>,
@@ -164,6 +168,15 @@ impl Faults {
             }
             "winrm-drop" => self.winrm_drop_at = Some(positive("N")?),
             "winrm-drop-answered" => self.winrm_drop_answered_at = Some(positive("N")?),
+            "winrm-drop-of" => match value.filter(|v| !v.is_empty()) {
+                Some(program) => self.winrm_drop_of = Some(program.to_string()),
+                None => {
+                    return Err(FaultError::BadValue {
+                        spec: spec.to_string(),
+                        why: "expected `winrm-drop-of=PROGRAM`".into(),
+                    })
+                }
+            },
             "winrm-slow" => self.winrm_slow_ms = Some(number("MS")?),
             "kerberos-no-ap-rep"
             | "kerberos-bad-ap-rep"
@@ -256,6 +269,7 @@ mod tests {
             "hold-setup",
             "winrm-drop=2",
             "winrm-drop-answered=3",
+            "winrm-drop-of=miiskmu.exe",
             "winrm-slow=30",
             "kerberos-sign-only",
         ])
@@ -276,9 +290,10 @@ mod tests {
         assert!(f.hold_execute && f.hold_setup);
         assert_eq!(f.winrm_drop_at, Some(2));
         assert_eq!(f.winrm_drop_answered_at, Some(3));
+        assert_eq!(f.winrm_drop_of.as_deref(), Some("miiskmu.exe"));
         assert_eq!(f.winrm_slow_ms, Some(30));
         assert_eq!(f.kerberos, Some(KerberosFault::SignOnly));
-        assert_eq!(f.specs.len(), 16);
+        assert_eq!(f.specs.len(), 17);
     }
 
     #[test]

@@ -436,8 +436,15 @@ impl ExportKeysStep {
                 tracing::warn!(step = %self.id, kept = %aside.display(), "a key file this plan did not export was moved aside");
             }
         }
-        let out = match cx.world.run(command).await {
-            Ok(out) => out,
+        // Success is the exit code and a key file, never an English message (a localised or quiet
+        // miiskmu prints another or none): a run whose output was partly lost with a dropped
+        // connection (over WinRM) still tells by its exit code, and is not run again.
+        let (exit_code, said) = match cx.world.run(command).await {
+            Ok(out) => (out.exit_code, format!("{}\n{}", out.stdout, out.stderr)),
+            Err(StepError::Process(ProcessError::OutputLost { exit_code, .. })) => (
+                exit_code,
+                "(its output was lost with a dropped connection)".to_string(),
+            ),
             Err(StepError::Process(e @ ProcessError::Timeout { .. })) => {
                 let _ = cx.world.host().remove_if_exists(&temp).await;
                 return Err(StepError::Failed(format!(
@@ -453,16 +460,19 @@ impl ExportKeysStep {
                     }
                 )));
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                // Whatever became of miiskmu, a key file it may have written is not left behind
+                // unprotected under the partial name.
+                let _ = cx.world.host().remove_if_exists(&temp).await;
+                return Err(e);
+            }
         };
-        // Success is the exit code and a key file, never an English message (a localised or quiet
-        // miiskmu prints another or none).
-        if out.exit_code != 0 {
+        if exit_code != 0 {
             let _ = cx.world.host().remove_if_exists(&temp).await;
-            let message = last_lines(&format!("{}\n{}", out.stdout, out.stderr), 5);
+            let message = last_lines(&said, 5);
             return Err(StepError::Tool {
                 tool: "miiskmu".into(),
-                exit_code: out.exit_code,
+                exit_code,
                 message,
                 log_tail: None,
             });

@@ -189,7 +189,8 @@ async fn command_check(
         return Ok(Vec::new());
     };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    // A check reads; it is run on every apply anyway.
+    // A check must only read (README, `commands[]`): over WinRM it is run again when a dropped
+    // connection cut its output.
     let spec = ProcessSpec::new(
         std::path::Path::new(program),
         &args,

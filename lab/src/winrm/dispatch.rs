@@ -90,7 +90,11 @@ impl Service {
             tokio::time::sleep(Duration::from_millis(ms)).await;
         }
         let answered = self.operate(&env).await;
-        if receive && count(&self.drop_answered_count, faults.winrm_drop_answered_at) {
+        let counted = faults
+            .winrm_drop_of
+            .as_deref()
+            .is_none_or(|program| self.receives_from(&env, program));
+        if receive && counted && count(&self.drop_answered_count, faults.winrm_drop_answered_at) {
             // The output this answer took from the command is gone with it: WinRM 2.0 keeps no
             // copy of an answer it has sent ([MS-WSMV] 3.1.4.1.39, Robust Connection Support,
             // is for clients that ask with wsmv:OperationID, and came later).
@@ -106,6 +110,28 @@ impl Service {
                 Outcome::Fault(fault.envelope(&message_id, &env.message_id, &self.machine))
             }
         }
+    }
+
+    /// Whether this Receive is from a command whose program's file name is `program` (the
+    /// `winrm-drop-of` fault).
+    fn receives_from(&self, env: &Envelope, program: &str) -> bool {
+        let shell = env.shell_id.clone().unwrap_or_default();
+        let command = env
+            .body
+            .as_ref()
+            .and_then(|b| b.child(NS_SHELL, "DesiredStream"))
+            .and_then(|d| d.attr("CommandId"))
+            .unwrap_or_default();
+        self.shells.line(&shell, command).is_some_and(|line| {
+            let first = match line.strip_prefix('"') {
+                Some(quoted) => quoted.split('"').next().unwrap_or_default(),
+                None => line.split(' ').next().unwrap_or_default(),
+            };
+            first
+                .rsplit(['\\', '/'])
+                .next()
+                .is_some_and(|name| name.eq_ignore_ascii_case(program))
+        })
     }
 
     async fn operate(&self, env: &Envelope) -> Result<(String, Option<Node>), Fault> {
@@ -205,7 +231,6 @@ impl Service {
     }
 }
 
-/// The command line WinRS runs: Command, then each Arguments, separated by spaces.
 /// Counts a Receive against a drop fault's `counter`; true when it is the one the fault's N
 /// (`at`) names. A new value of the fault starts the count again.
 fn count(counter: &Mutex<(Option<u32>, u32)>, at: Option<u32>) -> bool {
@@ -217,6 +242,7 @@ fn count(counter: &Mutex<(Option<u32>, u32)>, at: Option<u32>) -> bool {
     at == Some(count.1)
 }
 
+/// The command line WinRS runs: Command, then each Arguments, separated by spaces.
 fn command_line(body: &Element) -> Result<String, Fault> {
     if !body.is(NS_SHELL, "CommandLine") {
         return Err(invalid("Command needs an rsp:CommandLine body"));

@@ -77,6 +77,8 @@ pub struct Shells {
 
 /// One running (or ended) command.
 struct Command {
+    /// The command line WinRS was given.
+    line: String,
     stdin: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
     out: Mutex<Chunk>,
     notify: tokio::sync::Notify,
@@ -133,10 +135,16 @@ impl Shells {
     }
 
     /// Starts `line` in `shell`; returns the CommandId.
+    /// The command line of a started command (for the lab's faults), if it exists.
+    pub fn line(&self, shell: &str, command: &str) -> Option<String> {
+        self.get(shell, command).ok().map(|c| c.line.clone())
+    }
+
     pub fn command(&self, shell: &str, line: &str) -> Result<String, ShellError> {
         let id = new_id().map_err(|e| ShellError::NoId(e.to_string()))?;
         let (tx, rx) = mpsc::channel::<Vec<u8>>();
         let command = Arc::new(Command {
+            line: line.to_string(),
             stdin: Mutex::new(Some(tx)),
             out: Mutex::new(Chunk::default()),
             notify: tokio::sync::Notify::new(),

@@ -127,12 +127,14 @@ pub enum WinrmError {
     },
     /// The command ran to its end, but answers that may have held some of its output were lost
     /// with a dropped connection: what arrived is not all it printed.
-    #[error("`{program}` on {endpoint} ended with exit code {exit_code}, but the connection dropped while its output was being received and {lost_answers} answer(s) that may have held some of it were lost (the server does not send an answer twice): its output is incomplete and was not used")]
+    #[error("`{program}` on {endpoint} ended with exit code {exit_code}, but the connection dropped while its output was being received and {lost_answers} answer(s) that may have held some of it were lost (the server does not send an answer twice): its output is incomplete and was not used{}", refused.as_ref().map(|r| format!(" (what arrived, with the gap, was also refused here: {r})")).unwrap_or_default())]
     OutputLost {
         program: String,
         endpoint: String,
         exit_code: u32,
         lost_answers: u32,
+        /// Why the caller's writer refused the output, when it did: a gap is the likely cause.
+        refused: Option<String>,
     },
     #[error(transparent)]
     UnsafeArgument(#[from] UnsafeArgument),

@@ -323,18 +323,22 @@ impl Run<'_> {
             if let Some(code) = got.done {
                 tracing::debug!(command = %id, exit_code = code, "WinRM: command done");
                 self.delete(&shell).await;
+                // A loss comes first: a writer that refused what arrived around a gap (a
+                // decoder finding its lines out of step) is told so, and the caller may run the
+                // command again; a refusal with nothing lost is the writer's own error.
                 return Step::Finished(match pending.refused {
+                    refused if pending.lost_answers > 0 => Err(WinrmError::OutputLost {
+                        program: pending.program,
+                        endpoint: self.url.to_string(),
+                        exit_code: code,
+                        lost_answers: pending.lost_answers,
+                        refused: refused.map(|e| e.to_string()),
+                    }),
                     Some(source) => Err(WinrmError::StdoutRefused {
                         program: pending.program,
                         endpoint: self.url.to_string(),
                         exit_code: code,
                         source,
-                    }),
-                    None if pending.lost_answers > 0 => Err(WinrmError::OutputLost {
-                        program: pending.program,
-                        endpoint: self.url.to_string(),
-                        exit_code: code,
-                        lost_answers: pending.lost_answers,
                     }),
                     None => Ok(RemoteExit {
                         stderr: pending.stderr.into_bytes(),
