@@ -48,7 +48,7 @@ impl std::fmt::Display for Interruption {
 pub enum WinrmError {
     #[error("Basic authentication over plain HTTP is refused before connecting: it would send the password in clear, and Windows refuses it by default (service settings AllowUnencrypted=false, Basic=false). Use auth: ntlm (encrypted over HTTP), or https: true")]
     BasicOverHttp,
-    #[error("Kerberos is available in the Linux and FreeBSD builds of this WinRM client only (through MIT Kerberos' GSSAPI); use auth: ntlm (encrypted over HTTP, Windows' default listener), or basic with https: true")]
+    #[error("Kerberos is available in the Linux, FreeBSD and Windows builds of this WinRM client only (through MIT Kerberos' GSSAPI or Windows' SSPI); use auth: ntlm (encrypted over HTTP, Windows' default listener), or basic with https: true")]
     KerberosUnsupported,
     #[error("NTLM and Basic need the account's password; only Kerberos can do without one (it then uses the ticket cache)")]
     NoPassword,

@@ -7,6 +7,8 @@
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
 
+use super::kerberos::{Credentials, Mechanism};
+
 type Om = u32;
 type Handle = *mut c_void;
 
@@ -172,6 +174,11 @@ fn load() -> Result<Table, GssError> {
     })
 }
 
+/// The GSSAPI service name of a WinRM listener: `HTTP@host` (service principal `HTTP/host`).
+fn target(host: &str) -> String {
+    format!("HTTP@{host}")
+}
+
 fn oid(bytes: &'static [u8]) -> Oid {
     Oid {
         // Invariant: the OIDs above are ten bytes or fewer.
@@ -252,14 +259,6 @@ impl Drop for Name {
     }
 }
 
-/// Where the client's Kerberos credentials come from.
-pub enum Credentials<'a> {
-    /// A password for this principal: a fresh ticket from the KDC, kept in memory only.
-    Password(&'a str, &'a [u8]),
-    /// The ticket cache of the person running `upgrade` (after `kinit`), for this principal.
-    Cache(&'a str),
-}
-
 /// A Kerberos security context with one server, being set up or complete.
 pub struct Context {
     table: &'static Table,
@@ -296,17 +295,21 @@ impl Context {
             self.cred = std::ptr::null_mut();
         }
     }
+}
 
-    /// Credentials for `credentials` and a context for the service `service@host` (e.g.
-    /// `HTTP@miis01.corp.example.com`); nothing is sent yet.
-    pub fn new(credentials: Credentials<'_>, target: &str) -> Result<Context, GssError> {
+impl Mechanism for Context {
+    type Error = GssError;
+
+    /// Credentials for `credentials` and a context for the service `HTTP@host` (the host-based
+    /// service name of the principal `HTTP/host`); nothing is sent yet.
+    fn new(credentials: Credentials<'_>, host: &str) -> Result<Context, GssError> {
         let t = table()?;
-        let target = t.import(target, NT_HOSTBASED)?;
+        let target = t.import(&target(host), NT_HOSTBASED)?;
         let (mut minor, mut cred, null) = (0, std::ptr::null_mut(), std::ptr::null_mut());
         match credentials {
             Credentials::Password(user, password) => {
                 let name = t.import(user, NT_KRB5_PRINCIPAL)?;
-                let mut secret = zeroize::Zeroizing::new(password.to_vec());
+                let mut secret = zeroize::Zeroizing::new(password.as_bytes().to_vec());
                 // SAFETY: the password buffer lives for the call; the cred is ours to release.
                 let major = unsafe {
                     (t.acquire_with_password)(
@@ -360,7 +363,7 @@ impl Context {
 
     /// One step of the logon: the server's last token in (none at first), the next token out.
     /// `Ok((token, true))` once the context is complete (mutual authentication done).
-    pub fn step(&mut self, input: Option<&[u8]>) -> Result<(Vec<u8>, bool), GssError> {
+    fn step(&mut self, input: Option<&[u8]>) -> Result<(Vec<u8>, bool), GssError> {
         let t = self.table;
         let mut input = input.map(<[u8]>::to_vec);
         let mut input_buf = input.as_deref_mut().map(borrow);
@@ -407,7 +410,7 @@ impl Context {
 
     /// Encrypts `plain` for WinRM ([MS-WSMV] 2.2.9.1.2): gss_wrap_iov with [HEADER, DATA,
     /// PADDING]; returns (header, encrypted data followed by its padding).
-    pub fn wrap(&mut self, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), GssError> {
+    fn wrap(&mut self, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), GssError> {
         let t = self.table;
         let mut data = plain.to_vec();
         let mut iov = [
@@ -471,7 +474,7 @@ impl Context {
     /// Decrypts and checks the server's (header, data) with gss_unwrap_iov: [HEADER, DATA, DATA]
     /// with an empty last buffer, which is how MIT takes AES and RC4 alike (pyspnego's
     /// `unwrap_winrm`). A message that was not encrypted is refused.
-    pub fn unwrap(&mut self, header: &[u8], data: &[u8]) -> Result<Vec<u8>, GssError> {
+    fn unwrap(&mut self, header: &[u8], data: &[u8]) -> Result<Vec<u8>, GssError> {
         let t = self.table;
         let mut header = header.to_vec();
         let mut data = data.to_vec();
@@ -512,5 +515,18 @@ impl Context {
         let len = iov[1].buffer.length.min(data.len());
         data.truncate(len);
         Ok(data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_service_is_http_at_the_endpoints_host() {
+        assert_eq!(
+            target("miis01.corp.example.com"),
+            "HTTP@miis01.corp.example.com"
+        );
     }
 }

@@ -3,14 +3,14 @@
 //! in `Authorization: Kerberos` on an empty request, and the server's AP-REP from the 200 answer's
 //! `WWW-Authenticate` checked (mutual authentication: a server that cannot prove it holds the
 //! service key is refused). The context then encrypts every message over HTTP. No password,
-//! token or header reaches a log.
+//! token or header reaches a log. The security library is the platform's, behind `Mechanism`:
+//! GSSAPI on Unix (`gssapi`), SSPI on Windows (`sspi`); the framing is `encrypted`'s.
 
 use std::time::Duration;
 
 use base64::Engine;
 
 use super::error::WinrmError;
-use super::gssapi::{Context, Credentials, GssError};
 use super::http::Connection;
 use super::session::round_trip;
 use super::Endpoint;
@@ -18,14 +18,40 @@ use crate::adapters::secrets::SecretString;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-/// A connection's Kerberos security context, complete.
-pub struct Kerberos {
-    context: Context,
+/// The platform's security library.
+#[cfg(unix)]
+type Platform = super::gssapi::Context;
+#[cfg(windows)]
+type Platform = super::sspi::Context;
+
+/// Where the client's Kerberos credentials come from.
+pub enum Credentials<'a> {
+    /// A password for this principal: a fresh ticket from the KDC, kept in memory only.
+    Password(&'a str, &'a str),
+    /// The ticket cache (Unix, after `kinit`) or the logon (Windows) of the person running
+    /// `upgrade`, for this principal.
+    Cache(&'a str),
 }
 
-/// The GSSAPI service name of a WinRM listener: `HTTP@host` (service principal `HTTP/host`).
-fn target(endpoint: &Endpoint) -> String {
-    format!("HTTP@{}", endpoint.host.trim_matches(['[', ']']))
+/// What the Kerberos logon needs of a security library: one initiator context for the WinRM
+/// service of a host (mutual authentication, confidentiality and integrity required), its steps,
+/// and the encryption of [MS-WSMV] 2.2.9.1.2 (a header and the encrypted data).
+pub trait Mechanism: Sized + Send {
+    type Error: std::error::Error;
+    /// Credentials and a context for the service `HTTP/host`; nothing is sent yet.
+    fn new(credentials: Credentials<'_>, host: &str) -> Result<Self, Self::Error>;
+    /// One step of the logon: the server's last token in (none at first), the next token out.
+    /// `Ok((token, true))` once the context is complete (mutual authentication done).
+    fn step(&mut self, input: Option<&[u8]>) -> Result<(Vec<u8>, bool), Self::Error>;
+    /// Encrypts a message: (header, encrypted data followed by any padding).
+    fn wrap(&mut self, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), Self::Error>;
+    /// Decrypts and checks the server's (header, data); a message not encrypted is refused.
+    fn unwrap(&mut self, header: &[u8], data: &[u8]) -> Result<Vec<u8>, Self::Error>;
+}
+
+/// A connection's Kerberos security context, complete.
+pub struct Kerberos {
+    context: Platform,
 }
 
 /// Logs on over `conn` in one round trip.
@@ -41,13 +67,14 @@ pub async fn logon(
         user: user.to_string(),
         cause,
     };
-    let gss = |e: GssError| failed(e.to_string());
+    let library = |e: <Platform as Mechanism>::Error| failed(e.to_string());
     let credentials = match password {
-        Some(p) => Credentials::Password(user, p.expose().as_bytes()),
+        Some(p) => Credentials::Password(user, p.expose()),
         None => Credentials::Cache(user),
     };
-    let mut context = Context::new(credentials, &target(endpoint)).map_err(gss)?;
-    let (token, _) = context.step(None).map_err(gss)?;
+    let host = endpoint.host.trim_matches(['[', ']']);
+    let mut context = Platform::new(credentials, host).map_err(library)?;
+    let (token, _) = context.step(None).map_err(library)?;
     let header = format!("Kerberos {}", B64.encode(&token));
     let resp = round_trip(conn, &header, timeout)
         .await
@@ -84,7 +111,7 @@ pub async fn logon(
     let reply = B64
         .decode(reply)
         .map_err(|e| failed(format!("the server's reply is not base64: {e}")))?;
-    match context.step(Some(&reply)).map_err(gss)? {
+    match context.step(Some(&reply)).map_err(library)? {
         (_, true) => Ok(Kerberos { context }),
         (_, false) => Err(failed(
             "the server's reply did not complete the logon (mutual authentication)".into(),
@@ -103,23 +130,12 @@ fn server_token(resp: &super::http::Response) -> Option<String> {
 
 impl Kerberos {
     /// Encrypts a SOAP message: (wrap header, encrypted data).
-    pub fn seal(&mut self, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), GssError> {
-        self.context.wrap(plain)
+    pub fn seal(&mut self, plain: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String> {
+        self.context.wrap(plain).map_err(|e| e.to_string())
     }
 
     /// Decrypts the server's message.
-    pub fn unseal(&mut self, header: &[u8], data: &[u8]) -> Result<Vec<u8>, GssError> {
-        self.context.unwrap(header, data)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_service_is_http_at_the_endpoints_host() {
-        let e = Endpoint::parse("http://miis01.corp.example.com:5985/wsman", false).unwrap();
-        assert_eq!(target(&e), "HTTP@miis01.corp.example.com");
+    pub fn unseal(&mut self, header: &[u8], data: &[u8]) -> Result<Vec<u8>, String> {
+        self.context.unwrap(header, data).map_err(|e| e.to_string())
     }
 }

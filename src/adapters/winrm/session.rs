@@ -32,7 +32,6 @@ enum Logon {
     /// Basic over TLS: this Authorization header value on every request.
     Basic(SecretString),
     /// Kerberos over HTTP: every body encrypted with this context.
-    #[cfg(unix)]
     Kerberos(Box<super::kerberos::Kerberos>),
 }
 
@@ -78,7 +77,6 @@ impl Session {
                     B64.encode(pair.expose())
                 )))
             }
-            #[cfg(unix)]
             Auth::Kerberos => {
                 let password = options.password.as_ref();
                 let context =
@@ -90,9 +88,6 @@ impl Session {
                     Logon::Kerberos(Box::new(context))
                 }
             }
-            // Refused by `ConnectOptions::check` before anything is sent.
-            #[cfg(not(unix))]
-            Auth::Kerberos => return Err(WinrmError::KerberosUnsupported),
         };
         tracing::debug!(endpoint = %endpoint.url, user = %options.user, "WinRM: logged on");
         Ok(Session {
@@ -125,7 +120,6 @@ impl Session {
                     encrypted::frame(encrypted::PROTOCOL, soap.len(), &sig, &sealed),
                 )
             }
-            #[cfg(unix)]
             Logon::Kerberos(context) => {
                 let (header, sealed) = context
                     .seal(soap)
@@ -175,7 +169,6 @@ impl Session {
     ) -> Result<Vec<u8>, WinrmError> {
         if resp.status == 401 {
             return Err(match self.logon {
-                #[cfg(unix)]
                 Logon::Kerberos(_) => WinrmError::KerberosExpired {
                     endpoint: self.endpoint.clone(),
                     user: user.to_string(),
@@ -211,7 +204,6 @@ impl Session {
                 let plain = security.unseal(parts.signature, parts.sealed);
                 plain.map_err(|e| protocol(e.to_string()))
             }
-            #[cfg(unix)]
             Logon::Kerberos(context) => {
                 if !encrypted::is_encrypted(content_type, encrypted::KERBEROS_PROTOCOL) {
                     return Err(refused(endpoint, operation, resp.status, true));
@@ -248,7 +240,6 @@ impl Session {
 }
 
 /// A message that could not be encrypted, as a protocol error of `operation`.
-#[cfg(unix)]
 fn self_protocol(
     endpoint: &str,
     operation: &'static str,
