@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use futures_util::future::join_all;
-use sha2::{Digest, Sha256};
 
 use crate::adapters::secrets::{self, Redactor, SecretString};
 use crate::engine::connect;
@@ -273,8 +272,7 @@ impl Session {
             .iter()
             .map(|&i| {
                 let (diff, obs) = &survey[i];
-                let fingerprint =
-                    hex::encode(Sha256::digest(serde_json::to_vec(&obs).unwrap_or_default()));
+                let fingerprint = Observation::fingerprint_of(obs.as_ref());
                 PlannedStep::new(
                     self.world.plan.steps[i].id.as_str(),
                     &self.kinds[i],
