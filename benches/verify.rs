@@ -6,6 +6,8 @@
 //!   against the same search over the lab's default 1,800 objects.
 //!
 //! Run with `cargo bench --bench verify`; it prints figures and asserts nothing about speed.
+//! `BENCH_BEFORE=<binary>` (another `upgrade`, e.g. built from the commit before a change) runs the
+//! command-check figures of that binary too, in the same runs.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -36,12 +38,13 @@ const MEASURE_ENV: &str = "VERIFY_BENCH_MEASURE_TO";
 /// Runs `upgrade ARGS` and reads its peak RSS with wait4. Linux carries the parent's high-water
 /// mark into a child across fork/vfork and exec, and this process holds the lab's whole server;
 /// so a fresh, small copy of this executable (`measuring_parent`) starts and waits for the child.
-fn measure(rig: &Rig, args: &[&str]) -> Cost {
+fn measure(rig: &Rig, binary: Option<&str>, args: &[&str]) -> Cost {
     let log = rig.tmp.path().join("bench-output.txt");
     let figures = rig.tmp.path().join("bench-figures.txt");
     let upgrade = rig.command(args);
     let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.arg(upgrade.get_program()).args(upgrade.get_args());
+    cmd.arg(binary.map_or(upgrade.get_program(), std::ffi::OsStr::new))
+        .args(upgrade.get_args());
     for (k, v) in upgrade.get_envs() {
         match v {
             Some(v) => cmd.env(k, v),
@@ -96,9 +99,18 @@ fn measuring_parent(to: &std::ffi::OsStr) -> ! {
     std::process::exit(code)
 }
 
-fn apply(rig: &Rig, name: &str, steps: &str) -> Cost {
+/// `apply` of a plan of `steps`, by this build's `upgrade` or by `binary`.
+fn apply_by(rig: &Rig, binary: Option<&str>, name: &str, steps: &str) -> Cost {
     let plan = rig.plan_with_steps(name, steps);
-    measure(rig, &["apply", plan.to_str().unwrap(), "--auto-approve"])
+    measure(
+        rig,
+        binary,
+        &["apply", plan.to_str().unwrap(), "--auto-approve"],
+    )
+}
+
+fn apply(rig: &Rig, name: &str, steps: &str) -> Cost {
+    apply_by(rig, None, name, steps)
 }
 
 fn checks_step(n: usize) -> String {
@@ -111,24 +123,45 @@ fn checks_step(n: usize) -> String {
 
 fn concurrent_checks() {
     let rig = Rig::iifp(Driver::Tds, &[]);
-    let (mut one, mut wide) = (Vec::new(), Vec::new());
+    let before = std::env::var("BENCH_BEFORE").ok();
+    let builds: Vec<(&str, Option<&str>)> = match &before {
+        Some(b) => vec![("", None), ("before: ", Some(b.as_str()))],
+        None => vec![("", None)],
+    };
+    // For each build, the walls of one check and of CHECKS checks, the builds taking turns.
+    let mut walls = vec![(Vec::new(), Vec::new()); builds.len()];
     for run in 0..RUNS {
-        one.push(apply(&rig, &format!("one-{run}"), &checks_step(1)).wall);
-        wide.push(apply(&rig, &format!("wide-{run}"), &checks_step(CHECKS)).wall);
+        for (b, (label, binary)) in builds.iter().enumerate() {
+            let tag = if label.is_empty() { "now" } else { "before" };
+            let one = apply_by(&rig, *binary, &format!("one-{tag}-{run}"), &checks_step(1));
+            let wide = apply_by(
+                &rig,
+                *binary,
+                &format!("wide-{tag}-{run}"),
+                &checks_step(CHECKS),
+            );
+            walls[b].0.push(one.wall);
+            walls[b].1.push(wide.wall);
+        }
     }
-    let (one, wide) = (median(one), median(wide));
     println!("apply of one verify step, command checks of `sleep 0.05` (median of {RUNS})");
-    println!(
-        "  {:<44} {:>9.1} ms  1.00x (baseline)",
-        "1 check",
-        one.as_secs_f64() * 1e3
-    );
-    println!(
-        "  {:<44} {:>9.1} ms  {:>5.2}x",
-        format!("{CHECKS} checks"),
-        wide.as_secs_f64() * 1e3,
-        wide.as_secs_f64() / one.as_secs_f64()
-    );
+    if let Some(b) = &before {
+        println!("  BENCH_BEFORE = {b}");
+    }
+    for ((label, _), (one, wide)) in builds.iter().zip(walls) {
+        let (one, wide) = (median(one), median(wide));
+        println!(
+            "  {:<44} {:>9.1} ms  1.00x (baseline)",
+            format!("{label}1 check"),
+            one.as_secs_f64() * 1e3
+        );
+        println!(
+            "  {:<44} {:>9.1} ms  {:>5.2}x",
+            format!("{label}{CHECKS} checks"),
+            wide.as_secs_f64() * 1e3,
+            wide.as_secs_f64() / one.as_secs_f64()
+        );
+    }
 }
 
 fn search_step(by: &str) -> String {

@@ -489,3 +489,55 @@ fn folders_made_for_a_copy_are_on_disk_before_its_manifest_up_to_the_folder_that
         );
     }
 }
+
+/// How many times a run traced by `traced_calls` put the journal at `journal` in place (each save
+/// writes a temporary file and renames it over the journal).
+fn journal_writes(calls: &[String], journal: &std::path::Path) -> usize {
+    let target = format!("\"{}\"", journal.display());
+    calls
+        .iter()
+        .filter(|c| c.starts_with("rename") && c.contains(&target))
+        .count()
+}
+
+fn journal_of(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_first_run_writes_its_journal_before_it_changes_anything_and_once_more_with_its_end() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let (plan, _, _) = extensions_only(&rig);
+    let plan = plan.to_str().unwrap();
+    let journal = rig.state_dir().join("extensions-only.journal.json");
+    let (out, calls) = traced_calls(&rig, &["apply", plan, "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // The run on record before the copy, then the copy's record with the run's end in one write.
+    assert_eq!(journal_writes(&calls, &journal), 2, "{calls:#?}");
+    let j = journal_of(&journal);
+    assert_eq!(j["steps"]["extensions"]["status"], "done", "{j:#}");
+    assert_eq!(j["runs"][0]["outcome"], "ok", "{j:#}");
+    assert!(j["runs"][0]["finished"].is_string(), "{j:#}");
+    // A converged run writes it once, at its end.
+    let (out, calls) = traced_calls(&rig, &["apply", plan, "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(journal_writes(&calls, &journal), 1, "{calls:#?}");
+    assert_eq!(journal_of(&journal)["runs"][1]["outcome"], "ok");
+}
+
+#[test]
+fn a_run_whose_last_step_fails_records_the_failure_and_its_end_together() {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    let plan = rig.plan_with_steps(
+        "fails-last",
+        "  - id: checks\n    verify:\n      commands:\n        - { run: [sh, -c, \"exit 3\"] }\n",
+    );
+    let journal = rig.state_dir().join("fails-last.journal.json");
+    let (out, calls) = traced_calls(&rig, &["apply", plan.to_str().unwrap(), "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(journal_writes(&calls, &journal), 2, "{calls:#?}");
+    let j = journal_of(&journal);
+    assert_eq!(j["steps"]["checks"]["status"], "failed", "{j:#}");
+    assert_eq!(j["runs"][0]["outcome"], "failed", "{j:#}");
+    assert!(j["runs"][0]["finished"].is_string(), "{j:#}");
+}

@@ -427,3 +427,35 @@ fn an_uninstall_recorded_done_is_not_run_again_on_old_backups_when_nothing_after
     assert!(stdout(&plan).contains("! remove-iifp"), "{}", text(&plan));
     assert!(stdout(&plan).contains("shows it undone"), "{}", text(&plan));
 }
+
+#[test]
+fn when_the_uninstall_starts_the_journal_on_disk_records_every_prerequisite_done_and_the_uninstall_begun(
+) {
+    let rig = Rig::iifp(Driver::Tds, &[]);
+    // msiexec, the first time it runs (the uninstall), keeps the journal as it is on disk then: what
+    // a run killed at that moment would leave.
+    let journal = rig.state_dir().join("lab-iifp-to-miis2003.journal.json");
+    let seen = rig.tmp.path().join("journal-at-msiexec.json");
+    let msiexec = rig.lab.lab().tools().unwrap().msiexec;
+    wrap_tool(
+        &rig,
+        &msiexec,
+        "msiexec",
+        &format!(
+            "[ -e '{seen}' ] || cp '{journal}' '{seen}'",
+            seen = seen.display(),
+            journal = journal.display()
+        ),
+    );
+    let out = apply(&rig);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&seen).unwrap()).unwrap();
+    for done in ["database", "keys", "extensions", "stop-sync", "before"] {
+        assert_eq!(j["steps"][done]["status"], "done", "{done}: {j:#}");
+    }
+    assert_eq!(j["steps"]["remove-iifp"]["status"], "started", "{j:#}");
+    assert_eq!(j["steps"]["remove-iifp"]["began"], true, "{j:#}");
+    assert!(j["steps"]["install-miis"].is_null(), "{j:#}");
+    converged(&rig);
+}

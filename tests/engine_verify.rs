@@ -1,4 +1,4 @@
-//! A verify step's checks: they run at the same time, at most eight at once, and report in the
+//! A verify step's checks: they run at the same time, at most thirty-two at once, and report in the
 //! order the plan lists them; connector-space searches count the objects of a whole agent through
 //! both SQL clients while holding only its containers.
 
@@ -26,26 +26,27 @@ fn stamps(dir: &Path, kind: &str) -> Vec<(String, u128)> {
 }
 
 #[test]
-fn thirty_two_checks_run_eight_at_a_time_never_more() {
+fn sixty_four_checks_run_thirty_two_at_a_time_never_more() {
     let rig = Rig::iifp(Driver::Tds, &[]);
     let dir = rig.tmp.path().join("stamps");
     std::fs::create_dir(&dir).unwrap();
     let d = dir.display();
-    // Each check stamps its start, waits until eight checks have started (so fewer than eight at
-    // once never passes: the first would wait in vain and fail), then stamps its end.
+    // Each check stamps its start, waits until thirty-two checks have started (so fewer than thirty-two
+    // at once never passes: the first would wait in vain and fail), then stamps its end.
+    const AT_ONCE: usize = 32;
     let mut steps = String::from("  - id: checks\n    verify:\n      commands:\n");
-    for i in 0..32 {
+    for i in 0..2 * AT_ONCE {
         steps.push_str(&format!(
-            "        - {{ run: [sh, -c, \"date +%s%N > {d}/start.{i}; n=0; until [ $(ls {d} | grep -c start) -ge 8 ]; do n=$((n+1)); [ $n -gt 300 ] && exit 1; sleep 0.1; done; date +%s%N > {d}/end.{i}\"] }}\n"
+            "        - {{ run: [sh, -c, \"date +%s%N > {d}/start.{i}; n=0; until [ $(ls {d} | grep -c start) -ge {AT_ONCE} ]; do n=$((n+1)); [ $n -gt 300 ] && exit 1; sleep 0.1; done; date +%s%N > {d}/end.{i}\"] }}\n"
         ));
     }
     let plan = rig.plan_with_steps("wide", &steps);
     let out = rig.upgrade(&["apply", plan.to_str().unwrap(), "--auto-approve"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let (starts, ends) = (stamps(&dir, "start"), stamps(&dir, "end"));
-    assert_eq!((starts.len(), ends.len()), (32, 32));
+    assert_eq!((starts.len(), ends.len()), (2 * AT_ONCE, 2 * AT_ONCE));
     // A check's process starts only after another's has ended, so at any check's start at most
-    // eight (itself included) have started and not yet ended.
+    // thirty-two (itself included) have started and not yet ended.
     let most = starts
         .iter()
         .map(|(_, s)| {
@@ -57,7 +58,7 @@ fn thirty_two_checks_run_eight_at_a_time_never_more() {
         })
         .max()
         .unwrap();
-    assert!(most <= 8, "{most} checks ran at once");
+    assert!(most <= AT_ONCE, "{most} checks ran at once");
 }
 
 #[test]
@@ -147,25 +148,51 @@ fn searches_count_every_object_of_the_agent_through_odbc() {
     searches_count_every_object_of_the_agent(Driver::Odbc);
 }
 
-#[test]
-fn a_verify_of_many_sql_checks_asks_the_servers_version_once() {
-    let rig = Rig::iifp_on(Driver::Auto, TdsVersion::V74, &[]);
+/// Applies one verify step of `n` SQL checks that each pass, and gives the lab's log of the
+/// handshakes it saw (one `prelogin` / `login7` line each).
+fn apply_sql_checks(rig: &Rig, name: &str, n: usize) -> String {
     let count = rig.lab.lab().status().unwrap().databases.len();
     let mut steps = String::from("  - id: checks\n    verify:\n      sql:\n");
-    for _ in 0..6 {
+    for _ in 0..n {
         steps.push_str(&format!(
             "        - {{ database: MicrosoftIdentityIntegrationServer, query: \"SELECT COUNT(*) FROM master.dbo.sysdatabases\", expect: \"{count}\" }}\n"
         ));
     }
-    let plan = rig.plan_with_steps("many-sql", &steps);
+    let plan = rig.plan_with_steps(name, &steps);
     let log_path = rig.lab.dir().join("sql/connections.log");
     let _ = std::fs::remove_file(&log_path);
     let out = rig.upgrade(&["apply", plan.to_str().unwrap(), "--auto-approve"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    std::fs::read_to_string(&log_path).unwrap()
+}
+
+#[test]
+fn a_verify_of_many_sql_checks_asks_the_servers_version_once() {
+    let rig = Rig::iifp_on(Driver::Auto, TdsVersion::V74, &[]);
+    let log = apply_sql_checks(&rig, "many-sql", 6);
     // Each check logs in on a connection of its own; with `driver: auto` one connection before
     // them only asked the server's version (PRELOGIN, no login): once for the whole run.
-    let log = std::fs::read_to_string(&log_path).unwrap();
     let n = |what: &str| log.lines().filter(|l| *l == what).count();
     assert!(n("login7") >= 6, "{log}");
     assert_eq!(n("prelogin") - n("login7"), 1, "{log}");
+}
+
+/// A verify step of as many SQL checks as run at once: each logs in on a connection of its own,
+/// and the lab's server and both clients (tiberius; unixODBC + FreeTDS for SQL Server 2000) take
+/// them side by side.
+fn thirty_two_sql_checks_each_log_in_and_all_answer(driver: Driver) {
+    let rig = Rig::iifp(driver, &[]);
+    let log = apply_sql_checks(&rig, "wide-sql", 32);
+    let logins = log.lines().filter(|l| *l == "login7").count();
+    assert!(logins >= 32, "{log}");
+}
+
+#[test]
+fn thirty_two_sql_checks_each_log_in_and_all_answer_through_tiberius() {
+    thirty_two_sql_checks_each_log_in_and_all_answer(Driver::Tds);
+}
+
+#[test]
+fn thirty_two_sql_checks_each_log_in_and_all_answer_through_odbc() {
+    thirty_two_sql_checks_each_log_in_and_all_answer(Driver::Odbc);
 }

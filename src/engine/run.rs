@@ -8,9 +8,8 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
-use sha2::{Digest, Sha256};
 
 use crate::adapters::secrets::{self, Redactor, SecretString};
 use crate::engine::connect;
@@ -273,8 +272,7 @@ impl Session {
             .iter()
             .map(|&i| {
                 let (diff, obs) = &survey[i];
-                let fingerprint =
-                    hex::encode(Sha256::digest(serde_json::to_vec(&obs).unwrap_or_default()));
+                let fingerprint = Observation::fingerprint_of(obs.as_ref());
                 PlannedStep::new(
                     self.world.plan.steps[i].id.as_str(),
                     &self.kinds[i],
@@ -457,25 +455,19 @@ pub async fn apply(opts: ApplyOptions) -> Result<u8, EngineError> {
         session.journal.save(&session.journal_path)?;
         out("\nApplying:\n");
     }
-    let result = execute(&mut session, &survey, &out).await;
-    if let Some(run) = session
-        .journal
-        .runs
-        .iter_mut()
-        .rev()
-        .find(|r| r.pid == pid && r.started == started)
-    {
-        run.finished = Some(Utc::now());
-        run.outcome = Some(if result.ok {
-            "ok".into()
-        } else {
-            "failed".into()
-        });
-    }
-    // The run's end is recorded after every step's own record; when it cannot be written, what
-    // the run did is still reported (each step was journaled, or said it was not).
+    let (result, end_recorded) = execute(&mut session, &survey, &out, (pid, started)).await;
+    // The run's end is recorded after every step's own record (with the last step's, when that
+    // step was carried out: one write, not two); when it cannot be written, what the run did is
+    // still reported (each step was journaled, or said it was not).
     let mut result = result;
-    if let Err(e) = session.journal.save(&session.journal_path) {
+    let ended = match end_recorded {
+        true => Ok(()),
+        false => {
+            end_run(&mut session.journal, (pid, started), result.ok);
+            session.journal.save(&session.journal_path)
+        }
+    };
+    if let Err(e) = ended {
         let e = format!(
             "the end of this run could not be recorded: {e} (every step's result above was \
              recorded, or says it was not)"
@@ -538,6 +530,10 @@ struct Run<'o, F: Fn(&str)> {
     redactor: Redactor,
     display: render::Display,
     reporter: Arc<Reporter>,
+    /// This run in the journal: its pid and start.
+    this_run: RunId,
+    /// The journal on disk records this run's end (written with the last step's record).
+    end_recorded: bool,
 }
 
 /// How a step's turn ended.
@@ -551,7 +547,7 @@ enum Turn {
 }
 
 impl<'o, F: Fn(&str)> Run<'o, F> {
-    fn new(session: &Session, out: &'o F) -> Self {
+    fn new(session: &Session, out: &'o F, this_run: RunId) -> Self {
         let steps = session.steps.len();
         Run {
             redactor: session.world.redactor.clone(),
@@ -563,6 +559,8 @@ impl<'o, F: Fn(&str)> Run<'o, F> {
             applied: vec![false; steps],
             out,
             reporter: session.reporter.clone(),
+            this_run,
+            end_recorded: false,
         }
     }
 
@@ -608,13 +606,32 @@ fn applied_step(
     }
 }
 
-/// Runs the pending steps in order; stops at the first failure.
+/// A run in the journal: the pid of its `upgrade` and when it started.
+type RunId = (u32, DateTime<Utc>);
+
+/// Marks run `(pid, started)` of the journal ended now, `ok` or failed.
+fn end_run(journal: &mut Journal, (pid, started): RunId, ok: bool) {
+    if let Some(run) = journal
+        .runs
+        .iter_mut()
+        .rev()
+        .find(|r| r.pid == pid && r.started == started)
+    {
+        run.finished = Some(Utc::now());
+        run.outcome = Some(if ok { "ok".into() } else { "failed".into() });
+    }
+}
+
+/// Runs the pending steps in order; stops at the first failure. Also says whether the journal on
+/// disk already records this run's end (`this_run`: its pid and start), written with the last
+/// step's record.
 async fn execute(
     session: &mut Session,
     survey: &[(Diff, Option<Observation>)],
     out: &impl Fn(&str),
-) -> ApplyDocument {
-    let mut run = Run::new(session, out);
+    this_run: RunId,
+) -> (ApplyDocument, bool) {
+    let mut run = Run::new(session, out, this_run);
     let order = session.order.clone();
     for (pos, &i) in order.iter().enumerate() {
         if run.restart_started {
@@ -628,7 +645,8 @@ async fn execute(
             run.report(skipped);
             continue;
         }
-        match turn(session, survey, &mut run, i).await {
+        let last = pos + 1 == order.len();
+        match turn(session, survey, &mut run, i, last).await {
             Turn::Next => run.finished[i] = true,
             Turn::Halt(e) => {
                 run.error = Some(e);
@@ -645,16 +663,19 @@ async fn execute(
             }
         }
     }
-    run.document(session)
+    let end_recorded = run.end_recorded;
+    (run.document(session), end_recorded)
 }
 
 /// One step's turn: check its prerequisites, look at it again if this run changed them, then
-/// record what is already done, refuse what cannot converge, or carry it out.
+/// record what is already done, refuse what cannot converge, or carry it out. The record of the
+/// `last` step carried out also holds the run's end.
 async fn turn<F: Fn(&str)>(
     session: &mut Session,
     survey: &[(Diff, Option<Observation>)],
     run: &mut Run<'_, F>,
     i: usize,
+    last: bool,
 ) -> Turn {
     let id = session.world.plan.steps[i].id.to_string();
     // Never run a step whose prerequisite is not done in this run or recorded.
@@ -695,7 +716,13 @@ async fn turn<F: Fn(&str)>(
             // What the server said while the step ran, success or not.
             let detail = run.reporter.take_detail();
             record(session, i, res.as_ref().map_err(|e| e.as_str()));
+            // The run ends with this step, as it went: ok, or failed with it. A save that fails
+            // leaves the end to the run's own last write.
+            if last {
+                end_run(&mut session.journal, run.this_run, res.is_ok());
+            }
             let saved = session.journal.save(&session.journal_path);
+            run.end_recorded = last && saved.is_ok();
             match (res, saved) {
                 (Ok(ev), Ok(())) => {
                     run.applied[i] = true;

@@ -8,8 +8,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::render::PlannedStep;
 
-/// The marker that tells a saved plan from a plan file.
-pub const FORMAT: &str = "upgrade-saved-plan/1";
+/// The marker that tells a saved plan from a plan file. Format 2: a step's fingerprint is the
+/// sha256 of its observation written as JSON with the fields in the order the step declares them
+/// (format 1 hashed them sorted by name, and held the whole observation as a JSON tree to do so).
+pub const FORMAT: &str = "upgrade-saved-plan/2";
+
+/// What every format's marker starts with.
+const FORMAT_FAMILY: &str = "upgrade-saved-plan/";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SavedError {
@@ -19,6 +24,8 @@ pub enum SavedError {
     OtherJournal { saved: String, given: String },
     #[error("cannot write the saved plan {path}: {message}")]
     Write { path: String, message: String },
+    #[error("the saved plan {path} is of format `{format}`, which this upgrade does not apply (it writes `{FORMAT}`: its fingerprints of the server differ); run `upgrade plan --out` again")]
+    OtherFormat { path: String, format: String },
 }
 
 /// One step as it was planned.
@@ -85,8 +92,15 @@ impl SavedPlan {
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
             return Ok(None);
         };
-        if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
-            return Ok(None);
+        match value.get("format").and_then(|f| f.as_str()) {
+            Some(FORMAT) => {}
+            Some(other) if other.starts_with(FORMAT_FAMILY) => {
+                return Err(SavedError::OtherFormat {
+                    path: path.display().to_string(),
+                    format: other.to_string(),
+                })
+            }
+            _ => return Ok(None),
         }
         serde_json::from_value(value)
             .map(Some)
@@ -120,4 +134,26 @@ impl SavedPlan {
 /// `path` made absolute against the current folder (without resolving links).
 pub fn absolute(path: &Path) -> std::path::PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_saved_in_another_format_is_refused_with_what_to_do_not_read_as_a_plan_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("saved.json");
+        std::fs::write(
+            &path,
+            r#"{"format":"upgrade-saved-plan/1","plan_file":"/p.yaml","journal":"/j.json","plan_sha256":"00","plan_source":"","steps":[]}"#,
+        )
+        .unwrap();
+        let err = SavedPlan::read_if_saved(&path).unwrap_err().to_string();
+        assert!(err.contains("`upgrade-saved-plan/1`"), "{err}");
+        assert!(err.contains("run `upgrade plan --out` again"), "{err}");
+        // A plan file (YAML, or JSON of something else) is still not a saved plan.
+        std::fs::write(&path, "version: 1\n").unwrap();
+        assert!(SavedPlan::read_if_saved(&path).unwrap().is_none());
+    }
 }

@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 pub use kind::{Change, Finished, Kind, Planned};
 
@@ -30,47 +31,62 @@ use crate::plan::{StepKind, StepSpec};
 
 pub use context::{StepContext, World};
 
-/// What a step found on the server: as data (shown with `--json`, fingerprinted in saved plans),
-/// and typed for the step that made it.
+/// What a step found on the server: typed for the step that made it, and the sha256 of it written
+/// as JSON (saved plans compare it). The JSON itself is never held: it streams into the hash, so a
+/// folder of 50,000 files is not kept twice (issue 11).
 #[derive(Clone)]
 pub struct Observation {
-    data: serde_json::Value,
     typed: Option<Arc<dyn Any + Send + Sync>>,
+    fingerprint: [u8; 32],
 }
 
 impl Observation {
-    /// A step's typed observation, and its data. An observation that cannot be written as data
-    /// (a path that is not UTF-8) is an error: saved plans fingerprint the data.
+    /// A step's typed observation, fingerprinted. An observation that cannot be written as JSON
+    /// (a path that is not UTF-8) is an error: saved plans fingerprint it.
     pub fn typed<T: Serialize + Send + Sync + 'static>(typed: T) -> Result<Self, StepError> {
-        let data = serde_json::to_value(&typed).map_err(|e| {
-            StepError::Internal(format!("what was observed cannot be written down: {e}"))
-        })?;
         Ok(Observation {
-            data,
+            fingerprint: fingerprint(&typed)?,
             typed: Some(Arc::new(typed)),
         })
     }
 
     /// What the engine itself observed of a step (a sealed step's recheck): data only.
     pub fn data(data: serde_json::Value) -> Self {
-        Observation { data, typed: None }
+        Observation {
+            // A JSON value always writes as JSON.
+            fingerprint: fingerprint(&data).unwrap_or_default(),
+            typed: None,
+        }
     }
 
     /// The typed observation, when it is of type `T`.
     pub fn get<T: 'static>(&self) -> Option<&T> {
         self.typed.as_ref().and_then(|t| t.downcast_ref::<T>())
     }
+
+    /// The sha256 (hex) of what was observed, written as compact JSON; of `null` for `None`
+    /// (a step that could not be observed).
+    pub fn fingerprint_of(observation: Option<&Observation>) -> String {
+        match observation {
+            Some(o) => hex::encode(o.fingerprint),
+            None => hex::encode(Sha256::digest(b"null")),
+        }
+    }
+}
+
+/// The sha256 of `value` written as compact JSON (`serde_json::to_vec`'s bytes), fed to the hash
+/// piece by piece as serde_json writes them.
+fn fingerprint<T: Serialize>(value: &T) -> Result<[u8; 32], StepError> {
+    let mut hash = Sha256::new();
+    serde_json::to_writer(&mut hash, value).map_err(|e| {
+        StepError::Internal(format!("what was observed cannot be written down: {e}"))
+    })?;
+    Ok(hash.finalize().into())
 }
 
 impl fmt::Debug for Observation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Observation({})", self.data)
-    }
-}
-
-impl Serialize for Observation {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.data.serialize(s)
+        write!(f, "Observation(sha256 {})", hex::encode(self.fingerprint))
     }
 }
 
@@ -258,3 +274,57 @@ macro_rules! define_build {
 }
 
 crate::plan::step_kinds!(define_build);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Seen {
+        present: bool,
+        files: std::collections::BTreeMap<String, u64>,
+    }
+
+    fn seen(files: &[(&str, u64)]) -> Seen {
+        Seen {
+            present: true,
+            files: files.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+    }
+
+    #[test]
+    fn an_observation_is_fingerprinted_as_its_json_without_keeping_the_json() {
+        let found = seen(&[("b.dll", 2), ("a.dll", 1)]);
+        let json = serde_json::to_vec(&found).unwrap();
+        assert_eq!(json, br#"{"present":true,"files":{"a.dll":1,"b.dll":2}}"#);
+        let obs = Observation::typed(found).unwrap();
+        assert_eq!(
+            Observation::fingerprint_of(Some(&obs)),
+            hex::encode(Sha256::digest(&json))
+        );
+        // The step still gets its own type back.
+        assert_eq!(obs.get::<Seen>().map(|s| s.files.len()), Some(2));
+        // Any change of what was seen changes the fingerprint; nothing seen is `null`'s.
+        let other = Observation::typed(seen(&[("b.dll", 2), ("a.dll", 3)])).unwrap();
+        assert_ne!(
+            Observation::fingerprint_of(Some(&other)),
+            Observation::fingerprint_of(Some(&obs))
+        );
+        assert_eq!(
+            Observation::fingerprint_of(None),
+            hex::encode(Sha256::digest(b"null"))
+        );
+    }
+
+    #[test]
+    fn an_observation_that_cannot_be_written_as_json_is_an_error() {
+        let mut by_path = std::collections::BTreeMap::new();
+        by_path.insert(vec![1u8], 1u64); // a map key JSON cannot write
+        let err = Observation::typed(by_path).err().map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("cannot be written down")),
+            "{err:?}"
+        );
+    }
+}
